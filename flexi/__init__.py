@@ -1,0 +1,3 @@
+"""Flexi: open LLM infrastructure for universities and schools."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,142 @@
+"""All configuration in one place.
+
+Precedence (highest first): CLI flags (passed as overrides), environment
+variables `FLEXI_*`, the TOML file (`FLEXI_CONFIG`, else `$FLEXI_HOME/config.toml`),
+defaults. Defaults work on a laptop: loopback only, no auth, default model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from flexi.durations import parse_duration
+
+DEFAULT_PORT = 11434
+
+
+def _total_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("FLEXI_HOME") or Path.home() / ".flexi")
+
+
+def config_file_path() -> Path:
+    explicit = os.environ.get("FLEXI_CONFIG")
+    return Path(explicit) if explicit else _default_home() / "config.toml"
+
+
+class Settings(BaseSettings):
+    """Flexi server settings. Every field can be set as FLEXI_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEXI_", extra="ignore")
+
+    host: str = Field(f"127.0.0.1:{DEFAULT_PORT}", description="Address to listen on, host:port (Ollama's port by default).")
+    home: Path = Field(default_factory=_default_home, description="Model store and state directory.")
+    default_model: str = Field("smollm2:135m", description="Model used when a client names none (CLI `run` default).")
+    keep_alive: str = Field("5m", description="How long an idle model stays loaded (Go duration, 0 = unload at once, -1 = forever).")
+    max_loaded_models: int = Field(3, ge=1, description="Most models loaded at once; the idlest is evicted beyond this.")
+    max_memory: int = Field(
+        default_factory=lambda: int(_total_memory_bytes() * 0.75),
+        ge=0,
+        description="Memory budget in bytes for all loaded runners; idle runners are evicted to stay within it.",
+    )
+    context_length: int = Field(4096, ge=256, description="Default context window per sequence (num_ctx), clamped to the model's.")
+    num_parallel: int = Field(4, ge=1, le=64, description="Parallel sequences (slots) per loaded model.")
+    num_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1, description="CPU threads per runner.")
+    origins: list[str] = Field(default_factory=list, description="Extra allowed CORS origins (comma separated in the env).")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Extra allowed Host header names when bound to loopback.")
+    max_request_bytes: int = Field(32 * 1024**2, ge=1024, description="Largest JSON request body; bigger gives 413. Blob uploads are exempt.")
+    max_predict: int = Field(32768, ge=1, description="Upper bound on tokens generated per request (num_predict/max_tokens are clamped).")
+    runner_start_timeout: float = Field(120.0, gt=0, description="Seconds a runner may take to load its model.")
+    hf_endpoint: str = Field("https://huggingface.co", description="Hugging Face base URL for `pull hf.co/...`.")
+    log_level: str = Field("info")
+
+    @field_validator("origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _check_keep_alive(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file_path())
+        return (init_settings, env_settings, toml)
+
+    # --- derived values -------------------------------------------------
+    @property
+    def bind_host(self) -> str:
+        return split_host(self.host)[0]
+
+    @property
+    def bind_port(self) -> int:
+        return split_host(self.host)[1]
+
+    @property
+    def keep_alive_seconds(self) -> float:
+        value = parse_duration(self.keep_alive)
+        assert value is not None
+        return value
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.bind_host in {"127.0.0.1", "localhost", "::1"}
+
+
+def split_host(value: str) -> tuple[str, int]:
+    """Parse FLEXI_HOST like OLLAMA_HOST: "host", "host:port", ":port", "http://host:port"."""
+    text = value.strip()
+    for scheme in ("http://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme):]
+    text = text.rstrip("/")
+    if text.startswith("["):  # [::1]:port
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+        return host, int(port) if port else DEFAULT_PORT
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
+    return text or "127.0.0.1", DEFAULT_PORT
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; keyword overrides (CLI flags) win over env and file."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)

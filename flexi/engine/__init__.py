@@ -1,0 +1,1 @@
+"""Inference engine: internal request types, runner processes and their clients."""

@@ -1,0 +1,282 @@
+"""Continuous batching over llama.cpp: every decode step advances all active sequences.
+
+Runs on one dedicated thread (llama.cpp contexts are not thread-safe). Commands
+arrive through a thread-safe inbox; events leave through `emit`, called once per
+step with all events of that step so the I/O side wakes up once, not per token.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import llama_cpp as ll
+
+from flexi.engine.runner.embedder import Embedder
+from flexi.engine.runner.model import LoadedModel
+from flexi.engine.runner.planner import SeqDemand, plan
+from flexi.engine.runner.sampling import GrammarError, build_chain
+from flexi.engine.runner.sequence import Sequence, Slot
+from flexi.engine.runner.stops import StopMatcher
+
+log = logging.getLogger("flexi.runner")
+
+Event = tuple[int, dict[str, Any]]
+Emit = Callable[[list[Event]], None]
+
+
+@dataclass
+class EngineConfig:
+    n_ctx_seq: int
+    n_parallel: int
+    n_threads: int
+    n_batch: int = 512
+    prefill_chunk: int = 256
+
+
+class RequestError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BatchEngine:
+    def __init__(self, model: LoadedModel, config: EngineConfig, emit: Emit) -> None:
+        self.model = model
+        self.cfg = config
+        self.emit = emit
+        self.inbox: queue.SimpleQueue[tuple[str, int, Any]] = queue.SimpleQueue()
+        params = ll.llama_context_default_params()
+        params.n_ctx = config.n_ctx_seq * config.n_parallel
+        params.n_batch = config.n_batch
+        params.n_ubatch = config.n_batch
+        params.n_seq_max = config.n_parallel
+        params.n_threads = config.n_threads
+        params.n_threads_batch = config.n_threads
+        params.kv_unified = False  # each slot owns exactly n_ctx_seq cells: no silent 1/N surprises
+        params.no_perf = True
+        self.ctx = ll.llama_init_from_model(model.ptr, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a context (out of memory?)")
+        self.mem = ll.llama_get_memory(self.ctx)
+        self.batch = ll.llama_batch_init(config.n_batch, 0, 1)
+        self.slots = [Slot(seq_id=i) for i in range(config.n_parallel)]
+        self.active: list[Sequence] = []
+        self.waiting: deque[Sequence] = deque()
+        self.by_id: dict[int, Sequence] = {}
+        self.embedder = Embedder(model, config.n_ctx_seq, config.n_threads)
+        self._events: list[Event] = []
+        self._stopping = False
+
+    # --- commands (any thread) ---------------------------------------------
+    def submit(self, op: str, req_id: int, payload: Any = None) -> None:
+        self.inbox.put((op, req_id, payload))
+
+    def stop(self) -> None:
+        self.inbox.put(("shutdown", 0, None))
+
+    # --- the loop (engine thread) --------------------------------------------
+    def run(self) -> None:
+        while not self._stopping:
+            block = not self.active and not self.waiting
+            self._drain(block)
+            self._admit()
+            if self.active:
+                self._step()
+            self._flush()
+        self.close()
+
+    def _drain(self, block: bool) -> None:
+        while True:
+            try:
+                cmd = self.inbox.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            self._handle(*cmd)
+
+    def _handle(self, op: str, req_id: int, payload: Any) -> None:
+        try:
+            if op == "generate":
+                self._new_sequence(req_id, payload)
+            elif op == "cancel":
+                seq = self.by_id.get(req_id)
+                if seq is not None:
+                    seq.cancelled = True
+            elif op == "embed":
+                result = self.embedder.embed(payload["inputs"], payload.get("truncate", True), payload.get("normalize", True))
+                self._events.append((req_id, {"ev": "result", **result}))
+            elif op == "tokenize":
+                self._events.append((req_id, {"ev": "result", "tokens": self.model.tokenize(payload["text"], payload.get("add_special", False))}))
+            elif op == "detokenize":
+                text = b"".join(self.model.piece(t) for t in payload["tokens"]).decode("utf-8", "replace")
+                self._events.append((req_id, {"ev": "result", "text": text}))
+            elif op == "shutdown":
+                self._stopping = True
+        except RequestError as exc:
+            self._events.append((req_id, {"ev": "error", "message": str(exc), "status": exc.status}))
+        except GrammarError as exc:
+            self._events.append((req_id, {"ev": "error", "message": str(exc), "status": 400}))
+        except Exception as exc:  # keep the runner alive for everybody else
+            log.exception("request %s failed", req_id)
+            self._events.append((req_id, {"ev": "error", "message": f"runner error: {exc}", "status": 500}))
+
+    def _new_sequence(self, req_id: int, p: dict[str, Any]) -> None:
+        prefix = [int(t) for t in p.get("prefix_tokens") or []]
+        for t in prefix:
+            if not 0 <= t < self.model.n_vocab:
+                raise RequestError(f"context contains an invalid token id {t}")
+        prompt = prefix + self.model.tokenize(p.get("prompt", ""), add_special=not prefix)
+        if not prompt:
+            raise RequestError("the prompt is empty")
+        limit = self.cfg.n_ctx_seq
+        if len(prompt) >= limit:
+            raise RequestError(
+                f"the prompt is too long: {len(prompt)} tokens, but this model is loaded with a context of {limit} tokens"
+                " (shorten the prompt or raise num_ctx)"
+            )
+        max_tokens = int(p.get("max_tokens", -1))
+        room = limit - len(prompt)
+        max_new = room if max_tokens < 0 else min(max_tokens, room)
+        ignore_eos = bool(p.get("ignore_eos")) and not p.get("grammar")
+        chain = build_chain(self.model.vocab, self.model.n_vocab, p.get("sampling") or {}, p.get("grammar"),
+                            self.model.eog_tokens if ignore_eos else [])
+        seq = Sequence(req_id=req_id, prompt=prompt, max_new=max_new, ignore_eos=ignore_eos,
+                       return_tokens=bool(p.get("return_tokens")), chain=chain, stops=StopMatcher(list(p.get("stop") or [])))
+        self.by_id[req_id] = seq
+        self.waiting.append(seq)
+
+    def _admit(self) -> None:
+        """Give waiting sequences a free slot, preferring the slot whose cache shares the longest prefix."""
+        while self.waiting:
+            seq = self.waiting[0]
+            if seq.cancelled:
+                self.waiting.popleft()
+                self._finish(seq, "cancelled")
+                continue
+            free = [s for s in self.slots if not s.busy]
+            if not free:
+                return
+            self.waiting.popleft()
+            best = max(free, key=lambda s: (_common_prefix(s.cached, seq.prompt), -s.last_used))
+            keep = min(_common_prefix(best.cached, seq.prompt), len(seq.prompt) - 1)
+            ll.llama_memory_seq_rm(self.mem, best.seq_id, keep, -1)
+            del best.cached[keep:]
+            best.busy = True
+            seq.slot = best
+            seq.n_past = keep
+            seq.cached_tokens = keep
+            seq.pending = seq.prompt[keep:]
+            self.active.append(seq)
+
+    def _step(self) -> None:
+        for seq in [s for s in self.active if s.cancelled]:
+            self._finish(seq, "cancelled")
+        if not self.active:
+            return
+        demands = [SeqDemand(s.slot.seq_id, len(s.pending), s.decoding) for s in self.active]  # type: ignore[union-attr]
+        allot = plan(demands, self.cfg.n_batch, self.cfg.prefill_chunk)
+        b = self.batch
+        n = 0
+        fed: list[tuple[Sequence, int, int]] = []  # seq, tokens fed, batch index of its output (-1: none)
+        for seq in self.active:
+            k = allot.get(seq.slot.seq_id, 0)  # type: ignore[union-attr]
+            if k == 0:
+                continue
+            out_idx = -1
+            for j in range(k):
+                b.token[n] = seq.pending[j]
+                b.pos[n] = seq.n_past + j
+                b.n_seq_id[n] = 1
+                b.seq_id[n][0] = seq.slot.seq_id  # type: ignore[union-attr]
+                last = j == k - 1 and k == len(seq.pending)
+                b.logits[n] = last
+                if last:
+                    out_idx = n
+                n += 1
+            fed.append((seq, k, out_idx))
+        b.n_tokens = n
+        rc = ll.llama_decode(self.ctx, b)
+        if rc != 0:
+            for seq, _, _ in fed:
+                self._fail(seq, f"llama.cpp decode failed (code {rc})", 500)
+            return
+        for seq, k, out_idx in fed:
+            seq.slot.cached.extend(seq.pending[:k])  # type: ignore[union-attr]
+            del seq.pending[:k]
+            seq.n_past += k
+            if out_idx >= 0:
+                seq.decoding = True
+                token = ll.llama_sampler_sample(seq.chain, self.ctx, out_idx)
+                self._on_token(seq, token)
+
+    def _on_token(self, seq: Sequence, token: int) -> None:
+        if seq.t_first is None:
+            seq.t_first = time.perf_counter()
+        if self.model.is_eog(token) and not seq.ignore_eos:
+            self._finish(seq, "stop")
+            return
+        seq.generated.append(token)
+        text = seq.decoder.decode(self.model.piece(token))
+        out, hit = seq.stops.feed(text)
+        if out:
+            self._events.append((seq.req_id, {"ev": "text", "text": out, "n": len(seq.generated)}))
+        if hit:
+            self._finish(seq, "stop", flush=False)
+        elif len(seq.generated) >= seq.max_new:
+            self._finish(seq, "length")
+        else:
+            seq.pending = [token]
+
+    def _finish(self, seq: Sequence, reason: str, flush: bool = True) -> None:
+        if flush and reason != "cancelled":
+            tail = seq.stops.flush() + seq.decoder.decode(b"", final=True)
+            if tail:
+                self._events.append((seq.req_id, {"ev": "text", "text": tail, "n": len(seq.generated)}))
+        self._events.append((seq.req_id, {"ev": "done", **seq.stats(reason)}))
+        self._release(seq)
+
+    def _fail(self, seq: Sequence, message: str, status: int) -> None:
+        self._events.append((seq.req_id, {"ev": "error", "message": message, "status": status}))
+        if seq.slot is not None:  # the KV state of this slot is unknown now: forget it
+            ll.llama_memory_seq_rm(self.mem, seq.slot.seq_id, -1, -1)
+            seq.slot.cached.clear()
+        self._release(seq)
+
+    def _release(self, seq: Sequence) -> None:
+        if seq in self.active:
+            self.active.remove(seq)
+        self.by_id.pop(seq.req_id, None)
+        if seq.slot is not None:
+            seq.slot.busy = False
+            seq.slot.last_used = time.monotonic()
+            seq.slot = None
+        if seq.chain is not None:
+            ll.llama_sampler_free(seq.chain)
+            seq.chain = None
+
+    def _flush(self) -> None:
+        if self._events:
+            events, self._events = self._events, []
+            self.emit(events)
+
+    def close(self) -> None:
+        for seq in list(self.active) + list(self.waiting):
+            self._fail(seq, "the model is being unloaded", 503)
+        self._flush()
+        self.embedder.close()
+        ll.llama_batch_free(self.batch)
+        ll.llama_free(self.ctx)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+

@@ -1,0 +1,86 @@
+"""Embeddings from the loaded model, on a second llama.cpp context made on first use.
+
+Generation and embeddings need different context settings (pooled outputs,
+whole input in one micro-batch), so they get separate contexts over the same
+weights; the weights are memory-mapped once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import llama_cpp as ll
+
+from flexi.engine.runner.model import LoadedModel
+
+
+class EmbeddingInputTooLong(ValueError):
+    pass
+
+
+class Embedder:
+    def __init__(self, model: LoadedModel, n_ctx: int, n_threads: int) -> None:
+        self.model = model
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.ctx: Any = None
+        self.batch: Any = None
+
+    def _ensure_context(self) -> None:
+        if self.ctx:
+            return
+        params = ll.llama_context_default_params()
+        params.n_ctx = self.n_ctx
+        params.n_batch = self.n_ctx
+        params.n_ubatch = self.n_ctx
+        params.n_seq_max = 1
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads
+        params.embeddings = True
+        params.pooling_type = ll.LLAMA_POOLING_TYPE_MEAN  # decoder-only models have none of their own
+        params.no_perf = True
+        self.ctx = ll.llama_init_from_model(self.model.ptr, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create an embedding context")
+        self.batch = ll.llama_batch_init(self.n_ctx, 0, 1)
+
+    def embed(self, inputs: list[str], truncate: bool, normalize: bool) -> dict[str, Any]:
+        from flexi.engine.runner.batch_engine import RequestError
+
+        self._ensure_context()
+        vectors: list[list[float]] = []
+        total = 0
+        mem = ll.llama_get_memory(self.ctx)
+        for text in inputs:
+            tokens = self.model.tokenize(text, add_special=True) or [self.model.bos]
+            if len(tokens) > self.n_ctx:
+                if not truncate:
+                    raise RequestError(f"input is too long: {len(tokens)} tokens, the context is {self.n_ctx} (set truncate to true)")
+                tokens = tokens[: self.n_ctx]
+            total += len(tokens)
+            ll.llama_memory_clear(mem, True)
+            b = self.batch
+            for i, tok in enumerate(tokens):
+                b.token[i] = tok
+                b.pos[i] = i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = True
+            b.n_tokens = len(tokens)
+            rc = ll.llama_decode(self.ctx, b)
+            if rc != 0:
+                raise RuntimeError(f"llama.cpp embedding decode failed (code {rc})")
+            ptr = ll.llama_get_embeddings_seq(self.ctx, 0)
+            vec = [float(ptr[i]) for i in range(self.model.n_embd)]
+            if normalize:
+                norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+                vec = [v / norm for v in vec]
+            vectors.append(vec)
+        return {"embeddings": vectors, "prompt_tokens": total}
+
+    def close(self) -> None:
+        if self.ctx:
+            ll.llama_batch_free(self.batch)
+            ll.llama_free(self.ctx)
+            self.ctx = None

@@ -1,0 +1,87 @@
+"""The runner's socket side: read commands, hand them to the engine thread, stream events back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+from flexi.engine.runner.batch_engine import BatchEngine, Event
+from flexi.engine.runner.protocol import MAX_LINE, decode, encode
+
+log = logging.getLogger("flexi.runner")
+
+
+class RunnerServer:
+    """Multiplexes requests from any number of connections onto one BatchEngine.
+
+    Each connection has its own id space; ids are remapped to engine-wide ids.
+    A closed connection cancels all of its requests.
+    """
+
+    def __init__(self, engine_factory: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.engine: BatchEngine = engine_factory(self._emit_threadsafe)
+        self._ids = itertools.count(1)
+        self._routes: dict[int, tuple[asyncio.StreamWriter, int]] = {}
+
+    def _emit_threadsafe(self, events: list[Event]) -> None:
+        self.loop.call_soon_threadsafe(self._dispatch, events)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        touched: set[asyncio.StreamWriter] = set()
+        for engine_id, event in events:
+            route = self._routes.get(engine_id)
+            if route is None:
+                continue
+            writer, client_id = route
+            if event.get("ev") in ("done", "error", "result"):
+                del self._routes[engine_id]
+            if writer.is_closing():
+                continue
+            writer.write(encode({"id": client_id, **event}))
+            touched.add(writer)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        mine: dict[int, int] = {}  # client id → engine id
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    msg = decode(line)
+                    op = msg["op"]
+                    client_id = int(msg["id"])
+                except Exception:
+                    log.warning("ignoring malformed message from server")
+                    continue
+                if op == "cancel":
+                    engine_id = mine.get(client_id)
+                    if engine_id is not None:
+                        self.engine.submit("cancel", engine_id)
+                    continue
+                engine_id = next(self._ids)
+                mine[client_id] = engine_id
+                self._routes[engine_id] = (writer, client_id)
+                self.engine.submit(op, engine_id, msg)
+                if len(mine) > 10_000:  # forget finished ids
+                    live = set(self._routes)
+                    mine = {c: e for c, e in mine.items() if e in live}
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for engine_id in mine.values():
+                if engine_id in self._routes:
+                    self.engine.submit("cancel", engine_id)
+            writer.close()
+
+
+async def serve(socket_path: str, engine_factory: Any, ready: Any) -> None:
+    runner = RunnerServer(engine_factory)
+    engine_thread = asyncio.get_running_loop().run_in_executor(None, runner.engine.run)
+    server = await asyncio.start_unix_server(runner.handle, path=socket_path, limit=MAX_LINE)
+    ready()
+    async with server:
+        await engine_thread

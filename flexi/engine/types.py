@@ -1,0 +1,140 @@
+"""The one internal request/response vocabulary.
+
+The Ollama and OpenAI routers translate their dialect into these types; the
+scheduler, runners and (later) accounting only ever see these. Keep them
+dialect-free: no Ollama or OpenAI field names leak below the API layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass
+class SamplingParams:
+    """Per-sequence sampling; every sequence in a batch carries its own."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class GenerationRequest:
+    """One completion: a fully rendered prompt plus how to continue it."""
+
+    model: str
+    prompt: str
+    prefix_tokens: list[int] = field(default_factory=list)  # Ollama's `context`: tokens before the prompt
+    max_tokens: int = -1  # -1: until the context is full (then clamped by the server's max_predict)
+    stop: list[str] = field(default_factory=list)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    grammar: str | None = None  # GBNF; JSON mode and JSON schemas are compiled to this in the API layer
+    ignore_eos: bool = False
+    num_ctx: int | None = None
+    keep_alive: float | None = None  # seconds; None = server default, inf = forever, 0 = unload after
+    return_tokens: bool = False  # send back prompt+output token ids (Ollama `context`)
+    add_bos: bool = True  # False when the prompt was rendered by a chat template that already has BOS text
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "prefix_tokens": self.prefix_tokens,
+            "max_tokens": self.max_tokens,
+            "stop": self.stop,
+            "sampling": self.sampling.to_wire(),
+            "grammar": self.grammar,
+            "ignore_eos": self.ignore_eos,
+            "return_tokens": self.return_tokens,
+            "add_bos": self.add_bos,
+        }
+
+
+@dataclass
+class TextChunk:
+    """Newly generated text (may be empty while a stop string is being matched)."""
+
+    text: str
+    n_tokens: int  # tokens generated so far in total
+
+
+@dataclass
+class GenerationStats:
+    """Final figures of one completion; durations in nanoseconds (Ollama's unit)."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    prompt_eval_ns: int
+    eval_ns: int
+    cached_tokens: int = 0
+    tokens: list[int] | None = None  # prompt + output tokens when requested
+    load_ns: int = 0
+    queue_ns: int = 0
+
+
+@dataclass
+class EmbeddingRequest:
+    model: str
+    inputs: list[str]
+    truncate: bool = True
+    normalize: bool = True
+    num_ctx: int | None = None
+    keep_alive: float | None = None
+
+
+@dataclass
+class EmbeddingResult:
+    embeddings: list[list[float]]
+    prompt_tokens: int
+    total_ns: int
+    load_ns: int = 0
+
+
+class EngineError(Exception):
+    """A failure the client should see as a clear message.
+
+    status: the HTTP status to answer with; code: a short machine-readable tag.
+    """
+
+    def __init__(self, message: str, status: int = 500, code: str = "engine_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class ModelNotFound(EngineError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f'model "{name}" not found, try pulling it first', status=404, code="model_not_found")
+        self.name = name
+
+
+class BadRequest(EngineError):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message, status=400, code="invalid_request")
+        self.param = param
+
+
+class RunnerCrashed(EngineError):
+    def __init__(self, message: str = "the model runner stopped unexpectedly; please retry") -> None:
+        super().__init__(message, status=500, code="runner_crashed")
+
+
+class ServerBusy(EngineError):
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("server busy, try again", status=503, code="server_busy")
+        self.retry_after = retry_after
