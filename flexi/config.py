@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     num_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1, description="CPU threads per runner.")
     origins: list[str] = Field(default_factory=list, description="Extra allowed CORS origins (comma separated in the env).")
     allowed_hosts: list[str] = Field(default_factory=list, description="Extra allowed Host header names when bound to loopback.")
+    cpu_repack: str = Field("auto", pattern="^(auto|on|off)$", description="CPU weight repacking in llama.cpp; auto = off on AMX CPUs, where ggml crashes (llama.cpp#20824).")
     max_request_bytes: int = Field(32 * 1024**2, ge=1024, description="Largest JSON request body; bigger gives 413. Blob uploads are exempt.")
     max_predict: int = Field(32768, ge=1, description="Upper bound on tokens generated per request (num_predict/max_tokens are clamped).")
     runner_start_timeout: float = Field(120.0, gt=0, description="Seconds a runner may take to load its model.")

@@ -6,17 +6,20 @@ the bytes actually left in the file, and nothing is allocated from a size the
 file claims. Any failure is an `InvalidModelFile` (HTTP 400), never a crash or a
 huge allocation.
 
-We parse with a small bounded reader over `mmap` instead of `gguf.GGUFReader`:
-the reference reader materialises every tokenizer string (1.6 s and ~100 MB of
-numpy views for SmolLM2's 49k-token vocabulary), while skipping big arrays
-takes ~30 ms. The `gguf` package still supplies the enums and quant block sizes,
-and a test cross-checks this reader against `GGUFReader`.
+We parse with a small bounded reader instead of `gguf.GGUFReader`: the
+reference reader materialises every tokenizer string (1.6 s for SmolLM2's
+49k-token vocabulary), while skipping big arrays takes ~30 ms. It reads the
+metadata into memory (growing the read until it fits, at most
+MAX_METADATA_BYTES) rather than memory-mapping, so a file truncated while we
+read it cannot kill the server with SIGBUS; tensor bounds are checked against
+the file size. The `gguf` package still supplies the enums and quant block
+sizes, and a test cross-checks this reader against `GGUFReader`.
 """
 
 from __future__ import annotations
 
 import math
-import mmap
+import os
 import struct
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,6 +35,8 @@ MAX_TENSORS = 100_000
 MAX_KV = 100_000
 SHORT_ARRAY = 256  # longer arrays are skipped, like Ollama hides tokenizer arrays in /api/show
 MAX_INFO_STRING = 4096
+MAX_METADATA_BYTES = 128 * 1024 * 1024  # tokenizers of the biggest vocabularies need ~20 MB
+FIRST_READ = 4 * 1024 * 1024
 _MIN_KV_BYTES = 13  # key length u64 + 1 byte of key + value type u32
 _MIN_TENSOR_BYTES = 24  # name length u64 + n_dims u32 + type u32 + offset u64
 
@@ -91,14 +96,20 @@ class _Skipped:
         self.count = count
 
 
-class _Cursor:
-    """Bounded little-endian reads over a buffer; running past the end is InvalidModelFile."""
+class _NeedMore(Exception):
+    """The buffer holds only the start of the file and the metadata goes on."""
 
-    def __init__(self, buf: Any, pos: int = 0) -> None:
-        self.buf, self.pos, self.end = buf, pos, len(buf)
+
+class _Cursor:
+    """Bounded little-endian reads over a buffer; running past the file's end is InvalidModelFile."""
+
+    def __init__(self, buf: bytes, pos: int, complete: bool) -> None:
+        self.buf, self.pos, self.end, self.complete = buf, pos, len(buf), complete
 
     def need(self, n: int, what: str) -> None:
         if n < 0 or self.pos + n > self.end:
+            if not self.complete:
+                raise _NeedMore
             raise InvalidModelFile(f"truncated or corrupt while reading {what} at byte {self.pos}")
 
     def scalar(self, fmt: str, what: str) -> Any:
@@ -111,7 +122,7 @@ class _Cursor:
     def string(self, what: str, keep: bool = True) -> str | None:
         n = self.scalar("Q", what)
         self.need(n, what)
-        raw = bytes(self.buf[self.pos:self.pos + n]) if keep else None
+        raw = self.buf[self.pos:self.pos + n] if keep else None
         self.pos += n
         return raw.decode("utf-8", errors="replace") if raw is not None else None
 
@@ -172,9 +183,9 @@ def check_gguf_header(path: Path | str) -> tuple[int, int, int]:
     return version, n_tensors, n_kv
 
 
-def _parse(buf: Any, n_tensors: int, n_kv: int) -> tuple[dict[str, Any], int]:
+def _parse(buf: bytes, file_size: int, n_tensors: int, n_kv: int) -> tuple[dict[str, Any], int]:
     """Read all metadata and tensor infos; returns (kv, total parameter count)."""
-    cur = _Cursor(buf, HEADER_SIZE)
+    cur = _Cursor(buf, HEADER_SIZE, complete=len(buf) >= file_size)
     kv: dict[str, Any] = {}
     for i in range(n_kv):
         key = cur.string(f"metadata key #{i}") or ""
@@ -198,7 +209,7 @@ def _parse(buf: Any, n_tensors: int, n_kv: int) -> tuple[dict[str, Any], int]:
             continue  # a type newer than our gguf package; llama.cpp will judge it
         if n_elements % block:
             raise InvalidModelFile(f"tensor {name!r} has {n_elements} elements, not a multiple of {block}")
-        if data_start + offset + n_elements // block * type_size > len(buf):
+        if data_start + offset + n_elements // block * type_size > file_size:
             raise InvalidModelFile(f"tensor {name!r} lies beyond the end of the file (truncated download?)")
     return kv, sum(n for _, n, _, _ in infos)
 
@@ -268,16 +279,31 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def read_gguf_info(path: Path | str) -> GGUFInfo:
-    """Validate a GGUF file and summarise it; raises InvalidModelFile on anything odd."""
-    _, n_tensors, n_kv = check_gguf_header(path)
+def _read_metadata(path: Path, n_tensors: int, n_kv: int) -> tuple[dict[str, Any], int]:
+    """Parse from a prefix of the file, reading more only while the metadata goes on."""
+    want = FIRST_READ
     try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            kv, tensor_params = _parse(buf, n_tensors, n_kv)
+        with open(path, "rb") as f:
+            file_size = os.fstat(f.fileno()).st_size
+            while True:
+                f.seek(0)
+                buf = f.read(min(want, file_size))
+                try:
+                    return _parse(buf, file_size, n_tensors, n_kv)
+                except _NeedMore:
+                    if want >= MAX_METADATA_BYTES:
+                        raise InvalidModelFile(f"metadata larger than {MAX_METADATA_BYTES >> 20} MB") from None
+                    want = min(want * 4, MAX_METADATA_BYTES)
     except InvalidModelFile:
         raise
     except (OSError, ValueError, OverflowError, struct.error, MemoryError) as exc:
         raise InvalidModelFile(f"cannot parse: {exc}") from exc
+
+
+def read_gguf_info(path: Path | str) -> GGUFInfo:
+    """Validate a GGUF file and summarise it; raises InvalidModelFile on anything odd."""
+    _, n_tensors, n_kv = check_gguf_header(path)
+    kv, tensor_params = _read_metadata(Path(path), n_tensors, n_kv)
     arch = kv.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise InvalidModelFile("general.architecture is missing")

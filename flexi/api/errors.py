@@ -1,0 +1,61 @@
+"""Error bodies in each dialect's shape, and request-body parsing with clear messages.
+
+Ollama: {"error": "message"}. OpenAI: {"error": {"message", "type", "param", "code"}}.
+Never a stack trace: unexpected exceptions become a generic 500 and are logged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from flexi.engine.types import BadRequest, EngineError, ServerBusy
+
+M = TypeVar("M", bound=BaseModel)
+
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
+                503: "server_error", 500: "server_error"}
+
+
+def ollama_error(exc: EngineError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+
+
+def openai_error(exc: EngineError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
+    body = {"error": {"message": exc.message, "type": OPENAI_TYPES.get(exc.status, "server_error"),
+                      "param": getattr(exc, "param", None), "code": exc.code}}
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def describe_validation_error(exc: ValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__") or None
+    msg = first.get("msg", "invalid value")
+    if field:
+        return f'invalid value for "{field}": {msg}', field
+    return f"invalid request: {msg}", None
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """Read and validate a JSON body; malformed JSON or wrong types → BadRequest naming the field."""
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("missing request body")
+    try:
+        data: Any = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"invalid JSON in request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, field = describe_validation_error(exc)
+        raise BadRequest(message, param=field) from None

@@ -1,0 +1,108 @@
+"""Dialect-neutral request building and output post-processing.
+
+Both routers call these, so validation, defaults and capability checks are
+identical whichever API a client speaks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
+from flexi.api.prompting import check_capabilities, render_generate, render_messages
+from flexi.durations import DurationError, parse_duration
+from flexi.engine.grammar import grammar_for_format
+from flexi.engine.toolcalls import parse_tool_calls
+from flexi.engine.types import BadRequest, GenerationRequest, GenerationStats, TextChunk
+from flexi.store.store import ModelRecord, ModelStore
+
+
+def keep_alive_seconds(value: Any) -> float | None:
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise BadRequest(str(exc), param="keep_alive") from None
+
+
+def require_model(store: ModelStore, name: str | None) -> ModelRecord:
+    if not name:
+        raise BadRequest("model is required", param="model")
+    return store.get(name)
+
+
+def build_request(record: ModelRecord, prompt: str, options: ModelOptions | None, *, fmt: Any = None,
+                  format_param: str = "format", keep_alive: Any = None, prefix_tokens: list[int] | None = None,
+                  return_tokens: bool = False, extra_stop: list[str] | None = None) -> GenerationRequest:
+    opts = merged(record.parameters, options)
+    stop = list(opts.stop or []) + list(extra_stop or [])
+    return GenerationRequest(
+        model=record.name,
+        prompt=prompt,
+        prefix_tokens=list(prefix_tokens or []),
+        max_tokens=max_tokens_of(opts),
+        stop=stop,
+        sampling=sampling_of(opts),
+        grammar=grammar_for_format(fmt, param=format_param),
+        ignore_eos=bool(opts.ignore_eos),
+        num_ctx=opts.num_ctx,
+        keep_alive=keep_alive_seconds(keep_alive),
+        return_tokens=return_tokens,
+    )
+
+
+def chat_prompt(record: ModelRecord, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                think: Any = None, has_images: bool = False) -> str:
+    check_capabilities(record, tools=tools, think=think, images=has_images)
+    for i, m in enumerate(messages):
+        if not isinstance(m.get("role"), str) or not m["role"]:
+            raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
+    return render_messages(record, messages, tools=tools, think=bool(think) if think is not None else None)
+
+
+def generate_prompt(record: ModelRecord, prompt: str, *, system: str | None = None, template: str | None = None,
+                    suffix: str | None = None, raw: bool = False, think: Any = None, has_images: bool = False) -> str:
+    check_capabilities(record, think=think, images=has_images, suffix=suffix)
+    return render_generate(record, prompt, system=system, template=template, suffix=suffix, raw=raw,
+                           think=bool(think) if think is not None else None)
+
+
+@dataclass
+class Completion:
+    """A finished (non-streamed) generation."""
+
+    text: str
+    stats: GenerationStats
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def collect(events: AsyncIterator[TextChunk | GenerationStats]) -> Completion:
+    parts: list[str] = []
+    stats: GenerationStats | None = None
+    async for ev in events:
+        if isinstance(ev, TextChunk):
+            parts.append(ev.text)
+        else:
+            stats = ev
+    assert stats is not None
+    return Completion(text="".join(parts), stats=stats)
+
+
+def split_tool_calls(text: str, tools: list[dict[str, Any]] | None) -> tuple[str, list[dict[str, Any]]]:
+    if not tools:
+        return text, []
+    names = {t.get("function", {}).get("name") for t in tools if isinstance(t, dict)}
+    return parse_tool_calls(text, {n for n in names if n})
+
+
+_THINK = re.compile(r"^\s*<think>(.*?)(?:</think>|$)(.*)$", re.S)
+
+
+def split_thinking(text: str) -> tuple[str, str]:
+    """Separate a leading <think>…</think> block (reasoning models) from the answer."""
+    m = _THINK.match(text)
+    if not m:
+        return "", text
+    return m.group(1).strip(), m.group(2).lstrip()

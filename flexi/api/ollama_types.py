@@ -1,0 +1,110 @@
+"""Ollama request bodies (docs/api.md). Unknown fields are ignored, like Ollama."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flexi.api.options import ModelOptions
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ToolCallFunction(_Base):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCall(_Base):
+    function: ToolCallFunction
+
+
+class Message(_Base):
+    role: str
+    content: str = ""
+    images: list[str] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+    thinking: str | None = None
+
+
+class _ModelRef(_Base):
+    model: str = ""
+    name: str | None = None  # older clients send `name`
+
+    @model_validator(mode="after")
+    def _name_alias(self) -> "_ModelRef":
+        if not self.model and self.name:
+            self.model = self.name
+        return self
+
+
+class _Generation(_ModelRef):
+    format: str | dict[str, Any] | None = None
+    options: ModelOptions | None = None
+    stream: bool = True
+    keep_alive: str | int | float | None = None
+    think: bool | Literal["low", "medium", "high"] | None = None
+
+
+class GenerateRequest(_Generation):
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    raw: bool = False
+    images: list[str] | None = None
+
+
+class ChatRequest(_Generation):
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+
+
+class EmbedRequest(_ModelRef):
+    input: str | list[str] = ""
+    truncate: bool = True
+    options: ModelOptions | None = None
+    keep_alive: str | int | float | None = None
+    dimensions: int | None = Field(None, ge=1)
+
+
+class EmbeddingsRequest(_ModelRef):
+    prompt: str = ""
+    options: ModelOptions | None = None
+    keep_alive: str | int | float | None = None
+
+
+class ShowRequest(_ModelRef):
+    verbose: bool = False
+
+
+class PullRequest(_ModelRef):
+    insecure: bool = False
+    stream: bool = True
+
+
+class CreateRequest(_ModelRef):
+    from_: str | None = Field(None, alias="from")
+    files: dict[str, str] | None = None
+    adapters: dict[str, str] | None = None
+    template: str | None = None
+    system: str | None = None
+    parameters: dict[str, Any] | None = None
+    license: str | list[str] | None = None
+    messages: list[Message] | None = None
+    quantize: str | None = None
+    stream: bool = True
+
+
+class CopyRequest(_Base):
+    source: str
+    destination: str
+
+
+class DeleteRequest(_ModelRef):
+    pass

@@ -1,0 +1,78 @@
+"""Ollama's `options` object, validated, and its mapping onto internal sampling parameters.
+
+The OpenAI router builds the same `ModelOptions` from its top-level fields, so both
+dialects share defaults, validation and clamping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flexi.engine.types import SamplingParams
+
+
+class ModelOptions(BaseModel):
+    """Runtime options (Ollama names). Unknown options are ignored, like Ollama."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    temperature: float | None = Field(None, ge=0, le=100)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, ge=0, le=1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    typical_p: float | None = Field(None, ge=0, le=1)
+    seed: int | None = None
+    stop: list[str] | None = None
+    num_predict: int | None = Field(None, ge=-2)
+    num_ctx: int | None = Field(None, ge=1)
+    repeat_penalty: float | None = Field(None, ge=0)
+    repeat_last_n: int | None = Field(None, ge=-1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    ignore_eos: bool | None = None
+    num_keep: int | None = None
+    num_batch: int | None = None
+    num_thread: int | None = None
+    num_gpu: int | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+DEFAULTS = ModelOptions(temperature=0.8, top_k=40, top_p=0.9, min_p=0.0, typical_p=1.0, repeat_penalty=1.1,
+                        repeat_last_n=64, presence_penalty=0.0, frequency_penalty=0.0)
+
+
+def merged(model_defaults: dict[str, Any], request: ModelOptions | None) -> ModelOptions:
+    """Request options over the model's Modelfile parameters over Flexi's defaults."""
+    base = DEFAULTS.model_dump(exclude_none=True)
+    base.update({k: v for k, v in ModelOptions.model_validate(model_defaults or {}).model_dump(exclude_none=True).items()})
+    if request is not None:
+        base.update(request.model_dump(exclude_none=True))
+    return ModelOptions.model_validate(base)
+
+
+def sampling_of(options: ModelOptions) -> SamplingParams:
+    o = options
+    return SamplingParams(
+        temperature=o.temperature if o.temperature is not None else 0.8,
+        top_k=o.top_k if o.top_k is not None else 40,
+        top_p=o.top_p if o.top_p is not None else 0.9,
+        min_p=o.min_p or 0.0,
+        typical_p=o.typical_p if o.typical_p is not None else 1.0,
+        repeat_penalty=o.repeat_penalty if o.repeat_penalty is not None else 1.1,
+        repeat_last_n=o.repeat_last_n if o.repeat_last_n is not None else 64,
+        presence_penalty=o.presence_penalty or 0.0,
+        frequency_penalty=o.frequency_penalty or 0.0,
+        seed=o.seed,
+    )
+
+
+def max_tokens_of(options: ModelOptions) -> int:
+    """num_predict: -1 (or unset) = until the context is full; -2 = fill the context; clamped by the server."""
+    n = options.num_predict
+    return -1 if n is None or n < 0 else n

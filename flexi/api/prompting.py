@@ -1,0 +1,70 @@
+"""Turn a conversation or a prompt into the text a model continues.
+
+Shared by both dialects so that an Ollama chat and an OpenAI chat with the same
+messages produce exactly the same prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flexi.engine.gotemplate import is_go_template, render_go_template
+from flexi.engine.templates import CHATML_TEMPLATE, render_chat, template_supports_thinking, template_supports_tools
+from flexi.engine.types import BadRequest
+from flexi.store.store import ModelRecord
+
+
+def model_template(record: ModelRecord) -> str:
+    return record.template or record.info.chat_template or CHATML_TEMPLATE
+
+
+def supports_tools(record: ModelRecord) -> bool:
+    return template_supports_tools(model_template(record))
+
+
+def supports_thinking(record: ModelRecord) -> bool:
+    return template_supports_thinking(model_template(record))
+
+
+def check_capabilities(record: ModelRecord, *, tools: Any = None, think: Any = None, images: Any = None,
+                       suffix: str | None = None) -> None:
+    """Refuse features the model cannot do with a 400, in Ollama's words."""
+    if "completion" not in record.info.capabilities and "embedding" in record.info.capabilities:
+        raise BadRequest(f'"{record.name}" does not support generate')
+    if tools and not supports_tools(record):
+        raise BadRequest(f'"{record.name}" does not support tools', param="tools")
+    if think and not supports_thinking(record):
+        raise BadRequest(f'"{record.name}" does not support thinking', param="think")
+    if images and "vision" not in record.info.capabilities:
+        raise BadRequest(f'"{record.name}" does not support images (it is a text-only model)', param="images")
+    if suffix and "insert" not in record.info.capabilities:
+        raise BadRequest(f'"{record.name}" does not support insert', param="suffix")
+
+
+def render_messages(record: ModelRecord, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
+                    think: bool | None = None) -> str:
+    """Prompt for a chat: the model's (or the Modelfile's) template over all messages."""
+    template = model_template(record)
+    if record.system and not any(m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": record.system}, *messages]
+    if is_go_template(template):
+        return render_go_template(template, messages=messages, tools=tools, think=think)
+    extra = {"enable_thinking": bool(think)} if think is not None else None
+    return render_chat(template, messages, tools=tools, add_generation_prompt=True, extra=extra)
+
+
+def render_generate(record: ModelRecord, prompt: str, *, system: str | None = None, template: str | None = None,
+                    suffix: str | None = None, raw: bool = False, think: bool | None = None) -> str:
+    """Prompt for /api/generate and /v1/completions-style requests."""
+    if raw:
+        return prompt
+    if template:
+        if is_go_template(template):
+            return render_go_template(template, system=system or record.system or "", prompt=prompt, suffix=suffix)
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        return render_chat(template, messages, add_generation_prompt=True)
+    messages = []
+    if system is not None:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": prompt})
+    return render_messages(record, messages, think=think)

