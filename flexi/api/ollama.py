@@ -35,6 +35,7 @@ from flexi.api.wire import ndjson, primed, rfc3339_nano
 from flexi.engine.types import BadRequest, EmbeddingRequest, EngineError, GenerationStats, TextChunk
 from flexi.server.state import AppState
 from flexi.store.blobs import BlobWriter, validate_digest
+from flexi.store.names import parse_model_name
 from flexi.store.pull import pull_model
 from flexi.store.store import ModelRecord
 
@@ -339,6 +340,8 @@ async def pull(request: Request) -> Response:
     body = await parse_body(request, PullRequest)
     if not body.model:
         raise BadRequest("model is required", param="model")
+    if not body.model.lower().startswith(("http://", "https://")):
+        parse_model_name(body.model)  # a bad name is a 400 before any streaming starts
     state = _state(request)
 
     async def work(emit: Any) -> None:
@@ -353,6 +356,7 @@ async def create(request: Request) -> Response:
     state = _state(request)
     if not body.model:
         raise BadRequest("model is required", param="model")
+    parse_model_name(body.model)
     if body.quantize:
         raise BadRequest("quantizing models is not supported yet; create from an already quantized GGUF", param="quantize")
     if body.adapters:

@@ -1,5 +1,486 @@
-"""OpenAI-compatible API (/v1/*). Being written; see issue 2."""
+"""OpenAI-compatible API (/v1/*): translate to internal requests, stream SSE back.
 
-from fastapi import APIRouter
+Wire format follows OpenAI's API reference: chat completions, legacy text
+completions, embeddings and the model list. Streams are Server-Sent Events
+(`data: {json}\\n\\n`, ending with `data: [DONE]`); errors use OpenAI's shape
+`{"error": {"message", "type", "param", "code"}}` (the app's exception handler
+renders every EngineError raised here that way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import secrets
+import string
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from flexi.api import generation as gen
+from flexi.api.errors import OPENAI_TYPES, parse_body
+from flexi.api.openai_types import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    EmbeddingsRequest,
+    SamplingFields,
+)
+from flexi.api.options import ModelOptions
+from flexi.api.wire import primed, sse
+from flexi.engine.types import (
+    BadRequest,
+    EmbeddingRequest,
+    EngineError,
+    GenerationStats,
+    ModelNotFound,
+    TextChunk,
+)
+from flexi.server.state import AppState
+from flexi.store.store import ModelRecord
 
 router = APIRouter()
+SSE = "text/event-stream"
+_ALPHABET = string.ascii_letters + string.digits
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
+_FINISH = {"stop": "stop", "length": "length"}  # internal "cancelled"/"error" never reach a client normally
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.flexi
+
+
+def _random_id(prefix: str, n: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+def _fingerprint(record: ModelRecord) -> str:
+    return f"fp_flexi_{record.digest[:12]}"
+
+
+def _require_model(state: AppState, name: str) -> ModelRecord:
+    try:
+        return gen.require_model(state.store, name)
+    except ModelNotFound as exc:
+        exc.param = "model"  # type: ignore[attr-defined]
+        raise
+
+
+def _finish_reason(stats: GenerationStats) -> str:
+    return _FINISH.get(stats.finish_reason, "stop")
+
+
+def _usage(stats: GenerationStats) -> dict[str, Any]:
+    return {
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": stats.cached_tokens},
+    }
+
+
+def _error_event(exc: EngineError) -> bytes:
+    return sse({"error": {"message": exc.message, "type": OPENAI_TYPES.get(exc.status, "server_error"),
+                          "param": getattr(exc, "param", None), "code": exc.code}})
+
+
+# --- request translation ----------------------------------------------------------------
+def _refuse_unsupported(body: SamplingFields) -> None:
+    if body.n > 1:
+        raise BadRequest("n > 1 is not supported", param="n")
+
+
+def _options(body: SamplingFields, max_tokens: int | None) -> ModelOptions:
+    """OpenAI's top-level sampling fields → Ollama-named options (unset fields keep the model's defaults)."""
+    return ModelOptions(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stop,
+        num_predict=max_tokens,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        repeat_penalty=body.repeat_penalty,
+        ignore_eos=body.ignore_eos,
+    )
+
+
+def _content_text(content: Any, where: str) -> tuple[str, bool]:
+    """Message content (string or list of parts) → (text, has images)."""
+    if content is None:
+        return "", False
+    if isinstance(content, str):
+        return content, False
+    texts: list[str] = []
+    images = False
+    for j, part in enumerate(content):
+        kind = part.get("type")
+        if kind in ("text", "input_text", "refusal"):
+            text = part.get("text", part.get("refusal"))
+            if not isinstance(text, str):
+                raise BadRequest(f"{where}.content[{j}].text must be a string", param=f"{where}.content.{j}.text")
+            texts.append(text)
+        elif kind in ("image_url", "input_image"):
+            images = True
+        else:
+            raise BadRequest(f"{where}.content[{j}]: content parts of type {kind!r} are not supported",
+                             param=f"{where}.content.{j}.type")
+    return "\n".join(texts), images
+
+
+def _arguments(raw: str | dict[str, Any], param: str) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise BadRequest("tool call arguments must be a JSON object encoded as a string", param=param) from None
+    if not isinstance(value, dict):
+        raise BadRequest("tool call arguments must be a JSON object encoded as a string", param=param)
+    return value
+
+
+def _chat_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], bool]:
+    """OpenAI messages → the template's message dicts (Ollama's shape), plus whether any has images."""
+    out: list[dict[str, Any]] = []
+    has_images = False
+    call_names: dict[str, str] = {}  # tool_call_id → function name, so tool results can name their tool
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        role = _ROLES.get(m.role)
+        if role is None:
+            raise BadRequest(f"{where}.role {m.role!r} is not one of system, developer, user, assistant, tool",
+                             param=f"messages.{i}.role")
+        text, images = _content_text(m.content, where)
+        has_images = has_images or images
+        msg: dict[str, Any] = {"role": role, "content": text}
+        if m.tool_calls:
+            if role != "assistant":
+                raise BadRequest(f"{where}: only assistant messages can have tool_calls", param=f"messages.{i}.tool_calls")
+            calls = []
+            for j, c in enumerate(m.tool_calls):
+                args = _arguments(c.function.arguments, f"messages.{i}.tool_calls.{j}.function.arguments")
+                call: dict[str, Any] = {"type": "function", "function": {"name": c.function.name, "arguments": args}}
+                if c.id:
+                    call["id"] = c.id
+                    call_names[c.id] = c.function.name
+                calls.append(call)
+            msg["tool_calls"] = calls
+        if role == "tool":
+            if m.tool_call_id:
+                msg["tool_call_id"] = m.tool_call_id
+            name = m.name or call_names.get(m.tool_call_id or "")
+            if name:
+                msg["name"] = name
+        out.append(msg)
+    return out, has_images
+
+
+def _tools(body: ChatCompletionRequest) -> list[dict[str, Any]] | None:
+    """The tools to offer the model, honouring tool_choice ("none" offers none; a named function only that one)."""
+    tools = body.tools or None
+    if tools is None:
+        return None
+    names = []
+    for i, t in enumerate(tools):
+        fn = t.get("function")
+        if t.get("type", "function") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise BadRequest(f'tools[{i}] must be {{"type": "function", "function": {{"name": ..., "parameters": ...}}}}',
+                             param=f"tools.{i}")
+        names.append(fn["name"])
+    choice = body.tool_choice
+    if choice is None or choice in ("auto", "required"):
+        return tools
+    if choice == "none":
+        return None
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        wanted = choice["function"].get("name")
+        if wanted not in names:
+            raise BadRequest(f"tool_choice names function {wanted!r}, which is not in tools", param="tool_choice")
+        return [t for t in tools if t["function"]["name"] == wanted]
+    raise BadRequest('tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}',
+                     param="tool_choice")
+
+
+def _response_format(value: Any) -> Any:
+    """OpenAI's response_format → the internal format: None, "json" or a JSON schema dict."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict):
+            raise BadRequest('response_format.json_schema must be an object {"name": ..., "schema": {...}}',
+                             param="response_format")
+        schema = spec.get("schema")
+        if schema is None:
+            return "json"
+        if not isinstance(schema, dict):
+            raise BadRequest("response_format.json_schema.schema must be a JSON schema object", param="response_format")
+        return schema
+    raise BadRequest('response_format.type must be "text", "json_object" or "json_schema"', param="response_format")
+
+
+def _chat_prompt(record: ModelRecord, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                 has_images: bool) -> str:
+    try:
+        return gen.chat_prompt(record, messages, tools=tools, has_images=has_images)
+    except BadRequest as exc:
+        if exc.param == "images":  # name the field the OpenAI client actually sent
+            exc.param = "messages"
+        raise
+
+
+def _tool_calls_out(calls: list[dict[str, Any]], streaming: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for i, c in enumerate(calls):
+        item: dict[str, Any] = {"id": _random_id("call_"), "type": "function",
+                                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+        out.append({"index": i, **item} if streaming else item)
+    return out
+
+
+# --- chat completions -------------------------------------------------------------------
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    body = await parse_body(request, ChatCompletionRequest)
+    _refuse_unsupported(body)
+    if body.logprobs:
+        raise BadRequest("logprobs are not supported yet", param="logprobs")
+    state = _state(request)
+    record = _require_model(state, body.model)
+    if not body.messages:
+        raise BadRequest("messages must contain at least one message", param="messages")
+    messages, has_images = _chat_messages(body.messages)
+    tools = _tools(body)
+    fmt = _response_format(body.response_format)
+    prompt = _chat_prompt(record, messages, tools, has_images)
+    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    req = gen.build_request(record, prompt, _options(body, max_tokens), fmt=fmt, format_param="response_format",
+                            keep_alive=body.keep_alive)
+    events = await primed(state.manager.generate(req))
+
+    cid, created, fingerprint = _random_id("chatcmpl-"), int(time.time()), _fingerprint(record)
+    base = {"id": cid, "created": created, "model": body.model, "system_fingerprint": fingerprint}
+
+    if not body.stream:
+        done = await gen.collect(events)
+        content, calls = gen.split_tool_calls(done.text, tools)
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if calls:
+            message["tool_calls"] = _tool_calls_out(calls)
+            message["content"] = content or None
+        finish = "tool_calls" if calls else _finish_reason(done.stats)
+        return JSONResponse({**base, "object": "chat.completion",
+                             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                             "usage": _usage(done.stats)})
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        out: dict[str, Any] = {**base, "object": "chat.completion.chunk",
+                               "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if include_usage:
+            out["usage"] = None
+        return sse(out)
+
+    def ending(stats: GenerationStats, finish: str) -> list[bytes]:
+        out = [chunk({}, finish)]
+        if include_usage:
+            out.append(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(stats)}))
+        return out
+
+    async def body_stream() -> AsyncIterator[bytes]:
+        # Iterating the manager's generator here means a client disconnect cancels this
+        # coroutine and, through the generator's cleanup, the sequence in the runner.
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            if tools:
+                # Tool calls are parsed from the whole answer, then sent as one delta.
+                done = await gen.collect(events)
+                content, calls = gen.split_tool_calls(done.text, tools)
+                if content:
+                    yield chunk({"content": content})
+                if calls:
+                    yield chunk({"tool_calls": _tool_calls_out(calls, streaming=True)})
+                for part in ending(done.stats, "tool_calls" if calls else _finish_reason(done.stats)):
+                    yield part
+            else:
+                async for ev in events:
+                    if isinstance(ev, TextChunk):
+                        if ev.text:
+                            yield chunk({"content": ev.text})
+                    else:
+                        for part in ending(ev, _finish_reason(ev)):
+                            yield part
+        except EngineError as exc:
+            yield _error_event(exc)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        yield sse("[DONE]")
+
+    return StreamingResponse(body_stream(), media_type=SSE, headers={"Cache-Control": "no-cache"})
+
+
+# --- text completions -------------------------------------------------------------------
+def _prompt_text(prompt: Any) -> str:
+    if prompt is None:
+        raise BadRequest("prompt is required", param="prompt")
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        if not prompt:
+            raise BadRequest("prompt must not be empty", param="prompt")
+        if all(isinstance(p, str) for p in prompt):
+            if len(prompt) > 1:
+                raise BadRequest("batched prompts are not supported yet; send one prompt per request", param="prompt")
+            return prompt[0]
+        if all(isinstance(p, int) and not isinstance(p, bool) for p in prompt) or all(isinstance(p, list) for p in prompt):
+            raise BadRequest("token arrays are not supported as prompt yet; send the prompt as text", param="prompt")
+    raise BadRequest("prompt must be a string or a list of one string", param="prompt")
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    body = await parse_body(request, CompletionRequest)
+    _refuse_unsupported(body)
+    if body.logprobs:
+        raise BadRequest("logprobs are not supported yet", param="logprobs")
+    if body.best_of is not None and body.best_of > 1:
+        raise BadRequest("best_of > 1 is not supported", param="best_of")
+    text_in = _prompt_text(body.prompt)
+    state = _state(request)
+    record = _require_model(state, body.model)
+    prompt = gen.generate_prompt(record, text_in, suffix=body.suffix or None, raw=True)
+    req = gen.build_request(record, prompt, _options(body, body.max_tokens), keep_alive=body.keep_alive)
+    events = await primed(state.manager.generate(req))
+
+    cid, created, fingerprint = _random_id("cmpl-"), int(time.time()), _fingerprint(record)
+    base = {"id": cid, "object": "text_completion", "created": created, "model": body.model,
+            "system_fingerprint": fingerprint}
+
+    if not body.stream:
+        done = await gen.collect(events)
+        text = (text_in + done.text) if body.echo else done.text
+        return JSONResponse({**base, "choices": [{"text": text, "index": 0, "logprobs": None,
+                                                  "finish_reason": _finish_reason(done.stats)}],
+                             "usage": _usage(done.stats)})
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        out: dict[str, Any] = {**base, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]}
+        if include_usage:
+            out["usage"] = None
+        return sse(out)
+
+    async def body_stream() -> AsyncIterator[bytes]:
+        try:
+            if body.echo and text_in:
+                yield chunk(text_in)
+            async for ev in events:
+                if isinstance(ev, TextChunk):
+                    if ev.text:
+                        yield chunk(ev.text)
+                else:
+                    yield chunk("", _finish_reason(ev))
+                    if include_usage:
+                        yield sse({**base, "choices": [], "usage": _usage(ev)})
+        except EngineError as exc:
+            yield _error_event(exc)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        yield sse("[DONE]")
+
+    return StreamingResponse(body_stream(), media_type=SSE, headers={"Cache-Control": "no-cache"})
+
+
+# --- embeddings ---------------------------------------------------------------------------
+def _embedding_inputs(value: Any) -> list[str]:
+    if value is None:
+        raise BadRequest("input is required", param="input")
+    if isinstance(value, str):
+        inputs = [value]
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        inputs = list(value)
+    elif isinstance(value, list) and not value:
+        raise BadRequest("input must not be empty", param="input")
+    elif isinstance(value, list) and (all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                                      or all(isinstance(v, list) for v in value)):
+        raise BadRequest("token arrays are not supported as input yet; send text", param="input")
+    else:
+        raise BadRequest("input must be a string or a list of strings", param="input")
+    for i, text in enumerate(inputs):
+        if not text:
+            raise BadRequest(f"input[{i}] is empty; every input must contain text", param="input")
+    return inputs
+
+
+def _renormalized(vec: list[float], dimensions: int | None) -> list[float]:
+    if not dimensions or dimensions >= len(vec):
+        return vec
+    cut = vec[:dimensions]
+    norm = math.sqrt(sum(v * v for v in cut)) or 1.0
+    return [v / norm for v in cut]
+
+
+def _base64_floats(vec: list[float]) -> str:
+    """Little-endian float32 bytes, base64 — what OpenAI's `encoding_format: "base64"` returns."""
+    return base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    body = await parse_body(request, EmbeddingsRequest)
+    if body.encoding_format not in ("float", "base64"):
+        raise BadRequest('encoding_format must be "float" or "base64"', param="encoding_format")
+    inputs = _embedding_inputs(body.input)
+    state = _state(request)
+    record = _require_model(state, body.model)
+    result = await state.manager.embed(EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
+                                                        normalize=True, keep_alive=gen.keep_alive_seconds(body.keep_alive)))
+    encode: Callable[[list[float]], Any] = _base64_floats if body.encoding_format == "base64" else (lambda v: v)
+    data = [{"object": "embedding", "index": i, "embedding": encode(_renormalized(vec, body.dimensions))}
+            for i, vec in enumerate(result.embeddings)]
+    return JSONResponse({"object": "list", "data": data, "model": body.model,
+                         "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}})
+
+
+# --- models -------------------------------------------------------------------------------
+def _model_object(record: ModelRecord) -> dict[str, Any]:
+    return {"id": record.name, "object": "model", "created": int(record.modified_at.timestamp()),
+            "owned_by": record.model_name.namespace or "library"}
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    records = await asyncio.to_thread(_state(request).store.list)
+    return {"object": "list", "data": [_model_object(r) for r in records]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
+    try:
+        record = await asyncio.to_thread(_state(request).store.get, model_id)
+    except BadRequest:  # not even a valid name: certainly not a model we have
+        exc = ModelNotFound(model_id)
+        exc.param = "model"  # type: ignore[attr-defined]
+        raise exc from None
+    except ModelNotFound as exc:
+        exc.param = "model"  # type: ignore[attr-defined]
+        raise
+    return _model_object(record)

@@ -453,12 +453,17 @@ class _GbnfParser:
         self.space(True)
         while self.pos < len(self.src):
             self.rule()
-        for rid, alts in self.rules.items():
+        names = {v: k for k, v in self.symbols.items()}
+        # like llama.cpp: every symbol up to the highest defined one needs a rule (a redefined
+        # rule can orphan a name it used to reference), and every reference needs a rule
+        for rid in range(max(self.rules, default=-1) + 1):
+            if rid not in self.rules:
+                raise BadRequest(f"invalid grammar: undefined rule identifier '{names[rid]}'", param="grammar")
+        for alts in self.rules.values():
             for alt in alts:
                 for kind, value in alt:
                     if kind == "ref" and value not in self.rules:
-                        name = next(k for k, v in self.symbols.items() if v == value)
-                        raise BadRequest(f"invalid grammar: undefined rule identifier '{name}'", param="grammar")
+                        raise BadRequest(f"invalid grammar: undefined rule identifier '{names[value]}'", param="grammar")
         if "root" not in self.symbols or self.symbols["root"] not in self.rules:
             raise BadRequest("invalid grammar: no 'root' rule", param="grammar")
 
@@ -503,16 +508,19 @@ class _GbnfParser:
                 if self.peek() == "^":
                     self.pos += 1
                 frame[3], frame[4] = len(seq), 1
+                empty = True  # llama.cpp emits nothing for `[]`, so a following `*` has no operand
                 while self.peek() != "]":
                     if not self.peek():
                         raise self.err("unexpected end of input")
                     self.char()
+                    empty = False
                     if self.peek() == "-" and self.peek(1) != "]":
                         if not self.peek(1):
                             raise self.err("unexpected end of input")
                         self.pos += 1
                         self.char()
-                seq.append(("term", None))
+                if not empty:
+                    seq.append(("term", None))
                 self.pos += 1
                 self.space(nested)
             elif c in ("<", "!"):
@@ -601,7 +609,7 @@ class _GbnfParser:
             raise self.err("expecting preceding item to */+/?/{")
         prev = seq[last:]
         total = hi if hi is not None and hi > 0 else (lo if lo > 0 else 1)
-        if frame[4] * total >= MAX_GBNF_REPETITION:
+        if frame[4] * total > MAX_GBNF_REPETITION:
             raise self.err("too many repetitions of a complex rule")
         if lo == 0:
             del seq[last:]

@@ -47,6 +47,7 @@ class RunnerProcess:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._tasks: list[asyncio.Task[None]] = []
         self._dead = False
+        self._cancelled: set[int] = set()  # ids we cancelled: their final event is only logged
 
     # --- lifecycle -------------------------------------------------------
     async def start(self, timeout: float) -> None:
@@ -109,9 +110,14 @@ class RunnerProcess:
                 if not line:
                     break
                 msg = decode(line)
-                queue = self._streams.get(msg.get("id", -1))
+                req_id = msg.get("id", -1)
+                queue = self._streams.get(req_id)
                 if queue is not None:
                     queue.put_nowait(msg)
+                elif req_id in self._cancelled and msg.get("ev") in ("done", "error", "result"):
+                    self._cancelled.discard(req_id)
+                    log.info("request cancelled by the client; the runner stopped it after %s generated tokens",
+                             msg.get("completion_tokens", "?"))
         except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
             log.warning("runner connection failed: %s", exc)
         finally:
@@ -195,6 +201,7 @@ class RunnerProcess:
             if not finished and self.alive:
                 with contextlib.suppress(Exception):
                     self._send({"op": "cancel", "id": req_id})
+                    self._cancelled.add(req_id)
 
     async def call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         async for msg in self.stream(op, payload):

@@ -71,6 +71,20 @@ class BatchEngine:
         self.embedder = Embedder(model, config.n_ctx_seq, config.n_threads)
         self._events: list[Event] = []
         self._stopping = False
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Decode one token so weights are paged in and compute buffers exist before READY:
+        the first user request should not pay for it (it shows up as load_duration instead)."""
+        b = self.batch
+        b.token[0] = self.model.bos if self.model.bos >= 0 else 0
+        b.pos[0] = 0
+        b.n_seq_id[0] = 1
+        b.seq_id[0][0] = 0
+        b.logits[0] = True
+        b.n_tokens = 1
+        ll.llama_decode(self.ctx, b)
+        ll.llama_memory_seq_rm(self.mem, 0, -1, -1)
 
     # --- commands (any thread) ---------------------------------------------
     def submit(self, op: str, req_id: int, payload: Any = None) -> None:

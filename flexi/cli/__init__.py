@@ -1,0 +1,1 @@
+"""Command-line interface: `flexi serve`, `run`, `list`, `pull`, `create`, ..."""

@@ -1,0 +1,3 @@
+from flexi.cli.main import app
+
+app(prog_name="flexi")

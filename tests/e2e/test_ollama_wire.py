@@ -1,0 +1,214 @@
+"""Exact Ollama wire format and bad input, over raw HTTP against the real server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MODEL, RunningServer
+
+pytestmark = pytest.mark.e2e
+
+CREATED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$")
+FINAL_FIELDS = ("done_reason", "total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
+                "eval_count", "eval_duration")
+
+
+def test_root_and_version(http: httpx.Client) -> None:
+    assert http.get("/").text == "Ollama is running"
+    assert http.head("/").status_code == 200
+    assert re.match(r"^\d+\.\d+\.\d+$", http.get("/api/version").json()["version"])
+
+
+def test_generate_stream_wire_format(http: httpx.Client) -> None:
+    with http.stream("POST", "/api/generate", json={"model": MODEL, "prompt": "Was bedeutet die Abkürzung FLEXI?",
+                                                     "options": {"num_predict": 6, "temperature": 0}}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    *parts, final = lines
+    assert parts, "expected streamed tokens before the final line"
+    for p in parts:
+        assert list(p) == ["model", "created_at", "response", "done"]
+        assert p["model"] == MODEL and p["done"] is False and CREATED_AT.match(p["created_at"])
+    assert final["done"] is True and final["response"] == ""
+    for field in FINAL_FIELDS:
+        assert field in final
+    for field in FINAL_FIELDS[1:]:
+        assert isinstance(final[field], int) and final[field] >= 0
+    assert final["eval_count"] == 6 and final["done_reason"] == "length"
+    assert final["total_duration"] >= final["prompt_eval_duration"] + final["eval_duration"]
+
+
+def test_empty_prompt_loads_and_keep_alive_zero_unloads(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL})
+    assert r.json()["done_reason"] == "load"
+    assert any(m["name"] == MODEL for m in http.get("/api/ps").json()["models"])
+    r = http.post("/api/generate", json={"model": MODEL, "keep_alive": 0})
+    assert r.json()["done_reason"] == "unload"
+    deadline = time.monotonic() + 10
+    while any(m["name"] == MODEL for m in http.get("/api/ps").json()["models"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(m["name"] == MODEL for m in http.get("/api/ps").json()["models"])
+    # and the next request loads it again
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
+    assert r.status_code == 200 and r.json()["load_duration"] > 0
+
+
+def test_keep_alive_forever_in_ps(http: httpx.Client) -> None:
+    http.post("/api/generate", json={"model": MODEL, "keep_alive": -1})
+    entry = next(m for m in http.get("/api/ps").json()["models"] if m["name"] == MODEL)
+    assert entry["expires_at"].startswith("23")  # centuries ahead, like Ollama's "Forever"
+    http.post("/api/generate", json={"model": MODEL, "keep_alive": "5m"})
+    entry = next(m for m in http.get("/api/ps").json()["models"] if m["name"] == MODEL)
+    assert entry["expires_at"].startswith("20")
+
+
+# --- bad input -------------------------------------------------------------------------------
+def test_malformed_json_400(http: httpx.Client) -> None:
+    r = http.post("/api/generate", content=b'{"model": "smollm2:135m", "prompt": ', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "invalid JSON" in r.json()["error"]
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"model": MODEL, "prompt": "hi", "options": {"temperature": "hot"}}, "options.temperature"),
+    ({"model": MODEL, "prompt": 42}, "prompt"),
+    ({"model": MODEL, "prompt": "hi", "stream": "maybe"}, "stream"),
+    ({"model": MODEL, "messages": "hello"}, "messages"),
+])
+def test_wrong_types_name_the_field(http: httpx.Client, body: dict, field: str) -> None:
+    path = "/api/chat" if "messages" in body else "/api/generate"
+    r = http.post(path, json=body)
+    assert r.status_code == 400
+    assert f'"{field}"' in r.json()["error"]
+    assert "Traceback" not in r.text
+
+
+def test_bad_keep_alive_400(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "hi", "keep_alive": "soon"})
+    assert r.status_code == 400 and "duration" in r.json()["error"]
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a\\b", "a\x00b", "%2e%2e/x", "..", "a/../../b"])
+def test_hostile_model_names_rejected(http: httpx.Client, server: RunningServer, name: str) -> None:
+    before = {p for p in server.home.parent.rglob("*")}
+    for method, path, body in [
+        ("POST", "/api/copy", {"source": MODEL, "destination": name}),
+        ("POST", "/api/create", {"model": name, "from": MODEL}),
+        ("POST", "/api/pull", {"model": name, "stream": False}),
+        ("POST", "/api/generate", {"model": name, "prompt": "hi"}),
+    ]:
+        r = http.request(method, path, json=body)
+        assert r.status_code == 400, (path, r.status_code, r.text)
+        assert r.json()["error"]
+    after = {p for p in server.home.parent.rglob("*")}
+    assert not {p for p in after - before if "evil" in str(p) or "passwd" in str(p)}
+    assert not (server.home.parent / "evil").exists()
+
+
+@pytest.mark.parametrize("digest", ["md5:abc", "sha256:xyz", "sha256:" + "a" * 63, "sha256:" + "A" * 64 + "0", "../../etc"])
+def test_bad_digest_400(http: httpx.Client, digest: str) -> None:
+    assert http.head(f"/api/blobs/{digest}").status_code in (400, 404)
+    r = http.post(f"/api/blobs/{digest}", content=b"data")
+    assert r.status_code in (400, 404)
+
+
+def test_blob_digest_mismatch_400(http: httpx.Client) -> None:
+    wrong = "sha256:" + "0" * 64
+    r = http.post(f"/api/blobs/{wrong}", content=b"hello")
+    assert r.status_code == 400 and "mismatch" in r.json()["error"]
+    assert http.head(f"/api/blobs/{wrong}").status_code == 404
+
+
+@pytest.mark.parametrize("payload", [
+    b"GGUF",  # 4 bytes
+    b"NOPE" + b"\x00" * 100,  # bad magic
+    b"GGUF" + (3).to_bytes(4, "little") + (2**62).to_bytes(8, "little") + (1).to_bytes(8, "little") + b"\x00" * 64,  # huge tensor count
+])
+def test_garbage_gguf_rejected_and_server_keeps_serving(http: httpx.Client, payload: bytes) -> None:
+    digest = "sha256:" + hashlib.sha256(payload).hexdigest()
+    assert http.post(f"/api/blobs/{digest}", content=payload).status_code in (200, 201)
+    r = http.post("/api/create", json={"model": "garbage", "files": {"x.gguf": digest}, "stream": False})
+    assert r.status_code == 400
+    assert "GGUF" in r.json()["error"]
+    assert "garbage:latest" not in [m["name"] for m in http.get("/api/tags").json()["models"]]
+    ok = http.post("/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
+    assert ok.status_code == 200
+
+
+def test_truncated_real_gguf_rejected(http: httpx.Client) -> None:
+    from flexi.store.store import default_model_file
+
+    path = default_model_file()
+    assert path is not None
+    data = Path(path).read_bytes()[: 3 * 1024 * 1024]
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    http.post(f"/api/blobs/{digest}", content=data)
+    r = http.post("/api/create", json={"model": "truncated", "files": {"m.gguf": digest}, "stream": False})
+    assert r.status_code == 400 and "GGUF" in r.json()["error"]
+
+
+@pytest.mark.parametrize("fmt", [{"type": "nonsense"}, {"type": "object", "properties": [1]}, 42, "yaml"])
+def test_invalid_format_400_and_runner_alive(http: httpx.Client, fmt: object) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "hi", "format": fmt, "stream": False})
+    assert r.status_code == 400, r.text
+    assert "format" in r.json()["error"].lower() or "schema" in r.json()["error"].lower()
+    ok = http.post("/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
+    assert ok.status_code == 200
+
+
+def test_huge_num_predict_is_clamped(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "Say only: OK", "stream": False,
+                                         "options": {"num_predict": 10**9, "temperature": 0}})
+    assert r.status_code == 200 and r.json()["done"]
+
+
+def test_prompt_longer_than_context_is_400(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "word " * 6000, "stream": False,
+                                         "options": {"num_ctx": 1024, "num_predict": 1}})
+    assert r.status_code == 400 and "too long" in r.json()["error"]
+
+
+def test_tools_on_model_without_tool_template_400(http: httpx.Client) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}]
+    r = http.post("/api/chat", json={"model": MODEL, "messages": [{"role": "user", "content": "weather?"}], "tools": tools})
+    assert r.status_code == 400 and "does not support tools" in r.json()["error"]
+
+
+def test_think_and_images_unsupported_400(http: httpx.Client) -> None:
+    r = http.post("/api/chat", json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "think": True})
+    assert r.status_code == 400 and "thinking" in r.json()["error"]
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "what is this?", "images": ["aGVsbG8="]})
+    assert r.status_code == 400 and "images" in r.json()["error"]
+
+
+def test_unknown_fields_ignored(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False, "frobnicate": True,
+                                         "options": {"num_predict": 1, "mirostat_eta": 0.1}})
+    assert r.status_code == 200
+
+
+def test_client_disconnect_stops_generation(http: httpx.Client, server: RunningServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        with c.stream("POST", "/api/generate", json={"model": MODEL, "prompt": "Tell a very long story.",
+                                                      "options": {"num_predict": 5000, "ignore_eos": True}}) as r:
+            seen = 0
+            for line in r.iter_lines():
+                if line:
+                    seen += 1
+                if seen >= 5:
+                    break
+    deadline = time.monotonic() + 10
+    pattern = re.compile(r"runner stopped it after (\d+) generated tokens")
+    while time.monotonic() < deadline and not pattern.search(server.log()):
+        time.sleep(0.1)
+    m = pattern.search(server.log())
+    assert m, "the runner was not told to stop"
+    assert int(m.group(1)) < 100  # stopped at once, not after num_predict=5000
