@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -58,8 +59,8 @@ class Settings(BaseSettings):
     context_length: int = Field(4096, ge=256, description="Default context window per sequence (num_ctx), clamped to the model's.")
     num_parallel: int = Field(4, ge=1, le=64, description="Parallel sequences (slots) per loaded model.")
     num_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1, description="CPU threads per runner.")
-    origins: list[str] = Field(default_factory=list, description="Extra allowed CORS origins (comma separated in the env).")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Extra allowed Host header names when bound to loopback.")
+    origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Extra allowed CORS origins (comma separated in the env).")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Extra allowed Host header names when bound to loopback.")
     cpu_repack: str = Field("auto", pattern="^(auto|on|off)$", description="CPU weight repacking in llama.cpp; auto = off on AMX CPUs, where ggml crashes (llama.cpp#20824).")
     max_request_bytes: int = Field(32 * 1024**2, ge=1024, description="Largest JSON request body; bigger gives 413. Blob uploads are exempt.")
     max_predict: int = Field(32768, ge=1, description="Upper bound on tokens generated per request (num_predict/max_tokens are clamped).")

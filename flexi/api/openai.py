@@ -275,7 +275,8 @@ async def chat_completions(request: Request) -> Response:
     events = await primed(state.manager.generate(req))
 
     cid, created, fingerprint = _random_id("chatcmpl-"), int(time.time()), _fingerprint(record)
-    base = {"id": cid, "created": created, "model": body.model, "system_fingerprint": fingerprint}
+    base = {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
+            "system_fingerprint": fingerprint}
 
     if not body.stream:
         done = await gen.collect(events)
@@ -285,15 +286,15 @@ async def chat_completions(request: Request) -> Response:
             message["tool_calls"] = _tool_calls_out(calls)
             message["content"] = content or None
         finish = "tool_calls" if calls else _finish_reason(done.stats)
-        return JSONResponse({**base, "object": "chat.completion",
+        return JSONResponse({**base,
                              "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                              "usage": _usage(done.stats)})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    base["object"] = "chat.completion.chunk"
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        out: dict[str, Any] = {**base, "object": "chat.completion.chunk",
-                               "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        out: dict[str, Any] = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
         if include_usage:
             out["usage"] = None
         return sse(out)
@@ -301,7 +302,7 @@ async def chat_completions(request: Request) -> Response:
     def ending(stats: GenerationStats, finish: str) -> list[bytes]:
         out = [chunk({}, finish)]
         if include_usage:
-            out.append(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(stats)}))
+            out.append(sse({**base, "choices": [], "usage": _usage(stats)}))
         return out
 
     async def body_stream() -> AsyncIterator[bytes]:

@@ -1,0 +1,164 @@
+"""Request guards (Host, Origin, body size) and runner faults, each on its own real server."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import httpx
+import ollama
+import pytest
+
+from tests.conftest import MODEL, RunningServer, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    srv = start_server(tmp_path_factory.mktemp("guarded") / "home",
+                       {"FLEXI_MAX_REQUEST_BYTES": "4096", "FLEXI_ORIGINS": "https://moodle.example.edu",
+                        "FLEXI_ALLOWED_HOSTS": "flexi.campus.example"})
+    yield srv
+    stop_server(srv)
+
+
+def test_dns_rebinding_host_rejected(guarded: RunningServer) -> None:
+    r = httpx.get(guarded.url + "/api/tags", headers={"Host": "evil.example.com"})
+    assert r.status_code == 403 and "host" in r.json()["error"]
+    assert httpx.get(guarded.url + "/api/tags", headers={"Host": "localhost:11434"}).status_code == 200
+    assert httpx.get(guarded.url + "/api/tags", headers={"Host": "flexi.campus.example"}).status_code == 200
+
+
+def test_cross_origin_rejected_and_allowed(guarded: RunningServer) -> None:
+    r = httpx.get(guarded.url + "/api/tags", headers={"Origin": "https://evil.example.com"})
+    assert r.status_code == 403
+    ok = httpx.get(guarded.url + "/api/tags", headers={"Origin": "https://moodle.example.edu"})
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://moodle.example.edu"
+    local = httpx.get(guarded.url + "/api/tags", headers={"Origin": "http://localhost:3000"})
+    assert local.status_code == 200
+    pre = httpx.options(guarded.url + "/v1/chat/completions", headers={
+        "Origin": "https://moodle.example.edu", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert pre.status_code == 204 and "POST" in pre.headers["access-control-allow-methods"]
+
+
+def test_body_over_limit_413(guarded: RunningServer) -> None:
+    big = {"model": MODEL, "prompt": "x" * 10_000}
+    r = httpx.post(guarded.url + "/api/generate", json=big)
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+    r = httpx.post(guarded.url + "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x" * 10_000}]})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
+        yield b'{"model": "smollm2:135m", "prompt": "'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'"}'
+
+    r = httpx.post(guarded.url + "/api/generate", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert httpx.get(guarded.url + "/api/tags").status_code == 200
+
+
+def _runner_pids(server: RunningServer) -> list[int]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env_ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"flexi.engine.runner" in cmd and env_ppid == server.proc.pid:
+            out.append(int(proc.name))
+    return out
+
+
+def test_runner_crash_mid_batch_gives_clear_500_and_recovers(guarded: RunningServer) -> None:
+    client = ollama.Client(host=guarded.url, timeout=60)
+    client.generate(model=MODEL, prompt="Hi", options={"num_predict": 1})
+    pids = _runner_pids(guarded)
+    assert len(pids) == 1
+    errors: list[str] = []
+    started = threading.Barrier(4)
+
+    def stream_one() -> None:
+        try:
+            stream = client.generate(model=MODEL, prompt="Tell a long story.", stream=True,
+                                     options={"num_predict": 3000, "ignore_eos": True})
+            started.wait(timeout=30)
+            for _ in stream:
+                pass
+            errors.append("finished without error")
+        except ollama.ResponseError as exc:
+            errors.append(exc.error)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=stream_one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    started.wait(timeout=30)
+    time.sleep(0.5)
+    os.kill(pids[0], signal.SIGKILL)
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 3
+    assert all("runner stopped unexpectedly" in e for e in errors), errors
+    # the server is alive and the next request gets a fresh runner
+    r = client.generate(model=MODEL, prompt="Hi", options={"num_predict": 2})
+    assert r.done
+    assert _runner_pids(guarded) and _runner_pids(guarded) != pids
+
+
+def test_crash_before_streaming_is_http_500(guarded: RunningServer) -> None:
+    httpx.post(guarded.url + "/api/generate", json={"model": MODEL, "keep_alive": -1})
+    pids = _runner_pids(guarded)
+    os.kill(pids[0], signal.SIGKILL)
+    time.sleep(0.3)
+    r = httpx.post(guarded.url + "/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False,
+                                                        "options": {"num_predict": 2}}, timeout=60)
+    assert r.status_code == 200  # the dead runner was noticed and replaced before use
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from flexi.store.store import default_model_file
+
+    root = tmp_path_factory.mktemp("www")
+    src = default_model_file()
+    assert src is not None
+    os.link(src, root / "tiny-model.gguf") if os.stat(src).st_dev == os.stat(root).st_dev else \
+        (root / "tiny-model.gguf").write_bytes(Path(src).read_bytes())
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_RangeHandler, directory=str(root)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_pull_from_local_http_server_with_official_client(guarded: RunningServer, file_server: str) -> None:
+    client = ollama.Client(host=guarded.url, timeout=120)
+    events = list(client.pull(file_server + "/tiny-model.gguf", stream=True))
+    statuses = [e.status for e in events]
+    assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
+    progress = [e for e in events if e.total]
+    assert progress and progress[-1].completed == progress[-1].total
+    names = [m.model for m in client.list().models]
+    assert "tiny-model:latest" in names
+    r = client.generate(model="tiny-model", prompt="Hi", options={"num_predict": 2})
+    assert r.done
+    missing = httpx.post(guarded.url + "/api/pull", json={"model": file_server + "/nope.gguf", "stream": False}, timeout=30)
+    assert missing.status_code == 404

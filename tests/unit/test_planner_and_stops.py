@@ -1,0 +1,94 @@
+"""The runner's pure parts: batch planning and stop-string matching (no model needed)."""
+
+from __future__ import annotations
+
+from hypothesis import given, strategies as st
+
+from flexi.engine.runner.planner import SeqDemand, plan
+from flexi.engine.runner.stops import StopMatcher
+
+
+def test_decoding_sequences_get_one_token_each_first() -> None:
+    demands = [SeqDemand(0, 1, True), SeqDemand(1, 1, True), SeqDemand(2, 900, False)]
+    out = plan(demands, n_batch=512, prefill_chunk=128)
+    assert out[0] == 1 and out[1] == 1
+    assert out[2] == 128  # a long prompt is chunked while others decode
+
+
+def test_prefill_uses_whole_batch_when_nobody_decodes() -> None:
+    out = plan([SeqDemand(0, 2000, False)], n_batch=512, prefill_chunk=128)
+    assert out == {0: 512}
+
+
+def test_prefill_shared_fairly() -> None:
+    out = plan([SeqDemand(0, 1000, False), SeqDemand(1, 1000, False)], n_batch=512, prefill_chunk=128)
+    assert out == {0: 256, 1: 256}
+    out = plan([SeqDemand(0, 10, False), SeqDemand(1, 1000, False)], n_batch=512, prefill_chunk=128)
+    assert out == {0: 10, 1: 502}
+
+
+def test_batch_budget_never_exceeded_with_many_decoders() -> None:
+    demands = [SeqDemand(i, 1, True) for i in range(600)]
+    out = plan(demands, n_batch=512, prefill_chunk=128)
+    assert sum(out.values()) == 512
+
+
+@given(st.lists(st.tuples(st.integers(1, 3000), st.booleans()), max_size=40), st.integers(1, 1024), st.integers(1, 512))
+def test_plan_invariants(items: list[tuple[int, bool]], n_batch: int, chunk: int) -> None:
+    demands = [SeqDemand(i, 1 if dec else pending, dec) for i, (pending, dec) in enumerate(items)]
+    out = plan(demands, n_batch, chunk)
+    assert sum(out.values()) <= n_batch
+    for d in demands:
+        assert 0 <= out.get(d.seq_id, 0) <= d.pending
+    decoders = [d for d in demands if d.decoding]
+    if len(decoders) <= n_batch:
+        assert all(out.get(d.seq_id) == 1 for d in decoders)
+    if decoders:
+        assert sum(out.get(d.seq_id, 0) for d in demands if not d.decoding) <= chunk
+
+
+def test_stop_string_split_across_pieces() -> None:
+    m = StopMatcher(["</answer>"])
+    emitted = []
+    hit = False
+    for piece in ["The result ", "is 42<", "/ans", "wer> and more"]:
+        out, hit = m.feed(piece)
+        emitted.append(out)
+        if hit:
+            break
+    assert hit and "".join(emitted) == "The result is 42"
+
+
+def test_false_alarm_prefix_is_released() -> None:
+    m = StopMatcher(["STOP"])
+    assert m.feed("ST") == ("", False)
+    assert m.feed("ART") == ("START", False)
+    assert m.flush() == ""
+
+
+def test_earliest_of_several_stops_wins() -> None:
+    m = StopMatcher(["world", "lo w"])
+    out, hit = m.feed("hello world")
+    assert hit and out == "hel"
+
+
+def test_no_stops_passes_through() -> None:
+    m = StopMatcher([])
+    assert m.feed("abc") == ("abc", False)
+
+
+@given(st.text(max_size=60), st.lists(st.text(min_size=1, max_size=5), max_size=3), st.integers(1, 7))
+def test_stop_matcher_equals_reference(text: str, stops: list[str], size: int) -> None:
+    m = StopMatcher(stops)
+    out = []
+    hit = False
+    for i in range(0, len(text), size):
+        piece, hit = m.feed(text[i:i + size])
+        out.append(piece)
+        if hit:
+            break
+    if not hit:
+        out.append(m.flush())
+    positions = [text.find(s) for s in stops if s and s in text]
+    expected = text[: min(positions)] if positions else text
+    assert "".join(out) == expected
