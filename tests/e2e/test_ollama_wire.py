@@ -212,3 +212,57 @@ def test_client_disconnect_stops_generation(http: httpx.Client, server: RunningS
     m = pattern.search(server.log())
     assert m, "the runner was not told to stop"
     assert int(m.group(1)) < 100  # stopped at once, not after num_predict=5000
+
+
+def test_raw_prompt_is_sent_verbatim(http: httpx.Client) -> None:
+    raw = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    a = http.post("/api/generate", json={"model": MODEL, "prompt": raw, "raw": True, "stream": False,
+                                         "options": {"temperature": 0, "num_predict": 8}}).json()
+    b = http.post("/api/generate", json={"model": MODEL, "prompt": "What is the capital of France?", "stream": False,
+                                         "system": "", "options": {"temperature": 0, "num_predict": 8}}).json()
+    assert "context" not in a  # raw mode returns no context, like Ollama
+    assert a["prompt_eval_count"] < b["prompt_eval_count"] or a["response"] != ""
+
+
+def test_go_template_field(http: httpx.Client) -> None:
+    template = "<|im_start|>system\n{{ .System }}<|im_end|>\n<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n"
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "Capital of France?", "template": template,
+                                         "system": "Answer with one word.", "stream": False,
+                                         "options": {"temperature": 0, "num_predict": 8}})
+    assert r.status_code == 200 and "Paris" in r.json()["response"]
+    broken = http.post("/api/generate", json={"model": MODEL, "prompt": "x", "template": "{{ .Prompt ", "stream": False})
+    assert broken.status_code == 400 and "template" in broken.json()["error"]
+
+
+def test_system_changes_the_prompt(http: httpx.Client) -> None:
+    base = {"model": MODEL, "prompt": "Hi", "stream": False, "options": {"temperature": 0, "num_predict": 1}}
+    a = http.post("/api/generate", json=base).json()
+    b = http.post("/api/generate", json={**base, "system": "You are a pirate. " * 20}).json()
+    assert b["prompt_eval_count"] > a["prompt_eval_count"]
+
+
+def test_context_continues_a_conversation(http: httpx.Client) -> None:
+    first = http.post("/api/generate", json={"model": MODEL, "prompt": "My name is Ada.", "stream": False,
+                                             "options": {"temperature": 0, "num_predict": 8}}).json()
+    second = http.post("/api/generate", json={"model": MODEL, "prompt": "What is my name?", "context": first["context"],
+                                              "stream": False, "options": {"temperature": 0, "num_predict": 8}}).json()
+    assert second["prompt_eval_count"] > len(first["context"])
+    assert second["context"][: len(first["context"])] == first["context"]
+
+
+def test_invalid_context_token_400(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "hi", "context": [10**9], "stream": False})
+    assert r.status_code == 400 and "token" in r.json()["error"]
+
+
+def test_suffix_unsupported_400(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "def f(", "suffix": "return x"})
+    assert r.status_code == 400 and "insert" in r.json()["error"]
+
+
+def test_num_ctx_beyond_model_is_clamped(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False,
+                                         "options": {"num_ctx": 10**9, "num_predict": 2}})
+    assert r.status_code == 200
+    entry = next(m for m in http.get("/api/ps").json()["models"] if m["name"] == MODEL)
+    assert entry["context_length"] <= 8192  # SmolLM2's training context
