@@ -19,7 +19,8 @@ try:
 except ImportError:  # tests/ as a package
     from tests.test_cli_fake import LICENSE, FakeOllama
 
-ENGLISH = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_US.UTF-8", "FLEXI_API_KEY": None}
+ENGLISH = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_US.UTF-8", "FLEXI_API_KEY": None,
+           "FORCE_COLOR": None, "TTY_COMPATIBLE": None}
 
 
 @pytest.fixture

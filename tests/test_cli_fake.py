@@ -66,7 +66,7 @@ class FakeOllama:
             do_GET = do_POST = do_DELETE = do_HEAD = _handle
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     # --- lifecycle --------------------------------------------------------
     @property
@@ -111,7 +111,7 @@ class FakeOllama:
         self.send_json(h, 404, {"error": f'model "{name}" not found, try pulling it first'})
 
     def dispatch(self, h: BaseHTTPRequestHandler, rec: Recorded) -> None:
-        body = rec.json or {}
+        body = {} if rec.path.startswith("/api/blobs/") else rec.json or {}
         name = body.get("model") or body.get("name") or ""
         route = f"{rec.method} {rec.path}"
         if route == "GET /api/version":

@@ -113,8 +113,9 @@ def _options(body: SamplingFields, max_tokens: int | None) -> ModelOptions:
     )
 
 
-def _content_text(content: Any, where: str) -> tuple[str, bool]:
+def _content_text(content: Any, i: int) -> tuple[str, bool]:
     """Message content (string or list of parts) → (text, has images)."""
+    where, param = f"messages[{i}]", f"messages.{i}"
     if content is None:
         return "", False
     if isinstance(content, str):
@@ -126,13 +127,13 @@ def _content_text(content: Any, where: str) -> tuple[str, bool]:
         if kind in ("text", "input_text", "refusal"):
             text = part.get("text", part.get("refusal"))
             if not isinstance(text, str):
-                raise BadRequest(f"{where}.content[{j}].text must be a string", param=f"{where}.content.{j}.text")
+                raise BadRequest(f"{where}.content[{j}].text must be a string", param=f"{param}.content.{j}.text")
             texts.append(text)
         elif kind in ("image_url", "input_image"):
             images = True
         else:
             raise BadRequest(f"{where}.content[{j}]: content parts of type {kind!r} are not supported",
-                             param=f"{where}.content.{j}.type")
+                             param=f"{param}.content.{j}.type")
     return "\n".join(texts), images
 
 
@@ -161,7 +162,7 @@ def _chat_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], b
         if role is None:
             raise BadRequest(f"{where}.role {m.role!r} is not one of system, developer, user, assistant, tool",
                              param=f"messages.{i}.role")
-        text, images = _content_text(m.content, where)
+        text, images = _content_text(m.content, i)
         has_images = has_images or images
         msg: dict[str, Any] = {"role": role, "content": text}
         if m.tool_calls:

@@ -10,16 +10,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Base(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+# Union-typed fields are declared `Any` and checked by these validators: Pydantic would
+# report a failed union with the member type in the location ("stop.str"), and the
+# 400 should name just the field.
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _stop(value: Any) -> Any:
+    if value is None or isinstance(value, str) or _is_str_list(value):
+        return value
+    raise ValueError("must be a string or a list of strings")
+
+
+def _keep_alive(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise ValueError('must be a duration like "5m", a number of seconds, 0 or -1')
+
+
 class FunctionCall(_Base):
     name: str
-    arguments: str | dict[str, Any] = ""  # OpenAI sends a JSON string; a few clients send the object
+    arguments: Any = ""  # OpenAI sends a JSON string; a few clients send the object
+
+    @field_validator("arguments")
+    @classmethod
+    def _arguments(cls, value: Any) -> Any:
+        if isinstance(value, (str, dict)):
+            return value
+        raise ValueError("must be a JSON object encoded as a string")
 
 
 class ToolCall(_Base):
@@ -30,10 +56,19 @@ class ToolCall(_Base):
 
 class ChatMessage(_Base):
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: Any = None  # a string or a list of content parts
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(p, dict) for p in value):
+            return value
+        raise ValueError("must be a string or a list of content parts")
 
 
 class StreamOptions(_Base):
@@ -49,18 +84,21 @@ class SamplingFields(_Base):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: Any = None  # a string or a list of strings
     max_tokens: int | None = Field(None, ge=0)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     n: int = Field(1, ge=1)
     user: str | None = None
-    keep_alive: str | int | float | None = None  # Ollama extension
+    keep_alive: Any = None  # Ollama extension: duration string or seconds
     # vLLM / llama.cpp server extensions
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)
     repeat_penalty: float | None = Field(None, ge=0)
     ignore_eos: bool | None = None
+
+    _check_stop = field_validator("stop")(_stop)
+    _check_keep_alive = field_validator("keep_alive")(_keep_alive)
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -89,5 +127,7 @@ class EmbeddingsRequest(_Base):
     encoding_format: str = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
-    keep_alive: str | int | float | None = None
+    keep_alive: Any = None
     truncate: bool = True  # Ollama extension
+
+    _check_keep_alive = field_validator("keep_alive")(_keep_alive)

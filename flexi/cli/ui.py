@@ -36,13 +36,17 @@ def console(stderr: bool = False) -> Console:
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """A borderless, left-aligned table like Ollama's (four spaces between columns)."""
-    table = Table(box=None, pad_edge=False, padding=(0, 2), show_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, padding=(0, 2), show_edge=False, header_style="none")
     for header in headers:
         table.add_column(header, no_wrap=True, overflow="ignore")
     for row in rows:
         table.add_row(*(Text(str(cell)) for cell in row))
     out = console()
-    out.print(table)
+    with out.capture() as captured:
+        out.print(table)
+    lines = captured.get().splitlines()
+    out.file.write("".join(line.rstrip() + "\n" for line in lines))
+    out.file.flush()
 
 
 def _progress(out: Console, transient: bool = False) -> Progress:
