@@ -28,6 +28,8 @@ def parse_duration(value: str | int | float | None) -> float | None:
         return None
     if isinstance(value, bool):
         raise DurationError(f"invalid duration {value!r}")
+    if not isinstance(value, (int, float, str)):
+        raise DurationError(f"invalid duration {value!r}; use e.g. \"5m\", \"1h\", 0 or -1")
     if isinstance(value, (int, float)):
         if isinstance(value, float) and math.isnan(value):
             raise DurationError("invalid duration NaN")

@@ -34,9 +34,17 @@ def openai_error(exc: EngineError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "bytes"}
+
+
+def _is_type_tag(part: object) -> bool:
+    """Pydantic puts the union member's type into error locations ("format.str"); people want "format"."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part)
+
+
 def describe_validation_error(exc: ValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
-    field = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__") or None
+    field = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__" and not _is_type_tag(p)) or None
     msg = first.get("msg", "invalid value")
     if field:
         return f'invalid value for "{field}": {msg}', field

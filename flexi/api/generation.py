@@ -6,10 +6,14 @@ identical whichever API a client speaks.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from starlette.requests import Request
 
 from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
 from flexi.api.prompting import check_capabilities, render_generate, render_messages
@@ -76,6 +80,39 @@ class Completion:
     text: str
     stats: GenerationStats
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ClientDisconnected(Exception):
+    """The client went away before a non-streamed answer was ready."""
+
+
+async def collect_while_connected(request: Request, events: AsyncIterator[TextChunk | GenerationStats]) -> Completion:
+    """Collect a whole answer, but cancel generation as soon as the client disconnects.
+
+    Uvicorn does not cancel a handler when its client leaves; after the body is read,
+    the next ASGI receive() only returns once the client disconnects, so we race the two.
+    """
+    work = asyncio.ensure_future(collect(events))
+    watch = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        raise ClientDisconnected()
+    finally:
+        watch.cancel()
+        if not work.done():
+            work.cancel()
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 async def collect(events: AsyncIterator[TextChunk | GenerationStats]) -> Completion:

@@ -168,7 +168,7 @@ async def generate(request: Request) -> Response:
                             prefix_tokens=body.context, return_tokens=not body.raw)
     events = await primed(state.manager.generate(req))
     if not body.stream:
-        done = await gen.collect(events)
+        done = await gen.collect_while_connected(request, events)
         out = {"model": record.name, "created_at": rfc3339_nano(), "response": done.text, "done": True,
                **_stats_fields(done.stats, t0)}
         if done.stats.tokens is not None:
@@ -232,7 +232,7 @@ async def chat(request: Request) -> Response:
 
     if not body.stream or tools or want_thinking:
         # Tool calls and thinking are parsed from the whole answer; streamed as one chunk then.
-        done = await gen.collect(events)
+        done = await gen.collect_while_connected(request, events)
         content, calls = gen.split_tool_calls(done.text, tools)
         final = {"model": record.name, "created_at": rfc3339_nano(), "message": message(content, calls), "done": True,
                  **_stats_fields(done.stats, t0)}

@@ -280,7 +280,7 @@ async def chat_completions(request: Request) -> Response:
             "system_fingerprint": fingerprint}
 
     if not body.stream:
-        done = await gen.collect(events)
+        done = await gen.collect_while_connected(request, events)
         content, calls = gen.split_tool_calls(done.text, tools)
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
         if calls:
@@ -376,7 +376,7 @@ async def completions(request: Request) -> Response:
             "system_fingerprint": fingerprint}
 
     if not body.stream:
-        done = await gen.collect(events)
+        done = await gen.collect_while_connected(request, events)
         text = (text_in + done.text) if body.echo else done.text
         return JSONResponse({**base, "choices": [{"text": text, "index": 0, "logprobs": None,
                                                   "finish_reason": _finish_reason(done.stats)}],

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from flexi import __version__
 from flexi.api import ollama, openai
+from flexi.api.generation import ClientDisconnected
 from flexi.api.errors import describe_validation_error, ollama_error, openai_error
 from flexi.config import Settings
 from flexi.engine.types import BadRequest, EngineError
@@ -57,6 +58,10 @@ def create_app(settings: Settings) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "path", "query")) or None
         return _error_response(request, BadRequest(f'invalid value for "{field}": {first.get("msg", "invalid")}', param=field))
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, exc: ClientDisconnected) -> Response:
+        return Response(status_code=499)  # nobody is listening; nginx's "client closed request"
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, exc: BodyTooLarge) -> Response:

@@ -20,15 +20,25 @@ def flexi(server: RunningServer, *args: str, input: str | None = None, lang: str
                           text=True, timeout=180)
 
 
-def test_run_answers_once(server: RunningServer) -> None:
-    r = flexi(server, "run", MODEL, "What is the capital of France? Answer in one word.", "--verbose")
+@pytest.fixture(scope="module")
+def greedy_model(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Modelfile-made variant with temperature 0, so answers are deterministic."""
+    modelfile = tmp_path_factory.mktemp("mf") / "Modelfile"
+    modelfile.write_text(f"FROM {MODEL}\nPARAMETER temperature 0\nPARAMETER num_predict 24\n")
+    r = flexi(server, "create", "greedy", "-f", str(modelfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return "greedy"
+
+
+def test_run_answers_once(server: RunningServer, greedy_model: str) -> None:
+    r = flexi(server, "run", greedy_model, "What is the capital of France? Answer in one word.", "--verbose")
     assert r.returncode == 0, r.stderr
     assert "Paris" in r.stdout
     assert "eval rate" in (r.stdout + r.stderr)
 
 
-def test_run_reads_stdin_when_piped(server: RunningServer) -> None:
-    r = flexi(server, "run", MODEL, input="What is the capital of France?")
+def test_run_reads_stdin_when_piped(server: RunningServer, greedy_model: str) -> None:
+    r = flexi(server, "run", greedy_model, input="What is the capital of France?")
     assert r.returncode == 0 and "Paris" in r.stdout
 
 

@@ -266,3 +266,21 @@ def test_num_ctx_beyond_model_is_clamped(http: httpx.Client) -> None:
     assert r.status_code == 200
     entry = next(m for m in http.get("/api/ps").json()["models"] if m["name"] == MODEL)
     assert entry["context_length"] <= 8192  # SmolLM2's training context
+
+
+def test_non_streamed_request_cancelled_when_client_leaves(server: RunningServer) -> None:
+    before = len(re.findall(r"runner stopped it after", server.log()))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/api/generate", json={"model": MODEL, "prompt": "Tell a very long story.", "stream": False,
+                                                       "options": {"num_predict": 5000, "ignore_eos": True}}, timeout=1.0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(re.findall(r"runner stopped it after", server.log())) == before:
+        time.sleep(0.1)
+    counts = [int(n) for n in re.findall(r"runner stopped it after (\d+) generated tokens", server.log())]
+    assert len(counts) > before, "the runner kept generating for a client that had left"
+    assert counts[-1] < 1000
+
+
+def test_num_predict_zero_generates_nothing(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "Hello", "stream": False, "options": {"num_predict": 0}})
+    assert r.status_code == 200 and r.json()["response"] == "" and r.json()["eval_count"] == 0

@@ -161,6 +161,10 @@ class BatchEngine:
                             self.model.eog_tokens if ignore_eos else [])
         seq = Sequence(req_id=req_id, prompt=prompt, max_new=max_new, ignore_eos=ignore_eos,
                        return_tokens=bool(p.get("return_tokens")), chain=chain, stops=StopMatcher(list(p.get("stop") or [])))
+        if max_new == 0:  # num_predict 0: nothing to generate (Ollama answers at once)
+            self._events.append((req_id, {"ev": "done", **seq.stats("length")}))
+            ll.llama_sampler_free(chain)
+            return
         self.by_id[req_id] = seq
         self.waiting.append(seq)
 
