@@ -9,20 +9,18 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import jsonschema
 import openai
 import pytest
+
+from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -68,38 +66,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def _openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Flexi server on a free port with a temporary home; yields its base URL."""
-    home = tmp_path_factory.mktemp("flexi-openai-home")
-    port = _free_port()
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
-    code = (f"from flexi.config import load_settings; from flexi.server.app import run_server; "
-            f"run_server(load_settings(host='127.0.0.1:{port}', home={str(home)!r}))")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "FLEXI_HOME": str(home)})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("flexi server exited:\n" + (home / "server.log").read_text(errors="replace"))
-            try:
-                if httpx.get(f"{base}/api/version", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("flexi server did not start:\n" + (home / "server.log").read_text(errors="replace"))
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def _openai_server(server: RunningServer) -> str:
+    """The shared real server from tests/conftest.py."""
+    return server.url
 
 
 @pytest.fixture(scope="session")
