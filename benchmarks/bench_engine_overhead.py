@@ -5,7 +5,7 @@ on the same model. Both decode 128 tokens greedily from the same prompt with EOS
 suppressed, so they do identical work; each is measured from its first to its
 last token (decode rate) and end to end (request rate).
 
-Run: python benchmarks/bench_engine_overhead.py [--runs 5]
+Run: python -m benchmarks.bench_engine_overhead [--runs 5]
 Writes benchmarks/results/engine_overhead.{json,md}.
 """
 
@@ -119,7 +119,7 @@ Model smollm2:135m (SmolLM2-135M-Instruct Q4_1), {TOKENS} output tokens, greedy,
 Flexi / llama-cpp-python decode: **{ratio:.3f}** (target ≥ 0.95: {'met' if ratio >= 0.95 else 'missed'}).
 Server-side eval rate reported by Flexi: {flexi['server_eval_tok_s']:.1f} tokens/s.
 
-Reproduce: `python benchmarks/bench_engine_overhead.py --runs {args.runs}`
+Reproduce: `python -m benchmarks.bench_engine_overhead --runs {args.runs}`
 """
     write_results("engine_overhead", data, md)
 

@@ -20,9 +20,9 @@ class RunnerServer:
     A closed connection cancels all of its requests.
     """
 
-    def __init__(self, engine_factory: Any) -> None:
+    def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.engine: BatchEngine = engine_factory(self._emit_threadsafe)
+        self.engine: BatchEngine | None = None
         self._ids = itertools.count(1)
         self._routes: dict[int, tuple[asyncio.StreamWriter, int]] = {}
 
@@ -57,6 +57,7 @@ class RunnerServer:
                 except Exception:
                     log.warning("ignoring malformed message from server")
                     continue
+                assert self.engine is not None
                 if op == "cancel":
                     engine_id = mine.get(client_id)
                     if engine_id is not None:
@@ -73,14 +74,33 @@ class RunnerServer:
             pass
         finally:
             for engine_id in mine.values():
-                if engine_id in self._routes:
+                if engine_id in self._routes and self.engine is not None:
                     self.engine.submit("cancel", engine_id)
             writer.close()
 
 
 async def serve(socket_path: str, engine_factory: Any, ready: Any) -> None:
-    runner = RunnerServer(engine_factory)
-    engine_thread = asyncio.get_running_loop().run_in_executor(None, runner.engine.run)
+    """Build and run the engine on ONE dedicated thread, then accept connections.
+
+    Everything that touches the llama.cpp context — creation, warm-up, every decode —
+    happens on that thread: ggml's OpenMP pool is per calling thread, and a second pool
+    left spinning from another thread halves decode speed on a 2-core machine.
+    """
+    loop = asyncio.get_running_loop()
+    runner = RunnerServer()
+    built: asyncio.Future[None] = loop.create_future()
+
+    def engine_main() -> None:
+        try:
+            runner.engine = engine_factory(runner._emit_threadsafe)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            loop.call_soon_threadsafe(built.set_exception, exc)
+            return
+        loop.call_soon_threadsafe(built.set_result, None)
+        runner.engine.run()
+
+    engine_thread = loop.run_in_executor(None, engine_main)
+    await built
     server = await asyncio.start_unix_server(runner.handle, path=socket_path, limit=MAX_LINE)
     ready()
     async with server:
