@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Build llama.cpp's own server (the reference peer) from the sources inside the llama-cpp-python
+# sdist that Flexi uses, so both run the same llama.cpp. The binary stays in benchmarks/.cache
+# (git-ignored); it is never committed. About 6 minutes on 2 cores.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="$here/.cache"
+version="$(python -c 'import llama_cpp; print(llama_cpp.__version__)')"
+bin="$cache/llama.cpp-$version/build/bin/llama-server"
+if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
+mkdir -p "$cache"
+cd "$cache"
+if [ ! -d "llama_cpp_python-$version" ]; then
+  python -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$version" -d sdist >&2
+  tar xzf "sdist/llama_cpp_python-$version.tar.gz"
+fi
+src="$cache/llama_cpp_python-$version/vendor/llama.cpp"
+rm -rf "$cache/llama.cpp-$version" && cp -r "$src" "$cache/llama.cpp-$version"
+cd "$cache/llama.cpp-$version"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF >&2
+cmake --build build -j "$(nproc)" --target llama-server llama-batched-bench >&2
+echo "$bin"
