@@ -135,7 +135,10 @@ def test_tools_and_tool_calls_are_normalised() -> None:
 
 
 def test_multipart_content_is_flattened() -> None:
-    msg = {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}]}
+    msg = {
+        "role": "user",
+        "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}],
+    }
     assert "user\nab<|im_end|>" in render_chat(CHATML_TEMPLATE, [msg])
 
 
@@ -148,7 +151,10 @@ def test_context_variables() -> None:
 def test_hf_helpers() -> None:
     assert render_chat("{{ strftime_now('%Y') }}", []).isdigit()
     assert render_chat("{{ {'k': 'ä<>'} | tojson }}", []) == '{"k": "ä<>"}'
-    assert render_chat("{{ {'b': 1, 'a': [1]} | tojson(indent=2, sort_keys=true) }}", []) == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}'
+    assert (
+        render_chat("{{ {'b': 1, 'a': [1]} | tojson(indent=2, sort_keys=true) }}", [])
+        == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}'
+    )
     loop = "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m.content }}{% endfor %}"
     assert render_chat(loop, UAU) == "Hello, how are you?"
     assert render_chat("{% generation %}x{% endgeneration %}y", []) == "xy"
@@ -182,7 +188,7 @@ def test_broken_templates(template: str, needle: str) -> None:
 
 CVE_2024_34359 = (
     "{% for x in ().__class__.__base__.__subclasses__() %}"
-    "{% if \"warning\" in x.__name__ %}"
+    '{% if "warning" in x.__name__ %}'
     "{{ x()._module.__builtins__['__import__']('os').popen(\"touch PWNED\") }}"
     "{% endif %}{% endfor %}"
 )
@@ -255,8 +261,10 @@ OLLAMA_CASES = {
         },
     ),
     "llama3-instruct": (
-        "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>\n"
-        "{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
+        (
+            "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>\n"
+            "{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+        ),
         {
             "user": "<|start_header_id|>user<|end_header_id|>\n\nHello, how are you?<|eot_id|>"
             "<|start_header_id|>assistant<|end_header_id|>\n\n",
@@ -268,9 +276,11 @@ OLLAMA_CASES = {
         },
     ),
     "mistral-instruct": (
-        '[INST] {{ range $index, $_ := .Messages }}\n{{- if eq .Role "system" }}{{ .Content }}\n\n'
-        '{{ else if eq .Role "user" }}{{ .Content }}[/INST]\n'
-        '{{- else if eq .Role "assistant" }} {{ .Content }}</s>[INST] {{ end }}\n{{- end }}',
+        (
+            '[INST] {{ range $index, $_ := .Messages }}\n{{- if eq .Role "system" }}{{ .Content }}\n\n'
+            '{{ else if eq .Role "user" }}{{ .Content }}[/INST]\n'
+            '{{- else if eq .Role "assistant" }} {{ .Content }}</s>[INST] {{ end }}\n{{- end }}'
+        ),
         {
             "user": "[INST] Hello, how are you?[/INST]",
             "user-assistant-user": "[INST] Hello, how are you?[/INST] I'm doing great. How can I help you today?</s>"
@@ -280,12 +290,14 @@ OLLAMA_CASES = {
         },
     ),
     "llama2-chat": (  # variables, assignment, printf
-        '{{- $system := "" }}[INST] {{ range .Messages }}\n{{- if eq .Role "system" }}\n'
-        "{{- if not $system }}{{ $system = .Content }}\n"
-        '{{- else }}{{ $system = printf "%s\\n\\n%s" $system .Content }}\n{{- end }}\n'
-        '{{- else if eq .Role "user" }}<<SYS>>\n{{- if $system }}\n{{ $system }}\n{{ $system = "" }}\n'
-        "{{- end }}<</SYS>>\n\n{{ .Content }} [/INST]\n"
-        '{{- else if eq .Role "assistant" }} {{ .Content }}</s><s>[INST] {{ end }}\n{{- end }}',
+        (
+            '{{- $system := "" }}[INST] {{ range .Messages }}\n{{- if eq .Role "system" }}\n'
+            "{{- if not $system }}{{ $system = .Content }}\n"
+            '{{- else }}{{ $system = printf "%s\\n\\n%s" $system .Content }}\n{{- end }}\n'
+            '{{- else if eq .Role "user" }}<<SYS>>\n{{- if $system }}\n{{ $system }}\n{{ $system = "" }}\n'
+            "{{- end }}<</SYS>>\n\n{{ .Content }} [/INST]\n"
+            '{{- else if eq .Role "assistant" }} {{ .Content }}</s><s>[INST] {{ end }}\n{{- end }}'
+        ),
         {
             "user": "[INST] <<SYS>><</SYS>>\n\nHello, how are you? [/INST]",
             "system-user-assistant-user": "[INST] <<SYS>>\nYou are a helpful assistant.\n<</SYS>>\n\n"
@@ -294,12 +306,14 @@ OLLAMA_CASES = {
         },
     ),
     "gemma-instruct": (  # continue
-        '{{- $system := "" }}\n{{- range .Messages }}\n{{- if eq .Role "system" }}\n'
-        "{{- if not $system }}{{ $system = .Content }}\n"
-        '{{- else }}{{ $system = printf "%s\\n\\n%s" $system .Content }}\n{{- end }}\n{{- continue }}\n'
-        '{{- else if eq .Role "user" }}<start_of_turn>user\n{{- if $system }}\n{{ $system }}\n{{- $system = "" }}\n'
-        '{{- end }}\n{{- else if eq .Role "assistant" }}<start_of_turn>model\n{{- end }}\n'
-        "{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n",
+        (
+            '{{- $system := "" }}\n{{- range .Messages }}\n{{- if eq .Role "system" }}\n'
+            "{{- if not $system }}{{ $system = .Content }}\n"
+            '{{- else }}{{ $system = printf "%s\\n\\n%s" $system .Content }}\n{{- end }}\n{{- continue }}\n'
+            '{{- else if eq .Role "user" }}<start_of_turn>user\n{{- if $system }}\n{{ $system }}\n{{- $system = "" }}\n'
+            '{{- end }}\n{{- else if eq .Role "assistant" }}<start_of_turn>model\n{{- end }}\n'
+            "{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n"
+        ),
         {
             "system-user-assistant-user": "<start_of_turn>user\nYou are a helpful assistant.\nHello, how are you?<end_of_turn>\n"
             "<start_of_turn>model\nI'm doing great. How can I help you today?<end_of_turn>\n"
@@ -310,9 +324,7 @@ OLLAMA_CASES = {
 CONVERSATIONS = {"user": HELLO, "user-assistant-user": UAU, "system-user-assistant-user": SUAU}
 
 
-@pytest.mark.parametrize(
-    ("name", "case"), [(n, c) for n, (_, cases) in OLLAMA_CASES.items() for c in cases]
-)
+@pytest.mark.parametrize(("name", "case"), [(n, c) for n, (_, cases) in OLLAMA_CASES.items() for c in cases])
 def test_ollama_templates(name: str, case: str) -> None:
     template, expected = OLLAMA_CASES[name]
     assert is_go_template(template)
@@ -356,9 +368,11 @@ def test_legacy_template_chat_runs_once_per_turn() -> None:
     [
         "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}[/INST] ",  # no .Response: appended
         "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}[/INST] {{ .Response }}",
-        "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}\n{{- range .Messages }}\n"
-        '{{- if eq .Role "user" }}{{ .Content }}[/INST] {{ else if eq .Role "assistant" }}{{ .Content }}[INST] {{ end }}\n'
-        "{{- end }}",
+        (
+            "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}\n{{- range .Messages }}\n"
+            '{{- if eq .Role "user" }}{{ .Content }}[/INST] {{ else if eq .Role "assistant" }}{{ .Content }}[INST] {{ end }}\n'
+            "{{- end }}"
+        ),
     ],
 )
 def test_ollama_mistral_variants(template: str) -> None:
@@ -425,19 +439,27 @@ Question: {{ .Content }}<|eot_id|>
 
 
 def test_llama31_tools_template() -> None:
-    out = render_go_template(LLAMA31_TOOLS, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER_TOOL])
+    out = render_go_template(
+        LLAMA31_TOOLS, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER_TOOL]
+    )
     assert out.startswith("<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant with tool calling")
     assert json.dumps(WEATHER_TOOL, separators=(",", ":")) + "\n" in out
     assert out.endswith("Question: Weather in Paris?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
 
     msgs = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+        },
         {"role": "tool", "content": "18 C"},
     ]
     out = render_go_template(LLAMA31_TOOLS, messages=msgs)
     assert '{"name": "get_weather", "parameters": {"city":"Paris"}}<|eot_id|>' in out
-    assert out.endswith("<|start_header_id|>ipython<|end_header_id|>\n\n18 C<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert out.endswith(
+        "<|start_header_id|>ipython<|end_header_id|>\n\n18 C<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     assert "Question:" not in out  # the tools preamble only goes with the last user turn when tools are offered
 
 
@@ -451,14 +473,22 @@ def test_llama31_tools_template() -> None:
         ("{{ with .System }}[{{ . }}]{{ else }}none{{ end }}", {"system": "s"}, "[s]"),
         ("{{ with .System }}[{{ . }}]{{ else with .Prompt }}<{{ . }}>{{ end }}", {"prompt": "p"}, "<p>"),
         ("{{ range .Messages }}{{ .Content }}{{ else }}empty{{ end }}", {"messages": []}, "empty"),
-        ('{{ range .Messages }}{{ if eq .Role "assistant" }}{{ break }}{{ end }}{{ .Content }}{{ end }}', {"messages": UAU}, "Hello, how are you?"),
-        ("{{ len .Messages }} {{ (index .Messages 1).Content }}", {"messages": UAU}, "3 I'm doing great. How can I help you today?"),
+        (
+            '{{ range .Messages }}{{ if eq .Role "assistant" }}{{ break }}{{ end }}{{ .Content }}{{ end }}',
+            {"messages": UAU},
+            "Hello, how are you?",
+        ),
+        (
+            "{{ len .Messages }} {{ (index .Messages 1).Content }}",
+            {"messages": UAU},
+            "3 I'm doing great. How can I help you today?",
+        ),
         ('{{ .Prompt | printf "%q" }}', {"prompt": 'say "hi"'}, '"say \\"hi\\""'),
         ('{{ if and .Prompt (not .System) }}yes{{ end }}{{ or .System "dflt" }}', {"prompt": "p"}, "yesdflt"),
         ('{{ if eq .Prompt "a" "b" }}in{{ end }}', {"prompt": "b"}, "in"),
         ("{{ json .Messages }}", {"messages": HELLO}, '[{"role":"user","content":"Hello, how are you?"}]'),
         ("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}", {}, "2"),
-        ("{{ print 1 2 }}-{{ print \"a\" 1 }}", {}, "1 2-a1"),
+        ('{{ print 1 2 }}-{{ print "a" 1 }}', {}, "1 2-a1"),
     ],
 )
 def test_go_template_features(template: str, data: dict, expected: str) -> None:

@@ -20,7 +20,7 @@ from flexi.api.prompting import check_capabilities, render_generate, render_mess
 from flexi.durations import DurationError, parse_duration
 from flexi.engine.grammar import grammar_for_format
 from flexi.engine.toolcalls import parse_tool_calls
-from flexi.engine.types import BadRequest, GenerationRequest, GenerationStats, TextChunk
+from flexi.engine.types import BadRequest, GenerationRequest, GenerationStats, StatusEvent, TextChunk
 from flexi.store.store import ModelRecord, ModelStore
 
 
@@ -39,7 +39,8 @@ def require_model(store: ModelStore, name: str | None) -> ModelRecord:
 
 def build_request(record: ModelRecord, prompt: str, options: ModelOptions | None, *, fmt: Any = None,
                   format_param: str = "format", keep_alive: Any = None, prefix_tokens: list[int] | None = None,
-                  return_tokens: bool = False, extra_stop: list[str] | None = None) -> GenerationRequest:
+                  return_tokens: bool = False, extra_stop: list[str] | None = None, user: str = "anonymous",
+                  priority: int = 0) -> GenerationRequest:
     opts = merged(record.parameters, options)
     stop = list(opts.stop or []) + list(extra_stop or [])
     return GenerationRequest(
@@ -54,6 +55,8 @@ def build_request(record: ModelRecord, prompt: str, options: ModelOptions | None
         num_ctx=opts.num_ctx,
         keep_alive=keep_alive_seconds(keep_alive),
         return_tokens=return_tokens,
+        user=user,
+        priority=priority,
     )
 
 
@@ -86,7 +89,7 @@ class ClientDisconnected(Exception):
     """The client went away before a non-streamed answer was ready."""
 
 
-async def collect_while_connected(request: Request, events: AsyncIterator[TextChunk | GenerationStats]) -> Completion:
+async def collect_while_connected(request: Request, events: AsyncIterator[TextChunk | GenerationStats | StatusEvent]) -> Completion:
     """Collect a whole answer, but cancel generation as soon as the client disconnects.
 
     Uvicorn does not cancel a handler when its client leaves; after the body is read,
@@ -115,13 +118,13 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def collect(events: AsyncIterator[TextChunk | GenerationStats]) -> Completion:
+async def collect(events: AsyncIterator[TextChunk | GenerationStats | StatusEvent]) -> Completion:
     parts: list[str] = []
     stats: GenerationStats | None = None
     async for ev in events:
         if isinstance(ev, TextChunk):
             parts.append(ev.text)
-        else:
+        elif isinstance(ev, GenerationStats):
             stats = ev
     assert stats is not None
     return Completion(text="".join(parts), stats=stats)

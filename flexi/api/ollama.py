@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from flexi import __version__
 from flexi.api import generation as gen
 from flexi.api.errors import parse_body
+from flexi.api.identity import client_identity, priority_of
 from flexi.api.ollama_types import (
     ChatRequest,
     CopyRequest,
@@ -32,7 +33,7 @@ from flexi.api.ollama_types import (
     ShowRequest,
 )
 from flexi.api.wire import ndjson, primed, rfc3339_nano
-from flexi.engine.types import BadRequest, EmbeddingRequest, EngineError, GenerationStats, TextChunk
+from flexi.engine.types import BadRequest, EmbeddingRequest, EngineError, GenerationStats, StatusEvent, TextChunk
 from flexi.server.state import AppState
 from flexi.store.blobs import BlobWriter, validate_digest
 from flexi.store.names import parse_model_name
@@ -52,6 +53,14 @@ def _state(request: Request) -> AppState:
 def _model_entry(record: ModelRecord) -> dict[str, Any]:
     return {"name": record.name, "model": record.name, "modified_at": record.modified_at.isoformat(),
             "size": record.size, "digest": record.digest, "details": record.details}
+
+
+def _status_fields(ev: StatusEvent) -> dict[str, Any]:
+    """Flexi extension on otherwise empty chunks: why nothing streams yet (clients ignore unknown fields)."""
+    out: dict[str, Any] = {"status": ev.kind}
+    if ev.position is not None:
+        out["queue_position"] = ev.position
+    return out
 
 
 def _stats_fields(stats: GenerationStats, t0: int) -> dict[str, Any]:
@@ -165,7 +174,8 @@ async def generate(request: Request) -> Response:
     prompt = gen.generate_prompt(record, body.prompt, system=body.system, template=body.template, suffix=body.suffix,
                                  raw=body.raw, think=body.think, has_images=bool(body.images))
     req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
-                            prefix_tokens=body.context, return_tokens=not body.raw)
+                            prefix_tokens=body.context, return_tokens=not body.raw,
+                            user=client_identity(request), priority=priority_of(request))
     events = await primed(state.manager.generate(req))
     if not body.stream:
         done = await gen.collect_while_connected(request, events)
@@ -178,7 +188,10 @@ async def generate(request: Request) -> Response:
     async def lines() -> AsyncIterator[bytes]:
         try:
             async for ev in events:
-                if isinstance(ev, TextChunk):
+                if isinstance(ev, StatusEvent):
+                    yield ndjson({"model": record.name, "created_at": rfc3339_nano(), "response": "", "done": False,
+                                  **_status_fields(ev)})
+                elif isinstance(ev, TextChunk):
                     yield ndjson({"model": record.name, "created_at": rfc3339_nano(), "response": ev.text, "done": False})
                 else:
                     final = {"model": record.name, "created_at": rfc3339_nano(), "response": "", "done": True,
@@ -216,7 +229,8 @@ async def chat(request: Request) -> Response:
     tools = body.tools or None
     prompt = gen.chat_prompt(record, _chat_messages(body), tools=tools, think=body.think,
                              has_images=any(m.images for m in body.messages))
-    req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive)
+    req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
+                            user=client_identity(request), priority=priority_of(request))
     events = await primed(state.manager.generate(req))
     want_thinking = bool(body.think)
 
@@ -248,7 +262,10 @@ async def chat(request: Request) -> Response:
     async def lines() -> AsyncIterator[bytes]:
         try:
             async for ev in events:
-                if isinstance(ev, TextChunk):
+                if isinstance(ev, StatusEvent):
+                    yield ndjson({"model": record.name, "created_at": rfc3339_nano(),
+                                  "message": {"role": "assistant", "content": ""}, "done": False, **_status_fields(ev)})
+                elif isinstance(ev, TextChunk):
                     yield ndjson({"model": record.name, "created_at": rfc3339_nano(),
                                   "message": {"role": "assistant", "content": ev.text}, "done": False})
                 else:
@@ -273,6 +290,7 @@ async def embed(request: Request) -> dict[str, Any]:
     opts = body.options
     result = await state.manager.embed(EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
                                                         normalize=True, num_ctx=opts.num_ctx if opts else None,
+                                                        user=client_identity(request), priority=priority_of(request),
                                                         keep_alive=gen.keep_alive_seconds(body.keep_alive)))
     vectors = result.embeddings
     if body.dimensions:
@@ -296,6 +314,7 @@ async def embeddings(request: Request) -> dict[str, Any]:
     opts = body.options
     result = await state.manager.embed(EmbeddingRequest(model=record.name, inputs=[body.prompt], normalize=False,
                                                         num_ctx=opts.num_ctx if opts else None,
+                                                        user=client_identity(request), priority=priority_of(request),
                                                         keep_alive=gen.keep_alive_seconds(body.keep_alive)))
     return {"embedding": result.embeddings[0]}
 

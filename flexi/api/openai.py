@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from flexi.api import generation as gen
 from flexi.api.errors import OPENAI_TYPES, parse_body
+from flexi.api.identity import client_identity, priority_of
 from flexi.api.openai_types import (
     ChatCompletionRequest,
     ChatMessage,
@@ -40,6 +41,7 @@ from flexi.engine.types import (
     EngineError,
     GenerationStats,
     ModelNotFound,
+    StatusEvent,
     TextChunk,
 )
 from flexi.server.state import AppState
@@ -47,6 +49,12 @@ from flexi.store.store import ModelRecord
 
 router = APIRouter()
 SSE = "text/event-stream"
+
+
+def _status_comment(ev: StatusEvent) -> bytes:
+    """Why nothing streams yet, as an SSE comment: OpenAI clients skip comments, Flexi's UI shows them."""
+    text = ev.kind if ev.position is None else f"{ev.kind} position={ev.position}"
+    return f": {text}\n\n".encode()
 _ALPHABET = string.ascii_letters + string.digits
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 _FINISH = {"stop": "stop", "length": "length"}  # internal "cancelled"/"error" never reach a client normally
@@ -272,7 +280,8 @@ async def chat_completions(request: Request) -> Response:
     prompt = _chat_prompt(record, messages, tools, has_images)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     req = gen.build_request(record, prompt, _options(body, max_tokens), fmt=fmt, format_param="response_format",
-                            keep_alive=body.keep_alive)
+                            keep_alive=body.keep_alive, user=client_identity(request, body.user),
+                            priority=priority_of(request, body.priority))
     events = await primed(state.manager.generate(req))
 
     cid, created, fingerprint = _random_id("chatcmpl-"), int(time.time()), _fingerprint(record)
@@ -323,7 +332,9 @@ async def chat_completions(request: Request) -> Response:
                     yield part
             else:
                 async for ev in events:
-                    if isinstance(ev, TextChunk):
+                    if isinstance(ev, StatusEvent):
+                        yield _status_comment(ev)
+                    elif isinstance(ev, TextChunk):
                         if ev.text:
                             yield chunk({"content": ev.text})
                     else:
@@ -368,7 +379,8 @@ async def completions(request: Request) -> Response:
     state = _state(request)
     record = _require_model(state, body.model)
     prompt = gen.generate_prompt(record, text_in, suffix=body.suffix or None, raw=True)
-    req = gen.build_request(record, prompt, _options(body, body.max_tokens), keep_alive=body.keep_alive)
+    req = gen.build_request(record, prompt, _options(body, body.max_tokens), keep_alive=body.keep_alive,
+                            user=client_identity(request, body.user), priority=priority_of(request, body.priority))
     events = await primed(state.manager.generate(req))
 
     cid, created, fingerprint = _random_id("cmpl-"), int(time.time()), _fingerprint(record)
@@ -395,7 +407,9 @@ async def completions(request: Request) -> Response:
             if body.echo and text_in:
                 yield chunk(text_in)
             async for ev in events:
-                if isinstance(ev, TextChunk):
+                if isinstance(ev, StatusEvent):
+                    yield _status_comment(ev)
+                elif isinstance(ev, TextChunk):
                     if ev.text:
                         yield chunk(ev.text)
                 else:
@@ -454,7 +468,9 @@ async def embeddings(request: Request) -> Response:
     state = _state(request)
     record = _require_model(state, body.model)
     result = await state.manager.embed(EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
-                                                        normalize=True, keep_alive=gen.keep_alive_seconds(body.keep_alive)))
+                                                        normalize=True, keep_alive=gen.keep_alive_seconds(body.keep_alive),
+                                                        user=client_identity(request, body.user),
+                                                        priority=priority_of(request)))
     encode: Callable[[list[float]], Any] = _base64_floats if body.encoding_format == "base64" else (lambda v: v)
     data = [{"object": "embedding", "index": i, "embedding": encode(_renormalized(vec, body.dimensions))}
             for i, vec in enumerate(result.embeddings)]

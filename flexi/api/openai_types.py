@@ -90,6 +90,7 @@ class SamplingFields(_Base):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     n: int = Field(1, ge=1)
     user: str | None = None
+    priority: int | None = None  # vLLM extension: lower is served first (Flexi: <=0 interactive, >0 batch)
     keep_alive: Any = None  # Ollama extension: duration string or seconds
     # vLLM / llama.cpp server extensions
     top_k: int | None = Field(None, ge=0)

@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Any, Callable, Iterable, NoReturn
+from typing import Any, NoReturn
 
 from flexi.engine.templates import TemplateError
 
-__all__ = ["is_go_template", "render_go_template", "TemplateError"]
+__all__ = ["TemplateError", "is_go_template", "render_go_template"]
 
 MAX_STEPS = 1_000_000  # node executions per render: nested ranges can multiply quickly
 MAX_OUTPUT_CHARS = 16 * 1024 * 1024
@@ -221,7 +222,7 @@ def _split_actions(text: str) -> list[tuple[str, str]]:
 
 def _find_action_end(text: str, i: int) -> int:
     """Index of the `}}` closing the action starting at `i`, skipping quoted strings and comments."""
-    n = len(text)
+    n, start = len(text), i
     while i < n:
         c = text[i]
         if text.startswith("}}", i):
@@ -243,7 +244,7 @@ def _find_action_end(text: str, i: int) -> int:
             i = j + 1
             continue
         i += 1
-    _fail(f"unclosed action starting near offset {i}: missing '}}}}'")
+    _fail(f"unclosed action starting at offset {start - 2}: missing '}}}}'")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -533,6 +534,8 @@ def _slice(v: Any, *idx: int) -> Any:
         _fail("slice: three-index slices are not supported")
     if not isinstance(v, (str, list, tuple)):
         _fail(f"can't slice type {type(v).__name__}")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+        _fail("slice: indices must be integers")
     start = idx[0] if idx else 0
     end = idx[1] if len(idx) > 1 else len(v)
     if not (0 <= start <= end <= len(v)):
@@ -785,8 +788,12 @@ def _execute(nodes: Iterable[Any], data: dict[str, Any]) -> str:
     ex = _Exec(data)
     try:
         ex.run(nodes, data)
+    except (TemplateError, _BreakSignal, _ContinueSignal):
+        raise
     except RecursionError:
         _fail("the template nests too deeply")
+    except Exception as exc:  # noqa: BLE001 - e.g. comparing a string with a number: the template's fault
+        _fail(f"{type(exc).__name__}: {exc}")
     return "".join(ex.out)
 
 
@@ -811,12 +818,10 @@ def _mentions(nodes: Iterable[Any], name: str) -> bool:
         for n in ns:
             if isinstance(n, _Action) and in_pipe(n.pipe):
                 return True
-            if isinstance(n, _If):
-                if any(in_pipe(c) or walk(b) for c, b in n.branches) or walk(n.else_body or []):
-                    return True
-            if isinstance(n, (_Range, _With)):
-                if in_pipe(n.pipe) or walk(n.body) or walk(n.else_body or []):
-                    return True
+            if isinstance(n, _If) and (any(in_pipe(c) or walk(b) for c, b in n.branches) or walk(n.else_body or [])):
+                return True
+            if isinstance(n, (_Range, _With)) and (in_pipe(n.pipe) or walk(n.body) or walk(n.else_body or [])):
+                return True
         return False
 
     return walk(nodes)
@@ -908,8 +913,12 @@ def render_go_template(
     """
     try:
         nodes = _compile(text)
+    except TemplateError:
+        raise
     except RecursionError:
         _fail("the template nests too deeply")
+    except Exception as exc:  # noqa: BLE001 - e.g. a \U escape beyond Unicode
+        _fail(f"{type(exc).__name__}: {exc}")
     base: dict[str, Any] = {"Think": bool(think), "IsThinkSet": think is not None, "ThinkLevel": ""}
 
     if prompt and suffix:

@@ -154,7 +154,7 @@ def _hoist_root_ref(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _CLASS_SHORTHANDS = {"d": "0-9", "w": "a-zA-Z0-9_", "s": r" \t\n\r"}
-_KEEP_ESCAPED = set("[]()|{}*+?\\\"ntrxuU")  # the converter (or GBNF) understands these escapes
+_KEEP_ESCAPED = set('[]()|{}*+?\\"ntrxuU')  # the converter (or GBNF) understands these escapes
 
 
 def _translate_regex(pattern: str) -> str:
@@ -182,7 +182,7 @@ def _translate_regex(pattern: str) -> str:
             elif e.isalnum() and e not in "ntrxuU":
                 raise _SchemaProblem(f"regex escape \\{e} is not supported in /{pattern}/")
             elif in_class:
-                out.append("\\" + e if e in "]\\-[ntrxuU\"" else ("\\" + e if e == "^" and class_start else e))
+                out.append("\\" + e if e in ']\\-[ntrxuU"' else ("\\" + e if e == "^" and class_start else e))
                 if e == "^" and class_start:
                     raise _SchemaProblem(f"regex [\\^...] is not supported in /{pattern}/")
             elif e == ".":
@@ -309,9 +309,7 @@ class _SchemaChecker:
             raise _SchemaProblem(f'"type" must not be empty at {path}')
         for one in types:
             if one not in _TYPES:
-                raise _SchemaProblem(
-                    f"unknown type {json.dumps(one)} at {path} (expected one of {', '.join(_TYPES)})"
-                )
+                raise _SchemaProblem(f"unknown type {json.dumps(one)} at {path} (expected one of {', '.join(_TYPES)})")
 
     def check_ref(self, ref: Any, path: str) -> None:
         if not isinstance(ref, str):
@@ -463,7 +461,9 @@ class _GbnfParser:
             for alt in alts:
                 for kind, value in alt:
                     if kind == "ref" and value not in self.rules:
-                        raise BadRequest(f"invalid grammar: undefined rule identifier '{names[value]}'", param="grammar")
+                        raise BadRequest(
+                            f"invalid grammar: undefined rule identifier '{names[value]}'", param="grammar"
+                        )
         if "root" not in self.symbols or self.symbols["root"] not in self.rules:
             raise BadRequest("invalid grammar: no 'root' rule", param="grammar")
 
@@ -633,55 +633,54 @@ class _GbnfParser:
 
 
 def _left_recursive_rule(rules: dict[int, list[list[tuple[str, int | None]]]]) -> int | None:
-    """llama.cpp's `llama_grammar_detect_left_recursion`, iteratively; returns an offending rule id."""
-    may_be_empty = {rid: any(not alt for alt in alts) for rid, alts in rules.items()}
-    visited: set[int] = set()
+    """Find a rule that can derive itself at its left edge; returns its id, or None.
+
+    Stricter than llama.cpp's `llama_grammar_detect_left_recursion`, on purpose:
+    llama.cpp only treats a rule as nullable when one alternative is literally
+    empty, so `a ::= b a` with `b ::= c`, `c ::= ` slips through and then
+    `llama_grammar_advance_stack` expands forever until the process dies of
+    std::bad_alloc. Here nullability is the real fixpoint, so every grammar
+    llama.cpp rejects is rejected and so is every left recursion it misses.
+    """
+    nullable: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for rid, alts in rules.items():
+            if rid not in nullable and any(all(k == "ref" and v in nullable for k, v in alt) for alt in alts):
+                nullable.add(rid)
+                changed = True
+    # edges: rules reachable at the left edge (through nullable prefixes)
+    edges: dict[int, list[int]] = {}
+    for rid, alts in rules.items():
+        targets: list[int] = []
+        for alt in alts:
+            for kind, value in alt:
+                if kind != "ref":
+                    break
+                assert value is not None
+                targets.append(value)
+                if value not in nullable:
+                    break
+        edges[rid] = targets
+    # iterative three-colour DFS for a cycle
+    state: dict[int, int] = {}  # 1 = on the stack, 2 = done
     for start in rules:
-        if start in visited:
+        if start in state:
             continue
-        in_progress: set[int] = set()
-        # explicit DFS: (rule id, alternative index, element index)
-        stack: list[list[int]] = []
-
-        def enter(rid: int) -> bool:
-            if rid in in_progress:
-                return True
-            in_progress.add(rid)
-            stack.append([rid, 0, 0])
-            return False
-
-        if enter(start):
-            return start
+        stack = [(start, iter(edges[start]))]
+        state[start] = 1
         while stack:
-            top = stack[-1]
-            rid, ai, ei = top
-            alts = rules[rid]
-            if ai >= len(alts):
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
                 stack.pop()
-                in_progress.discard(rid)
-                visited.add(rid)
-                continue
-            alt = alts[ai]
-            if ei >= len(alt):
-                top[1], top[2] = ai + 1, 0
-                continue
-            kind, value = alt[ei]
-            if kind != "ref":
-                top[1], top[2] = ai + 1, 0  # a terminal: nothing further left in this alternative
-                continue
-            assert value is not None
-            if ei > 0:
-                prev_kind, prev_val = alt[ei - 1]
-                if not may_be_empty.get(prev_val, False):  # type: ignore[arg-type]
-                    top[1], top[2] = ai + 1, 0
-                    continue
-            top[2] = ei + 1
-            if value in visited and value not in in_progress:
-                if not may_be_empty[value]:
-                    top[1], top[2] = ai + 1, 0
-                continue
-            if enter(value):
-                return value
+            elif state.get(nxt) == 1:
+                return nxt
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(edges[nxt])))
     return None
 
 

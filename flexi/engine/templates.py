@@ -21,7 +21,7 @@ import operator
 import re
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import jinja2
 import jinja2.ext
@@ -106,7 +106,7 @@ def _budgeted_range(*args: int) -> range:
 class _GenerationExtension(jinja2.ext.Extension):
     """Accept HF's `{% generation %}…{% endgeneration %}` (marks assistant tokens for training) and render its body."""
 
-    tags = {"generation"}
+    tags: ClassVar[set[str]] = {"generation"}
 
     def parse(self, parser: Any) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
@@ -117,7 +117,7 @@ class _GenerationExtension(jinja2.ext.Extension):
 class _ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox, made strict: unsafe attribute access raises instead of rendering as ''."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops: ClassVar[frozenset[str]] = frozenset({"*", "**"})
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:  # type: ignore[override]
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")

@@ -106,7 +106,7 @@ def _parse_mistral(text: str, tool_names: set[str]) -> tuple[str, list[dict[str,
     before, rest = text[:idx], text[idx + len(_MISTRAL) :]
     calls: list[dict[str, Any]] = []
     stripped = rest.lstrip()
-    if stripped.startswith("[") or stripped.startswith("{"):
+    if stripped.startswith(("[", "{")):
         decoded = _decode_prefix(stripped)
         if decoded is None:
             return None

@@ -48,6 +48,8 @@ class GenerationRequest:
     keep_alive: float | None = None  # seconds; None = server default, inf = forever, 0 = unload after
     return_tokens: bool = False  # send back prompt+output token ids (Ollama `context`)
     add_bos: bool = True  # False when the prompt was rendered by a chat template that already has BOS text
+    user: str = "anonymous"  # whose turn it is in the fair queue (API key or client identity)
+    priority: int = 0  # 0 = interactive, 1 = batch; lower is served first
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,14 @@ class TextChunk:
 
     text: str
     n_tokens: int  # tokens generated so far in total
+
+
+@dataclass
+class StatusEvent:
+    """Before the first token: the request waits in the queue or for its model to load."""
+
+    kind: Literal["queued", "loading"]
+    position: int | None = None  # 1-based place in the queue for "queued"
 
 
 @dataclass
@@ -94,6 +104,8 @@ class EmbeddingRequest:
     normalize: bool = True
     num_ctx: int | None = None
     keep_alive: float | None = None
+    user: str = "anonymous"
+    priority: int = 0
 
 
 @dataclass
@@ -135,6 +147,12 @@ class RunnerCrashed(EngineError):
 
 
 class ServerBusy(EngineError):
-    def __init__(self, retry_after: int = 1) -> None:
-        super().__init__("server busy, try again", status=503, code="server_busy")
+    def __init__(self, retry_after: int = 1, message: str = "server busy, try again") -> None:
+        super().__init__(message, status=503, code="server_busy")
         self.retry_after = retry_after
+
+
+class RequestTimeout(EngineError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request took longer than the server's limit of {seconds:.0f} s (FLEXI_REQUEST_TIMEOUT)",
+                         status=504, code="timeout")

@@ -1,8 +1,8 @@
-"""Model lifecycle like Ollama's scheduler: load on demand, keep_alive, eviction, scale to zero.
+"""Model lifecycle like Ollama's scheduler, plus fair admission: queue → load → least-loaded replica.
 
-One `Loaded` entry per model; each owns a runner process. Requests hold the
-entry "active" while they run; an idle entry expires after its keep_alive and
-its process ends, returning all of its memory.
+Per model: a `FairQueue` admits at most `replicas × num_parallel` requests at once (so runners never
+queue internally and fairness is decided here), a `Loaded` entry owns the runner processes. Idle
+entries expire after keep_alive and their processes end, returning all of their memory.
 """
 
 from __future__ import annotations
@@ -24,20 +24,32 @@ from flexi.engine.types import (
     EngineError,
     GenerationRequest,
     GenerationStats,
+    RequestTimeout,
+    RunnerCrashed,
+    StatusEvent,
     TextChunk,
 )
+from flexi.scheduler.fair_queue import FairQueue, Ticket
 from flexi.scheduler.memory import estimate_runner_bytes
 from flexi.store.store import ModelRecord, ModelStore
 
 log = logging.getLogger("flexi.scheduler")
 
+STATUS_AFTER = 0.3  # seconds of waiting before streaming clients are told why (keeps fast errors as HTTP codes)
+
+
+@dataclass
+class Replica:
+    runner: RunnerProcess
+    active: int = 0
+
 
 @dataclass
 class Loaded:
     record: ModelRecord
-    runner: RunnerProcess
+    replicas: list[Replica]
     num_ctx: int
-    size: int
+    size: int  # all replicas
     keep_alive: float
     expires_at: float = math.inf  # time.monotonic() deadline once idle
     active: int = 0
@@ -46,6 +58,17 @@ class Loaded:
     @property
     def name(self) -> str:
         return self.record.name
+
+    @property
+    def alive(self) -> bool:
+        return all(r.runner.alive for r in self.replicas)
+
+    def pick(self) -> Replica:
+        """Least-loaded live replica."""
+        live = [r for r in self.replicas if r.runner.alive]
+        if not live:
+            raise RunnerCrashed()
+        return min(live, key=lambda r: r.active)
 
     def expires_wall(self) -> datetime | None:
         """Wall-clock expiry for /api/ps (None = never)."""
@@ -60,6 +83,7 @@ class ModelManager:
         self.settings = settings
         self.store = store
         self.loaded: dict[str, Loaded] = {}
+        self.queues: dict[str, FairQueue] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
         self._changed = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
@@ -70,16 +94,24 @@ class ModelManager:
     async def shutdown(self) -> None:
         if self._reaper:
             self._reaper.cancel()
-        await asyncio.gather(*(entry.runner.stop() for entry in self.loaded.values()), return_exceptions=True)
+        await asyncio.gather(*(self._stop_entry(e) for e in self.loaded.values()), return_exceptions=True)
         self.loaded.clear()
 
-    # --- public API --------------------------------------------------------------
+    # --- public API ------------------------------------------------------------------
     def ps(self) -> list[Loaded]:
-        return [e for e in self.loaded.values() if e.runner.alive]
+        return [e for e in self.loaded.values() if e.alive]
+
+    def queue_for(self, name: str) -> FairQueue:
+        queue = self.queues.get(name)
+        if queue is None:
+            s = self.settings
+            queue = FairQueue(capacity=s.num_parallel * s.num_replicas, max_waiting=s.max_queue)
+            self.queues[name] = queue
+        return queue
 
     async def load(self, name: str, keep_alive: float | None = None, num_ctx: int | None = None) -> int:
         """Load (or keep) a model without generating; returns load time in ns."""
-        async with self.use(name, keep_alive, num_ctx) as (_, load_ns):
+        async with self._use(self.store.get(name), keep_alive, num_ctx) as (_, __, load_ns):
             return load_ns
 
     async def unload(self, name: str) -> bool:
@@ -93,60 +125,118 @@ class ModelManager:
         await self._unload(entry)
         return True
 
-    async def generate(self, req: GenerationRequest) -> AsyncIterator[TextChunk | GenerationStats]:
+    async def generate(self, req: GenerationRequest) -> AsyncIterator[TextChunk | GenerationStats | StatusEvent]:
+        """Queue fairly, load if needed, stream from the least-loaded replica; all within the request timeout."""
+        record = self.store.get(req.model)
         payload = req.to_wire()
         limit = self.settings.max_predict
         payload["max_tokens"] = limit if req.max_tokens < 0 else min(req.max_tokens, limit)
-        async with self.use(req.model, req.keep_alive, req.num_ctx) as (entry, load_ns):
-            async for msg in entry.runner.stream("generate", payload):
-                if msg["ev"] == "text":
-                    yield TextChunk(text=msg["text"], n_tokens=msg["n"])
-                elif msg["ev"] == "done":
-                    yield GenerationStats(
-                        finish_reason=msg["finish_reason"],
-                        prompt_tokens=msg["prompt_tokens"],
-                        completion_tokens=msg["completion_tokens"],
-                        prompt_eval_ns=msg["prompt_eval_ns"],
-                        eval_ns=msg["eval_ns"],
-                        cached_tokens=msg.get("cached_tokens", 0),
-                        tokens=msg.get("tokens"),
-                        load_ns=load_ns,
-                        queue_ns=0,
-                    )
+        deadline = time.monotonic() + self.settings.request_timeout
+        t_enter = time.perf_counter_ns()
+        queue = self.queue_for(record.name)
+        ticket = queue.enter(req.user, req.priority)
+        try:
+            async for status in self._wait_turn(queue, ticket, deadline):
+                yield status
+            queue_ns = time.perf_counter_ns() - t_enter
+            t_load = time.perf_counter_ns()
+            loading = asyncio.ensure_future(self._ensure_loaded(record, self._context_for(record, req.num_ctx)))
+            done, _ = await asyncio.wait({loading}, timeout=STATUS_AFTER)
+            if not done:
+                yield StatusEvent("loading")  # slow load: tell streaming clients instead of a silent wait
+            async with self._use(record, req.keep_alive, req.num_ctx, loading) as (_, replica, load_ns):
+                if load_ns:
+                    load_ns = time.perf_counter_ns() - t_load
+                stream = replica.runner.stream("generate", payload)
+                try:
+                    while True:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise RequestTimeout(self.settings.request_timeout)
+                        try:
+                            msg = await asyncio.wait_for(stream.__anext__(), remaining)
+                        except StopAsyncIteration:
+                            break
+                        except asyncio.TimeoutError:
+                            raise RequestTimeout(self.settings.request_timeout) from None
+                        if msg["ev"] == "text":
+                            yield TextChunk(text=msg["text"], n_tokens=msg["n"])
+                        elif msg["ev"] == "done":
+                            yield GenerationStats(
+                                finish_reason=msg["finish_reason"], prompt_tokens=msg["prompt_tokens"],
+                                completion_tokens=msg["completion_tokens"], prompt_eval_ns=msg["prompt_eval_ns"],
+                                eval_ns=msg["eval_ns"], cached_tokens=msg.get("cached_tokens", 0),
+                                tokens=msg.get("tokens"), load_ns=max(load_ns, 0), queue_ns=queue_ns)
+                finally:
+                    await stream.aclose()
+        finally:
+            queue.leave(ticket)
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResult:
         t0 = time.perf_counter_ns()
-        async with self.use(req.model, req.keep_alive, req.num_ctx) as (entry, load_ns):
-            msg = await entry.runner.call("embed", {"inputs": req.inputs, "truncate": req.truncate, "normalize": req.normalize})
+        record = self.store.get(req.model)
+        queue = self.queue_for(record.name)
+        ticket = queue.enter(req.user, req.priority)
+        try:
+            deadline = time.monotonic() + self.settings.request_timeout
+            async for _ in self._wait_turn(queue, ticket, deadline):
+                pass
+            async with self._use(record, req.keep_alive, req.num_ctx) as (_, replica, load_ns):
+                msg = await replica.runner.call("embed", {"inputs": req.inputs, "truncate": req.truncate,
+                                                          "normalize": req.normalize})
+        finally:
+            queue.leave(ticket)
         return EmbeddingResult(embeddings=msg["embeddings"], prompt_tokens=msg["prompt_tokens"],
                                total_ns=time.perf_counter_ns() - t0, load_ns=load_ns)
 
-    async def tokenize(self, name: str, text: str) -> list[int]:
-        async with self.use(name, None, None) as (entry, _):
-            msg = await entry.runner.call("tokenize", {"text": text})
-        return list(msg["tokens"])
+    # --- admission --------------------------------------------------------------------
+    async def _wait_turn(self, queue: FairQueue, ticket: Ticket, deadline: float) -> AsyncIterator[StatusEvent]:
+        """Wait for the ticket; after STATUS_AFTER seconds, report the queue position now and then."""
+        timeout = STATUS_AFTER
+        last: int | None = None
+        while not await ticket.wait(min(timeout, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise RequestTimeout(self.settings.request_timeout)
+            position = queue.position(ticket)
+            if position != last:
+                last = position
+                yield StatusEvent("queued", position)
+            timeout = 1.0
 
-    # --- acquiring a runner ---------------------------------------------------------
+    # --- acquiring a runner -----------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def use(self, name: str, keep_alive: float | None, num_ctx: int | None) -> AsyncIterator[tuple[Loaded, int]]:
-        record = self.store.get(name)
+    async def _use(self, record: ModelRecord, keep_alive: float | None, num_ctx: int | None,
+                   loading: asyncio.Future[tuple[Loaded, bool]] | None = None,
+                   ) -> AsyncIterator[tuple[Loaded, Replica, int]]:
+        """Hold a loaded model (and its least-loaded replica) for the duration of a request.
+
+        `loading` is a load already started by the caller (to tell a streaming client
+        that the model is loading while it waits); otherwise it is started here.
+        """
         keep = self.settings.keep_alive_seconds if keep_alive is None else keep_alive
-        want_ctx = self._context_for(record, num_ctx)
         t0 = time.perf_counter_ns()
-        entry, started = await self._ensure_loaded(record, want_ctx)
+        if loading is None:
+            loading = asyncio.ensure_future(self._ensure_loaded(record, self._context_for(record, num_ctx)))
+        entry, started = await loading
         load_ns = time.perf_counter_ns() - t0 if started else 0
+        replica = entry.pick()
         entry.active += 1
+        replica.active += 1
         entry.keep_alive = keep
         try:
-            yield entry, load_ns
+            yield entry, replica, load_ns
         finally:
-            entry.active -= 1
-            if entry.active == 0:
-                entry.expires_at = time.monotonic() + entry.keep_alive
-                if entry.keep_alive <= 0 or not entry.runner.alive:
-                    await self._unload(entry)
-                async with self._changed:
-                    self._changed.notify_all()
+            replica.active -= 1
+            await self._release(entry)
+
+    async def _release(self, entry: Loaded) -> None:
+        entry.active -= 1
+        if entry.active == 0:
+            entry.expires_at = time.monotonic() + entry.keep_alive
+            if entry.keep_alive <= 0 or not entry.alive:
+                await self._unload(entry)
+            async with self._changed:
+                self._changed.notify_all()
 
     def _context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
         train = record.info.context_length or 2048
@@ -154,37 +244,45 @@ class ModelManager:
         return max(256, min(want, train))
 
     async def _ensure_loaded(self, record: ModelRecord, num_ctx: int) -> tuple[Loaded, bool]:
-        """Return the model's runner, starting one if needed; the flag says whether we started it."""
+        """Return the model's runners, starting them if needed; the flag says whether we started them."""
         lock = self._load_locks.setdefault(record.name, asyncio.Lock())
         async with lock:
             entry = self.loaded.get(record.name)
             if entry is not None:
-                stale = not entry.runner.alive or entry.record.digest != record.digest
+                stale = not entry.alive or entry.record.digest != record.digest
                 too_small = entry.num_ctx < num_ctx
                 if not stale and not too_small:
                     return entry, False
-                if stale or entry.active == 0:
+                if entry.active == 0:
                     await self._unload(entry)
+                elif not stale or any(r.runner.alive for r in entry.replicas):
+                    return entry, False  # busy: serve with what runs rather than stall everyone
                 else:
-                    return entry, False  # busy: serve with the loaded context rather than stall everyone
-            return await self._start_runner(record, num_ctx), True
+                    await self._unload(entry)
+            return await self._start(record, num_ctx), True
 
-    async def _start_runner(self, record: ModelRecord, num_ctx: int) -> Loaded:
+    async def _start(self, record: ModelRecord, num_ctx: int) -> Loaded:
         s = self.settings
-        size = estimate_runner_bytes(record.model_path.stat().st_size, record.info, num_ctx, s.num_parallel)
+        per_runner = estimate_runner_bytes(record.model_path.stat().st_size, record.info, num_ctx, s.num_parallel)
+        size = per_runner * s.num_replicas
         if size > s.max_memory:
             raise EngineError(
                 f"model {record.name} needs about {size / 1024**3:.1f} GiB but the memory budget is "
-                f"{s.max_memory / 1024**3:.1f} GiB (FLEXI_MAX_MEMORY); try a smaller num_ctx",
-                500, "insufficient_memory")
+                f"{s.max_memory / 1024**3:.1f} GiB (FLEXI_MAX_MEMORY); try a smaller num_ctx", 500, "insufficient_memory")
         await self._make_room(size)
         spec = RunnerSpec(model_path=record.model_path, num_ctx=num_ctx, num_parallel=s.num_parallel,
                           num_threads=s.num_threads, repack=s.cpu_repack)
-        runner = RunnerProcess(spec, s.run_dir / f"runner-{record.digest[:12]}-{time.monotonic_ns()}.sock")
-        log.info("loading %s (ctx %d × %d slots, ~%d MiB)", record.name, num_ctx, s.num_parallel, size // 2**20)
-        await runner.start(s.runner_start_timeout)
-        entry = Loaded(record=record, runner=runner, num_ctx=int(runner.info.get("n_ctx", num_ctx)), size=size,
-                       keep_alive=s.keep_alive_seconds)
+        runners = [RunnerProcess(spec, s.run_dir / f"runner-{record.digest[:12]}-{time.monotonic_ns()}-{i}.sock")
+                   for i in range(s.num_replicas)]
+        log.info("loading %s (%d× ctx %d × %d slots, ~%d MiB)", record.name, s.num_replicas, num_ctx, s.num_parallel,
+                 size // 2**20)
+        results = await asyncio.gather(*(r.start(s.runner_start_timeout) for r in runners), return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+            raise failure
+        entry = Loaded(record=record, replicas=[Replica(r) for r in runners],
+                       num_ctx=int(runners[0].info.get("n_ctx", num_ctx)), size=size, keep_alive=s.keep_alive_seconds)
         self.loaded[record.name] = entry
         return entry
 
@@ -194,8 +292,7 @@ class ModelManager:
         while True:
             entries = self.ps()
             used = sum(e.size for e in entries)
-            fits = len(entries) < self.settings.max_loaded_models and used + needed <= self.settings.max_memory
-            if fits:
+            if len(entries) < self.settings.max_loaded_models and used + needed <= self.settings.max_memory:
                 return
             idle = sorted((e for e in entries if e.active == 0), key=lambda e: e.expires_at)
             if idle:
@@ -203,7 +300,8 @@ class ModelManager:
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise EngineError("all loaded models are busy and there is no room for another one; try again", 503, "server_busy")
+                raise EngineError("all loaded models are busy and there is no room for another one; try again",
+                                  503, "server_busy")
             async with self._changed:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
@@ -212,14 +310,17 @@ class ModelManager:
         if self.loaded.get(entry.name) is entry:
             del self.loaded[entry.name]
         log.info("unloading %s", entry.name)
-        await entry.runner.stop()
+        await self._stop_entry(entry)
+
+    @staticmethod
+    async def _stop_entry(entry: Loaded) -> None:
+        await asyncio.gather(*(r.runner.stop() for r in entry.replicas), return_exceptions=True)
 
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
             for entry in list(self.loaded.values()):
-                if entry.active == 0 and (now >= entry.expires_at or not entry.runner.alive):
+                if entry.active == 0 and (now >= entry.expires_at or not entry.alive):
                     with contextlib.suppress(Exception):
                         await self._unload(entry)
-

@@ -1,0 +1,38 @@
+"""Who is asking and how urgent it is: the keys of the fair queue.
+
+Until authentication exists (issue 4) a client is identified by the bearer token it
+sends (hashed, never stored) or else its address; an application's own end-user id
+(OpenAI's `user`) subdivides that, so a Moodle server relaying many students is not
+one user. With authentication the principal replaces this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.requests import Request
+
+PRIORITIES = {"interactive": 0, "batch": 1}
+PRIORITY_HEADER = "x-flexi-priority"
+
+
+def client_identity(request: Request, end_user: str | None = None) -> str:
+    auth = request.headers.get("authorization", "")
+    token = auth.split(" ", 1)[1].strip() if " " in auth else request.headers.get("x-api-key", "")
+    if token:
+        who = "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    else:
+        who = "addr:" + (request.client.host if request.client else "unknown")
+    if end_user:
+        who += "/user:" + hashlib.sha256(end_user.encode()).hexdigest()[:16]
+    return who
+
+
+def priority_of(request: Request, body_priority: int | None = None) -> int:
+    """0 = interactive (default), 1 = batch: from `X-Flexi-Priority` or a numeric body field (vLLM's `priority`)."""
+    header = request.headers.get(PRIORITY_HEADER, "").strip().lower()
+    if header in PRIORITIES:
+        return PRIORITIES[header]
+    if body_priority is not None:
+        return 0 if body_priority <= 0 else 1
+    return 0
