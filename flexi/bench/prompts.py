@@ -27,6 +27,7 @@ class PromptFileError(ValueError):
 
 
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_NOT_JSON = object()
 
 
 def parse_prompts(text: str, source: str = "<text>", *, as_json: bool | None = None) -> list[str]:
@@ -36,7 +37,7 @@ def parse_prompts(text: str, source: str = "<text>", *, as_json: bool | None = N
     else (also "[Note] …" prose) is plain text. `as_json=True` (a .json file) insists.
     """
     stripped = text.lstrip("\ufeff").strip()
-    data: object = None
+    data: object = _NOT_JSON
     if as_json or (as_json is None and stripped.startswith("[")):
         try:
             data = json.loads(stripped)
@@ -44,7 +45,7 @@ def parse_prompts(text: str, source: str = "<text>", *, as_json: bool | None = N
             if as_json:
                 raise PromptFileError(t("prompt_file_json", path=source,
                                         detail=f"{exc.msg}, line {exc.lineno}")) from None
-    if data is not None:
+    if data is not _NOT_JSON:
         if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
             raise PromptFileError(t("prompt_file_json_shape", path=source))
         prompts = [p.strip() for p in data if p.strip()]

@@ -299,5 +299,31 @@ def version() -> None:
     print_versions()
 
 
+@app.command()
+def loadtest(
+    url: Optional[str] = typer.Option(None, "--url", help="Server to test (default: FLEXI_HOST, else http://127.0.0.1:11434)."),
+    api: str = typer.Option("ollama", "--api", help="API dialect: ollama (/api/chat) or openai (/v1/chat/completions)."),
+    model: str = typer.Option("smollm2:135m", "--model", help="Model to request."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompt file: blank-line-separated blocks or a JSON list (default: the paper's 5 prompts)."),
+    levels: str = typer.Option("1,10,30", "--levels", help="Concurrency levels, comma-separated."),
+    repetitions: int = typer.Option(1, "--repetitions", help="Batches per prompt and level."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Output token limit (num_predict / max_tokens)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature."),
+    ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Ask the server to ignore end-of-sequence (vLLM/llama.cpp extension)."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds per request before it counts as timed out."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: loadtest-<timestamp>)."),
+    no_chart: bool = typer.Option(False, "--no-chart", help="Don't draw latency.png."),
+    warmup: bool = typer.Option(True, "--warmup/--no-warmup", help="Send one unmeasured 1-token request first (loads the model)."),
+) -> None:
+    """Load-test an Ollama- or OpenAI-compatible server (FLEXI paper, Appendix A)."""
+    from flexi.bench.command import run_command
+
+    raise typer.Exit(run_command(url=url, api=api, model=model, prompts_file=prompts, levels=levels,
+                                 repetitions=repetitions, max_tokens=max_tokens, temperature=temperature,
+                                 ignore_eos=ignore_eos, timeout=timeout, api_key=api_key, out=out,
+                                 chart=not no_chart, warmup=warmup))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
