@@ -271,7 +271,7 @@ class ModelManager:
                 f"{s.max_memory / 1024**3:.1f} GiB (FLEXI_MAX_MEMORY); try a smaller num_ctx", 500, "insufficient_memory")
         await self._make_room(size)
         spec = RunnerSpec(model_path=record.model_path, num_ctx=num_ctx, num_parallel=s.num_parallel,
-                          num_threads=s.num_threads, repack=s.cpu_repack)
+                          num_threads=max(1, s.num_threads // s.num_replicas), repack=s.cpu_repack)  # replicas share the cores
         runners = [RunnerProcess(spec, s.run_dir / f"runner-{record.digest[:12]}-{time.monotonic_ns()}-{i}.sock")
                    for i in range(s.num_replicas)]
         log.info("loading %s (%d× ctx %d × %d slots, ~%d MiB)", record.name, s.num_replicas, num_ctx, s.num_parallel,

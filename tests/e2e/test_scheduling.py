@@ -165,8 +165,9 @@ def test_burst_then_idle_returns_memory(sched: RunningServer) -> None:
 
 def test_replicas_and_request_timeout(tmp_path_factory: pytest.TempPathFactory) -> None:
     srv = start_server(tmp_path_factory.mktemp("replicas") / "home",
-                       {"FLEXI_NUM_REPLICAS": "2", "FLEXI_NUM_PARALLEL": "1", "FLEXI_REQUEST_TIMEOUT": "4"})
+                       {"FLEXI_NUM_REPLICAS": "2", "FLEXI_NUM_PARALLEL": "1", "FLEXI_REQUEST_TIMEOUT": "8"})
     try:
+        assert httpx.post(srv.url + "/api/generate", json={"model": MODEL}, timeout=60).status_code == 200
         async def main() -> list[dict]:
             async with httpx.AsyncClient(base_url=srv.url, timeout=60) as client:
                 return [r.json() for r in await asyncio.gather(*(
