@@ -30,6 +30,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import FlexiServer, machine, median, write_results
+from benchmarks.common import FlexiServer, machine, median, wait_for_quiet_cpu, write_results
 from flexi.store.store import ModelStore, default_model_file
 
 MODEL = "smollm2:135m"
@@ -61,6 +62,13 @@ WORDS = ("course module lecture seminar student teacher assignment project deadl
          "chapter laboratory report essay feedback rubric policy schedule week topic discussion forum library "
          "resource tutorial exercise solution credit semester campus office hours email question answer review "
          "practice theory method example data analysis model result conclusion source citation").split()
+
+
+QUIET_TIMEOUT = [300.0]  # seconds to wait for other processes to leave the CPU; set by --quiet-timeout
+
+
+def quiet() -> float:
+    return wait_for_quiet_cpu(timeout=QUIET_TIMEOUT[0])
 
 
 @dataclass
@@ -231,19 +239,25 @@ def llama_cpp_python_stream(prompts: Prompts, eog: list[int]) -> StreamFn:
     return run
 
 
+def fresh_connections(url: str) -> httpx.AsyncClient:
+    """A client that opens a new connection per request, for every server alike: llama-server closes
+    a connection after a streamed answer, and reusing it races with that close."""
+    return httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=64, max_keepalive_connections=0))
+
+
 # --- one level: N streams started together -------------------------------------------------------
 async def run_level(url: str, fn: StreamFn, streams: int, reps: int) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-        await fn(http, "Say hello.")  # warm-up: connections, compute buffers
+    async with fresh_connections(url) as http:
+        await fn(http, "Say hello.")  # warm-up: compute buffers, first-request costs
         runs = []
         for rep in range(reps):
+            busy = quiet()
             samples = await asyncio.gather(*(fn(http, stream_prompt(streams, rep, i)) for i in range(streams)))
             short = [s.tokens for s in samples if s.tokens != TOKENS]
             if short:
                 raise RuntimeError(f"{url}: {len(short)} streams produced {short} tokens instead of {TOKENS}")
             wall = max(s.end for s in samples) - min(s.start for s in samples)
-            runs.append({"wall_s": wall, "tokens": sum(s.tokens for s in samples),
+            runs.append({"cpu_busy_before": round(busy, 3), "wall_s": wall, "tokens": sum(s.tokens for s in samples),
                          "aggregate_tok_s": sum(s.tokens for s in samples) / wall,
                          "p50_latency_s": median([s.latency for s in samples]),
                          "p50_ttft_s": median([s.ttft for s in samples]),
@@ -399,6 +413,7 @@ async def gateway_overhead(url: str, home: Path, prompts: Prompts, samples: int)
         for _ in range(20):  # warm-up: prefix cache, connections
             await via_http()
             await direct()
+        busy = quiet()
         h, d = [], []
         for i in range(samples):  # interleaved, alternating which goes first
             if i % 2:
@@ -409,7 +424,7 @@ async def gateway_overhead(url: str, home: Path, prompts: Prompts, samples: int)
                 d.append(await direct())
     writer.close()
     diffs = [a - b for a, b in zip(h, d)]
-    result = {"samples": samples, "p50_http_ms": median(h) * 1000, "p50_direct_ms": median(d) * 1000,
+    result = {"cpu_busy_before": round(busy, 3), "samples": samples, "p50_http_ms": median(h) * 1000, "p50_direct_ms": median(d) * 1000,
               "p50_added_ms": median(diffs) * 1000, "p50_http_minus_p50_direct_ms": (median(h) - median(d)) * 1000,
               "http_ms": [round(x * 1000, 3) for x in h], "direct_ms": [round(x * 1000, 3) for x in d]}
     print(f"  gateway: HTTP p50 {result['p50_http_ms']:.2f} ms, direct p50 {result['p50_direct_ms']:.2f} ms, "
@@ -456,8 +471,9 @@ async def prefix_cache(url: str, ttft: TtftFn, trials: int = 5) -> dict[str, Any
     """Cold: a long system prompt never seen before. Warm: the same long system prompt as the request
     just before it, with a different question. Fresh prefixes per trial, so nothing else is cached."""
     cold, warm, tokens = [], [], []
-    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+    async with fresh_connections(url) as http:
         await ttft(http, long_system(999), QUESTIONS[0])  # warm-up of the long-prompt path
+        busy = quiet()
         for t in range(trials):
             c, n = await ttft(http, long_system(2 * t), QUESTIONS[t % len(QUESTIONS)])
             cold.append(c)
@@ -466,7 +482,7 @@ async def prefix_cache(url: str, ttft: TtftFn, trials: int = 5) -> dict[str, Any
             await ttft(http, shared, QUESTIONS[(t + 1) % len(QUESTIONS)])  # primes the slot's KV cache
             w, _ = await ttft(http, shared, QUESTIONS[(t + 2) % len(QUESTIONS)])
             warm.append(w)
-    result = {"trials": trials, "prompt_tokens": median(tokens), "p50_cold_ttft_ms": median(cold) * 1000,
+    result = {"cpu_busy_before": round(busy, 3), "trials": trials, "prompt_tokens": median(tokens), "p50_cold_ttft_ms": median(cold) * 1000,
               "p50_warm_ttft_ms": median(warm) * 1000, "cold_over_warm": median(cold) / median(warm),
               "cold_ms": [round(x * 1000, 2) for x in cold], "warm_ms": [round(x * 1000, 2) for x in warm]}
     print(f"  prefix cache ({result['prompt_tokens']:.0f} prompt tokens): cold TTFT {result['p50_cold_ttft_ms']:.0f} ms, "
@@ -558,7 +574,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--levels", default="1,4,8,16")
     parser.add_argument("--gateway-samples", type=int, default=200)
+    parser.add_argument("--quiet-timeout", type=float, default=300.0,
+                        help="seconds to wait before each measurement for other processes to leave the CPU")
     args = parser.parse_args()
+    QUIET_TIMEOUT[0] = args.quiet_timeout
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so every server started here is ended
     levels = [int(x) for x in args.levels.split(",")]
     try:
         import llama_cpp.server.app  # noqa: F401

@@ -72,3 +72,38 @@ class FlexiServer:
         assert self.proc is not None
         self.proc.terminate()
         self.proc.wait(15)
+
+
+def cpu_busy_fraction(seconds: float = 2.0) -> float:
+    """Share of all CPU time spent busy over the next `seconds` (from /proc/stat; 0.0 where unavailable)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = total1 - total0
+    return 1.0 - (idle1 - idle0) / total if total > 0 else 0.0
+
+
+def wait_for_quiet_cpu(max_busy: float = 0.15, timeout: float = 300.0) -> float:
+    """Wait until other processes leave the CPU mostly idle (busy ≤ max_busy); return the last busy share.
+
+    Benchmarks on a shared machine call this before each measurement; after `timeout` seconds they go
+    ahead anyway and the caller records the figure, so disturbed runs can be recognised.
+    """
+    deadline = time.monotonic() + timeout
+    warned = False
+    while True:
+        busy = cpu_busy_fraction()
+        if busy <= max_busy or time.monotonic() > deadline:
+            return busy
+        if not warned:
+            print(f"  waiting for the CPU to be quiet (currently {busy:.0%} busy) ...", file=sys.stderr, flush=True)
+            warned = True

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         description="Memory budget in bytes for all loaded runners; idle runners are evicted to stay within it.",
     )
     context_length: int = Field(4096, ge=256, description="Default context window per sequence (num_ctx), clamped to the model's.")
-    num_parallel: int = Field(4, ge=1, le=64, description="Parallel sequences (slots) per loaded model.")
+    num_parallel: int = Field(0, ge=0, le=64, description="Parallel sequences (slots) per runner; 0 = auto: 8, 4, 2 or 1, the most whose memory fits in half the budget.")
     num_replicas: int = Field(1, ge=1, le=16, description="Runner processes per loaded model; requests go to the least loaded.")
     max_queue: int = Field(512, ge=0, description="Requests that may wait per model; beyond it clients get 503 with Retry-After.")
     request_timeout: float = Field(600.0, gt=0, description="Seconds a request may take in total (queue + generation).")

@@ -13,11 +13,30 @@ import pytest
 from typer.testing import CliRunner
 
 from flexi.bench import report
-from flexi.bench.clients import (CONNECTION_ERROR, HTTP_ERROR, OK, STREAM_ERROR, TIMEOUT, GenerationParams,
-                                 request_body, stream_chat)
-from flexi.bench.loadtest import (LoadTestConfig, LoadTestError, document, normalize_url, parse_levels,
-                                  run_loadtest)
-from flexi.bench.prompts import PAPER_PROMPTS, PromptFileError, load_prompts, parse_prompts
+from flexi.bench.clients import (
+    CONNECTION_ERROR,
+    HTTP_ERROR,
+    OK,
+    STREAM_ERROR,
+    TIMEOUT,
+    GenerationParams,
+    request_body,
+    stream_chat,
+)
+from flexi.bench.loadtest import (
+    LoadTestConfig,
+    LoadTestError,
+    document,
+    normalize_url,
+    parse_levels,
+    run_loadtest,
+)
+from flexi.bench.prompts import (
+    PAPER_PROMPTS,
+    PromptFileError,
+    load_prompts,
+    parse_prompts,
+)
 from flexi.cli.main import app
 
 ENGLISH = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_US.UTF-8", "FLEXI_API_KEY": None}
@@ -136,7 +155,7 @@ def test_default_url_comes_from_flexi_host(monkeypatch):
 
 
 def test_request_bodies_of_both_dialects():
-    full = dict(model="m", max_tokens=7, temperature=0.5, ignore_eos=True)
+    full = {"model": "m", "max_tokens": 7, "temperature": 0.5, "ignore_eos": True}
     ollama = request_body(GenerationParams(api="ollama", **full), "hi")
     assert ollama == {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                       "options": {"num_predict": 7, "temperature": 0.5, "ignore_eos": True}}

@@ -12,12 +12,28 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from flexi.bench import report
 from flexi.bench.clients import RequestRecord
-from flexi.bench.loadtest import (BatchInfo, LoadTestConfig, LoadTestError, check_config, document,
-                                  failed_count, normalize_url, parse_levels, probe_target, run_loadtest)
+from flexi.bench.loadtest import (
+    BatchInfo,
+    LoadTestConfig,
+    LoadTestError,
+    check_config,
+    document,
+    failed_count,
+    normalize_url,
+    parse_levels,
+    probe_target,
+    run_loadtest,
+)
 from flexi.bench.messages import t
 from flexi.bench.prompts import PAPER_PROMPTS, PromptFileError, load_prompts
 
@@ -115,7 +131,7 @@ def run_command(*, url: str | None = None, api: str = "ollama", model: str = "sm
             report.latency_chart(doc, out_dir / "latency.png")
         except ImportError:
             _warn(t("no_matplotlib"))
-        except Exception as exc:  # a drawing problem must not lose the measured results
+        except Exception as exc:  # noqa: BLE001  (a drawing problem must not lose the measured results)
             _warn(t("chart_failed", detail=exc))
     typer.echo(summary)
     failed = failed_count(result.records)

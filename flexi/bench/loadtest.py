@@ -13,15 +13,22 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from flexi import __version__
 from flexi.bench import report
-from flexi.bench.clients import (APIS, Api, GenerationParams, RequestRecord, endpoint, probe_path,
-                                 stream_chat)
+from flexi.bench.clients import (
+    APIS,
+    Api,
+    GenerationParams,
+    RequestRecord,
+    endpoint,
+    probe_path,
+    stream_chat,
+)
 from flexi.bench.messages import t
 from flexi.bench.prompts import PAPER_PROMPTS
 
@@ -109,8 +116,7 @@ def normalize_url(value: str | None, api: str) -> str:
         raw = "http://" + raw
     raw = raw.rstrip("/")
     suffix = "/v1" if api == "openai" else "/api"
-    if raw.endswith(suffix):
-        raw = raw[: -len(suffix)]
+    raw = raw.removesuffix(suffix)
     try:
         url = httpx.URL(raw)
     except (httpx.InvalidURL, ValueError):
@@ -159,7 +165,7 @@ class LoadTestResult:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 async def probe(client: httpx.AsyncClient, config: LoadTestConfig) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from typing import Any
 
 from flexi.bench.clients import OK, TIMEOUT
 
-
 # --- statistics ---------------------------------------------------------------------------
 
 
@@ -209,11 +208,11 @@ def markdown(doc: dict[str, Any]) -> str:
         "# Load test",
         "",
         f"{_target_line(doc)}.  ",
-        f"Started {doc['started_at']}, finished {doc['finished_at']}; "
-        f"{params['repetitions']} repetition(s), timeout {params['timeout_s']:g} s, "
-        f"max tokens {max_tokens}, temperature {temperature}, ignore_eos {str(params['ignore_eos']).lower()}.  ",
-        f"Load generated on: {machine['cpu_model']}, {machine['cpu_cores']} cores, "
-        f"{machine['ram_gib']} GiB RAM ({machine['os']}).",
+        (f"Started {doc['started_at']}, finished {doc['finished_at']}; "
+         f"{params['repetitions']} repetition(s), timeout {params['timeout_s']:g} s, "
+         f"max tokens {max_tokens}, temperature {temperature}, ignore_eos {str(params['ignore_eos']).lower()}.  "),
+        (f"Load generated on: {machine['cpu_model']}, {machine['cpu_cores']} cores, "
+         f"{machine['ram_gib']} GiB RAM ({machine['os']})."),
         "",
         "## Time [s] (mean ± sd)",
         "",
@@ -238,9 +237,9 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{_num(r['ttft_p95_s'])} | {_num(r['tokens_per_s'], 1)} | {r['errors']} | {r['timeouts']} |")
     lines += [
         "",
-        "CQ = concurrent queries. Timed-out requests count with their time limit in mean ± sd (as in the "
-        "FLEXI paper's Appendix A); other failed requests are left out and counted as errors. "
-        "Output tokens/s = all output tokens of a cell / summed wall time of its batches.",
+        ("CQ = concurrent queries. Timed-out requests count with their time limit in mean ± sd (as in the "
+         "FLEXI paper's Appendix A); other failed requests are left out and counted as errors. "
+         "Output tokens/s = all output tokens of a cell / summed wall time of its batches."),
         "",
     ]
     return "\n".join(lines)

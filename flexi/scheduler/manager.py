@@ -101,13 +101,25 @@ class ModelManager:
     def ps(self) -> list[Loaded]:
         return [e for e in self.loaded.values() if e.alive]
 
-    def queue_for(self, name: str) -> FairQueue:
-        queue = self.queues.get(name)
+    def queue_for(self, record: ModelRecord) -> FairQueue:
+        queue = self.queues.get(record.name)
         if queue is None:
             s = self.settings
-            queue = FairQueue(capacity=s.num_parallel * s.num_replicas, max_waiting=s.max_queue)
-            self.queues[name] = queue
+            queue = FairQueue(capacity=self.slots_for(record) * s.num_replicas, max_waiting=s.max_queue)
+            self.queues[record.name] = queue
         return queue
+
+    def slots_for(self, record: ModelRecord, num_ctx: int | None = None) -> int:
+        """FLEXI_NUM_PARALLEL, or when 0 (auto) the most of 8/4/2/1 slots whose runner fits half the budget."""
+        s = self.settings
+        if s.num_parallel:
+            return s.num_parallel
+        ctx = num_ctx or self._context_for(record, None)
+        size = record.model_path.stat().st_size if record.model_path.exists() else 0
+        for slots in (8, 4, 2):
+            if estimate_runner_bytes(size, record.info, ctx, slots) * s.num_replicas <= s.max_memory // 2:
+                return slots
+        return 1
 
     async def load(self, name: str, keep_alive: float | None = None, num_ctx: int | None = None) -> int:
         """Load (or keep) a model without generating; returns load time in ns."""
@@ -133,7 +145,7 @@ class ModelManager:
         payload["max_tokens"] = limit if req.max_tokens < 0 else min(req.max_tokens, limit)
         deadline = time.monotonic() + self.settings.request_timeout
         t_enter = time.perf_counter_ns()
-        queue = self.queue_for(record.name)
+        queue = self.queue_for(record)
         ticket = queue.enter(req.user, req.priority)
         try:
             async for status in self._wait_turn(queue, ticket, deadline):
@@ -175,7 +187,7 @@ class ModelManager:
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResult:
         t0 = time.perf_counter_ns()
         record = self.store.get(req.model)
-        queue = self.queue_for(record.name)
+        queue = self.queue_for(record)
         ticket = queue.enter(req.user, req.priority)
         try:
             deadline = time.monotonic() + self.settings.request_timeout
@@ -263,18 +275,19 @@ class ModelManager:
 
     async def _start(self, record: ModelRecord, num_ctx: int) -> Loaded:
         s = self.settings
-        per_runner = estimate_runner_bytes(record.model_path.stat().st_size, record.info, num_ctx, s.num_parallel)
+        slots = self.queue_for(record).capacity // s.num_replicas
+        per_runner = estimate_runner_bytes(record.model_path.stat().st_size, record.info, num_ctx, slots)
         size = per_runner * s.num_replicas
         if size > s.max_memory:
             raise EngineError(
                 f"model {record.name} needs about {size / 1024**3:.1f} GiB but the memory budget is "
                 f"{s.max_memory / 1024**3:.1f} GiB (FLEXI_MAX_MEMORY); try a smaller num_ctx", 500, "insufficient_memory")
         await self._make_room(size)
-        spec = RunnerSpec(model_path=record.model_path, num_ctx=num_ctx, num_parallel=s.num_parallel,
+        spec = RunnerSpec(model_path=record.model_path, num_ctx=num_ctx, num_parallel=slots,
                           num_threads=max(1, s.num_threads // s.num_replicas), repack=s.cpu_repack)  # replicas share the cores
         runners = [RunnerProcess(spec, s.run_dir / f"runner-{record.digest[:12]}-{time.monotonic_ns()}-{i}.sock")
                    for i in range(s.num_replicas)]
-        log.info("loading %s (%d× ctx %d × %d slots, ~%d MiB)", record.name, s.num_replicas, num_ctx, s.num_parallel,
+        log.info("loading %s (%d× ctx %d × %d slots, ~%d MiB)", record.name, s.num_replicas, num_ctx, slots,
                  size // 2**20)
         results = await asyncio.gather(*(r.start(s.runner_start_timeout) for r in runners), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
