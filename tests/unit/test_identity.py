@@ -1,0 +1,35 @@
+"""Who a request counts as in the fair queue, and its priority class."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from flexi.api.identity import client_identity, priority_of
+
+
+def _request(headers: dict[str, str], client: tuple[str, int] = ("10.0.0.5", 5000)) -> Request:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    return Request({"type": "http", "headers": raw, "client": client, "method": "POST", "path": "/"})
+
+
+def test_bearer_token_identifies_the_client_without_storing_it() -> None:
+    a = client_identity(_request({"Authorization": "Bearer secret-key-1"}))
+    b = client_identity(_request({"Authorization": "Bearer secret-key-2"}))
+    assert a != b and "secret" not in a
+    assert client_identity(_request({"x-api-key": "secret-key-1"})) == a  # same key, other header
+
+
+def test_address_when_no_key_and_end_user_subdivides() -> None:
+    anon = client_identity(_request({}))
+    assert anon.startswith("addr:10.0.0.5")
+    alice = client_identity(_request({}), end_user="alice")
+    bob = client_identity(_request({}), end_user="bob")
+    assert alice != bob and alice.startswith(anon)
+
+
+def test_priority() -> None:
+    assert priority_of(_request({})) == 0
+    assert priority_of(_request({"X-Flexi-Priority": "batch"})) == 1
+    assert priority_of(_request({"X-Flexi-Priority": "interactive"}), body_priority=5) == 0
+    assert priority_of(_request({}), body_priority=3) == 1
+    assert priority_of(_request({}), body_priority=-1) == 0
