@@ -43,7 +43,13 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import FlexiServer, machine, median, wait_for_quiet_cpu, write_results
+from benchmarks.common import (
+    FlexiServer,
+    machine,
+    median,
+    wait_for_quiet_cpu,
+    write_results,
+)
 from flexi.store.store import ModelStore, default_model_file
 
 MODEL = "smollm2:135m"
@@ -58,10 +64,12 @@ TOPICS = ["volcanoes", "the moon", "honey bees", "a lighthouse keeper", "chess",
 QUESTIONS = ["What should a new student read first?", "How are the exams graded?", "When are office hours?",
              "Can I submit late work?", "Which chapters matter most?", "How do group projects work?",
              "What software do we need?", "Is attendance mandatory?"]
-WORDS = ("course module lecture seminar student teacher assignment project deadline grade exam quiz reading "
-         "chapter laboratory report essay feedback rubric policy schedule week topic discussion forum library "
-         "resource tutorial exercise solution credit semester campus office hours email question answer review "
-         "practice theory method example data analysis model result conclusion source citation").split()
+WORDS = ["course", "module", "lecture", "seminar", "student", "teacher", "assignment", "project", "deadline",
+         "grade", "exam", "quiz", "reading", "chapter", "laboratory", "report", "essay", "feedback", "rubric",
+         "policy", "schedule", "week", "topic", "discussion", "forum", "library", "resource", "tutorial", "exercise",
+         "solution", "credit", "semester", "campus", "office", "hours", "email", "question", "answer", "review",
+         "practice", "theory", "method", "example", "data", "analysis", "model", "result", "conclusion", "source",
+         "citation"]
 
 
 QUIET_TIMEOUT = [300.0]  # seconds to wait for other processes to leave the CPU; set by --quiet-timeout
@@ -246,9 +254,11 @@ def fresh_connections(url: str) -> httpx.AsyncClient:
 
 
 # --- one level: N streams started together -------------------------------------------------------
-async def run_level(url: str, fn: StreamFn, streams: int, reps: int) -> dict[str, Any]:
+async def run_level(url: str, fn: StreamFn, streams: int, reps: int, slots: int) -> dict[str, Any]:
+    """`slots`: how many requests the server decodes at once; the warm-up runs that many streams together,
+    so compute buffers for the level's batch size and fresh KV-cache pages are paid before measuring."""
     async with fresh_connections(url) as http:
-        await fn(http, "Say hello.")  # warm-up: compute buffers, first-request costs
+        await asyncio.gather(*(fn(http, f"Say hello to {TOPICS[i % len(TOPICS)]}.") for i in range(min(streams, slots))))
         runs = []
         for rep in range(reps):
             busy = quiet()
@@ -311,7 +321,7 @@ def build_llama_server() -> Path:
 
 def no_repack_flag(binary: Path) -> list[str]:
     """llama-server's switch for CPU weight repacking / extra buffer types, whichever this build has."""
-    help_text = subprocess.run([str(binary), "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run([str(binary), "--help"], capture_output=True, text=True, check=False).stdout
     for flag in ("--no-repack", "--no-extra-bufts", "-nr"):
         if flag in help_text.split():
             return [flag]
@@ -321,14 +331,15 @@ def no_repack_flag(binary: Path) -> list[str]:
 def bench_llama_server(binary: Path, prompts: Prompts, levels: list[int], reps: int, logs: Path) -> dict[str, Any]:
     fn = llama_server_stream(prompts)
     flag = no_repack_flag(binary)
-    out: dict[str, Any] = {"binary": str(binary), "no_repack_flag": flag[0] if flag else None, "levels": {}}
+    out: dict[str, Any] = {"binary": str(binary), "no_repack_flag": flag[0] if flag else None, "levels": {},
+                           "command": f"llama-server -m <model> -np <streams> -c <{SLOT_CTX} × streams> -t {THREADS} "
+                                      f"-tb {THREADS} {' '.join(flag)}".strip()}
     for n in levels:
         port = free_port()
         cmd = [str(binary), "-m", str(default_model_file()), "-np", str(n), "-c", str(SLOT_CTX * n), "-t", str(THREADS),
                "-tb", str(THREADS), "--host", "127.0.0.1", "--port", str(port), *flag]
-        out["command"] = " ".join(cmd[:1] + ["-m", "<model>"] + cmd[3:])
         with process(cmd, f"http://127.0.0.1:{port}", "/health", logs / f"llama-server-{n}.log") as url:
-            out["levels"][n] = asyncio.run(run_level(url, fn, n, reps))
+            out["levels"][n] = asyncio.run(run_level(url, fn, n, reps, slots=n))
             if n == 1:
                 out["prefix_cache"] = asyncio.run(prefix_cache(url, llama_server_ttft(prompts)))
     return out
@@ -343,12 +354,13 @@ def bench_llama_cpp_python(prompts: Prompts, levels: list[int], reps: int, logs:
     code = ("import sys; from benchmarks.bench_engine_overhead import _no_repack_params; _no_repack_params(); "
             f"sys.argv = {args!r}; from llama_cpp.server.__main__ import main; main()")
     fn = llama_cpp_python_stream(prompts, eog_tokens())
-    out: dict[str, Any] = {"command": "python -m " + " ".join(args).replace(str(default_model_file()), "<model>")
-                           + "  (through a wrapper that sets use_extra_bufts = False)", "levels": {}}
+    shown = " ".join(args).replace(str(default_model_file()), "<model>").replace(f"--port {port}", "--port <port>")
+    out: dict[str, Any] = {"command": f"python -m {shown}",
+                           "wrapper": "llama_model_default_params patched to use_extra_bufts = False", "levels": {}}
     with process([sys.executable, "-c", code], f"http://127.0.0.1:{port}", "/v1/models", logs / "llama-cpp-python.log",
                  env={**os.environ, "PYTHONPATH": str(HERE.parent)}) as url:
         for n in levels:
-            out["levels"][n] = asyncio.run(run_level(url, fn, n, reps))
+            out["levels"][n] = asyncio.run(run_level(url, fn, n, reps, slots=1))  # one request at a time
     return out
 
 
@@ -360,9 +372,9 @@ def bench_flexi(prompts: Prompts, levels: list[int], reps: int, gateway_samples:
         r = httpx.post(srv.url + "/api/generate", json={"model": MODEL, "keep_alive": -1}, timeout=120)
         r.raise_for_status()
         for n in levels:
-            out["levels"][n] = asyncio.run(run_level(srv.url, flexi_api, n, reps))
+            out["levels"][n] = asyncio.run(run_level(srv.url, flexi_api, n, reps, slots=FLEXI_PARALLEL))
         if 8 in levels:
-            out["v1_completions_8"] = asyncio.run(run_level(srv.url, flexi_v1(prompts), 8, reps))
+            out["v1_completions_8"] = asyncio.run(run_level(srv.url, flexi_v1(prompts), 8, reps, slots=FLEXI_PARALLEL))
         out["gateway"] = asyncio.run(gateway_overhead(srv.url, Path(srv.home), prompts, gateway_samples))
         out["prefix_cache"] = asyncio.run(prefix_cache(srv.url, flexi_ttft))
     return out
@@ -522,12 +534,12 @@ def markdown(data: dict[str, Any], reproduce: str) -> str:
                ("llama-cpp-python server", data["llama_cpp_python"]),
                ("Flexi `/api/generate`", data["flexi"])]
     levels = data["levels"]
-    lines = [f"# Continuous batching: Flexi vs llama-server vs llama-cpp-python's server\n",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
-             f"llama-cpp-python {m['llama_cpp_python']}, {m['date']}.",
-             f"Model {MODEL} (SmolLM2-135M-Instruct Q4_1), {TOKENS} output tokens per request (EOS suppressed, greedy), "
-             f"{THREADS} threads, {SLOT_CTX} context per slot; all streams of a level start together; "
-             f"median of {data['reps']} repetitions after one warm-up request.",
+    lines = ["# Continuous batching: Flexi vs llama-server vs llama-cpp-python's server\n",
+             (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
+              f"llama-cpp-python {m['llama_cpp_python']}, {m['date']}."),
+             (f"Model {MODEL} (SmolLM2-135M-Instruct Q4_1), {TOKENS} output tokens per request (EOS suppressed, greedy), "
+              f"{THREADS} threads, {SLOT_CTX} context per slot; all streams of a level start together; "
+              f"median of {data['reps']} repetitions after a warm-up round (as many streams as the server decodes at once)."),
              "Aggregate = all output tokens / wall time from the first request's start to the last response's end.\n",
              "| server | " + " | ".join(f"{n} stream{'s' if n > 1 else ''}" for n in levels) + " |",
              "|---|" + "---|" * len(levels)]
@@ -561,10 +573,15 @@ def markdown(data: dict[str, Any], reproduce: str) -> str:
     lines.append("\nCold: a ~1,000-token system prompt never seen before; shared: the same long system prompt as the "
                  "request just before, with a different question. Median of 5 trials.")
     flag = data["llama_server"].get("no_repack_flag")
-    lines.append("\nPeers: `" + data["llama_server"]["command"] + "` (one server per level, `-np` = streams, `-c` = "
-                 f"{SLOT_CTX} × streams); " + ("" if flag else "this llama-server has no switch for weight repacking; ")
-                 + "`" + data["llama_cpp_python"]["command"] + "`. Flexi: `FLEXI_NUM_PARALLEL="
-                 f"{FLEXI_PARALLEL}`, model preloaded with keep_alive -1.")
+    lines.append("\nPeers: `" + data["llama_server"]["command"] + "`, one server per level"
+                 + ("" if flag else " (this llama-server has no switch for weight repacking)")
+                 + "; `" + data["llama_cpp_python"]["command"] + "`, started through a wrapper that sets "
+                 "`use_extra_bufts = False` (weight repacking off, as Flexi on AMX CPUs; llama.cpp#20824); its server "
+                 "has no `ignore_eos`, so all end-of-generation tokens get a logit bias of -1e9. "
+                 f"Flexi: `FLEXI_NUM_PARALLEL={FLEXI_PARALLEL}`, model preloaded with keep_alive -1. "
+                 "Each stream opens its own connection (llama-server closes streamed connections). "
+                 "llama-cpp-python's server decodes one request at a time; the others wait, so its time to first "
+                 "token grows with the queue.")
     lines.append(f"\nReproduce: `{reproduce}`\n")
     return "\n".join(lines)
 

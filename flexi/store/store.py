@@ -106,6 +106,7 @@ class ModelStore:
         self.blobs = BlobStore(self.root)
         self.manifests_dir = self.root / "manifests"
         self._lock = threading.RLock()
+        self._records: dict[Path, tuple[tuple[int, int, int], ModelRecord]] = {}  # parsed manifests by file identity
 
     # --- paths ----------------------------------------------------------
     def _inside(self, path: Path, base: Path) -> Path:
@@ -158,6 +159,17 @@ class ModelStore:
         return self.blobs.read_bytes(layer.digest).decode("utf-8", errors="replace") if layer else None
 
     def _record(self, name: ModelName, path: Path) -> ModelRecord:
+        """Parse a manifest, or reuse the parse while the file is unchanged (this runs on every request)."""
+        st = path.stat()
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = self._records.get(path)
+        if hit is not None and hit[0] == key and hit[1].model_path.is_file():
+            return hit[1]
+        record = self._parse_record(name, path)
+        self._records[path] = (key, record)
+        return record
+
+    def _parse_record(self, name: ModelName, path: Path) -> ModelRecord:
         raw = path.read_bytes()
         manifest = Manifest.from_bytes(raw)
         model = manifest.layer(mt.MODEL)
