@@ -152,10 +152,13 @@ class ModelManager:
                 yield status
             queue_ns = time.perf_counter_ns() - t_enter
             t_load = time.perf_counter_ns()
-            loading = asyncio.ensure_future(self._ensure_loaded(record, self._context_for(record, req.num_ctx)))
-            done, _ = await asyncio.wait({loading}, timeout=STATUS_AFTER)
-            if not done:
-                yield StatusEvent("loading")  # slow load: tell streaming clients instead of a silent wait
+            want_ctx = self._context_for(record, req.num_ctx)
+            loading: asyncio.Future[tuple[Loaded, bool]] | None = None
+            if not self._ready(record, want_ctx):  # hot path stays free of tasks and timers
+                loading = asyncio.ensure_future(self._ensure_loaded(record, want_ctx))
+                done, _ = await asyncio.wait({loading}, timeout=STATUS_AFTER)
+                if not done:
+                    yield StatusEvent("loading")  # slow load: tell streaming clients instead of a silent wait
             async with self._use(record, req.keep_alive, req.num_ctx, loading) as (_, replica, load_ns):
                 if load_ns:
                     load_ns = time.perf_counter_ns() - t_load
@@ -249,6 +252,10 @@ class ModelManager:
                 await self._unload(entry)
             async with self._changed:
                 self._changed.notify_all()
+
+    def _ready(self, record: ModelRecord, num_ctx: int) -> bool:
+        entry = self.loaded.get(record.name)
+        return entry is not None and entry.alive and entry.record.digest == record.digest and entry.num_ctx >= num_ctx
 
     def _context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
         train = record.info.context_length or 2048
