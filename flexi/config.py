@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(32 * 1024**2, ge=1024, description="Largest JSON request body; bigger gives 413. Blob uploads are exempt.")
     max_predict: int = Field(32768, ge=1, description="Upper bound on tokens generated per request (num_predict/max_tokens are clamped).")
     runner_start_timeout: float = Field(120.0, gt=0, description="Seconds a runner may take to load its model.")
+    database_url: str | None = Field(
+        None,
+        description="State database (users, keys, quotas, usage) as an SQLAlchemy URL, e.g. postgresql://user:pass@host/flexi for several replicas; unset = SQLite file $FLEXI_HOME/flexi.db.",
+    )
     hf_endpoint: str = Field("https://huggingface.co", description="Hugging Face base URL for `pull hf.co/...`.")
     log_level: str = Field("info")
 

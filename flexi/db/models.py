@@ -1,0 +1,239 @@
+"""Tables of Flexi's state database: people, keys, policies, quotas, usage.
+
+Why it looks like this:
+- Small and explicit: one class per table, typed `Mapped[...]` columns, no
+  behaviour. Rules (who may do what) live in the auth/usage layers, not here.
+- Closed vocabularies (roles, quota subjects) are strings guarded by CHECK
+  constraints rather than database ENUM types, so a later migration can add a
+  value with one constraint change on both SQLite and PostgreSQL.
+- Every constraint has a deterministic name (`NAMING`), which Alembic needs to
+  alter or drop it later, and SQLite's batch mode needs to copy it.
+- Timestamps are timezone-aware UTC in Python (`UTCDateTime`): `timestamptz`
+  on PostgreSQL, UTC text on SQLite, never a naive local time.
+- `UsageRecord` holds numbers and identifiers only: prompts and responses are
+  personal data and are not stored (issue 4, data protection).
+- The schema itself is created by the Alembic migrations in
+  `flexi/db/migrations`, never by `metadata.create_all`; a test checks that
+  the models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+ROLES = ("admin", "teacher", "student", "researcher", "service")
+COURSE_ROLES = ("teacher", "tutor", "student")
+QUOTA_SUBJECTS = ("user", "key", "course")
+LOCALES = ("de", "en")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NOW = text("CURRENT_TIMESTAMP")  # server-side default, UTC on both databases
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive values are refused.
+
+    SQLite has no time zones, so the value is stored as UTC without an offset
+    and marked UTC again when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: Flexi stores timezone-aware UTC timestamps only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class User(Base):
+    """A person or service. `subject` is the external identity (OIDC `sub`, LTI
+    user id); `pseudonym` is its keyed hash, used wherever the identity must
+    not appear (usage records, exports for research)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({_in(ROLES)})", name="role"),
+        CheckConstraint(f"locale IN ({_in(LOCALES)})", name="locale"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), unique=True)
+    pseudonym: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16), default="student")
+    locale: Mapped[str] = mapped_column(String(2), default="de", server_default="de")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    disabled_at: Mapped[datetime | None]
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="owner", passive_deletes=True)
+
+
+class Group(Base):
+    """A set of users (e.g. from an SSO group claim) that policies can name."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str | None] = mapped_column(String(255))
+
+
+class Course(Base):
+    """A course: members with a course role, its own quota and usage."""
+
+    __tablename__ = "courses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str | None] = mapped_column(String(255))
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class CourseMember(Base):
+    __tablename__ = "course_members"
+    __table_args__ = (CheckConstraint(f"role IN ({_in(COURSE_ROLES)})", name="role"),)
+
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16), default="student")
+
+
+class ApiKey(Base):
+    """An API key. Only `prefix` (shown in lists and logs) and `secret_hash` are
+    stored; the full key is shown once at creation (see `flexi.db.apikeys`).
+    `scopes` and `models` are JSON lists; assign a new list to change them
+    (in-place edits are not tracked). `models` None = whatever the owner may use."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    scopes: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    models: Mapped[list[str] | None]
+
+    owner: Mapped[User] = relationship(back_populates="api_keys")
+
+
+class ModelPolicy(Base):
+    """Who may use which models. `pattern` is a model name glob (`llama3*:*`);
+    None in a list or limit = no restriction from that field."""
+
+    __tablename__ = "model_policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(255), unique=True)
+    allowed_roles: Mapped[list[str] | None]
+    allowed_groups: Mapped[list[str] | None]
+    max_context: Mapped[int | None]
+    max_output: Mapped[int | None]
+
+
+class Quota(Base):
+    """Limits for one user, key or course; None = unlimited."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (
+        CheckConstraint(f"subject_kind IN ({_in(QUOTA_SUBJECTS)})", name="subject_kind"),
+        UniqueConstraint("subject_kind", "subject_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(8))
+    subject_id: Mapped[int]
+    requests_per_minute: Mapped[int | None]
+    tokens_per_day: Mapped[int | None]
+    tokens_per_week: Mapped[int | None]
+
+
+class UsageRecord(Base):
+    """One record per request, written at its end. Identifies the user only by
+    pseudonym and holds no prompt or response text. Keys and courses may be
+    deleted later; their records stay (ids set to NULL) for the totals.
+    `status`: ok | cancelled | error | rejected."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW, index=True)
+    user_pseudonym: Mapped[str] = mapped_column(String(64), index=True)
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id", ondelete="SET NULL"), index=True)
+    model: Mapped[str] = mapped_column(String(255))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)
+    queue_ms: Mapped[int] = mapped_column(default=0)
+    generation_ms: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+
+
+class TermsAcceptance(Base):
+    """A user accepted terms-of-use version `version` at `accepted_at`."""
+
+    __tablename__ = "terms_acceptances"
+    __table_args__ = (UniqueConstraint("user_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(32))
+    accepted_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
