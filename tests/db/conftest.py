@@ -99,7 +99,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     port = _free_port()
 
     def run(*args: str) -> None:
-        result = subprocess.run([*prefix, *args], capture_output=True, text=True)
+        result = subprocess.run([*prefix, *args], check=False, capture_output=True, text=True)
         if result.returncode != 0:
             server_log = log.read_text(errors="replace") if log.exists() else ""
             pytest.fail(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}\n{server_log}", pytrace=False)
@@ -110,7 +110,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         yield PostgresServer(port)
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
