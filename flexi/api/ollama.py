@@ -21,6 +21,7 @@ from flexi import __version__
 from flexi.api import generation as gen
 from flexi.api.errors import parse_body
 from flexi.api.identity import client_identity, priority_of
+from flexi.api.options import model_parameters
 from flexi.api.ollama_types import (
     ChatRequest,
     CopyRequest,
@@ -177,13 +178,27 @@ async def generate(request: Request) -> Response:
                             prefix_tokens=body.context, return_tokens=not body.raw,
                             user=client_identity(request), priority=priority_of(request))
     events = await primed(state.manager.generate(req))
-    if not body.stream:
+    if not body.stream or body.think:
+        # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.
         done = await gen.collect_while_connected(request, events)
-        out = {"model": record.name, "created_at": rfc3339_nano(), "response": done.text, "done": True,
+        thinking, text = gen.split_thinking(done.text) if body.think else ("", done.text)
+        out = {"model": record.name, "created_at": rfc3339_nano(), "response": text, "done": True,
                **_stats_fields(done.stats, t0)}
+        if thinking:
+            out["thinking"] = thinking
         if done.stats.tokens is not None:
             out["context"] = done.stats.tokens
-        return JSONResponse(out)
+        if not body.stream:
+            return JSONResponse(out)
+
+        async def once() -> AsyncIterator[bytes]:
+            first = {"model": record.name, "created_at": out["created_at"], "response": text, "done": False}
+            if thinking:
+                first["thinking"] = thinking
+            yield ndjson(first)
+            yield ndjson({k: v for k, v in out.items() if k != "thinking"} | {"response": ""})
+
+        return StreamingResponse(once(), media_type=NDJSON)
 
     async def lines() -> AsyncIterator[bytes]:
         try:
@@ -393,6 +408,9 @@ async def create(request: Request) -> Response:
         base = gen.require_model(state.store, body.from_)
         digest = "sha256:" + base.model_path.name.removeprefix("sha256-")
     params = body.parameters if body.parameters is not None else (base.parameters if base else None)
+    model_parameters(params)  # a bad parameter is a 400 now, not a broken model later
+    if body.messages:
+        raise BadRequest("messages in create are not supported yet", param="messages")
 
     async def work(emit: Any) -> None:
         async def say(status: str) -> None:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from flexi.engine.types import SamplingParams
+from flexi.engine.types import BadRequest, SamplingParams
+
+
+MAX_STOPS = 32
+MAX_STOP_CHARS = 512
 
 
 class ModelOptions(BaseModel):
@@ -28,7 +32,7 @@ class ModelOptions(BaseModel):
     num_predict: int | None = Field(None, ge=-2)
     num_ctx: int | None = Field(None, ge=1)
     repeat_penalty: float | None = Field(None, ge=0)
-    repeat_last_n: int | None = Field(None, ge=-1)
+    repeat_last_n: int | None = Field(None, ge=-1, le=1_048_576)  # -1 = whole context; clamped to it in the runner
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     ignore_eos: bool | None = None
@@ -42,6 +46,14 @@ class ModelOptions(BaseModel):
     def _stop_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("stop")
+    @classmethod
+    def _stop_bounds(cls, value: list[str] | None) -> list[str] | None:
+        """Every stop string is matched against every token of the stream: keep the work bounded."""
+        if value is not None and (len(value) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in value)):
+            raise ValueError(f"at most {MAX_STOPS} stop strings of at most {MAX_STOP_CHARS} characters each")
+        return value
+
 
 DEFAULTS = ModelOptions(temperature=0.8, top_k=40, top_p=0.9, min_p=0.0, typical_p=1.0, repeat_penalty=1.1,
                         repeat_last_n=64, presence_penalty=0.0, frequency_penalty=0.0)
@@ -50,10 +62,20 @@ DEFAULTS = ModelOptions(temperature=0.8, top_k=40, top_p=0.9, min_p=0.0, typical
 def merged(model_defaults: dict[str, Any], request: ModelOptions | None) -> ModelOptions:
     """Request options over the model's Modelfile parameters over Flexi's defaults."""
     base = DEFAULTS.model_dump(exclude_none=True)
-    base.update({k: v for k, v in ModelOptions.model_validate(model_defaults or {}).model_dump(exclude_none=True).items()})
+    base.update(model_parameters(model_defaults).model_dump(exclude_none=True))
     if request is not None:
         base.update(request.model_dump(exclude_none=True))
     return ModelOptions.model_validate(base)
+
+
+def model_parameters(parameters: dict[str, Any] | None) -> ModelOptions:
+    """A model's stored default parameters (Modelfile PARAMETER / create `parameters`), validated."""
+    try:
+        return ModelOptions.model_validate(parameters or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        raise BadRequest(f'invalid model parameter "{field}": {first.get("msg", "invalid value")}', param="parameters") from None
 
 
 def sampling_of(options: ModelOptions) -> SamplingParams:

@@ -67,13 +67,22 @@ class RunnerProcess:
         try:
             await asyncio.wait_for(self._wait_ready(), timeout)
             reader, self._writer = await asyncio.open_unix_connection(str(self.socket_path), limit=MAX_LINE)
-        except (asyncio.TimeoutError, OSError, EngineError) as exc:
-            await self.stop()
+        except BaseException as exc:  # also cancellation: never leave an untracked runner behind
+            await asyncio.shield(self.stop())
+            if not isinstance(exc, (asyncio.TimeoutError, OSError, EngineError)):
+                raise
             detail = self.stderr_summary()
             if isinstance(exc, asyncio.TimeoutError):
                 raise EngineError(f"the model did not load within {timeout:.0f} s", 500, "load_timeout") from None
             raise EngineError(f"the model could not be loaded: {detail or exc}", 500, "load_failed") from None
         self._tasks.append(asyncio.create_task(self._read_events(reader)))
+        self._tasks.append(asyncio.create_task(self._drain_stdout()))
+
+    async def _drain_stdout(self) -> None:
+        """Keep reading stdout after READY: a library printing there must never fill the pipe and block the runner."""
+        assert self.proc and self.proc.stdout
+        while await self.proc.stdout.readline():
+            pass
 
     async def _wait_ready(self) -> None:
         assert self.proc and self.proc.stdout

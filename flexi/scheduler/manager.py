@@ -11,10 +11,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from flexi.config import Settings
 from flexi.engine.runner_client import RunnerProcess, RunnerSpec
@@ -35,6 +38,7 @@ from flexi.store.store import ModelRecord, ModelStore
 
 log = logging.getLogger("flexi.scheduler")
 
+FOREVER_AFTER = 100 * 365 * 86400.0  # keep_alive beyond a century is "forever" (and datetime would overflow)
 STATUS_AFTER = 0.3  # seconds of waiting before streaming clients are told why (keeps fast errors as HTTP codes)
 
 
@@ -72,10 +76,20 @@ class Loaded:
 
     def expires_wall(self) -> datetime | None:
         """Wall-clock expiry for /api/ps (None = never)."""
-        if math.isinf(self.keep_alive):
-            return None
         remaining = self.keep_alive if self.active else max(0.0, self.expires_at - time.monotonic())
+        if math.isinf(remaining) or remaining > FOREVER_AFTER:
+            return None
         return datetime.now(timezone.utc).astimezone() + timedelta(seconds=remaining)
+
+
+def _socket_path(run_dir: Path, name: str) -> Path:
+    """AF_UNIX paths are limited to 107 bytes: fall back to a short private temp dir for long FLEXI_HOMEs."""
+    path = run_dir / name
+    if len(str(path)) < 100:
+        return path
+    short = Path(tempfile.gettempdir()) / f"flexi-{os.getuid()}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short / name
 
 
 class ModelManager:
@@ -86,6 +100,7 @@ class ModelManager:
         self.queues: dict[str, FairQueue] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
         self._changed = asyncio.Condition()
+        self._placement = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -231,8 +246,9 @@ class ModelManager:
         keep = self.settings.keep_alive_seconds if keep_alive is None else keep_alive
         t0 = time.perf_counter_ns()
         if loading is None:
-            loading = asyncio.ensure_future(self._ensure_loaded(record, self._context_for(record, num_ctx)))
-        entry, started = await loading
+            entry, started = await self._ensure_loaded(record, self._context_for(record, num_ctx))
+        else:  # shared with the caller: one client leaving must not abort the load for everyone
+            entry, started = await asyncio.shield(loading)
         load_ns = time.perf_counter_ns() - t0 if started else 0
         replica = entry.pick()
         entry.active += 1
@@ -289,20 +305,30 @@ class ModelManager:
             raise EngineError(
                 f"model {record.name} needs about {size / 1024**3:.1f} GiB but the memory budget is "
                 f"{s.max_memory / 1024**3:.1f} GiB (FLEXI_MAX_MEMORY); try a smaller num_ctx", 500, "insufficient_memory")
+        async with self._placement:  # one placement at a time: concurrent loads must see each other's memory
+            return await self._place(record, num_ctx, slots, size)
+
+    async def _place(self, record: ModelRecord, num_ctx: int, slots: int, size: int) -> Loaded:
+        s = self.settings
         await self._make_room(size)
         spec = RunnerSpec(model_path=record.model_path, num_ctx=num_ctx, num_parallel=slots,
                           num_threads=max(1, s.num_threads // s.num_replicas), repack=s.cpu_repack)  # replicas share the cores
-        runners = [RunnerProcess(spec, s.run_dir / f"runner-{record.digest[:12]}-{time.monotonic_ns()}-{i}.sock")
+        runners = [RunnerProcess(spec, _socket_path(s.run_dir, f"runner-{record.digest[:12]}-{time.monotonic_ns()}-{i}.sock"))
                    for i in range(s.num_replicas)]
         log.info("loading %s (%d× ctx %d × %d slots, ~%d MiB)", record.name, s.num_replicas, num_ctx, slots,
                  size // 2**20)
-        results = await asyncio.gather(*(r.start(s.runner_start_timeout) for r in runners), return_exceptions=True)
+        try:
+            results = await asyncio.gather(*(r.start(s.runner_start_timeout) for r in runners), return_exceptions=True)
+        except BaseException:  # cancelled: stop whatever started
+            await asyncio.shield(asyncio.gather(*(r.stop() for r in runners), return_exceptions=True))
+            raise
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
             raise failure
         entry = Loaded(record=record, replicas=[Replica(r) for r in runners],
-                       num_ctx=int(runners[0].info.get("n_ctx", num_ctx)), size=size, keep_alive=s.keep_alive_seconds)
+                       num_ctx=int(runners[0].info.get("n_ctx", num_ctx)), size=size, keep_alive=s.keep_alive_seconds,
+                       expires_at=time.monotonic() + s.keep_alive_seconds)
         self.loaded[record.name] = entry
         return entry
 
@@ -310,7 +336,7 @@ class ModelManager:
         """Evict idle runners (soonest expiry first) until the new one fits; wait if all are busy."""
         deadline = time.monotonic() + self.settings.runner_start_timeout
         while True:
-            entries = self.ps()
+            entries = list(self.loaded.values())  # partly crashed entries still hold memory until reaped
             used = sum(e.size for e in entries)
             if len(entries) < self.settings.max_loaded_models and used + needed <= self.settings.max_memory:
                 return

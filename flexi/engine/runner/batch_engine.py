@@ -157,7 +157,10 @@ class BatchEngine:
         room = limit - len(prompt)
         max_new = room if max_tokens < 0 else min(max_tokens, room)
         ignore_eos = bool(p.get("ignore_eos")) and not p.get("grammar")
-        chain = build_chain(self.model.vocab, self.model.n_vocab, p.get("sampling") or {}, p.get("grammar"),
+        sampling = dict(p.get("sampling") or {})
+        last_n = int(sampling.get("repeat_last_n", 64))
+        sampling["repeat_last_n"] = limit if last_n < 0 or last_n > limit else last_n  # -1 = context, like Ollama
+        chain = build_chain(self.model.vocab, self.model.n_vocab, sampling, p.get("grammar"),
                             self.model.eog_tokens if ignore_eos else [])
         seq = Sequence(req_id=req_id, prompt=prompt, max_new=max_new, ignore_eos=ignore_eos,
                        return_tokens=bool(p.get("return_tokens")), chain=chain, stops=StopMatcher(list(p.get("stop") or [])))
