@@ -76,3 +76,19 @@ def test_memory_budget_evicts_to_fit(tmp_path_factory: pytest.TempPathFactory) -
         assert _loaded(srv) == ["other:latest"]
     finally:
         stop_server(srv)
+
+
+def test_client_leaving_during_load_leaves_no_stray_runner(tmp_path_factory: pytest.TempPathFactory) -> None:
+    srv = start_server(tmp_path_factory.mktemp("leave") / "home", {"FLEXI_NUM_PARALLEL": "4"})
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            with c.stream("POST", "/api/generate", json={"model": MODEL, "prompt": "Hi", "options": {"num_predict": 5}}) as r:
+                for line in r.iter_lines():
+                    break  # leave at the first line (the "loading" status, or the first token)
+        time.sleep(3)
+        assert len(_runner_pids(srv)) == 1
+        assert _loaded(srv) == [MODEL]  # the load finished and is tracked (memory budget, keep_alive)
+        assert _gen(srv, MODEL).status_code == 200
+        assert len(_runner_pids(srv)) == 1  # no second runner
+    finally:
+        stop_server(srv)

@@ -32,7 +32,9 @@ def test_generate_stream_wire_format(http: httpx.Client) -> None:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(line) for line in r.iter_lines() if line]
-    *parts, final = lines
+    statuses = [line for line in lines if "status" in line]  # the first request may see the model loading
+    assert all(s["status"] in ("loading", "queued") and s["response"] == "" and s["done"] is False for s in statuses)
+    *parts, final = [line for line in lines if "status" not in line]
     assert parts, "expected streamed tokens before the final line"
     for p in parts:
         assert list(p) == ["model", "created_at", "response", "done"]
@@ -284,3 +286,26 @@ def test_non_streamed_request_cancelled_when_client_leaves(server: RunningServer
 def test_num_predict_zero_generates_nothing(http: httpx.Client) -> None:
     r = http.post("/api/generate", json={"model": MODEL, "prompt": "Hello", "stream": False, "options": {"num_predict": 0}})
     assert r.status_code == 200 and r.json()["response"] == "" and r.json()["eval_count"] == 0
+
+
+def test_bad_model_parameters_rejected_at_create(http: httpx.Client) -> None:
+    for params in ({"temperature": "hot"}, {"num_ctx": "big"}, {"top_k": -3}):
+        r = http.post("/api/create", json={"model": "broken-params", "from": MODEL, "parameters": params, "stream": False})
+        assert r.status_code == 400 and "parameter" in r.json()["error"], r.text
+    assert "broken-params:latest" not in [m["name"] for m in http.get("/api/tags").json()["models"]]
+
+
+def test_huge_keep_alive_does_not_break_ps(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "keep_alive": 1e12})
+    assert r.status_code == 200
+    ps = http.get("/api/ps")
+    assert ps.status_code == 200 and ps.json()["models"]
+    http.post("/api/generate", json={"model": MODEL, "keep_alive": "5m"})
+
+
+def test_stop_list_is_bounded_and_repeat_last_n_minus_one_works(http: httpx.Client) -> None:
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "hi", "options": {"stop": ["x"] * 100}})
+    assert r.status_code == 400 and "stop" in r.json()["error"]
+    r = http.post("/api/generate", json={"model": MODEL, "prompt": "hi", "stream": False,
+                                         "options": {"repeat_last_n": -1, "num_predict": 3}})
+    assert r.status_code == 200 and r.json()["eval_count"] <= 3
