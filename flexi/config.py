@@ -7,6 +7,7 @@ defaults. Defaults work on a laptop: loopback only, no auth, default model.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -125,7 +126,12 @@ class Settings(BaseSettings):
 
     @property
     def is_loopback(self) -> bool:
-        return self.bind_host in {"127.0.0.1", "localhost", "::1"}
+        if self.bind_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.bind_host).is_loopback  # all of 127.0.0.0/8 and ::1
+        except ValueError:
+            return False
 
 
 def split_host(value: str) -> tuple[str, int]:

@@ -82,8 +82,8 @@ class RequestGuard:
             if not origin_allowed(origin, self.settings):
                 await _send_json(send, 403, {"error": f"origin not allowed: {origin} (add it to FLEXI_ORIGINS)"})
                 return
-            cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin"),
-                    (b"access-control-allow-credentials", b"true")]
+            # No allow-credentials: Flexi has no cookie sessions yet, and a wildcard must never be credentialed.
+            cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
             if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
                 allow_headers = headers.get("access-control-request-headers", "authorization,content-type")
                 await send({"type": "http.response.start", "status": 204, "headers": cors + [

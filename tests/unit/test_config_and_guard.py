@@ -76,3 +76,9 @@ def test_origins() -> None:
     assert not origin_allowed("https://evil.example", s)
     assert not origin_allowed("https://localhost.evil.example", s)
     assert not origin_allowed("null", s)
+
+
+def test_whole_loopback_range_keeps_the_host_check() -> None:
+    s = load_settings(host="127.0.0.2:11434")
+    assert s.is_loopback and not host_allowed("attacker.example", s)
+    assert not load_settings(host="10.1.2.3:11434").is_loopback
