@@ -11,7 +11,7 @@ import logging
 import queue
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import llama_cpp as ll
@@ -36,6 +36,16 @@ class EngineConfig:
     n_threads: int
     n_batch: int = 512
     prefill_chunk: int = 256
+
+
+@dataclass
+class EmbedJob:
+    req_id: int
+    inputs: list[str]
+    truncate: bool
+    normalize: bool
+    vectors: list[list[float]] = field(default_factory=list)
+    tokens: int = 0
 
 
 class RequestError(Exception):
@@ -71,6 +81,8 @@ class BatchEngine:
         self.embedder = Embedder(model, config.n_ctx_seq, config.n_threads)
         self._events: list[Event] = []
         self._stopping = False
+        self._embed_jobs: deque[EmbedJob] = deque()
+        self._cancelled_embeds: set[int] = set()
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -96,11 +108,13 @@ class BatchEngine:
     # --- the loop (engine thread) --------------------------------------------
     def run(self) -> None:
         while not self._stopping:
-            block = not self.active and not self.waiting
+            block = not self.active and not self.waiting and not self._embed_jobs
             self._drain(block)
             self._admit()
             if self.active:
                 self._step()
+            if self._embed_jobs:
+                self._embed_next()
             self._flush()
         self.close()
 
@@ -121,9 +135,13 @@ class BatchEngine:
                 seq = self.by_id.get(req_id)
                 if seq is not None:
                     seq.cancelled = True
+                elif any(job.req_id == req_id for job in self._embed_jobs):
+                    self._cancelled_embeds.add(req_id)
+            elif op == "embed" and not payload["inputs"]:
+                self._events.append((req_id, {"ev": "result", "embeddings": [], "prompt_tokens": 0}))
             elif op == "embed":
-                result = self.embedder.embed(payload["inputs"], payload.get("truncate", True), payload.get("normalize", True))
-                self._events.append((req_id, {"ev": "result", **result}))
+                self._embed_jobs.append(EmbedJob(req_id, list(payload["inputs"]), bool(payload.get("truncate", True)),
+                                                 bool(payload.get("normalize", True))))
             elif op == "tokenize":
                 self._events.append((req_id, {"ev": "result", "tokens": self.model.tokenize(payload["text"], payload.get("add_special", False))}))
             elif op == "detokenize":
@@ -138,6 +156,29 @@ class BatchEngine:
         except Exception as exc:  # keep the runner alive for everybody else
             log.exception("request %s failed", req_id)
             self._events.append((req_id, {"ev": "error", "message": f"runner error: {exc}", "status": 500}))
+
+    def _embed_next(self) -> None:
+        """Embed one input of the oldest embedding request (interleaved with decode steps)."""
+        job = self._embed_jobs[0]
+        if job.req_id not in self._cancelled_embeds:
+            try:
+                vec, n = self.embedder.embed_one(job.inputs[len(job.vectors)], job.truncate, job.normalize)
+                job.vectors.append(vec)
+                job.tokens += n
+            except RequestError as exc:
+                self._events.append((job.req_id, {"ev": "error", "message": str(exc), "status": exc.status}))
+                self._embed_jobs.popleft()
+                return
+            except Exception as exc:  # keep the runner alive for everybody else
+                log.exception("embedding request %s failed", job.req_id)
+                self._events.append((job.req_id, {"ev": "error", "message": f"runner error: {exc}", "status": 500}))
+                self._embed_jobs.popleft()
+                return
+            if len(job.vectors) < len(job.inputs):
+                return
+            self._events.append((job.req_id, {"ev": "result", "embeddings": job.vectors, "prompt_tokens": job.tokens}))
+        self._cancelled_embeds.discard(job.req_id)
+        self._embed_jobs.popleft()
 
     def _new_sequence(self, req_id: int, p: dict[str, Any]) -> None:
         prefix = [int(t) for t in p.get("prefix_tokens") or []]

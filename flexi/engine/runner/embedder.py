@@ -15,10 +15,6 @@ import llama_cpp as ll
 from flexi.engine.runner.model import LoadedModel
 
 
-class EmbeddingInputTooLong(ValueError):
-    pass
-
-
 class Embedder:
     def __init__(self, model: LoadedModel, n_ctx: int, n_threads: int) -> None:
         self.model = model
@@ -45,39 +41,35 @@ class Embedder:
             raise RuntimeError("llama.cpp could not create an embedding context")
         self.batch = ll.llama_batch_init(self.n_ctx, 0, 1)
 
-    def embed(self, inputs: list[str], truncate: bool, normalize: bool) -> dict[str, Any]:
+    def embed_one(self, text: str, truncate: bool, normalize: bool) -> tuple[list[float], int]:
+        """One input → (vector, tokens used). The engine calls this between decode steps, one input at a
+        time, so a large embedding request never freezes the streams sharing the runner."""
         from flexi.engine.runner.batch_engine import RequestError
 
         self._ensure_context()
-        vectors: list[list[float]] = []
-        total = 0
-        mem = ll.llama_get_memory(self.ctx)
-        for text in inputs:
-            tokens = self.model.tokenize(text, add_special=True) or [self.model.bos]
-            if len(tokens) > self.n_ctx:
-                if not truncate:
-                    raise RequestError(f"input is too long: {len(tokens)} tokens, the context is {self.n_ctx} (set truncate to true)")
-                tokens = tokens[: self.n_ctx]
-            total += len(tokens)
-            ll.llama_memory_clear(mem, True)
-            b = self.batch
-            for i, tok in enumerate(tokens):
-                b.token[i] = tok
-                b.pos[i] = i
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = 0
-                b.logits[i] = True
-            b.n_tokens = len(tokens)
-            rc = ll.llama_decode(self.ctx, b)
-            if rc != 0:
-                raise RuntimeError(f"llama.cpp embedding decode failed (code {rc})")
-            ptr = ll.llama_get_embeddings_seq(self.ctx, 0)
-            vec = [float(ptr[i]) for i in range(self.model.n_embd)]
-            if normalize:
-                norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-                vec = [v / norm for v in vec]
-            vectors.append(vec)
-        return {"embeddings": vectors, "prompt_tokens": total}
+        tokens = self.model.tokenize(text, add_special=True) or [self.model.bos]
+        if len(tokens) > self.n_ctx:
+            if not truncate:
+                raise RequestError(f"input is too long: {len(tokens)} tokens, the context is {self.n_ctx} (set truncate to true)")
+            tokens = tokens[: self.n_ctx]
+        ll.llama_memory_clear(ll.llama_get_memory(self.ctx), True)
+        b = self.batch
+        for i, tok in enumerate(tokens):
+            b.token[i] = tok
+            b.pos[i] = i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = True
+        b.n_tokens = len(tokens)
+        rc = ll.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llama.cpp embedding decode failed (code {rc})")
+        ptr = ll.llama_get_embeddings_seq(self.ctx, 0)
+        vec = [float(ptr[i]) for i in range(self.model.n_embd)]
+        if normalize:
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            vec = [v / norm for v in vec]
+        return vec, len(tokens)
 
     def close(self) -> None:
         if self.ctx:
