@@ -179,21 +179,27 @@ class RunnerProcess:
             raise RunnerCrashed()
         self._writer.write(encode(message))
 
-    async def stream(self, op: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, op: str, payload: dict[str, Any], timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Send one request and yield its events until done/error/result.
 
         If the consumer stops early (client disconnect), the runner is told to
         cancel the sequence, which frees its slot at the next decode step.
+        `timeout` (seconds) ends the stream with `TimeoutError`: one timer per
+        request, not one per token.
         """
         req_id = next(self._ids)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._streams[req_id] = queue
         finished = False
+        timer = (asyncio.get_running_loop().call_later(max(0.0, timeout), queue.put_nowait, {"ev": "timeout"})
+                 if timeout is not None else None)
         try:
             self._send({"op": op, "id": req_id, **payload})
             while True:
                 msg = await queue.get()
                 ev = msg.get("ev")
+                if ev == "timeout":
+                    raise TimeoutError()
                 if ev == "crash":
                     finished = True
                     raise RunnerCrashed()
@@ -206,13 +212,16 @@ class RunnerProcess:
                 if finished:
                     return
         finally:
+            if timer is not None:
+                timer.cancel()
             self._streams.pop(req_id, None)
             if not finished and self.alive:
                 with contextlib.suppress(Exception):
                     self._send({"op": "cancel", "id": req_id})
                     self._cancelled.add(req_id)
 
-    async def call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        async for msg in self.stream(op, payload):
-            return msg
+    async def call(self, op: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        async with contextlib.aclosing(self.stream(op, payload, timeout)) as events:
+            async for msg in events:
+                return msg
         raise RunnerCrashed()

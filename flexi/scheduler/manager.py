@@ -177,18 +177,9 @@ class ModelManager:
             async with self._use(record, req.keep_alive, req.num_ctx, loading) as (_, replica, load_ns):
                 if load_ns:
                     load_ns = time.perf_counter_ns() - t_load
-                stream = replica.runner.stream("generate", payload)
+                stream = replica.runner.stream("generate", payload, timeout=deadline - time.monotonic())
                 try:
-                    while True:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise RequestTimeout(self.settings.request_timeout)
-                        try:
-                            msg = await asyncio.wait_for(stream.__anext__(), remaining)
-                        except StopAsyncIteration:
-                            break
-                        except asyncio.TimeoutError:
-                            raise RequestTimeout(self.settings.request_timeout) from None
+                    async for msg in stream:
                         if msg["ev"] == "text":
                             yield TextChunk(text=msg["text"], n_tokens=msg["n"])
                         elif msg["ev"] == "done":
@@ -197,6 +188,8 @@ class ModelManager:
                                 completion_tokens=msg["completion_tokens"], prompt_eval_ns=msg["prompt_eval_ns"],
                                 eval_ns=msg["eval_ns"], cached_tokens=msg.get("cached_tokens", 0),
                                 tokens=msg.get("tokens"), load_ns=max(load_ns, 0), queue_ns=queue_ns)
+                except TimeoutError:
+                    raise RequestTimeout(self.settings.request_timeout) from None
                 finally:
                     await stream.aclose()
         finally:
@@ -212,8 +205,12 @@ class ModelManager:
             async for _ in self._wait_turn(queue, ticket, deadline):
                 pass
             async with self._use(record, req.keep_alive, req.num_ctx) as (_, replica, load_ns):
-                msg = await replica.runner.call("embed", {"inputs": req.inputs, "truncate": req.truncate,
-                                                          "normalize": req.normalize})
+                try:
+                    msg = await replica.runner.call("embed", {"inputs": req.inputs, "truncate": req.truncate,
+                                                              "normalize": req.normalize},
+                                                    timeout=deadline - time.monotonic())
+                except TimeoutError:
+                    raise RequestTimeout(self.settings.request_timeout) from None
         finally:
             queue.leave(ticket)
         return EmbeddingResult(embeddings=msg["embeddings"], prompt_tokens=msg["prompt_tokens"],
