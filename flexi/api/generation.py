@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -135,6 +136,15 @@ def split_tool_calls(text: str, tools: list[dict[str, Any]] | None) -> tuple[str
         return text, []
     names = {t.get("function", {}).get("name") for t in tools if isinstance(t, dict)}
     return parse_tool_calls(text, {n for n in names if n})
+
+
+def truncate_embedding(vec: list[float], dimensions: int | None) -> list[float]:
+    """Keep the first `dimensions` values and re-normalise (both dialects' `dimensions` field)."""
+    if not dimensions or dimensions >= len(vec):
+        return vec
+    cut = vec[:dimensions]
+    norm = math.sqrt(sum(v * v for v in cut)) or 1.0
+    return [v / norm for v in cut]
 
 
 _THINK = re.compile(r"^\s*<think>(.*?)(?:</think>|$)(.*)$", re.S)

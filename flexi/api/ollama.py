@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -309,14 +308,9 @@ async def embed(request: Request) -> dict[str, Any]:
                                                         keep_alive=gen.keep_alive_seconds(body.keep_alive)))
     vectors = result.embeddings
     if body.dimensions:
-        vectors = [_renormalize(v[: body.dimensions]) for v in vectors]
+        vectors = [gen.truncate_embedding(v, body.dimensions) for v in vectors]
     return {"model": record.name, "embeddings": vectors, "total_duration": time.perf_counter_ns() - t0,
             "load_duration": result.load_ns, "prompt_eval_count": result.prompt_tokens}
-
-
-def _renormalize(vec: list[float]) -> list[float]:
-    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-    return [v / norm for v in vec]
 
 
 @router.post("/api/embeddings")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import math
 import secrets
 import string
 import struct
@@ -446,14 +445,6 @@ def _embedding_inputs(value: Any) -> list[str]:
     return inputs
 
 
-def _renormalized(vec: list[float], dimensions: int | None) -> list[float]:
-    if not dimensions or dimensions >= len(vec):
-        return vec
-    cut = vec[:dimensions]
-    norm = math.sqrt(sum(v * v for v in cut)) or 1.0
-    return [v / norm for v in cut]
-
-
 def _base64_floats(vec: list[float]) -> str:
     """Little-endian float32 bytes, base64 — what OpenAI's `encoding_format: "base64"` returns."""
     return base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
@@ -472,7 +463,7 @@ async def embeddings(request: Request) -> Response:
                                                         user=client_identity(request, body.user),
                                                         priority=priority_of(request)))
     encode: Callable[[list[float]], Any] = _base64_floats if body.encoding_format == "base64" else (lambda v: v)
-    data = [{"object": "embedding", "index": i, "embedding": encode(_renormalized(vec, body.dimensions))}
+    data = [{"object": "embedding", "index": i, "embedding": encode(gen.truncate_embedding(vec, body.dimensions))}
             for i, vec in enumerate(result.embeddings)]
     return JSONResponse({"object": "list", "data": data, "model": body.model,
                          "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}})
