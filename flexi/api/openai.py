@@ -50,6 +50,12 @@ router = APIRouter()
 SSE = "text/event-stream"
 
 
+def _response_base(id_prefix: str, obj: str, model: str, record: ModelRecord) -> dict[str, Any]:
+    """The fields every completion response and chunk carries (Moodle's OpenAI provider reads all of them)."""
+    return {"id": _random_id(id_prefix), "object": obj, "created": int(time.time()), "model": model,
+            "system_fingerprint": _fingerprint(record)}
+
+
 def _status_comment(ev: StatusEvent) -> bytes:
     """Why nothing streams yet, as an SSE comment: OpenAI clients skip comments, Flexi's UI shows them."""
     text = ev.kind if ev.position is None else f"{ev.kind} position={ev.position}"
@@ -283,9 +289,7 @@ async def chat_completions(request: Request) -> Response:
                             priority=priority_of(request, body.priority))
     events = await primed(state.manager.generate(req))
 
-    cid, created, fingerprint = _random_id("chatcmpl-"), int(time.time()), _fingerprint(record)
-    base = {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
-            "system_fingerprint": fingerprint}
+    base = _response_base("chatcmpl-", "chat.completion", body.model, record)
 
     if not body.stream:
         done = await gen.collect_while_connected(request, events)
@@ -382,9 +386,7 @@ async def completions(request: Request) -> Response:
                             user=client_identity(request, body.user), priority=priority_of(request, body.priority))
     events = await primed(state.manager.generate(req))
 
-    cid, created, fingerprint = _random_id("cmpl-"), int(time.time()), _fingerprint(record)
-    base = {"id": cid, "object": "text_completion", "created": created, "model": body.model,
-            "system_fingerprint": fingerprint}
+    base = _response_base("cmpl-", "text_completion", body.model, record)
 
     if not body.stream:
         done = await gen.collect_while_connected(request, events)
