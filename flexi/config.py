@@ -73,10 +73,30 @@ class Settings(BaseSettings):
         None,
         description="State database (users, keys, quotas, usage) as an SQLAlchemy URL, e.g. postgresql://user:pass@host/flexi for several replicas; unset = SQLite file $FLEXI_HOME/flexi.db.",
     )
+    auth: str = Field("off", pattern="^(on|off)$", description="on = every request needs an API key or a sign-in; off = open (laptop default; refused on a non-loopback address unless insecure_no_auth).")
+    insecure_no_auth: bool = Field(False, description="Allow auth=off on a non-loopback address (anyone who can reach the port can use and manage Flexi).")
+    admins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Subjects (OIDC `sub` or local user names) that are always admins (comma separated in the env).")
+    model_access: str = Field("open", pattern="^(open|closed)$", description="Models no policy names: open = every signed-in user may use them, closed = admins only.")
+    default_locale: str = Field("de", pattern="^(de|en)$", description="Language of messages when neither the request nor the user says.")
+    oidc_issuer: str | None = Field(None, description="OpenID Connect issuer URL for browser sign-in (Keycloak realm, SATOSA, ...); unset = no SSO.")
+    oidc_client_id: str | None = Field(None, description="OIDC client id registered at the provider.")
+    oidc_client_secret: str | None = Field(None, description="OIDC client secret.")
+    oidc_scopes: str = Field("openid profile email", description="Scopes requested at sign-in.")
+    oidc_role_claim: str = Field("roles", description="Claim (dotted path, e.g. realm_access.roles) whose values map to Flexi roles.")
+    oidc_group_claim: str = Field("groups", description="Claim listing the user's groups; they become Flexi group memberships.")
+    oidc_role_map: dict[str, str] = Field(default_factory=dict, description="Claim value -> Flexi role, e.g. {\"faculty\": \"teacher\"}; values equal to a role name map to it anyway.")
+    oidc_default_role: str = Field("student", description="Role of a new SSO user whose claims map to no role.")
+    public_url: str | None = Field(None, description="External base URL (https://llm.uni.example) for OIDC redirects and secure cookies; unset = taken from the request.")
+    session_hours: float = Field(12.0, gt=0, description="How long a browser sign-in lasts.")
+    terms_version: str = Field("", description="Current terms-of-use version; browser users must accept it before use. Empty = no terms.")
+    terms_url: str = Field("/terms", description="Where the terms of use can be read (shown in the 403 for users who have not accepted them).")
+    usage_retention_days: int = Field(180, ge=1, description="Usage records older than this are deleted automatically.")
+    content_log_purpose: str | None = Field(None, description="Enables storing prompt and response text for this named purpose (off when unset).")
+    content_log_retention_days: int = Field(30, ge=1, description="Stored prompt/response text older than this is deleted automatically.")
     hf_endpoint: str = Field("https://huggingface.co", description="Hugging Face base URL for `pull hf.co/...`.")
     log_level: str = Field("info")
 
-    @field_validator("origins", "allowed_hosts", mode="before")
+    @field_validator("origins", "allowed_hosts", "admins", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -52,7 +52,7 @@ def start_server(home: Path, extra_env: dict[str, str] | None = None, timeout: f
         if proc.poll() is not None:
             raise RuntimeError(f"flexi serve exited early:\n{log_path.read_text(errors='replace')}")
         try:
-            if httpx.get(url + "/api/version", timeout=1).status_code == 200:
+            if httpx.get(url + "/api/version", timeout=1).status_code in (200, 401):  # 401: auth is on
                 return RunningServer(url=url, home=home, proc=proc, log_path=log_path)
         except httpx.HTTPError:
             time.sleep(0.2)

@@ -22,16 +22,22 @@ OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
                 503: "server_error", 500: "server_error"}
 
 
+def _headers(exc: EngineError) -> dict[str, str] | None:
+    headers = dict(getattr(exc, "headers", None) or {})
+    if isinstance(exc, ServerBusy):
+        headers["Retry-After"] = str(exc.retry_after)
+    return headers or None
+
+
 def ollama_error(exc: EngineError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+    body = {"error": exc.message, **(getattr(exc, "fields", None) or {})}
+    return JSONResponse(body, status_code=exc.status, headers=_headers(exc))
 
 
 def openai_error(exc: EngineError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
     body = {"error": {"message": exc.message, "type": OPENAI_TYPES.get(exc.status, "server_error"),
-                      "param": getattr(exc, "param", None), "code": exc.code}}
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+                      "param": getattr(exc, "param", None), "code": exc.code, **(getattr(exc, "fields", None) or {})}}
+    return JSONResponse(body, status_code=exc.status, headers=_headers(exc))
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "bytes"}

@@ -8,10 +8,12 @@ its lifespan and passes it (or a session factory) to whoever needs it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -54,13 +56,37 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+IMMEDIATE = "flexi_immediate"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """Begin transactions ourselves (pysqlite's own BEGIN is switched off in
+    `_sqlite_pragmas`): `BEGIN IMMEDIATE` for write transactions, so a writer
+    takes the lock before it reads. A deferred transaction that reads, lets
+    another writer commit, and then writes fails at once with "database is
+    locked" in WAL mode, whatever the busy timeout."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(IMMEDIATE) else "BEGIN")
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: takes SQLite's write lock up front (no-op
+    difference on PostgreSQL, where row locks and conditional UPDATEs suffice)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{IMMEDIATE: True})
+        with conn.begin():
+            yield conn
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """Per connection: enforce foreign keys (SQLite's default is off, which would
     silently keep orphans after a cascade) and use WAL, so readers never block
     the writer and a request's usage write does not stall others' reads."""
+    dbapi_connection.isolation_level = None  # transactions begin in _sqlite_begin
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")

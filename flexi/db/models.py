@@ -32,6 +32,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -111,6 +112,7 @@ class User(Base):
     locale: Mapped[str] = mapped_column(String(2), default="de", server_default="de")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
     disabled_at: Mapped[datetime | None]
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # local accounts only (scrypt, see flexi.access.passwords)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="owner", passive_deletes=True)
 
@@ -170,6 +172,7 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None]
     scopes: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     models: Mapped[list[str] | None]
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id", ondelete="SET NULL"), index=True)  # a course's key: usage and quota count for that course
 
     owner: Mapped[User] = relationship(back_populates="api_keys")
 
@@ -203,6 +206,62 @@ class Quota(Base):
     requests_per_minute: Mapped[int | None]
     tokens_per_day: Mapped[int | None]
     tokens_per_week: Mapped[int | None]
+
+
+class RoleQuota(Base):
+    """Default limits for everyone with a role, used where a user has no own quota row."""
+
+    __tablename__ = "role_quotas"
+    __table_args__ = (CheckConstraint(f"role IN ({_in(ROLES)})", name="role"),)
+
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requests_per_minute: Mapped[int | None]
+    tokens_per_day: Mapped[int | None]
+    tokens_per_week: Mapped[int | None]
+
+
+class QuotaCounter(Base):
+    """What one subject used in one window (`minute`, `day`, `week` starting at
+    `window_start`, UTC). Changed only by conditional atomic UPDATEs, so
+    concurrent requests and several server replicas cannot overspend."""
+
+    __tablename__ = "quota_counters"
+    __table_args__ = (CheckConstraint(f"subject_kind IN ({_in(QUOTA_SUBJECTS)})", name="subject_kind"),)
+
+    subject_kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    subject_id: Mapped[int] = mapped_column(primary_key=True)
+    window: Mapped[str] = mapped_column(String(8), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    used: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LoginSession(Base):
+    """A browser sign-in. Only the SHA-256 of the cookie's token is stored, so a
+    database dump cannot be replayed as a cookie; deleting the row signs out."""
+
+    __tablename__ = "login_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    expires_at: Mapped[datetime]
+    method: Mapped[str] = mapped_column(String(16), default="oidc")  # oidc | password
+
+
+class ContentRecord(Base):
+    """Prompt and response text, stored ONLY when an admin enabled content
+    logging for a named purpose with a retention period (off by default)."""
+
+    __tablename__ = "content_records"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW, index=True)
+    user_pseudonym: Mapped[str] = mapped_column(String(64), index=True)
+    purpose: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(255))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)
 
 
 class UsageRecord(Base):

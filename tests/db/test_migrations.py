@@ -17,7 +17,7 @@ from flexi.db.models import Base
 def test_empty_database_upgrades_to_head(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
 
 

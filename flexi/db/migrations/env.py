@@ -20,12 +20,19 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _pragma(connection: Connection, statement: str) -> None:
+    """Run a PRAGMA outside any transaction: on the raw sqlite3 connection, since
+    SQLAlchemy would begin a transaction first (Flexi begins SQLite transactions
+    itself, see flexi.db.engine) and SQLite ignores foreign_keys inside one."""
+    connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+
+
 def run(connection: Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
         if connection.in_transaction():
             connection.commit()  # PRAGMA foreign_keys is ignored inside a transaction
-        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        _pragma(connection, "PRAGMA foreign_keys=OFF")
     try:
         context.configure(
             connection=connection,
@@ -45,7 +52,7 @@ def run(connection: Connection) -> None:
         if connection.in_transaction():
             connection.rollback()
         if sqlite:
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            _pragma(connection, "PRAGMA foreign_keys=ON")
 
 
 def run_offline() -> None:

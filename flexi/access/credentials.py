@@ -1,0 +1,86 @@
+"""Find the credential in a request, the same way for every header form.
+
+Accepted (issue 4): `Authorization: Bearer KEY`, `x-api-key: KEY`, `api-key:
+KEY` (Azure-style, Moodle plugins) and `Authorization: Basic base64(user:KEY)`
+(Moodle's Ollama provider; the user name is ignored, the password is the key).
+All four produce the same `Credential`, so every later decision is identical
+whichever header carried it. Two headers with different values are refused
+rather than guessed between (a restriction checked on one header could
+otherwise be bypassed with the other, cf. Open WebUI CVE-2026-45339).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SESSION_COOKIE = "flexi_session"
+MAX_CREDENTIAL_CHARS = 512
+
+
+class CredentialError(Exception):
+    """A credential header is present but unusable (malformed or conflicting)."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    kind: str  # "key" | "session"
+    value: str = ""
+
+
+def _basic_password(value: str) -> str:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise CredentialError("malformed Basic credentials") from None
+    _user, sep, password = decoded.partition(":")
+    if not sep:
+        raise CredentialError("malformed Basic credentials")
+    return password
+
+
+def _from_authorization(value: str) -> str:
+    scheme, _, rest = value.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return rest.strip()
+    if scheme == "basic":
+        return _basic_password(rest)
+    raise CredentialError("unsupported Authorization scheme; use Bearer or Basic")
+
+
+def extract(headers: Iterable[tuple[bytes, bytes]], cookie_header: str | None = None) -> Credential | None:
+    """The one credential of a request, or None if it carries none.
+
+    API-key headers win over a session cookie (a script with a key in a browser
+    tab is the script)."""
+    found: list[str] = []
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name not in ("authorization", "x-api-key", "api-key"):
+            continue
+        value = raw_value.decode("latin-1")
+        if len(value) > MAX_CREDENTIAL_CHARS:
+            raise CredentialError("credential too long")
+        secret = _from_authorization(value) if name == "authorization" else value.strip()
+        if not secret:
+            raise CredentialError("empty credential")
+        found.append(secret)
+    if found:
+        if len(set(found)) > 1:
+            raise CredentialError("conflicting credentials in several headers")
+        return Credential("key", found[0])
+    token = session_token(cookie_header)
+    return Credential("session", token) if token else None
+
+
+def session_token(cookie_header: str | None) -> str | None:
+    if not cookie_header:
+        return None
+    for part in cookie_header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == SESSION_COOKIE and value:
+            return value[:MAX_CREDENTIAL_CHARS]
+    return None

@@ -1,0 +1,29 @@
+"""Access failures as EngineErrors, so both dialects render them in their own shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flexi.engine.types import EngineError
+
+
+class AccessError(EngineError):
+    """401/403/429 with optional extra response headers and body fields."""
+
+    def __init__(self, message: str, status: int, code: str, *, headers: dict[str, str] | None = None,
+                 fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message, status=status, code=code)
+        self.headers = headers or {}
+        self.fields = fields or {}
+
+
+def unauthorized(message: str) -> AccessError:
+    return AccessError(message, 401, "unauthorized", headers={"WWW-Authenticate": 'Bearer realm="flexi"'})
+
+
+def forbidden(message: str, code: str = "forbidden", **fields: Any) -> AccessError:
+    return AccessError(message, 403, code, fields=fields)
+
+
+def quota_exceeded(message: str, retry_after: int, **fields: Any) -> AccessError:
+    return AccessError(message, 429, "quota_exceeded", headers={"Retry-After": str(max(1, retry_after))}, fields=fields)

@@ -1,0 +1,54 @@
+"""The access layer's parts, built once in the server's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from flexi.access.authn import Authenticator
+from flexi.access.gate import AccessGate
+from flexi.access.policy import PolicyBook
+from flexi.access.quota import QuotaLedger
+from flexi.access.usage import UsageWriter
+from flexi.config import Settings
+from flexi.db.engine import make_engine, session_factory
+from flexi.db.migrate import upgrade
+from flexi.db.pseudonym import load_key
+
+
+@dataclass
+class AccessService:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    pseudonym_key: bytes
+    authn: Authenticator
+    policies: PolicyBook
+    quotas: QuotaLedger
+    usage: UsageWriter
+    gate: AccessGate
+
+    @classmethod
+    def open(cls, settings: Settings) -> AccessService:
+        """Connect, migrate to the newest schema, and build every part."""
+        engine = make_engine(settings.database_url, settings.home, pool_size=20, max_overflow=20) \
+            if settings.database_url else make_engine(None, settings.home)
+        upgrade(engine)
+        key = load_key(settings.home)
+        authn = Authenticator(engine, settings, key)
+        policies = PolicyBook(engine, settings.model_access)
+        quotas = QuotaLedger(engine)
+        usage = UsageWriter(engine, quotas, settings)
+        gate = AccessGate(settings, engine, authn, policies, quotas, usage)
+        return cls(settings, engine, session_factory(engine), key, authn, policies, quotas, usage, gate)
+
+    async def start(self) -> None:
+        await self.usage.start()
+        await self.gate.start()
+
+    async def close(self) -> None:
+        await self.gate.stop()
+        await self.usage.stop()
+        self.engine.dispose()
