@@ -121,6 +121,15 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file_path())
         return (init_settings, env_settings, toml)
 
+    def exposure_problem(self) -> str | None:
+        """Why starting with these settings would expose an open server, or None."""
+        if self.auth == "off" and not self.is_loopback and not self.insecure_no_auth:
+            return (f"refusing to listen on {self.bind_host} without authentication: anyone who can reach this port "
+                    "could use and manage Flexi. Set FLEXI_AUTH=on / --auth on (and create an admin: "
+                    "`flexi users add NAME --role admin`), or, if a proxy in front authenticates, "
+                    "FLEXI_INSECURE_NO_AUTH=1 / --insecure-no-auth.")
+        return None
+
     # --- derived values -------------------------------------------------
     @property
     def bind_host(self) -> str:

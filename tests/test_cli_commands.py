@@ -270,9 +270,10 @@ def test_serve_builds_settings_from_flags(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "flexi.server.app", module)
     monkeypatch.setenv("FLEXI_CONFIG", str(tmp_path / "none.toml"))
     result = invoke(None, "serve", "--host", "0.0.0.0:9999", "--home", str(tmp_path), "--keep-alive", "10m",
-                    "--max-loaded-models", "2", "--default-model", "tiny:1b")
+                    "--max-loaded-models", "2", "--default-model", "tiny:1b", "--auth", "on")
     assert result.exit_code == 0, result.output
     settings = seen["settings"]
+    assert settings.auth == "on"
     assert (settings.bind_host, settings.bind_port) == ("0.0.0.0", 9999)
     assert settings.home == tmp_path and settings.keep_alive == "10m"
     assert settings.max_loaded_models == 2 and settings.default_model == "tiny:1b"
@@ -283,3 +284,20 @@ def test_serve_rejects_bad_keep_alive(monkeypatch, tmp_path):
     result = invoke(None, "serve", "--keep-alive", "soon", "--home", str(tmp_path))
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: keep_alive") and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("extra, refused", [([], True), (["--auth", "on"], False), (["--insecure-no-auth"], False)])
+def test_serve_refuses_open_non_loopback_address(monkeypatch, tmp_path, extra, refused):
+    """auth=off is the laptop default; on a reachable address it needs auth or an explicit override."""
+    seen = {}
+    module = types.ModuleType("flexi.server.app")
+    module.run_server = lambda settings: seen.setdefault("settings", settings)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "flexi.server.app", module)
+    monkeypatch.setenv("FLEXI_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("FLEXI_AUTH", raising=False)
+    result = invoke(None, "serve", "--host", "0.0.0.0:9999", "--home", str(tmp_path), *extra)
+    if refused:
+        assert result.exit_code != 0 and "refusing to listen on 0.0.0.0 without authentication" in result.stderr
+        assert "settings" not in seen
+    else:
+        assert result.exit_code == 0, result.output

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +22,11 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from flexi.access.middleware import AccessMiddleware
+from flexi.access.service import AccessService
 from flexi.api import openai as oa
 from flexi.api.errors import openai_error
+from flexi.config import load_settings
 from flexi.engine.grammar import JSON_GBNF
 from flexi.engine.types import (
     EmbeddingRequest,
@@ -92,6 +95,9 @@ class FakeManager:
         finally:
             self.closed += 1
 
+    def context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
+        return num_ctx or 4096
+
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResult:
         self.requests.append(req)
         return EmbeddingResult(embeddings=[[0.6, 0.0, 0.8, 0.0], [1.0, 0.0, 0.0, 0.0]][: len(req.inputs)],
@@ -109,10 +115,19 @@ def manager() -> FakeManager:
 
 
 @pytest.fixture
-def app(manager: FakeManager) -> FastAPI:
+def access(tmp_path: Path) -> Iterator[AccessService]:
+    """The real access layer (auth off, SQLite in a temporary home): the router goes through it."""
+    service = AccessService.open(load_settings(home=tmp_path))
+    yield service
+    service.engine.dispose()
+
+
+@pytest.fixture
+def app(manager: FakeManager, access: AccessService) -> FastAPI:
     app = FastAPI()
     app.include_router(oa.router)
-    app.state.flexi = SimpleNamespace(store=FakeStore(), manager=manager)
+    app.add_middleware(AccessMiddleware)
+    app.state.flexi = SimpleNamespace(store=FakeStore(), manager=manager, access=access)
 
     @app.exception_handler(EngineError)
     async def _err(request: Request, exc: EngineError) -> Any:

@@ -72,7 +72,7 @@ class Authenticator:
             return self._by_key(credential.value)
         return self._by_session(credential.value)
 
-    def _role(self, subject: str, stored: str) -> str:
+    def effective_role(self, subject: str, stored: str) -> str:
         return ADMIN if subject in self.settings.admins else stored
 
     def _by_key(self, presented: str) -> Principal | None:
@@ -91,7 +91,7 @@ class Authenticator:
         if last_used is None or now - last_used >= TOUCH_INTERVAL:
             self._touch(key_id)
         groups, courses = self._member_of(user_id)
-        return Principal(user_id=user_id, subject=subject, pseudonym=pseudonym, role=self._role(subject, role),
+        return Principal(user_id=user_id, subject=subject, pseudonym=pseudonym, role=self.effective_role(subject, role),
                          locale=locale, groups=groups, courses=courses, key_id=key_id, key_prefix=prefix,
                          key_scopes=tuple(scopes or ()), key_models=None if models is None else tuple(models),
                          key_course_id=course_id)
@@ -106,7 +106,7 @@ class Authenticator:
         if expires_at <= utcnow() or disabled_at is not None:
             return None
         groups, courses = self._member_of(user_id)
-        return Principal(user_id=user_id, subject=subject, pseudonym=pseudonym, role=self._role(subject, role),
+        return Principal(user_id=user_id, subject=subject, pseudonym=pseudonym, role=self.effective_role(subject, role),
                          locale=locale, groups=groups, courses=courses, session=digest)
 
     # --- memberships, terms, last use --------------------------------------------------

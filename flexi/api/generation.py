@@ -21,7 +21,18 @@ from flexi.api.prompting import check_capabilities, render_generate, render_mess
 from flexi.durations import DurationError, parse_duration
 from flexi.engine.grammar import grammar_for_format
 from flexi.engine.toolcalls import parse_tool_calls
-from flexi.engine.types import BadRequest, GenerationRequest, GenerationStats, StatusEvent, TextChunk
+from flexi.access.gate import principal_of
+from flexi.access.service import AccessService
+from flexi.engine.types import (
+    BadRequest,
+    EmbeddingRequest,
+    EmbeddingResult,
+    GenerationRequest,
+    GenerationStats,
+    ModelNotFound,
+    StatusEvent,
+    TextChunk,
+)
 from flexi.store.store import ModelRecord, ModelStore
 
 
@@ -32,10 +43,39 @@ def keep_alive_seconds(value: Any) -> float | None:
         raise BadRequest(str(exc), param="keep_alive") from None
 
 
-def require_model(store: ModelStore, name: str | None) -> ModelRecord:
+def require_model(store: ModelStore, name: str | None, request: Request | None = None) -> ModelRecord:
+    """The model `name`; with `request`, only if its caller may use it. A model the
+    caller may not use is reported exactly like a missing one (no enumeration)."""
     if not name:
         raise BadRequest("model is required", param="model")
-    return store.get(name)
+    record = store.get(name)
+    if request is not None and not access_of(request).gate.visible(principal_of(request), record.name):
+        raise ModelNotFound(name)
+    return record
+
+
+def access_of(request: Request) -> AccessService:
+    return request.app.state.flexi.access
+
+
+def visible_records(request: Request, records: list[ModelRecord]) -> list[ModelRecord]:
+    """The models the caller may use (model lists show nothing else)."""
+    gate, principal = access_of(request).gate, principal_of(request)
+    return [r for r in records if gate.visible(principal, r.name)]
+
+
+def start_generation(request: Request, record: ModelRecord, req: GenerationRequest) -> AsyncIterator[Any]:
+    """The event stream for `req`, through the access gate (policy caps, quota, usage record)."""
+    state = request.app.state.flexi
+    context = state.manager.context_for(record, req.num_ctx)
+    return state.access.gate.generate(request, req, state.manager.generate, context)
+
+
+async def run_embedding(request: Request, req: EmbeddingRequest) -> EmbeddingResult:
+    """Embed through the access gate (policy, quota on input tokens, usage record)."""
+    state = request.app.state.flexi
+    return await state.access.gate.embed(request, req.model, req.inputs, lambda: state.manager.embed(req),
+                                         lambda result: result.prompt_tokens)
 
 
 def build_request(record: ModelRecord, prompt: str, options: ModelOptions | None, *, fmt: Any = None,

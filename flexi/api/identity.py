@@ -1,9 +1,10 @@
 """Who is asking and how urgent it is: the keys of the fair queue.
 
-Until authentication exists (issue 4) a client is identified by the bearer token it
-sends (hashed, never stored) or else its address; an application's own end-user id
-(OpenAI's `user`) subdivides that, so a Moodle server relaying many students is not
-one user. With authentication the principal replaces this.
+With authentication on, a client is its user (every key and session of one
+person share one turn). With auth=off, a client is identified by the bearer token
+it sends (hashed, never stored) or else its address. An application's own end-user
+id (OpenAI's `user`) subdivides either, so a Moodle server relaying many students
+is not one user.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ PRIORITY_HEADER = "x-flexi-priority"
 
 
 def client_identity(request: Request, end_user: str | None = None) -> str:
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.user_id is not None:
+        who = f"user:{principal.user_id}"  # an authenticated person, whichever key or session they use
+        if end_user:
+            who += "/user:" + hashlib.sha256(end_user.encode()).hexdigest()[:16]
+        return who
     auth = request.headers.get("authorization", "")
     token = auth.split(" ", 1)[1].strip() if " " in auth else request.headers.get("x-api-key", "")
     if token:

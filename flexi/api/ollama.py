@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from flexi import __version__
 from flexi.api import generation as gen
 from flexi.api.errors import parse_body
+from flexi.access.gate import principal_of
 from flexi.api.identity import client_identity, priority_of
 from flexi.api.options import model_parameters
 from flexi.api.ollama_types import (
@@ -89,13 +90,16 @@ async def version() -> dict[str, str]:
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> dict[str, Any]:
     records = await asyncio.to_thread(_state(request).store.list)
-    return {"models": [_model_entry(r) for r in records]}
+    return {"models": [_model_entry(r) for r in gen.visible_records(request, records)]}
 
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
     models = []
+    gate, principal = gen.access_of(request).gate, principal_of(request)
     for entry in _state(request).manager.ps():
+        if not gate.visible(principal, entry.record.name):
+            continue
         expires = entry.expires_wall()
         if expires is None:
             expires = datetime.now(timezone.utc).astimezone() + timedelta(days=365 * 290)
@@ -107,7 +111,7 @@ async def ps(request: Request) -> dict[str, Any]:
 @router.post("/api/show")
 async def show(request: Request) -> dict[str, Any]:
     body = await parse_body(request, ShowRequest)
-    record = gen.require_model(_state(request).store, body.model)
+    record = gen.require_model(_state(request).store, body.model, request)
     params = "\n".join(f"{k:<30} {v_}" for k, v in record.parameters.items()
                        for v_ in (v if isinstance(v, list) else [v]))
     template = record.template or record.info.chat_template or ""
@@ -168,7 +172,7 @@ async def generate(request: Request) -> Response:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, GenerateRequest)
     state = _state(request)
-    record = gen.require_model(state.store, body.model)
+    record = gen.require_model(state.store, body.model, request)
     if not body.prompt and not body.context and not body.suffix:
         return await _load_only(request, record, body.keep_alive, t0, chat=False)
     prompt = gen.generate_prompt(record, body.prompt, system=body.system, template=body.template, suffix=body.suffix,
@@ -176,7 +180,7 @@ async def generate(request: Request) -> Response:
     req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
                             prefix_tokens=body.context, return_tokens=not body.raw,
                             user=client_identity(request), priority=priority_of(request))
-    events = await primed(state.manager.generate(req))
+    events = await primed(gen.start_generation(request, record, req))
     if not body.stream or body.think:
         # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.
         done = await gen.collect_while_connected(request, events)
@@ -237,7 +241,7 @@ async def chat(request: Request) -> Response:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, ChatRequest)
     state = _state(request)
-    record = gen.require_model(state.store, body.model)
+    record = gen.require_model(state.store, body.model, request)
     if not body.messages:
         return await _load_only(request, record, body.keep_alive, t0, chat=True)
     tools = body.tools or None
@@ -245,7 +249,7 @@ async def chat(request: Request) -> Response:
                              has_images=any(m.images for m in body.messages))
     req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
                             user=client_identity(request), priority=priority_of(request))
-    events = await primed(state.manager.generate(req))
+    events = await primed(gen.start_generation(request, record, req))
     want_thinking = bool(body.think)
 
     def message(text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -297,12 +301,12 @@ async def embed(request: Request) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, EmbedRequest)
     state = _state(request)
-    record = gen.require_model(state.store, body.model)
+    record = gen.require_model(state.store, body.model, request)
     inputs = [body.input] if isinstance(body.input, str) else list(body.input)
     if not inputs:
         return {"model": record.name, "embeddings": []}
     opts = body.options
-    result = await state.manager.embed(EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
+    result = await gen.run_embedding(request, EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
                                                         normalize=True, num_ctx=opts.num_ctx if opts else None,
                                                         user=client_identity(request), priority=priority_of(request),
                                                         keep_alive=gen.keep_alive_seconds(body.keep_alive)))
@@ -317,11 +321,11 @@ async def embed(request: Request) -> dict[str, Any]:
 async def embeddings(request: Request) -> dict[str, Any]:
     body = await parse_body(request, EmbeddingsRequest)
     state = _state(request)
-    record = gen.require_model(state.store, body.model)
+    record = gen.require_model(state.store, body.model, request)
     if not body.prompt:
         return {"embedding": []}
     opts = body.options
-    result = await state.manager.embed(EmbeddingRequest(model=record.name, inputs=[body.prompt], normalize=False,
+    result = await gen.run_embedding(request, EmbeddingRequest(model=record.name, inputs=[body.prompt], normalize=False,
                                                         num_ctx=opts.num_ctx if opts else None,
                                                         user=client_identity(request), priority=priority_of(request),
                                                         keep_alive=gen.keep_alive_seconds(body.keep_alive)))

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from flexi.api import generation as gen
 from flexi.api.errors import OPENAI_TYPES, parse_body
+from flexi.access.gate import principal_of
 from flexi.api.identity import client_identity, priority_of
 from flexi.api.openai_types import (
     ChatCompletionRequest,
@@ -77,9 +78,9 @@ def _fingerprint(record: ModelRecord) -> str:
     return f"fp_flexi_{record.digest[:12]}"
 
 
-def _require_model(state: AppState, name: str) -> ModelRecord:
+def _require_model(state: AppState, name: str, request: Request) -> ModelRecord:
     try:
-        return gen.require_model(state.store, name)
+        return gen.require_model(state.store, name, request)
     except ModelNotFound as exc:
         exc.param = "model"  # type: ignore[attr-defined]
         raise
@@ -276,7 +277,7 @@ async def chat_completions(request: Request) -> Response:
     if body.logprobs:
         raise BadRequest("logprobs are not supported yet", param="logprobs")
     state = _state(request)
-    record = _require_model(state, body.model)
+    record = _require_model(state, body.model, request)
     if not body.messages:
         raise BadRequest("messages must contain at least one message", param="messages")
     messages, has_images = _chat_messages(body.messages)
@@ -287,7 +288,7 @@ async def chat_completions(request: Request) -> Response:
     req = gen.build_request(record, prompt, _options(body, max_tokens), fmt=fmt, format_param="response_format",
                             keep_alive=body.keep_alive, user=client_identity(request, body.user),
                             priority=priority_of(request, body.priority))
-    events = await primed(state.manager.generate(req))
+    events = await primed(gen.start_generation(request, record, req))
 
     base = _response_base("chatcmpl-", "chat.completion", body.model, record)
 
@@ -380,11 +381,11 @@ async def completions(request: Request) -> Response:
         raise BadRequest("best_of > 1 is not supported", param="best_of")
     text_in = _prompt_text(body.prompt)
     state = _state(request)
-    record = _require_model(state, body.model)
+    record = _require_model(state, body.model, request)
     prompt = gen.generate_prompt(record, text_in, suffix=body.suffix or None, raw=True)
     req = gen.build_request(record, prompt, _options(body, body.max_tokens), keep_alive=body.keep_alive,
                             user=client_identity(request, body.user), priority=priority_of(request, body.priority))
-    events = await primed(state.manager.generate(req))
+    events = await primed(gen.start_generation(request, record, req))
 
     base = _response_base("cmpl-", "text_completion", body.model, record)
 
@@ -459,8 +460,8 @@ async def embeddings(request: Request) -> Response:
         raise BadRequest('encoding_format must be "float" or "base64"', param="encoding_format")
     inputs = _embedding_inputs(body.input)
     state = _state(request)
-    record = _require_model(state, body.model)
-    result = await state.manager.embed(EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
+    record = _require_model(state, body.model, request)
+    result = await gen.run_embedding(request, EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
                                                         normalize=True, keep_alive=gen.keep_alive_seconds(body.keep_alive),
                                                         user=client_identity(request, body.user),
                                                         priority=priority_of(request)))
@@ -480,13 +481,15 @@ def _model_object(record: ModelRecord) -> dict[str, Any]:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     records = await asyncio.to_thread(_state(request).store.list)
-    return {"object": "list", "data": [_model_object(r) for r in records]}
+    return {"object": "list", "data": [_model_object(r) for r in gen.visible_records(request, records)]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
     try:
         record = await asyncio.to_thread(_state(request).store.get, model_id)
+        if not gen.access_of(request).gate.visible(principal_of(request), record.name):
+            raise ModelNotFound(model_id)
     except BadRequest:  # not even a valid name: certainly not a model we have
         exc = ModelNotFound(model_id)
         exc.param = "model"  # type: ignore[attr-defined]

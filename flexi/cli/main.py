@@ -113,6 +113,8 @@ def serve(
     keep_alive: Optional[str] = typer.Option(None, "--keep-alive", help="How long idle models stay loaded (5m, 1h, 0, -1)."),
     max_loaded_models: Optional[int] = typer.Option(None, "--max-loaded-models", help="Most models loaded at once."),
     default_model: Optional[str] = typer.Option(None, "--default-model", help="Model used when a client names none."),
+    auth: Optional[str] = typer.Option(None, "--auth", help="on = API keys or sign-in required; off = open (loopback only)."),
+    insecure_no_auth: Optional[bool] = typer.Option(None, "--insecure-no-auth", help="Allow --auth off on a non-loopback address."),
 ) -> None:
     """Start the Flexi server."""
     from pydantic import ValidationError
@@ -120,14 +122,16 @@ def serve(
     from flexi.config import load_settings
 
     try:
-        settings = load_settings(host=host, home=home, keep_alive=keep_alive,
-                                 max_loaded_models=max_loaded_models, default_model=default_model)
+        settings = load_settings(host=host, home=home, keep_alive=keep_alive, max_loaded_models=max_loaded_models,
+                                 default_model=default_model, auth=auth, insecure_no_auth=insecure_no_auth)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
         raise fail(f"{field}: {first.get('msg', 'invalid value')}") from None
     from flexi.server.app import run_server
 
+    if problem := settings.exposure_problem():
+        raise fail(problem)
     run_server(settings)
 
 

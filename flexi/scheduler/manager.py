@@ -270,6 +270,10 @@ class ModelManager:
         entry = self.loaded.get(record.name)
         return entry is not None and entry.alive and entry.record.digest == record.digest and entry.num_ctx >= num_ctx
 
+    def context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
+        """The context a request with `num_ctx` gets on `record` (clamped to what the model was trained for)."""
+        return self._context_for(record, num_ctx)
+
     def _context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
         train = record.info.context_length or 2048
         want = num_ctx or int(record.parameters.get("num_ctx") or 0) or self.settings.context_length

