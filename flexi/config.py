@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     insecure_no_auth: bool = Field(False, description="Allow auth=off on a non-loopback address (anyone who can reach the port can use and manage Flexi).")
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Subjects (OIDC `sub` or local user names) that are always admins (comma separated in the env).")
     model_access: str = Field("open", pattern="^(open|closed)$", description="Models no policy names: open = every signed-in user may use them, closed = admins only.")
-    default_locale: str = Field("de", pattern="^(de|en)$", description="Language of messages when neither the request nor the user says.")
+    default_locale: str = Field("en", pattern="^(de|en)$", description="Language of messages to callers not yet identified when the request does not say (Accept-Language); known users get their own (default German).")
     oidc_issuer: str | None = Field(None, description="OpenID Connect issuer URL for browser sign-in (Keycloak realm, SATOSA, ...); unset = no SSO.")
     oidc_client_id: str | None = Field(None, description="OIDC client id registered at the provider.")
     oidc_client_secret: str | None = Field(None, description="OIDC client secret.")

@@ -184,6 +184,9 @@ class AccessGate:
         try:
             reservation = await asyncio.to_thread(self.quotas.admit, principal, course_id, prompt_bound, max_output)
         except QuotaRefusal as refusal:
+            self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
+                user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
+                endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected"))
             raise self._refusal(request, principal, refusal) from None
         return _Admission(principal, course_id, reservation, endpoint, model)
 

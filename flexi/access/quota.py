@@ -21,6 +21,7 @@ Windows are UTC: minute, day (from 00:00), week (from Monday 00:00).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, or_, select, update
@@ -86,11 +87,11 @@ class QuotaLedger:
             subjects.append(("key", principal.key_id))
         if course_id is not None:
             subjects.append(("course", course_id))
-        rows = {(q.subject_kind, q.subject_id): q for q in conn.scalars(select(Quota).where(
+        rows = {(q.subject_kind, q.subject_id): q for q in conn.execute(select(Quota).where(
             or_(*(and_(Quota.subject_kind == k, Quota.subject_id == i) for k, i in subjects))))}
-        own: Quota | RoleQuota | None = rows.get(("user", principal.user_id))
+        own: Any = rows.get(("user", principal.user_id))
         if own is None:
-            own = conn.get(RoleQuota, principal.role)
+            own = conn.execute(select(RoleQuota).where(RoleQuota.role == principal.role)).first()
         out: list[Limit] = []
         for kind, sid in subjects:
             source = own if kind == "user" else rows.get((kind, sid))
