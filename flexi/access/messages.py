@@ -76,3 +76,60 @@ def request_locale(accept_language: str | None, fallback: str) -> str:
         if lang in ("de", "en"):
             return lang
     return fallback
+
+
+# --- self-service API keys (`/me/keys`, flexi.access.admin_ops) ---------------------------
+MESSAGES.update({
+    "key_not_found": {
+        "en": "API key {key_id} not found",
+        "de": "API-Schlüssel {key_id} nicht gefunden",
+    },
+    "key_scope_unknown": {
+        "en": "unknown scope {scope}; possible scopes: inference, manage, admin",
+        "de": "unbekannte Berechtigung {scope}; möglich sind: inference, manage, admin",
+    },
+    "key_scope_denied": {
+        "en": "you may not create API keys with scope {scope}",
+        "de": "Sie dürfen keine API-Schlüssel mit der Berechtigung {scope} anlegen",
+    },
+    "key_scope_owner": {
+        "en": "scope {scope} needs a key owner with role admin",
+        "de": "die Berechtigung {scope} setzt eine Inhaberin oder einen Inhaber mit der Rolle admin voraus",
+    },
+    "key_scopes_empty": {
+        "en": "an API key needs at least one scope",
+        "de": "ein API-Schlüssel braucht mindestens eine Berechtigung",
+    },
+    "key_wider": {
+        "en": "an API key cannot create a key with more rights than it has itself ({what})",
+        "de": "ein API-Schlüssel kann keinen Schlüssel mit mehr Rechten anlegen, als er selbst hat ({what})",
+    },
+    "key_expiry_invalid": {
+        "en": "invalid expiry {value}: give a number of days (1 to 3650) or an ISO date such as 2030-12-31",
+        "de": "ungültiges Ablaufdatum {value}: bitte eine Anzahl Tage (1 bis 3650) oder ein ISO-Datum wie 2030-12-31 angeben",
+    },
+    "key_expiry_past": {
+        "en": "the expiry {value} is not in the future",
+        "de": "das Ablaufdatum {value} liegt nicht in der Zukunft",
+    },
+    "key_expiry_both": {
+        "en": "give either expires_in_days or expires_at, not both",
+        "de": "bitte entweder expires_in_days oder expires_at angeben, nicht beides",
+    },
+    "key_name_invalid": {
+        "en": "invalid key name: at most {limit} printable characters",
+        "de": "ungültiger Schlüsselname: höchstens {limit} druckbare Zeichen",
+    },
+    "key_models_invalid": {
+        "en": "invalid model list: 1 to {limit} model names or patterns such as llama3* or smollm2:135m",
+        "de": "ungültige Modellliste: 1 bis {limit} Modellnamen oder Muster wie llama3* oder smollm2:135m",
+    },
+    "key_limit": {
+        "en": "you already have {limit} active API keys; revoke one first",
+        "de": "Sie haben bereits {limit} aktive API-Schlüssel; bitte zuerst einen widerrufen",
+    },
+    "key_owner_disabled": {
+        "en": "the account is disabled",
+        "de": "das Konto ist gesperrt",
+    },
+})
