@@ -223,14 +223,15 @@ def _password_hash(password: str) -> str:
 
 
 def create_user(session: Session, pseudonym_key: bytes, subject: str, *, display_name: str | None = None,
-                email: str | None = None, role: str = "student", locale: str = "de",
+                email: str | None = None, role: str = "student", locale: str | None = None,
                 password: str | None = None) -> User:
-    """A new user; `subject` is the external identity (SSO `sub` or a local user name)."""
+    """A new user; `subject` is the external identity (SSO `sub` or a local user name).
+    Without `locale` the user's messages are German (the schema's default)."""
     subject_text = clean_text(subject, "subject", 255, allow_spaces=False)
     assert subject_text is not None
     user = User(subject=subject_text, pseudonym=pseudonymize(subject_text, pseudonym_key),
                 display_name=clean_text(display_name, "display_name", 255, required=False),
-                email=_email(email), role=_choice(role, ROLES, "role"), locale=_choice(locale, LOCALES, "locale"),
+                email=_email(email), role=_choice(role, ROLES, "role"), locale=_choice(locale or "de", LOCALES, "locale"),
                 password_hash=None if password is None else _password_hash(password))
     if session.scalar(select(User.id).where(User.subject == subject_text)) is not None:
         raise AdminError(f"a user with subject {subject_text!r} exists already", 409)

@@ -46,7 +46,7 @@ class UserCreate(Strict):
     display_name: str | None = Field(None, max_length=255)
     email: str | None = Field(None, max_length=320)
     role: Role = "student"
-    locale: Locale | None = Field(None, description="Default: the server's FLEXI_DEFAULT_LOCALE.")
+    locale: Locale | None = Field(None, description="Language of the user's messages; default German (de).")
     password: str | None = Field(None, max_length=1024, description="For local sign-in without SSO.")
 
 
@@ -131,7 +131,7 @@ def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     access = access_of(request)
     with transaction(request) as s:
         user = ops.create_user(s, access.pseudonym_key, body.subject, display_name=body.display_name,
-                               email=body.email, role=body.role, locale=body.locale or access.settings.default_locale,
+                               email=body.email, role=body.role, locale=body.locale,
                                password=body.password)
         return ops.user_view(user)
 

@@ -1,0 +1,784 @@
+"""`flexi users|keys|groups|courses|quotas|policies …`: administration from the shell.
+
+Unlike the model commands these talk to the state database directly (the one
+of FLEXI_HOME / FLEXI_DATABASE_URL, migrated first), not to a running server:
+so the first admin can be created on a fresh install before anyone can sign
+in, and an admin locked out of the REST API can still recover. The rules are
+the REST API's: both call `flexi.access.admin_ops`. A running server notices
+revoked keys and disabled users on the next request (and ends their open
+streams within about a second).
+
+Output is a table, or JSON with `--json` for scripts. Messages follow the
+language of LC_ALL/LC_MESSAGES/LANG like the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, List, Optional, TypeVar
+
+import typer
+
+from flexi.cli.messages import language, t
+from flexi.cli.ui import print_table
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "user_added": "added user '{subject}' (id {id}, role {role})",
+        "user_changed": "updated user '{subject}'",
+        "user_disabled": "disabled user '{subject}'; their keys and sessions stop working at once",
+        "user_enabled": "enabled user '{subject}'",
+        "user_removed": "deleted user '{subject}' with their keys and memberships",
+        "password_set": "password set for '{subject}'",
+        "password_cleared": "password removed for '{subject}'",
+        "no_password": "no password on stdin",
+        "password_prompt": "Password",
+        "key_created": "created key {prefix} (id {id}) for '{owner}'",
+        "key_once": "this is the only time the full key is shown; store it now",
+        "key_revoked": "revoked key {prefix} (id {id})",
+        "group_added": "added group '{name}' (id {id})",
+        "group_removed": "deleted group '{name}'",
+        "course_added": "added course '{name}' (id {id})",
+        "course_removed": "deleted course '{name}'",
+        "joined": "'{user}' is now a member of '{name}'",
+        "already_member": "'{user}' was already a member of '{name}'",
+        "left": "'{user}' left '{name}'",
+        "quota_set": "quota set for {kind} {label}",
+        "quota_cleared": "quota removed for {kind} {label}",
+        "policy_created": "created policy for '{pattern}' (id {id})",
+        "policy_changed": "updated policy for '{pattern}'",
+        "policy_removed": "deleted policy for '{pattern}'",
+        "one_subject": "name exactly one of --role, --user, --key, --course",
+        "bad_number": "{option}: expected a whole number or 'none', got '{value}'",
+        "nothing_to_set": "nothing to change; give at least one option",
+        "confirm_rm": "Delete user '{subject}' with all their keys and memberships?",
+        "database": "cannot use the database {url}: {detail}",
+        "config": "invalid configuration: {detail}",
+        "empty": "(none)",
+    },
+    "de": {
+        "user_added": "Benutzer '{subject}' angelegt (ID {id}, Rolle {role})",
+        "user_changed": "Benutzer '{subject}' geändert",
+        "user_disabled": "Benutzer '{subject}' gesperrt; Schlüssel und Sitzungen gelten ab sofort nicht mehr",
+        "user_enabled": "Benutzer '{subject}' entsperrt",
+        "user_removed": "Benutzer '{subject}' samt Schlüsseln und Mitgliedschaften gelöscht",
+        "password_set": "Passwort für '{subject}' gesetzt",
+        "password_cleared": "Passwort für '{subject}' entfernt",
+        "no_password": "kein Passwort auf der Standardeingabe",
+        "password_prompt": "Passwort",
+        "key_created": "Schlüssel {prefix} (ID {id}) für '{owner}' angelegt",
+        "key_once": "der vollständige Schlüssel wird nur jetzt angezeigt; bitte jetzt sicher speichern",
+        "key_revoked": "Schlüssel {prefix} (ID {id}) widerrufen",
+        "group_added": "Gruppe '{name}' angelegt (ID {id})",
+        "group_removed": "Gruppe '{name}' gelöscht",
+        "course_added": "Kurs '{name}' angelegt (ID {id})",
+        "course_removed": "Kurs '{name}' gelöscht",
+        "joined": "'{user}' ist jetzt Mitglied von '{name}'",
+        "already_member": "'{user}' war bereits Mitglied von '{name}'",
+        "left": "'{user}' ist nicht mehr Mitglied von '{name}'",
+        "quota_set": "Kontingent für {kind} {label} gesetzt",
+        "quota_cleared": "Kontingent für {kind} {label} entfernt",
+        "policy_created": "Richtlinie für '{pattern}' angelegt (ID {id})",
+        "policy_changed": "Richtlinie für '{pattern}' geändert",
+        "policy_removed": "Richtlinie für '{pattern}' gelöscht",
+        "one_subject": "genau eine der Optionen --role, --user, --key, --course angeben",
+        "bad_number": "{option}: ganze Zahl oder 'none' erwartet, nicht '{value}'",
+        "nothing_to_set": "nichts zu ändern; bitte mindestens eine Option angeben",
+        "confirm_rm": "Benutzer '{subject}' samt allen Schlüsseln und Mitgliedschaften löschen?",
+        "database": "Datenbank {url} nicht nutzbar: {detail}",
+        "config": "ungültige Konfiguration: {detail}",
+        "empty": "(keine)",
+    },
+}
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def m(key: str, **values: object) -> str:
+    """An admin CLI message in the user's language."""
+    return (MESSAGES[language()].get(key) or MESSAGES["en"][key]).format(**values)
+
+
+class CommandError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def handle(func: F) -> F:
+    """AdminError, configuration and database failures → "Error: …" and exit 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from flexi.access.admin_ops import AdminError
+
+        try:
+            return func(*args, **kwargs)
+        except AdminError as exc:
+            message = exc.localized(language())
+        except CommandError as exc:
+            message = exc.message
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            message = m("config", detail=f"{'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg')}")
+        except SQLAlchemyError as exc:
+            message = m("database", url=_shown_url(), detail=str(getattr(exc, "orig", None) or exc).splitlines()[0])
+        except KeyboardInterrupt:
+            typer.echo("", err=True)
+            raise typer.Exit(130) from None
+        typer.echo(t("error", message=message), err=True)
+        raise typer.Exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _shown_url() -> str:
+    try:
+        from flexi.config import load_settings
+        from flexi.db.engine import resolve_url
+
+        settings = load_settings()
+        return resolve_url(settings.database_url, settings.home).render_as_string(hide_password=True)
+    except Exception:  # only for an error message
+        return "(configured database)"
+
+
+@contextlib.contextmanager
+def database() -> Iterator[Any]:
+    """A session on the configured state database (migrated to the newest schema); commits at the end."""
+    from flexi.config import load_settings
+    from flexi.db.engine import make_engine, session_factory
+    from flexi.db.migrate import upgrade
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url, settings.home)
+    try:
+        upgrade(engine)
+        with session_factory(engine)() as session:
+            session.info["settings"] = settings
+            yield session
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def emit(data: Any, as_json: bool, headers: Sequence[str] | None = None, rows: Sequence[Sequence[Any]] | None = None,
+         message: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    elif headers is not None and rows is not None:
+        print_table(headers, [["" if c is None else str(c) for c in row] for row in rows])
+    elif message:
+        typer.echo(message)
+
+
+def _short(value: str | None) -> str:
+    return (value or "")[:19].replace("T", " ")
+
+
+def _csv(values: Sequence[str] | None) -> str:
+    return "*" if values is None else ",".join(values) or "-"
+
+
+def _split(values: Sequence[str] | None) -> list[str] | None:
+    """Repeated or comma-separated option values."""
+    if values is None:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _number(option: str, value: str | None) -> tuple[bool, int | None]:
+    """(given, value) for a limit option: digits, or none/unlimited for no limit."""
+    if value is None:
+        return False, None
+    text = value.strip().lower()
+    if text in ("none", "unlimited", "null", "-"):
+        return True, None
+    if text.isascii() and text.isdigit() and len(text) <= 12:
+        return True, int(text)
+    raise CommandError(m("bad_number", option=option, value=value[:40]))
+
+
+def _password_from(stdin: bool, prompt: bool) -> str | None:
+    if stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise CommandError(m("no_password"))
+        return line
+    if prompt:
+        return typer.prompt(m("password_prompt"), hide_input=True, confirmation_prompt=True)
+    return None
+
+
+# --- users -----------------------------------------------------------------------------------------------
+users_app = typer.Typer(help="Manage users (directly in the state database).", no_args_is_help=True)
+
+USER_HEADERS = ["ID", "SUBJECT", "NAME", "ROLE", "LOCALE", "STATUS", "CREATED"]
+
+
+def _user_row(v: dict[str, Any]) -> list[Any]:
+    return [v["id"], v["subject"], v["display_name"], v["role"], v["locale"],
+            "disabled" if v["disabled"] else "active", _short(v["created_at"])]
+
+
+@users_app.command("list")
+@handle
+def users_list(role: Optional[str] = typer.Option(None, "--role", help="Only this role."),
+               search: Optional[str] = typer.Option(None, "--search", "-s", help="Substring of subject, name or e-mail."),
+               disabled: Optional[bool] = typer.Option(None, "--disabled/--enabled", help="Only disabled or enabled users."),
+               limit: int = typer.Option(100, "--limit"), offset: int = typer.Option(0, "--offset"),
+               as_json: bool = JSON_OPTION) -> None:
+    """List users."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        views = [ops.user_view(u) for u in ops.list_users(s, role=role, search=search, disabled=disabled,
+                                                          limit=limit, offset=offset)]
+    emit(views, as_json, USER_HEADERS, [_user_row(v) for v in views])
+
+
+@users_app.command("add")
+@handle
+def users_add(subject: str = typer.Argument(..., help="User name or SSO subject."),
+              role: str = typer.Option("student", "--role", help="admin, teacher, student, researcher or service."),
+              name: Optional[str] = typer.Option(None, "--name", help="Display name."),
+              email: Optional[str] = typer.Option(None, "--email"),
+              locale: Optional[str] = typer.Option(None, "--locale", help="Language of the user's messages: de (default) or en."),
+              password_stdin: bool = typer.Option(False, "--password-stdin", help="Read a password for local sign-in from stdin."),
+              password: bool = typer.Option(False, "--password", help="Ask for a password for local sign-in."),
+              as_json: bool = JSON_OPTION) -> None:
+    """Add a user (e.g. the first admin: flexi users add alice --role admin --password-stdin)."""
+    from flexi.access import admin_ops as ops
+    from flexi.db.pseudonym import load_key
+
+    secret = _password_from(password_stdin, password)
+    with database() as s:
+        settings = s.info["settings"]
+        user = ops.create_user(s, load_key(settings.home), subject, display_name=name, email=email, role=role,
+                               locale=locale, password=secret)
+        view = ops.user_view(user)
+    emit(view, as_json, message=m("user_added", subject=view["subject"], id=view["id"], role=view["role"]))
+
+
+@users_app.command("show")
+@handle
+def users_show(user: str = typer.Argument(..., help="Subject or id."), as_json: bool = JSON_OPTION) -> None:
+    """Show a user with groups, courses and keys."""
+    from sqlalchemy import select
+
+    from flexi.access import admin_ops as ops
+    from flexi.db.models import Course, CourseMember, Group, GroupMember
+
+    with database() as s:
+        row = ops.find_user(s, user)
+        view = ops.user_view(row)
+        view["groups"] = list(s.scalars(select(Group.name).join(GroupMember, GroupMember.group_id == Group.id)
+                                        .where(GroupMember.user_id == row.id).order_by(Group.name)))
+        view["courses"] = [{"name": n, "role": r} for n, r in s.execute(
+            select(Course.name, CourseMember.role).join(CourseMember, CourseMember.course_id == Course.id)
+            .where(CourseMember.user_id == row.id).order_by(Course.name))]
+        view["keys"] = [ops.key_view(k) for k in ops.list_api_keys(s, owner_id=row.id, limit=ops.MAX_LIMIT)]
+        view["quota"] = ops.quota_usage(s, "user", row.id)
+    if as_json:
+        emit(view, True)
+        return
+    pairs = [(k, view[k]) for k in ("id", "subject", "display_name", "email", "role", "locale", "created_at",
+                                    "disabled_at", "has_password", "pseudonym")]
+    pairs += [("groups", ", ".join(view["groups"]) or "-"),
+              ("courses", ", ".join(f"{c['name']} ({c['role']})" for c in view["courses"]) or "-"),
+              ("keys", ", ".join(f"{k['prefix']} ({k['state']})" for k in view["keys"]) or "-")]
+    quota = view["quota"]
+    pairs += [(name, f"{quota['used'][name]} / {quota['limits'][name] if quota['limits'][name] is not None else '∞'}")
+              for name in ops.QUOTA_FIELDS]
+    print_table(["FIELD", "VALUE"], [(k, "" if v is None else str(v)) for k, v in pairs])
+
+
+@users_app.command("set")
+@handle
+def users_set(user: str = typer.Argument(..., help="Subject or id."),
+              role: Optional[str] = typer.Option(None, "--role"),
+              name: Optional[str] = typer.Option(None, "--name", help="Display name ('' clears it)."),
+              email: Optional[str] = typer.Option(None, "--email", help="E-mail ('' clears it)."),
+              locale: Optional[str] = typer.Option(None, "--locale"),
+              force: bool = typer.Option(False, "--force", help="Allow demoting the last enabled admin."),
+              as_json: bool = JSON_OPTION) -> None:
+    """Change a user's role, name, e-mail or language."""
+    changes = {k: v for k, v in {"role": role, "display_name": name, "email": email, "locale": locale}.items()
+               if v is not None}
+    if not changes:
+        raise CommandError(m("nothing_to_set"))
+    _update(user, changes, force, as_json, "user_changed")
+
+
+def _update(user: str, changes: dict[str, Any], force: bool, as_json: bool, message: str) -> None:
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        row = ops.find_user(s, user)
+        view = ops.user_view(ops.update_user(s, row.id, changes, force=force).user)
+    emit(view, as_json, message=m(message, subject=view["subject"]))
+
+
+@users_app.command("disable")
+@handle
+def users_disable(user: str = typer.Argument(..., help="Subject or id."),
+                  force: bool = typer.Option(False, "--force", help="Allow disabling the last enabled admin."),
+                  as_json: bool = JSON_OPTION) -> None:
+    """Disable a user: their keys and sign-ins stop working at once."""
+    _update(user, {"disabled": True}, force, as_json, "user_disabled")
+
+
+@users_app.command("enable")
+@handle
+def users_enable(user: str = typer.Argument(..., help="Subject or id."), as_json: bool = JSON_OPTION) -> None:
+    """Enable a disabled user again."""
+    _update(user, {"disabled": False}, False, as_json, "user_enabled")
+
+
+@users_app.command("passwd")
+@handle
+def users_passwd(user: str = typer.Argument(..., help="Subject or id."),
+                 stdin: bool = typer.Option(False, "--stdin", "--password-stdin", help="Read the password from stdin."),
+                 clear: bool = typer.Option(False, "--clear", help="Remove the password (SSO sign-in only)."),
+                 as_json: bool = JSON_OPTION) -> None:
+    """Set or remove the password for local sign-in."""
+    from flexi.access import admin_ops as ops
+
+    secret = None if clear else _password_from(stdin, not stdin)
+    with database() as s:
+        view = ops.user_view(ops.set_password(s, ops.find_user(s, user).id, secret))
+    emit(view, as_json, message=m("password_cleared" if clear else "password_set", subject=view["subject"]))
+
+
+@users_app.command("rm")
+@handle
+def users_rm(user: str = typer.Argument(..., help="Subject or id."),
+             yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+             force: bool = typer.Option(False, "--force", help="Allow deleting the last enabled admin."),
+             as_json: bool = JSON_OPTION) -> None:
+    """Delete a user with their keys and memberships (usage records stay, pseudonymous)."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        row = ops.find_user(s, user)
+        if not yes and not typer.confirm(m("confirm_rm", subject=row.subject)):
+            raise typer.Exit(1)
+        view = ops.user_view(ops.delete_user(s, row.id, force=force))
+    emit(view, as_json, message=m("user_removed", subject=view["subject"]))
+
+
+# --- keys -------------------------------------------------------------------------------------------------
+keys_app = typer.Typer(help="Manage API keys (shown once, stored as a hash).", no_args_is_help=True)
+
+KEY_HEADERS = ["ID", "PREFIX", "OWNER", "NAME", "SCOPES", "MODELS", "COURSE", "STATE", "EXPIRES", "LAST USED"]
+
+
+@keys_app.command("list")
+@handle
+def keys_list(user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's keys (subject or id)."),
+              state: str = typer.Option("all", "--state", help="active, revoked, expired or all."),
+              limit: int = typer.Option(100, "--limit"), offset: int = typer.Option(0, "--offset"),
+              as_json: bool = JSON_OPTION) -> None:
+    """List API keys (prefixes only; secrets cannot be shown again)."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        owner_id = ops.find_user(s, user).id if user else None
+        rows = ops.list_api_keys(s, owner_id=owner_id, state=state, limit=limit, offset=offset)
+        views = [{**ops.key_view(r), "owner": r.owner.subject} for r in rows]
+    emit(views, as_json, KEY_HEADERS, [
+        [v["id"], v["prefix"], v["owner"], v["name"], ",".join(v["scopes"]), _csv(v["models"]), v["course_id"],
+         v["state"], _short(v["expires_at"]) or "never", _short(v["last_used_at"]) or "never"] for v in views])
+
+
+@keys_app.command("create")
+@handle
+def keys_create(user: str = typer.Argument(..., help="Owner (subject or id)."),
+                name: str = typer.Option("", "--name", help="What the key is for."),
+                scope: Optional[List[str]] = typer.Option(None, "--scope", help="inference (default), manage, admin; repeat or comma-separate."),
+                model: Optional[List[str]] = typer.Option(None, "--model", help="Allowed model name or glob; repeat (default: all the owner may use)."),
+                expires: Optional[str] = typer.Option(None, "--expires", help="Days (30) or an ISO date (2030-12-31); default: never."),
+                course: Optional[str] = typer.Option(None, "--course", help="Bill usage to this course (name or id)."),
+                as_json: bool = JSON_OPTION) -> None:
+    """Create an API key; the full key is printed once."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        owner = ops.find_user(s, user)
+        course_id = ops.find_course(s, course).id if course else None
+        created, row = ops.create_api_key(s, owner.id, name=name, scopes=_split(scope), models=_split(model),
+                                          expires=expires, course_id=course_id)
+        view = {**ops.key_view(row), "owner": owner.subject}
+    if as_json:
+        emit({**view, "key": created.key, "warning": m("key_once")}, True)
+        return
+    typer.echo(m("key_created", prefix=view["prefix"], id=view["id"], owner=view["owner"]), err=True)
+    typer.echo(t("warning", message=m("key_once")), err=True)
+    typer.echo(created.key)
+
+
+@keys_app.command("revoke")
+@handle
+def keys_revoke(keys: List[str] = typer.Argument(..., help="Key ids or prefixes (flx_…)."),
+                as_json: bool = JSON_OPTION) -> None:
+    """Revoke API keys; they stop working at once and their open streams end."""
+    from flexi.access import admin_ops as ops
+
+    views = []
+    with database() as s:
+        for ref in keys:
+            views.append(ops.key_view(ops.revoke_api_key(s, ops.find_api_key(s, ref).id)))
+    emit(views, as_json, message="\n".join(m("key_revoked", prefix=v["prefix"], id=v["id"]) for v in views))
+
+
+# --- groups and courses ------------------------------------------------------------------------------------
+groups_app = typer.Typer(help="Manage groups (policies can name them).", no_args_is_help=True)
+courses_app = typer.Typer(help="Manage courses (members, course keys and quotas).", no_args_is_help=True)
+
+
+@groups_app.command("list")
+@handle
+def groups_list(search: Optional[str] = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
+    """List groups."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        views = [ops.group_view(g, n) for g, n in ops.list_groups(s, search=search, limit=ops.MAX_LIMIT)]
+    emit(views, as_json, ["ID", "NAME", "TITLE", "MEMBERS"], [[v["id"], v["name"], v["title"], v["members"]] for v in views])
+
+
+@groups_app.command("add")
+@handle
+def groups_add(name: str = typer.Argument(...), title: Optional[str] = typer.Option(None, "--title"),
+               as_json: bool = JSON_OPTION) -> None:
+    """Add a group."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        view = ops.group_view(ops.create_group(s, name, title), 0)
+    emit(view, as_json, message=m("group_added", name=view["name"], id=view["id"]))
+
+
+@groups_app.command("rm")
+@handle
+def groups_rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
+    """Delete a group (its members stay users)."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        view = ops.group_view(ops.delete_group(s, ops.find_group(s, name).id))
+    emit(view, as_json, message=m("group_removed", name=view["name"]))
+
+
+@groups_app.command("members")
+@handle
+def groups_members(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
+    """List a group's members."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        views = [ops.user_view(u) for u in ops.group_members(s, ops.find_group(s, name).id)]
+    emit(views, as_json, USER_HEADERS, [_user_row(v) for v in views])
+
+
+@groups_app.command("join")
+@handle
+def groups_join(name: str = typer.Argument(..., help="Group name or id."),
+                users: List[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
+    """Add users to a group."""
+    from flexi.access import admin_ops as ops
+
+    results = []
+    with database() as s:
+        group = ops.find_group(s, name)
+        for ref in users:
+            user = ops.find_user(s, ref)
+            results.append({"group": group.name, "user": user.subject, "added": ops.add_group_member(s, group.id, user.id)})
+    emit(results, as_json, message="\n".join(m("joined" if r["added"] else "already_member", user=r["user"], name=r["group"])
+                                             for r in results))
+
+
+@groups_app.command("leave")
+@handle
+def groups_leave(name: str = typer.Argument(..., help="Group name or id."),
+                 users: List[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
+    """Remove users from a group."""
+    from flexi.access import admin_ops as ops
+
+    results = []
+    with database() as s:
+        group = ops.find_group(s, name)
+        for ref in users:
+            user = ops.find_user(s, ref)
+            ops.remove_group_member(s, group.id, user.id)
+            results.append({"group": group.name, "user": user.subject})
+    emit(results, as_json, message="\n".join(m("left", user=r["user"], name=r["group"]) for r in results))
+
+
+@courses_app.command("list")
+@handle
+def courses_list(search: Optional[str] = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
+    """List courses."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        views = [ops.course_view(c, n) for c, n in ops.list_courses(s, search=search, limit=ops.MAX_LIMIT)]
+    emit(views, as_json, ["ID", "NAME", "TITLE", "MEMBERS"], [[v["id"], v["name"], v["title"], v["members"]] for v in views])
+
+
+@courses_app.command("add")
+@handle
+def courses_add(name: str = typer.Argument(...), title: Optional[str] = typer.Option(None, "--title"),
+                as_json: bool = JSON_OPTION) -> None:
+    """Add a course."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        view = ops.course_view(ops.create_course(s, name, title), 0)
+    emit(view, as_json, message=m("course_added", name=view["name"], id=view["id"]))
+
+
+@courses_app.command("rm")
+@handle
+def courses_rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
+    """Delete a course (its keys stay, no longer billed to it)."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        view = ops.course_view(ops.delete_course(s, ops.find_course(s, name).id))
+    emit(view, as_json, message=m("course_removed", name=view["name"]))
+
+
+@courses_app.command("members")
+@handle
+def courses_members(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
+    """List a course's members with their course roles."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        views = [{**ops.user_view(u), "course_role": r} for u, r in ops.course_members(s, ops.find_course(s, name).id)]
+    emit(views, as_json, ["ID", "SUBJECT", "NAME", "COURSE ROLE"],
+         [[v["id"], v["subject"], v["display_name"], v["course_role"]] for v in views])
+
+
+@courses_app.command("join")
+@handle
+def courses_join(name: str = typer.Argument(..., help="Course name or id."),
+                 users: List[str] = typer.Argument(..., help="Users (subject or id)."),
+                 role: str = typer.Option("student", "--role", help="teacher, tutor or student."),
+                 as_json: bool = JSON_OPTION) -> None:
+    """Add users to a course (or change their course role)."""
+    from flexi.access import admin_ops as ops
+
+    results = []
+    with database() as s:
+        course = ops.find_course(s, name)
+        for ref in users:
+            user = ops.find_user(s, ref)
+            added = ops.set_course_member(s, course.id, user.id, role)
+            results.append({"course": course.name, "user": user.subject, "role": role, "added": added})
+    emit(results, as_json, message="\n".join(m("joined", user=r["user"], name=r["course"]) for r in results))
+
+
+@courses_app.command("leave")
+@handle
+def courses_leave(name: str = typer.Argument(..., help="Course name or id."),
+                  users: List[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
+    """Remove users from a course."""
+    from flexi.access import admin_ops as ops
+
+    results = []
+    with database() as s:
+        course = ops.find_course(s, name)
+        for ref in users:
+            user = ops.find_user(s, ref)
+            ops.remove_course_member(s, course.id, user.id)
+            results.append({"course": course.name, "user": user.subject})
+    emit(results, as_json, message="\n".join(m("left", user=r["user"], name=r["course"]) for r in results))
+
+
+# --- quotas -----------------------------------------------------------------------------------------------------
+quotas_app = typer.Typer(help="Requests per minute and tokens per day/week for roles, users, keys and courses.",
+                         no_args_is_help=True)
+
+QUOTA_HEADERS = ["KIND", "SUBJECT", "REQUESTS/MIN", "TOKENS/DAY", "TOKENS/WEEK"]
+
+
+def _limit_text(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _subject(session: Any, role: str | None, user: str | None, key: str | None, course: str | None) -> tuple[str, Any]:
+    from flexi.access import admin_ops as ops
+
+    given = [(k, v) for k, v in (("role", role), ("user", user), ("key", key), ("course", course)) if v is not None]
+    if len(given) != 1:
+        raise CommandError(m("one_subject"))
+    kind, ref = given[0]
+    if kind == "user":
+        return kind, ops.find_user(session, ref).id
+    if kind == "key":
+        return kind, ops.find_api_key(session, ref).id
+    if kind == "course":
+        return kind, ops.find_course(session, ref).id
+    return kind, ref
+
+
+ROLE_OPT = typer.Option(None, "--role", help="Default limits for everyone with this role.")
+USER_OPT = typer.Option(None, "--user", help="A user (subject or id).")
+KEY_OPT = typer.Option(None, "--key", help="An API key (id or prefix).")
+COURSE_OPT = typer.Option(None, "--course", help="A course (name or id).")
+
+
+@quotas_app.command("list")
+@handle
+def quotas_list(kind: Optional[str] = typer.Option(None, "--kind", help="role, user, key or course."),
+                as_json: bool = JSON_OPTION) -> None:
+    """List all quotas."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        views = ops.list_quotas(s, kind)
+    emit(views, as_json, QUOTA_HEADERS, [[v["kind"], v["label"] or v["subject"], *(_limit_text(v[n]) for n in ops.QUOTA_FIELDS)]
+                                         for v in views])
+
+
+@quotas_app.command("set")
+@handle
+def quotas_set(role: Optional[str] = ROLE_OPT, user: Optional[str] = USER_OPT, key: Optional[str] = KEY_OPT,
+               course: Optional[str] = COURSE_OPT,
+               requests_per_minute: Optional[str] = typer.Option(None, "--requests-per-minute", help="Number or 'none'."),
+               tokens_per_day: Optional[str] = typer.Option(None, "--tokens-per-day", help="Number or 'none'."),
+               tokens_per_week: Optional[str] = typer.Option(None, "--tokens-per-week", help="Number or 'none'."),
+               as_json: bool = JSON_OPTION) -> None:
+    """Set limits, e.g. --role student --tokens-per-day 50000 (others stay as they are)."""
+    from flexi.access import admin_ops as ops
+
+    values = {}
+    for name, option, raw in (("requests_per_minute", "--requests-per-minute", requests_per_minute),
+                              ("tokens_per_day", "--tokens-per-day", tokens_per_day),
+                              ("tokens_per_week", "--tokens-per-week", tokens_per_week)):
+        given, value = _number(option, raw)
+        if given:
+            values[name] = value
+    if not values:
+        raise CommandError(m("nothing_to_set"))
+    with database() as s:
+        kind, subject = _subject(s, role, user, key, course)
+        view = ops.set_quota(s, kind, subject, values)
+    emit(view, as_json, message=m("quota_set", kind=view["kind"], label=view["label"]))
+
+
+@quotas_app.command("clear")
+@handle
+def quotas_clear(role: Optional[str] = ROLE_OPT, user: Optional[str] = USER_OPT, key: Optional[str] = KEY_OPT,
+                 course: Optional[str] = COURSE_OPT, as_json: bool = JSON_OPTION) -> None:
+    """Remove the limits of one role, user, key or course."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        kind, subject = _subject(s, role, user, key, course)
+        ops.clear_quota(s, kind, subject)
+    emit({"kind": kind, "subject": subject}, as_json,
+         message=m("quota_cleared", kind=kind, label=role or user or key or course))
+
+
+@quotas_app.command("show")
+@handle
+def quotas_show(user: Optional[str] = USER_OPT, key: Optional[str] = KEY_OPT, course: Optional[str] = COURSE_OPT,
+                as_json: bool = JSON_OPTION) -> None:
+    """Limits in force and use in the current minute, day and week."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        kind, subject = _subject(s, None, user, key, course)
+        view = ops.quota_usage(s, kind, subject)
+    emit(view, as_json, ["LIMIT", "USED", "OF", "FROM"],
+         [[n, view["used"][n], _limit_text(view["limits"][n]), view["limits_from"] or "-"] for n in ops.QUOTA_FIELDS])
+
+
+# --- model policies -------------------------------------------------------------------------------------------------
+policies_app = typer.Typer(help="Which roles and groups may use which models, with context/output limits.",
+                           no_args_is_help=True)
+
+
+def _list_option(values: Sequence[str] | None) -> tuple[bool, list[str] | None]:
+    """(given, value): '*' = anyone (no restriction), '' or '-' = nobody, else a comma list."""
+    if values is None:
+        return False, None
+    parts = _split(values) or []
+    if parts == ["*"]:
+        return True, None
+    return True, [p for p in parts if p != "-"]
+
+
+@policies_app.command("list")
+@handle
+def policies_list(search: Optional[str] = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
+    """List model policies."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        views = [ops.policy_view(p) for p in ops.list_policies(s, search=search)]
+    emit(views, as_json, ["ID", "PATTERN", "ROLES", "GROUPS", "MAX CONTEXT", "MAX OUTPUT"],
+         [[v["id"], v["pattern"], *_who(v["allowed_roles"], v["allowed_groups"]), _limit_text(v["max_context"]),
+           _limit_text(v["max_output"])] for v in views])
+
+
+def _who(roles: list[str] | None, groups: list[str] | None) -> tuple[str, str]:
+    """A user is admitted if their role or one of their groups is listed; neither list = everyone."""
+    if roles is None and groups is None:
+        return "*", "*"
+    return ("" if roles is None else ",".join(roles) or "-"), ("" if groups is None else ",".join(groups) or "-")
+
+
+@policies_app.command("set")
+@handle
+def policies_set(pattern: str = typer.Argument(..., help="Model name or glob, e.g. 'llama3*' or smollm2:135m."),
+                 roles: Optional[List[str]] = typer.Option(None, "--roles", help="Allowed roles, comma-separated; '*' = any, '-' = none."),
+                 groups: Optional[List[str]] = typer.Option(None, "--groups", help="Allowed groups, comma-separated; '*' = any, '-' = none."),
+                 max_context: Optional[str] = typer.Option(None, "--max-context", help="Tokens, or 'none'."),
+                 max_output: Optional[str] = typer.Option(None, "--max-output", help="Tokens, or 'none'."),
+                 as_json: bool = JSON_OPTION) -> None:
+    """Create or change the policy for a model pattern (options not given stay as they are)."""
+    from flexi.access import admin_ops as ops
+
+    changes: dict[str, Any] = {}
+    for name, raw in (("allowed_roles", roles), ("allowed_groups", groups)):
+        given, value = _list_option(raw)
+        if given:
+            changes[name] = value
+    for name, option, raw_number in (("max_context", "--max-context", max_context), ("max_output", "--max-output", max_output)):
+        given, number = _number(option, raw_number)
+        if given:
+            changes[name] = number
+    with database() as s:
+        row, created = ops.set_policy(s, pattern, changes)
+        view = ops.policy_view(row)
+    emit(view, as_json, message=m("policy_created" if created else "policy_changed", pattern=view["pattern"], id=view["id"]))
+
+
+@policies_app.command("rm")
+@handle
+def policies_rm(pattern: str = typer.Argument(..., help="Pattern or id."), as_json: bool = JSON_OPTION) -> None:
+    """Delete the policy for a pattern."""
+    from flexi.access import admin_ops as ops
+
+    with database() as s:
+        view = ops.policy_view(ops.delete_policy(s, ops.find_policy(s, pattern).id))
+    emit(view, as_json, message=m("policy_removed", pattern=view["pattern"]))
+
+
+SUB_APPS: list[tuple[typer.Typer, str]] = [
+    (users_app, "users"), (keys_app, "keys"), (groups_app, "groups"), (courses_app, "courses"),
+    (quotas_app, "quotas"), (policies_app, "policies"),
+]
