@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flexi.access import messages
@@ -98,3 +99,6 @@ def transaction(request: Request, locale: str = "en") -> Iterator[Session]:
         except AdminError as exc:
             session.rollback()
             raise http_error(exc, locale) from None
+        except IntegrityError:  # a concurrent request made the same row first
+            session.rollback()
+            raise EngineError("a concurrent change conflicted with this one; try again", 409, "conflict") from None

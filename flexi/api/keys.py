@@ -22,7 +22,13 @@ from flexi.access import messages
 from flexi.access.errors import forbidden
 from flexi.access.principal import Principal
 from flexi.api.admin import KeyCreate, PathId
-from flexi.api.admin_common import AdminRoute, access_of, locale_of, principal_of, transaction
+from flexi.api.admin_common import (
+    AdminRoute,
+    access_of,
+    locale_of,
+    principal_of,
+    transaction,
+)
 from flexi.db.models import ApiKey
 
 router = APIRouter(prefix="/me", tags=["me"], route_class=AdminRoute)

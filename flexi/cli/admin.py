@@ -19,7 +19,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, List, Optional, TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -148,7 +148,7 @@ def _shown_url() -> str:
 
         settings = load_settings()
         return resolve_url(settings.database_url, settings.home).render_as_string(hide_password=True)
-    except Exception:  # only for an error message
+    except Exception:  # noqa: BLE001 (only for an error message)
         return "(configured database)"
 
 
@@ -232,9 +232,9 @@ def _user_row(v: dict[str, Any]) -> list[Any]:
 
 @users_app.command("list")
 @handle
-def users_list(role: Optional[str] = typer.Option(None, "--role", help="Only this role."),
-               search: Optional[str] = typer.Option(None, "--search", "-s", help="Substring of subject, name or e-mail."),
-               disabled: Optional[bool] = typer.Option(None, "--disabled/--enabled", help="Only disabled or enabled users."),
+def users_list(role: str | None = typer.Option(None, "--role", help="Only this role."),
+               search: str | None = typer.Option(None, "--search", "-s", help="Substring of subject, name or e-mail."),
+               disabled: bool | None = typer.Option(None, "--disabled/--enabled", help="Only disabled or enabled users."),
                limit: int = typer.Option(100, "--limit"), offset: int = typer.Option(0, "--offset"),
                as_json: bool = JSON_OPTION) -> None:
     """List users."""
@@ -250,9 +250,9 @@ def users_list(role: Optional[str] = typer.Option(None, "--role", help="Only thi
 @handle
 def users_add(subject: str = typer.Argument(..., help="User name or SSO subject."),
               role: str = typer.Option("student", "--role", help="admin, teacher, student, researcher or service."),
-              name: Optional[str] = typer.Option(None, "--name", help="Display name."),
-              email: Optional[str] = typer.Option(None, "--email"),
-              locale: Optional[str] = typer.Option(None, "--locale", help="Language of the user's messages: de (default) or en."),
+              name: str | None = typer.Option(None, "--name", help="Display name."),
+              email: str | None = typer.Option(None, "--email"),
+              locale: str | None = typer.Option(None, "--locale", help="Language of the user's messages: de (default) or en."),
               password_stdin: bool = typer.Option(False, "--password-stdin", help="Read a password for local sign-in from stdin."),
               password: bool = typer.Option(False, "--password", help="Ask for a password for local sign-in."),
               as_json: bool = JSON_OPTION) -> None:
@@ -305,10 +305,10 @@ def users_show(user: str = typer.Argument(..., help="Subject or id."), as_json: 
 @users_app.command("set")
 @handle
 def users_set(user: str = typer.Argument(..., help="Subject or id."),
-              role: Optional[str] = typer.Option(None, "--role"),
-              name: Optional[str] = typer.Option(None, "--name", help="Display name ('' clears it)."),
-              email: Optional[str] = typer.Option(None, "--email", help="E-mail ('' clears it)."),
-              locale: Optional[str] = typer.Option(None, "--locale"),
+              role: str | None = typer.Option(None, "--role"),
+              name: str | None = typer.Option(None, "--name", help="Display name ('' clears it)."),
+              email: str | None = typer.Option(None, "--email", help="E-mail ('' clears it)."),
+              locale: str | None = typer.Option(None, "--locale"),
               force: bool = typer.Option(False, "--force", help="Allow demoting the last enabled admin."),
               as_json: bool = JSON_OPTION) -> None:
     """Change a user's role, name, e-mail or language."""
@@ -384,7 +384,7 @@ KEY_HEADERS = ["ID", "PREFIX", "OWNER", "NAME", "SCOPES", "MODELS", "COURSE", "S
 
 @keys_app.command("list")
 @handle
-def keys_list(user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's keys (subject or id)."),
+def keys_list(user: str | None = typer.Option(None, "--user", "-u", help="Only this user's keys (subject or id)."),
               state: str = typer.Option("all", "--state", help="active, revoked, expired or all."),
               limit: int = typer.Option(100, "--limit"), offset: int = typer.Option(0, "--offset"),
               as_json: bool = JSON_OPTION) -> None:
@@ -404,10 +404,10 @@ def keys_list(user: Optional[str] = typer.Option(None, "--user", "-u", help="Onl
 @handle
 def keys_create(user: str = typer.Argument(..., help="Owner (subject or id)."),
                 name: str = typer.Option("", "--name", help="What the key is for."),
-                scope: Optional[List[str]] = typer.Option(None, "--scope", help="inference (default), manage, admin; repeat or comma-separate."),
-                model: Optional[List[str]] = typer.Option(None, "--model", help="Allowed model name or glob; repeat (default: all the owner may use)."),
-                expires: Optional[str] = typer.Option(None, "--expires", help="Days (30) or an ISO date (2030-12-31); default: never."),
-                course: Optional[str] = typer.Option(None, "--course", help="Bill usage to this course (name or id)."),
+                scope: list[str] | None = typer.Option(None, "--scope", help="inference (default), manage, admin; repeat or comma-separate."),
+                model: list[str] | None = typer.Option(None, "--model", help="Allowed model name or glob; repeat (default: all the owner may use)."),
+                expires: str | None = typer.Option(None, "--expires", help="Days (30) or an ISO date (2030-12-31); default: never."),
+                course: str | None = typer.Option(None, "--course", help="Bill usage to this course (name or id)."),
                 as_json: bool = JSON_OPTION) -> None:
     """Create an API key; the full key is printed once."""
     from flexi.access import admin_ops as ops
@@ -428,7 +428,7 @@ def keys_create(user: str = typer.Argument(..., help="Owner (subject or id)."),
 
 @keys_app.command("revoke")
 @handle
-def keys_revoke(keys: List[str] = typer.Argument(..., help="Key ids or prefixes (flx_…)."),
+def keys_revoke(keys: list[str] = typer.Argument(..., help="Key ids or prefixes (flx_…)."),
                 as_json: bool = JSON_OPTION) -> None:
     """Revoke API keys; they stop working at once and their open streams end."""
     from flexi.access import admin_ops as ops
@@ -447,7 +447,7 @@ courses_app = typer.Typer(help="Manage courses (members, course keys and quotas)
 
 @groups_app.command("list")
 @handle
-def groups_list(search: Optional[str] = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
+def groups_list(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
     """List groups."""
     from flexi.access import admin_ops as ops
 
@@ -458,7 +458,7 @@ def groups_list(search: Optional[str] = typer.Option(None, "--search", "-s"), as
 
 @groups_app.command("add")
 @handle
-def groups_add(name: str = typer.Argument(...), title: Optional[str] = typer.Option(None, "--title"),
+def groups_add(name: str = typer.Argument(...), title: str | None = typer.Option(None, "--title"),
                as_json: bool = JSON_OPTION) -> None:
     """Add a group."""
     from flexi.access import admin_ops as ops
@@ -493,7 +493,7 @@ def groups_members(name: str = typer.Argument(..., help="Name or id."), as_json:
 @groups_app.command("join")
 @handle
 def groups_join(name: str = typer.Argument(..., help="Group name or id."),
-                users: List[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
+                users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
     """Add users to a group."""
     from flexi.access import admin_ops as ops
 
@@ -510,7 +510,7 @@ def groups_join(name: str = typer.Argument(..., help="Group name or id."),
 @groups_app.command("leave")
 @handle
 def groups_leave(name: str = typer.Argument(..., help="Group name or id."),
-                 users: List[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
+                 users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
     """Remove users from a group."""
     from flexi.access import admin_ops as ops
 
@@ -526,7 +526,7 @@ def groups_leave(name: str = typer.Argument(..., help="Group name or id."),
 
 @courses_app.command("list")
 @handle
-def courses_list(search: Optional[str] = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
+def courses_list(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
     """List courses."""
     from flexi.access import admin_ops as ops
 
@@ -537,7 +537,7 @@ def courses_list(search: Optional[str] = typer.Option(None, "--search", "-s"), a
 
 @courses_app.command("add")
 @handle
-def courses_add(name: str = typer.Argument(...), title: Optional[str] = typer.Option(None, "--title"),
+def courses_add(name: str = typer.Argument(...), title: str | None = typer.Option(None, "--title"),
                 as_json: bool = JSON_OPTION) -> None:
     """Add a course."""
     from flexi.access import admin_ops as ops
@@ -573,7 +573,7 @@ def courses_members(name: str = typer.Argument(..., help="Name or id."), as_json
 @courses_app.command("join")
 @handle
 def courses_join(name: str = typer.Argument(..., help="Course name or id."),
-                 users: List[str] = typer.Argument(..., help="Users (subject or id)."),
+                 users: list[str] = typer.Argument(..., help="Users (subject or id)."),
                  role: str = typer.Option("student", "--role", help="teacher, tutor or student."),
                  as_json: bool = JSON_OPTION) -> None:
     """Add users to a course (or change their course role)."""
@@ -592,7 +592,7 @@ def courses_join(name: str = typer.Argument(..., help="Course name or id."),
 @courses_app.command("leave")
 @handle
 def courses_leave(name: str = typer.Argument(..., help="Course name or id."),
-                  users: List[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
+                  users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
     """Remove users from a course."""
     from flexi.access import admin_ops as ops
 
@@ -641,7 +641,7 @@ COURSE_OPT = typer.Option(None, "--course", help="A course (name or id).")
 
 @quotas_app.command("list")
 @handle
-def quotas_list(kind: Optional[str] = typer.Option(None, "--kind", help="role, user, key or course."),
+def quotas_list(kind: str | None = typer.Option(None, "--kind", help="role, user, key or course."),
                 as_json: bool = JSON_OPTION) -> None:
     """List all quotas."""
     from flexi.access import admin_ops as ops
@@ -654,11 +654,11 @@ def quotas_list(kind: Optional[str] = typer.Option(None, "--kind", help="role, u
 
 @quotas_app.command("set")
 @handle
-def quotas_set(role: Optional[str] = ROLE_OPT, user: Optional[str] = USER_OPT, key: Optional[str] = KEY_OPT,
-               course: Optional[str] = COURSE_OPT,
-               requests_per_minute: Optional[str] = typer.Option(None, "--requests-per-minute", help="Number or 'none'."),
-               tokens_per_day: Optional[str] = typer.Option(None, "--tokens-per-day", help="Number or 'none'."),
-               tokens_per_week: Optional[str] = typer.Option(None, "--tokens-per-week", help="Number or 'none'."),
+def quotas_set(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: str | None = KEY_OPT,
+               course: str | None = COURSE_OPT,
+               requests_per_minute: str | None = typer.Option(None, "--requests-per-minute", help="Number or 'none'."),
+               tokens_per_day: str | None = typer.Option(None, "--tokens-per-day", help="Number or 'none'."),
+               tokens_per_week: str | None = typer.Option(None, "--tokens-per-week", help="Number or 'none'."),
                as_json: bool = JSON_OPTION) -> None:
     """Set limits, e.g. --role student --tokens-per-day 50000 (others stay as they are)."""
     from flexi.access import admin_ops as ops
@@ -680,8 +680,8 @@ def quotas_set(role: Optional[str] = ROLE_OPT, user: Optional[str] = USER_OPT, k
 
 @quotas_app.command("clear")
 @handle
-def quotas_clear(role: Optional[str] = ROLE_OPT, user: Optional[str] = USER_OPT, key: Optional[str] = KEY_OPT,
-                 course: Optional[str] = COURSE_OPT, as_json: bool = JSON_OPTION) -> None:
+def quotas_clear(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: str | None = KEY_OPT,
+                 course: str | None = COURSE_OPT, as_json: bool = JSON_OPTION) -> None:
     """Remove the limits of one role, user, key or course."""
     from flexi.access import admin_ops as ops
 
@@ -694,7 +694,7 @@ def quotas_clear(role: Optional[str] = ROLE_OPT, user: Optional[str] = USER_OPT,
 
 @quotas_app.command("show")
 @handle
-def quotas_show(user: Optional[str] = USER_OPT, key: Optional[str] = KEY_OPT, course: Optional[str] = COURSE_OPT,
+def quotas_show(user: str | None = USER_OPT, key: str | None = KEY_OPT, course: str | None = COURSE_OPT,
                 as_json: bool = JSON_OPTION) -> None:
     """Limits in force and use in the current minute, day and week."""
     from flexi.access import admin_ops as ops
@@ -723,7 +723,7 @@ def _list_option(values: Sequence[str] | None) -> tuple[bool, list[str] | None]:
 
 @policies_app.command("list")
 @handle
-def policies_list(search: Optional[str] = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
+def policies_list(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
     """List model policies."""
     from flexi.access import admin_ops as ops
 
@@ -744,10 +744,10 @@ def _who(roles: list[str] | None, groups: list[str] | None) -> tuple[str, str]:
 @policies_app.command("set")
 @handle
 def policies_set(pattern: str = typer.Argument(..., help="Model name or glob, e.g. 'llama3*' or smollm2:135m."),
-                 roles: Optional[List[str]] = typer.Option(None, "--roles", help="Allowed roles, comma-separated; '*' = any, '-' = none."),
-                 groups: Optional[List[str]] = typer.Option(None, "--groups", help="Allowed groups, comma-separated; '*' = any, '-' = none."),
-                 max_context: Optional[str] = typer.Option(None, "--max-context", help="Tokens, or 'none'."),
-                 max_output: Optional[str] = typer.Option(None, "--max-output", help="Tokens, or 'none'."),
+                 roles: list[str] | None = typer.Option(None, "--roles", help="Allowed roles, comma-separated; '*' = any, '-' = none."),
+                 groups: list[str] | None = typer.Option(None, "--groups", help="Allowed groups, comma-separated; '*' = any, '-' = none."),
+                 max_context: str | None = typer.Option(None, "--max-context", help="Tokens, or 'none'."),
+                 max_output: str | None = typer.Option(None, "--max-output", help="Tokens, or 'none'."),
                  as_json: bool = JSON_OPTION) -> None:
     """Create or change the policy for a model pattern (options not given stay as they are)."""
     from flexi.access import admin_ops as ops
