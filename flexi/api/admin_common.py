@@ -31,8 +31,10 @@ CODES = {400: "invalid_request", 403: "forbidden", 404: "not_found", 409: "confl
 def _describe(exc: RequestValidationError) -> tuple[str, bool]:
     """(message, is_body_error) for the first validation error; never echoes the input."""
     first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return "invalid JSON in request body", False
     loc = [str(p) for p in first.get("loc", ())]
-    body = bool(loc) and loc[0] == "body" and first.get("type") != "json_invalid"
+    body = bool(loc) and loc[0] == "body"
     field = ".".join(p for p in loc if p not in ("body", "path", "query")) or None
     msg = first.get("msg", "invalid value")
     return (f'invalid value for "{field}": {msg}' if field else f"invalid request: {msg}"), body
