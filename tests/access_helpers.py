@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from flexi.db.apikeys import create_key
-from flexi.db.engine import make_engine
+from flexi.db.engine import make_engine, session_factory
 from flexi.db.models import (
     Course,
     CourseMember,
@@ -41,7 +41,7 @@ class ServerDB:
         self.key = load_key(home)
 
     def session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+        return session_factory(self.engine)()  # write sessions: BEGIN IMMEDIATE on SQLite
 
     def add_user(self, subject: str, role: str = "student", **fields: Any) -> int:
         with self.session() as s:

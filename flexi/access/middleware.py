@@ -80,7 +80,10 @@ class AccessMiddleware:
                 raise unauthorized(messages.text("invalid_credentials", locale)) from None
             if credential is None:
                 raise unauthorized(messages.text("unauthorized", locale))
-            principal = await anyio.to_thread.run_sync(access.authn.authenticate, credential)
+            if access.authn.reads_inline:
+                principal = access.authn.authenticate(credential)
+            else:
+                principal = await anyio.to_thread.run_sync(access.authn.authenticate, credential)
             if principal is None:
                 raise unauthorized(messages.text("invalid_credentials", locale))
         self._check(access, principal, kind, messages.request_locale(locale_hint, principal.locale))

@@ -20,11 +20,12 @@ Windows are UTC: minute, day (from 00:00), week (from Monday 00:00).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flexi.access.principal import Principal
@@ -32,6 +33,7 @@ from flexi.db.engine import write_transaction
 from flexi.db.models import Quota, QuotaCounter, RoleQuota, utcnow
 
 WINDOWS = {"requests_per_minute": "minute", "tokens_per_day": "day", "tokens_per_week": "week"}
+LIMITS_TTL = 5.0  # seconds a subject's limits are cached; admin changes in this process clear it at once
 
 
 def window_start(window: str, now: datetime) -> datetime:
@@ -74,14 +76,41 @@ class Reservation:
 
 
 class QuotaLedger:
+    """Admission and settlement. Statements are built once (bound parameters
+    only) and limits are cached for a few seconds: the admission path is one
+    short write transaction of a read and one upsert per limited window."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        ins = dialect_insert(QuotaCounter).values(subject_kind=bindparam("k"), subject_id=bindparam("i"),
+                                                  window=bindparam("w"), window_start=bindparam("s"), used=bindparam("n"))
+        self._take_stmt = ins.on_conflict_do_update(
+            index_elements=[QuotaCounter.subject_kind, QuotaCounter.subject_id, QuotaCounter.window, QuotaCounter.window_start],
+            set_={"used": QuotaCounter.used + ins.excluded.used},
+            where=QuotaCounter.used + ins.excluded.used <= bindparam("limit"),
+        ).returning(QuotaCounter.used)
+        self._used_stmt = select(QuotaCounter.subject_kind, QuotaCounter.subject_id, QuotaCounter.window,
+                                 QuotaCounter.used).where(QuotaCounter.window_start.in_(bindparam("starts", expanding=True)),
+                                                          QuotaCounter.subject_id.in_(bindparam("ids", expanding=True)))
+        self._settle_stmt = (update(QuotaCounter)
+                             .where(QuotaCounter.subject_kind == bindparam("k"), QuotaCounter.subject_id == bindparam("i"),
+                                    QuotaCounter.window == bindparam("w"), QuotaCounter.window_start == bindparam("s"))
+                             .values(used=QuotaCounter.used + bindparam("delta")))
+        self._limits: dict[tuple[Any, ...], tuple[list[Limit], float]] = {}
 
     # --- limits ----------------------------------------------------------------------
+    def forget(self) -> None:
+        """Drop cached limits (after an admin changed quotas in this process)."""
+        self._limits.clear()
+
     def limits_for(self, conn: Connection, principal: Principal, course_id: int | None) -> list[Limit]:
         if principal.user_id is None:
             return []
+        cache_key = (principal.user_id, principal.role, principal.key_id, course_id)
+        cached = self._limits.get(cache_key)
+        if cached is not None and time.monotonic() - cached[1] < LIMITS_TTL:
+            return cached[0]
         subjects = [("user", principal.user_id)]
         if principal.key_id is not None:
             subjects.append(("key", principal.key_id))
@@ -101,6 +130,7 @@ class QuotaLedger:
                 value = getattr(source, name)
                 if value is not None:
                     out.append(Limit(kind, sid, name, int(value)))
+        self._limits[cache_key] = (out, time.monotonic())
         return out
 
     # --- admission -------------------------------------------------------------------
@@ -108,52 +138,49 @@ class QuotaLedger:
               *, now: datetime | None = None) -> Reservation:
         """Count the request and reserve its tokens, or raise QuotaRefusal naming the limit hit."""
         now = now or utcnow()
+        with self.engine.connect() as probe:
+            limits = self.limits_for(probe, principal, course_id)
+        if not limits:
+            return Reservation()
+        token_limits = [lim for lim in limits if lim.window != "minute"]
         with write_transaction(self.engine) as conn:
-            limits = self.limits_for(conn, principal, course_id)
-            if not limits:
-                return Reservation()
-            token_limits = [lim for lim in limits if lim.window != "minute"]
             # 1. requests per minute: counted at admission, never refunded
             for lim in limits:
                 if lim.window == "minute":
                     self._take(conn, lim, 1, now)
+            if not token_limits:
+                return Reservation()
             # 2. tokens: cap the output to what every token window still has
-            reservation = Reservation()
-            if token_limits:
-                left = min(lim.value - self._used(conn, lim, now) for lim in token_limits)
-                if left < prompt_bound + 1:
-                    worst = min(token_limits, key=lambda lim: lim.value - self._used(conn, lim, now))
-                    raise QuotaRefusal(worst, window_end(worst.window, window_start(worst.window, now)))
-                output = min(max_output, left - prompt_bound)
-                tokens = prompt_bound + output
-                for lim in token_limits:
-                    self._take(conn, lim, tokens, now)
-                    reservation.counters.append((lim.subject_kind, lim.subject_id, lim.window, window_start(lim.window, now)))
-                reservation.tokens, reservation.max_output = tokens, output
+            used = self._used(conn, token_limits, now)
+            left = {lim: lim.value - used.get((lim.subject_kind, lim.subject_id, lim.window), 0) for lim in token_limits}
+            tightest = min(token_limits, key=lambda lim: left[lim])
+            if left[tightest] < prompt_bound + 1:
+                raise QuotaRefusal(tightest, window_end(tightest.window, window_start(tightest.window, now)))
+            output = min(max_output, left[tightest] - prompt_bound)
+            tokens = prompt_bound + output
+            reservation = Reservation(tokens=tokens, max_output=output)
+            for lim in token_limits:
+                self._take(conn, lim, tokens, now)  # still conditional: another replica may have been faster
+                reservation.counters.append((lim.subject_kind, lim.subject_id, lim.window, window_start(lim.window, now)))
             return reservation
 
-    def _ensure(self, conn: Connection, lim: Limit, start: datetime) -> None:
-        stmt = self._insert(QuotaCounter).values(subject_kind=lim.subject_kind, subject_id=lim.subject_id,
-                                                 window=lim.window, window_start=start, used=0)
-        conn.execute(stmt.on_conflict_do_nothing())
-
-    def _where(self, kind: str, sid: int, window: str, start: datetime):  # type: ignore[no-untyped-def]
-        return and_(QuotaCounter.subject_kind == kind, QuotaCounter.subject_id == sid,
-                    QuotaCounter.window == window, QuotaCounter.window_start == start)
-
-    def _used(self, conn: Connection, lim: Limit, now: datetime) -> int:
-        start = window_start(lim.window, now)
-        used = conn.scalar(select(QuotaCounter.used).where(self._where(lim.subject_kind, lim.subject_id, lim.window, start)))
-        return int(used or 0)
+    def _used(self, conn: Connection, limits: list[Limit], now: datetime) -> dict[tuple[str, int, str], int]:
+        starts = sorted({window_start(lim.window, now) for lim in limits})
+        ids = sorted({lim.subject_id for lim in limits})
+        wanted = {(lim.subject_kind, lim.subject_id, lim.window) for lim in limits}
+        out: dict[tuple[str, int, str], int] = {}
+        for kind, sid, window, used in conn.execute(self._used_stmt, {"starts": starts, "ids": ids}):
+            if (kind, sid, window) in wanted:
+                out[(kind, sid, window)] = int(used)
+        return out
 
     def _take(self, conn: Connection, lim: Limit, amount: int, now: datetime) -> None:
         start = window_start(lim.window, now)
-        self._ensure(conn, lim, start)
-        result = conn.execute(update(QuotaCounter)
-                              .where(self._where(lim.subject_kind, lim.subject_id, lim.window, start),
-                                     QuotaCounter.used + amount <= lim.value)
-                              .values(used=QuotaCounter.used + amount))
-        if result.rowcount != 1:
+        if amount > lim.value:
+            raise QuotaRefusal(lim, window_end(lim.window, start))
+        row = conn.execute(self._take_stmt, {"k": lim.subject_kind, "i": lim.subject_id, "w": lim.window, "s": start,
+                                             "n": amount, "limit": lim.value}).first()
+        if row is None:  # the row exists and the condition failed: the limit is reached
             raise QuotaRefusal(lim, window_end(lim.window, start))
 
     # --- settlement ------------------------------------------------------------------
@@ -162,15 +189,16 @@ class QuotaLedger:
         delta = actual_tokens - reservation.tokens
         if not reservation.counters or delta == 0:
             return
-        for kind, sid, window, start in reservation.counters:
-            conn.execute(update(QuotaCounter).where(self._where(kind, sid, window, start))
-                         .values(used=QuotaCounter.used + delta))
+        conn.execute(self._settle_stmt, [{"k": kind, "i": sid, "w": window, "s": start, "delta": delta}
+                                         for kind, sid, window, start in reservation.counters])
 
     def usage_of(self, conn: Connection, kind: str, sid: int, now: datetime | None = None) -> dict[str, int]:
         """Current use per window for one subject (for /me and admin views)."""
         now = now or utcnow()
         out = {}
         for name, window in WINDOWS.items():
-            used = conn.scalar(select(QuotaCounter.used).where(self._where(kind, sid, window, window_start(window, now))))
+            used = conn.scalar(select(QuotaCounter.used).where(
+                QuotaCounter.subject_kind == kind, QuotaCounter.subject_id == sid, QuotaCounter.window == window,
+                QuotaCounter.window_start == window_start(window, now)))
             out[name] = int(used or 0)
         return out

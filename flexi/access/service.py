@@ -41,6 +41,7 @@ class AccessService:
         policies = PolicyBook(engine, settings.model_access)
         quotas = QuotaLedger(engine)
         usage = UsageWriter(engine, quotas, settings)
+        authn.on_touch = usage.touch
         gate = AccessGate(settings, engine, authn, policies, quotas, usage)
         return cls(settings, engine, session_factory(engine), key, authn, policies, quotas, usage, gate)
 

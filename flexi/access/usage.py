@@ -15,13 +15,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from flexi.access.quota import QuotaLedger, Reservation
 from flexi.config import Settings
 from flexi.db.engine import write_transaction
-from flexi.db.models import ContentRecord, UsageRecord, utcnow
+from flexi.db.models import ApiKey, ContentRecord, UsageRecord, utcnow
 
 log = logging.getLogger("flexi.usage")
 
@@ -58,10 +58,18 @@ class UsageWriter:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._touches: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def content_logging(self) -> bool:
         return bool(self.settings.content_log_purpose)
+
+    def touch(self, key_id: int) -> None:
+        """Store a key's `last_used_at` with the next batch (called from any thread)."""
+        self._touches.add(key_id)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     def submit(self, entry: UsageEntry) -> None:
         """Queue one record (never blocks, never raises)."""
@@ -72,6 +80,7 @@ class UsageWriter:
         self._wake.set()
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="flexi-usage-writer")
 
     async def stop(self) -> None:
@@ -97,25 +106,30 @@ class UsageWriter:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
-            if batch:
+            touches, self._touches = self._touches, set()
+            if batch or touches:
                 try:
-                    await asyncio.to_thread(self._write, batch)
+                    await asyncio.to_thread(self._write, batch, touches)
                 except Exception:  # the database is down: keep serving, say so loudly
                     log.exception("could not write %d usage records", len(batch))
             if not self._pending:
                 self._idle.set()
 
-    def _write(self, batch: list[UsageEntry]) -> None:
+    def _write(self, batch: list[UsageEntry], touches: set[int] = frozenset()) -> None:  # type: ignore[assignment]
         try:
-            self._write_once(batch)
+            self._write_once(batch, touches)
         except IntegrityError:
             # a key or course was deleted while its request ran: keep the numbers, drop the dangling ids
             for entry in batch:
                 entry.key_id = entry.course_id = None
-            self._write_once(batch)
+            self._write_once(batch, touches)
 
-    def _write_once(self, batch: list[UsageEntry]) -> None:
+    def _write_once(self, batch: list[UsageEntry], touches: set[int]) -> None:
         with write_transaction(self.engine) as conn:
+            if touches:
+                conn.execute(update(ApiKey).where(ApiKey.id.in_(sorted(touches))).values(last_used_at=utcnow()))
+            if not batch:
+                return
             for entry in batch:
                 self.quotas.settle(conn, entry.reservation, entry.billed_tokens)
             conn.execute(insert(UsageRecord), [

@@ -98,5 +98,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded attributes after commit, so objects returned
-    by a function that committed can still be read by its caller."""
-    return sessionmaker(engine, expire_on_commit=False)
+    by a function that committed can still be read by its caller.
+
+    Sessions are for changes (admin operations), so on SQLite they begin
+    IMMEDIATE: a session that reads and then writes cannot fail half-way with
+    "database is locked" because another writer committed in between. Hot
+    read paths use plain connections instead."""
+    return sessionmaker(engine.execution_options(**{IMMEDIATE: True}), expire_on_commit=False)

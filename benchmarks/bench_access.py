@@ -1,0 +1,154 @@
+"""What campus access costs per request: authentication, model policy and quota
+checks (issue 4 target: ≤ 1 ms added p50 at 200 requests/s).
+
+Two real servers on the same machine and model: the reference peer with
+FLEXI_AUTH=off (no key, no quota, no usage record) and one with FLEXI_AUTH=on,
+an API key, a model policy rule and user + role quotas (so every request reads
+the key, decides the policy, reserves in the quota counters and writes a
+usage record). Both get the same open-loop load of 200 requests/s; phases
+alternate off/on to spread machine noise evenly. Every 10th request is a
+one-token `POST /api/generate` (the whole gate: policy, quota reservation,
+usage record, around a real but tiny model call: the 2-core machine cannot
+run 200 model calls a second), the others `GET /api/tags` (authentication and
+the policy filter).
+
+    python -m benchmarks.bench_access [--seconds 15] [--rounds 2] [--rate 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.common import FlexiServer, machine, wait_for_quiet_cpu, write_results
+
+MODEL = "smollm2:135m"
+REQUESTS = {
+    "generate": ("POST", "/api/generate", {"model": MODEL, "prompt": "Hi", "stream": False,
+                                           "options": {"num_predict": 1, "temperature": 0}}),
+    "tags": ("GET", "/api/tags", None),
+}
+GENERATE_EVERY = 10
+
+
+def _provision(home: str) -> str:
+    """A student with a key, quotas and a policy rule in the auth-on server's database."""
+    from sqlalchemy.orm import Session
+
+    from flexi.db.apikeys import create_key
+    from flexi.db.engine import make_engine
+    from flexi.db.models import ModelPolicy, Quota, RoleQuota, User
+    from flexi.db.pseudonym import load_key, pseudonymize
+
+    engine = make_engine(None, Path(home))
+    with Session(engine) as s:
+        user = User(subject="bench-student", pseudonym=pseudonymize("bench-student", load_key(Path(home))), role="student")
+        s.add(user)
+        s.flush()
+        s.add(Quota(subject_kind="user", subject_id=user.id, requests_per_minute=10**7, tokens_per_day=10**12,
+                    tokens_per_week=10**13))
+        s.add(RoleQuota(role="student", requests_per_minute=10**7))
+        s.add(ModelPolicy(pattern="smollm2*", allowed_roles=["student", "teacher"]))
+        key = create_key(s, user.id, "bench").key
+        s.commit()
+    engine.dispose()
+    return key
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(sorted(values), n=100) if len(values) > 1 else [float("nan")] * 99
+    return {"p50_ms": round(q[49], 3), "p95_ms": round(q[94], 3), "p99_ms": round(q[98], 3)}
+
+
+async def _open_loop(url: str, headers: dict[str, str], rate: float, seconds: float) -> dict[str, Any]:
+    latencies: dict[str, list[float]] = {k: [] for k in REQUESTS}
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) as client:
+        async def one(kind: str) -> None:
+            nonlocal errors
+            method, path, body = REQUESTS[kind]
+            t0 = time.perf_counter()
+            r = await client.request(method, path, json=body)
+            if r.status_code == 200:
+                latencies[kind].append((time.perf_counter() - t0) * 1000)
+            else:
+                errors += 1
+
+        for i in range(40):  # warm connections, the runner and the caches
+            await one("generate" if i % 2 else "tags")
+        for values in latencies.values():
+            values.clear()
+        tasks = []
+        start = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one("generate" if i % GENERATE_EVERY == 0 else "tags")))
+        await asyncio.gather(*tasks)
+        achieved = n / (time.perf_counter() - start)
+    return {"requests": n, "errors": errors, "achieved_rps": round(achieved, 1),
+            **{kind: {"ok": len(v), **_quantiles(v)} for kind, v in latencies.items()}, "samples": latencies}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=200.0)
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, list[float]]] = {k: {"off": [], "on": []} for k in REQUESTS}
+    runs: list[dict[str, Any]] = []
+    with FlexiServer(port=11497, env={"FLEXI_AUTH": "off"}) as off, FlexiServer(port=11498, env={"FLEXI_AUTH": "on"}) as on:
+        headers = {"off": {}, "on": {"Authorization": f"Bearer {_provision(on.home)}"}}
+        servers = {"off": off.url, "on": on.url}
+        for round_no in range(args.rounds):
+            for mode in (("off", "on") if round_no % 2 == 0 else ("on", "off")):
+                busy = wait_for_quiet_cpu()
+                run = asyncio.run(_open_loop(servers[mode], headers[mode], args.rate, args.seconds))
+                for kind, values in run.pop("samples").items():
+                    results[kind][mode].extend(values)
+                runs.append({"round": round_no, "auth": mode, "cpu_busy_before": round(busy, 2), **run})
+                print(f"round {round_no} auth={mode:3s} at {run['achieved_rps']} rps, errors {run['errors']}: " + ", ".join(
+                    f"{k} p50 {run[k]['p50_ms']:.2f} ms p95 {run[k]['p95_ms']:.2f} ms" for k in REQUESTS), flush=True)
+
+    summary = {}
+    for kind, modes in results.items():
+        p50 = {m: statistics.median(v) for m, v in modes.items()}
+        summary[kind] = {"p50_off_ms": round(p50["off"], 3), "p50_on_ms": round(p50["on"], 3),
+                         "added_p50_ms": round(p50["on"] - p50["off"], 3), "target_ms": 1.0,
+                         "met": p50["on"] - p50["off"] <= 1.0}
+    data = {"benchmark": "access_overhead", "rate_rps": args.rate, "seconds_per_phase": args.seconds,
+            "rounds": args.rounds, "machine": machine(), "summary": summary, "runs": runs}
+    lines = ["# Cost of campus access per request (issue 4)", "",
+             f"Open-loop {args.rate:.0f} requests/s, {args.seconds:.0f} s per phase, {args.rounds} rounds, phases "
+             "alternating between a server with FLEXI_AUTH=off (reference) and one with FLEXI_AUTH=on "
+             "(API key, policy rule, user and role quotas, usage record per request).", "",
+             f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, {data['machine']['memory_gib']} GiB, "
+             f"{data['machine']['date']}.", "",
+             "| request | p50 auth off | p50 auth on | added p50 | target |", "|---|---|---|---|---|"]
+    for kind, s in summary.items():
+        lines.append(f"| `{' '.join(REQUESTS[kind][:2])}` | {s['p50_off_ms']:.2f} ms | {s['p50_on_ms']:.2f} ms | "
+                     f"**{s['added_p50_ms']:+.2f} ms** | ≤ 1 ms {'met' if s['met'] else 'MISSED'} |")
+    lines += ["", "Per phase (ms):", "", "| round | auth | achieved rps | errors | request | n | p50 | p95 | p99 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for kind in REQUESTS:
+            k = r[kind]
+            lines.append(f"| {r['round']} | {r['auth']} | {r['achieved_rps']} | {r['errors']} | {kind} | {k['ok']} | "
+                         f"{k['p50_ms']:.2f} | {k['p95_ms']:.2f} | {k['p99_ms']:.2f} |")
+    lines += ["", "Reproduce: `python -m benchmarks.bench_access`", ""]
+    write_results("access_overhead", data, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
