@@ -321,13 +321,16 @@ def list_quotas(request: Request, kind: QuotaKind | None = None) -> dict[str, An
 @router.put("/quotas/{kind}/{subject}", summary="Set limits (fields absent = unchanged, null = no limit)")
 def set_quota(request: Request, kind: QuotaKind, subject: SubjectRef, body: QuotaSet) -> dict[str, Any]:
     with transaction(request) as s:
-        return ops.set_quota(s, kind, subject, body.given())
+        result = ops.set_quota(s, kind, subject, body.given())
+    access_of(request).quotas.forget()  # cached limits: the next request sees the new ones
+    return result
 
 
 @router.delete("/quotas/{kind}/{subject}", status_code=204, summary="Remove limits")
 def clear_quota(request: Request, kind: QuotaKind, subject: SubjectRef) -> Response:
     with transaction(request) as s:
         ops.clear_quota(s, kind, subject)
+    access_of(request).quotas.forget()
     return Response(status_code=204)
 
 

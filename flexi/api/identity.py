@@ -36,10 +36,14 @@ def client_identity(request: Request, end_user: str | None = None) -> str:
 
 
 def priority_of(request: Request, body_priority: int | None = None) -> int:
-    """0 = interactive (default), 1 = batch: from `X-Flexi-Priority` or a numeric body field (vLLM's `priority`)."""
+    """0 = interactive (default), 1 = batch: from `X-Flexi-Priority`, a numeric body field (vLLM's
+    `priority`), else by role (the `service` role is batch)."""
     header = request.headers.get(PRIORITY_HEADER, "").strip().lower()
     if header in PRIORITIES:
         return PRIORITIES[header]
     if body_priority is not None:
         return 0 if body_priority <= 0 else 1
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.role == "service":
+        return 1  # service accounts (batch scripts, integrations) yield to people by default
     return 0

@@ -33,3 +33,20 @@ def test_priority() -> None:
     assert priority_of(_request({"X-Flexi-Priority": "interactive"}), body_priority=5) == 0
     assert priority_of(_request({}), body_priority=3) == 1
     assert priority_of(_request({}), body_priority=-1) == 0
+
+
+def _signed_in(role: str, user_id: int, headers: dict[str, str] | None = None) -> Request:
+    from flexi.access.principal import Principal
+
+    request = _request(headers or {})
+    request.scope["state"] = {"principal": Principal(user_id=user_id, subject=f"u{user_id}", pseudonym="p" * 64,
+                                                     role=role, locale="en", key_id=user_id * 10)}
+    return request
+
+
+def test_authenticated_user_is_one_client_whatever_key_and_service_role_is_batch() -> None:
+    assert client_identity(_signed_in("student", 7)) == "user:7"
+    assert client_identity(_signed_in("student", 7), end_user="bob").startswith("user:7/user:")
+    assert priority_of(_signed_in("student", 7)) == 0
+    assert priority_of(_signed_in("service", 8)) == 1
+    assert priority_of(_signed_in("service", 8, {"X-Flexi-Priority": "interactive"})) == 0
