@@ -371,3 +371,25 @@ def test_fresh_database_has_no_way_in(tmp_path_factory: pytest.TempPathFactory) 
         con.close()
     finally:
         stop_server(srv)
+
+
+def test_content_is_logged_only_for_a_named_purpose(tmp_path_factory: pytest.TempPathFactory) -> None:
+    srv = start_server(tmp_path_factory.mktemp("contentlog") / "home",
+                       {"FLEXI_CONTENT_LOG_PURPOSE": "Qualitätssicherung Kurs ML-101", "FLEXI_CONTENT_LOG_RETENTION_DAYS": "7"})
+    try:
+        marker = "Pelican-Walrus-4411"
+        r = httpx.post(srv.url + "/api/generate", json={**GEN, "prompt": f"Say {marker}"}, timeout=60)
+        assert r.status_code == 200
+        deadline = time.monotonic() + 10
+        rows: list = []
+        while time.monotonic() < deadline and not rows:
+            con = sqlite3.connect(srv.home / "flexi.db")
+            rows = con.execute("SELECT purpose, prompt, response, endpoint FROM content_records").fetchall()
+            con.close()
+            time.sleep(0.1)
+        assert len(rows) == 1
+        purpose, prompt, response, endpoint = rows[0]
+        assert purpose == "Qualitätssicherung Kurs ML-101" and marker in prompt and endpoint == "/api/generate"
+        assert response == r.json()["response"]
+    finally:
+        stop_server(srv)
