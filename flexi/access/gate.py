@@ -181,14 +181,26 @@ class AccessGate:
         endpoint = request.url.path
         if principal.user_id is None:
             return _Admission(principal, course_id, Reservation(), endpoint, model)
+        admitting = asyncio.ensure_future(asyncio.to_thread(self.quotas.admit, principal, course_id, prompt_bound, max_output))
         try:
-            reservation = await asyncio.to_thread(self.quotas.admit, principal, course_id, prompt_bound, max_output)
+            reservation = await asyncio.shield(admitting)  # the thread commits even if the client leaves now...
+        except asyncio.CancelledError:
+            admitting.add_done_callback(lambda done: self._release(done, principal, course_id, endpoint, model))
+            raise  # ...so its reservation is handed back once it is in
         except QuotaRefusal as refusal:
             self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
                 user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
                 endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected"))
             raise self._refusal(request, principal, refusal) from None
         return _Admission(principal, course_id, reservation, endpoint, model)
+
+    def _release(self, done: asyncio.Future[Reservation], principal: Principal, course_id: int | None, endpoint: str,
+                 model: str) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        self.usage.submit(UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id,
+                                     model=model, endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0,
+                                     generation_ms=0, status="cancelled", reservation=done.result()))
 
     def _refusal(self, request: Request, principal: Principal, refusal: QuotaRefusal) -> AccessError:
         locale = locale_of(request, principal)
