@@ -61,6 +61,16 @@ def _provision(home: str) -> str:
     return key
 
 
+def _server_timing(header: str) -> float:
+    """Sum of the durations in Flexi's Server-Timing header (auth + gate), in ms."""
+    total = 0.0
+    for part in header.split(","):
+        for field in part.split(";"):
+            if field.strip().startswith("dur="):
+                total += float(field.strip()[4:])
+    return total
+
+
 def _quantiles(values: list[float]) -> dict[str, float]:
     q = statistics.quantiles(sorted(values), n=100) if len(values) > 1 else [float("nan")] * 99
     return {"p50_ms": round(q[49], 3), "p95_ms": round(q[94], 3), "p99_ms": round(q[98], 3)}
@@ -68,6 +78,7 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 async def _open_loop(url: str, headers: dict[str, str], rate: float, seconds: float) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {k: [] for k in REQUESTS}
+    access: dict[str, list[float]] = {k: [] for k in REQUESTS}
     errors = 0
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) as client:
@@ -78,12 +89,13 @@ async def _open_loop(url: str, headers: dict[str, str], rate: float, seconds: fl
             r = await client.request(method, path, json=body)
             if r.status_code == 200:
                 latencies[kind].append((time.perf_counter() - t0) * 1000)
+                access[kind].append(_server_timing(r.headers.get("server-timing", "")))
             else:
                 errors += 1
 
         for i in range(40):  # warm connections, the runner and the caches
             await one("generate" if i % 2 else "tags")
-        for values in latencies.values():
+        for values in (*latencies.values(), *access.values()):
             values.clear()
         tasks = []
         start = time.perf_counter()
@@ -96,7 +108,8 @@ async def _open_loop(url: str, headers: dict[str, str], rate: float, seconds: fl
         await asyncio.gather(*tasks)
         achieved = n / (time.perf_counter() - start)
     return {"requests": n, "errors": errors, "achieved_rps": round(achieved, 1),
-            **{kind: {"ok": len(v), **_quantiles(v)} for kind, v in latencies.items()}, "samples": latencies}
+            **{kind: {"ok": len(v), **_quantiles(v), "access_p50_ms": round(statistics.median(access[kind]), 3)}
+               for kind, v in latencies.items()}, "samples": latencies, "access_samples": access}
 
 
 def main() -> None:
@@ -107,6 +120,7 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, dict[str, list[float]]] = {k: {"off": [], "on": []} for k in REQUESTS}
+    measured: dict[str, dict[str, list[float]]] = {k: {"off": [], "on": []} for k in REQUESTS}
     runs: list[dict[str, Any]] = []
     with FlexiServer(port=11497, env={"FLEXI_AUTH": "off"}) as off, FlexiServer(port=11498, env={"FLEXI_AUTH": "on"}) as on:
         headers = {"off": {}, "on": {"Authorization": f"Bearer {_provision(on.home)}"}}
@@ -117,6 +131,8 @@ def main() -> None:
                 run = asyncio.run(_open_loop(servers[mode], headers[mode], args.rate, args.seconds))
                 for kind, values in run.pop("samples").items():
                     results[kind][mode].extend(values)
+                for kind, values in run.pop("access_samples").items():
+                    measured[kind][mode].extend(values)
                 runs.append({"round": round_no, "auth": mode, "cpu_busy_before": round(busy, 2), **run})
                 print(f"round {round_no} auth={mode:3s} at {run['achieved_rps']} rps, errors {run['errors']}: " + ", ".join(
                     f"{k} p50 {run[k]['p50_ms']:.2f} ms p95 {run[k]['p95_ms']:.2f} ms" for k in REQUESTS), flush=True)
@@ -124,9 +140,12 @@ def main() -> None:
     summary = {}
     for kind, modes in results.items():
         p50 = {m: statistics.median(v) for m, v in modes.items()}
+        inside = statistics.median(measured[kind]["on"])
         summary[kind] = {"p50_off_ms": round(p50["off"], 3), "p50_on_ms": round(p50["on"], 3),
-                         "added_p50_ms": round(p50["on"] - p50["off"], 3), "target_ms": 1.0,
-                         "met": p50["on"] - p50["off"] <= 1.0}
+                         "added_p50_ms": round(p50["on"] - p50["off"], 3),
+                         "server_measured_access_p50_ms": round(inside, 3),
+                         "server_measured_access_p95_ms": round(statistics.quantiles(measured[kind]["on"], n=20)[18], 3),
+                         "target_ms": 1.0, "met_end_to_end": p50["on"] - p50["off"] <= 1.0, "met_server_measured": inside <= 1.0}
     data = {"benchmark": "access_overhead", "rate_rps": args.rate, "seconds_per_phase": args.seconds,
             "rounds": args.rounds, "machine": machine(), "summary": summary, "runs": runs}
     lines = ["# Cost of campus access per request (issue 4)", "",
@@ -135,10 +154,18 @@ def main() -> None:
              "(API key, policy rule, user and role quotas, usage record per request).", "",
              f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, {data['machine']['memory_gib']} GiB, "
              f"{data['machine']['date']}.", "",
-             "| request | p50 auth off | p50 auth on | added p50 | target |", "|---|---|---|---|---|"]
+             "Two measures: the end-to-end difference of p50 latencies between the two servers (includes "
+             "everything auth-on costs the machine, e.g. CPU the runner then lacks on 2 cores), and the time "
+             "the checks themselves took inside the server, from Flexi's `Server-Timing` header "
+             "(authentication in the middleware + policy and quota admission in the gate).", "",
+             "| request | p50 auth off | p50 auth on | added p50 end to end | checks inside the server p50 / p95 | target ≤ 1 ms |",
+             "|---|---|---|---|---|---|"]
     for kind, s in summary.items():
+        verdict = ("met" if s["met_end_to_end"] else "missed end to end") + (
+            ", met inside the server" if s["met_server_measured"] else ", MISSED inside the server")
         lines.append(f"| `{' '.join(REQUESTS[kind][:2])}` | {s['p50_off_ms']:.2f} ms | {s['p50_on_ms']:.2f} ms | "
-                     f"**{s['added_p50_ms']:+.2f} ms** | ≤ 1 ms {'met' if s['met'] else 'MISSED'} |")
+                     f"**{s['added_p50_ms']:+.2f} ms** | {s['server_measured_access_p50_ms']:.2f} / "
+                     f"{s['server_measured_access_p95_ms']:.2f} ms | {verdict} |")
     lines += ["", "Per phase (ms):", "", "| round | auth | achieved rps | errors | request | n | p50 | p95 | p99 |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:

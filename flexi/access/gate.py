@@ -99,6 +99,7 @@ class AccessGate:
 
     async def _metered(self, request: Request, principal: Principal, req: GenerationRequest,
                        source: Callable[[GenerationRequest], AsyncIterator[Any]], context_length: int) -> AsyncIterator[Any]:
+        t0 = time.perf_counter()
         limits = self.limits(principal, req.model)
         if limits.max_context is not None:
             req.num_ctx = min(req.num_ctx or context_length, limits.max_context)
@@ -108,6 +109,7 @@ class AccessGate:
         prompt_bound = len(req.prompt.encode("utf-8")) + 1 + len(req.prefix_tokens)
         max_output = min(context_length, self.settings.max_predict) if req.max_tokens < 0 else req.max_tokens
         admission = await self._admit(request, principal, prompt_bound, max_output, req.model)
+        request.state.gate_ms = (time.perf_counter() - t0) * 1000
         if admission.reservation.max_output is not None:
             cap = admission.reservation.max_output
             req.max_tokens = cap if req.max_tokens < 0 else min(req.max_tokens, cap)
@@ -159,9 +161,11 @@ class AccessGate:
                     tokens_of: Callable[[T], int]) -> T:
         """Admit an embedding request (prompt tokens only), run it, record it."""
         principal = principal_of(request)
+        t0 = time.perf_counter()
         self.limits(principal, model)
         bound = sum(len(text.encode("utf-8")) + 1 for text in inputs)
         admission = await self._admit(request, principal, bound, 0, model)
+        request.state.gate_ms = (time.perf_counter() - t0) * 1000
         status, tokens = "error", 0
         try:
             result = await run()
@@ -179,8 +183,14 @@ class AccessGate:
                      model: str) -> _Admission:
         course_id = await self._course_of(request, principal)
         endpoint = request.url.path
-        if principal.user_id is None:
-            return _Admission(principal, course_id, Reservation(), endpoint, model)
+        if principal.user_id is None or self.quotas.cached_limits(principal, course_id) == []:
+            return _Admission(principal, course_id, Reservation(), endpoint, model)  # nothing to count: no thread, no write
+        if self.quotas.inline:
+            try:
+                reservation = self.quotas.admit(principal, course_id, prompt_bound, max_output)
+            except QuotaRefusal as refusal:
+                raise self._refused(request, principal, refusal, course_id, endpoint, model) from None
+            return _Admission(principal, course_id, reservation, endpoint, model)
         admitting = asyncio.ensure_future(asyncio.to_thread(self.quotas.admit, principal, course_id, prompt_bound, max_output))
         try:
             reservation = await asyncio.shield(admitting)  # the thread commits even if the client leaves now...
@@ -188,11 +198,15 @@ class AccessGate:
             admitting.add_done_callback(lambda done: self._release(done, principal, course_id, endpoint, model))
             raise  # ...so its reservation is handed back once it is in
         except QuotaRefusal as refusal:
-            self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
-                user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
-                endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected"))
-            raise self._refusal(request, principal, refusal) from None
+            raise self._refused(request, principal, refusal, course_id, endpoint, model) from None
         return _Admission(principal, course_id, reservation, endpoint, model)
+
+    def _refused(self, request: Request, principal: Principal, refusal: QuotaRefusal, course_id: int | None,
+                 endpoint: str, model: str) -> AccessError:
+        self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
+            user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
+            endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected"))
+        return self._refusal(request, principal, refusal)
 
     def _release(self, done: asyncio.Future[Reservation], principal: Principal, course_id: int | None, endpoint: str,
                  model: str) -> None:

@@ -15,8 +15,10 @@ link, except on the routes needed to read and accept them.
 
 from __future__ import annotations
 
+import time
+
 import anyio.to_thread
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flexi.access import messages
 from flexi.access.credentials import CredentialError, extract
@@ -51,15 +53,29 @@ class AccessMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
+        t0 = time.perf_counter()
         try:
             principal = await self._principal(scope)
         except AccessError as exc:
             render = openai_error if scope["path"].startswith("/v1/") else ollama_error
             await render(exc)(scope, receive, send)
             return
+        state = scope.setdefault("state", {})
+        state["auth_ms"] = (time.perf_counter() - t0) * 1000
         if principal is not None:
-            scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+            state["principal"] = principal
+
+        async def send_with_timing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # what access control cost this request (W3C Server-Timing: browsers' dev tools and
+                # benchmarks read it): authentication here, policy + quota admission in the gate
+                timing = f"auth;dur={state['auth_ms']:.3f}"
+                if "gate_ms" in state:
+                    timing += f", gate;dur={state['gate_ms']:.3f}"
+                message.setdefault("headers", []).append((b"server-timing", timing.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_timing)
 
     async def _principal(self, scope: Scope) -> Principal | None:
         access = scope["app"].state.flexi.access

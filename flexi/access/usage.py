@@ -24,6 +24,7 @@ from flexi.db.engine import write_transaction
 from flexi.db.models import ApiKey, ContentRecord, UsageRecord, utcnow
 
 log = logging.getLogger("flexi.usage")
+COALESCE_SECONDS = 0.1
 
 
 @dataclass
@@ -104,12 +105,16 @@ class UsageWriter:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(COALESCE_SECONDS)  # gather the records of a burst into one transaction
             self._wake.clear()
             batch, self._pending = self._pending, []
             touches, self._touches = self._touches, set()
             if batch or touches:
                 try:
-                    await asyncio.to_thread(self._write, batch, touches)
+                    if self.quotas.inline:
+                        self._write(batch, touches)  # see QuotaLedger.inline
+                    else:
+                        await asyncio.to_thread(self._write, batch, touches)
                 except Exception:  # the database is down: keep serving, say so loudly
                     log.exception("could not write %d usage records", len(batch))
             if not self._pending:
