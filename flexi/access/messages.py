@@ -133,3 +133,19 @@ MESSAGES.update({
         "de": "das Konto ist gesperrt",
     },
 })
+
+MESSAGES.update({
+    "erase_confirm": {
+        "en": "erasing your account deletes your keys, sign-ins and data; repeat the request with ?confirm=true",
+        "de": "Das Löschen Ihres Kontos entfernt Ihre Schlüssel, Anmeldungen und Daten; bitte mit ?confirm=true wiederholen",
+    },
+    "no_terms": {
+        "en": "no terms of use are configured on this server",
+        "de": "auf diesem Server sind keine Nutzungsbedingungen hinterlegt",
+    },
+    "terms_version": {
+        "en": "only the current terms of use (version {version}) can be accepted",
+        "de": "nur die aktuellen Nutzungsbedingungen (Version {version}) können akzeptiert werden",
+    },
+    "user_gone": {"en": "no such user", "de": "unbekannte Person"},
+})

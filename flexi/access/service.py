@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flexi.access.authn import Authenticator
 from flexi.access.gate import AccessGate
 from flexi.access.policy import PolicyBook
+from flexi.access.privacy import purge_loop
 from flexi.access.quota import QuotaLedger
 from flexi.access.usage import UsageWriter
 from flexi.config import Settings
@@ -48,8 +51,14 @@ class AccessService:
     async def start(self) -> None:
         await self.usage.start()
         await self.gate.start()
+        self._purge = asyncio.create_task(purge_loop(self.engine, self.settings), name="flexi-retention-purge")
 
     async def close(self) -> None:
+        purge = getattr(self, "_purge", None)
+        if purge is not None:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
         await self.gate.stop()
         await self.usage.stop()
         self.engine.dispose()

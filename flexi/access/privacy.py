@@ -1,0 +1,145 @@
+"""Data protection operations: export, erasure and retention (GDPR Art. 15, 17, 5(1)(e)).
+
+- `export_user`: everything Flexi holds about one person, as JSON (right of access).
+- `erase_user`: deletes the person and all personal data; their usage rows stay
+  for the totals but get a fresh random pseudonym that nothing links to anyone
+  (the keyed pseudonym could otherwise be recomputed from the subject).
+- `purge_expired`: applies the retention periods; the server runs it hourly.
+Functions take a Session (the caller commits) except `purge_expired`, which
+runs its own short transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.orm import Session
+
+from flexi.config import Settings
+from flexi.db.engine import write_transaction
+from flexi.db.models import (
+    ApiKey,
+    ContentRecord,
+    Course,
+    CourseMember,
+    Group,
+    GroupMember,
+    LoginSession,
+    QuotaCounter,
+    TermsAcceptance,
+    UsageRecord,
+    User,
+    utcnow,
+)
+
+log = logging.getLogger("flexi.privacy")
+PURGE_INTERVAL = 3600.0
+COUNTER_KEEP = timedelta(days=8)  # a week window plus a day: nothing still counting is removed
+ERASED_PREFIX = "erased-"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def export_user(session: Session, user_id: int) -> dict[str, Any] | None:
+    """All data about user `user_id` (None if there is no such user)."""
+    user = session.get(User, user_id)
+    if user is None:
+        return None
+    groups = session.scalars(select(Group.name).join(GroupMember, GroupMember.group_id == Group.id)
+                             .where(GroupMember.user_id == user_id).order_by(Group.name)).all()
+    courses = session.execute(select(Course.name, Course.title, CourseMember.role)
+                              .join(CourseMember, CourseMember.course_id == Course.id)
+                              .where(CourseMember.user_id == user_id).order_by(Course.name)).all()
+    keys = session.scalars(select(ApiKey).where(ApiKey.owner_id == user_id).order_by(ApiKey.id)).all()
+    terms = session.scalars(select(TermsAcceptance).where(TermsAcceptance.user_id == user_id)
+                            .order_by(TermsAcceptance.accepted_at)).all()
+    logins = session.scalars(select(LoginSession).where(LoginSession.user_id == user_id)
+                             .order_by(LoginSession.created_at)).all()
+    usage = session.scalars(select(UsageRecord).where(UsageRecord.user_pseudonym == user.pseudonym)
+                            .order_by(UsageRecord.at)).all()
+    content = session.scalars(select(ContentRecord).where(ContentRecord.user_pseudonym == user.pseudonym)
+                              .order_by(ContentRecord.at)).all()
+    return {
+        "exported_at": _iso(utcnow()),
+        "profile": {"id": user.id, "subject": user.subject, "pseudonym": user.pseudonym,
+                    "display_name": user.display_name, "email": user.email, "role": user.role,
+                    "locale": user.locale, "created_at": _iso(user.created_at), "disabled_at": _iso(user.disabled_at),
+                    "has_local_password": user.password_hash is not None},
+        "groups": list(groups),
+        "courses": [{"name": n, "title": t, "role": r} for n, t, r in courses],
+        "api_keys": [{"id": k.id, "prefix": k.prefix, "name": k.name, "created_at": _iso(k.created_at),
+                      "expires_at": _iso(k.expires_at), "revoked_at": _iso(k.revoked_at),
+                      "last_used_at": _iso(k.last_used_at), "scopes": list(k.scopes),
+                      "models": None if k.models is None else list(k.models), "course_id": k.course_id} for k in keys],
+        "terms_acceptances": [{"version": t.version, "accepted_at": _iso(t.accepted_at)} for t in terms],
+        "login_sessions": [{"created_at": _iso(s.created_at), "expires_at": _iso(s.expires_at), "method": s.method}
+                           for s in logins],
+        "usage_records": [{"at": _iso(u.at), "key_id": u.key_id, "course_id": u.course_id, "model": u.model,
+                           "endpoint": u.endpoint, "prompt_tokens": u.prompt_tokens,
+                           "completion_tokens": u.completion_tokens, "queue_ms": u.queue_ms,
+                           "generation_ms": u.generation_ms, "status": u.status} for u in usage],
+        "content_records": [{"at": _iso(c.at), "purpose": c.purpose, "model": c.model, "endpoint": c.endpoint,
+                             "prompt": c.prompt, "response": c.response} for c in content],
+    }
+
+
+def erase_user(session: Session, user_id: int) -> dict[str, int] | None:
+    """Delete user `user_id` and their personal data; keep their usage numbers unlinkably.
+    Returns what was removed (None if there is no such user)."""
+    user = session.get(User, user_id)
+    if user is None:
+        return None
+    pseudonym = user.pseudonym
+    counts = {
+        "content_records": session.execute(delete(ContentRecord).where(ContentRecord.user_pseudonym == pseudonym)).rowcount,
+        "usage_records_unlinked": session.execute(
+            update(UsageRecord).where(UsageRecord.user_pseudonym == pseudonym)
+            .values(user_pseudonym=ERASED_PREFIX + secrets.token_hex(28))).rowcount,
+        "api_keys": session.execute(delete(ApiKey).where(ApiKey.owner_id == user_id)).rowcount,
+        "login_sessions": session.execute(delete(LoginSession).where(LoginSession.user_id == user_id)).rowcount,
+    }
+    session.execute(delete(TermsAcceptance).where(TermsAcceptance.user_id == user_id))
+    session.execute(delete(GroupMember).where(GroupMember.user_id == user_id))
+    session.execute(delete(CourseMember).where(CourseMember.user_id == user_id))
+    session.execute(delete(QuotaCounter).where(QuotaCounter.subject_kind == "user", QuotaCounter.subject_id == user_id))
+    session.delete(user)
+    session.flush()
+    return counts
+
+
+def purge_expired(engine: Engine, settings: Settings, now: datetime | None = None) -> dict[str, int]:
+    """Delete what has outlived its retention period. Idempotent."""
+    now = now or utcnow()
+    with write_transaction(engine) as conn:
+        return {
+            "usage_records": conn.execute(delete(UsageRecord).where(
+                UsageRecord.at < now - timedelta(days=settings.usage_retention_days))).rowcount,
+            "content_records": conn.execute(delete(ContentRecord).where(
+                ContentRecord.at < now - timedelta(days=settings.content_log_retention_days))).rowcount,
+            "login_sessions": conn.execute(delete(LoginSession).where(LoginSession.expires_at <= now)).rowcount,
+            "quota_counters": conn.execute(delete(QuotaCounter).where(
+                QuotaCounter.window_start < now - COUNTER_KEEP)).rowcount,
+        }
+
+
+async def purge_loop(engine: Engine, settings: Settings, interval: float = PURGE_INTERVAL) -> None:
+    """Apply retention at start and then every `interval` seconds, for the server's lifetime."""
+    while True:
+        try:
+            removed = await asyncio.to_thread(purge_expired, engine, settings)
+            if any(removed.values()):
+                log.info("retention purge removed %s", removed)
+        except Exception:
+            log.exception("retention purge failed; retrying in %.0f s", interval)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(interval)
+            continue
+        return

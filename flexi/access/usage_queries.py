@@ -1,0 +1,100 @@
+"""Usage totals for admins (per user, course, model, key or day) and for each user
+about themselves. Portable SQL (SQLite and PostgreSQL), bound parameters only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Date, Integer, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from flexi.access.principal import Principal
+from flexi.access.quota import QuotaLedger, window_end, window_start
+from flexi.db.models import ApiKey, Course, UsageRecord, utcnow
+
+GROUPS = ("user", "course", "model", "key", "day")
+
+
+def _day(session: Session) -> Any:
+    if session.get_bind().dialect.name == "sqlite":
+        return func.date(UsageRecord.at)  # stored as UTC text; date() keeps 'YYYY-MM-DD'
+    return cast(func.timezone("UTC", UsageRecord.at), Date)
+
+
+def _totals() -> list[Any]:
+    return [
+        func.count().label("requests"),
+        func.coalesce(func.sum(UsageRecord.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(UsageRecord.completion_tokens), 0).label("completion_tokens"),
+        func.sum(case((UsageRecord.status == "ok", 1), else_=0)).label("ok"),
+        func.sum(case((UsageRecord.status == "rejected", 1), else_=0)).label("rejected"),
+        func.sum(case((UsageRecord.status == "cancelled", 1), else_=0)).label("cancelled"),
+        func.sum(case((UsageRecord.status == "error", 1), else_=0)).label("errors"),
+        cast(func.avg(UsageRecord.queue_ms), Integer).label("mean_queue_ms"),
+        cast(func.avg(UsageRecord.generation_ms), Integer).label("mean_generation_ms"),
+    ]
+
+
+def usage_summary(session: Session, by: str, *, since: datetime | None = None, until: datetime | None = None,
+                  model: str | None = None, course: str | None = None, pseudonym: str | None = None,
+                  limit: int = 1000) -> list[dict[str, Any]]:
+    """Totals grouped `by` one of GROUPS, newest/largest first."""
+    if by not in GROUPS:
+        raise ValueError(f"group by one of {', '.join(GROUPS)}")
+    if by == "user":
+        key: Any = UsageRecord.user_pseudonym
+    elif by == "course":
+        key = Course.name
+    elif by == "model":
+        key = UsageRecord.model
+    elif by == "key":
+        key = ApiKey.prefix
+    else:
+        key = _day(session)
+    stmt = select(key.label("group"), *_totals()).select_from(UsageRecord)
+    if by == "course" or course is not None:
+        stmt = stmt.outerjoin(Course, Course.id == UsageRecord.course_id)
+    if by == "key":
+        stmt = stmt.outerjoin(ApiKey, ApiKey.id == UsageRecord.key_id)
+    if since is not None:
+        stmt = stmt.where(UsageRecord.at >= since)
+    if until is not None:
+        stmt = stmt.where(UsageRecord.at < until)
+    if model:
+        stmt = stmt.where(UsageRecord.model == model)
+    if course:
+        stmt = stmt.where(Course.name == course)
+    if pseudonym:
+        stmt = stmt.where(UsageRecord.user_pseudonym == pseudonym)
+    order = key.desc() if by == "day" else func.count().desc()
+    stmt = stmt.group_by(key).order_by(order).limit(max(1, min(limit, 10000)))
+    out = []
+    for row in session.execute(stmt).mappings():
+        item = dict(row)
+        group = item.pop("group")
+        item[by] = str(group) if group is not None else None
+        out.append({by: item.pop(by), **{k: int(v or 0) for k, v in item.items()}})
+    return out
+
+
+def own_usage(session: Session, principal: Principal, quotas: QuotaLedger, days: int = 30) -> dict[str, Any]:
+    """What a user sees about themselves: recent usage per day and model, and their quotas."""
+    now = utcnow()
+    since = now - timedelta(days=days)
+    limits = quotas.limits_for(session.connection(), principal, None) if principal.user_id is not None else []
+    used = quotas.usage_of(session.connection(), "user", principal.user_id) if principal.user_id is not None else {}
+    quota = []
+    for lim in limits:
+        if lim.subject_kind != "user":
+            continue
+        start = window_start(lim.window, now)
+        quota.append({"limit": lim.name, "value": lim.value, "used": used.get(lim.name, 0),
+                      "remaining": max(0, lim.value - used.get(lim.name, 0)),
+                      "resets_at": window_end(lim.window, start).isoformat().replace("+00:00", "Z")})
+    return {
+        "since": since.isoformat().replace("+00:00", "Z"),
+        "per_day": usage_summary(session, "day", since=since, pseudonym=principal.pseudonym),
+        "per_model": usage_summary(session, "model", since=since, pseudonym=principal.pseudonym),
+        "quotas": quota,
+    }

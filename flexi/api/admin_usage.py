@@ -1,0 +1,68 @@
+"""Admin views of usage and the privacy operations: `/admin/usage`, `/admin/privacy/…`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from flexi.access.privacy import erase_user, export_user
+from flexi.access.report import processing_report
+from flexi.access.usage_queries import usage_summary
+from flexi.api.admin_common import AdminRoute, access_of, require_admin, transaction
+from flexi.engine.types import BadRequest, EngineError
+
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute, dependencies=[Depends(require_admin)])
+
+
+def _text_filter(value: str | None, name: str) -> str | None:
+    if value is not None and (len(value) > 255 or any(ord(c) < 32 for c in value)):
+        raise BadRequest(f"invalid value for \"{name}\"", param=name)
+    return value
+
+
+@router.get("/usage", summary="Usage totals grouped by user (pseudonym), course, model, key or day")
+def usage(request: Request, by: Literal["user", "course", "model", "key", "day"] = "day",
+          since: datetime | None = None, until: datetime | None = None, model: str | None = None,
+          course: str | None = None, limit: int = 1000) -> dict[str, Any]:
+    if not 1 <= limit <= 10000:
+        raise BadRequest("limit must be between 1 and 10000", param="limit")
+    with transaction(request) as s:
+        rows = usage_summary(s, by, since=since, until=until, model=_text_filter(model, "model"),
+                             course=_text_filter(course, "course"), limit=limit)
+    return {"by": by, "rows": rows}
+
+
+def _user_id(user_id: int) -> int:
+    if not 1 <= user_id <= 2**31 - 1:
+        raise EngineError("no such user", 404, "not_found")
+    return user_id
+
+
+@router.get("/privacy/export/{user_id}", summary="Everything stored about one user (GDPR Art. 15)")
+def export(request: Request, user_id: int) -> Response:
+    with transaction(request) as s:
+        data = export_user(s, _user_id(user_id))
+    if data is None:
+        raise EngineError("no such user", 404, "not_found")
+    return Response(json.dumps(data, ensure_ascii=False, indent=2), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="flexi-export-{user_id}.json"'})
+
+
+@router.delete("/privacy/users/{user_id}", summary="Erase a user and their data (GDPR Art. 17)")
+def erase(request: Request, user_id: int) -> dict[str, Any]:
+    access = access_of(request)
+    with transaction(request) as s:
+        removed = erase_user(s, _user_id(user_id))
+    if removed is None:
+        raise EngineError("no such user", 404, "not_found")
+    access.gate.end_streams(user_id=user_id)
+    access.authn.forget(user_id)
+    return {"erased": user_id, "removed": removed}
+
+
+@router.get("/privacy/report", summary="Record of processing activities (Art. 30 GDPR), Markdown")
+def report(request: Request) -> Response:
+    return Response(processing_report(access_of(request).settings), media_type="text/markdown; charset=utf-8")
