@@ -17,6 +17,7 @@ import typer
 from flexi import __version__
 from flexi.cli import chat
 from flexi.cli.admin import SUB_APPS as ADMIN_APPS
+from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
 from flexi.cli.create import create as create_model
 from flexi.cli.format import human_bytes, human_time, processor_text, short_digest, until_text
@@ -36,7 +37,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for _sub_app, _name in ADMIN_APPS:  # users, keys, groups, courses, quotas, policies (flexi.cli.admin)
+for _sub_app, _name in ADMIN_APPS + PRIVACY_APPS:  # users, keys, groups, courses, quotas, policies; usage, privacy
     app.add_typer(_sub_app, name=_name)
 
 
