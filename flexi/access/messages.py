@@ -149,3 +149,14 @@ MESSAGES.update({
     },
     "user_gone": {"en": "no such user", "de": "unbekannte Person"},
 })
+
+MESSAGES.update({
+    "login_failed": {
+        "en": "sign-in failed: wrong user name or password",
+        "de": "Anmeldung fehlgeschlagen: Benutzername oder Passwort falsch",
+    },
+    "login_throttled": {
+        "en": "too many failed sign-ins; try again in {retry} s",
+        "de": "zu viele fehlgeschlagene Anmeldungen; bitte in {retry} s erneut versuchen",
+    },
+})

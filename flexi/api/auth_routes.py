@@ -1,0 +1,192 @@
+"""Sign-in routes (public: the middleware lets `/auth/…` through without credentials).
+
+- `GET /auth/providers`: which sign-in methods this server offers;
+- `GET /auth/login` → the OIDC provider, `GET /auth/callback` ← back from it;
+- `POST /auth/password`: local accounts (small installs without SSO);
+- `POST /auth/logout`.
+A successful sign-in sets the `flexi_session` cookie (HttpOnly, SameSite=Lax,
+Secure over HTTPS). Nobody becomes admin by signing in first: admins come
+from FLEXI_ADMINS, the CLI or a mapped role claim.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from flexi.access import messages
+from flexi.access.credentials import session_token
+from flexi.access.oidc import Identity, OidcClient, OidcError
+from flexi.access.passwords import hash_password, verify_password
+from flexi.access.sessions import clear_cookie, create_session, end_session, set_cookie
+from flexi.api.admin_common import AdminRoute, access_of
+from flexi.db.models import Group, GroupMember, User
+from flexi.db.pseudonym import pseudonymize
+
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
+
+FAILURE_WINDOW = 300.0
+MAX_FAILURES = {"user": 10, "addr": 100}  # per account; per address more (a campus NAT is many people)
+_DUMMY_HASH = hash_password("not-a-real-password-0")  # equal work whether or not the user exists
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _locale(request: Request) -> str:
+    return messages.request_locale(request.headers.get("accept-language"), access_of(request).settings.default_locale)
+
+
+def _oidc(request: Request) -> OidcClient:
+    state = request.app.state
+    client = getattr(state, "oidc_client", None)
+    if client is None:
+        client = OidcClient(access_of(request).settings)
+        state.oidc_client = client
+    return client
+
+
+def _base_url(request: Request) -> str:
+    public = access_of(request).settings.public_url
+    return public.rstrip("/") if public else str(request.base_url).rstrip("/")
+
+
+@router.get("/providers", summary="Sign-in methods offered by this server")
+def providers(request: Request) -> dict[str, Any]:
+    settings = access_of(request).settings
+    return {"auth": settings.auth, "oidc": bool(settings.oidc_issuer and settings.oidc_client_id),
+            "password": True, "login_url": "/auth/login" if settings.oidc_issuer else None}
+
+
+@router.get("/login", summary="Start single sign-on (redirects to the OIDC provider)")
+async def login(request: Request, next: str | None = None) -> Response:
+    try:
+        url = await _oidc(request).login_url(_base_url(request) + "/auth/callback", next)
+    except OidcError as exc:
+        return _error(exc.message, exc.status)
+    return RedirectResponse(url, status_code=302)
+
+
+@router.get("/callback", summary="Return from the OIDC provider")
+async def callback(request: Request, state: str | None = None, code: str | None = None,
+                   error: str | None = None) -> Response:
+    if error:
+        return _error(f"the sign-in provider reported: {error[:200]}", 401)
+    try:
+        identity, next_path = await _oidc(request).finish(state, code)
+    except OidcError as exc:
+        return _error(exc.message, exc.status)
+    access = access_of(request)
+    with access.sessions() as s:
+        user, demoted = _upsert_user(s, identity, access)
+        token = create_session(s, user.id, access.settings, "oidc")
+        s.commit()
+        user_id = user.id
+    access.authn.forget(user_id)
+    if demoted:
+        access.gate.end_streams(user_id=user_id)
+    response = RedirectResponse(next_path, status_code=302)
+    set_cookie(response, request, access.settings, token)
+    return response
+
+
+def _upsert_user(s: Session, identity: Identity, access: Any) -> tuple[User, bool]:
+    """Find or create the user of `identity`, update profile, role and groups; (user, role changed)."""
+    user = s.scalar(select(User).where(User.subject == identity.subject))
+    changed = False
+    if user is None:
+        user = User(subject=identity.subject, pseudonym=pseudonymize(identity.subject, access.pseudonym_key),
+                    role=identity.role or access.settings.oidc_default_role)
+        s.add(user)
+    elif identity.role is not None and identity.role != user.role:
+        user.role, changed = identity.role, True
+    user.display_name = identity.name or user.display_name
+    user.email = identity.email or user.email
+    s.flush()
+    s.execute(delete(GroupMember).where(GroupMember.user_id == user.id))
+    for name in identity.groups:
+        group = s.scalar(select(Group).where(Group.name == name))
+        if group is None:
+            group = Group(name=name)
+            s.add(group)
+            s.flush()
+        s.add(GroupMember(group_id=group.id, user_id=user.id))
+    s.flush()
+    return user, changed
+
+
+class PasswordLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(default="", max_length=255)
+    password: str = Field(default="", max_length=1024)
+
+
+class _Throttle:
+    """Failed sign-ins per user name and per address in a sliding window (in memory, per process)."""
+
+    def __init__(self) -> None:
+        self.failures: dict[str, deque[float]] = {}
+
+    def retry_after(self, *keys: str) -> int:
+        now = time.monotonic()
+        worst = 0.0
+        for key in keys:
+            q = self.failures.get(key)
+            while q and q[0] < now - FAILURE_WINDOW:
+                q.popleft()
+            if q is not None and len(q) >= MAX_FAILURES[key.split(":", 1)[0]]:
+                worst = max(worst, q[0] + FAILURE_WINDOW - now)
+        return int(worst) + 1 if worst > 0 else 0
+
+    def fail(self, *keys: str) -> None:
+        if len(self.failures) > 100_000:
+            self.failures.clear()
+        for key in keys:
+            self.failures.setdefault(key, deque()).append(time.monotonic())
+
+
+_throttle = _Throttle()
+
+
+@router.post("/password", summary="Sign in with a local account (user name and password)")
+def password_login(request: Request, body: PasswordLogin) -> Response:
+    access = access_of(request)
+    locale = _locale(request)
+    keys = ("user:" + body.username.lower(), "addr:" + (request.client.host if request.client else "?"))
+    if retry := _throttle.retry_after(*keys):
+        return _error(messages.text("login_throttled", locale, retry=retry), 429, {"Retry-After": str(retry)})
+    with access.sessions() as s:
+        user = s.scalar(select(User).where(User.subject == body.username)) if body.username else None
+        ok = verify_password(body.password, user.password_hash if user is not None else _DUMMY_HASH)
+        if user is None or not ok or user.disabled_at is not None or user.password_hash is None:
+            _throttle.fail(*keys)
+            return _error(messages.text("login_failed", locale), 401)
+        token = create_session(s, user.id, access.settings, "password")
+        s.commit()
+        role = access.authn.effective_role(user.subject, user.role)
+        out = {"user": {"id": user.id, "subject": user.subject, "display_name": user.display_name, "role": role,
+                        "locale": user.locale}}
+    response = JSONResponse(out)
+    set_cookie(response, request, access.settings, token)
+    return response
+
+
+@router.post("/logout", status_code=204, summary="Sign out (ends this browser's session)")
+def logout(request: Request) -> Response:
+    access = access_of(request)
+    token = session_token(request.headers.get("cookie"))
+    if token:
+        with access.sessions() as s:
+            end_session(s, token)
+            s.commit()
+    response = Response(status_code=204)
+    clear_cookie(response, request, access.settings)
+    return response
