@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -27,19 +28,26 @@ class Sso:
     flexi: RunningServer
     db: ServerDB
     idp: str
+    ca: str  # the provider's self-signed certificate
+
+    def to_idp(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        return httpx.request(method, url, verify=ssl.create_default_context(cafile=self.ca), **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sso]:
     port = free_port()
-    idp = f"http://127.0.0.1:{port}"
-    provider = subprocess.Popen([sys.executable, "-m", "tests.oidc_provider", str(port)])
-    deadline = time.monotonic() + 20
+    idp = f"https://127.0.0.1:{port}"
+    tls = tmp_path_factory.mktemp("idp-tls")
+    ca, key = str(tls / "cert.pem"), str(tls / "key.pem")
+    provider = subprocess.Popen([sys.executable, "-m", "tests.oidc_provider", str(port), ca, key])
+    deadline = time.monotonic() + 30
     while True:
         try:
-            httpx.get(idp + "/.well-known/openid-configuration", timeout=1).raise_for_status()
+            trust = ssl.create_default_context(cafile=ca)
+            httpx.get(idp + "/.well-known/openid-configuration", timeout=1, verify=trust).raise_for_status()
             break
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):  # not listening yet, or the certificate not written yet
             if time.monotonic() > deadline:
                 provider.kill()
                 raise
@@ -48,10 +56,10 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sso]:
         "FLEXI_AUTH": "on", "FLEXI_OIDC_ISSUER": idp, "FLEXI_OIDC_CLIENT_ID": CLIENT_ID,
         "FLEXI_OIDC_CLIENT_SECRET": CLIENT_SECRET, "FLEXI_OIDC_ROLE_CLAIM": "realm_access.roles",
         "FLEXI_OIDC_ROLE_MAP": json.dumps({"faculty": "teacher", "it-admins": "admin"}),
-        "FLEXI_ADMINS": "boss-sub"})
+        "FLEXI_ADMINS": "boss-sub", "SSL_CERT_FILE": ca})  # Flexi trusts the provider's certificate
     db = ServerDB(flexi.home)
     try:
-        yield Sso(flexi, db, idp)
+        yield Sso(flexi, db, idp, ca)
     finally:
         db.close()
         stop_server(flexi)
@@ -62,10 +70,10 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sso]:
 def sign_in(sso: Sso, claims: dict, misbehave: str | None = None, next_path: str | None = None,
             tamper_state: bool = False) -> httpx.Response:
     """Drive the browser's redirects by hand; returns Flexi's answer to the callback."""
-    httpx.post(sso.idp + "/_test/next", json={"claims": claims, "misbehave": misbehave}).raise_for_status()
+    sso.to_idp("POST", sso.idp + "/_test/next", json={"claims": claims, "misbehave": misbehave}).raise_for_status()
     start = httpx.get(sso.flexi.url + "/auth/login", params={"next": next_path} if next_path else None)
     assert start.status_code == 302, start.text
-    at_idp = httpx.get(start.headers["location"])
+    at_idp = sso.to_idp("GET", start.headers["location"])
     assert at_idp.status_code == 302, at_idp.text
     back = at_idp.headers["location"]
     if tamper_state:
