@@ -151,12 +151,34 @@ async def _open_loop(url: str, headers: dict[str, str], rate: float, seconds: fl
                for kind, v in latencies.items()}, "samples": latencies, "access_samples": access}
 
 
+def _split(rate: float) -> None:
+    """Which part costs what end to end: auth alone versus auth + quota, interleaved twice."""
+    from tests.access_helpers import ServerDB
+
+    with FlexiServer(port=11497, env={"FLEXI_AUTH": "off"}) as off, FlexiServer(port=11498, env={"FLEXI_AUTH": "on"}) as on:
+        db = ServerDB(Path(on.home))
+        _, plain_key = db.add_key(db.add_user("no-quota", role="teacher"))
+        db.close()
+        modes = {"off": (off.url, {}), "on, no quota": (on.url, {"Authorization": f"Bearer {plain_key}"}),
+                 "on, quota": (on.url, {"Authorization": f"Bearer {_provision(on.home)}"})}
+        for _ in range(2):
+            for mode, (url, headers) in modes.items():
+                run = asyncio.run(_open_loop(url, headers, rate, 10))
+                print(f"{mode:13s} generate p50 {run['generate']['p50_ms']:.2f} ms (checks {run['generate']['access_p50_ms']} ms), "
+                      f"tags p50 {run['tags']['p50_ms']:.2f} ms", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--split", action="store_true",
+                        help="instead: interleave auth off / on without quota / on with quota (10 s phases) and print")
     args = parser.parse_args()
+    if args.split:
+        _split(args.rate)
+        return
 
     results: dict[str, dict[str, list[float]]] = {k: {"off": [], "on": []} for k in REQUESTS}
     measured: dict[str, dict[str, list[float]]] = {k: {"off": [], "on": []} for k in REQUESTS}
