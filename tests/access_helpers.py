@@ -33,11 +33,11 @@ from flexi.db.pseudonym import load_key, pseudonymize
 
 
 class ServerDB:
-    """The SQLite database of a running test server (FLEXI_HOME/flexi.db)."""
+    """The database of a running test server: its SQLite file (FLEXI_HOME/flexi.db) or `url`."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, url: str | None = None) -> None:
         self.home = home
-        self.engine: Engine = make_engine(None, home)
+        self.engine: Engine = make_engine(url, home)
         self.key = load_key(home)
 
     def session(self) -> Session:
@@ -137,3 +137,9 @@ class ServerDB:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def count(self, table: str) -> int:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # table names are ours

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.pg import postgres_server  # noqa: F401  (a session fixture: database and end-to-end tests share one server)
+
 MODEL = "smollm2:135m"
 
 

@@ -36,11 +36,18 @@ class Campus:
     teacher_key: str
 
 
-@pytest.fixture(scope="module")
-def campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
-    srv = start_server(tmp_path_factory.mktemp("campus") / "home",
-                       {"FLEXI_AUTH": "on", "FLEXI_TERMS_VERSION": TERMS, "FLEXI_ADMINS": "boss"})
-    db = ServerDB(srv.home)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def campus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
+    """One campus server per database: SQLite (one process, checks on the event loop) and
+    PostgreSQL (the several-replicas setup, checks in worker threads)."""
+    env = {"FLEXI_AUTH": "on", "FLEXI_TERMS_VERSION": TERMS, "FLEXI_ADMINS": "boss"}
+    url = None
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("postgres_server")
+        url = pg.url(pg.create_database())
+        env["FLEXI_DATABASE_URL"] = url
+    srv = start_server(tmp_path_factory.mktemp(f"campus-{request.param}") / "home", env)
+    db = ServerDB(srv.home, url)
     boss = db.add_user("boss", role="student")  # admin through FLEXI_ADMINS, not the stored role
     student = db.add_user("stud1", role="student", locale="en")
     teacher = db.add_user("teach1", role="teacher")
@@ -98,11 +105,7 @@ def test_malformed_and_injected_credentials_are_401_and_change_nothing(campus: C
 
 
 def _row_counts(campus: Campus) -> dict[str, int]:
-    con = sqlite3.connect(campus.srv.home / "flexi.db")
-    try:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("users", "api_keys", "model_policies")}
-    finally:
-        con.close()
+    return {t: campus.db.count(t) for t in ("users", "api_keys", "model_policies")}
 
 
 def test_the_four_header_forms_decide_alike(campus: Campus) -> None:
@@ -251,7 +254,8 @@ def test_usage_record_per_request_without_text(campus: Campus) -> None:
     assert gen_rec.prompt_tokens == r.json()["prompt_eval_count"] and gen_rec.completion_tokens == r.json()["eval_count"]
     assert chat_rec.endpoint == "/v1/chat/completions"
     assert chat_rec.completion_tokens == r2.json()["usage"]["completion_tokens"]
-    raw = b"".join(p.read_bytes() for p in campus.srv.home.glob("flexi.db*"))
+    assert campus.db.count("content_records") == 0
+    raw = b"".join(p.read_bytes() for p in campus.srv.home.glob("flexi.db*"))  # SQLite: the whole file
     assert marker.encode() not in raw  # neither the prompt nor anything else of the text is stored
 
 
