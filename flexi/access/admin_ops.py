@@ -38,6 +38,7 @@ from flexi.access.passwords import hash_password
 from flexi.access.quota import QuotaLedger
 from flexi.db.apikeys import KEY_PREFIX, PREFIX_CHARS, CreatedKey, create_key, prefix_of
 from flexi.db.models import (
+    LoginSession,
     COURSE_ROLES,
     LOCALES,
     QUOTA_SUBJECTS,
@@ -57,7 +58,7 @@ from flexi.db.models import (
 )
 from flexi.db.pseudonym import pseudonymize
 
-SCOPES = ("inference", "manage", "admin")
+SCOPES = ("inference", "account", "manage", "admin")  # account: export/erase/keys of the owner's account
 ADMIN_SCOPES = ("manage", "admin")
 DEFAULT_SCOPES = ("inference",)
 QUOTA_FIELDS = ("requests_per_minute", "tokens_per_day", "tokens_per_week")
@@ -335,6 +336,7 @@ def set_password(session: Session, user_id: object, password: str | None) -> Use
     """Set (or with None remove) the password of a local account."""
     user = get_user(session, user_id)
     user.password_hash = None if password is None else _password_hash(password)
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))  # old sign-ins end with the old password
     session.flush()
     return user
 

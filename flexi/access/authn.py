@@ -129,8 +129,10 @@ class Authenticator:
         """Drop cached memberships (after an admin change in this process)."""
         if user_id is None:
             self._memberships.clear()
+            self._terms_ok.clear()
         else:
             self._memberships.pop(user_id, None)
+            self._terms_ok = {(uid, v) for uid, v in self._terms_ok if uid != user_id}
 
     def accepted_terms(self, user_id: int, version: str) -> bool:
         if (user_id, version) in self._terms_ok:

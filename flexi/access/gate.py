@@ -227,13 +227,18 @@ class AccessGate:
                               resets_at=refusal.resets_at.isoformat().replace("+00:00", "Z"))
 
     async def _course_of(self, request: Request, principal: Principal) -> int | None:
+        privileged = principal.is_admin or principal.local
         if principal.key_course_id is not None:
+            if not privileged and principal.key_course_id not in principal.courses:
+                # the owner left the course: its key no longer spends the course's budget
+                raise forbidden(messages.text("course_unknown", locale_of(request, principal),
+                                              course=principal.key_course_id), code="course_unknown")
             return principal.key_course_id
         name = request.headers.get(COURSE_HEADER, "").strip()
         if not name:
             return None
-        course_id = await self._course_id(name)
-        if course_id is None or not (principal.is_admin or principal.local or course_id in principal.courses):
+        course_id = await self._course_id(name) if len(name) <= 100 else None
+        if course_id is None or not (privileged or course_id in principal.courses):
             raise forbidden(messages.text("course_unknown", locale_of(request, principal), course=name[:100]),
                             code="course_unknown")
         return course_id
@@ -248,7 +253,10 @@ class AccessGate:
                 return conn.scalar(select(Course.id).where(Course.name == name[:100]))
 
         found = await asyncio.to_thread(lookup)
-        self._courses[name] = (found, time.monotonic())
+        if found is not None:  # only hits are cached, and only so many: header values are the client's
+            if len(self._courses) >= 1000:
+                self._courses.clear()
+            self._courses[name] = (found, time.monotonic())
         return found
 
     # --- revocation ----------------------------------------------------------------------

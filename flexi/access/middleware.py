@@ -9,6 +9,8 @@ Endpoint classes:
 - model management (`pull`, `create`, `delete`, `copy`, `push`, blob upload): admins only (scope `manage`);
 - `/me…`: a signed-in user (not the anonymous local user of auth=off);
 - everything else: scope `inference`.
+Exporting, erasing or re-keying one's own account needs a browser sign-in or a
+key with scope `account` (a leaked inference key must not do that).
 A browser user who has not accepted the current terms of use gets 403 with a
 link, except on the routes needed to read and accept them.
 """
@@ -33,6 +35,11 @@ MANAGE_PREFIXES = ("/api/blobs/",)
 TERMS_EXEMPT = {"/me", "/me/terms", "/me/export"}
 
 
+def account_action(method: str, path: str) -> bool:
+    """Routes that act on the account itself: export, erasure, key management."""
+    return path == "/me/export" or (method not in ("GET", "HEAD") and (path == "/me" or path.startswith("/me/keys")))
+
+
 def endpoint_class(path: str) -> str:
     if path.startswith(PUBLIC_PREFIXES) or path in PUBLIC_PATHS:
         return "public"
@@ -50,8 +57,12 @@ class AccessMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # websockets: none are served; refuse rather than skip the checks
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
             return
         t0 = time.perf_counter()
         try:
@@ -102,7 +113,7 @@ class AccessMiddleware:
                 principal = await anyio.to_thread.run_sync(access.authn.authenticate, credential)
             if principal is None:
                 raise unauthorized(messages.text("invalid_credentials", locale))
-        self._check(access, principal, kind, messages.request_locale(locale_hint, principal.locale))
+        self._check(access, principal, kind, messages.request_locale(locale_hint, principal.locale), scope["method"], path)
         version = access.settings.terms_version
         if principal.session and version and path not in TERMS_EXEMPT and not await anyio.to_thread.run_sync(
                 access.authn.accepted_terms, principal.user_id, version):
@@ -111,7 +122,8 @@ class AccessMiddleware:
             raise forbidden(text, code="terms_not_accepted", terms_url=url, terms_version=version)
         return principal
 
-    def _check(self, access, principal: Principal, kind: str, locale: str) -> None:  # type: ignore[no-untyped-def]
+    def _check(self, access, principal: Principal, kind: str, locale: str, method: str = "GET",  # type: ignore[no-untyped-def]
+               path: str = "") -> None:
         if kind == "admin" and not principal.is_admin:
             raise forbidden(messages.text("forbidden_admin", locale))
         if kind == "manage":
@@ -121,5 +133,8 @@ class AccessMiddleware:
                 raise forbidden(messages.text("forbidden_scope", locale, scope="manage"))
         if kind == "me" and principal.user_id is None:
             raise forbidden("there is no signed-in user: authentication is off (FLEXI_AUTH=off)")
+        if kind == "me" and account_action(method, path) and not principal.session and not principal.has_scope("account"):
+            # a leaked inference key must not export, erase or re-key its owner's account
+            raise forbidden(messages.text("forbidden_scope", locale, scope="account"))
         if kind == "inference" and not principal.has_scope("inference"):
             raise forbidden(messages.text("forbidden_scope", locale, scope="inference"))

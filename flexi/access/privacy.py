@@ -31,6 +31,7 @@ from flexi.db.models import (
     Group,
     GroupMember,
     LoginSession,
+    Quota,
     QuotaCounter,
     TermsAcceptance,
     UsageRecord,
@@ -98,6 +99,11 @@ def erase_user(session: Session, user_id: int) -> dict[str, int] | None:
     if user is None:
         return None
     pseudonym = user.pseudonym
+    key_ids = list(session.scalars(select(ApiKey.id).where(ApiKey.owner_id == user_id)))
+    for kind, ids in (("user", [user_id]), ("key", key_ids)):
+        if ids:  # a later user or key with a reused id must not inherit limits or use
+            session.execute(delete(Quota).where(Quota.subject_kind == kind, Quota.subject_id.in_(ids)))
+            session.execute(delete(QuotaCounter).where(QuotaCounter.subject_kind == kind, QuotaCounter.subject_id.in_(ids)))
     counts = {
         "content_records": session.execute(delete(ContentRecord).where(ContentRecord.user_pseudonym == pseudonym)).rowcount,
         "usage_records_unlinked": session.execute(
@@ -109,7 +115,6 @@ def erase_user(session: Session, user_id: int) -> dict[str, int] | None:
     session.execute(delete(TermsAcceptance).where(TermsAcceptance.user_id == user_id))
     session.execute(delete(GroupMember).where(GroupMember.user_id == user_id))
     session.execute(delete(CourseMember).where(CourseMember.user_id == user_id))
-    session.execute(delete(QuotaCounter).where(QuotaCounter.subject_kind == "user", QuotaCounter.subject_id == user_id))
     session.delete(user)
     session.flush()
     return counts

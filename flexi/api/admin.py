@@ -22,7 +22,7 @@ from flexi.api.admin_common import AdminRoute, access_of, require_admin, transac
 Role = Literal["admin", "teacher", "student", "researcher", "service"]
 CourseRole = Literal["teacher", "tutor", "student"]
 Locale = Literal["de", "en"]
-Scope = Literal["inference", "manage", "admin"]
+Scope = Literal["inference", "account", "manage", "admin"]
 Id = Annotated[int, Field(ge=1, le=ops.MAX_ID)]
 PathId = Annotated[int, Path(ge=1, le=ops.MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=ops.MAX_LIMIT)]
@@ -111,6 +111,7 @@ def _user_reduced(request: Request, user_id: int) -> None:
     access = access_of(request)
     access.gate.end_streams(user_id=user_id)
     access.authn.forget(user_id)
+    access.quotas.forget()
 
 
 def _memberships_changed(request: Request, user_id: int | None = None) -> None:

@@ -60,6 +60,7 @@ def erase(request: Request, user_id: int) -> dict[str, Any]:
         raise EngineError("no such user", 404, "not_found")
     access.gate.end_streams(user_id=user_id)
     access.authn.forget(user_id)
+    access.quotas.forget()
     return {"erased": user_id, "removed": removed}
 
 

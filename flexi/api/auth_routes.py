@@ -163,17 +163,20 @@ def password_login(request: Request, body: PasswordLogin) -> Response:
     keys = ("user:" + body.username.lower(), "addr:" + (request.client.host if request.client else "?"))
     if retry := _throttle.retry_after(*keys):
         return _error(messages.text("login_throttled", locale, retry=retry), 429, {"Retry-After": str(retry)})
+    with access.engine.connect() as conn:  # read only: no write lock is held while scrypt runs
+        user = conn.execute(select(User.id, User.subject, User.display_name, User.role, User.locale, User.password_hash,
+                                   User.disabled_at).where(User.subject == body.username)).first() if body.username else None
+    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH  # same work either way
+    ok = verify_password(body.password, stored)
+    if user is None or not ok or user.disabled_at is not None or not user.password_hash:
+        _throttle.fail(*keys)
+        return _error(messages.text("login_failed", locale), 401)
     with access.sessions() as s:
-        user = s.scalar(select(User).where(User.subject == body.username)) if body.username else None
-        ok = verify_password(body.password, user.password_hash if user is not None else _DUMMY_HASH)
-        if user is None or not ok or user.disabled_at is not None or user.password_hash is None:
-            _throttle.fail(*keys)
-            return _error(messages.text("login_failed", locale), 401)
         token = create_session(s, user.id, access.settings, "password")
         s.commit()
-        role = access.authn.effective_role(user.subject, user.role)
-        out = {"user": {"id": user.id, "subject": user.subject, "display_name": user.display_name, "role": role,
-                        "locale": user.locale}}
+    role = access.authn.effective_role(user.subject, user.role)
+    out = {"user": {"id": user.id, "subject": user.subject, "display_name": user.display_name, "role": role,
+                    "locale": user.locale}}
     response = JSONResponse(out)
     set_cookie(response, request, access.settings, token)
     return response

@@ -87,6 +87,7 @@ def erase_me(request: Request, confirm: bool = False) -> Response:
             raise EngineError(messages.text("user_gone", locale), 404, "not_found")
     access.gate.end_streams(user_id=user_id)
     access.authn.forget(user_id)
+    access.quotas.forget()
     return Response(status_code=204)
 
 

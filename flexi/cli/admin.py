@@ -404,7 +404,7 @@ def keys_list(user: str | None = typer.Option(None, "--user", "-u", help="Only t
 @handle
 def keys_create(user: str = typer.Argument(..., help="Owner (subject or id)."),
                 name: str = typer.Option("", "--name", help="What the key is for."),
-                scope: list[str] | None = typer.Option(None, "--scope", help="inference (default), manage, admin; repeat or comma-separate."),
+                scope: list[str] | None = typer.Option(None, "--scope", help="inference (default), account (export/erase/keys of the own account), manage, admin; repeat or comma-separate."),
                 model: list[str] | None = typer.Option(None, "--model", help="Allowed model name or glob; repeat (default: all the owner may use)."),
                 expires: str | None = typer.Option(None, "--expires", help="Days (30) or an ISO date (2030-12-31); default: never."),
                 course: str | None = typer.Option(None, "--course", help="Bill usage to this course (name or id)."),

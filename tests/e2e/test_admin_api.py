@@ -54,7 +54,8 @@ class Site:
         r = self.call("POST", "/admin/users", self.admin_key, json={"subject": subject, "role": role, "locale": "en"})
         assert r.status_code == 201, r.text
         uid = r.json()["id"]
-        r = self.call("POST", f"/admin/users/{uid}/keys", self.admin_key, json={"name": "e2e"})
+        # scope account: these keys also manage their own keys under /me/keys
+        r = self.call("POST", f"/admin/users/{uid}/keys", self.admin_key, json={"name": "e2e", "scopes": ["inference", "account"]})
         assert r.status_code == 201, r.text
         self.keys.append(r.json()["key"])
         return uid, r.json()["key"]
