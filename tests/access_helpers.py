@@ -84,6 +84,11 @@ class ServerDB:
             s.commit()
             return course.id
 
+    def remove_course_member(self, course_id: int, user_id: int) -> None:
+        with self.session() as s:
+            s.execute(delete(CourseMember).where(CourseMember.course_id == course_id, CourseMember.user_id == user_id))
+            s.commit()
+
     def set_quota(self, kind: str, subject_id: int, **limits: int | None) -> None:
         with self.session() as s:
             s.execute(delete(Quota).where(Quota.subject_kind == kind, Quota.subject_id == subject_id))

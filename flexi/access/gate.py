@@ -87,6 +87,22 @@ class AccessGate:
     def visible(self, principal: Principal, model: str) -> bool:
         return self.policies.decide(principal, model) is not None
 
+    def keep_alive_for(self, principal: Principal, requested: float | None) -> float | None:
+        """How long a model stays loaded is shared state: only admins (and auth=off) choose it;
+        everyone else gets the server's default (no pinning a model forever, no unloading it
+        under other people's requests)."""
+        return requested if principal.is_admin or principal.local else None
+
+    async def count_request(self, request: Request, model: str) -> None:
+        """Admit and record a request that generates nothing (loading a model)."""
+        principal = principal_of(request)
+        self.limits(principal, model)
+        admission = await self._admit(request, principal, 0, 0, model)
+        self.usage.submit(UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id,
+                                     course_id=admission.course_id, model=model, endpoint=admission.endpoint,
+                                     prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="ok",
+                                     reservation=admission.reservation))
+
     # --- generation --------------------------------------------------------------------
     def generate(self, request: Request, req: GenerationRequest, source: Callable[[GenerationRequest], AsyncIterator[Any]],
                  context_length: int) -> AsyncIterator[Any]:
@@ -101,6 +117,7 @@ class AccessGate:
                        source: Callable[[GenerationRequest], AsyncIterator[Any]], context_length: int) -> AsyncIterator[Any]:
         t0 = time.perf_counter()
         limits = self.limits(principal, req.model)
+        req.keep_alive = self.keep_alive_for(principal, req.keep_alive)
         if limits.max_context is not None:
             req.num_ctx = min(req.num_ctx or context_length, limits.max_context)
             context_length = min(context_length, limits.max_context)
@@ -185,13 +202,8 @@ class AccessGate:
         endpoint = request.url.path
         if principal.user_id is None or self.quotas.cached_limits(principal, course_id) == []:
             return _Admission(principal, course_id, Reservation(), endpoint, model)  # nothing to count: no thread, no write
-        if self.quotas.inline:
-            try:
-                reservation = self.quotas.admit(principal, course_id, prompt_bound, max_output)
-            except QuotaRefusal as refusal:
-                raise self._refused(request, principal, refusal, course_id, endpoint, model) from None
-            return _Admission(principal, course_id, reservation, endpoint, model)
-        admitting = asyncio.ensure_future(asyncio.to_thread(self.quotas.admit, principal, course_id, prompt_bound, max_output))
+        admitting = asyncio.get_running_loop().run_in_executor(
+            self.quotas.executor, self.quotas.admit, principal, course_id, prompt_bound, max_output)
         try:
             reservation = await asyncio.shield(admitting)  # the thread commits even if the client leaves now...
         except asyncio.CancelledError:

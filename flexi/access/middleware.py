@@ -115,8 +115,9 @@ class AccessMiddleware:
                 raise unauthorized(messages.text("invalid_credentials", locale))
         self._check(access, principal, kind, messages.request_locale(locale_hint, principal.locale), scope["method"], path)
         version = access.settings.terms_version
-        if principal.session and version and path not in TERMS_EXEMPT and not await anyio.to_thread.run_sync(
-                access.authn.accepted_terms, principal.user_id, version):
+        if principal.session and version and path not in TERMS_EXEMPT and not (
+                access.authn.accepted_terms(principal.user_id, version) if access.authn.reads_inline
+                else await anyio.to_thread.run_sync(access.authn.accepted_terms, principal.user_id, version)):
             url = access.settings.terms_url
             text = messages.text("terms", messages.request_locale(locale_hint, principal.locale), version=version, url=url)
             raise forbidden(text, code="terms_not_accepted", terms_url=url, terms_version=version)

@@ -21,6 +21,7 @@ Windows are UTC: minute, day (from 00:00), week (from Monday 00:00).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from datetime import UTC, datetime, timedelta
@@ -98,11 +99,13 @@ class QuotaLedger:
                                     QuotaCounter.window == bindparam("w"), QuotaCounter.window_start == bindparam("s"))
                              .values(used=QuotaCounter.used + bindparam("delta")))
         self._limits: dict[tuple[Any, ...], tuple[list[Limit], float]] = {}
-        # SQLite: one server process owns the file, and its writes take ~0.3 ms. They run on the
-        # event loop (admission here, usage batches in UsageWriter), so they never wait for each
-        # other's lock and never pay a thread hop, whose GIL hand-over costs up to 5 ms under load.
-        # A network database (several replicas) is used from worker threads.
-        self.inline = engine.dialect.name == "sqlite"
+        # SQLite: one server process owns the file and writers take one lock. All of this process's
+        # writes (admission here, usage batches in UsageWriter) go through ONE dedicated thread, so
+        # they never wait for each other, and a lock held elsewhere (the CLI) stalls only that
+        # thread, never the event loop. A network database (several replicas) uses the default pool.
+        self.executor: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="flexi-db-writer")
+            if engine.dialect.name == "sqlite" else None)
 
     # --- limits ----------------------------------------------------------------------
     def forget(self) -> None:

@@ -91,13 +91,15 @@ class UsageWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.quotas.executor is not None:
+            self.quotas.executor.shutdown(wait=True)
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is in the database (tests, shutdown)."""
         if self._task is None or self._task.done():
             if self._pending:
                 batch, self._pending = self._pending, []
-                await asyncio.to_thread(self._write, batch)
+                await asyncio.get_running_loop().run_in_executor(self.quotas.executor, self._write, batch)
             self._idle.set()
             return
         await self._idle.wait()
@@ -111,10 +113,7 @@ class UsageWriter:
             touches, self._touches = self._touches, set()
             if batch or touches:
                 try:
-                    if self.quotas.inline:
-                        self._write(batch, touches)  # see QuotaLedger.inline
-                    else:
-                        await asyncio.to_thread(self._write, batch, touches)
+                    await asyncio.get_running_loop().run_in_executor(self.quotas.executor, self._write, batch, touches)
                 except Exception:  # the database is down: keep serving, say so loudly
                     log.exception("could not write %d usage records", len(batch))
             if not self._pending:

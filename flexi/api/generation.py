@@ -74,6 +74,7 @@ def start_generation(request: Request, record: ModelRecord, req: GenerationReque
 async def run_embedding(request: Request, req: EmbeddingRequest) -> EmbeddingResult:
     """Embed through the access gate (policy, quota on input tokens, usage record)."""
     state = request.app.state.flexi
+    req.keep_alive = state.access.gate.keep_alive_for(principal_of(request), req.keep_alive)
     return await state.access.gate.embed(request, req.model, req.inputs, lambda: state.manager.embed(req),
                                          lambda result: result.prompt_tokens)
 

@@ -148,7 +148,9 @@ def _modelfile(record: ModelRecord) -> str:
 async def _load_only(request: Request, record: ModelRecord, keep_alive: Any, t0: int, chat: bool) -> JSONResponse:
     """Empty prompt: just load (or, with keep_alive 0, unload) the model, like Ollama."""
     manager = _state(request).manager
-    keep = gen.keep_alive_seconds(keep_alive)
+    gate = gen.access_of(request).gate
+    await gate.count_request(request, record.name)  # a load is a request: rate limits and usage apply
+    keep = gate.keep_alive_for(principal_of(request), gen.keep_alive_seconds(keep_alive))
     if keep is not None and keep == 0:
         await manager.unload(record.name)
         reason = "unload"

@@ -120,3 +120,18 @@ def test_report_follows_the_configuration(tmp_path) -> None:
     assert 'only for the purpose "Evaluation Kurs X" | 14 days' in logged and "Evaluation Kurs X" in logged
     assert "on: every request needs an API key" in logged
     assert all(b.local for b in backends(load_settings(home=tmp_path)))
+
+
+def test_erase_removes_the_quotas_of_the_user_and_their_keys(db: Engine) -> None:
+    """A later user or key that gets a reused id must not inherit limits."""
+    from flexi.db.models import Quota
+
+    alice, _bob = _people(db)
+    with session_factory(db)() as s:
+        key_id = s.scalar(select(ApiKey.id).where(ApiKey.owner_id == alice))
+        s.add_all([Quota(subject_kind="user", subject_id=alice, tokens_per_day=7),
+                   Quota(subject_kind="key", subject_id=key_id, requests_per_minute=3)])
+        s.commit()
+        erase_user(s, alice)
+        s.commit()
+        assert s.scalar(select(func.count()).select_from(Quota)) == 0

@@ -34,6 +34,7 @@ class Campus:
     student_key: str
     teacher_id: int
     teacher_key: str
+    database: str = "sqlite"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -52,7 +53,8 @@ def campus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     student = db.add_user("stud1", role="student", locale="en")
     teacher = db.add_user("teach1", role="teacher")
     try:
-        yield Campus(srv, db, db.add_key(boss)[1], student, db.add_key(student)[1], teacher, db.add_key(teacher)[1])
+        yield Campus(srv, db, db.add_key(boss)[1], student, db.add_key(student)[1], teacher, db.add_key(teacher)[1],
+                     request.param)
     finally:
         db.close()
         stop_server(srv)
@@ -397,3 +399,76 @@ def test_content_is_logged_only_for_a_named_purpose(tmp_path_factory: pytest.Tem
         assert response == r.json()["response"]
     finally:
         stop_server(srv)
+
+
+def test_options_needs_credentials_too(campus: Campus) -> None:
+    r = httpx.request("OPTIONS", campus.srv.url + "/admin/users")
+    assert r.status_code == 401 and "allow" not in r.headers  # no route listing for strangers
+
+
+def test_an_inference_key_cannot_export_erase_or_rekey_the_account(campus: Campus) -> None:
+    uid = campus.db.add_user("narrow-key-owner")
+    _, narrow = campus.db.add_key(uid, scopes=["inference"])
+    h = bearer(narrow)
+    assert httpx.get(campus.srv.url + "/me", headers=h).status_code == 200
+    assert httpx.get(campus.srv.url + "/me/usage", headers=h).status_code == 200
+    for method, path in (("GET", "/me/export"), ("DELETE", "/me?confirm=true"), ("POST", "/me/keys")):
+        r = httpx.request(method, campus.srv.url + path, headers=h, json={"name": "x"} if method == "POST" else None)
+        assert r.status_code == 403 and "account" in r.json()["error"], (path, r.text)
+    assert httpx.get(campus.srv.url + "/me", headers=h).status_code == 200  # still there
+
+
+def test_loading_a_model_counts_and_cannot_pin_or_unload_it(campus: Campus) -> None:
+    uid = campus.db.add_user("loader")
+    _, key = campus.db.add_key(uid)
+    campus.db.set_quota("user", uid, requests_per_minute=2)
+    h = bearer(key)
+    pin = httpx.post(campus.srv.url + "/api/generate", headers=h, json={"model": MODEL, "keep_alive": -1}, timeout=60)
+    assert pin.status_code == 200 and pin.json()["done_reason"] == "load"
+    (entry,) = [m for m in httpx.get(campus.srv.url + "/api/ps", headers=h).json()["models"] if m["name"] == MODEL]
+    assert not entry["expires_at"].startswith(("2316", "23")), entry  # the server's keep_alive, not forever
+    unload = httpx.post(campus.srv.url + "/api/generate", headers=h, json={"model": MODEL, "keep_alive": 0}, timeout=60)
+    assert unload.status_code == 200 and unload.json()["done_reason"] == "load"  # not "unload": not theirs to decide
+    assert httpx.post(campus.srv.url + "/api/generate", headers=h, json={"model": MODEL}).status_code == 429
+    records = _wait_records(campus, "loader", 3)
+    assert [r.status for r in records] == ["ok", "ok", "rejected"]
+
+
+def test_a_course_key_stops_billing_the_course_after_leaving_it(campus: Campus) -> None:
+    uid = campus.db.add_user("course-leaver")
+    course = campus.db.add_course("stats-202", {uid: "student"})
+    _, course_key = campus.db.add_key(uid, course_id=course)
+    assert httpx.post(campus.srv.url + "/api/generate", headers=bearer(course_key), json=GEN, timeout=60).status_code == 200
+    campus.db.remove_course_member(course, uid)
+    time.sleep(10.5)  # memberships are cached for 10 s
+    r = httpx.post(campus.srv.url + "/api/generate", headers=bearer(course_key), json=GEN, timeout=60)
+    assert r.status_code == 403 and "Kurs" in r.json()["error"]
+
+
+def test_a_database_lock_held_elsewhere_does_not_freeze_the_server(campus: Campus) -> None:
+    """Another process (the CLI, a backup) holds SQLite's write lock: requests that must write wait,
+    everyone else is still served at once."""
+    if campus.database != "sqlite":
+        pytest.skip("SQLite's file lock")
+    uid = campus.db.add_user("lock-victim")
+    _, key = campus.db.add_key(uid)
+    campus.db.set_quota("user", uid, requests_per_minute=100)
+    holder = sqlite3.connect(campus.srv.home / "flexi.db", timeout=1, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        import threading
+
+        waiting: list[int] = []
+        t = threading.Thread(target=lambda: waiting.append(httpx.post(
+            campus.srv.url + "/api/generate", headers=bearer(key), json=GEN, timeout=60).status_code))
+        t.start()
+        time.sleep(0.5)  # the quota-limited request is now waiting for the lock
+        t0 = time.monotonic()
+        r = httpx.get(campus.srv.url + "/api/tags", headers=bearer(campus.teacher_key), timeout=10)
+        assert r.status_code == 200 and time.monotonic() - t0 < 1.0
+        time.sleep(2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    t.join(30)
+    assert waiting == [200]
