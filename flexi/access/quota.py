@@ -207,7 +207,7 @@ class QuotaLedger:
         if not reservation.counters or delta == 0:
             return
         conn.execute(self._settle_stmt, [{"k": kind, "i": sid, "w": window, "s": start, "delta": delta}
-                                         for kind, sid, window, start in reservation.counters])
+                                         for kind, sid, window, start in sorted(reservation.counters)])
 
     def usage_of(self, conn: Connection, kind: str, sid: int, now: datetime | None = None) -> dict[str, int]:
         """Current use per window for one subject (for /me and admin views)."""

@@ -25,6 +25,8 @@ from flexi.db.models import ApiKey, ContentRecord, UsageRecord, utcnow
 
 log = logging.getLogger("flexi.usage")
 COALESCE_SECONDS = 0.1
+RETRY_SECONDS = 2.0
+MAX_PENDING = 100_000
 
 
 @dataclass
@@ -114,8 +116,15 @@ class UsageWriter:
             if batch or touches:
                 try:
                     await asyncio.get_running_loop().run_in_executor(self.quotas.executor, self._write, batch, touches)
-                except Exception:  # the database is down: keep serving, say so loudly
-                    log.exception("could not write %d usage records", len(batch))
+                except Exception:  # the database is down: keep serving, keep the records, say so loudly
+                    log.exception("could not write %d usage records; retrying in %.0f s", len(batch), RETRY_SECONDS)
+                    self._pending[:0] = batch[-MAX_PENDING:]
+                    self._touches |= touches
+                    if len(self._pending) > MAX_PENDING:  # bounded: the oldest are given up
+                        log.error("dropping %d usage records", len(self._pending) - MAX_PENDING)
+                        del self._pending[:len(self._pending) - MAX_PENDING]
+                    await asyncio.sleep(RETRY_SECONDS)
+                    self._wake.set()
             if not self._pending:
                 self._idle.set()
 
@@ -134,7 +143,8 @@ class UsageWriter:
                 conn.execute(update(ApiKey).where(ApiKey.id.in_(sorted(touches))).values(last_used_at=utcnow()))
             if not batch:
                 return
-            for entry in batch:
+            # counters in primary-key order, as admission takes them: no lock-order deadlock between replicas
+            for entry in sorted(batch, key=lambda e: sorted(e.reservation.counters)):
                 self.quotas.settle(conn, entry.reservation, entry.billed_tokens)
             conn.execute(insert(UsageRecord), [
                 {"at": e.at, "user_pseudonym": e.user_pseudonym, "key_id": e.key_id, "course_id": e.course_id,

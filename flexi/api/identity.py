@@ -21,7 +21,7 @@ def client_identity(request: Request, end_user: str | None = None) -> str:
     principal = getattr(request.state, "principal", None)
     if principal is not None and principal.user_id is not None:
         who = f"user:{principal.user_id}"  # an authenticated person, whichever key or session they use
-        if end_user:
+        if end_user and principal.role == "service":  # only integrations relaying many people may split their turn
             who += "/user:" + hashlib.sha256(end_user.encode()).hexdigest()[:16]
         return who
     auth = request.headers.get("authorization", "")

@@ -46,7 +46,8 @@ def _signed_in(role: str, user_id: int, headers: dict[str, str] | None = None) -
 
 def test_authenticated_user_is_one_client_whatever_key_and_service_role_is_batch() -> None:
     assert client_identity(_signed_in("student", 7)) == "user:7"
-    assert client_identity(_signed_in("student", 7), end_user="bob").startswith("user:7/user:")
+    assert client_identity(_signed_in("student", 7), end_user="bob") == "user:7"  # a student cannot split their turn
+    assert client_identity(_signed_in("service", 9), end_user="bob").startswith("user:9/user:")  # Moodle relaying
     assert priority_of(_signed_in("student", 7)) == 0
     assert priority_of(_signed_in("service", 8)) == 1
     assert priority_of(_signed_in("service", 8, {"X-Flexi-Priority": "interactive"})) == 0
