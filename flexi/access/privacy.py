@@ -49,8 +49,30 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def export_user(session: Session, user_id: int) -> dict[str, Any] | None:
-    """All data about user `user_id` (None if there is no such user)."""
+def processing_info(settings: Settings) -> dict[str, Any]:
+    """What Art. 15(1) GDPR asks to tell beside the data: purposes, retention, recipients, source,
+    taken from the running configuration (the same source as the Art. 30 record)."""
+    from flexi.access.report import backends
+
+    return {
+        "purposes": ["access control, quotas and usage accounting for the institution's language models"]
+        + ([f"content logging: {settings.content_log_purpose}"] if settings.content_log_purpose else []),
+        "retention_days": {"usage_records": settings.usage_retention_days,
+                           "content_records": settings.content_log_retention_days if settings.content_log_purpose else 0,
+                           "sign_in_sessions_hours": settings.session_hours},
+        "content_logging": settings.content_log_purpose or None,
+        "recipients": "none outside the institution",
+        "processing_locations": [{"name": b.name, "local": b.local, "location": b.location} for b in backends(settings)],
+        "source": "your sign-in (single sign-on or local account) and your requests",
+        "rights": "erase: DELETE /me?confirm=true; complaints: the institution's data protection officer "
+                  "or the supervisory authority",
+        "terms_version": settings.terms_version or None,
+    }
+
+
+def export_user(session: Session, user_id: int, settings: Settings | None = None) -> dict[str, Any] | None:
+    """All data about user `user_id` (None if there is no such user); with `settings`, also
+    the purposes, retention periods and recipients that apply (`processing`)."""
     user = session.get(User, user_id)
     if user is None:
         return None
@@ -68,7 +90,7 @@ def export_user(session: Session, user_id: int) -> dict[str, Any] | None:
                             .order_by(UsageRecord.at)).all()
     content = session.scalars(select(ContentRecord).where(ContentRecord.user_pseudonym == user.pseudonym)
                               .order_by(ContentRecord.at)).all()
-    return {
+    data: dict[str, Any] = {
         "exported_at": _iso(utcnow()),
         "profile": {"id": user.id, "subject": user.subject, "pseudonym": user.pseudonym,
                     "display_name": user.display_name, "email": user.email, "role": user.role,
@@ -90,6 +112,9 @@ def export_user(session: Session, user_id: int) -> dict[str, Any] | None:
         "content_records": [{"at": _iso(c.at), "purpose": c.purpose, "model": c.model, "endpoint": c.endpoint,
                              "prompt": c.prompt, "response": c.response} for c in content],
     }
+    if settings is not None:
+        data["processing"] = processing_info(settings)
+    return data
 
 
 def erase_user(session: Session, user_id: int) -> dict[str, int] | None:

@@ -59,6 +59,9 @@ Sections marked *[fill in]* must be completed by the controller.
 - Betriebssicherheit (Fehleranalyse) / operational security (troubleshooting).
 {f'- Inhaltsprotokollierung für den Zweck / content logging for the purpose: **{content}**' if content else ''}
 
+Rechtsgrundlage / legal basis: *[fill in: e.g. Art. 6(1)(e) GDPR with the state's higher-education act]*{'; for content logging: *[fill in, e.g. consent, Art. 6(1)(a)]*' if content else ''}.
+Nutzungsbedingungen / terms of use: {f"version `{settings.terms_version}`, {settings.terms_url}; acceptance is recorded with version and time" if settings.terms_version else "none configured (`FLEXI_TERMS_VERSION`)"}.
+
 ## 3. Betroffene / Data subjects
 Studierende, Lehrende, Forschende, Beschäftigte und Dienstkonten der Einrichtung / students, teachers, researchers, staff and service accounts of the institution.
 
@@ -66,7 +69,7 @@ Studierende, Lehrende, Forschende, Beschäftigte und Dienstkonten der Einrichtun
 
 | Kategorie / category | Inhalt / content | Frist / retention |
 |---|---|---|
-| Konto / account | external subject (SSO `sub` or user name), keyed pseudonym, optional display name and e-mail, role, language, group and course memberships | until erased (`DELETE /me`, `flexi privacy erase`) |
+| Konto / account | external subject (SSO `sub` or user name), keyed pseudonym, optional display name and e-mail, role, language, group and course memberships; for local accounts a scrypt password hash | until erased (`DELETE /me`, `flexi privacy erase`) |
 | API-Schlüssel / API keys | visible prefix and SHA-256 of the key (never the key), name, scopes, expiry, last use | until revoked and erased with the account |
 | Anmeldesitzungen / sign-in sessions | SHA-256 of the session token, created/expires, method | {settings.session_hours:g} hours; expired sessions are deleted hourly |
 | Nutzungsdaten / usage records | pseudonym (not the identity), key id, course, model, endpoint, token counts, queue and generation time, status — **no text** | {settings.usage_retention_days} days |
@@ -74,7 +77,7 @@ Studierende, Lehrende, Forschende, Beschäftigte und Dienstkonten der Einrichtun
 | Zustimmung / terms acceptance | version and time of acceptance (current version: `{settings.terms_version or 'none configured'}`) | until erased with the account |
 {content_row}
 
-Server logs contain no prompt or response text and no full API keys.
+Server-Protokolle enthalten keine Texte und keine vollständigen API-Schlüssel / server logs contain no prompt or response text and no full API keys.
 
 ## 5. Empfänger / Recipients
 Keine Übermittlung an Dritte / no transfer to third parties. Where prompts are processed:

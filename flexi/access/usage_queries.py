@@ -79,22 +79,33 @@ def usage_summary(session: Session, by: str, *, since: datetime | None = None, u
 
 
 def own_usage(session: Session, principal: Principal, quotas: QuotaLedger, days: int = 30) -> dict[str, Any]:
-    """What a user sees about themselves: recent usage per day and model, and their quotas."""
+    """What a user sees about themselves: recent usage per day and model, and every limit that
+    applies to this request's credentials (their own or their role's, the key's, the key's course)
+    with what is used and when the window resets."""
     now = utcnow()
     since = now - timedelta(days=days)
-    limits = quotas.limits_for(session.connection(), principal, None) if principal.user_id is not None else []
-    used = quotas.usage_of(session.connection(), "user", principal.user_id) if principal.user_id is not None else {}
     quota = []
-    for lim in limits:
-        if lim.subject_kind != "user":
-            continue
-        start = window_start(lim.window, now)
-        quota.append({"limit": lim.name, "value": lim.value, "used": used.get(lim.name, 0),
-                      "remaining": max(0, lim.value - used.get(lim.name, 0)),
-                      "resets_at": window_end(lim.window, start).isoformat().replace("+00:00", "Z")})
+    if principal.user_id is not None:
+        conn = session.connection()
+        course = principal.key_course_id  # a course key bills its course while the owner is a member
+        if course is not None and course not in principal.courses and not principal.is_admin:
+            course = None
+        used: dict[tuple[str, int], dict[str, int]] = {}
+        for lim in quotas.limits_for(conn, principal, course):
+            subject = (lim.subject_kind, lim.subject_id)
+            if subject not in used:
+                used[subject] = quotas.usage_of(conn, lim.subject_kind, lim.subject_id, now)
+            spent = used[subject].get(lim.name, 0)
+            quota.append({"limit": lim.name, "applies_to": lim.subject_kind, "value": lim.value, "used": spent,
+                          "remaining": max(0, lim.value - spent),
+                          "resets_at": _iso(window_end(lim.window, window_start(lim.window, now)))})
     return {
-        "since": since.isoformat().replace("+00:00", "Z"),
+        "since": _iso(since),
         "per_day": usage_summary(session, "day", since=since, pseudonym=principal.pseudonym),
         "per_model": usage_summary(session, "model", since=since, pseudonym=principal.pseudonym),
         "quotas": quota,
     }
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

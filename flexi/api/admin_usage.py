@@ -44,7 +44,7 @@ def _user_id(user_id: int) -> int:
 @router.get("/privacy/export/{user_id}", summary="Everything stored about one user (GDPR Art. 15)")
 def export(request: Request, user_id: int) -> Response:
     with transaction(request) as s:
-        data = export_user(s, _user_id(user_id))
+        data = export_user(s, _user_id(user_id), access_of(request).settings)
     if data is None:
         raise EngineError("no such user", 404, "not_found")
     return Response(json.dumps(data, ensure_ascii=False, indent=2), media_type="application/json",

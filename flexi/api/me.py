@@ -69,7 +69,7 @@ def my_usage(request: Request, days: int = 30) -> dict[str, Any]:
 def my_export(request: Request) -> Response:
     _principal, user_id, locale = _caller(request)
     with transaction(request, locale) as s:
-        data = export_user(s, user_id)
+        data = export_user(s, user_id, access_of(request).settings)
     if data is None:
         raise EngineError(messages.text("user_gone", locale), 404, "not_found")
     return Response(json.dumps(data, ensure_ascii=False, indent=2), media_type="application/json",

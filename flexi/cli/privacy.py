@@ -58,7 +58,7 @@ def export(user: str = typer.Argument(..., help="User id or subject."),
     from flexi.access.privacy import export_user
 
     with database() as s:
-        data = export_user(s, find_user(s, user).id)
+        data = export_user(s, find_user(s, user).id, s.info["settings"])
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if output:
         output.write_text(text + "\n", encoding="utf-8")

@@ -37,13 +37,14 @@ def _people(db: Engine) -> tuple[int, int]:
         s.add_all([group, course])
         s.flush()
         s.add_all([GroupMember(group_id=group.id, user_id=alice.id), CourseMember(course_id=course.id, user_id=alice.id)])
-        create_key(s, alice.id, "laptop")
+        alice_key = create_key(s, alice.id, "laptop")
         create_key(s, bob.id, "bob's")
         s.add(TermsAcceptance(user_id=alice.id, version="2026-1"))
         s.add(LoginSession(token_hash="c" * 64, user_id=alice.id, expires_at=utcnow() + timedelta(hours=1)))
         for pseudonym, tokens in (("a" * 64, 10), ("a" * 64, 20), ("b" * 64, 5)):
-            s.add(UsageRecord(user_pseudonym=pseudonym, model="m", endpoint="/api/chat", prompt_tokens=tokens,
-                              completion_tokens=1))
+            key = alice_key.info.id if pseudonym == "a" * 64 else None  # a key id would link rows to a reused id
+            s.add(UsageRecord(user_pseudonym=pseudonym, key_id=key, model="m", endpoint="/api/chat",
+                              prompt_tokens=tokens, completion_tokens=1))
         s.add(ContentRecord(user_pseudonym="a" * 64, purpose="study", model="m", endpoint="/api/chat",
                             prompt="secret question", response="answer"))
         s.commit()
@@ -80,6 +81,7 @@ def test_erase_removes_personal_data_and_keeps_unlinkable_totals(db: Engine) -> 
         assert s.scalar(select(func.sum(UsageRecord.prompt_tokens))) == total_before  # totals stay
         pseudonyms = set(s.scalars(select(UsageRecord.user_pseudonym)))
         assert "a" * 64 not in pseudonyms and "b" * 64 in pseudonyms
+        assert s.scalar(select(func.count()).select_from(UsageRecord).where(UsageRecord.key_id.is_not(None))) == 0
         erased = [p for p in pseudonyms if p.startswith(ERASED_PREFIX)]
         assert len(erased) == 1  # alice's rows share one fresh, random value
         assert erase_user(s, alice) is None  # a second erase finds nobody
@@ -119,6 +121,9 @@ def test_report_follows_the_configuration(tmp_path) -> None:
                                              content_log_retention_days=14, auth="on"))
     assert 'only for the purpose "Evaluation Kurs X" | 14 days' in logged and "Evaluation Kurs X" in logged
     assert "on: every request needs an API key" in logged
+    assert "for content logging: *[fill in" in logged and "for content logging" not in plain
+    assert "terms of use: none configured" in plain
+    assert "version `2026-3`, /terms" in processing_report(load_settings(home=tmp_path, terms_version="2026-3"))
     assert all(b.local for b in backends(load_settings(home=tmp_path)))
 
 
@@ -135,3 +140,124 @@ def test_erase_removes_the_quotas_of_the_user_and_their_keys(db: Engine) -> None
         erase_user(s, alice)
         s.commit()
         assert s.scalar(select(func.count()).select_from(Quota)) == 0
+
+
+def _usage_fixture(db: Engine) -> dict[str, int]:
+    """Two users, two courses, two keys, two models, three UTC days (rows either side of midnight)."""
+    from datetime import UTC, datetime
+
+    with session_factory(db)() as s:
+        ann = User(subject="ann", pseudonym="p" * 64)
+        ben = User(subject="ben", pseudonym="q" * 64)
+        s.add_all([ann, ben, Course(name="nlp"), Course(name="stats")])
+        s.flush()
+        nlp, stats = (s.scalar(select(Course.id).where(Course.name == n)) for n in ("nlp", "stats"))
+        k1, k2 = create_key(s, ann.id, "k1").info.id, create_key(s, ben.id, "k2").info.id
+        day = datetime(2026, 3, 1, tzinfo=UTC)
+        rows = [  # (pseudonym, key, course, model, at, prompt, completion, status, queue, gen)
+            ("p", k1, nlp, "big", day + timedelta(hours=23, minutes=59), 10, 5, "ok", 10, 100),
+            ("p", k1, nlp, "big", day + timedelta(days=1, minutes=1), 20, 5, "ok", 30, 300),
+            ("p", k1, None, "small", day + timedelta(days=1, hours=12), 1, 0, "rejected", 0, 0),
+            ("q", k2, stats, "small", day + timedelta(days=2), 4, 4, "error", 2, 20),
+            ("q", k2, stats, "small", day + timedelta(days=2, hours=1), 6, 6, "cancelled", 4, 40),
+        ]
+        for p, key, course, model, at, pt, ct, status, q, g in rows:
+            s.add(UsageRecord(user_pseudonym=p * 64, key_id=key, course_id=course, model=model, endpoint="/api/chat",
+                              at=at, prompt_tokens=pt, completion_tokens=ct, status=status, queue_ms=q,
+                              generation_ms=g))
+        s.commit()
+        return {"ann": ann.id, "ben": ben.id, "k1": k1, "k2": k2, "nlp": nlp}
+
+
+def test_usage_summary_groups_filters_and_utc_days(db: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from flexi.access.usage_queries import usage_summary
+
+    _usage_fixture(db)
+    with session_factory(db)() as s:
+        by_day = usage_summary(s, "day")
+        assert [(r["day"], r["requests"]) for r in by_day] == [("2026-03-03", 2), ("2026-03-02", 2), ("2026-03-01", 1)]
+        users = {r["user"]: r for r in usage_summary(s, "user")}
+        assert set(users) == {"p" * 64, "q" * 64}  # pseudonyms only, never subjects
+        ann = users["p" * 64]
+        assert (ann["requests"], ann["prompt_tokens"], ann["completion_tokens"], ann["ok"], ann["rejected"]) == (3, 31, 10, 2, 1)
+        assert users["q" * 64]["errors"] == 1 and users["q" * 64]["cancelled"] == 1
+        assert users["q" * 64]["mean_queue_ms"] == 3 and users["q" * 64]["mean_generation_ms"] == 30
+        courses = {r["course"]: r["requests"] for r in usage_summary(s, "course")}
+        assert courses == {"nlp": 2, "stats": 2, None: 1}
+        models = {r["model"]: r["prompt_tokens"] for r in usage_summary(s, "model")}
+        assert models == {"big": 30, "small": 11}
+        keys = {r["key"]: r["requests"] for r in usage_summary(s, "key")}
+        assert sorted(keys.values()) == [2, 3] and all(k.startswith("flx_") for k in keys)
+        march2 = datetime(2026, 3, 2, tzinfo=UTC)
+        window = usage_summary(s, "model", since=march2, until=march2 + timedelta(days=1))
+        assert {r["model"]: r["requests"] for r in window} == {"big": 1, "small": 1}
+        assert usage_summary(s, "day", model="small", course="stats") == [
+            {"day": "2026-03-03", "requests": 2, "prompt_tokens": 10, "completion_tokens": 10, "ok": 0, "rejected": 0,
+             "cancelled": 1, "errors": 1, "mean_queue_ms": 3, "mean_generation_ms": 30}]
+        assert usage_summary(s, "user", model="' OR 1=1--", course="x'; DROP TABLE usage_records;--") == []
+        assert usage_summary(s, "day", limit=1)[0]["day"] == "2026-03-03"
+        assert s.scalar(select(func.count()).select_from(UsageRecord)) == 5
+        try:
+            usage_summary(s, "planet")
+        except ValueError as exc:
+            assert "group by one of" in str(exc)
+        else:
+            raise AssertionError("an unknown grouping must be refused")
+
+
+def test_own_usage_shows_every_limit_that_applies(db: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from flexi.access.principal import Principal
+    from flexi.access.quota import QuotaLedger
+    from flexi.access.usage_queries import own_usage
+    from flexi.db.models import Quota, RoleQuota
+
+    ids = _usage_fixture(db)
+    now = utcnow()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with session_factory(db)() as s:
+        s.add_all([RoleQuota(role="student", tokens_per_day=1000),  # ann has no own quota: her role's applies
+                   Quota(subject_kind="key", subject_id=ids["k1"], requests_per_minute=5),
+                   Quota(subject_kind="course", subject_id=ids["nlp"], tokens_per_week=9000),
+                   CourseMember(course_id=ids["nlp"], user_id=ids["ann"]),
+                   QuotaCounter(subject_kind="user", subject_id=ids["ann"], window="day", window_start=today, used=250),
+                   UsageRecord(user_pseudonym="p" * 64, key_id=ids["k1"], model="big", endpoint="/api/chat",
+                               prompt_tokens=7, completion_tokens=3, at=now - timedelta(hours=1))])
+        s.commit()
+    ann = Principal(user_id=ids["ann"], subject="ann", pseudonym="p" * 64, role="student", locale="en",
+                    courses=frozenset({ids["nlp"]}), key_id=ids["k1"], key_course_id=ids["nlp"])
+    ledger = QuotaLedger(db)
+    try:
+        with session_factory(db)() as s:
+            mine = own_usage(s, ann, ledger, days=30)
+            ledger.forget()
+            left = own_usage(s, Principal(**{**ann.__dict__, "courses": frozenset()}), ledger, days=30)
+    finally:
+        if ledger.executor is not None:
+            ledger.executor.shutdown()
+    assert [(r["model"], r["requests"], r["prompt_tokens"]) for r in mine["per_model"]] == [("big", 1, 7)]
+    assert sum(r["requests"] for r in mine["per_day"]) == 1  # only the last 30 days, only her rows
+    quotas = {(q["applies_to"], q["limit"]): q for q in mine["quotas"]}
+    assert set(quotas) == {("user", "tokens_per_day"), ("key", "requests_per_minute"), ("course", "tokens_per_week")}
+    day = quotas[("user", "tokens_per_day")]
+    assert (day["value"], day["used"], day["remaining"]) == (1000, 250, 750)
+    assert datetime.fromisoformat(day["resets_at"]) == today + timedelta(days=1)
+    week = datetime.fromisoformat(quotas[("course", "tokens_per_week")]["resets_at"])
+    assert week.weekday() == 0 and week.astimezone(UTC).hour == 0 and timedelta(0) < week - now <= timedelta(days=7)
+    assert {q["applies_to"] for q in left["quotas"]} == {"user", "key"}  # left the course: its key no longer bills it
+
+
+def test_export_tells_purposes_retention_and_recipients(db: Engine, tmp_path) -> None:
+    alice, _bob = _people(db)
+    settings = load_settings(home=tmp_path, usage_retention_days=45, content_log_purpose="Lehrevaluation",
+                             terms_version="2026-1")
+    with session_factory(db)() as s:
+        data = export_user(s, alice, settings)
+        plain = export_user(s, alice)
+    assert "processing" not in plain
+    info = data["processing"]
+    assert info["retention_days"]["usage_records"] == 45 and info["content_logging"] == "Lehrevaluation"
+    assert all(loc["local"] for loc in info["processing_locations"]) and info["terms_version"] == "2026-1"

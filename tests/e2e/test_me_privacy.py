@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from flexi.db.models import UsageRecord, User
 from tests.access_helpers import ServerDB
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
 
@@ -62,28 +64,46 @@ def test_own_usage_after_a_real_generation(srv: tuple[RunningServer, ServerDB]) 
     (row,) = usage["per_model"]
     assert row["model"] == MODEL and row["requests"] == 1 and row["completion_tokens"] == r.json()["eval_count"]
     (quota,) = usage["quotas"]
-    assert quota["limit"] == "tokens_per_day" and quota["used"] == r.json()["prompt_eval_count"] + r.json()["eval_count"]
+    assert quota["limit"] == "tokens_per_day" and quota["applies_to"] == "user"
+    assert quota["used"] == r.json()["prompt_eval_count"] + r.json()["eval_count"]
     assert quota["resets_at"].endswith("T00:00:00Z")
+
+
+def _record(db: ServerDB, subject: str, tokens: int) -> None:
+    with db.session() as s:
+        s.add(UsageRecord(user_pseudonym=db.pseudonym(subject), model=MODEL, endpoint="/api/chat",
+                          prompt_tokens=tokens, completion_tokens=1))
+        s.commit()
 
 
 def test_export_has_mine_and_nothing_of_others(srv: tuple[RunningServer, ServerDB]) -> None:
     server, db = srv
     _key(db, "someone-else")
+    _record(db, "someone-else", 4242)
     _uid, auth = _key(db, "exporter")
+    _record(db, "exporter", 17)
     r = httpx.get(server.url + "/me/export", headers=auth)
     assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
     data = r.json()
     assert data["profile"]["subject"] == "exporter" and len(data["api_keys"]) == 1
-    assert "someone-else" not in r.text and "secret_hash" not in r.text
+    assert [u["prompt_tokens"] for u in data["usage_records"]] == [17]
+    assert data["processing"]["retention_days"]["usage_records"] == 77 and data["processing"]["terms_version"] == TERMS
+    assert "someone-else" not in r.text and db.pseudonym("someone-else") not in r.text and "4242" not in r.text
+    assert "secret_hash" not in r.text and "token_hash" not in r.text
 
 
 def test_erase_me_needs_confirmation_then_the_key_stops_working(srv: tuple[RunningServer, ServerDB]) -> None:
     server, db = srv
     uid, auth = _key(db, "leaver")
+    _record(db, "leaver", 31337)
     assert httpx.delete(server.url + "/me", headers=auth).status_code == 400
     assert httpx.delete(server.url + "/me?confirm=true", headers=auth).status_code == 204
     assert httpx.get(server.url + "/api/tags", headers=auth).status_code == 401
+    assert httpx.get(server.url + "/me", headers=auth).status_code == 401
     assert db.usage(db.pseudonym("leaver")) == []
+    with db.session() as s:  # the numbers stay, under a pseudonym that leads nowhere
+        (kept,) = s.scalars(select(UsageRecord).where(UsageRecord.prompt_tokens == 31337)).all()
+        assert kept.user_pseudonym.startswith("erased-") and s.get(User, uid) is None
 
 
 def test_browser_user_must_accept_the_current_terms(srv: tuple[RunningServer, ServerDB]) -> None:
