@@ -23,6 +23,8 @@ no password hashes, no key hashes, keys by prefix only.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -612,7 +614,7 @@ def model_patterns(models: Sequence[str] | None) -> list[str] | None:
 
 def create_api_key(session: Session, owner_id: object, *, name: str = "", scopes: Sequence[str] | None = None,
                    models: Sequence[str] | None = None, expires: object = None, course_id: object = None,
-                   require_membership: bool = False, now: datetime | None = None) -> tuple[CreatedKey, ApiKey]:
+                   require_membership: bool = False, now: datetime | None = None, admins: Collection[str] = ()) -> tuple[CreatedKey, ApiKey]:
     """A new key for user `owner_id` (default scope: inference only). Returns
     `(CreatedKey, row)`; the full key is in `CreatedKey.key` and nowhere else.
     `require_membership`: the course must be one the owner belongs to (self-service)."""
@@ -628,7 +630,7 @@ def create_api_key(session: Session, owner_id: object, *, name: str = "", scopes
         raise _msg("key_name_invalid", limit=100) from None
     chosen = _scopes(scopes)
     for scope in chosen:
-        if scope in ADMIN_SCOPES and owner.role != "admin":
+        if scope in ADMIN_SCOPES and owner.role != "admin" and owner.subject not in admins:
             raise _msg("key_scope_owner", scope=scope)
     patterns = model_patterns(models)
     expires_at = parse_expiry(expires, now)

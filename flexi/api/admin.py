@@ -184,7 +184,7 @@ def user_keys(request: Request, user_id: PathId) -> dict[str, Any]:
 @router.post("/users/{user_id}/keys", status_code=201, summary="Create an API key for a user (shown once)")
 def create_user_key(request: Request, user_id: PathId, body: KeyCreate) -> dict[str, Any]:
     with transaction(request) as s:
-        created, row = ops.create_api_key(s, user_id, name=body.name, scopes=body.scopes, models=body.models,
+        created, row = ops.create_api_key(s, user_id, admins=access_of(request).settings.admins, name=body.name, scopes=body.scopes, models=body.models,
                                           expires=body.expiry(), course_id=body.course_id)
         return {**ops.key_view(row), "key": created.key,
                 "warning": "this is the only time the full key is shown; store it now"}

@@ -93,7 +93,7 @@ def create_my_key(request: Request, body: KeyCreate) -> dict[str, Any]:
         if ops.active_key_count(s, user_id) >= ops.MAX_OWN_KEYS:
             raise ops.AdminError(messages.text("key_limit", "en", limit=ops.MAX_OWN_KEYS), 409,
                                  key="key_limit", values={"limit": ops.MAX_OWN_KEYS})
-        created, row = ops.create_api_key(s, user_id, name=body.name, scopes=scopes, models=models, expires=expiry,
+        created, row = ops.create_api_key(s, user_id, admins=access_of(request).settings.admins, name=body.name, scopes=scopes, models=models, expires=expiry,
                                           course_id=body.course_id, require_membership=True)
         return {**ops.key_view(row), "key": created.key, "warning": WARNING[locale]}
 

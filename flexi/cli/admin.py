@@ -415,7 +415,7 @@ def keys_create(user: str = typer.Argument(..., help="Owner (subject or id)."),
     with database() as s:
         owner = ops.find_user(s, user)
         course_id = ops.find_course(s, course).id if course else None
-        created, row = ops.create_api_key(s, owner.id, name=name, scopes=_split(scope), models=_split(model),
+        created, row = ops.create_api_key(s, owner.id, admins=s.info["settings"].admins, name=name, scopes=_split(scope), models=_split(model),
                                           expires=expires, course_id=course_id)
         view = {**ops.key_view(row), "owner": owner.subject}
     if as_json:

@@ -472,3 +472,18 @@ def test_a_database_lock_held_elsewhere_does_not_freeze_the_server(campus: Campu
         holder.close()
     t.join(30)
     assert waiting == [200]
+
+
+def test_show_hides_server_paths_from_non_admins(campus: Campus) -> None:
+    student = httpx.post(campus.srv.url + "/api/show", headers=bearer(campus.student_key), json={"model": MODEL}).json()
+    admin = httpx.post(campus.srv.url + "/api/show", headers=bearer(campus.admin_key), json={"model": MODEL}).json()
+    assert str(campus.srv.home) not in student["modelfile"] and f"FROM {MODEL}" in student["modelfile"]
+    assert str(campus.srv.home) in admin["modelfile"]
+
+
+def test_admin_from_configuration_can_issue_admin_keys(campus: Campus) -> None:
+    """`boss` is admin through FLEXI_ADMINS only (stored role: student); the key rules must agree."""
+    me = httpx.get(campus.srv.url + "/me", headers=bearer(campus.admin_key)).json()
+    r = httpx.post(campus.srv.url + f"/admin/users/{me['id']}/keys", headers=bearer(campus.admin_key),
+                   json={"name": "ops", "scopes": ["admin", "manage", "inference"]})
+    assert r.status_code == 201, r.text
