@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flexi.access import admin_ops as ops
@@ -29,7 +30,7 @@ from flexi.api.admin_common import (
     principal_of,
     transaction,
 )
-from flexi.db.models import ApiKey
+from flexi.db.models import ApiKey, Quota
 
 router = APIRouter(prefix="/me", tags=["me"], route_class=AdminRoute)
 
@@ -93,8 +94,22 @@ def create_my_key(request: Request, body: KeyCreate) -> dict[str, Any]:
         if ops.active_key_count(s, user_id) >= ops.MAX_OWN_KEYS:
             raise ops.AdminError(messages.text("key_limit", "en", limit=ops.MAX_OWN_KEYS), 409,
                                  key="key_limit", values={"limit": ops.MAX_OWN_KEYS})
-        created, row = ops.create_api_key(s, user_id, admins=access_of(request).settings.admins, name=body.name, scopes=scopes, models=models, expires=expiry,
-                                          course_id=body.course_id, require_membership=True)
+        course_id = body.course_id
+        parent_quota = None
+        if principal.key_id is not None:
+            # a key may only mint keys inside its own limits: same course, same key quota
+            if principal.key_course_id is not None:
+                if course_id is not None and course_id != principal.key_course_id:
+                    raise forbidden(messages.text("key_wider", locale, what="course"))
+                course_id = principal.key_course_id
+            parent_quota = s.scalar(select(Quota).where(Quota.subject_kind == "key", Quota.subject_id == principal.key_id))
+        created, row = ops.create_api_key(s, user_id, admins=access_of(request).settings.admins, name=body.name,
+                                          scopes=scopes, models=models, expires=expiry, course_id=course_id,
+                                          require_membership=True)
+        if parent_quota is not None:
+            s.add(Quota(subject_kind="key", subject_id=row.id, requests_per_minute=parent_quota.requests_per_minute,
+                        tokens_per_day=parent_quota.tokens_per_day, tokens_per_week=parent_quota.tokens_per_week))
+            s.flush()
         return {**ops.key_view(row), "key": created.key, "warning": WARNING[locale]}
 
 

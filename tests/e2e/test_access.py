@@ -487,3 +487,18 @@ def test_admin_from_configuration_can_issue_admin_keys(campus: Campus) -> None:
     r = httpx.post(campus.srv.url + f"/admin/users/{me['id']}/keys", headers=bearer(campus.admin_key),
                    json={"name": "ops", "scopes": ["admin", "manage", "inference"]})
     assert r.status_code == 201, r.text
+
+
+def test_a_key_cannot_mint_a_key_outside_its_own_limits(campus: Campus) -> None:
+    uid = campus.db.add_user("minter")
+    course = campus.db.add_course("bio-303", {uid: "student"})
+    key_id, parent = campus.db.add_key(uid, scopes=["inference", "account"], course_id=course)
+    campus.db.set_quota("key", key_id, requests_per_minute=2)
+    r = httpx.post(campus.srv.url + "/me/keys", headers=bearer(parent), json={"name": "child"})
+    assert r.status_code == 201, r.text
+    child = r.json()
+    assert child["course_id"] == course  # still billed to the course
+    body = {**GEN, "options": {"num_predict": 1}}
+    codes = [httpx.post(campus.srv.url + "/api/generate", headers=bearer(child["key"]), json=body, timeout=60).status_code
+             for _ in range(3)]
+    assert codes == [200, 200, 429]  # the parent's key quota came along
