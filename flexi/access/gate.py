@@ -320,9 +320,6 @@ class AccessGate:
                 gone_users.add(uid)
         return gone_users, bad_keys | (key_ids - known_keys)  # type: ignore[return-value]
 
-    async def start(self) -> None:
-        pass
-
     async def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ADMIN = "admin"
 
@@ -27,7 +27,6 @@ class Principal:
     key_course_id: int | None = None
     session: str | None = None  # hash of the browser session token
     local: bool = False  # auth=off: the machine's own user
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def is_admin(self) -> bool:

@@ -53,7 +53,6 @@ class AccessService:
 
     async def start(self) -> None:
         await self.usage.start()
-        await self.gate.start()
         self._purge = asyncio.create_task(purge_loop(self.engine, self.settings), name="flexi-retention-purge")
 
     async def close(self) -> None:
