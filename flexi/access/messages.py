@@ -23,6 +23,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "this API key may not be used for this action (scope {scope} missing)",
         "de": "dieser API-Schlüssel darf für diese Aktion nicht verwendet werden (Berechtigung {scope} fehlt)",
     },
+    "csrf": {
+        "en": "this request lacks the page's security token (X-Flexi-CSRF); reload the page and try again",
+        "de": "dieser Anfrage fehlt das Sicherheits-Token der Seite (X-Flexi-CSRF); bitte die Seite neu laden und erneut versuchen",
+    },
     "terms": {
         "en": "please accept the current terms of use (version {version}) first: {url}",
         "de": "bitte zuerst die aktuellen Nutzungsbedingungen (Version {version}) akzeptieren: {url}",

@@ -2,7 +2,9 @@
 
 One place decides for every route of both dialects (and for docs, metrics and
 admin routes alike): no route can forget a check. Public: `/auth/…` (sign-in
-itself) and `/terms` (what one is asked to accept).
+itself), `/terms` (what one is asked to accept) and the web interface's shell:
+`GET /` asked for as HTML, `/ui/assets/…`, `/ui/config` (no data in them; the
+page signs in by itself).
 
 Endpoint classes:
 - `/admin/…`: admins only (role admin; a key needs scope `admin` if it has scopes);
@@ -13,6 +15,9 @@ Exporting, erasing or re-keying one's own account needs a browser sign-in or a
 key with scope `account` (a leaked inference key must not do that).
 A browser user who has not accepted the current terms of use gets 403 with a
 link, except on the routes needed to read and accept them.
+A request signed in by cookie that changes something must carry the session's
+CSRF token (`X-Flexi-CSRF`, see flexi.web.csrf): browsers send cookies also on
+requests other pages trigger.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ from flexi.access.credentials import CredentialError, extract
 from flexi.access.errors import AccessError, forbidden, unauthorized
 from flexi.access.principal import Principal
 from flexi.api.errors import ollama_error, openai_error
+from flexi.web.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
+from flexi.web.negotiate import wants_html
 
-PUBLIC_PREFIXES = ("/auth/",)
-PUBLIC_PATHS = {"/terms"}
+CSRF_HEADER_BYTES = CSRF_HEADER.encode()
+
+PUBLIC_PREFIXES = ("/auth/", "/ui/assets/")
+PUBLIC_PATHS = {"/terms", "/ui/config", "/favicon.ico"}
 MANAGE_PATHS = {"/api/pull", "/api/create", "/api/delete", "/api/copy", "/api/push"}
 MANAGE_PREFIXES = ("/api/blobs/",)
 TERMS_EXEMPT = {"/me", "/me/terms", "/me/export"}
@@ -40,9 +49,11 @@ def account_action(method: str, path: str) -> bool:
     return path == "/me/export" or (method not in ("GET", "HEAD") and (path == "/me" or path.startswith("/me/keys")))
 
 
-def endpoint_class(path: str) -> str:
+def endpoint_class(path: str, method: str = "GET", accept: str | None = None) -> str:
     if path.startswith(PUBLIC_PREFIXES) or path in PUBLIC_PATHS:
         return "public"
+    if path == "/" and method in ("GET", "HEAD") and wants_html(accept):
+        return "public"  # the web page signs in by itself; API clients probing `/` still need a key
     if path == "/admin" or path.startswith("/admin/"):
         return "admin"
     if path in MANAGE_PATHS or path.startswith(MANAGE_PREFIXES):
@@ -91,8 +102,9 @@ class AccessMiddleware:
     async def _principal(self, scope: Scope) -> Principal | None:
         access = scope["app"].state.flexi.access
         path: str = scope["path"]
-        kind = endpoint_class(path)
         headers = scope["headers"]
+        kind = endpoint_class(path, scope["method"], next((v.decode("latin-1") for k, v in headers if k == b"accept"), None)
+                              if path == "/" else None)
         locale_hint = next((v.decode("latin-1") for k, v in headers if k == b"accept-language"), None)
         if kind == "public":
             return None
@@ -113,6 +125,9 @@ class AccessMiddleware:
                 principal = await anyio.to_thread.run_sync(access.authn.authenticate, credential)
             if principal is None:
                 raise unauthorized(messages.text("invalid_credentials", locale))
+            if credential.kind == "session" and scope["method"] not in SAFE_METHODS and not csrf_ok(
+                    credential.value, next((v.decode("latin-1") for k, v in headers if k == CSRF_HEADER_BYTES), None)):
+                raise forbidden(messages.text("csrf", locale), code="csrf_failed")
         self._check(access, principal, kind, messages.request_locale(locale_hint, principal.locale), scope["method"], path)
         version = access.settings.terms_version
         if principal.session and version and path not in TERMS_EXEMPT and not (

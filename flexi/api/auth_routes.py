@@ -29,6 +29,7 @@ from flexi.access.sessions import clear_cookie, create_session, end_session, set
 from flexi.api.admin_common import AdminRoute, access_of
 from flexi.db.models import Group, GroupMember, User
 from flexi.db.pseudonym import pseudonymize
+from flexi.web.csrf import csrf_token
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
 
@@ -176,7 +177,7 @@ def password_login(request: Request, body: PasswordLogin) -> Response:
         s.commit()
     role = access.authn.effective_role(user.subject, user.role)
     out = {"user": {"id": user.id, "subject": user.subject, "display_name": user.display_name, "role": role,
-                    "locale": user.locale}}
+                    "locale": user.locale}, "csrf_token": csrf_token(token)}
     response = JSONResponse(out)
     set_cookie(response, request, access.settings, token)
     return response

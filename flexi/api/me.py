@@ -7,7 +7,7 @@ reach someone else's data through them.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,8 @@ from flexi.access.usage_queries import own_usage
 from flexi.api.admin_common import AdminRoute, access_of, locale_of, principal_of, transaction
 from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow
 from flexi.engine.types import BadRequest, EngineError
+from flexi.access.credentials import session_token
+from flexi.web.csrf import csrf_token
 
 router = APIRouter(tags=["me"], route_class=AdminRoute)
 
@@ -53,7 +55,36 @@ def me(request: Request) -> dict[str, Any]:
         "terms": {"version": settings.terms_version or None, "url": settings.terms_url,
                   "accepted": bool(settings.terms_version) and settings.terms_version in accepted,
                   "accepted_versions": sorted(accepted)},
+        "csrf_token": _csrf_of(request) if principal.session else None,
     }
+
+
+def _csrf_of(request: Request) -> str | None:
+    """The token the web page sends back on changes (flexi.web.csrf); only for cookie sign-ins."""
+    token = session_token(request.headers.get("cookie"))
+    return csrf_token(token) if token else None
+
+
+class ProfileChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    locale: Literal["de", "en"] | None = None
+    display_name: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+@router.patch("/me", summary="Change my language or display name")
+def change_me(request: Request, body: ProfileChange) -> dict[str, Any]:
+    _principal, user_id, locale = _caller(request)
+    with transaction(request, locale) as s:
+        user = s.get(User, user_id)
+        if user is None:
+            raise EngineError(messages.text("user_gone", locale), 404, "not_found")
+        if body.locale is not None:
+            user.locale = body.locale
+        if body.display_name is not None:
+            user.display_name = body.display_name.strip() or user.display_name
+        out = {"locale": user.locale, "display_name": user.display_name}
+    access_of(request).authn.forget(user_id)  # the cached principal carries the locale
+    return out
 
 
 @router.get("/me/usage", summary="My usage (last 30 days by day and model) and my quotas")

@@ -77,11 +77,6 @@ def _stats_fields(stats: GenerationStats, t0: int) -> dict[str, Any]:
 
 
 # --- meta ------------------------------------------------------------------------
-@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-async def root() -> Response:
-    return Response("Ollama is running", media_type="text/plain")
-
-
 @router.api_route("/api/version", methods=["GET", "HEAD"])
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_API_VERSION, "flexi_version": __version__}

@@ -23,6 +23,8 @@ from flexi.scheduler.manager import ModelManager
 from flexi.server.guard import BodyTooLarge, RequestGuard
 from flexi.server.state import AppState
 from flexi.store.store import ModelStore
+from flexi.web import routes as web
+from flexi.web.headers import SecurityHeaders
 
 log = logging.getLogger("flexi.server")
 
@@ -52,7 +54,10 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Flexi", version=__version__, lifespan=lifespan,
                   description="Open LLM infrastructure for universities: Ollama- and OpenAI-compatible APIs.")
     app.add_middleware(AccessMiddleware)
+    app.add_middleware(SecurityHeaders)  # CSP for the web interface, nosniff everywhere
     app.add_middleware(RequestGuard, settings=settings)  # added last = runs first: Host/Origin/size before auth
+    app.include_router(web.router)  # / (page for browsers, "Ollama is running" otherwise), /ui/…
+    app.mount(web.ASSETS_PREFIX, web.assets_app(), name="ui-assets")
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.include_router(admin.router)  # /admin/…: users, groups, courses, keys, quotas, policies

@@ -112,7 +112,11 @@ def test_browser_user_must_accept_the_current_terms(srv: tuple[RunningServer, Se
     cookie = {"Cookie": f"flexi_session={db.add_session(uid)}"}
     blocked = httpx.get(server.url + "/api/tags", headers=cookie)
     assert blocked.status_code == 403 and blocked.json()["terms_url"] == "/terms"
-    assert httpx.get(server.url + "/me", headers=cookie).status_code == 200  # may read what to accept
+    me = httpx.get(server.url + "/me", headers=cookie)
+    assert me.status_code == 200  # may read what to accept
+    no_token = httpx.post(server.url + "/me/terms", headers=cookie, json={"version": TERMS})
+    assert no_token.status_code == 403 and no_token.json()["code"] == "csrf_failed"  # cookie changes need the page's token
+    cookie["X-Flexi-CSRF"] = me.json()["csrf_token"]
     wrong = httpx.post(server.url + "/me/terms", headers=cookie, json={"version": "2020-1"})
     assert wrong.status_code == 400 and TERMS in wrong.json()["error"]
     assert httpx.post(server.url + "/me/terms", headers=cookie, json={"version": TERMS, "role": "admin"}).status_code == 422

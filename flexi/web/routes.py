@@ -1,0 +1,134 @@
+"""HTTP routes of the web interface.
+
+- `GET /`: the chat page for browsers; "Ollama is running" for everyone else
+  (Ollama clients probe `/` and compare that text), decided by `Accept`.
+- `/ui/assets/…`: the page's scripts, styles and vendored libraries (public, no secrets).
+- `GET /ui/config`: what the page needs before sign-in (public).
+- `GET /ui/models`: models the caller may use, with size, languages and licence.
+- `GET /admin/usage/chart.svg`: usage charts for the admin dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from flexi import __version__
+from flexi.access import messages
+from flexi.access.usage_queries import usage_summary
+from flexi.api.admin_common import access_of, transaction
+from flexi.api.generation import visible_records
+from flexi.db.models import utcnow
+from flexi.engine.types import BadRequest
+from flexi.store.store import ModelRecord
+from flexi.web.charts import bar_chart
+from flexi.web.negotiate import wants_html
+
+router = APIRouter(include_in_schema=False)
+STATIC_DIR = Path(str(resources.files("flexi.web") / "static"))
+ASSETS_PREFIX = "/ui/assets"
+
+
+def assets_app() -> StaticFiles:
+    return StaticFiles(directory=STATIC_DIR, follow_symlink=False)
+
+
+_page_cache: dict[str, str] = {}
+
+
+def _index_html() -> str:
+    if "index" not in _page_cache:
+        text = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        _page_cache["index"] = text.replace("{{version}}", __version__)
+    return _page_cache["index"]
+
+
+@router.api_route("/", methods=["GET", "HEAD"])
+async def root(request: Request) -> Response:
+    if wants_html(request.headers.get("accept")):
+        return HTMLResponse(_index_html(), headers={"Cache-Control": "no-cache", "Vary": "Accept"})
+    return Response("Ollama is running", media_type="text/plain", headers={"Vary": "Accept"})
+
+
+@router.get("/ui/config")
+def ui_config(request: Request) -> dict[str, Any]:
+    settings = access_of(request).settings
+    return {
+        "version": __version__,
+        "auth": settings.auth,
+        "oidc": bool(settings.oidc_issuer and settings.oidc_client_id),
+        "password": settings.auth == "on",
+        "terms_version": settings.terms_version or None,
+        "terms_url": settings.terms_url,
+        "chat_history": getattr(settings, "chat_history", "browser"),
+        "chat_retention_days": getattr(settings, "chat_retention_days", None),
+        "default_locale": settings.default_locale,
+    }
+
+
+def _first_line(text: str | None) -> str | None:
+    line = (text or "").strip().splitlines()[0][:80] if (text or "").strip() else ""
+    return line or None
+
+
+def _model_card(record: ModelRecord) -> dict[str, Any]:
+    info = record.info.model_info
+    languages = info.get("general.languages")
+    return {
+        "name": record.name,
+        "size": record.size,
+        "parameter_size": record.details.get("parameter_size"),
+        "quantization": record.details.get("quantization_level"),
+        "family": record.details.get("family"),
+        "languages": [str(x) for x in languages] if isinstance(languages, list) else [],
+        "license": record.info.license or _first_line(record.license),
+        "context_length": record.info.context_length,
+        "capabilities": list(record.info.capabilities),
+    }
+
+
+@router.get("/ui/models")
+async def ui_models(request: Request) -> dict[str, Any]:
+    state = request.app.state.flexi
+    records = await asyncio.to_thread(state.store.list)
+    loaded = {entry.record.name for entry in state.manager.ps()}
+    cards = [{**_model_card(r), "loaded": r.name in loaded} for r in visible_records(request, records)]
+    return {"models": sorted(cards, key=lambda m: m["name"]), "default": state.settings.default_model}
+
+
+_CHART_TITLES = {
+    ("requests", "day"): ("Requests per day", "Anfragen pro Tag"),
+    ("tokens", "day"): ("Tokens per day", "Tokens pro Tag"),
+    ("requests", "model"): ("Requests per model", "Anfragen pro Modell"),
+    ("tokens", "model"): ("Tokens per model", "Tokens pro Modell"),
+    ("requests", "course"): ("Requests per course", "Anfragen pro Kurs"),
+    ("tokens", "course"): ("Tokens per course", "Tokens pro Kurs"),
+}
+
+
+@router.get("/admin/usage/chart.svg")
+def usage_chart(request: Request, by: Literal["day", "model", "course"] = "day",
+                metric: Literal["requests", "tokens"] = "requests", days: int = 30,
+                lang: Literal["de", "en"] | None = None) -> Response:
+    if not 1 <= days <= 366:
+        raise BadRequest("days must be between 1 and 366", param="days")
+    locale = lang or messages.request_locale(request.headers.get("accept-language"), access_of(request).settings.default_locale)
+    since = utcnow() - timedelta(days=days)
+    with transaction(request) as s:
+        rows = usage_summary(s, by, since=since, limit=60 if by == "day" else 20)
+    if by == "day":
+        rows = sorted(rows, key=lambda r: str(r["group"]))
+    labels = [str(r["group"]) if r["group"] is not None else ("(ohne Kurs)" if locale == "de" else "(no course)")
+              for r in rows]
+    values = [float(r["requests"] if metric == "requests" else r["prompt_tokens"] + r["completion_tokens"]) for r in rows]
+    title = _CHART_TITLES[(metric, by)][1 if locale == "de" else 0]
+    title += f" ({days} {'Tage' if locale == 'de' else 'days'})"
+    return Response(bar_chart(title, labels, values, locale=locale), media_type="image/svg+xml",
+                    headers={"Cache-Control": "no-store"})
