@@ -22,7 +22,9 @@ def unauthorized(message: str) -> AccessError:
 
 
 def forbidden(message: str, code: str = "forbidden", **fields: Any) -> AccessError:
-    return AccessError(message, 403, code, fields=fields)
+    """403; a specific `code` (terms_not_accepted, csrf_failed) also goes into Ollama-shaped bodies,
+    so the web page and scripts can tell what to do without parsing the message."""
+    return AccessError(message, 403, code, fields={"code": code, **fields} if code != "forbidden" else fields)
 
 
 def quota_exceeded(message: str, retry_after: int, **fields: Any) -> AccessError:
