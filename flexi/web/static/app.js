@@ -27,7 +27,6 @@ async function boot() {
       throw err;
     }
     setCsrf(session.me.csrf_token);
-    if (!localStorage.getItem("flexi.locale") && session.me.locale) setLocale(session.me.locale);
     if (session.me.terms.version && !session.me.terms.accepted) return termsView();
   }
   const history = session.config.chat_history === "server" && session.me ? "server" : "browser";

@@ -70,6 +70,7 @@ function form(main, a, models, courses) {
   const welcome = h("textarea", { id: "as-welcome", rows: "3", maxlength: "5000", value: v.welcome_message || "" });
   const examples = h("textarea", { id: "as-examples", rows: "3", value: (v.example_questions || []).join("\n") });
   const temperature = h("input", { id: "as-temperature", type: "number", min: "0", max: "2", step: "0.1", value: v.options?.temperature ?? "" });
+  const maxTokens = h("input", { id: "as-max-tokens", type: "number", min: "1", max: "8192", step: "1", value: v.options?.num_predict ?? "" });
   const audience = h("select", { id: "as-audience" },
     h("option", { value: "course", selected: v.audience !== "campus" }, t("audience_course")),
     h("option", { value: "campus", selected: v.audience === "campus" }, t("audience_campus")));
@@ -80,6 +81,7 @@ function form(main, a, models, courses) {
     error.textContent = "";
     const options = {};
     if (temperature.value !== "") options.temperature = Number.parseFloat(temperature.value);
+    if (maxTokens.value !== "") options.num_predict = Number.parseInt(maxTokens.value, 10);
     const body = { name: name.value.trim(), description: description.value, model: model.value, system_prompt: system.value,
       welcome_message: welcome.value, example_questions: examples.value.split("\n").map((x) => x.trim()).filter(Boolean),
       options, audience: audience.value, show_system_prompt: show.checked };
@@ -99,7 +101,8 @@ function form(main, a, models, courses) {
       field(t("course"), course), field(t("name"), name), field(t("description"), description, t("description_hint")),
       field(t("model"), model), field(t("system_prompt"), system, t("assistant_system_hint")),
       field(t("welcome_message"), welcome), field(t("example_questions"), examples, t("example_questions_hint")),
-      field(t("temperature"), temperature, t("temperature_hint")), field(t("audience"), audience, t("audience_hint")),
+      field(t("temperature"), temperature, t("temperature_hint")), field(t("max_tokens"), maxTokens, t("max_tokens_hint")),
+      field(t("audience"), audience, t("audience_hint")),
       h("div", { class: "field inline" }, show, h("label", { for: "as-show" }, t("show_system_prompt"))),
       h("div", { class: "toolbar" }, h("button", { type: "submit" }, t("save")),
         h("a", { class: "button secondary", href: "#/assistants" }, t("cancel")), remove), error),

@@ -146,8 +146,12 @@ class ChatPage {
     const temp = h("input", { id: "temperature", type: "number", min: "0", max: "2", step: "0.1", value: this.settings.temperature ?? "0.7", onchange: () => {
       this.settings.temperature = temp.value; saveSettings(this.settings);
     } });
+    const maxTokens = h("input", { id: "max-tokens", type: "number", min: "1", max: "32768", step: "1", value: this.settings.maxTokens ?? "", onchange: () => {
+      this.settings.maxTokens = maxTokens.value; saveSettings(this.settings);
+    } });
     return h("details", { class: "advanced" }, h("summary", {}, t("advanced")),
-      field(t("system_prompt"), system, t("system_prompt_hint")), field(t("temperature"), temp, t("temperature_hint")));
+      field(t("system_prompt"), system, t("system_prompt_hint")), field(t("temperature"), temp, t("temperature_hint")),
+      field(t("max_tokens"), maxTokens, t("max_tokens_hint")));
   }
 
   renderMessages() {
@@ -267,6 +271,8 @@ class ChatPage {
     const system = (this.settings.system || "").trim();
     const temperature = Number.parseFloat(this.settings.temperature ?? "0.7");
     const options = Number.isFinite(temperature) ? { temperature } : {};
+    const maxTokens = Number.parseInt(this.settings.maxTokens ?? "", 10);
+    if (Number.isFinite(maxTokens) && maxTokens > 0) options.num_predict = maxTokens;
     return { model, stream: true, messages: system ? [{ role: "system", content: system }, ...messages] : messages, options };
   }
 

@@ -3,7 +3,7 @@
 const TEXTS = {
   en: {
     actions: "Actions", active: "active", admin_keys: "API keys", admin_models: "Models", admin_quotas: "Quotas",
-    admin_sections: "Administration sections", admin_users: "Users and roles", advanced: "Advanced settings", all: "all",
+    admin_sections: "Administration sections", admin_usage: "Usage", admin_users: "Users and roles", advanced: "Advanced settings", all: "all",
     answering: "Answering…", applies_to: "Applies to", assistant: "Assistant",
     assistant_course: "Course: {course} · Model: {model}", assistant_edit: "Edit assistant", assistant_new: "New assistant",
     assistant_open: "Open", assistant_system_hint: "Instructions the model follows in every answer. Students see them only if you allow it below.",
@@ -25,6 +25,7 @@ const TEXTS = {
     history_browser: "Conversations are kept only in this browser.", history_server: "Conversations are kept on the server for {days} days.",
     image_not_loaded: "image not loaded", key_prefix: "Key", language: "Language", languages: "Languages", last_used: "Last used",
     license: "Licence", load: "Load", loaded: "loaded", loaded_memory: "loaded, {size}, until {until}", loading_model: "Loading the model…",
+    max_tokens: "Maximum answer length (tokens)", max_tokens_hint: "Empty = as long as the model and the limits allow.",
     local_account: "Local account", main_nav: "Main navigation", memory: "Memory", messages: "Messages", model: "Model",
     name: "Name", nav_admin: "Administration", nav_assistants: "Assistants", nav_chat: "Chat", never: "never",
     new_chat: "New chat", no_conversations: "No conversations yet.", no_models: "No model available",
@@ -61,7 +62,7 @@ const TEXTS = {
   },
   de: {
     actions: "Aktionen", active: "aktiv", admin_keys: "API-Schlüssel", admin_models: "Modelle", admin_quotas: "Kontingente",
-    admin_sections: "Bereiche der Verwaltung", admin_users: "Nutzende und Rollen", advanced: "Erweiterte Einstellungen", all: "alle",
+    admin_sections: "Bereiche der Verwaltung", admin_usage: "Nutzung", admin_users: "Nutzende und Rollen", advanced: "Erweiterte Einstellungen", all: "alle",
     answering: "Antwortet…", applies_to: "Gilt für", assistant: "Assistent",
     assistant_course: "Kurs: {course} · Modell: {model}", assistant_edit: "Assistenten bearbeiten", assistant_new: "Neuer Assistent",
     assistant_open: "Öffnen", assistant_system_hint: "Anweisungen, die das Modell bei jeder Antwort befolgt. Studierende sehen sie nur, wenn Sie es unten erlauben.",
@@ -83,6 +84,7 @@ const TEXTS = {
     history_browser: "Unterhaltungen werden nur in diesem Browser gespeichert.", history_server: "Unterhaltungen werden {days} Tage auf dem Server gespeichert.",
     image_not_loaded: "Bild nicht geladen", key_prefix: "Schlüssel", language: "Sprache", languages: "Sprachen", last_used: "Zuletzt benutzt",
     license: "Lizenz", load: "Laden", loaded: "geladen", loaded_memory: "geladen, {size}, bis {until}", loading_model: "Modell wird geladen…",
+    max_tokens: "Maximale Antwortlänge (Tokens)", max_tokens_hint: "Leer = so lang, wie Modell und Grenzen es erlauben.",
     local_account: "Lokales Konto", main_nav: "Hauptnavigation", memory: "Speicher", messages: "Nachrichten", model: "Modell",
     name: "Name", nav_admin: "Verwaltung", nav_assistants: "Assistenten", nav_chat: "Chat", never: "nie",
     new_chat: "Neuer Chat", no_conversations: "Noch keine Unterhaltungen.", no_models: "Kein Modell verfügbar",

@@ -1,0 +1,58 @@
+"""Browser tests: Debian's Chromium driven by Playwright for Python, against a real Flexi server.
+
+Chromium comes from `apt-get install chromium` (.ci/run does it); Playwright's own browser
+download does not work on this machine. axe-core comes from the npm registry (.ci/run runs
+`npm install`; the fixture does it too when npm is there). Without Chromium the tests skip,
+unless FLEXI_REQUIRE_BROWSER=1 (CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("FLEXI_CHROMIUM", "/usr/bin/chromium")
+AXE_DIR = Path(__file__).parent / ".axe"
+AXE_VERSION = "4.11.0"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def _require() -> None:
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("FLEXI_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    _require()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """The axe-core script (npm package `axe-core`), injected into pages to check accessibility."""
+    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists() and shutil.which("npm"):
+        AXE_DIR.mkdir(exist_ok=True)
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(AXE_DIR),
+                        f"axe-core@{AXE_VERSION}"], check=False, timeout=300)
+    if not script.exists():
+        message = "axe-core is not installed (npm install --prefix tests/browser/.axe axe-core)"
+        if os.environ.get("FLEXI_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return script.read_text(encoding="utf-8")

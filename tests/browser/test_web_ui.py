@@ -1,0 +1,383 @@
+"""The web interface in a real Chromium against a real Flexi server (auth on, real model).
+
+Issue 5's proof: sign in → accept terms → chat and see tokens stream → stop → reload and
+find the conversation → language switch; teacher creates a course assistant, a student
+of the course uses it, a student outside cannot; an admin pulls a model from a local HTTP
+server and watches the progress; untrusted text renders as text; axe-core finds no
+serious or critical violations on the main pages; the CSP is never violated.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gguf
+import httpx
+import numpy as np
+import pytest
+
+from flexi.access.passwords import hash_password
+from tests.access_helpers import ServerDB
+from tests.conftest import RunningServer, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+TERMS = "2026-11"
+PASSWORD = "correct horse battery"
+XSS_TERMS = '<img src=x onerror="window.__xss=1">'
+TERMS_TEXT = f"""# Nutzungsbedingungen / Terms of use
+
+Flexi runs on the university's own servers. **No prompt leaves the campus.**
+
+- Usage is recorded under a pseudonym for quotas and statistics.
+- {XSS_TERMS} [click](javascript:window.__xss=2)
+"""
+SCREENSHOTS = os.environ.get("FLEXI_SCREENSHOTS")  # e.g. docs/screenshots: save the main pages there
+
+
+@dataclass
+class Campus:
+    srv: RunningServer
+    db: ServerDB
+    users: dict[str, int] = field(default_factory=dict)
+    course_id: int = 0
+
+
+@pytest.fixture(scope="module")
+def campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
+    home = tmp_path_factory.mktemp("web") / "home"
+    home.mkdir(parents=True)
+    (home / "terms.md").write_text(TERMS_TEXT, encoding="utf-8")
+    srv = start_server(home, {"FLEXI_AUTH": "on", "FLEXI_TERMS_VERSION": TERMS, "FLEXI_DEFAULT_LOCALE": "de"})
+    db = ServerDB(home)
+    c = Campus(srv, db)
+    hashed = hash_password(PASSWORD)
+    for subject, role in (("anna", "student"), ("ben", "student"), ("otto", "student"), ("prof", "teacher"),
+                          ("root", "admin")):
+        c.users[subject] = db.add_user(subject, role=role, password_hash=hashed, display_name=subject.title())
+    for subject in ("ben", "otto", "prof", "root"):  # anna accepts in the browser
+        db.accept_terms(c.users[subject], TERMS)
+    c.course_id = db.add_course("bio101", {c.users["prof"]: "teacher", c.users["ben"]: "student"})
+    try:
+        yield c
+    finally:
+        stop_server(srv)
+
+
+@pytest.fixture()
+def page_of(browser: Any, campus: Campus) -> Iterator[Any]:
+    """A factory of fresh pages (own cookies and storage), each watched for CSP violations,
+    script errors, dialogs and requests that leave the server."""
+    contexts: list[Any] = []
+    problems: list[str] = []
+
+    def make(locale: str = "de-DE") -> Any:
+        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 860})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if "Content Security Policy" in m.text or m.type == "error" and "status of 4" not in m.text else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("dialog", lambda d: (problems.append(f"alert: {d.message}"), d.dismiss()) if d.type == "alert" else None)
+        page.on("request", lambda r: problems.append(f"foreign request: {r.url}")
+                if not r.url.startswith((campus.srv.url, "data:", "blob:")) else None)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert problems == []
+
+
+def sign_in(page: Any, campus: Campus, user: str) -> None:
+    page.goto(campus.srv.url + "/")
+    page.fill("#login-user", user)
+    page.fill("#login-pass", PASSWORD)
+    page.press("#login-pass", "Enter")
+
+
+def shot(page: Any, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+def axe(page: Any, source: str) -> list[dict[str, Any]]:
+    """Run axe-core on the page; return serious and critical violations."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        # served from the page's own origin by the browser itself, so the strict CSP (script-src 'self') allows it
+        page.route("**/__axe__.js", lambda route: route.fulfill(body=source, content_type="text/javascript"))
+        page.add_script_tag(url="/__axe__.js")
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def long_answers(route: Any) -> None:
+    """Make the model answer at length (EOS ignored) so that streaming and stopping can be watched."""
+    body = json.loads(route.request.post_data or "{}")
+    body.setdefault("options", {}).update({"ignore_eos": True, "num_predict": 3000})
+    route.continue_(post_data=json.dumps(body))
+
+
+# --- chat --------------------------------------------------------------------------------------
+def test_sign_in_terms_chat_stream_stop_reload_and_language(page_of: Any, campus: Campus, axe_source: str) -> None:
+    page = page_of("de-DE")
+    page.goto(campus.srv.url + "/")
+    page.wait_for_selector("#login-user")
+    assert page.locator("h1").inner_text() == "Willkommen bei Flexi"
+    assert axe(page, axe_source) == []
+    shot(page, "sign-in")
+    sign_in(page, campus, "anna")
+    page.wait_for_selector("text=Nutzungsbedingungen und Datenschutz")
+    terms = page.locator(".terms-text")
+    assert XSS_TERMS in terms.inner_text()  # admin-entered text renders as text
+    assert terms.locator("img").count() == 0 and terms.locator("a[href^='javascript']").count() == 0
+    assert axe(page, axe_source) == []
+    shot(page, "terms")
+    # nothing works before the terms are accepted: the API refuses the browser's session
+    assert page.evaluate("() => fetch('/api/tags').then(r => r.status)") == 403
+    page.click("text=Ich stimme zu")
+    page.wait_for_selector("#prompt")
+
+    page.route("**/api/chat", long_answers)
+    page.fill("#prompt", "Erzähl eine lange Geschichte über eine Bibliothek.")
+    page.press("#prompt", "Enter")
+    stop = page.locator("button:has-text('Stopp')")
+    stop.wait_for(state="visible")
+    answer = page.locator("article.msg.assistant .body").last
+    grown = "n => [...document.querySelectorAll('article.msg.assistant .body')].at(-1).innerText.length > n"
+    page.wait_for_function(grown, arg=20)
+    first = len(answer.inner_text())
+    page.wait_for_function(grown, arg=first + 20)
+    assert stop.is_visible()  # still streaming: the text grew while the answer was running
+    assert axe(page, axe_source) == []
+    stop.click()
+    page.wait_for_selector("article.msg.assistant .meta:has-text('Angehalten.')")
+    assert page.locator("button:has-text('Senden')").is_visible()
+    stopped_text = answer.inner_text()
+    time.sleep(0.5)
+    assert answer.inner_text() == stopped_text  # nothing arrives after stop
+    shot(page, "chat")
+
+    # the conversation is in this browser's storage: reload and find it in the list
+    page.unroute("**/api/chat")
+    page.reload()
+    link = page.locator(".sidebar li a", has_text="Erzähl eine lange Geschichte")
+    link.wait_for()
+    link.click()
+    page.wait_for_selector("article.msg.user:has-text('Erzähl eine lange Geschichte')")
+    assert page.locator("article.msg.assistant .body").last.inner_text()[:40] == stopped_text[:40]
+
+    # language switch: the page, remembered in the browser and in the account
+    page.select_option("#lang-switch", "en")
+    page.wait_for_selector("a.button:has-text('New chat')")
+    assert page.evaluate("() => document.documentElement.lang") == "en"
+    assert page.locator("nav a[data-route='chat']").inner_text() == "Chat"
+    assert page.locator("#prompt").get_attribute("placeholder").startswith("Write a message")
+    page.reload()
+    page.wait_for_selector("a.button:has-text('New chat')")
+    me = page.evaluate("() => fetch('/me').then(r => r.json())")
+    assert me["locale"] == "en"
+    page.select_option("#lang-switch", "de")
+    page.wait_for_selector("a.button:has-text('Neuer Chat')")
+
+
+def test_a_short_answer_with_regenerate_edit_rename_and_delete(page_of: Any, campus: Campus) -> None:
+    page = page_of("en-GB")
+    sign_in(page, campus, "otto")
+    page.wait_for_selector("#prompt")
+    page.click("summary:has-text('Advanced settings')")
+    page.fill("#max-tokens", "16")
+    page.dispatch_event("#max-tokens", "change")
+    page.fill("#prompt", "Say hello")
+    page.press("#prompt", "Enter")
+    page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
+    assert int(page.locator("article.msg.assistant .meta").inner_text().split()[0]) <= 16  # the setting reached the model
+    page.click("button:has-text('Regenerate')")
+    page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
+    assert page.locator("article.msg").count() == 2  # regenerate replaced the answer
+    page.click("article.msg.user button:has-text('Edit')")
+    page.fill("article.msg.user textarea", "Say goodbye")
+    page.click("button:has-text('Send again')")
+    page.wait_for_selector("article.msg.user:has-text('Say goodbye')")
+    page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
+    assert page.locator("article.msg").count() == 2
+    page.once("dialog", lambda d: d.accept("Farewell test"))
+    page.click(".sidebar li button:has-text('Rename')")
+    page.wait_for_selector(".sidebar li a:has-text('Farewell test')")
+    page.once("dialog", lambda d: d.accept())
+    page.click(".sidebar li button:has-text('Delete')")
+    page.wait_for_selector("text=No conversations yet.")
+
+
+def test_model_output_and_stored_text_render_as_text(page_of: Any, campus: Campus) -> None:
+    page = page_of("en-GB")
+    sign_in(page, campus, "otto")
+    page.wait_for_selector("#prompt")
+    payloads = ["<img src=x onerror=\"window.__xss='img'\">", "<script>window.__xss='script'</script>",
+                "[link](javascript:window.__xss='link')", "![tracker](http://tracker.example/pixel.png)",
+                "<iframe src=\"javascript:window.__xss='iframe'\"></iframe>", "<svg onload=\"window.__xss='svg'\"></svg>",
+                "<a href=\"javascript:window.__xss='a'\">a</a>", "```html\n<script>window.__xss='code'</script>\n```"]
+    conversation = {"id": "xss1", "title": "payloads", "model": "smollm2:135m", "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                    "messages": [{"role": "user", "content": p} for p in payloads[:2]]
+                    + [{"role": "assistant", "content": "\n\n".join(payloads)}]}
+    page.evaluate("c => localStorage.setItem('flexi.conversations.otto', JSON.stringify([c]))", conversation)
+    page.goto(campus.srv.url + "/#/c/xss1")
+    page.wait_for_selector("article.msg.assistant")
+    body = page.locator("article.msg.assistant .body")
+    assert body.locator("img, script, iframe, svg, object, embed").count() == 0
+    assert body.locator("a[href^='javascript']").count() == 0
+    assert "image not loaded: tracker" in body.inner_text()
+    assert "<script>window.__xss='code'</script>" in body.locator("pre code").inner_text()  # code shows as code
+    assert page.locator("article.msg.user").first.inner_text().count("<img src=x") == 1
+    # real model output: a JSON schema forces the model to emit an HTML payload
+    forced_payload = "<img src=x onerror=window.__xss=1>"  # no quotes: llama-cpp-python's schema converter mis-escapes them
+    schema = {"type": "object", "properties": {"x": {"type": "string", "enum": [forced_payload]}}, "required": ["x"]}
+
+    def forced(route: Any) -> None:
+        data = json.loads(route.request.post_data or "{}")
+        data["format"] = schema
+        route.continue_(post_data=json.dumps(data))
+
+    page.route("**/api/chat", forced)
+    page.click("a.button:has-text('New chat')")
+    page.wait_for_selector("#prompt")
+    page.fill("#prompt", "Answer in JSON")
+    page.press("#prompt", "Enter")
+    page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
+    answer = page.locator("article.msg.assistant .body").last
+    assert forced_payload in answer.inner_text() and answer.locator("img").count() == 0
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__xss") is None
+
+
+# --- course assistants ---------------------------------------------------------------------------
+def test_teacher_creates_an_assistant_students_of_the_course_use_it_others_cannot(page_of: Any, campus: Campus,
+                                                                                  axe_source: str) -> None:
+    teacher = page_of("de-DE")
+    sign_in(teacher, campus, "prof")
+    teacher.wait_for_selector("#prompt")
+    teacher.click("nav a:has-text('Assistenten')")
+    teacher.click("a:has-text('Neuer Assistent')")
+    teacher.wait_for_selector("#as-name")
+    description = 'Hilft bei Fragen zur Zellbiologie. <img src=x onerror="window.__xss=1"> **fett**'
+    teacher.fill("#as-name", "Zellbio-Tutor")
+    teacher.fill("#as-description", description)
+    teacher.fill("#as-system", "Antworte immer kurz.")
+    teacher.fill("#as-welcome", "Hallo! Frag mich etwas über Zellen.")
+    teacher.fill("#as-examples", "Was ist eine Zelle?\nWas macht ein Ribosom?")
+    teacher.fill("#as-temperature", "0.2")
+    teacher.fill("#as-max-tokens", "24")
+    assert axe(teacher, axe_source) == []
+    shot(teacher, "assistant-editor")
+    teacher.click("button:has-text('Speichern')")
+    card = teacher.locator(".card", has_text="Zellbio-Tutor")
+    card.wait_for()
+    slug = card.locator("a:has-text('Öffnen')").get_attribute("href").split("/")[-1]
+
+    student = page_of("de-DE")
+    sign_in(student, campus, "ben")
+    student.wait_for_selector(".sidebar a:has-text('Zellbio-Tutor')")  # on the start page
+    student.click(".sidebar a:has-text('Zellbio-Tutor')")
+    student.wait_for_selector("text=Hallo! Frag mich etwas über Zellen.")
+    assert student.locator("[data-testid=assistant-description]").inner_text() == description  # as text
+    assert student.locator("text=Antworte immer kurz.").count() == 0  # system prompt hidden
+    student.click(".examples button:has-text('Was ist eine Zelle?')")
+    student.wait_for_selector("article.msg.assistant .meta:has-text('Tokens/s')", timeout=60_000)
+    assert len(student.locator("article.msg.assistant .body").last.inner_text()) > 0
+    assert axe(student, axe_source) == []
+    shot(student, "assistant-chat")
+    assert student.evaluate("() => window.__xss") is None
+
+    outsider = page_of("de-DE")
+    sign_in(outsider, campus, "otto")
+    outsider.wait_for_selector("#prompt")
+    assert outsider.locator(".sidebar a:has-text('Zellbio-Tutor')").count() == 0
+    outsider.goto(campus.srv.url + f"/#/a/{slug}")
+    outsider.wait_for_selector("h1:has-text('Nicht gefunden')")
+    status = outsider.evaluate("s => fetch('/assistants/' + s).then(r => r.status)", slug)
+    assert status == 404
+
+    # the teacher sees counts and tokens, no texts
+    teacher.goto(campus.srv.url + "/#/assistants")
+    teacher.locator(".card", has_text="Zellbio-Tutor").locator("button:has-text('Nutzung')").click()
+    teacher.wait_for_selector("text=1 verschiedene Personen")
+
+
+# --- administration ------------------------------------------------------------------------------
+class _SlowFile(http.server.BaseHTTPRequestHandler):
+    data = b""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.data)))
+        self.end_headers()
+        step = 256 * 1024
+        for i in range(0, len(self.data), step):  # slow enough to watch the progress bar move
+            self.wfile.write(self.data[i:i + step])
+            time.sleep(0.05)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _gguf_bytes(tmp: Path) -> bytes:
+    path = tmp / "lab-model.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(512)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tensor("tok_embd.weight", np.random.default_rng(5).random((6144, 256), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path.read_bytes()
+
+
+def test_admin_pulls_a_model_and_watches_progress_then_sees_usage(page_of: Any, campus: Campus, axe_source: str,
+                                                                   tmp_path: Path) -> None:
+    _SlowFile.data = _gguf_bytes(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowFile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/lab-model.gguf"
+    try:
+        page = page_of("de-DE")
+        sign_in(page, campus, "root")
+        page.wait_for_selector("#prompt")
+        page.click("nav a:has-text('Verwaltung')")
+        page.wait_for_selector("table")
+        assert axe(page, axe_source) == []
+        shot(page, "admin-users")
+        page.click("a:has-text('Modelle')")
+        page.wait_for_selector("#pull-name")
+        page.fill("#pull-name", url)
+        page.click("button:has-text('Herunterladen')")
+        # watch the bar between empty and full
+        page.wait_for_function("() => { const p = document.querySelector('#pull-progress');"
+                               " return p.value > 0 && p.value < p.max; }")
+        assert "%" in page.locator("#pull-status").inner_text()
+        page.wait_for_selector("#pull-status:has-text('Fertig')", timeout=60_000)
+        page.wait_for_selector("td:has-text('lab-model')")
+        assert axe(page, axe_source) == []
+        shot(page, "admin-models")
+        page.click("a:has-text('Kontingente')")
+        page.wait_for_selector("#quota-role")
+        page.click("a:has-text('Nutzung')")
+        page.wait_for_selector(".charts img")
+        page.wait_for_function("() => [...document.querySelectorAll('.charts img')].every(i => i.complete && i.naturalWidth > 0)")
+        assert axe(page, axe_source) == []
+        shot(page, "admin-usage")
+    finally:
+        server.shutdown()
+    tags = httpx.get(campus.srv.url + "/api/tags", headers={"Authorization": "Bearer none"})
+    assert tags.status_code == 401  # the API still needs credentials
