@@ -124,8 +124,8 @@ def usage_chart(request: Request, by: Literal["day", "model", "course"] = "day",
     with transaction(request) as s:
         rows = usage_summary(s, by, since=since, limit=60 if by == "day" else 20)
     if by == "day":
-        rows = sorted(rows, key=lambda r: str(r["group"]))
-    labels = [str(r["group"]) if r["group"] is not None else ("(ohne Kurs)" if locale == "de" else "(no course)")
+        rows = sorted(rows, key=lambda r: str(r["day"]))
+    labels = [str(r[by]) if r[by] is not None else ("(ohne Kurs)" if locale == "de" else "(no course)")
               for r in rows]
     values = [float(r["requests"] if metric == "requests" else r["prompt_tokens"] + r["completion_tokens"]) for r in rows]
     title = _CHART_TITLES[(metric, by)][1 if locale == "de" else 0]

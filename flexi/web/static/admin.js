@@ -135,7 +135,7 @@ async function usage(body) {
     h("figure", {}, h("img", { src: `/admin/usage/chart.svg?by=${by}&metric=${metric}&days=${days}&lang=${lang}`,
       alt: t(`chart_${metric}_${by}`), width: "640", height: "260", loading: "lazy" })));
   const perModel = (await api("/admin/usage?by=model")).rows || [];
-  const rows = perModel.map((r) => h("tr", {}, h("td", {}, String(r.group)), h("td", {}, fmtNumber(r.requests)),
+  const rows = perModel.map((r) => h("tr", {}, h("td", {}, String(r.model)), h("td", {}, fmtNumber(r.requests)),
     h("td", {}, fmtNumber(r.prompt_tokens)), h("td", {}, fmtNumber(r.completion_tokens))));
   clear(body, h("p", {}, t("usage_intro", { days })), h("div", { class: "charts" }, charts),
     h("h2", {}, t("usage_per_model")), table([t("model"), t("requests"), t("prompt_tokens"), t("completion_tokens")], rows, t("usage_per_model")));
