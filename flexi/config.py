@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     usage_retention_days: int = Field(180, ge=1, description="Usage records older than this are deleted automatically.")
     content_log_purpose: str | None = Field(None, description="Enables storing prompt and response text for this named purpose (off when unset).")
     content_log_retention_days: int = Field(30, ge=1, description="Stored prompt/response text older than this is deleted automatically.")
+    chat_history: Literal["browser", "server"] = Field("browser", description="Where the web chat keeps conversations: browser = only in the user's browser (nothing stored on the server), server = in the database for the user (/me/conversations).")
+    chat_retention_days: int = Field(30, ge=1, description="Server-side conversations not updated for this many days are deleted automatically.")
     hf_endpoint: str = Field("https://huggingface.co", description="Hugging Face base URL for `pull hf.co/...`.")
     log_level: str = Field("info")
 

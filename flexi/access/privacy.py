@@ -4,7 +4,8 @@
 - `erase_user`: deletes the person and all personal data; their usage rows stay
   for the totals but get a fresh random pseudonym that nothing links to anyone
   (the keyed pseudonym could otherwise be recomputed from the subject).
-- `purge_expired`: applies the retention periods; the server runs it hourly.
+- `purge_expired`: applies the retention periods; the server runs it hourly
+  (including server-side chat history, FLEXI_CHAT_RETENTION_DAYS).
 Functions take a Session (the caller commits) except `purge_expired`, which
 runs its own short transactions.
 """
@@ -25,7 +26,10 @@ from flexi.config import Settings
 from flexi.db.engine import write_transaction
 from flexi.db.models import (
     ApiKey,
+    Assistant,
+    ChatMessage,
     ContentRecord,
+    Conversation,
     Course,
     CourseMember,
     Group,
@@ -59,8 +63,10 @@ def processing_info(settings: Settings) -> dict[str, Any]:
         + ([f"content logging: {settings.content_log_purpose}"] if settings.content_log_purpose else []),
         "retention_days": {"usage_records": settings.usage_retention_days,
                            "content_records": settings.content_log_retention_days if settings.content_log_purpose else 0,
+                           "conversations": settings.chat_retention_days if settings.chat_history == "server" else 0,
                            "sign_in_sessions_hours": settings.session_hours},
         "content_logging": settings.content_log_purpose or None,
+        "chat_history": settings.chat_history,
         "recipients": "none outside the institution",
         "processing_locations": [{"name": b.name, "local": b.local, "location": b.location} for b in backends(settings)],
         "source": "your sign-in (single sign-on or local account) and your requests",
@@ -90,6 +96,14 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
                             .order_by(UsageRecord.at)).all()
     content = session.scalars(select(ContentRecord).where(ContentRecord.user_pseudonym == user.pseudonym)
                               .order_by(ContentRecord.at)).all()
+    conversations = session.scalars(select(Conversation).where(Conversation.user_id == user_id)
+                                    .order_by(Conversation.created_at, Conversation.id)).all()
+    messages: dict[int, list[ChatMessage]] = {c.id: [] for c in conversations}
+    if conversations:
+        for m in session.scalars(select(ChatMessage).where(ChatMessage.conversation_id.in_(list(messages)))
+                                 .order_by(ChatMessage.conversation_id, ChatMessage.position)):
+            messages[m.conversation_id].append(m)
+    assistants = session.scalars(select(Assistant).where(Assistant.owner_id == user_id).order_by(Assistant.id)).all()
     data: dict[str, Any] = {
         "exported_at": _iso(utcnow()),
         "profile": {"id": user.id, "subject": user.subject, "pseudonym": user.pseudonym,
@@ -111,6 +125,16 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
                            "generation_ms": u.generation_ms, "status": u.status} for u in usage],
         "content_records": [{"at": _iso(c.at), "purpose": c.purpose, "model": c.model, "endpoint": c.endpoint,
                              "prompt": c.prompt, "response": c.response} for c in content],
+        "conversations": [{"id": c.id, "title": c.title, "model": c.model, "assistant_id": c.assistant_id,
+                           "created_at": _iso(c.created_at), "updated_at": _iso(c.updated_at),
+                           "messages": [{"role": m.role, "content": m.content, "created_at": _iso(m.created_at)}
+                                        for m in messages[c.id]]} for c in conversations],
+        "assistants_owned": [{"id": a.id, "slug": a.slug, "course_id": a.course_id, "name": a.name,
+                              "description": a.description, "model": a.model, "system_prompt": a.system_prompt,
+                              "welcome_message": a.welcome_message, "example_questions": list(a.example_questions),
+                              "options": dict(a.options), "audience": a.audience,
+                              "show_system_prompt": a.show_system_prompt, "disabled": a.disabled,
+                              "created_at": _iso(a.created_at), "updated_at": _iso(a.updated_at)} for a in assistants],
     }
     if settings is not None:
         data["processing"] = processing_info(settings)
@@ -119,7 +143,8 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
 
 def erase_user(session: Session, user_id: int) -> dict[str, int] | None:
     """Delete user `user_id` and their personal data; keep their usage numbers unlinkably.
-    Returns what was removed (None if there is no such user)."""
+    Their server-side conversations go; course assistants they made stay with the course
+    (owner set to NULL). Returns what was removed (None if there is no such user)."""
     user = session.get(User, user_id)
     if user is None:
         return None
@@ -136,6 +161,9 @@ def erase_user(session: Session, user_id: int) -> dict[str, int] | None:
             .values(user_pseudonym=ERASED_PREFIX + secrets.token_hex(28))).rowcount,
         "api_keys": session.execute(delete(ApiKey).where(ApiKey.owner_id == user_id)).rowcount,
         "login_sessions": session.execute(delete(LoginSession).where(LoginSession.user_id == user_id)).rowcount,
+        "conversations": _delete_conversations(session, Conversation.user_id == user_id),
+        "assistants_unowned": session.execute(
+            update(Assistant).where(Assistant.owner_id == user_id).values(owner_id=None)).rowcount,
     }
     session.execute(delete(TermsAcceptance).where(TermsAcceptance.user_id == user_id))
     session.execute(delete(GroupMember).where(GroupMember.user_id == user_id))
@@ -143,6 +171,14 @@ def erase_user(session: Session, user_id: int) -> dict[str, int] | None:
     session.delete(user)
     session.flush()
     return counts
+
+
+def _delete_conversations(conn: Session | Any, where: Any) -> int:
+    """Delete the conversations matching `where` and their messages (explicitly, not only by the
+    foreign keys' cascade, so nothing is left behind on a database with foreign keys off)."""
+    ids = select(Conversation.id).where(where).scalar_subquery()
+    conn.execute(delete(ChatMessage).where(ChatMessage.conversation_id.in_(ids)))
+    return int(conn.execute(delete(Conversation).where(where)).rowcount)
 
 
 def purge_expired(engine: Engine, settings: Settings, now: datetime | None = None) -> dict[str, int]:
@@ -157,6 +193,8 @@ def purge_expired(engine: Engine, settings: Settings, now: datetime | None = Non
             "login_sessions": conn.execute(delete(LoginSession).where(LoginSession.expires_at <= now)).rowcount,
             "quota_counters": conn.execute(delete(QuotaCounter).where(
                 QuotaCounter.window_start < now - COUNTER_KEEP)).rowcount,
+            "conversations": _delete_conversations(
+                conn, Conversation.updated_at < now - timedelta(days=settings.chat_retention_days)),
         }
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -268,6 +269,7 @@ class UsageRecord(Base):
     """One record per request, written at its end. Identifies the user only by
     pseudonym and holds no prompt or response text. Keys and courses may be
     deleted later; their records stay (ids set to NULL) for the totals.
+    `assistant_id` marks chats through a course assistant (billed to its course).
     `status`: ok | cancelled | error | rejected."""
 
     __tablename__ = "usage_records"
@@ -284,6 +286,7 @@ class UsageRecord(Base):
     queue_ms: Mapped[int] = mapped_column(default=0)
     generation_ms: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(String(16), default="ok")
+    assistant_id: Mapped[int | None] = mapped_column(ForeignKey("assistants.id", ondelete="SET NULL"), index=True)  # chats through a course assistant
 
 
 class TermsAcceptance(Base):
@@ -296,3 +299,70 @@ class TermsAcceptance(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     version: Mapped[str] = mapped_column(String(32))
     accepted_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+AUDIENCES = ("course", "campus")
+CHAT_ROLES = ("user", "assistant", "system")
+
+
+class Assistant(Base):
+    """A course assistant made by a teacher: a model with a system prompt, options
+    and a welcome text, shared by link (`slug`, random and unguessable).
+    `audience`: course = the course's members only, campus = anyone signed in
+    who has the link. Usage of its chats is billed to `course_id` and recorded
+    with `usage_records.assistant_id`. The owner may leave (SET NULL): the
+    assistant belongs to the course. `options` is a JSON dict of validated model
+    options (see flexi.api.assistants); assign a new dict to change it.
+
+    Course documents (retrieval) are planned as a later `assistant_documents`
+    table hanging off `assistants.id` (ON DELETE CASCADE); nothing here yet."""
+
+    __tablename__ = "assistants"
+    __table_args__ = (CheckConstraint(f"audience IN ({_in(AUDIENCES)})", name="audience"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(32), unique=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    model: Mapped[str] = mapped_column(String(255))
+    system_prompt: Mapped[str] = mapped_column(Text, default="", server_default="")
+    welcome_message: Mapped[str] = mapped_column(Text, default="", server_default="")
+    example_questions: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    audience: Mapped[str] = mapped_column(String(8), default="course", server_default="course")
+    show_system_prompt: Mapped[bool] = mapped_column(default=False, server_default=false())
+    disabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class Conversation(Base):
+    """A chat kept on the server for its user (only with FLEXI_CHAT_HISTORY=server).
+    Deleted with the user, and by the retention purge when not updated for
+    FLEXI_CHAT_RETENTION_DAYS (`updated_at` is indexed for that)."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    model: Mapped[str] = mapped_column(String(255), default="")
+    assistant_id: Mapped[int | None] = mapped_column(ForeignKey("assistants.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW, index=True)
+
+
+class ChatMessage(Base):
+    """One message of a server-side conversation, in order (`position` 0, 1, …)."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (CheckConstraint(f"role IN ({_in(CHAT_ROLES)})", name="role"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)

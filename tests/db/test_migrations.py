@@ -17,7 +17,7 @@ from flexi.db.models import Base
 def test_empty_database_upgrades_to_head(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0003"
+    assert current_revision(engine) == head_revision() == "0004"
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
 
 
@@ -91,6 +91,67 @@ def test_upgrade_keeps_existing_rows(engine: Engine) -> None:
     with engine.begin() as c:  # foreign keys are enforced again after the migration
         c.execute(text("DELETE FROM users WHERE id = 2"))
     assert _counts(engine)["api_keys"] == 0 and _counts(engine)["usage_records"] == 1
+
+
+def test_upgrade_from_0003_keeps_rows_and_adds_assistants(engine: Engine) -> None:
+    """A 0003 database with people, keys, sessions and usage upgrades to 0004 (assistants,
+    conversations, usage_records.assistant_id) with every row intact; the new column is NULL
+    for old rows and its foreign key works (SET NULL when the assistant goes)."""
+    upgrade(engine, "0003")
+    at = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO users (id, subject, pseudonym, role, locale, password_hash, created_at)"
+                       " VALUES (1, 'tea@uni', :p1, 'teacher', 'en', 'scrypt$x', :t), (2, 'stu@uni', :p2, 'student', 'de', NULL, :t)"),
+                  {"p1": "t" * 64, "p2": "s" * 64, "t": at})
+        c.execute(text("INSERT INTO courses (id, name, title) VALUES (1, 'bio-1', 'Biologie')"))
+        c.execute(text("INSERT INTO course_members (course_id, user_id, role) VALUES (1, 1, 'teacher'), (1, 2, 'student')"))
+        c.execute(text("INSERT INTO api_keys (id, prefix, secret_hash, owner_id, name, created_at, scopes, course_id)"
+                       " VALUES (1, 'flx_bbbbbbbb', :h, 2, 'k', :t, '[]', 1)"), {"h": "0" * 64, "t": at})
+        c.execute(text("INSERT INTO login_sessions (token_hash, user_id, created_at, expires_at, method)"
+                       " VALUES (:h, 1, :t, :t, 'password')"), {"h": "9" * 64, "t": at})
+        c.execute(text("INSERT INTO usage_records (at, user_pseudonym, key_id, course_id, model, endpoint, prompt_tokens,"
+                       " completion_tokens, queue_ms, generation_ms, status) VALUES (:t, :p, 1, 1, 'm', '/api/chat', 3, 4, 0, 0, 'ok')"),
+                  {"t": at, "p": "s" * 64})
+        c.execute(text("INSERT INTO role_quotas (role, tokens_per_day) VALUES ('student', 1000)"))
+    tables = ["users", "courses", "course_members", "api_keys", "login_sessions", "usage_records", "role_quotas"]
+
+    def counts() -> dict[str, int]:
+        with engine.connect() as c:
+            return {t: c.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
+
+    before = counts()
+    upgrade(engine)
+    assert current_revision(engine) == head_revision() == "0004"
+    assert counts() == before
+    with engine.connect() as c:
+        row = c.execute(text("SELECT key_id, course_id, prompt_tokens, assistant_id FROM usage_records")).one()
+        assert tuple(row) == (1, 1, 3, None)
+        assert c.execute(text("SELECT password_hash FROM users WHERE id = 1")).scalar_one() == "scrypt$x"
+        if engine.dialect.name == "sqlite":
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO assistants (id, slug, course_id, owner_id, name, model)"
+                       " VALUES (1, 'abcdefghijklmnop', 1, 1, 'Tutor', 'm')"))
+        c.execute(text("UPDATE usage_records SET assistant_id = 1"))
+        c.execute(text("INSERT INTO conversations (id, user_id, title, model, assistant_id) VALUES (1, 2, 't', 'm', 1)"))
+        c.execute(text("INSERT INTO chat_messages (conversation_id, role, content, position) VALUES (1, 'user', 'hi', 0)"))
+        defaults = c.execute(text("SELECT audience, show_system_prompt, disabled, example_questions, options"
+                                  " FROM assistants")).one()
+        assert (defaults[0], bool(defaults[1]), bool(defaults[2])) == ("course", False, False)
+    with pytest.raises(IntegrityError), engine.begin() as c:
+        c.execute(text("INSERT INTO assistants (slug, course_id, name, model, audience) VALUES ('x', 1, 'n', 'm', 'world')"))
+    with pytest.raises(IntegrityError), engine.begin() as c:
+        c.execute(text("INSERT INTO chat_messages (conversation_id, role, content, position) VALUES (1, 'tool', 'x', 1)"))
+    with engine.begin() as c:  # the assistant goes: usage stays unlinked, conversations stay; the user goes: chats go
+        c.execute(text("DELETE FROM assistants WHERE id = 1"))
+        assert c.execute(text("SELECT assistant_id FROM usage_records")).scalar_one() is None
+        assert c.execute(text("SELECT assistant_id FROM conversations")).scalar_one() is None
+        c.execute(text("DELETE FROM users WHERE id = 2"))
+        assert c.execute(text("SELECT count(*) FROM chat_messages")).scalar_one() == 0
+        assert c.execute(text("SELECT count(*) FROM conversations")).scalar_one() == 0
+    downgrade(engine, "0003")
+    assert "assistant_id" not in {col["name"] for col in inspect(engine).get_columns("usage_records")}
+    assert counts()["usage_records"] == 1
 
 
 def test_downgrade_to_base_and_back(db: Engine) -> None:

@@ -176,7 +176,7 @@ def test_usage_records_have_no_text_columns(db: Engine) -> None:
     names = {c["name"] for c in columns}
     assert names == {
         "id", "at", "user_pseudonym", "key_id", "course_id", "model", "endpoint",
-        "prompt_tokens", "completion_tokens", "queue_ms", "generation_ms", "status",
+        "prompt_tokens", "completion_tokens", "queue_ms", "generation_ms", "status", "assistant_id",
     }
     for column in columns:
         kind = column["type"]

@@ -13,7 +13,10 @@ from flexi.db.apikeys import create_key
 from flexi.db.engine import session_factory
 from flexi.db.models import (
     ApiKey,
+    Assistant,
+    ChatMessage,
     ContentRecord,
+    Conversation,
     Course,
     CourseMember,
     Group,
@@ -47,6 +50,16 @@ def _people(db: Engine) -> tuple[int, int]:
                               prompt_tokens=tokens, completion_tokens=1))
         s.add(ContentRecord(user_pseudonym="a" * 64, purpose="study", model="m", endpoint="/api/chat",
                             prompt="secret question", response="answer"))
+        helper = Assistant(slug="alice-helper-0001", course_id=course.id, owner_id=alice.id, name="Statistik-Hilfe",
+                           model="m", system_prompt="Antworte knapp.", options={"temperature": 0.2})
+        s.add(helper)
+        s.flush()
+        for uid, title in ((alice.id, "Varianz"), (alice.id, "Regression"), (bob.id, "bobs chat")):
+            conv = Conversation(user_id=uid, title=title, model="m", assistant_id=helper.id if title == "Varianz" else None)
+            s.add(conv)
+            s.flush()
+            s.add_all([ChatMessage(conversation_id=conv.id, role="user", content=f"{title}?", position=0),
+                       ChatMessage(conversation_id=conv.id, role="assistant", content="ok", position=1)])
         s.commit()
         return alice.id, bob.id
 
@@ -63,6 +76,12 @@ def test_export_is_complete_and_only_the_users(db: Engine) -> None:
     assert len(data["usage_records"]) == 2 and data["content_records"][0]["prompt"] == "secret question"
     assert data["terms_acceptances"][0]["version"] == "2026-1" and len(data["login_sessions"]) == 1
     assert "c" * 64 not in str(data) and "bob" not in str(data)
+    assert [c["title"] for c in data["conversations"]] == ["Varianz", "Regression"]
+    assert [(m["role"], m["content"]) for m in data["conversations"][0]["messages"]] == [("user", "Varianz?"), ("assistant", "ok")]
+    assert data["conversations"][0]["assistant_id"] is not None
+    (owned,) = data["assistants_owned"]
+    assert owned["name"] == "Statistik-Hilfe" and owned["system_prompt"] == "Antworte knapp."
+    assert owned["options"] == {"temperature": 0.2}
 
 
 def test_erase_removes_personal_data_and_keeps_unlinkable_totals(db: Engine) -> None:
@@ -71,7 +90,12 @@ def test_erase_removes_personal_data_and_keeps_unlinkable_totals(db: Engine) -> 
         total_before = s.scalar(select(func.sum(UsageRecord.prompt_tokens)))
         removed = erase_user(s, alice)
         s.commit()
-        assert removed == {"content_records": 1, "usage_records_unlinked": 2, "api_keys": 1, "login_sessions": 1}
+        assert removed == {"content_records": 1, "usage_records_unlinked": 2, "api_keys": 1, "login_sessions": 1,
+                           "conversations": 2, "assistants_unowned": 1}
+        assert s.scalars(select(Conversation.title)).all() == ["bobs chat"]  # bob's stay
+        assert s.scalar(select(func.count()).select_from(ChatMessage)) == 2
+        (kept,) = s.scalars(select(Assistant)).all()  # the course keeps its assistant, without an owner
+        assert kept.owner_id is None and kept.name == "Statistik-Hilfe"
         assert s.get(User, alice) is None and s.get(User, bob) is not None
         for model in (ApiKey, LoginSession, TermsAcceptance, GroupMember, CourseMember, ContentRecord):
             owner = getattr(model, "owner_id", None) or getattr(model, "user_id", None)
@@ -88,7 +112,7 @@ def test_erase_removes_personal_data_and_keeps_unlinkable_totals(db: Engine) -> 
 
 
 def test_purge_respects_retention_and_is_idempotent(db: Engine, tmp_path) -> None:
-    settings = load_settings(home=tmp_path, usage_retention_days=30, content_log_retention_days=7)
+    settings = load_settings(home=tmp_path, usage_retention_days=30, content_log_retention_days=7, chat_retention_days=14)
     now = utcnow()
     with session_factory(db)() as s:
         user = User(subject="u", pseudonym="u" * 64)
@@ -106,11 +130,21 @@ def test_purge_respects_retention_and_is_idempotent(db: Engine, tmp_path) -> Non
             QuotaCounter(subject_kind="user", subject_id=user.id, window="day", window_start=now - timedelta(days=9), used=5),
             QuotaCounter(subject_kind="user", subject_id=user.id, window="week", window_start=now - timedelta(days=6), used=5),
         ])
+        old = Conversation(user_id=user.id, title="old", model="m", created_at=now - timedelta(days=40),
+                           updated_at=now - timedelta(days=15))
+        recent = Conversation(user_id=user.id, title="recent", model="m", created_at=now - timedelta(days=40),
+                              updated_at=now - timedelta(days=13))  # old, but continued since: kept
+        s.add_all([old, recent])
+        s.flush()
+        s.add_all([ChatMessage(conversation_id=c.id, role="user", content="x", position=0) for c in (old, recent)])
         s.commit()
     assert purge_expired(db, settings, now) == {"usage_records": 1, "content_records": 1, "login_sessions": 1,
-                                                 "quota_counters": 1}
+                                                 "quota_counters": 1, "conversations": 1}
     assert purge_expired(db, settings, now) == {"usage_records": 0, "content_records": 0, "login_sessions": 0,
-                                                 "quota_counters": 0}
+                                                 "quota_counters": 0, "conversations": 0}
+    with session_factory(db)() as s:
+        assert s.scalars(select(Conversation.title)).all() == ["recent"]
+        assert s.scalar(select(func.count()).select_from(ChatMessage)) == 1
 
 
 def test_report_follows_the_configuration(tmp_path) -> None:
@@ -125,6 +159,9 @@ def test_report_follows_the_configuration(tmp_path) -> None:
     assert "terms of use: none configured" in plain
     assert "version `2026-3`, /terms" in processing_report(load_settings(home=tmp_path, terms_version="2026-3"))
     assert all(b.local for b in backends(load_settings(home=tmp_path)))
+    assert "**not stored on the server** (kept in the user's browser" in plain
+    kept = processing_report(load_settings(home=tmp_path, chat_history="server", chat_retention_days=9))
+    assert "(`FLEXI_CHAT_HISTORY=server`) | 9 days after the last change" in kept
 
 
 def test_erase_removes_the_quotas_of_the_user_and_their_keys(db: Engine) -> None:
