@@ -147,8 +147,13 @@ def accept_terms(request: Request, body: TermsAccept) -> dict[str, Any]:
 
 
 @router.get("/terms", summary="The current terms of use (public)")
-def terms(request: Request) -> dict[str, Any]:
+def terms(request: Request, lang: Literal["de", "en"] | None = None) -> dict[str, Any]:
+    """The text of `FLEXI_HOME/terms.<lang>.md`, else `terms.md` (Markdown, written by the operator)."""
     settings = access_of(request).settings
-    path = settings.home / "terms.md"
-    text = path.read_text(encoding="utf-8") if path.is_file() else None
+    text = None
+    for name in ([f"terms.{lang}.md"] if lang else []) + ["terms.md"]:
+        path = settings.home / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            break
     return {"version": settings.terms_version or None, "url": settings.terms_url, "text": text}

@@ -70,6 +70,11 @@ def ui_config(request: Request) -> dict[str, Any]:
         "chat_history": getattr(settings, "chat_history", "browser"),
         "chat_retention_days": getattr(settings, "chat_retention_days", None),
         "default_locale": settings.default_locale,
+        "privacy": {  # what the page tells people before they start (GDPR Art. 13), from the running configuration
+            "usage_retention_days": settings.usage_retention_days,
+            "content_log_purpose": settings.content_log_purpose,
+            "content_log_retention_days": settings.content_log_retention_days if settings.content_log_purpose else None,
+        },
     }
 
 

@@ -56,14 +56,16 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
     home = tmp_path_factory.mktemp("web") / "home"
     home.mkdir(parents=True)
     (home / "terms.md").write_text(TERMS_TEXT, encoding="utf-8")
-    srv = start_server(home, {"FLEXI_AUTH": "on", "FLEXI_TERMS_VERSION": TERMS, "FLEXI_DEFAULT_LOCALE": "de"})
+    # one slot: a second chat must wait while the first streams, so the queue position can be watched
+    srv = start_server(home, {"FLEXI_AUTH": "on", "FLEXI_TERMS_VERSION": TERMS, "FLEXI_DEFAULT_LOCALE": "de",
+                              "FLEXI_NUM_PARALLEL": "1"})
     db = ServerDB(home)
     c = Campus(srv, db)
     hashed = hash_password(PASSWORD)
     for subject, role in (("anna", "student"), ("ben", "student"), ("otto", "student"), ("prof", "teacher"),
-                          ("root", "admin")):
+                          ("root", "admin"), ("erin", "student")):
         c.users[subject] = db.add_user(subject, role=role, password_hash=hashed, display_name=subject.title())
-    for subject in ("ben", "otto", "prof", "root"):  # anna accepts in the browser
+    for subject in ("ben", "otto", "prof", "root", "erin"):  # anna accepts in the browser
         db.accept_terms(c.users[subject], TERMS)
     c.course_id = db.add_course("bio101", {c.users["prof"]: "teacher", c.users["ben"]: "student"})
     try:
@@ -160,7 +162,20 @@ def test_sign_in_terms_chat_stream_stop_reload_and_language(page_of: Any, campus
     page.wait_for_function(grown, arg=first + 20)
     assert stop.is_visible()  # still streaming: the text grew while the answer was running
     assert axe(page, axe_source) == []
+
+    # meanwhile a second student asks: the one slot is busy, so the page says where they wait
+    other = page_of("de-DE")
+    sign_in(other, campus, "ben")
+    other.wait_for_selector("#prompt")
+    other.click("summary:has-text('Erweiterte Einstellungen')")
+    other.fill("#max-tokens", "8")
+    other.dispatch_event("#max-tokens", "change")
+    other.fill("#prompt", "Hallo")
+    other.press("#prompt", "Enter")
+    other.wait_for_selector(".status-line:has-text('In der Warteschlange: Position 1')")
+    assert other.locator("article.msg.assistant .body").last.inner_text() == ""
     stop.click()
+    other.wait_for_selector("article.msg.assistant .meta:has-text('Tokens/s')", timeout=60_000)  # its turn came
     page.wait_for_selector("article.msg.assistant .meta:has-text('Angehalten.')")
     assert page.locator("button:has-text('Senden')").is_visible()
     stopped_text = answer.inner_text()
@@ -259,6 +274,29 @@ def test_model_output_and_stored_text_render_as_text(page_of: Any, campus: Campu
     assert forced_payload in answer.inner_text() and answer.locator("img").count() == 0
     page.wait_for_timeout(300)
     assert page.evaluate("() => window.__xss") is None
+
+
+def test_my_data_keys_export_and_erasure(page_of: Any, campus: Campus, axe_source: str) -> None:
+    page = page_of("en-GB")
+    sign_in(page, campus, "erin")
+    page.wait_for_selector("#prompt")
+    page.click("nav a:has-text('My data')")
+    page.wait_for_selector("#key-name")
+    page.fill("#key-name", "my script")
+    page.click("button:has-text('Create key')")
+    key = page.locator(".card[role=status] code").inner_text()
+    assert key and httpx.get(campus.srv.url + "/api/tags", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    page.wait_for_selector("td:has-text('my script')")
+    assert axe(page, axe_source) == []
+    shot(page, "my-data")
+    with page.expect_download() as download:
+        page.click("button:has-text('Download my data')")
+    exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert exported["profile"]["subject"] == "erin"
+    page.once("dialog", lambda d: d.accept())
+    page.click("button:has-text('Delete my account')")
+    page.wait_for_selector("#login-user")  # signed out: the account is gone
+    assert httpx.get(campus.srv.url + "/api/tags", headers={"Authorization": f"Bearer {key}"}).status_code == 401
 
 
 # --- course assistants ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ DYNAMIC = {  # keys built at run time: t(`quota_${limit}`), t(`role_${r}`), …
     "quota_": ["quota_tokens_per_day", "quota_tokens_per_week"],
     "role_": [f"role_{r}" for r in ("student", "teacher", "researcher", "service", "admin")],
     "quota_kind_": [f"quota_kind_{k}" for k in ("user", "key", "course", "role")],
+    "limit_": ["limit_requests_per_minute", "limit_tokens_per_day", "limit_tokens_per_week"],
     "chart_": ["chart_requests_day", "chart_tokens_day", "chart_tokens_model", "chart_tokens_course"],
 }
 

@@ -7,6 +7,7 @@ import { renderMarkdown } from "./markdown.js";
 import { chatView } from "./chat.js";
 import { assistantsView } from "./assistants.js";
 import { adminView } from "./admin.js";
+import { accountView } from "./account.js";
 
 import { session, isTeacher, isAdmin } from "./state.js";
 
@@ -65,7 +66,7 @@ function loginView() {
 
 async function termsView() {
   document.title = `${t("terms_title")} · Flexi`;
-  const terms = await api("/terms");
+  const terms = await api(`/terms?lang=${locale()}`);
   const body = terms.text ? h("div", { class: "terms-text", tabindex: "0", role: "region", "aria-label": t("terms_title") },
     renderMarkdown(terms.text)) : h("p", {}, h("a", { href: terms.url, target: "_blank", rel: "noopener" }, t("terms_read")));
   const error = h("p", { class: "error", role: "alert" });
@@ -79,9 +80,22 @@ async function termsView() {
   } }, t("terms_accept"));
   clear(root, langSwitch(), h("main", { id: "main", class: "center-box" },
     h("h1", {}, t("terms_title")),
-    h("p", {}, t("terms_intro", { version: terms.version })), body, accept, " ",
+    h("p", {}, t("terms_intro", { version: terms.version })), body, privacyNotice(), accept, " ",
     h("button", { type: "button", class: "secondary", onclick: logout }, t("sign_out")), error));
   root.setAttribute("aria-busy", "false");
+}
+
+// What Flexi itself stores, generated from the server's configuration (the operator's terms come first).
+function privacyNotice() {
+  const p = session.config.privacy || {};
+  const history = session.config.chat_history === "server"
+    ? t("privacy_history_server", { days: session.config.chat_retention_days }) : t("privacy_history_browser");
+  return h("section", { "aria-labelledby": "privacy-heading" }, h("h2", { id: "privacy-heading" }, t("privacy_title")),
+    h("ul", {}, h("li", {}, t("privacy_local")), h("li", {}, history),
+      h("li", {}, t("privacy_usage", { days: p.usage_retention_days })),
+      h("li", {}, p.content_log_purpose ? t("privacy_content_on", { purpose: p.content_log_purpose, days: p.content_log_retention_days })
+        : t("privacy_content_off")),
+      h("li", {}, t("privacy_rights"))));
 }
 
 async function logout() {
@@ -118,7 +132,8 @@ async function frame() {
   const nav = h("nav", { "aria-label": t("main_nav") },
     h("a", { href: "#/", "data-route": "chat" }, t("nav_chat")),
     isTeacher() ? h("a", { href: "#/assistants", "data-route": "assistants" }, t("nav_assistants")) : null,
-    isAdmin() ? h("a", { href: "#/admin/users", "data-route": "admin" }, t("nav_admin")) : null);
+    isAdmin() ? h("a", { href: "#/admin/users", "data-route": "admin" }, t("nav_admin")) : null,
+    session.me ? h("a", { href: "#/account", "data-route": "account" }, t("nav_account")) : null);
   const who = session.me ? h("span", { class: "hint" }, session.me.display_name || session.me.subject) : null;
   const out = session.me ? h("button", { type: "button", class: "secondary", onclick: logout }, t("sign_out")) : null;
   const header = h("header", { class: "topbar" },
@@ -133,13 +148,15 @@ async function frame() {
 
 async function route(outlet, nav) {
   const path = location.hash.replace(/^#/, "") || "/";
-  const section = path.startsWith("/assistants") ? "assistants" : path.startsWith("/admin") ? "admin" : "chat";
+  const section = path.startsWith("/assistants") ? "assistants" : path.startsWith("/admin") ? "admin"
+    : path.startsWith("/account") ? "account" : "chat";
   for (const a of nav.querySelectorAll("a")) {
     if (a.dataset.route === section) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   try {
     if (section === "assistants") await assistantsView(outlet, path);
     else if (section === "admin") await adminView(outlet, path);
+    else if (section === "account") await accountView(outlet);
     else await chatView(outlet, path);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return restart();
