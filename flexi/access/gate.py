@@ -46,6 +46,22 @@ def locale_of(request: Request, principal: Principal) -> str:
     return messages.request_locale(request.headers.get("accept-language"), principal.locale)
 
 
+@dataclass(frozen=True)
+class Billing:
+    """Put on `request.state.billing` by a route that itself decides whom a request is billed to,
+    instead of the key's course or X-Flexi-Course: a course assistant's chat bills the assistant's
+    course (the route has already checked that the caller may use it) and marks the usage record
+    with `assistant_id`. `endpoint` replaces the request path in the usage record."""
+
+    course_id: int | None
+    assistant_id: int | None = None
+    endpoint: str | None = None
+
+
+def billing_of(request: Request) -> Billing | None:
+    return getattr(request.state, "billing", None)
+
+
 @dataclass(eq=False)
 class _Stream:
     principal: Principal
@@ -60,6 +76,7 @@ class _Admission:
     endpoint: str
     model: str
     started: float = field(default_factory=time.perf_counter)
+    assistant_id: int | None = None
 
 
 class AccessGate:
@@ -101,7 +118,7 @@ class AccessGate:
         self.usage.submit(UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id,
                                      course_id=admission.course_id, model=model, endpoint=admission.endpoint,
                                      prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="ok",
-                                     reservation=admission.reservation))
+                                     reservation=admission.reservation, assistant_id=admission.assistant_id))
 
     # --- generation --------------------------------------------------------------------
     def generate(self, request: Request, req: GenerationRequest, source: Callable[[GenerationRequest], AsyncIterator[Any]],
@@ -170,7 +187,7 @@ class AccessGate:
             user_pseudonym=admission.principal.pseudonym, key_id=admission.principal.key_id,
             course_id=admission.course_id, model=admission.model, endpoint=admission.endpoint,
             prompt_tokens=prompt, completion_tokens=completion, queue_ms=queue_ms, generation_ms=gen_ms,
-            status=status, reservation=admission.reservation,
+            status=status, reservation=admission.reservation, assistant_id=admission.assistant_id,
             prompt_text=req.prompt if parts is not None else None,
             response_text="".join(parts) if parts is not None else None))
 
@@ -193,40 +210,46 @@ class AccessGate:
                 user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
                 model=model, endpoint=admission.endpoint, prompt_tokens=tokens, completion_tokens=0, queue_ms=0,
                 generation_ms=int((time.perf_counter() - admission.started) * 1000), status=status,
-                reservation=admission.reservation))
+                reservation=admission.reservation, assistant_id=admission.assistant_id))
 
     # --- admission ---------------------------------------------------------------------
     async def _admit(self, request: Request, principal: Principal, prompt_bound: int, max_output: int,
                      model: str) -> _Admission:
         course_id = await self._course_of(request, principal)
-        endpoint = request.url.path
+        billing = billing_of(request)
+        endpoint = billing.endpoint if billing is not None and billing.endpoint else request.url.path
+        assistant_id = billing.assistant_id if billing is not None else None
         if principal.user_id is None or self.quotas.cached_limits(principal, course_id) == []:
-            return _Admission(principal, course_id, Reservation(), endpoint, model)  # nothing to count: no thread, no write
+            # nothing to count: no thread, no write
+            return _Admission(principal, course_id, Reservation(), endpoint, model, assistant_id=assistant_id)
         admitting = asyncio.get_running_loop().run_in_executor(
             self.quotas.executor, self.quotas.admit, principal, course_id, prompt_bound, max_output)
         try:
             reservation = await asyncio.shield(admitting)  # the thread commits even if the client leaves now...
         except asyncio.CancelledError:
-            admitting.add_done_callback(lambda done: self._release(done, principal, course_id, endpoint, model))
+            admitting.add_done_callback(
+                lambda done: self._release(done, principal, course_id, endpoint, model, assistant_id))
             raise  # ...so its reservation is handed back once it is in
         except QuotaRefusal as refusal:
-            raise self._refused(request, principal, refusal, course_id, endpoint, model) from None
-        return _Admission(principal, course_id, reservation, endpoint, model)
+            raise self._refused(request, principal, refusal, course_id, endpoint, model, assistant_id) from None
+        return _Admission(principal, course_id, reservation, endpoint, model, assistant_id=assistant_id)
 
     def _refused(self, request: Request, principal: Principal, refusal: QuotaRefusal, course_id: int | None,
-                 endpoint: str, model: str) -> AccessError:
+                 endpoint: str, model: str, assistant_id: int | None = None) -> AccessError:
         self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
             user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
-            endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected"))
+            endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected",
+            assistant_id=assistant_id))
         return self._refusal(request, principal, refusal)
 
     def _release(self, done: asyncio.Future[Reservation], principal: Principal, course_id: int | None, endpoint: str,
-                 model: str) -> None:
+                 model: str, assistant_id: int | None = None) -> None:
         if done.cancelled() or done.exception() is not None:
             return
         self.usage.submit(UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id,
                                      model=model, endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0,
-                                     generation_ms=0, status="cancelled", reservation=done.result()))
+                                     generation_ms=0, status="cancelled", reservation=done.result(),
+                                     assistant_id=assistant_id))
 
     def _refusal(self, request: Request, principal: Principal, refusal: QuotaRefusal) -> AccessError:
         locale = locale_of(request, principal)
@@ -239,6 +262,9 @@ class AccessGate:
                               resets_at=refusal.resets_at.isoformat().replace("+00:00", "Z"))
 
     async def _course_of(self, request: Request, principal: Principal) -> int | None:
+        billing = billing_of(request)
+        if billing is not None:  # the route decided (a course assistant bills its course)
+            return billing.course_id
         privileged = principal.is_admin or principal.local
         if principal.key_course_id is not None:
             if not privileged and principal.key_course_id not in principal.courses:

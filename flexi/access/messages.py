@@ -54,6 +54,40 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "unknown course or not a member: {course}",
         "de": "unbekannter Kurs oder keine Mitgliedschaft: {course}",
     },
+    "assistant_edit": {
+        "en": "only the course's teachers and administrators may create, change or delete its assistants",
+        "de": "nur die Lehrenden des Kurses und Administratorinnen und Administratoren dürfen seine Assistenten "
+              "anlegen, ändern oder löschen",
+    },
+    "assistant_usage": {
+        "en": "only the assistant's owner, the course's teachers and administrators may see its usage",
+        "de": "nur die Person, die den Assistenten angelegt hat, die Lehrenden des Kurses und Administratorinnen "
+              "und Administratoren dürfen seine Nutzung sehen",
+    },
+    "assistant_missing": {
+        "en": "no such assistant, or it is not shared with you: {slug}",
+        "de": "diesen Assistenten gibt es nicht, oder er ist nicht für Sie freigegeben: {slug}",
+    },
+    "assistant_disabled": {
+        "en": "this assistant is switched off by its course's teachers",
+        "de": "dieser Assistent wurde von den Lehrenden des Kurses abgeschaltet",
+    },
+    "assistant_course": {
+        "en": "unknown course: {course}",
+        "de": "unbekannter Kurs: {course}",
+    },
+    "conversation_missing": {
+        "en": "no such conversation: {id}",
+        "de": "dieses Gespräch gibt es nicht: {id}",
+    },
+    "conversations_full": {
+        "en": "you have {limit} saved conversations, the most allowed; delete some first",
+        "de": "Sie haben {limit} gespeicherte Gespräche, mehr sind nicht möglich; bitte zuerst einige löschen",
+    },
+    "history_off": {
+        "en": "server-side chat history is off (FLEXI_CHAT_HISTORY=browser): conversations are kept in the browser",
+        "de": "der Chatverlauf wird nicht auf dem Server gespeichert (FLEXI_CHAT_HISTORY=browser), sondern im Browser",
+    },
 }
 
 

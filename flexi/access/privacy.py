@@ -122,7 +122,8 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
         "usage_records": [{"at": _iso(u.at), "key_id": u.key_id, "course_id": u.course_id, "model": u.model,
                            "endpoint": u.endpoint, "prompt_tokens": u.prompt_tokens,
                            "completion_tokens": u.completion_tokens, "queue_ms": u.queue_ms,
-                           "generation_ms": u.generation_ms, "status": u.status} for u in usage],
+                           "generation_ms": u.generation_ms, "status": u.status, "assistant_id": u.assistant_id}
+                          for u in usage],
         "content_records": [{"at": _iso(c.at), "purpose": c.purpose, "model": c.model, "endpoint": c.endpoint,
                              "prompt": c.prompt, "response": c.response} for c in content],
         "conversations": [{"id": c.id, "title": c.title, "model": c.model, "assistant_id": c.assistant_id,

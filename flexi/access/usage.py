@@ -45,6 +45,7 @@ class UsageEntry:
     at: datetime = field(default_factory=utcnow)
     prompt_text: str | None = None
     response_text: str | None = None
+    assistant_id: int | None = None  # a chat through a course assistant
 
     @property
     def billed_tokens(self) -> int:
@@ -132,9 +133,9 @@ class UsageWriter:
         try:
             self._write_once(batch, touches)
         except IntegrityError:
-            # a key or course was deleted while its request ran: keep the numbers, drop the dangling ids
+            # a key, course or assistant was deleted while its request ran: keep the numbers, drop the dangling ids
             for entry in batch:
-                entry.key_id = entry.course_id = None
+                entry.key_id = entry.course_id = entry.assistant_id = None
             self._write_once(batch, touches)
 
     def _write_once(self, batch: list[UsageEntry], touches: set[int]) -> None:
@@ -150,7 +151,7 @@ class UsageWriter:
                 {"at": e.at, "user_pseudonym": e.user_pseudonym, "key_id": e.key_id, "course_id": e.course_id,
                  "model": e.model, "endpoint": e.endpoint, "prompt_tokens": e.prompt_tokens,
                  "completion_tokens": e.completion_tokens, "queue_ms": e.queue_ms,
-                 "generation_ms": e.generation_ms, "status": e.status} for e in batch])
+                 "generation_ms": e.generation_ms, "status": e.status, "assistant_id": e.assistant_id} for e in batch])
             content = [e for e in batch if e.prompt_text is not None and self.settings.content_log_purpose]
             if content:
                 conn.execute(insert(ContentRecord), [

@@ -238,6 +238,12 @@ def _chat_messages(body: ChatRequest) -> list[dict[str, Any]]:
 async def chat(request: Request) -> Response:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, ChatRequest)
+    return await chat_response(request, body, t0)
+
+
+async def chat_response(request: Request, body: ChatRequest, t0: int) -> Response:
+    """Answer an already parsed chat request exactly like /api/chat (NDJSON stream or JSON);
+    course assistants (flexi/api/assistants.py) build their ChatRequest and come here too."""
     state = _state(request)
     record = gen.require_model(state.store, body.model, request)
     if not body.messages:

@@ -15,6 +15,7 @@ from flexi import __version__
 from flexi.access.middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import admin, admin_usage, auth_routes, keys, me, ollama, openai
+from flexi.api import assistants, conversations
 from flexi.api.generation import ClientDisconnected
 from flexi.api.errors import describe_validation_error, ollama_error, openai_error
 from flexi.config import Settings
@@ -65,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(me.router)  # /me, /me/usage, /me/export, DELETE /me, /me/terms, /terms
     app.include_router(admin_usage.router)  # /admin/usage, /admin/privacy/…
     app.include_router(auth_routes.router)  # /auth/…: sign-in (public)
+    app.include_router(conversations.router)  # /me/conversations: server-side chat history (FLEXI_CHAT_HISTORY=server)
+    app.include_router(assistants.router)  # /assistants: teacher-made course assistants
 
     @app.exception_handler(EngineError)
     async def _engine_error(request: Request, exc: EngineError) -> Response:
