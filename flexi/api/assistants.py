@@ -196,7 +196,7 @@ def list_assistants(request: Request, everything: bool = Query(False, alias="all
         roles: dict[int, str] = {}
         if principal.user_id is not None:
             roles = dict(s.execute(select(CourseMember.course_id, CourseMember.role)
-                                   .where(CourseMember.user_id == principal.user_id)).tuples().all())
+                                   .where(CourseMember.user_id == principal.user_id)).all())
         stmt = select(Assistant, Course).join(Course, Course.id == Assistant.course_id)
         if not (principal.local or (everything and principal.is_admin)):
             mine = [Assistant.course_id.in_(list(roles))] if roles else []
@@ -206,7 +206,7 @@ def list_assistants(request: Request, everything: bool = Query(False, alias="all
                 return {"assistants": []}
             stmt = stmt.where(or_(*mine))
         out = []
-        for a, course in s.execute(stmt.order_by(Course.name, Assistant.name, Assistant.id)).tuples():
+        for a, course in s.execute(stmt.order_by(Course.name, Assistant.name, Assistant.id)).all():
             r = rights(principal, a, roles.get(a.course_id))
             if r.use:
                 out.append(_out(a, course, r))

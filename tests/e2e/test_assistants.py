@@ -190,6 +190,10 @@ def test_who_may_create_and_change(school: School, tutor: dict[str, Any]) -> Non
     assert _make(school, "a-boss", course_id=987654).status_code == 404  # admins learn it does not exist
     by_admin = _make(school, "a-boss", name="Vom Admin")
     assert by_admin.status_code == 201 and by_admin.json()["can_edit"] is True
+    assert [a["name"] for a in school.get("/assistants", "a-boss").json()["assistants"]] == ["Vom Admin"]  # made by the admin
+    everything = school.get("/assistants", "a-boss", params={"all": "true"}).json()["assistants"]
+    assert {tutor["slug"], by_admin.json()["slug"]} <= {a["slug"] for a in everything}
+    assert school.get("/assistants", "a-student", params={"all": "true"}).json() == school.get("/assistants", "a-student").json()
     assert _make(school, model="no-such-model:1b").status_code == 404
 
     slug = tutor["slug"]
@@ -294,3 +298,29 @@ def test_delete_keeps_usage_numbers(school: School) -> None:
         assert s.scalar(select(UsageRecord.id).where(UsageRecord.course_id == school.course,
                                                      UsageRecord.assistant_id.is_(None),
                                                      UsageRecord.endpoint == "/assistants/{slug}/chat")) is not None
+
+
+def test_auth_off_local_user_lists_all_and_owns_nothing(tmp_path: Any) -> None:
+    """FLEXI_AUTH=off: the machine's own user is an admin without a user id."""
+    from fastapi.testclient import TestClient
+
+    from flexi.config import load_settings
+    from flexi.server.app import create_app
+
+    settings = load_settings(home=tmp_path / "home", auth="off")
+    with TestClient(create_app(settings), base_url="http://localhost") as http:
+        db = ServerDB(settings.home)
+        try:
+            teacher = db.add_user("off-teacher", role="teacher")
+            course = db.add_course("off-course", {teacher: "teacher"})
+            assert http.post("/assistants", json={"name": "x", "model": MODEL}).status_code == 422  # a course is required
+            made = http.post("/assistants", json={"course_id": course, "name": "Lokal", "model": MODEL})
+            assert made.status_code == 201, made.text
+            assert made.json()["can_edit"] is True and made.json()["system_prompt"] == ""
+            from flexi.db.models import Assistant
+
+            with db.session() as s:
+                assert s.scalar(select(Assistant.owner_id).where(Assistant.slug == made.json()["slug"])) is None
+            assert [a["name"] for a in http.get("/assistants").json()["assistants"]] == ["Lokal"]
+        finally:
+            db.close()
