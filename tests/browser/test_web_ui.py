@@ -67,6 +67,7 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
         c.users[subject] = db.add_user(subject, role=role, password_hash=hashed, display_name=subject.title())
     for subject in ("ben", "otto", "prof", "root", "erin"):  # anna accepts in the browser
         db.accept_terms(c.users[subject], TERMS)
+    db.set_quota("user", c.users["anna"], tokens_per_day=250_000)
     c.course_id = db.add_course("bio101", {c.users["prof"]: "teacher", c.users["ben"]: "student"})
     try:
         yield c
@@ -86,7 +87,8 @@ def page_of(browser: Any, campus: Campus) -> Iterator[Any]:
         contexts.append(context)
         page = context.new_page()
         page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                if "Content Security Policy" in m.text or m.type == "error" and "status of 4" not in m.text else None)
+                if "Content Security Policy" in m.text or m.type == "error" and "Failed to load resource" not in m.text
+                else None)  # HTTP errors are answers the page shows; script errors and CSP violations are bugs
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on("dialog", lambda d: (problems.append(f"alert: {d.message}"), d.dismiss()) if d.type == "alert" else None)
         page.on("request", lambda r: problems.append(f"foreign request: {r.url}")
@@ -150,6 +152,7 @@ def test_sign_in_terms_chat_stream_stop_reload_and_language(page_of: Any, campus
     page.click("text=Ich stimme zu")
     page.wait_for_selector("#prompt")
 
+    page.wait_for_selector(".quota:has-text('Heute noch 250.000 von 250.000 Tokens')")  # German number format
     page.route("**/api/chat", long_answers)
     page.fill("#prompt", "Erzähl eine lange Geschichte über eine Bibliothek.")
     page.press("#prompt", "Enter")
@@ -178,6 +181,8 @@ def test_sign_in_terms_chat_stream_stop_reload_and_language(page_of: Any, campus
     other.wait_for_selector("article.msg.assistant .meta:has-text('Tokens/s')", timeout=60_000)  # its turn came
     page.wait_for_selector("article.msg.assistant .meta:has-text('Angehalten.')")
     assert page.locator("button:has-text('Senden')").is_visible()
+    page.wait_for_function("() => /Heute noch [0-9.]+ von 250\\.000/.test(document.querySelector('.quota').innerText)"
+                           " && !document.querySelector('.quota').innerText.includes('250.000 von')")  # spent tokens show
     stopped_text = answer.inner_text()
     time.sleep(0.5)
     assert answer.inner_text() == stopped_text  # nothing arrives after stop
@@ -266,7 +271,7 @@ def test_model_output_and_stored_text_render_as_text(page_of: Any, campus: Campu
 
     page.route("**/api/chat", forced)
     page.click("a.button:has-text('New chat')")
-    page.wait_for_selector("#prompt")
+    page.wait_for_selector("#outlet[data-ready='/'] #prompt")
     page.fill("#prompt", "Answer in JSON")
     page.press("#prompt", "Enter")
     page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
@@ -406,6 +411,18 @@ def test_admin_pulls_a_model_and_watches_progress_then_sees_usage(page_of: Any, 
         assert "%" in page.locator("#pull-status").inner_text()
         page.wait_for_selector("#pull-status:has-text('Fertig')", timeout=60_000)
         page.wait_for_selector("td:has-text('lab-model')")
+        lab = page.locator("tr", has_text="lab-model")
+        lab.get_by_role("button", name="Laden", exact=True).click()  # a weightless test model: loading fails clearly
+        page.wait_for_selector("p.error[role=alert]:not(:empty)", timeout=60_000)
+        assert "could not be loaded" in page.locator("p.error[role=alert]").first.inner_text()
+        smol = page.locator("tr", has_text="smollm2:135m")
+        if smol.get_by_role("button", name="Entladen", exact=True).count():  # earlier tests left it loaded
+            smol.get_by_role("button", name="Entladen", exact=True).click()
+            page.wait_for_selector("tr:has-text('smollm2:135m') td:has-text('nicht geladen')", timeout=60_000)
+        page.locator("tr", has_text="smollm2:135m").get_by_role("button", name="Laden", exact=True).click()
+        page.wait_for_selector("tr:has-text('smollm2:135m') td:has-text('geladen,')", timeout=60_000)  # with its memory
+        page.locator("tr", has_text="smollm2:135m").get_by_role("button", name="Entladen", exact=True).click()
+        page.wait_for_selector("tr:has-text('smollm2:135m') td:has-text('nicht geladen')", timeout=60_000)
         assert axe(page, axe_source) == []
         shot(page, "admin-models")
         page.click("a:has-text('Kontingente')")

@@ -86,8 +86,12 @@ async function quotas(body) {
   clear(body, error, table([t("applies_to"), t("subject"), t("requests_per_minute"), t("tokens_per_day"), t("tokens_per_week")], rows, t("admin_quotas")), form);
 }
 
+let modelsRender = 0; // only the newest rendering of the models tab may draw (answers can arrive out of order)
+
 async function models(body) {
+  const mine = ++modelsRender;
   const [tags, ps] = await Promise.all([api("/api/tags"), api("/api/ps")]);
+  if (mine !== modelsRender) return;
   const loaded = new Map(ps.models.map((m) => [m.name, m]));
   const error = h("p", { class: "error", role: "alert" });
   const rows = tags.models.map((m) => {
@@ -119,9 +123,10 @@ async function models(body) {
           status.textContent = `${chunk.status} — ${fmtBytes(chunk.completed || 0)} / ${fmtBytes(chunk.total)} (${fmtNumber(100 * (chunk.completed || 0) / chunk.total, 0)} %)`;
         } else status.textContent = chunk.status;
       });
-      status.textContent = t("pull_done");
       bar.max = 1; bar.value = 1;
-      setTimeout(() => models(body), 800);
+      await models(body);
+      const done = body.querySelector("#pull-status");
+      if (done) done.textContent = t("pull_done");
     } catch (err) { status.textContent = `${t("error")}: ${err.message}`; status.classList.add("error"); }
     finally { pullButton.disabled = false; }
   } }, h("h2", {}, t("pull_title")), field(t("pull_source"), source, t("pull_hint")), pullButton, bar, status);

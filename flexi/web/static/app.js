@@ -153,6 +153,8 @@ async function route(outlet, nav) {
   for (const a of nav.querySelectorAll("a")) {
     if (a.dataset.route === section) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
+  outlet.setAttribute("aria-busy", "true");
+  delete outlet.dataset.ready;
   try {
     if (section === "assistants") await assistantsView(outlet, path);
     else if (section === "admin") await adminView(outlet, path);
@@ -163,6 +165,9 @@ async function route(outlet, nav) {
     if (err instanceof ApiError && err.status === 403 && err.body?.code === "terms_not_accepted") return termsView();
     clear(outlet, h("main", { id: "main", class: "page" }, h("h1", {}, t("error_title")),
       h("p", { role: "alert" }, err.message || String(err))));
+  } finally {
+    outlet.setAttribute("aria-busy", "false");
+    outlet.dataset.ready = path; // the view for this address is drawn (tests and assistive tech can rely on it)
   }
 }
 
