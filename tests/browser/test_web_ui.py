@@ -436,3 +436,45 @@ def test_admin_pulls_a_model_and_watches_progress_then_sees_usage(page_of: Any, 
         server.shutdown()
     tags = httpx.get(campus.srv.url + "/api/tags", headers={"Authorization": "Bearer none"})
     assert tags.status_code == 401  # the API still needs credentials
+
+
+# --- conversations on the server (FLEXI_CHAT_HISTORY=server) --------------------------------------------
+@pytest.fixture(scope="module")
+def history_campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
+    home = tmp_path_factory.mktemp("webhistory") / "home"
+    srv = start_server(home, {"FLEXI_AUTH": "on", "FLEXI_CHAT_HISTORY": "server", "FLEXI_CHAT_RETENTION_DAYS": "7"})
+    c = Campus(srv, ServerDB(home))
+    c.users["hanna"] = c.db.add_user("hanna", password_hash=hash_password(PASSWORD))
+    try:
+        yield c
+    finally:
+        stop_server(srv)
+
+
+def test_server_side_history_follows_the_user_to_another_browser(browser: Any, history_campus: Campus) -> None:
+    first = browser.new_context(locale="en-GB")
+    second = browser.new_context(locale="en-GB")
+    try:
+        page = first.new_page()
+        sign_in(page, history_campus, "hanna")
+        page.wait_for_selector("text=Conversations are kept on the server for 7 days.")
+        page.click("summary:has-text('Advanced settings')")
+        page.fill("#max-tokens", "8")
+        page.dispatch_event("#max-tokens", "change")
+        page.fill("#prompt", "Name a colour")
+        page.press("#prompt", "Enter")
+        page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
+        answer = page.locator("article.msg.assistant .body").last.inner_text()
+        assert page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('flexi.conversations'))") == []
+
+        other = second.new_page()  # another device: nothing in its storage
+        sign_in(other, history_campus, "hanna")
+        other.locator(".sidebar li a", has_text="Name a colour").click()
+        other.wait_for_selector("article.msg.user:has-text('Name a colour')")
+        assert other.locator("article.msg.assistant .body").last.inner_text() == answer
+        exported = other.evaluate("() => fetch('/me/export').then(r => r.json())")
+        titles = [c["title"] for c in exported.get("conversations", [])]
+        assert titles == ["Name a colour"]
+    finally:
+        first.close()
+        second.close()
