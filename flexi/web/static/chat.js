@@ -106,7 +106,7 @@ class ChatPage {
     const composer = h("div", { class: "composer" },
       h("label", { for: "prompt", class: "visually-hidden" }, t("prompt_label")), this.input, this.sendButton, this.stopButton);
     this.quota = h("p", { class: "quota", "aria-live": "polite" });
-    main.append(head, this.list, this.statusLine, this.assistant ? null : this.advanced(), composer, this.quota);
+    main.append(...[head, this.list, this.statusLine, this.assistant ? null : this.advanced(), composer, this.quota].filter(Boolean));
     this.renderMessages();
     this.refreshQuota();
     this.input.focus();
