@@ -478,3 +478,23 @@ def test_server_side_history_follows_the_user_to_another_browser(browser: Any, h
     finally:
         first.close()
         second.close()
+
+
+# --- single sign-on from the page ------------------------------------------------------------------------
+from tests.e2e.test_auth_login import Sso, sso  # noqa: E402,F401 - the OIDC provider fixture (pyop over HTTPS)
+
+
+def test_single_sign_on_button_signs_in_through_the_provider(browser: Any, sso: Sso) -> None:
+    sso.to_idp("POST", sso.idp + "/_test/next", json={
+        "claims": {"sub": "web-sso-1", "name": "Dr. Web", "realm_access": {"roles": ["faculty"]}}, "misbehave": None,
+    }).raise_for_status()
+    context = browser.new_context(locale="de-DE", ignore_https_errors=True)  # the test provider's certificate is self-signed
+    try:
+        page = context.new_page()
+        page.goto(sso.flexi.url + "/#/assistants")
+        page.click("a:has-text('Mit dem Hochschulkonto anmelden')")
+        page.wait_for_selector("#outlet[data-ready='/assistants'] h1:has-text('Kurs-Assistenten')")  # back where we were
+        assert page.locator("header").inner_text().count("Dr. Web") == 1
+        assert page.evaluate("() => fetch('/me').then(r => r.json()).then(m => m.role)") == "teacher"  # mapped claim
+    finally:
+        context.close()
