@@ -330,7 +330,8 @@ def test_teacher_creates_an_assistant_students_of_the_course_use_it_others_canno
 
     student = page_of("de-DE")
     sign_in(student, campus, "ben")
-    student.wait_for_selector(".sidebar a:has-text('Zellbio-Tutor')")  # on the start page
+    student.wait_for_selector(".sidebar a:has-text('Zellbio-Tutor')")  # in the list and on the start page:
+    student.wait_for_selector(".card h3 a:has-text('Zellbio-Tutor')")
     student.click(".sidebar a:has-text('Zellbio-Tutor')")
     student.wait_for_selector("text=Hallo! Frag mich etwas über Zellen.")
     assert student.locator("[data-testid=assistant-description]").inner_text() == description  # as text
@@ -498,3 +499,34 @@ def test_single_sign_on_button_signs_in_through_the_provider(browser: Any, sso: 
         assert page.evaluate("() => fetch('/me').then(r => r.json()).then(m => m.role)") == "teacher"  # mapped claim
     finally:
         context.close()
+
+
+def test_keyboard_only_sign_in_chat_and_stop(page_of: Any, campus: Campus) -> None:
+    page = page_of("en-GB")
+    page.goto(campus.srv.url + "/")
+    page.wait_for_selector("#login-user:focus")  # focus starts in the first field
+    page.keyboard.type("otto")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#prompt:focus")  # and lands in the message box after sign-in
+    page.route("**/api/chat", long_answers)
+    page.keyboard.type("Tell me a long story")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("button:has-text('Stop'):focus")  # focus moves to Stop while the answer streams
+    page.wait_for_function("() => [...document.querySelectorAll('article.msg.assistant .body')].at(-1).innerText.length > 5")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.msg.assistant .meta:has-text('Stopped.')")
+    page.wait_for_selector("#prompt:focus")  # back in the message box
+    # from the top of the page, the first Tab reaches the (then visible) skip link, which leads to the content
+    address = page.url
+    page.reload()
+    page.wait_for_selector("#prompt:focus")
+    first = page.evaluate("() => document.querySelector('a[href], button, input, select, textarea, [tabindex]').className")
+    assert first == "skip-link"  # the first stop of the Tab order
+    page.focus(".skip-link")
+    skip = page.evaluate("() => [document.activeElement.className, getComputedStyle(document.activeElement).outlineStyle,"
+                         " document.activeElement.getBoundingClientRect().left >= 0]")
+    assert skip == ["skip-link", "solid", True]
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main" and page.url == address

@@ -171,4 +171,11 @@ async function route(outlet, nav) {
   }
 }
 
+// The skip link jumps to the content without touching the address (the hash is the router's).
+document.querySelector(".skip-link")?.addEventListener("click", (ev) => {
+  ev.preventDefault();
+  const main = document.getElementById("main");
+  if (main) { main.setAttribute("tabindex", "-1"); main.focus(); }
+});
+
 restart();

@@ -162,6 +162,14 @@ class ChatPage {
           h("button", { type: "button", onclick: () => { this.input.value = q; this.send(); } }, q))) : null));
     } else if (!this.messages.length) {
       this.list.append(h("div", { class: "welcome" }, h("p", {}, t("empty_chat"))));
+      if (!this.assistant && this.assistants.length) {  // the start page: this person's course assistants
+        this.list.append(h("section", { class: "welcome", "aria-labelledby": "start-assistants" },
+          h("h2", { id: "start-assistants" }, t("course_assistants")),
+          h("div", { class: "cards" }, this.assistants.map((a) => h("div", { class: "card" },
+            h("h3", {}, h("a", { href: `#/a/${encodeURIComponent(a.slug)}` }, a.name)),
+            h("p", { class: "hint" }, a.course?.title || a.course?.name || ""),
+            h("p", { class: "plain" }, (a.description || "").slice(0, 280)))))));
+      }
     }
     this.messages.forEach((m, i) => this.list.append(this.messageElement(m, i)));
     this.list.scrollTop = this.list.scrollHeight;
