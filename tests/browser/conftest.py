@@ -31,8 +31,10 @@ def _require() -> None:
         pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Module-scoped on purpose: Playwright's sync API keeps an asyncio loop running while it is open,
+    and asyncio tests collected after the browser tests would fail on it."""
     _require()
     from playwright.sync_api import sync_playwright
 

@@ -108,6 +108,21 @@ def sign_in(page: Any, campus: Campus, user: str) -> None:
     page.press("#login-pass", "Enter")
 
 
+def signed_in_chat(page: Any, campus: Campus, user: str, max_tokens: int | None = None) -> None:
+    """Sign in, wait for the chat, and cap answers through the advanced settings (short tests stay short)."""
+    sign_in(page, campus, user)
+    page.wait_for_selector("#prompt")
+    if max_tokens is not None:
+        page.click("details.advanced summary")
+        page.fill("#max-tokens", str(max_tokens))
+        page.dispatch_event("#max-tokens", "change")
+
+
+def ask(page: Any, text: str) -> None:
+    page.fill("#prompt", text)
+    page.press("#prompt", "Enter")
+
+
 def shot(page: Any, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
@@ -159,7 +174,7 @@ def test_sign_in_terms_chat_stream_stop_reload_and_language(page_of: Any, campus
     stop = page.locator("button:has-text('Stopp')")
     stop.wait_for(state="visible")
     answer = page.locator("article.msg.assistant .body").last
-    grown = "n => [...document.querySelectorAll('article.msg.assistant .body')].at(-1).innerText.length > n"
+    grown = "n => ([...document.querySelectorAll('article.msg.assistant .body')].at(-1)?.innerText.length ?? 0) > n"
     page.wait_for_function(grown, arg=20)
     first = len(answer.inner_text())
     page.wait_for_function(grown, arg=first + 20)
@@ -168,13 +183,8 @@ def test_sign_in_terms_chat_stream_stop_reload_and_language(page_of: Any, campus
 
     # meanwhile a second student asks: the one slot is busy, so the page says where they wait
     other = page_of("de-DE")
-    sign_in(other, campus, "ben")
-    other.wait_for_selector("#prompt")
-    other.click("summary:has-text('Erweiterte Einstellungen')")
-    other.fill("#max-tokens", "8")
-    other.dispatch_event("#max-tokens", "change")
-    other.fill("#prompt", "Hallo")
-    other.press("#prompt", "Enter")
+    signed_in_chat(other, campus, "ben", max_tokens=8)
+    ask(other, "Hallo")
     other.wait_for_selector(".status-line:has-text('In der Warteschlange: Position 1')")
     assert other.locator("article.msg.assistant .body").last.inner_text() == ""
     stop.click()
@@ -213,13 +223,8 @@ def test_sign_in_terms_chat_stream_stop_reload_and_language(page_of: Any, campus
 
 def test_a_short_answer_with_regenerate_edit_rename_and_delete(page_of: Any, campus: Campus) -> None:
     page = page_of("en-GB")
-    sign_in(page, campus, "otto")
-    page.wait_for_selector("#prompt")
-    page.click("summary:has-text('Advanced settings')")
-    page.fill("#max-tokens", "16")
-    page.dispatch_event("#max-tokens", "change")
-    page.fill("#prompt", "Say hello")
-    page.press("#prompt", "Enter")
+    signed_in_chat(page, campus, "otto", max_tokens=16)
+    ask(page, "Say hello")
     page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
     assert int(page.locator("article.msg.assistant .meta").inner_text().split()[0]) <= 16  # the setting reached the model
     page.click("button:has-text('Regenerate')")
@@ -457,13 +462,9 @@ def test_server_side_history_follows_the_user_to_another_browser(browser: Any, h
     second = browser.new_context(locale="en-GB")
     try:
         page = first.new_page()
-        sign_in(page, history_campus, "hanna")
+        signed_in_chat(page, history_campus, "hanna", max_tokens=8)
         page.wait_for_selector("text=Conversations are kept on the server for 7 days.")
-        page.click("summary:has-text('Advanced settings')")
-        page.fill("#max-tokens", "8")
-        page.dispatch_event("#max-tokens", "change")
-        page.fill("#prompt", "Name a colour")
-        page.press("#prompt", "Enter")
+        ask(page, "Name a colour")
         page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
         answer = page.locator("article.msg.assistant .body").last.inner_text()
         assert page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('flexi.conversations'))") == []
@@ -514,7 +515,7 @@ def test_keyboard_only_sign_in_chat_and_stop(page_of: Any, campus: Campus) -> No
     page.keyboard.type("Tell me a long story")
     page.keyboard.press("Enter")
     page.wait_for_selector("button:has-text('Stop'):focus")  # focus moves to Stop while the answer streams
-    page.wait_for_function("() => [...document.querySelectorAll('article.msg.assistant .body')].at(-1).innerText.length > 5")
+    page.wait_for_function("() => ([...document.querySelectorAll('article.msg.assistant .body')].at(-1)?.innerText.length ?? 0) > 5")
     page.keyboard.press("Enter")
     page.wait_for_selector("article.msg.assistant .meta:has-text('Stopped.')")
     page.wait_for_selector("#prompt:focus")  # back in the message box

@@ -11,7 +11,7 @@ let running = null; // { controller } of the answer being streamed
 
 export async function chatView(outlet, path) {
   const match = path.match(/^\/(c|a)\/([^/]+)$/);
-  const [models, assistants] = await Promise.all([loadModels(), loadAssistants()]);
+  const [{ models, fallback }, assistants] = await Promise.all([loadModels(), loadAssistants()]);
   let conversation = null;
   let assistant = null;
   if (match && match[1] === "c") {
@@ -22,12 +22,15 @@ export async function chatView(outlet, path) {
   } else if (match && match[1] === "a") {
     assistant = await loadAssistant(decodeURIComponent(match[2]));
   }
-  const view = new ChatPage(outlet, { models, assistants, conversation, assistant, notFound: match && !conversation && !assistant });
+  const view = new ChatPage(outlet, { models, fallback, assistants, conversation, assistant, notFound: match && !conversation && !assistant });
   await view.render();
 }
 
 async function loadModels() {
-  try { return (await api("/ui/models")).models; } catch (err) { if (err.status === 401) throw err; return []; }
+  try {
+    const out = await api("/ui/models");
+    return { models: out.models, fallback: out.default };
+  } catch (err) { if (err.status === 401) throw err; return { models: [], fallback: null }; }
 }
 
 async function loadAssistants() {
@@ -42,9 +45,10 @@ async function loadAssistant(slug) {
 }
 
 class ChatPage {
-  constructor(outlet, { models, assistants, conversation, assistant, notFound }) {
+  constructor(outlet, { models, fallback, assistants, conversation, assistant, notFound }) {
     this.outlet = outlet;
     this.models = models;
+    this.fallback = fallback; // the server's default model, chosen when the person has not picked one
     this.assistants = assistants;
     this.conversation = conversation;
     this.assistant = assistant;
@@ -118,7 +122,8 @@ class ChatPage {
       saveSettings(this.settings);
       facts.textContent = this.facts(select.value);
     } });
-    const preferred = this.conversation?.model || this.settings.model;
+    const known = (name) => (name && this.models.some((m) => m.name === name) ? name : null);
+    const preferred = known(this.conversation?.model) || known(this.settings.model) || known(this.fallback);
     for (const m of this.models) select.append(h("option", { value: m.name, selected: m.name === preferred }, m.name));
     if (!this.models.length) select.append(h("option", { value: "" }, t("no_models")));
     const facts = h("span", { class: "model-facts", id: "model-facts" }, this.facts(select.value));
