@@ -251,7 +251,8 @@ def test_model_output_and_stored_text_render_as_text(page_of: Any, campus: Campu
     payloads = ["<img src=x onerror=\"window.__xss='img'\">", "<script>window.__xss='script'</script>",
                 "[link](javascript:window.__xss='link')", "![tracker](http://tracker.example/pixel.png)",
                 "<iframe src=\"javascript:window.__xss='iframe'\"></iframe>", "<svg onload=\"window.__xss='svg'\"></svg>",
-                "<a href=\"javascript:window.__xss='a'\">a</a>", "```html\n<script>window.__xss='code'</script>\n```"]
+                "<a href=\"javascript:window.__xss='a'\">a</a>", "```html\n<script>window.__xss='code'</script>\n```",
+                "<span class=\"visually-hidden error\">borrowed classes</span>"]
     conversation = {"id": "xss1", "title": "payloads", "model": "smollm2:135m", "created_at": "2026-01-01T00:00:00Z",
                     "updated_at": "2026-01-01T00:00:00Z",
                     "messages": [{"role": "user", "content": p} for p in payloads[:2]]
@@ -262,6 +263,7 @@ def test_model_output_and_stored_text_render_as_text(page_of: Any, campus: Campu
     body = page.locator("article.msg.assistant .body")
     assert body.locator("img, script, iframe, svg, object, embed").count() == 0
     assert body.locator("a[href^='javascript']").count() == 0
+    assert body.locator(".visually-hidden, .error").count() == 0  # no borrowing of the page's classes
     assert "image not loaded: tracker" in body.inner_text()
     assert "<script>window.__xss='code'</script>" in body.locator("pre code").inner_text()  # code shows as code
     assert page.locator("article.msg.user").first.inner_text().count("<img src=x") == 1

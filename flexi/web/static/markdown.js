@@ -33,6 +33,13 @@ purifier.addHook("uponSanitizeElement", (node, data) => {
   }
 });
 purifier.addHook("afterSanitizeAttributes", (node) => {
+  // class only for code languages (marked's `language-x`): model output must not borrow the page's own
+  // classes (e.g. to hide text or dress up as a button)
+  if (node.hasAttribute && node.hasAttribute("class")) {
+    const keep = node.getAttribute("class").split(/\s+/).filter((c) => /^language-[\w+-]{1,30}$/.test(c));
+    if (keep.length && node.tagName === "CODE") node.setAttribute("class", keep.join(" "));
+    else node.removeAttribute("class");
+  }
   if (node.tagName === "A") {
     const href = node.getAttribute("href") || "";
     if (!SAFE_URL.test(href.trim())) node.removeAttribute("href");
