@@ -245,14 +245,20 @@ def create_assistant(request: Request, body: AssistantIn) -> dict[str, Any]:
         return _out(a, course, rights(principal, a, role))
 
 
+def _editable(s: Session, principal: Principal, locale: str, slug: str) -> tuple[Assistant, Rights]:
+    """The assistant, if the caller may see it (else 404) and change it (else 403)."""
+    a, r = find_usable(s, principal, locale, slug=slug)
+    if not r.edit:
+        raise forbidden(messages.text("assistant_edit", locale))
+    return a, r
+
+
 @router.patch("/{slug}", summary="Change an assistant (fields left out stay as they are)")
 def change_assistant(request: Request, slug: str, body: AssistantChange) -> dict[str, Any]:
     principal = principal_of(request)
     locale = locale_of(request, principal)
     with transaction(request, locale) as s:
-        a, r = find_usable(s, principal, locale, slug=slug)
-        if not r.edit:
-            raise forbidden(messages.text("assistant_edit", locale))
+        a, r = _editable(s, principal, locale, slug)
         changes = body.model_dump(exclude_none=True, exclude={"options", "example_questions", "model"})
         for field, value in changes.items():
             setattr(a, field, value)
@@ -272,9 +278,7 @@ def delete_assistant(request: Request, slug: str) -> Response:
     principal = principal_of(request)
     locale = locale_of(request, principal)
     with transaction(request, locale) as s:
-        a, r = find_usable(s, principal, locale, slug=slug)
-        if not r.edit:
-            raise forbidden(messages.text("assistant_edit", locale))
+        a, _r = _editable(s, principal, locale, slug)
         s.delete(a)
     return Response(status_code=204)
 
