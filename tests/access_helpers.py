@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,16 @@ from flexi.db.models import (
     utcnow,
 )
 from flexi.db.pseudonym import load_key, pseudonymize
+
+
+def fresh_minute(needed_seconds: float = 25.0) -> None:
+    """Wait, if need be, until the current UTC minute has `needed_seconds` left.
+
+    Requests-per-minute limits count per calendar minute (see flexi.access.quota), so a
+    test that expects its N+1-th request to be refused must not straddle a minute change."""
+    left = 60.0 - time.time() % 60.0
+    if left < needed_seconds:
+        time.sleep(left + 0.05)
 
 
 class ServerDB:

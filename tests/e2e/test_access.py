@@ -18,7 +18,7 @@ import ollama
 import openai
 import pytest
 
-from tests.access_helpers import ServerDB
+from tests.access_helpers import ServerDB, fresh_minute
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -287,6 +287,7 @@ def test_requests_per_minute_limit_says_which_limit_and_when(campus: Campus) -> 
     uid = campus.db.add_user("rpm-user", locale="de")
     _, key = campus.db.add_key(uid)
     campus.db.set_quota("user", uid, requests_per_minute=2)
+    fresh_minute()
     body = {**GEN, "options": {"num_predict": 1}}
     codes = [httpx.post(campus.srv.url + "/api/generate", headers=bearer(key), json=body, timeout=60) for _ in range(3)]
     assert [c.status_code for c in codes] == [200, 200, 429]
@@ -422,6 +423,7 @@ def test_loading_a_model_counts_and_cannot_pin_or_unload_it(campus: Campus) -> N
     uid = campus.db.add_user("loader")
     _, key = campus.db.add_key(uid)
     campus.db.set_quota("user", uid, requests_per_minute=2)
+    fresh_minute()
     h = bearer(key)
     pin = httpx.post(campus.srv.url + "/api/generate", headers=h, json={"model": MODEL, "keep_alive": -1}, timeout=60)
     assert pin.status_code == 200 and pin.json()["done_reason"] == "load"
@@ -494,6 +496,7 @@ def test_a_key_cannot_mint_a_key_outside_its_own_limits(campus: Campus) -> None:
     course = campus.db.add_course("bio-303", {uid: "student"})
     key_id, parent = campus.db.add_key(uid, scopes=["inference", "account"], course_id=course)
     campus.db.set_quota("key", key_id, requests_per_minute=2)
+    fresh_minute()
     r = httpx.post(campus.srv.url + "/me/keys", headers=bearer(parent), json={"name": "child"})
     assert r.status_code == 201, r.text
     child = r.json()

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from flexi.db.models import UsageRecord
-from tests.access_helpers import ServerDB
+from tests.access_helpers import ServerDB, fresh_minute
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -240,6 +240,7 @@ def test_quota_applies_to_the_caller(school: School, tutor: dict[str, Any]) -> N
         s.add(CourseMember(course_id=school.course, user_id=uid, role="student"))
         s.commit()
     school.db.set_quota("user", uid, requests_per_minute=1)
+    fresh_minute()
     path = f"/assistants/{tutor['slug']}/chat"
     body = {"messages": [{"role": "user", "content": "Hi"}], "stream": False}
     assert school.post(path, "a-limited", body).status_code == 200
