@@ -118,6 +118,25 @@ def test_chat_completion(client: openai.OpenAI) -> None:
     assert u.prompt_tokens_details is not None and u.prompt_tokens_details.cached_tokens >= 0
 
 
+def test_a_long_shared_system_prompt_is_served_from_the_prefix_cache(client: openai.OpenAI) -> None:
+    """A course assistant's instructions are computed once; an unrelated request in
+    between (another student) must not evict them."""
+    rules = " ".join(f"Rule {i}: answer course question {i} briefly and kindly." for i in range(40))
+
+    def ask(system: str, question: str) -> openai.types.CompletionUsage:
+        resp = client.chat.completions.create(model=MODEL, max_tokens=1, temperature=0, messages=[
+            {"role": "system", "content": system}, {"role": "user", "content": question}])
+        assert resp.usage is not None and resp.usage.prompt_tokens_details is not None
+        return resp.usage
+
+    first = ask(rules, "What is rule 3?")
+    assert first.prompt_tokens > 400
+    ask("You are a poet.", "A line about rain, please.")
+    second = ask(rules, "And rule 7?")
+    assert second.prompt_tokens_details is not None
+    assert second.prompt_tokens_details.cached_tokens >= first.prompt_tokens - 20
+
+
 def test_chat_stream_with_usage_matches_non_stream(client: openai.OpenAI) -> None:
     whole = client.chat.completions.create(model=MODEL, messages=HI, max_tokens=12, temperature=0, seed=1)
     chunks = list(client.chat.completions.create(model=MODEL, messages=HI, max_tokens=12, temperature=0, seed=1,

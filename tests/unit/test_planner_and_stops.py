@@ -4,8 +4,51 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from flexi.engine.runner.planner import SeqDemand, plan
+from flexi.engine.runner.planner import SCATTER_WORTH, SeqDemand, pick_slot, plan
+from flexi.engine.runner.sequence import Slot
 from flexi.engine.runner.stops import StopMatcher
+
+
+HEAD = list(range(1000, 1020))  # a short shared head, like the default system prompt
+
+
+def _slots(n: int, busy: set[int] = set(), cached: dict[int, list[int]] | None = None) -> list[Slot]:
+    return [Slot(seq_id=i, cached=list((cached or {}).get(i, [])), busy=i in busy) for i in range(n)]
+
+
+def test_an_idle_server_keeps_long_caches() -> None:
+    slots = _slots(4, cached={0: HEAD + list(range(300)), 1: HEAD + [7, 8]})
+    assert pick_slot(slots, [5, 6]).seq_id == 2  # nothing shared: an empty slot, slot 0's cache survives
+    assert pick_slot(slots, HEAD + [5, 6]).seq_id == 1  # the head is shared by 0 and 1: the shorter cache goes
+
+
+def test_a_new_sequence_joins_the_busy_block_instead_of_scattering() -> None:
+    """After a burst every slot holds a cache: newcomers pack next to the busy slots."""
+    cached = {i: HEAD + [i] * 100 for i in range(16)}
+    slots = _slots(16, busy={9, 10}, cached=cached)
+    assert pick_slot(slots, HEAD + [42]).seq_id in (8, 11)
+    slots = _slots(16, busy={3, 5}, cached=cached)
+    assert pick_slot(slots, HEAD + [42]).seq_id == 4  # filling a gap merges two runs
+
+
+def test_a_short_shared_prefix_does_not_scatter_the_batch() -> None:
+    cached = {i: HEAD + [i] * 100 for i in range(16)}
+    cached[14] = HEAD + [99] * 100  # shares 100 more tokens than the neighbours: not worth a split
+    slots = _slots(16, busy={0, 1}, cached=cached)
+    assert pick_slot(slots, HEAD + [99] * 110).seq_id == 2
+
+
+def test_a_long_shared_prefix_is_reused_wherever_it_is() -> None:
+    instructions = list(range(5000, 5000 + SCATTER_WORTH + 200))  # a course assistant's instructions
+    cached = {i: HEAD + [i] * 100 for i in range(16)}
+    cached[12] = instructions + [1, 2, 3]
+    slots = _slots(16, busy={0, 1}, cached=cached)
+    assert pick_slot(slots, instructions + [9, 9]).seq_id == 12
+
+
+def test_equal_packing_prefers_the_slot_with_the_shared_prefix() -> None:
+    slots = _slots(4, cached={2: HEAD + [5, 6, 7]})
+    assert pick_slot(slots, HEAD + [5, 6, 8]).seq_id == 2  # nothing busy: the hit costs no split
 
 
 def test_decoding_sequences_get_one_token_each_first() -> None:

@@ -18,7 +18,7 @@ import llama_cpp as ll
 
 from flexi.engine.runner.embedder import Embedder
 from flexi.engine.runner.model import LoadedModel
-from flexi.engine.runner.planner import SeqDemand, plan
+from flexi.engine.runner.planner import SeqDemand, common_prefix, pick_slot, plan
 from flexi.engine.runner.sampling import GrammarError, build_chain
 from flexi.engine.runner.sequence import Sequence, Slot
 from flexi.engine.runner.stops import StopMatcher
@@ -213,19 +213,18 @@ class BatchEngine:
         self.waiting.append(seq)
 
     def _admit(self) -> None:
-        """Give waiting sequences a free slot, preferring the slot whose cache shares the longest prefix."""
+        """Give waiting sequences a free slot (planner.pick_slot: pack the batch, keep valuable caches)."""
         while self.waiting:
             seq = self.waiting[0]
             if seq.cancelled:
                 self.waiting.popleft()
                 self._finish(seq, "cancelled")
                 continue
-            free = [s for s in self.slots if not s.busy]
-            if not free:
+            if all(s.busy for s in self.slots):
                 return
             self.waiting.popleft()
-            best = max(free, key=lambda s: (_common_prefix(s.cached, seq.prompt), -s.last_used))
-            keep = min(_common_prefix(best.cached, seq.prompt), len(seq.prompt) - 1)
+            best = pick_slot(self.slots, seq.prompt)
+            keep = min(common_prefix(best.cached, seq.prompt), len(seq.prompt) - 1)
             ll.llama_memory_seq_rm(self.mem, best.seq_id, keep, -1)
             del best.cached[keep:]
             best.busy = True
@@ -245,7 +244,8 @@ class BatchEngine:
         b = self.batch
         n = 0
         fed: list[tuple[Sequence, int, int]] = []  # seq, tokens fed, batch index of its output (-1: none)
-        for seq in self.active:
+        # Slot order: llama.cpp forms one micro-batch per run of consecutive sequence ids (see planner).
+        for seq in sorted(self.active, key=lambda s: s.slot.seq_id):  # type: ignore[union-attr]
             k = allot.get(seq.slot.seq_id, 0)  # type: ignore[union-attr]
             if k == 0:
                 continue
@@ -315,7 +315,6 @@ class BatchEngine:
         self.by_id.pop(seq.req_id, None)
         if seq.slot is not None:
             seq.slot.busy = False
-            seq.slot.last_used = time.monotonic()
             seq.slot = None
         if seq.chain is not None:
             ll.llama_sampler_free(seq.chain)
@@ -333,12 +332,4 @@ class BatchEngine:
         self.embedder.close()
         ll.llama_batch_free(self.batch)
         ll.llama_free(self.ctx)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 

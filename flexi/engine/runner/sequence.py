@@ -17,7 +17,6 @@ class Slot:
     seq_id: int
     cached: list[int] = field(default_factory=list)
     busy: bool = False
-    last_used: float = 0.0
 
 
 @dataclass
