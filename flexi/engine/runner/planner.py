@@ -25,10 +25,11 @@ from flexi.engine.runner.sequence import Slot
 # Costs in tokens of prefill. A slot that splits the batch once more costs one extra
 # weight pass per decode step for the sequence's whole life (on 2 cores ~12 ms a step,
 # over a 128-token answer about as much as prefilling 500 tokens), so a split is only
-# worth a long cached prefix. Discarding a slot's cache costs only if it is asked for
-# again, so its tokens count half.
+# worth a long cached prefix. Discarding a slot's cache costs only if the same text
+# comes again before the slot is needed anyway (a chat's next turn), so its tokens
+# count a tenth: a cache is given up when that saves a tenth of its length now.
 SCATTER_WORTH = 256
-KEEP_WEIGHT = 0.5
+KEEP_WEIGHT = 0.1
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
