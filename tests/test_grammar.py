@@ -413,3 +413,19 @@ def test_grammars_constrain_output(vocab: Any) -> None:
     phone = grammar_for_format({"type": "string", "pattern": r"^\d{3}-\d{4}$"})
     assert _grammar_accepts(vocab, phone, '"555-1234"')
     assert not _grammar_accepts(vocab, phone, '"555-12a4"')
+
+
+def test_schema_strings_take_only_what_json_allows_unescaped(vocab: Any) -> None:
+    """A raw newline inside a string once made `{"country": "El Salvador}\n\nThis a"}` (invalid JSON)."""
+    city = grammar_for_format({"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                               "required": ["city"]})
+    assert _grammar_accepts(vocab, city, '{"city": "Hagen"}')
+    assert _grammar_accepts(vocab, city, '{"city": "Hagen\\nWest"}')  # the escaped form is fine
+    assert not _grammar_accepts(vocab, city, '{"city": "Hagen\nWest"}')
+    assert not _grammar_accepts(vocab, city, '{"city": "Hagen\tWest"}')
+    free = grammar_for_format({"type": "object", "properties": {"note": {"type": "string"}}, "required": ["note"]})
+    assert not _grammar_accepts(vocab, free, '{"note": "a\nb"}')
+    dotted = grammar_for_format({"type": "string", "pattern": "^a.c$"})
+    assert _grammar_accepts(vocab, dotted, '"abc"')
+    for bad in ('"a"c"', '"a\\c"', '"a\nc"'):  # a pattern's "." must not end or break the JSON string
+        assert not _grammar_accepts(vocab, dotted, bad), bad

@@ -91,6 +91,21 @@ def grammar_for_format(fmt: Any, *, param: str = "format") -> str | None:
     raise BadRequest(f'invalid {param}: expected "json" or a JSON schema object, got {type(fmt).__name__}', param=param)
 
 
+# Characters JSON allows unescaped inside a string: not the quote, not the backslash, no control
+# characters. llama-cpp-python's converter lets `char` take control characters (a raw newline made
+# `{"country": "El Salvador}\n\nThis a"}`, which no JSON parser accepts) and lets a pattern's `.`
+# take quotes and backslashes; newer llama.cpp excludes them for `char` too.
+_JSON_STRING_CHAR = r'[^"\\\x7F\x00-\x1F]'
+_CHAR_RULE = re.compile(r'^char ::= \[\^"\\\\\] \|', re.M)
+_DOT_RULE = re.compile(r"^dot ::= \[\^\\x0A\\x0D\]$", re.M)
+
+
+def _json_safe_strings(grammar: str) -> str:
+    """Restrict the converter's string characters to what JSON allows unescaped."""
+    grammar = _CHAR_RULE.sub(lambda _m: f"char ::= {_JSON_STRING_CHAR} |", grammar)
+    return _DOT_RULE.sub(lambda _m: f"dot ::= {_JSON_STRING_CHAR}", grammar)
+
+
 def grammar_for_schema(schema: dict[str, Any], *, param: str = "format") -> str:
     """Validate a JSON schema and compile it to GBNF (cached by its serialization)."""
     if not isinstance(schema, dict):
@@ -122,6 +137,7 @@ def _compile_schema(text: str, param: str) -> str:
         raise BadRequest(f"invalid {param}: schema nests too deeply", param=param) from None
     except Exception as exc:  # noqa: BLE001 - the converter signals bad input with asserts, KeyErrors, …
         raise BadRequest(f"invalid {param}: unsupported JSON schema ({_describe(exc)})", param=param) from None
+    grammar = _json_safe_strings(grammar)
     if len(grammar) > MAX_GRAMMAR_BYTES:
         raise BadRequest(f"invalid {param}: schema too complex to enforce", param=param)
     try:
