@@ -29,7 +29,7 @@ from flexi.access.sessions import clear_cookie, create_session, end_session, set
 from flexi.api.admin_common import AdminRoute, access_of
 from flexi.db.models import Group, GroupMember, User
 from flexi.db.pseudonym import pseudonymize
-from flexi.web.csrf import csrf_token
+from flexi.web.csrf import CSRF_HEADER, csrf_ok, csrf_token
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
 
@@ -187,6 +187,10 @@ def password_login(request: Request, body: PasswordLogin) -> Response:
 def logout(request: Request) -> Response:
     access = access_of(request)
     token = session_token(request.headers.get("cookie"))
+    if token and not csrf_ok(token, request.headers.get(CSRF_HEADER)):
+        # /auth/ is public, so the middleware's CSRF check does not run here: a same-site page
+        # (SameSite=Lax sends the cookie) must not be able to sign people out.
+        return JSONResponse({"error": messages.text("csrf", _locale(request)), "code": "csrf_failed"}, status_code=403)
     if token:
         with access.sessions() as s:
             end_session(s, token)

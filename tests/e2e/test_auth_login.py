@@ -136,7 +136,11 @@ def test_logout_ends_the_session(sso: Sso) -> None:
     r = sign_in(sso, {"sub": "leaving-user"})
     cookie = cookie_of(r)
     assert httpx.get(sso.flexi.url + "/api/tags", headers=cookie).status_code == 200
-    out = httpx.post(sso.flexi.url + "/auth/logout", headers=cookie)
+    forged = httpx.post(sso.flexi.url + "/auth/logout", headers=cookie)  # another page's form: no token
+    assert forged.status_code == 403 and forged.json()["code"] == "csrf_failed"
+    assert httpx.get(sso.flexi.url + "/api/tags", headers=cookie).status_code == 200
+    token = httpx.get(sso.flexi.url + "/me", headers=cookie).json()["csrf_token"]
+    out = httpx.post(sso.flexi.url + "/auth/logout", headers={**cookie, "X-Flexi-CSRF": token})
     assert out.status_code == 204 and "flexi_session" in out.headers["set-cookie"]
     assert httpx.get(sso.flexi.url + "/api/tags", headers=cookie).status_code == 401
 
