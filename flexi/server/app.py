@@ -52,7 +52,9 @@ def create_app(settings: Settings) -> FastAPI:
             await manager.shutdown()
             await access.close()
 
-    app = FastAPI(title="Flexi", version=__version__, lifespan=lifespan,
+    # docs_url/redoc_url off: FastAPI's pages load Swagger UI and ReDoc from a CDN; flexi.web serves
+    # /docs from the package instead, under the same CSP as the chat.
+    app = FastAPI(title="Flexi", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Open LLM infrastructure for universities: Ollama- and OpenAI-compatible APIs.")
     app.add_middleware(AccessMiddleware)
     app.add_middleware(SecurityHeaders)  # CSP for the web interface, nosniff everywhere

@@ -24,7 +24,7 @@ ALWAYS = [(b"x-content-type-options", b"nosniff")]
 
 
 def _is_page(path: str) -> bool:
-    return path == "/" or path.startswith("/ui/") or path.startswith("/admin/usage/chart")
+    return path in ("/", "/docs") or path.startswith("/ui/") or path.startswith("/admin/usage/chart")
 
 
 class SecurityHeaders:

@@ -4,6 +4,7 @@
   (Ollama clients probe `/` and compare that text), decided by `Accept`.
 - `/ui/assets/…`: the page's scripts, styles and vendored libraries (public, no secrets).
 - `GET /ui/config`: what the page needs before sign-in (public).
+- `GET /docs`: the interactive API documentation (Swagger UI, vendored; no ReDoc).
 - `GET /ui/models`: models the caller may use, with size, languages and licence.
 - `GET /admin/usage/chart.svg`: usage charts for the admin dashboard.
 """
@@ -43,18 +44,24 @@ def assets_app() -> StaticFiles:
 _page_cache: dict[str, str] = {}
 
 
-def _index_html() -> str:
-    if "index" not in _page_cache:
-        text = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-        _page_cache["index"] = text.replace("{{version}}", __version__)
-    return _page_cache["index"]
+def _page_html(name: str) -> str:
+    if name not in _page_cache:
+        text = (STATIC_DIR / f"{name}.html").read_text(encoding="utf-8")
+        _page_cache[name] = text.replace("{{version}}", __version__)
+    return _page_cache[name]
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
 async def root(request: Request) -> Response:
     if wants_html(request.headers.get("accept")):
-        return HTMLResponse(_index_html(), headers={"Cache-Control": "no-cache", "Vary": "Accept"})
+        return HTMLResponse(_page_html("index"), headers={"Cache-Control": "no-cache", "Vary": "Accept"})
     return Response("Ollama is running", media_type="text/plain", headers={"Vary": "Accept"})
+
+
+@router.get("/docs")
+async def api_docs() -> HTMLResponse:
+    """Swagger UI for /openapi.json, from the package: FastAPI's default page loads it from a CDN."""
+    return HTMLResponse(_page_html("docs"), headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/ui/config")

@@ -51,6 +51,20 @@ def test_root_is_the_page_for_browsers_and_needs_a_key_for_api_clients(srv: tupl
     assert httpx.post(server.url + "/", headers=HTML).status_code in (401, 405)
 
 
+def test_api_docs_come_from_the_package_under_the_same_csp(srv: tuple[RunningServer, ServerDB]) -> None:
+    server, db = srv
+    assert httpx.get(server.url + "/docs", headers=HTML).status_code == 401  # like every route when auth is on
+    client = _sign_in(server, db, "docs-reader", role="researcher")
+    page = client.get("/docs", headers=HTML)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/ui/assets/vendor/swagger-ui-bundle.js" in page.text and "<script>" not in page.text
+    assert "cdn.jsdelivr" not in page.text and "unsafe-inline" not in page.headers["content-security-policy"]
+    for asset in ("/ui/assets/vendor/swagger-ui-bundle.js", "/ui/assets/vendor/swagger-ui.css", "/ui/assets/docs.js"):
+        assert httpx.get(server.url + asset).status_code == 200, asset
+    assert client.get("/openapi.json").json()["info"]["title"] == "Flexi"
+    assert client.get("/redoc").status_code == 404  # ReDoc would come from a CDN: not offered
+
+
 def test_assets_and_config_are_public_but_nothing_else_is(srv: tuple[RunningServer, ServerDB]) -> None:
     server, _db = srv
     for path in ("/ui/assets/app.js", "/ui/assets/vendor/purify.es.mjs", "/ui/assets/style.css", "/ui/config"):

@@ -47,8 +47,9 @@ def test_no_asset_refers_to_another_origin() -> None:
             for url in re.findall(r"(?:src|href)\s*=\s*[\"'](https?:)?//", text):
                 raise AssertionError(f"{path.name} loads from another origin")
             assert "fonts.googleapis" not in text and "cdn.jsdelivr" not in text and "unpkg.com" not in text
-    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    assert "<script>" not in html and "style=" not in html  # nothing inline: the CSP forbids it
+    for page in ("index.html", "docs.html"):
+        html = (STATIC_DIR / page).read_text(encoding="utf-8")
+        assert "<script>" not in html and "style=" not in html, page  # nothing inline: the CSP forbids it
 
 
 def test_no_inner_html_outside_the_markdown_renderer() -> None:
