@@ -30,7 +30,7 @@ from flexi.api.admin_common import (
     transaction,
 )
 from flexi.api.assistants import find_usable
-from flexi.db.models import ChatMessage, Conversation, utcnow
+from flexi.db.models import Assistant, ChatMessage, Conversation, utcnow
 from flexi.engine.types import EngineError
 
 router = APIRouter(prefix="/me/conversations", tags=["conversations"], route_class=AdminRoute)
@@ -95,7 +95,8 @@ def _summary(conv: Conversation, count: int) -> dict[str, Any]:
 def _full(s: Session, conv: Conversation) -> dict[str, Any]:
     rows = s.scalars(select(ChatMessage).where(ChatMessage.conversation_id == conv.id)
                      .order_by(ChatMessage.position, ChatMessage.id)).all()
-    return {**_summary(conv, len(rows)),
+    assistant = s.get(Assistant, conv.assistant_id) if conv.assistant_id is not None else None
+    return {**_summary(conv, len(rows)), "assistant_slug": assistant.slug if assistant else None,  # to reopen it by link
             "messages": [{"role": m.role, "content": m.content, "created_at": _iso(m.created_at)} for m in rows]}
 
 

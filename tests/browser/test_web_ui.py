@@ -221,6 +221,35 @@ def test_sign_in_terms_chat_stream_stop_reload_and_language(page_of: Any, campus
     page.wait_for_selector("a.button:has-text('Neuer Chat')")
 
 
+def test_leaving_a_streaming_answer_stops_it_and_the_next_chat_starts(page_of: Any, campus: Campus) -> None:
+    page = page_of("en-GB")
+    signed_in_chat(page, campus, "erin", max_tokens=8)  # the left answer is made long below
+    page.route("**/api/chat", long_answers)
+    ask(page, "Tell a very long story about a lighthouse.")
+    grown = "n => ([...document.querySelectorAll('article.msg.assistant .body')].at(-1)?.innerText.length ?? 0) > n"
+    page.wait_for_function(grown, arg=20)
+    page.unroute("**/api/chat")
+    page.click("a.button:has-text('New chat')")  # while the answer streams
+    page.wait_for_selector("#outlet[data-ready='/'] #prompt")
+    assert page.locator("button:has-text('Send')").is_visible()
+    ask(page, "Hello")
+    page.wait_for_selector("article.msg.user:has-text('Hello')")  # the page did not think it was still busy
+    page.wait_for_selector("article.msg.assistant .meta:has-text('tokens/s')", timeout=60_000)
+    link = page.locator(".sidebar li a", has_text="Tell a very long story")
+    link.click()
+    page.wait_for_selector("article.msg.user:has-text('Tell a very long story')")
+    assert len(page.locator("article.msg.assistant .body").last.inner_text()) > 20  # what arrived was kept
+
+
+def test_api_docs_page_works_offline_under_the_csp(page_of: Any, campus: Campus) -> None:
+    page = page_of("en-GB")
+    sign_in(page, campus, "root")
+    page.wait_for_selector("#prompt")
+    page.goto(campus.srv.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path[data-path='/api/chat']", timeout=30_000)
+    assert page.locator(".opblock").count() > 20  # page_of fails the test on any CSP violation or foreign request
+
+
 def test_a_short_answer_with_regenerate_edit_rename_and_delete(page_of: Any, campus: Campus) -> None:
     page = page_of("en-GB")
     signed_in_chat(page, campus, "otto", max_tokens=16)
@@ -363,6 +392,27 @@ def test_teacher_creates_an_assistant_students_of_the_course_use_it_others_canno
     teacher.goto(campus.srv.url + "/#/assistants")
     teacher.locator(".card", has_text="Zellbio-Tutor").locator("button:has-text('Nutzung')").click()
     teacher.wait_for_selector("text=1 verschiedene Personen")
+
+    # opened for the whole university: an outsider uses it by link, and the conversation reopened
+    # from the list still goes to the assistant (it is not among the outsider's courses' assistants)
+    changed = teacher.evaluate("""async (slug) => {
+        const me = await (await fetch('/me')).json();
+        const r = await fetch('/assistants/' + slug, {method: 'PATCH', body: JSON.stringify({audience: 'campus'}),
+            headers: {'Content-Type': 'application/json', 'X-Flexi-CSRF': me.csrf_token}});
+        return r.status; }""", slug)
+    assert changed == 200
+    outsider.reload()  # the same link that was "not found" a moment ago
+    outsider.click(".examples button:has-text('Was macht ein Ribosom?')")
+    outsider.wait_for_selector("article.msg.assistant .meta:has-text('Tokens/s')", timeout=60_000)
+    outsider.reload()
+    outsider.click(".sidebar li a:has-text('Was macht ein Ribosom?')")
+    outsider.wait_for_selector("article.msg.user:has-text('Was macht ein Ribosom?')")
+    assert outsider.locator("article.msg.assistant .who").first.inner_text().startswith("Zellbio-Tutor")
+    with outsider.expect_request(lambda r: r.method == "POST" and "/chat" in r.url) as sent:
+        ask(outsider, "Und ein Mitochondrium?")
+    assert sent.value.url.endswith(f"/assistants/{slug}/chat")  # still the assistant, billed to its course
+    outsider.wait_for_selector("article.msg.assistant .meta:has-text('Tokens/s')", timeout=60_000)  # the new answer
+    assert outsider.locator("article.msg.assistant").count() == 2
 
 
 # --- administration ------------------------------------------------------------------------------

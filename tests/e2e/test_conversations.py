@@ -140,6 +140,9 @@ def test_assistant_link_must_be_usable(campus: Campus) -> None:
         helper_id = helper.id
     ok = http.post("/me/conversations", headers=as_member, json={"title": "t", "model": "m", "assistant_id": helper_id})
     assert ok.status_code == 201 and ok.json()["assistant_id"] == helper_id
+    # the page reopens the conversation with its assistant by link, also one outside the person's courses
+    assert ok.json()["assistant_slug"] == "hist-helper-00001"
+    assert http.get(f"/me/conversations/{ok.json()['id']}", headers=as_member).json()["assistant_slug"] == "hist-helper-00001"
     hidden = http.post("/me/conversations", headers=outsider, json={"title": "t", "model": "m", "assistant_id": helper_id})
     gone = http.post("/me/conversations", headers=outsider, json={"title": "t", "model": "m", "assistant_id": 987654})
     assert hidden.status_code == gone.status_code == 404

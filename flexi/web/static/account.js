@@ -33,10 +33,12 @@ export async function accountView(outlet) {
       const local = localStorage.getItem(`flexi.conversations.${me.subject}`);
       if (local) data.browser_conversations = JSON.parse(local);  // what only this browser holds
       const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
-      const link = h("a", { href: URL.createObjectURL(blob), download: "flexi-export.json" });
+      const url = URL.createObjectURL(blob);
+      const link = h("a", { href: url, download: "flexi-export.json" });
       document.body.append(link);
       link.click();
       link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000); // the download has its copy; free the memory
     } catch (err) { error.textContent = err.message; }
   } }, t("export_data"));
   clear(main, h("h1", {}, t("account_title")),

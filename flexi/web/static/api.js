@@ -59,10 +59,13 @@ export async function streamNdjson(path, body, onChunk, signal) {
       const line = buffer.slice(0, nl).trim();
       buffer = buffer.slice(nl + 1);
       if (!line) continue;
-      const chunk = JSON.parse(line);
-      if (chunk.error) throw new ApiError(500, chunk.error, chunk);
-      onChunk(chunk);
+      deliver(JSON.parse(line), onChunk);
     }
   }
-  if (buffer.trim()) onChunk(JSON.parse(buffer));
+  if (buffer.trim()) deliver(JSON.parse(buffer), onChunk); // a last line without its newline
+}
+
+function deliver(chunk, onChunk) {
+  if (chunk.error) throw new ApiError(500, chunk.error, chunk); // an error after the stream began
+  onChunk(chunk);
 }

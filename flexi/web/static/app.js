@@ -4,7 +4,7 @@ import { h, clear } from "./dom.js";
 import { t, setLocale, locale, detectLocale } from "./i18n.js";
 import { BrowserStore, ServerStore } from "./store.js";
 import { renderMarkdown } from "./markdown.js";
-import { chatView } from "./chat.js";
+import { chatView, stopStreaming } from "./chat.js";
 import { assistantsView } from "./assistants.js";
 import { adminView } from "./admin.js";
 import { accountView } from "./account.js";
@@ -99,6 +99,7 @@ function privacyNotice() {
 }
 
 async function logout() {
+  stopStreaming();
   try { await api("/auth/logout", { method: "POST" }); } catch { /* signed out anyway */ }
   setCsrf(null);
   session.me = null;
@@ -146,8 +147,12 @@ async function frame() {
   await route(outlet, nav);
 }
 
+let routeCount = 0; // the newest navigation wins: a slower, older view must not draw over it
+
 async function route(outlet, nav) {
   const path = location.hash.replace(/^#/, "") || "/";
+  const mine = ++routeCount;
+  stopStreaming();
   const section = path.startsWith("/assistants") ? "assistants" : path.startsWith("/admin") ? "admin"
     : path.startsWith("/account") ? "account" : "chat";
   for (const a of nav.querySelectorAll("a")) {
@@ -159,15 +164,18 @@ async function route(outlet, nav) {
     if (section === "assistants") await assistantsView(outlet, path);
     else if (section === "admin") await adminView(outlet, path);
     else if (section === "account") await accountView(outlet);
-    else await chatView(outlet, path);
+    else await chatView(outlet, path, () => mine === routeCount);
   } catch (err) {
+    if (mine !== routeCount) return;
     if (err instanceof ApiError && err.status === 401) return restart();
     if (err instanceof ApiError && err.status === 403 && err.body?.code === "terms_not_accepted") return termsView();
     clear(outlet, h("main", { id: "main", class: "page" }, h("h1", {}, t("error_title")),
       h("p", { role: "alert" }, err.message || String(err))));
   } finally {
-    outlet.setAttribute("aria-busy", "false");
-    outlet.dataset.ready = path; // the view for this address is drawn (tests and assistive tech can rely on it)
+    if (mine === routeCount) { // the view for this address is drawn (tests and assistive tech can rely on it)
+      outlet.setAttribute("aria-busy", "false");
+      outlet.dataset.ready = path;
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 // Course assistants for teachers: create, edit, share, delete, and see their use
 // (counts and tokens only, never students' texts).
 import { api } from "./api.js";
-import { h, clear, field } from "./dom.js";
+import { h, clear, decodePart, field } from "./dom.js";
 import { t, fmtNumber, fmtDateTime } from "./i18n.js";
 import { session, isAdmin } from "./state.js";
 
@@ -9,11 +9,12 @@ export async function assistantsView(outlet, path) {
   const main = h("main", { id: "main", class: "page" });
   clear(outlet, main);
   const edit = path.match(/^\/assistants\/([^/]+)$/);
+  const slug = edit ? decodePart(edit[1]) : null;
   const [list, models, courses] = await Promise.all([
     api("/assistants").then((r) => r.assistants || []), api("/ui/models").then((r) => r.models), teacherCourses()]);
-  if (edit && edit[1] === "new") return form(main, null, models, courses);
-  if (edit) {
-    const a = list.find((x) => x.slug === decodeURIComponent(edit[1])) || await api(`/assistants/${edit[1]}`);
+  if (slug === "new") return form(main, null, models, courses);
+  if (slug !== null) {
+    const a = list.find((x) => x.slug === slug) || await api(`/assistants/${encodeURIComponent(slug)}`);
     return form(main, a, models, courses);
   }
   const mine = list.filter((a) => a.can_edit);

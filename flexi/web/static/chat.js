@@ -1,7 +1,7 @@
 // The chat page: conversation list, model picker, streaming answers with stop,
 // regenerate and edit-and-resend, course assistants, queue/loading status and quota.
 import { api, ApiError, streamNdjson } from "./api.js";
-import { h, clear, field } from "./dom.js";
+import { h, clear, decodePart, field } from "./dom.js";
 import { t, fmtNumber, fmtBytes, fmtDateTime } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
 import { session } from "./state.js";
@@ -9,19 +9,29 @@ import { session } from "./state.js";
 const TITLE_CHARS = 60;
 let running = null; // { controller } of the answer being streamed
 
-export async function chatView(outlet, path) {
+// Leaving the page (another conversation, another view, sign-out, language switch) stops the
+// answer being streamed: it would otherwise keep using the model and the quota unseen, and
+// the next page would think it is busy. The stopped page still saves what arrived.
+export function stopStreaming() {
+  if (running) { running.controller.abort(); running = null; }
+}
+
+export async function chatView(outlet, path, isCurrent = () => true) {
   const match = path.match(/^\/(c|a)\/([^/]+)$/);
   const [{ models, fallback }, assistants] = await Promise.all([loadModels(), loadAssistants()]);
   let conversation = null;
   let assistant = null;
   if (match && match[1] === "c") {
-    conversation = await session.store.get(decodeURIComponent(match[2]));
+    conversation = await session.store.get(decodePart(match[2]));
     if (conversation?.assistant_slug || conversation?.assistant_id) {
       assistant = assistants.find((a) => a.slug === conversation.assistant_slug || a.id === conversation.assistant_id) || null;
+      // a campus-wide assistant opened by link is not in the list of one's courses' assistants
+      if (!assistant && conversation.assistant_slug) assistant = await loadAssistant(conversation.assistant_slug);
     }
   } else if (match && match[1] === "a") {
-    assistant = await loadAssistant(decodeURIComponent(match[2]));
+    assistant = await loadAssistant(decodePart(match[2]));
   }
+  if (!isCurrent()) return; // the person has already gone elsewhere: do not draw over the newer page
   const view = new ChatPage(outlet, { models, fallback, assistants, conversation, assistant, notFound: match && !conversation && !assistant });
   await view.render();
 }
@@ -55,6 +65,7 @@ class ChatPage {
     this.notFound = notFound;
     this.messages = conversation ? [...conversation.messages] : [];
     this.settings = loadSettings();
+    this.saveError = null; // set when the conversation could not be saved; shown again after the answer
   }
 
   async render() {
@@ -228,15 +239,17 @@ class ChatPage {
     this.messages.push({ role: "user", content: text });
     const answer = { role: "assistant", content: "" };
     this.messages.push(answer);
-    await this.ensureConversation(model, text);
     const controller = new AbortController();
-    running = { controller };
+    const run = { controller };
+    running = run; // before any await: a second click (Enter, an example question) must not start a second answer
     this.busy(true);
+    await this.ensureConversation(model, text);
     this.renderMessages();
     const bodyEl = this.list.lastElementChild.querySelector(".body");
     this.status(t("sending"));
     let frame = 0;
-    const paint = () => { frame = 0; clear(bodyEl, renderMarkdown(answer.content)); this.list.scrollTop = this.list.scrollHeight; };
+    // while streaming, no syntax highlighting: re-highlighting every code block on every frame is costly
+    const paint = () => { frame = 0; clear(bodyEl, renderMarkdown(answer.content, { highlight: false })); this.list.scrollTop = this.list.scrollHeight; };
     let stats = null;
     try {
       await streamNdjson(this.endpoint(), this.requestBody(model), (chunk) => {
@@ -254,7 +267,7 @@ class ChatPage {
         const seconds = (stats.eval_duration || 0) / 1e9;
         answer.note = t("stats", { tokens: fmtNumber(stats.eval_count || 0), rate: fmtNumber(seconds > 0 ? (stats.eval_count / seconds) : 0, 1) });
       }
-      this.status("");
+      this.status(this.saveError || "", Boolean(this.saveError)); // a failed save must stay visible
     } catch (err) {
       if (err.name === "AbortError") { answer.note = t("stopped"); this.status(t("stopped")); }
       else {
@@ -264,7 +277,7 @@ class ChatPage {
       }
     } finally {
       if (frame) cancelAnimationFrame(frame);
-      running = null;
+      if (running === run) running = null;
       this.busy(false);
       this.renderMessages();
       await this.persist();
@@ -293,13 +306,19 @@ class ChatPage {
     if (this.conversation) return;
     const title = firstText.length > TITLE_CHARS ? `${firstText.slice(0, TITLE_CHARS - 1)}…` : firstText;
     const body = { title, model, messages: [] };
-    if (this.assistant) body.assistant_id = this.assistant.id;
+    if (this.assistant) {
+      body.assistant_id = this.assistant.id;
+      if (session.store.where === "browser") body.assistant_slug = this.assistant.slug; // the server derives it
+    }
     try {
       this.conversation = await session.store.create(body);
       if (this.assistant) this.conversation.assistant_slug = this.assistant.slug;
       history.replaceState(null, "", `#/c/${encodeURIComponent(this.conversation.id)}`);
       await this.renderSidebar();
-    } catch (err) { this.status(`${t("save_failed")}: ${err.message}`, true); }
+    } catch (err) {
+      this.saveError = `${t("save_failed")}: ${err.message}`;
+      this.status(this.saveError, true);
+    }
   }
 
   async persist() {
@@ -314,15 +333,19 @@ class ChatPage {
   async rename(c) {
     const title = window.prompt(t("rename_prompt"), c.title || "");
     if (title === null || !title.trim()) return;
-    await session.store.rename(c.id, title.trim().slice(0, 200));
-    await this.renderSidebar();
+    try {
+      await session.store.rename(c.id, title.trim().slice(0, 200));
+      await this.renderSidebar();
+    } catch (err) { this.status(`${t("error")}: ${err.message}`, true); }
   }
 
   async remove(c) {
     if (!window.confirm(t("delete_confirm", { title: c.title }))) return;
-    await session.store.remove(c.id);
-    if (String(this.conversation?.id) === String(c.id)) { location.hash = "#/"; return; }
-    await this.renderSidebar();
+    try {
+      await session.store.remove(c.id);
+      if (String(this.conversation?.id) === String(c.id)) { location.hash = "#/"; return; }
+      await this.renderSidebar();
+    } catch (err) { this.status(`${t("error")}: ${err.message}`, true); }
   }
 
   busy(on) {

@@ -44,3 +44,8 @@ export function field(labelText, control, hint) {
   }
   return h("div", { class: "field" }, parts[0], control, parts.slice(1));
 }
+
+// One part of the address (#/c/<id>): decoded, or as typed when it holds a stray "%".
+export function decodePart(part) {
+  try { return decodeURIComponent(part); } catch { return part; }
+}

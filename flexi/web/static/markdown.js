@@ -57,13 +57,13 @@ const PURIFY_CONFIG = {
   RETURN_DOM_FRAGMENT: true,
 };
 
-export function renderMarkdown(text) {
+export function renderMarkdown(text, { highlight = true } = {}) {
   const html = marked.parse(String(text ?? ""), { async: false });
   const fragment = purifier.sanitize(html, PURIFY_CONFIG);
   for (const input of fragment.querySelectorAll("input")) {
     if (input.getAttribute("type") !== "checkbox") input.remove(); else input.disabled = true;
   }
-  for (const block of fragment.querySelectorAll("pre > code")) {
+  for (const block of highlight ? fragment.querySelectorAll("pre > code") : []) {
     const lang = [...block.classList].find((c) => c.startsWith("language-"))?.slice(9);
     try {
       if (lang && hljs.getLanguage(lang)) block.innerHTML = hljs.highlight(block.textContent, { language: lang }).value;
