@@ -17,7 +17,7 @@ chat template, so every server processes the same tokens.
 Run: python -m benchmarks.bench_batching [--reps 3] [--levels 1,4,8,16]
 Needs llama-server (built by benchmarks/build_llama_server.sh, about 6 minutes the first time) and
 llama-cpp-python's server extra (pip install 'llama-cpp-python[server]').
-Writes benchmarks/results/batching.{json,md}.
+Writes benchmarks/results/batching.{json,md} (or `--name`).
 """
 
 from __future__ import annotations
@@ -699,6 +699,8 @@ def main() -> None:
                         help="single-stream pairs (Flexi, llama-server) sent alternately; 0 = use the levels table")
     parser.add_argument("--quiet-timeout", type=float, default=300.0,
                         help="seconds to wait before each measurement for other processes to leave the CPU")
+    parser.add_argument("--name", default="batching",
+                        help="results file name under benchmarks/results/ (e.g. batching-epyc for a second machine)")
     args = parser.parse_args()
     QUIET_TIMEOUT[0] = args.quiet_timeout
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so every server started here is ended
@@ -728,8 +730,9 @@ def main() -> None:
     data["targets"] = targets(flexi, peer)
     data["all_met"] = all(t["met"] for t in data["targets"])
     reproduce = "python -m benchmarks.bench_batching" + (f" --reps {args.reps}" if args.reps != 3 else "") + \
-        (f" --levels {args.levels}" if args.levels != "1,4,8,16" else "")
-    write_results("batching", json.loads(json.dumps(data, default=str)), markdown(data, reproduce))
+        (f" --levels {args.levels}" if args.levels != "1,4,8,16" else "") + \
+        (f" --name {args.name}" if args.name != "batching" else "")
+    write_results(args.name, json.loads(json.dumps(data, default=str)), markdown(data, reproduce))
 
 
 if __name__ == "__main__":
