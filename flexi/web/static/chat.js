@@ -311,8 +311,7 @@ class ChatPage {
       if (session.store.where === "browser") body.assistant_slug = this.assistant.slug; // the server derives it
     }
     try {
-      this.conversation = await session.store.create(body);
-      if (this.assistant) this.conversation.assistant_slug = this.assistant.slug;
+      this.conversation = await session.store.create(body); // carries assistant_slug (the server adds it)
       history.replaceState(null, "", `#/c/${encodeURIComponent(this.conversation.id)}`);
       await this.renderSidebar();
     } catch (err) {
