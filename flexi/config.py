@@ -96,9 +96,14 @@ class Settings(BaseSettings):
     chat_history: Literal["browser", "server"] = Field("browser", description="Where the web chat keeps conversations: browser = only in the user's browser (nothing stored on the server), server = in the database for the user (/me/conversations).")
     chat_retention_days: int = Field(30, ge=1, description="Server-side conversations not updated for this many days are deleted automatically.")
     hf_endpoint: str = Field("https://huggingface.co", description="Hugging Face base URL for `pull hf.co/...`.")
+    # --- issue 11: pulls and runner isolation ---
+    pull_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Hosts a pull may reach although they are private, loopback or link-local (comma separated in the env): host names exactly as in the URL, or addresses/CIDR networks (10.0.0.0/8). Also the only hosts pulled over plain http without insecure. Empty = public internet only.")
+    pull_max_bytes: int = Field(128 * 1024**3, ge=1024**2, description="Largest file a pull downloads (bytes); a larger declared size is refused, an undeclared one stops here. 128 GiB fits any single-file GGUF that loads on one server.")
+    runner_env: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Extra environment variable names passed to runner processes (comma separated in the env), beyond the built-in allow-list (PATH, locale, PYTHONPATH, OMP_*, GGML_*, CUDA_*...). FLEXI_* variables are never passed.")
+    runner_max_open_files: int = Field(1024, ge=64, description="RLIMIT_NOFILE of runner processes.")
     log_level: str = Field("info")
 
-    @field_validator("origins", "allowed_hosts", "admins", mode="before")
+    @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

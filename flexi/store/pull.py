@@ -1,8 +1,13 @@
 """`pull`: download a GGUF model into the store, resumably, reporting like Ollama.
 
 Sources: `hf.co/ORG/REPO[:QUANT]` (also `huggingface.co/...`) and plain
-`https://…/file.gguf[#sha256=<hex>]` URLs (`http://` only for loopback hosts or
-with `insecure=True`). Bytes go to `blobs/sha256-<key>-partial`; a later pull
+`https://…/file.gguf[#sha256=<hex>]` URLs (`http://` only for hosts in
+`FLEXI_PULL_ALLOW_HOSTS`, or public hosts with `insecure=True`). Every connection
+goes through `netguard`: private, loopback, link-local and metadata addresses are
+refused after DNS and on every redirect unless the allow-list names them; an
+https URL never redirects to http; a download stops at `FLEXI_PULL_MAX_BYTES`.
+What went wrong upstream (status, body, connection error) is logged, never sent
+to the caller: that would make pulls a port scanner. Bytes go to `blobs/sha256-<key>-partial`; a later pull
 continues it with an HTTP Range request. Nothing is registered until the sha256
 matched (when known) and the GGUF parsed cleanly.
 
@@ -19,10 +24,10 @@ import asyncio
 import contextlib
 import hashlib
 import inspect
-import ipaddress
+import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +41,7 @@ from . import hf
 from .blobs import BlobStore, sha256_file, validate_digest
 from .gguf_meta import InvalidModelFile, read_gguf_info
 from .names import ModelName, parse_model_name
+from .netguard import MAX_REDIRECTS, HostPolicy, guarded_client
 from .store import ModelRecord, ModelStore
 
 try:
@@ -46,6 +52,8 @@ except ImportError:  # pragma: no cover - not on Windows
 ProgressFn = Callable[[dict[str, Any]], Awaitable[None] | None]
 PROGRESS_INTERVAL = 0.2  # seconds between `pulling` events while bytes flow
 TIMEOUT = httpx.Timeout(30.0, read=120.0)
+DEFAULT_MAX_BYTES = 128 * 1024**3  # see Settings.pull_max_bytes
+log = logging.getLogger("flexi.pull")
 
 
 @dataclass
@@ -61,13 +69,16 @@ class Source:
     mismatch_status: int = 400  # 400 when the user gave the digest, 502 when the upstream did
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def policy_from(settings: Any, *, insecure: bool = False) -> HostPolicy:
+    """The pull host policy from settings (`pull_allow_hosts`; absent = public hosts only)."""
+    return HostPolicy.from_entries(getattr(settings, "pull_allow_hosts", None) or (), insecure=insecure)
+
+
+def _failed(label: str, detail: str) -> EngineError:
+    """The one answer callers get for any upstream trouble; the detail goes to the server log only."""
+    log.warning("download of %s failed: %s", label, detail)
+    return EngineError(f"download of {label} failed; pull again to resume (details are in the server log)",
+                       status=502, code="download_failed")
 
 
 def _name_from_stem(stem: str) -> ModelName:
@@ -76,17 +87,19 @@ def _name_from_stem(stem: str) -> ModelName:
     return parse_model_name(text).canonical()
 
 
-def url_source(url: str, *, insecure: bool = False, as_name: str | None = None) -> Source:
-    """Describe a plain URL download; refuses plain http to non-loopback hosts unless insecure."""
+def url_source(url: str, *, insecure: bool = False, as_name: str | None = None,
+               policy: HostPolicy | None = None) -> Source:
+    """Describe a plain URL download; refuses plain http unless the allow-list may name the host, or insecure."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise BadRequest(f"invalid URL: {exc}", param="model") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise BadRequest("only http(s) URLs can be pulled", param="model")
-    allow_http = insecure or _is_loopback(parsed.host)
+    policy = policy or HostPolicy(insecure=insecure)
+    allow_http = insecure or policy.may_allow_http(parsed.host)
     if parsed.scheme == "http" and not allow_http:
-        raise BadRequest("plain http is only allowed for loopback hosts; use https or insecure", param="insecure")
+        raise BadRequest("plain http is only allowed for hosts in FLEXI_PULL_ALLOW_HOSTS; use https", param="insecure")
     expected = None
     if parsed.fragment:
         key, _, value = parsed.fragment.partition("=")
@@ -139,8 +152,9 @@ class _Downloader:
     """One source into one partial file, emitting Ollama progress events."""
 
     def __init__(self, client: httpx.AsyncClient, src: Source, emit: Callable[[dict[str, Any]], Awaitable[None]],
-                 progress_id: str) -> None:
+                 progress_id: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.client, self.src, self.emit, self.progress_id = client, src, emit, progress_id
+        self.max_bytes = max_bytes
         short = src.expected[7:19] if src.expected else src.label
         self.status = f"pulling {short}"
 
@@ -159,11 +173,12 @@ class _Downloader:
         if size is not None and offset == size:
             await self.event(size, size)
             return
+        if size is not None and size > self.max_bytes:
+            raise self._too_big()
         try:
             await self._get(f, offset, retry_on_416=True)
         except httpx.HTTPError as exc:
-            raise EngineError(f"download of {self.src.label} failed ({type(exc).__name__}: {exc}); "
-                              "pull again to resume", status=502, code="download_failed") from exc
+            raise _failed(self.src.label, f"{type(exc).__name__}: {exc}") from None
         finally:
             f.flush()
         have = f.seek(0, 2)
@@ -171,41 +186,71 @@ class _Downloader:
             raise EngineError(f"download of {self.src.label} incomplete ({have} of {size} bytes); pull again to resume",
                               status=502, code="download_failed")
 
+    def _too_big(self) -> EngineError:
+        return EngineError(f"{self.src.label} is larger than the pull limit of {self.max_bytes / 1024**3:.0f} GiB "
+                           "(FLEXI_PULL_MAX_BYTES)", status=413, code="download_too_large")
+
+    @contextlib.asynccontextmanager
+    async def _open(self, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        """GET the source, following at most MAX_REDIRECTS redirects ourselves: never from https to http.
+
+        Each hop is a new request through the guarded client, so its address is checked again.
+        """
+        request = self.client.build_request("GET", self.src.url, headers=headers)
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await self.client.send(request, stream=True, follow_redirects=False)
+            following = resp.next_request if resp.is_redirect else None
+            if following is None:
+                try:
+                    yield resp
+                finally:
+                    await resp.aclose()
+                return
+            await resp.aclose()
+            if request.url.scheme == "https" and following.url.scheme != "https":
+                raise _failed(self.src.label, f"refused a redirect from https to {following.url}")
+            request = following
+        raise _failed(self.src.label, f"more than {MAX_REDIRECTS} redirects")
+
     async def _get(self, f: IO[bytes], offset: int, retry_on_416: bool) -> None:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        async with self.client.stream("GET", self.src.url, headers=headers, follow_redirects=True) as resp:
-            if resp.url.scheme == "http" and not self.src.allow_http:
-                raise EngineError("refusing a redirect to plain http", status=502, code="download_failed")
+        async with self._open(headers) as resp:
             if resp.status_code == 416 and offset and retry_on_416:
                 f.truncate(0)  # our partial does not fit the remote file: start over
                 return await self._get(f, 0, retry_on_416=False)
             if resp.status_code == 206 and offset:
                 start = re.match(r"bytes (\d+)-", resp.headers.get("content-range", ""))
                 if not start or int(start.group(1)) != offset:
-                    raise EngineError("server answered a different byte range than asked", status=502,
-                                      code="download_failed")
+                    raise _failed(self.src.label, "the server answered a different byte range than asked")
             elif resp.status_code == 200:
                 if offset:  # server ignored Range: start over
                     f.truncate(0)
                     offset = 0
-            elif resp.status_code == 404:
-                raise EngineError(f"{self.src.label} not found at {self.src.url}", status=404, code="model_not_found")
             else:
-                raise EngineError(f"server answered {resp.status_code} for {self.src.label}", status=502,
-                                  code="download_failed")
+                body = b""
+                async for chunk in resp.aiter_raw():  # a little of the body for the log; never all of it
+                    body += chunk
+                    if len(body) >= 200:
+                        break
+                raise _failed(self.src.label, f"{resp.url} answered {resp.status_code}: {body[:200]!r}")
             length = resp.headers.get("content-length")
-            total = offset + int(length) if length and length.isdigit() else self.src.size
+            declared = int(length) if length and length.isdigit() else None
+            if declared is not None and offset + declared > self.max_bytes:
+                raise self._too_big()
+            total = offset + declared if declared is not None else self.src.size
+            limit = min(x for x in (self.max_bytes, self.src.size, total) if x is not None)
             completed, last = offset, time.monotonic()
             await self.event(completed, total)
             async for chunk in resp.aiter_raw():  # no chunk_size: httpx would drop a buffered tail on errors
                 f.write(chunk)
                 completed += len(chunk)
-                if self.src.size is not None and completed > self.src.size:
+                if completed > limit:  # more than announced, or past the cap: stop now, keep nothing
                     f.truncate(0)
-                    raise EngineError(f"server sent more than the expected {self.src.size} bytes", status=502,
-                                      code="download_failed")
+                    if limit == self.max_bytes:
+                        raise self._too_big()
+                    raise _failed(self.src.label, f"the server sent more than the announced {limit} bytes")
                 if time.monotonic() - last >= PROGRESS_INTERVAL:
                     await self.event(completed, total)
                     last = time.monotonic()
@@ -214,7 +259,7 @@ class _Downloader:
 
 
 async def fetch_blob(blobs: BlobStore, client: httpx.AsyncClient, src: Source,
-                     emit: Callable[[dict[str, Any]], Awaitable[None]]) -> str:
+                     emit: Callable[[dict[str, Any]], Awaitable[None]], max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """Download (or resume) a source into the blob store, verified; returns its digest."""
     key = src.expected[7:] if src.expected else hashlib.sha256(src.url.encode()).hexdigest()
     progress_id = src.expected or f"sha256:{key}"
@@ -224,7 +269,7 @@ async def fetch_blob(blobs: BlobStore, client: httpx.AsyncClient, src: Source,
         return src.expected
     partial = blobs.partial_path(key)
     with _open_partial(partial) as f:
-        await _Downloader(client, src, emit, progress_id).run(f)
+        await _Downloader(client, src, emit, progress_id, max_bytes).run(f)
         await emit({"status": "verifying sha256 digest"})
         digest = await asyncio.to_thread(sha256_file, partial)
         if src.expected and digest != src.expected:
@@ -252,14 +297,24 @@ def _emitter(progress: ProgressFn | None) -> Callable[[dict[str, Any]], Awaitabl
 async def pull_model(store: ModelStore, name: str, settings: Any, *, progress: ProgressFn | None = None,
                      client: httpx.AsyncClient | None = None, insecure: bool = False,
                      as_name: str | None = None) -> ModelRecord:
-    """Pull `name` (hf.co/… or an http(s) URL of a .gguf) into `store`; `settings` needs `.hf_endpoint`."""
+    """Pull `name` (hf.co/… or an http(s) URL of a .gguf) into `store`.
+
+    `settings` may carry `hf_endpoint`, `pull_allow_hosts` and `pull_max_bytes`. The configured
+    Hugging Face endpoint is trusted like an allow-listed host (an admin chose it; it may be a campus mirror).
+    """
     emit = _emitter(progress)
     await emit({"status": "pulling manifest"})
+    is_url = name.lower().startswith(("http://", "https://"))
+    endpoint = getattr(settings, "hf_endpoint", None) or "https://huggingface.co"
+    policy = policy_from(settings, insecure=insecure and is_url)
+    if not is_url:
+        policy = policy.with_host(httpx.URL(endpoint).host)
+    max_bytes = getattr(settings, "pull_max_bytes", None) or DEFAULT_MAX_BYTES
     own_client = client is None
-    http = client or httpx.AsyncClient(timeout=TIMEOUT)
+    http = client or guarded_client(policy, TIMEOUT)
     try:
-        if name.lower().startswith(("http://", "https://")):
-            src = url_source(name, insecure=insecure, as_name=as_name)
+        if is_url:
+            src = url_source(name, insecure=insecure, as_name=as_name, policy=policy)
         else:
             model_name = parse_model_name(name)
             if not model_name.is_huggingface:
@@ -268,9 +323,8 @@ async def pull_model(store: ModelStore, name: str, settings: Any, *, progress: P
                     return store.get(model_name)
                 raise BadRequest(f'cannot pull "{name}": use hf.co/<org>/<repo>[:quant] or an https:// URL '
                                  "of a .gguf file", param="model")
-            endpoint = getattr(settings, "hf_endpoint", "https://huggingface.co")
             src = await hf_source(http, endpoint, model_name, as_name)
-        digest = await fetch_blob(store.blobs, http, src, emit)
+        digest = await fetch_blob(store.blobs, http, src, emit, max_bytes)
         await emit({"status": "writing manifest"})
         record = await asyncio.to_thread(store.create_from_blob, src.name, digest)
         await emit({"status": "success"})

@@ -58,7 +58,8 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
     (home / "terms.md").write_text(TERMS_TEXT, encoding="utf-8")
     # one slot: a second chat must wait while the first streams, so the queue position can be watched
     srv = start_server(home, {"FLEXI_AUTH": "on", "FLEXI_TERMS_VERSION": TERMS, "FLEXI_DEFAULT_LOCALE": "de",
-                              "FLEXI_NUM_PARALLEL": "1"})
+                              "FLEXI_NUM_PARALLEL": "1",
+                              "FLEXI_PULL_ALLOW_HOSTS": "127.0.0.1"})  # the admin pull test's file server
     db = ServerDB(home)
     c = Campus(srv, db)
     hashed = hash_password(PASSWORD)
