@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     pull_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Hosts a pull may reach although they are private, loopback or link-local (comma separated in the env): host names exactly as in the URL, or addresses/CIDR networks (10.0.0.0/8). Also the only hosts pulled over plain http without insecure. Empty = public internet only.")
     pull_max_bytes: int = Field(128 * 1024**3, ge=1024**2, description="Largest file a pull downloads (bytes); a larger declared size is refused, an undeclared one stops here. 128 GiB fits any single-file GGUF that loads on one server.")
     runner_env: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Extra environment variable names passed to runner processes (comma separated in the env), beyond the built-in allow-list (PATH, locale, PYTHONPATH, OMP_*, GGML_*, CUDA_*...). FLEXI_* variables are never passed.")
-    runner_max_open_files: int = Field(1024, ge=64, description="RLIMIT_NOFILE of runner processes.")
+    runner_max_open_files: int = Field(1024, ge=64, description="RLIMIT_NOFILE of runner processes (a runner uses about 10).")
+    runner_memory_margin: float = Field(2.0, ge=0, description="RLIMIT_DATA of a runner = its memory estimate × this + 1 GiB, so a runaway runner fails alone instead of waking the OOM killer; 0 = no limit.")
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", mode="before")

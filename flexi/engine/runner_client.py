@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flexi.engine.runner.protocol import MAX_LINE, READY_PREFIX, decode, encode
+from flexi.engine.runner_isolation import ensure_private_dir, runner_environment
 from flexi.engine.types import EngineError, RunnerCrashed
 
 log = logging.getLogger("flexi.runner_client")
@@ -33,6 +34,9 @@ class RunnerSpec:
     num_parallel: int
     num_threads: int
     repack: str = "auto"
+    max_open_files: int = 1024
+    max_data_bytes: int | None = None  # RLIMIT_DATA; None = unlimited
+    env_names: tuple[str, ...] = ()  # extra environment variables to pass (FLEXI_RUNNER_ENV)
 
 
 class RunnerProcess:
@@ -51,17 +55,20 @@ class RunnerProcess:
 
     # --- lifecycle -------------------------------------------------------
     async def start(self, timeout: float) -> None:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.socket_path.parent)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         s = self.spec
+        limits = ["--max-open-files", str(s.max_open_files)]
+        if s.max_data_bytes:
+            limits += ["--max-data-bytes", str(s.max_data_bytes)]
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "flexi.engine.runner",
             "--model", str(s.model_path), "--socket", str(self.socket_path),
             "--ctx", str(s.num_ctx), "--parallel", str(s.num_parallel),
-            "--threads", str(s.num_threads), "--repack", s.repack,
+            "--threads", str(s.num_threads), "--repack", s.repack, *limits,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=runner_environment(os.environ, s.env_names),  # no secrets: see runner_isolation
         )
         self._tasks.append(asyncio.create_task(self._drain_stderr()))
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from flexi.config import Settings
 from flexi.engine.runner_client import RunnerProcess, RunnerSpec
+from flexi.engine.runner_isolation import data_limit, ensure_private_dir
 from flexi.engine.types import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -87,9 +88,8 @@ def _socket_path(run_dir: Path, name: str) -> Path:
     path = run_dir / name
     if len(str(path)) < 100:
         return path
-    short = Path(tempfile.gettempdir()) / f"flexi-{os.getuid()}"
-    short.mkdir(mode=0o700, exist_ok=True)
-    return short / name
+    short = Path(tempfile.gettempdir()) / f"flexi-{os.getuid()}"  # others can pre-create this name: check it
+    return ensure_private_dir(short) / name
 
 
 class ModelManager:
@@ -104,6 +104,7 @@ class ModelManager:
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        ensure_private_dir(self.settings.run_dir)  # refuse to start on a socket directory others could tamper with
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def shutdown(self) -> None:
@@ -313,7 +314,10 @@ class ModelManager:
         s = self.settings
         await self._make_room(size)
         spec = RunnerSpec(model_path=record.model_path, num_ctx=num_ctx, num_parallel=slots,
-                          num_threads=max(1, s.num_threads // s.num_replicas), repack=s.cpu_repack)  # replicas share the cores
+                          num_threads=max(1, s.num_threads // s.num_replicas), repack=s.cpu_repack,  # replicas share the cores
+                          max_open_files=s.runner_max_open_files,
+                          max_data_bytes=data_limit(size // s.num_replicas, s.runner_memory_margin),
+                          env_names=tuple(s.runner_env))
         runners = [RunnerProcess(spec, _socket_path(s.run_dir, f"runner-{record.digest[:12]}-{time.monotonic_ns()}-{i}.sock"))
                    for i in range(s.num_replicas)]
         log.info("loading %s (%d× ctx %d × %d slots, ~%d MiB)", record.name, s.num_replicas, num_ctx, slots,

@@ -22,6 +22,7 @@ from flexi.config import Settings
 from flexi.engine.types import BadRequest, EngineError
 from flexi.scheduler.manager import ModelManager
 from flexi.server.guard import BodyTooLarge, RequestGuard
+from flexi.engine.runner_isolation import UnsafeDirectory, ensure_private_dir
 from flexi.server.state import AppState
 from flexi.store.store import ModelStore
 from flexi.web import routes as web
@@ -104,6 +105,10 @@ def run_server(settings: Settings) -> None:
 
     if problem := settings.exposure_problem():
         raise SystemExit(problem)
+    try:
+        ensure_private_dir(settings.run_dir)  # also checked at startup; here it is a message, not a traceback
+    except UnsafeDirectory as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.bind_port,

@@ -29,7 +29,7 @@ from flexi.store import netguard
 from flexi.store.netguard import AddressRefused, HostPolicy, is_public_address
 from flexi.store.pull import pull_model
 from flexi.store.store import ModelStore
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import MODEL, RunningServer, start_server, stop_server
 
 SECRET_BODY = b"internal-stacktrace: db password hunter2"
 
@@ -344,3 +344,105 @@ async def test_declared_size_over_the_cap_is_refused_before_downloading(tmp_path
             await pull_model(ModelStore(tmp_path / "models"), "https://models.example.org/m.gguf",
                              SimpleNamespace(pull_max_bytes=1024**2), client=client)
     assert info.value.status == 413
+
+
+# --- item 9: runner processes get only what they need -----------------------------------------------
+
+SECRETS = {"FLEXI_OIDC_CLIENT_SECRET": "s3cret-oidc-client", "FLEXI_PSEUDONYM_KEY": "k" * 40 + "-pseudonym-key",
+           "AWS_SECRET_ACCESS_KEY": "aws-s3cret-not-for-runners"}
+
+
+@pytest.fixture(scope="module")
+def secretive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    home = tmp_path_factory.mktemp("runnerenv") / "home"
+    srv = start_server(home, {"FLEXI_DATABASE_URL": f"sqlite:///{home}/flexi.db", **SECRETS,
+                              "FLEXI_NUM_PARALLEL": "1", "OMP_WAIT_POLICY": "PASSIVE"})
+    yield srv
+    stop_server(srv)
+
+
+def runner_pid(srv: RunningServer) -> int:
+    """Load the default model with one token and find the runner among the server's children."""
+    r = httpx.post(srv.url + "/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False,
+                                                     "options": {"num_predict": 1}}, timeout=180)
+    assert r.status_code == 200, r.text
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == srv.proc.pid and b"flexi.engine.runner" in cmdline:
+            return int(entry.name)
+    raise AssertionError("no runner process found")
+
+
+def test_runner_environment_holds_no_secrets(secretive: RunningServer) -> None:
+    pid = runner_pid(secretive)
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    env = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    assert not [k for k in env if k.startswith(b"FLEXI_")]
+    for value in [*SECRETS.values(), f"sqlite:///{secretive.home}/flexi.db"]:
+        assert value.encode() not in raw
+    assert env[b"OMP_WAIT_POLICY"] == b"PASSIVE" and b"PATH" in env  # what the inference stack needs still arrives
+    assert Path(f"/proc/{secretive.proc.pid}/environ").read_bytes().count(b"s3cret-oidc-client") == 1  # server has it
+
+
+def test_runner_has_no_core_dumps_few_files_and_bounded_memory(secretive: RunningServer) -> None:
+    pid = runner_pid(secretive)
+    limits = {line[:26].strip(): line[26:].split()[:2] for line in Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]}
+    assert limits["Max core file size"] == ["0", "0"]  # a core dump would hold other people's prompts
+    assert limits["Max open files"] == ["1024", "1024"]
+    soft, hard = limits["Max data size"]
+    assert soft == hard != "unlimited" and 1024**3 < int(soft) < 16 * 1024**3
+
+
+def test_runner_socket_and_its_directory_are_private(secretive: RunningServer) -> None:
+    pid = runner_pid(secretive)
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    sock = Path(args[args.index(b"--socket") + 1].decode())
+    assert stat.S_ISSOCK(sock.stat().st_mode)
+    assert stat.S_IMODE(sock.stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700 and sock.parent.stat().st_uid == os.getuid()
+
+
+def test_world_writable_run_dir_refuses_to_start(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "run").mkdir(parents=True)
+    os.chmod(home / "run", 0o777)  # as another local user could have left it: they could swap runner sockets
+    with pytest.raises(RuntimeError) as info:
+        srv = start_server(home, timeout=30)
+        stop_server(srv)
+    assert "writable by other users" in str(info.value) and "chmod 700" in str(info.value)
+
+
+def test_pre_created_temp_socket_dir_of_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long FLEXI_HOMEs put sockets in /tmp/flexi-<uid>, a name any local user can create first."""
+    from flexi.engine.runner_isolation import UnsafeDirectory
+    from flexi.scheduler import manager
+
+    monkeypatch.setattr(manager.tempfile, "gettempdir", lambda: str(tmp_path))
+    trap = tmp_path / f"flexi-{os.getuid()}"
+    trap.mkdir(mode=0o777)
+    os.chmod(trap, 0o777)
+    with pytest.raises(UnsafeDirectory, match="writable by other users"):
+        manager._socket_path(tmp_path / ("long" * 30), "runner.sock")
+    if os.getuid() == 0:  # only root can hand a directory to someone else
+        os.chmod(trap, 0o700)
+        os.chown(trap, 54321, -1)
+        with pytest.raises(UnsafeDirectory, match="another user"):
+            manager._socket_path(tmp_path / ("long" * 30), "runner.sock")
+
+
+def test_readable_run_dir_is_tightened_and_symlinks_refused(tmp_path: Path) -> None:
+    from flexi.engine.runner_isolation import UnsafeDirectory, ensure_private_dir
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    os.chmod(run, 0o755)
+    assert stat.S_IMODE(ensure_private_dir(run).stat().st_mode) == 0o700
+    (tmp_path / "link").symlink_to(run)
+    with pytest.raises(UnsafeDirectory, match="symlink"):
+        ensure_private_dir(tmp_path / "link")

@@ -35,9 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--repack", choices=["auto", "on", "off"], default="auto",
                         help="CPU weight repacking; auto turns it off on AMX CPUs (llama.cpp#20824)")
+    parser.add_argument("--max-open-files", type=int, default=1024, help="RLIMIT_NOFILE")
+    parser.add_argument("--max-data-bytes", type=int, default=0, help="RLIMIT_DATA (0 = unlimited)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     _die_with_parent()
+    os.umask(0o077)  # the socket (and anything else this process creates) is for the server's user only
+
+    from flexi.engine.runner_isolation import RunnerLimits
+
+    RunnerLimits(args.max_open_files, args.max_data_bytes or None).apply()  # before any model byte is read
 
     from flexi.engine.runner.batch_engine import BatchEngine, EngineConfig
     from flexi.engine.runner.model import LoadedModel, cpu_has_amx, quiet_llama_logs
