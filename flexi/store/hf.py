@@ -7,6 +7,7 @@ its size and its sha256 (`lfs.oid`), which the download is verified against.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from flexi.engine.types import BadRequest, EngineError
 
 from .names import ModelName
 
+log = logging.getLogger("flexi.pull")
 DEFAULT_QUANTS = ("Q4_K_M",)  # what `latest` means, like Ollama
 MAX_TREE_PAGES = 50
 _SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
@@ -44,8 +46,9 @@ async def list_repo_files(client: httpx.AsyncClient, endpoint: str, repo: str) -
             break
         try:
             resp = await client.get(url, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            raise _upstream_error(f"cannot reach Hugging Face ({endpoint}): {exc}") from exc
+        except httpx.HTTPError as exc:  # the detail goes to the log: pull errors must not map the network
+            log.warning("listing %s at %s failed: %s: %s", repo, endpoint, type(exc).__name__, exc)
+            raise _upstream_error(f"cannot reach Hugging Face ({endpoint}); details are in the server log") from None
         if resp.status_code in (401, 403, 404):
             raise _upstream_error(f"Hugging Face repository {repo} not found (or it is private or gated)", 404)
         if resp.status_code != 200:

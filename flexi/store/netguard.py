@@ -168,7 +168,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, policy: HostPolicy, proxy: str | None = None) -> None:
         self.policy = policy
-        self.direct = httpx.AsyncHTTPTransport(trust_env=False)
+        # No keep-alive: the pool keys connections by address, and a TLS connection opened for one host name
+        # must not carry a request for another name that happens to share the address.
+        self.direct = httpx.AsyncHTTPTransport(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
         self.proxy = httpx.AsyncHTTPTransport(proxy=proxy, trust_env=False) if proxy else None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
