@@ -42,7 +42,8 @@ class AccessService:
         key = load_key(settings.home)
         # SQLite reads run on the event loop (~0.1 ms, never blocked by writers in WAL mode); they get
         # their own small pool so that busy worker threads can never leave the loop waiting for a connection
-        reads = make_engine(None, settings.home, pool_size=2, max_overflow=0) if engine.dialect.name == "sqlite" else engine
+        file_backed = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+        reads = make_engine(engine.url, settings.home, pool_size=2, max_overflow=0) if file_backed else engine
         authn = Authenticator(reads, settings, key)
         policies = PolicyBook(reads, settings.model_access)
         quotas = QuotaLedger(engine)
