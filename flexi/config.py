@@ -96,6 +96,23 @@ class Settings(BaseSettings):
     chat_history: Literal["browser", "server"] = Field("browser", description="Where the web chat keeps conversations: browser = only in the user's browser (nothing stored on the server), server = in the database for the user (/me/conversations).")
     chat_retention_days: int = Field(30, ge=1, description="Server-side conversations not updated for this many days are deleted automatically.")
     hf_endpoint: str = Field("https://huggingface.co", description="Hugging Face base URL for `pull hf.co/...`.")
+    # --- issue 11: sso, origins and sign-in throttling ---
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies (IP addresses or CIDRs, comma separated in the env) whose X-Forwarded-For/-Proto/-Host are believed: the client address for per-address limits and the request's own origin come from them. Empty = trust no one (the connection's peer is the client).",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: Any) -> Any:
+        items = [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        for item in items or []:
+            try:
+                ipaddress.ip_network(str(item).strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"FLEXI_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR network") from None
+        return items
+
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", mode="before")
