@@ -43,6 +43,8 @@ def host_allowed(host_header: str, settings: Settings) -> bool:
     name = _host_name(host_header)
     if name in _LOOPBACK_HOSTS or name.endswith((".localhost", ".local", ".internal")):
         return True
+    if name.strip("[]") == settings.bind_host.lower().strip("[]"):
+        return True  # the address it listens on (127.0.0.2, ::1): an address literal cannot be rebound
     public = origin_of_url(settings.public_url)
     if public is not None and name == _host_name(public.split("://", 1)[1]):
         return True
