@@ -15,6 +15,7 @@ account and address (flexi.access.throttle), never locked.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -66,6 +67,11 @@ def _base_url(request: Request) -> str:
     return (own or str(request.base_url).rstrip("/")) + request.scope.get("root_path", "").rstrip("/")
 
 
+def _auth_path(base_url: str) -> str:
+    """Cookie path of the sign-in routes as the browser sees them (FLEXI_PUBLIC_URL may have a path)."""
+    return urlsplit(base_url).path.rstrip("/") + "/auth/"
+
+
 @router.get("/providers", summary="Sign-in methods offered by this server")
 def providers(request: Request) -> dict[str, Any]:
     settings = access_of(request).settings
@@ -77,14 +83,15 @@ def providers(request: Request) -> dict[str, Any]:
 async def login(request: Request, next: str | None = None) -> Response:
     settings = access_of(request).settings
     browser_secret = new_browser_secret(request.cookies.get(SIGNIN_COOKIE))
+    base = _base_url(request)
     try:
-        url = await _oidc(request).login_url(_base_url(request) + "/auth/callback", next,
+        url = await _oidc(request).login_url(base + "/auth/callback", next,
                                              address_key(request_address(request)), browser_secret)
     except OidcError as exc:
         return _error(exc.message, exc.status)
     response = RedirectResponse(url, status_code=302)
     # Lax: sent on the provider's top-level redirect back to /auth/callback, not on other sites' subrequests
-    response.set_cookie(SIGNIN_COOKIE, browser_secret, max_age=PENDING_SECONDS, path="/auth/", httponly=True,
+    response.set_cookie(SIGNIN_COOKIE, browser_secret, max_age=PENDING_SECONDS, path=_auth_path(base), httponly=True,
                         samesite="lax", secure=is_secure(request, settings))
     return response
 
@@ -109,7 +116,7 @@ async def callback(request: Request, state: str | None = None, code: str | None 
         access.gate.end_streams(user_id=user_id)
     response = RedirectResponse(next_path, status_code=302)
     set_cookie(response, request, access.settings, token)
-    response.delete_cookie(SIGNIN_COOKIE, path="/auth/", httponly=True, samesite="lax",
+    response.delete_cookie(SIGNIN_COOKIE, path=_auth_path(_base_url(request)), httponly=True, samesite="lax",
                            secure=is_secure(request, access.settings))
     return response
 
