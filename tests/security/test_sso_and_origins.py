@@ -254,3 +254,25 @@ def test_backoff_stays_bounded_however_long_the_guessing_goes_on() -> None:
     assert throttle.retry_after("victim", "198.51.100.7") <= ACCOUNT.cap  # the owner elsewhere: a minute at most
     now[0] += PAIR.cap + 1
     assert throttle.retry_after("victim", "203.0.113.66") == 0  # every wait ends by itself
+
+
+def test_fair_queue_tells_students_behind_a_trusted_proxy_apart() -> None:
+    """auth=off keys the fair queue on the client address: behind the campus proxy every student
+    once shared the proxy's one turn; a forged header from elsewhere must not buy extra turns."""
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from flexi.api.identity import client_identity
+
+    settings = load_settings(trusted_proxies="10.0.0.5")
+    app = SimpleNamespace(state=SimpleNamespace(flexi=SimpleNamespace(settings=settings)))
+
+    def who(peer: str, forwarded_for: str) -> str:
+        scope = {"type": "http", "method": "POST", "path": "/api/chat", "headers": [(b"x-forwarded-for", forwarded_for.encode())],
+                 "client": (peer, 1234), "app": app, "state": {}}
+        return client_identity(Request(scope))
+
+    assert who("10.0.0.5", "198.51.100.7") != who("10.0.0.5", "198.51.100.8")  # two students, two turns
+    assert who("10.0.0.5", "198.51.100.7") == "addr:198.51.100.7"
+    assert who("192.0.2.44", "198.51.100.7") == who("192.0.2.44", "198.51.100.9") == "addr:192.0.2.44"
