@@ -11,8 +11,9 @@ as `realm_access.roles`; a list or a string) mapped through `FLEXI_OIDC_ROLE_MAP
 the most privileged wins (admin > teacher > researcher > service > student).
 A claim value `admin` is not trusted by name: an IdP role called "admin" usually
 means something else (a realm's own admins, a department's), so Flexi admin comes
-only from an explicit role-map entry (or FLEXI_ADMINS). When the claims name no role, a new user gets `FLEXI_OIDC_DEFAULT_ROLE` and an
-existing one keeps the role an admin gave them. Groups are replaced by exactly
+only from an explicit role-map entry (or FLEXI_ADMINS). When the claims name no
+role, a new user gets `FLEXI_OIDC_DEFAULT_ROLE` and an existing one keeps the
+role an admin gave them. Groups are replaced by exactly
 the claimed ones on every sign-in.
 
 A sign-in is bound to the browser that started it (RFC 6749 §10.12): `/auth/login`

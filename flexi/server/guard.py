@@ -55,7 +55,8 @@ def origin_allowed(origin: str, settings: Settings, own_origin: str | None = Non
     """Whether a browser page from `origin` may call this server. `own_origin` is the origin the
     request addressed (see `forwarded.request_origin`): a page of the server itself."""
     origin = origin.strip()
-    if (origin_of_url(origin) or origin.lower()) in {o for o in (own_origin, origin_of_url(settings.public_url)) if o}:
+    own = {o for o in (own_origin, origin_of_url(settings.public_url)) if o}
+    if (origin_of_url(origin) or origin.lower()) in own:
         return True
     if origin in settings.origins or "*" in settings.origins:
         return True

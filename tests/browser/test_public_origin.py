@@ -49,7 +49,8 @@ def named_browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[*LAUNCH_ARGS, f"--host-resolver-rules=MAP {HOST_NAME} {BIND}, MAP {EVIL_NAME} {BIND}"])
+        rules = f"--host-resolver-rules=MAP {HOST_NAME} {BIND}, MAP {EVIL_NAME} {BIND}"
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[*LAUNCH_ARGS, rules])
         yield b
         b.close()
 

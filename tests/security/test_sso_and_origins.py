@@ -192,7 +192,8 @@ def test_forwarded_for_is_honoured_only_from_a_trusted_proxy() -> None:
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A server that believes X-Forwarded-For from 127.0.0.1 (a reverse proxy on the same host)."""
-    srv = start_server(tmp_path_factory.mktemp("proxied") / "home", {"FLEXI_AUTH": "on", "FLEXI_TRUSTED_PROXIES": "127.0.0.1"})
+    srv = start_server(tmp_path_factory.mktemp("proxied") / "home",
+                       {"FLEXI_AUTH": "on", "FLEXI_TRUSTED_PROXIES": "127.0.0.1"})
     try:
         yield srv
     finally:
@@ -269,8 +270,8 @@ def test_fair_queue_tells_students_behind_a_trusted_proxy_apart() -> None:
     app = SimpleNamespace(state=SimpleNamespace(flexi=SimpleNamespace(settings=settings)))
 
     def who(peer: str, forwarded_for: str) -> str:
-        scope = {"type": "http", "method": "POST", "path": "/api/chat", "headers": [(b"x-forwarded-for", forwarded_for.encode())],
-                 "client": (peer, 1234), "app": app, "state": {}}
+        scope = {"type": "http", "method": "POST", "path": "/api/chat", "client": (peer, 1234), "app": app,
+                 "headers": [(b"x-forwarded-for", forwarded_for.encode())], "state": {}}
         return client_identity(Request(scope))
 
     assert who("10.0.0.5", "198.51.100.7") != who("10.0.0.5", "198.51.100.8")  # two students, two turns
