@@ -277,3 +277,19 @@ def test_fair_queue_tells_students_behind_a_trusted_proxy_apart() -> None:
     assert who("10.0.0.5", "198.51.100.7") != who("10.0.0.5", "198.51.100.8")  # two students, two turns
     assert who("10.0.0.5", "198.51.100.7") == "addr:198.51.100.7"
     assert who("192.0.2.44", "198.51.100.7") == who("192.0.2.44", "198.51.100.9") == "addr:192.0.2.44"
+
+
+def test_cookies_are_secure_behind_a_trusted_tls_proxy_only() -> None:
+    """Uvicorn no longer believes X-Forwarded-Proto from 127.0.0.1 on its own; a trusted proxy's still counts."""
+    from starlette.requests import Request
+
+    from flexi.access.sessions import is_secure
+
+    settings = load_settings(trusted_proxies="127.0.0.1")
+
+    def request(peer: str) -> Request:
+        return Request({"type": "http", "method": "GET", "path": "/auth/login", "scheme": "http", "client": (peer, 1),
+                        "headers": [(b"host", b"llm.uni.example"), (b"x-forwarded-proto", b"https")]})
+
+    assert is_secure(request("127.0.0.1"), settings)
+    assert not is_secure(request("192.0.2.44"), settings)
