@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     oidc_scopes: str = Field("openid profile email", description="Scopes requested at sign-in.")
     oidc_role_claim: str = Field("roles", description="Claim (dotted path, e.g. realm_access.roles) whose values map to Flexi roles.")
     oidc_group_claim: str = Field("groups", description="Claim listing the user's groups; they become Flexi group memberships.")
-    oidc_role_map: dict[str, str] = Field(default_factory=dict, description="Claim value -> Flexi role, e.g. {\"faculty\": \"teacher\"}; values equal to a role name map to it anyway.")
+    oidc_role_map: dict[str, str] = Field(default_factory=dict, description="Claim value -> Flexi role, e.g. {\"faculty\": \"teacher\"}; values equal to a role name map to it anyway, except `admin`, which needs an explicit entry.")
     oidc_default_role: str = Field("student", description="Role of a new SSO user whose claims map to no role.")
     public_url: str | None = Field(None, description="External base URL (https://llm.uni.example) for OIDC redirects and secure cookies; unset = taken from the request.")
     session_hours: float = Field(12.0, gt=0, description="How long a browser sign-in lasts.")
