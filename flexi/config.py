@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     oidc_scopes: str = Field("openid profile email", description="Scopes requested at sign-in.")
     oidc_role_claim: str = Field("roles", description="Claim (dotted path, e.g. realm_access.roles) whose values map to Flexi roles.")
     oidc_group_claim: str = Field("groups", description="Claim listing the user's groups; they become Flexi group memberships.")
-    oidc_role_map: dict[str, str] = Field(default_factory=dict, description="Claim value -> Flexi role, e.g. {\"faculty\": \"teacher\"}; values equal to a role name map to it anyway.")
+    oidc_role_map: dict[str, str] = Field(default_factory=dict, description="Claim value -> Flexi role, e.g. {\"faculty\": \"teacher\"}; values equal to a role name map to it anyway, except `admin`, which needs an explicit entry.")
     oidc_default_role: str = Field("student", description="Role of a new SSO user whose claims map to no role.")
     public_url: str | None = Field(None, description="External base URL (https://llm.uni.example) for OIDC redirects and secure cookies; unset = taken from the request.")
     session_hours: float = Field(12.0, gt=0, description="How long a browser sign-in lasts.")
@@ -102,6 +102,23 @@ class Settings(BaseSettings):
     runner_env: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Extra environment variable names passed to runner processes (comma separated in the env), beyond the built-in allow-list (PATH, locale, PYTHONPATH, OMP_*, GGML_*, CUDA_*...). FLEXI_* variables are never passed.")
     runner_max_open_files: int = Field(1024, ge=64, description="RLIMIT_NOFILE of runner processes (a runner uses about 10).")
     runner_memory_margin: float = Field(2.0, ge=0, description="RLIMIT_DATA of a runner = its memory estimate × this + 1 GiB, so a runaway runner fails alone instead of waking the OOM killer; 0 = no limit.")
+    # --- issue 11: sso, origins and sign-in throttling ---
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies (IP addresses or CIDRs, comma separated in the env) whose X-Forwarded-For/-Proto/-Host are believed: the client address for per-address limits and the request's own origin come from them. Empty = trust no one (the connection's peer is the client).",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: Any) -> Any:
+        items = [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        for item in items or []:
+            try:
+                ipaddress.ip_network(str(item).strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"FLEXI_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR network") from None
+        return items
+
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", mode="before")

@@ -40,15 +40,16 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 60) -> RunningServer:
-    port = free_port()
-    env = {**os.environ, "FLEXI_HOME": str(home), "FLEXI_HOST": f"127.0.0.1:{port}", **(extra_env or {})}
+def start_server(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 60, bind: str = "127.0.0.1",
+                 port: int | None = None) -> RunningServer:
+    port = port or free_port()
+    env = {**os.environ, "FLEXI_HOME": str(home), "FLEXI_HOST": f"{bind}:{port}", **(extra_env or {})}
     env.pop("FLEXI_CONFIG", None)
     log_path = home.parent / f"{home.name}-server.log"
     home.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "flexi", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{bind}:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -9,17 +9,31 @@ Roles and groups come from claims: `FLEXI_OIDC_ROLE_CLAIM` (a dotted path such
 as `realm_access.roles`; a list or a string) mapped through `FLEXI_OIDC_ROLE_MAP`
 (values that already are role names map to themselves); if several roles map,
 the most privileged wins (admin > teacher > researcher > service > student).
-When the claims name no role, a new user gets `FLEXI_OIDC_DEFAULT_ROLE` and an
-existing one keeps the role an admin gave them. Groups are replaced by exactly
+A claim value `admin` is not trusted by name: an IdP role called "admin" usually
+means something else (a realm's own admins, a department's), so Flexi admin comes
+only from an explicit role-map entry (or FLEXI_ADMINS). When the claims name no
+role, a new user gets `FLEXI_OIDC_DEFAULT_ROLE` and an existing one keeps the
+role an admin gave them. Groups are replaced by exactly
 the claimed ones on every sign-in.
+
+A sign-in is bound to the browser that started it (RFC 6749 §10.12): `/auth/login`
+gives the browser a short-lived random pre-auth cookie, and only the SHA-256 of it is
+kept with the pending `state`; a callback URL opened in another browser (a stolen or
+planted one, login CSRF) finds no matching cookie and is refused. Pending sign-ins are
+bounded per client address and in total, evicting the oldest: a flood of `/auth/login`
+from one address costs only that address its own sign-ins. The discovery document must
+name the configured issuer; an ID token with several audiences must name Flexi in `azp`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -33,10 +47,13 @@ from flexi.config import Settings
 from flexi.db.models import ROLES
 
 PENDING_SECONDS = 600
-MAX_PENDING = 10_000
+MAX_PENDING_PER_CLIENT = 200  # sign-ins one address (or IPv6 /64) may have open; a campus NAT is many people
+MAX_PENDING = 50_000  # in total (memory bound): beyond it the oldest pending sign-in is forgotten
+BROWSER_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 ROLE_RANK = ("student", "service", "researcher", "teacher", "admin")  # ascending privilege
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 CLOCK_SKEW = 60
+log = logging.getLogger("flexi.oidc")
 
 
 class OidcError(Exception):
@@ -55,6 +72,67 @@ class Pending:
     next_path: str
     redirect_uri: str
     expires: float
+    client: str = ""  # whose sign-in this is, for the per-client bound
+    binding: str = ""  # SHA-256 of the browser's pre-auth cookie
+
+
+def new_browser_secret(existing: str | None) -> str:
+    """The pre-auth cookie's value: the browser's current one if well formed (two tabs signing
+    in at once both stay valid), else a new random one."""
+    return existing if existing and BROWSER_SECRET.fullmatch(existing) else secrets.token_urlsafe(32)
+
+
+def _binding(browser_secret: str) -> str:
+    return hashlib.sha256(b"flexi-signin\x00" + browser_secret.encode()).hexdigest()
+
+
+class PendingSignIns:
+    """Sign-ins between `/auth/login` and `/auth/callback`, bounded per client and in total.
+
+    Both bounds evict the oldest entry instead of refusing new sign-ins: a client that floods
+    loses its own oldest attempts, and the total bound (memory) drops the oldest overall.
+    """
+
+    def __init__(self, per_client: int = MAX_PENDING_PER_CLIENT, total: int = MAX_PENDING) -> None:
+        self.per_client, self.total = per_client, total
+        self._all: OrderedDict[str, Pending] = OrderedDict()  # in order of creation = of expiry
+        self._by_client: dict[str, OrderedDict[str, None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def count(self, client: str) -> int:
+        return len(self._by_client.get(client, ()))
+
+    def add(self, state: str, pending: Pending) -> None:
+        now = time.monotonic()
+        while self._all and next(iter(self._all.values())).expires <= now:
+            self._drop(next(iter(self._all)))
+        mine = self._by_client.setdefault(pending.client, OrderedDict())
+        while len(mine) >= self.per_client:
+            self._drop(next(iter(mine)))
+            mine = self._by_client.setdefault(pending.client, OrderedDict())
+        while len(self._all) >= self.total:
+            self._drop(next(iter(self._all)))
+        self._all[state] = pending
+        self._by_client.setdefault(pending.client, OrderedDict())[state] = None
+
+    def get(self, state: str) -> Pending | None:
+        pending = self._all.get(state)
+        return pending if pending is not None and pending.expires > time.monotonic() else None
+
+    def pop(self, state: str) -> None:
+        self._drop(state)
+
+    def _drop(self, state: str) -> None:
+        pending = self._all.pop(state, None)
+        if pending is None:
+            return
+        mine = self._by_client.get(pending.client)
+        if mine is not None:
+            mine.pop(state, None)
+            if not mine:
+                del self._by_client[pending.client]
 
 
 @dataclass(frozen=True)
@@ -100,7 +178,8 @@ def identity_from_claims(claims: dict[str, Any], settings: Settings) -> Identity
         raise OidcError("the ID token has no usable subject", 401)
     mapped = []
     for value in _strings(claim(claims, settings.oidc_role_claim)):
-        role = settings.oidc_role_map.get(value) or (value if value in ROLES else None)
+        # a value that is a role's name maps to it, except admin: that needs an explicit map entry
+        role = settings.oidc_role_map.get(value) or (value if value in ROLES and value != "admin" else None)
         if role in ROLES:
             mapped.append(role)
     role = max(mapped, key=ROLE_RANK.index) if mapped else None
@@ -118,7 +197,7 @@ class OidcClient:
         self.issuer = settings.oidc_issuer.rstrip("/")
         self._meta: dict[str, Any] | None = None
         self._keys: KeySet | None = None
-        self._pending: dict[str, Pending] = {}
+        self._pending = PendingSignIns()
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
@@ -138,6 +217,13 @@ class OidcClient:
             for field in ("authorization_endpoint", "token_endpoint", "jwks_uri", "issuer"):
                 if not isinstance(meta.get(field), str):
                     raise OidcError(f"the provider's discovery document lacks {field}", 502)
+            if meta["issuer"].rstrip("/") != self.issuer:
+                # OpenID Connect Discovery §4.3: a document naming another issuer is not this provider's
+                # (a misconfiguration, or someone answering in its place); its tokens would check against it
+                log.error("single sign-on refused: the discovery document at %s names issuer %r, but "
+                          "FLEXI_OIDC_ISSUER is %r", self.issuer, meta["issuer"], self.settings.oidc_issuer)
+                raise OidcError("single sign-on is refused: the provider's discovery document names another issuer "
+                                "than FLEXI_OIDC_ISSUER (see the server log)", 502)
             self._meta = meta
         return self._meta
 
@@ -151,15 +237,13 @@ class OidcClient:
         return self._keys
 
     # --- step 1 -----------------------------------------------------------------------
-    async def login_url(self, redirect_uri: str, next_path: str | None) -> str:
+    async def login_url(self, redirect_uri: str, next_path: str | None, client: str, browser_secret: str) -> str:
+        """The provider's URL for a new sign-in by `client` (its address key), bound to the browser
+        that holds `browser_secret` in its pre-auth cookie."""
         meta = await self.metadata()
-        now = time.monotonic()
-        if len(self._pending) >= MAX_PENDING:  # forget expired round trips (and bound memory under abuse)
-            self._pending = {k: p for k, p in self._pending.items() if p.expires > now}
-            if len(self._pending) >= MAX_PENDING:
-                raise OidcError("too many sign-ins in progress; try again in a minute", 429)
         state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-        self._pending[state] = Pending(nonce, verifier, safe_next(next_path), redirect_uri, now + PENDING_SECONDS)
+        self._pending.add(state, Pending(nonce, verifier, safe_next(next_path), redirect_uri,
+                                         time.monotonic() + PENDING_SECONDS, client, _binding(browser_secret)))
         query = {"response_type": "code", "client_id": self.settings.oidc_client_id, "redirect_uri": redirect_uri,
                  "scope": self.settings.oidc_scopes, "state": state, "nonce": nonce,
                  "code_challenge": _b64(hashlib.sha256(verifier.encode()).digest()), "code_challenge_method": "S256"}
@@ -167,11 +251,17 @@ class OidcClient:
         return endpoint + ("&" if "?" in endpoint else "?") + urlencode(query)
 
     # --- step 2 -----------------------------------------------------------------------
-    async def finish(self, state: str | None, code: str | None) -> tuple[Identity, str]:
-        """Exchange the code, verify the ID token; returns the identity and where to go next."""
-        pending = self._pending.pop(state or "", None)
-        if pending is None or pending.expires < time.monotonic():
+    async def finish(self, state: str | None, code: str | None, browser_secret: str | None) -> tuple[Identity, str]:
+        """Exchange the code, verify the ID token; returns the identity and where to go next.
+        `browser_secret` is the pre-auth cookie of the browser that brought the callback."""
+        pending = self._pending.get(state or "")
+        if pending is None:
             raise OidcError("unknown or expired sign-in attempt (state); please start again", 400)
+        if not browser_secret or not secrets.compare_digest(_binding(browser_secret), pending.binding):
+            # someone else's callback URL: left pending, so the browser it belongs to can still finish
+            raise OidcError("this sign-in was not started in this browser (state does not belong to it); "
+                            "please start again from the sign-in page", 400)
+        self._pending.pop(state or "")
         if not code:
             raise OidcError("the provider returned no authorization code", 400)
         meta = await self.metadata()
@@ -209,9 +299,14 @@ class OidcClient:
         now = time.time()
         aud = claims.get("aud")
         audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        azp = claims.get("azp")
         checks = [
             (claims.get("iss") == issuer, "issuer"),
             (self.settings.oidc_client_id in audiences, "audience"),
+            # OIDC Core §3.1.3.7: with several audiences the token must say it was issued to us (azp),
+            # and an azp naming another client means the token is another client's
+            (azp == self.settings.oidc_client_id if len(audiences) > 1 else azp in (None, self.settings.oidc_client_id),
+             "authorized party (azp)"),
             (isinstance(claims.get("exp"), (int, float)) and claims["exp"] > now - CLOCK_SKEW, "expiry"),
             (not isinstance(claims.get("iat"), (int, float)) or claims["iat"] < now + CLOCK_SKEW, "issue time"),
             (isinstance(claims.get("nonce"), str) and secrets.compare_digest(claims["nonce"], nonce), "nonce"),

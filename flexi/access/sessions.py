@@ -16,6 +16,7 @@ from flexi.access.authn import session_hash
 from flexi.access.credentials import SESSION_COOKIE
 from flexi.config import Settings
 from flexi.db.models import LoginSession, utcnow
+from flexi.server.forwarded import request_scheme, trusted_networks
 
 
 def create_session(session: Session, user_id: int, settings: Settings, method: str) -> str:
@@ -38,7 +39,7 @@ def end_all_sessions(session: Session, user_id: int) -> int:
 def is_secure(request: Request, settings: Settings) -> bool:
     if settings.public_url:
         return settings.public_url.startswith("https://")
-    return request.url.scheme == "https"
+    return request_scheme(request.scope, trusted_networks(tuple(settings.trusted_proxies))) == "https"
 
 
 def set_cookie(response: Response, request: Request, settings: Settings, token: str) -> None:

@@ -5,15 +5,17 @@
 - `POST /auth/password`: local accounts (small installs without SSO);
 - `POST /auth/logout`.
 A successful sign-in sets the `flexi_session` cookie (HttpOnly, SameSite=Lax,
-Secure over HTTPS). Nobody becomes admin by signing in first: admins come
-from FLEXI_ADMINS, the CLI or a mapped role claim.
+Secure over HTTPS). `/auth/login` first sets the short-lived pre-auth cookie
+`flexi_signin` that binds the sign-in to this browser (see flexi.access.oidc).
+Nobody becomes admin by signing in first: admins come from FLEXI_ADMINS, the
+CLI or an explicitly mapped role claim. Password guessing is slowed down per
+account and address (flexi.access.throttle), never locked.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -23,18 +25,20 @@ from sqlalchemy.orm import Session
 
 from flexi.access import messages
 from flexi.access.credentials import session_token
-from flexi.access.oidc import Identity, OidcClient, OidcError
+from flexi.access.oidc import PENDING_SECONDS, Identity, OidcClient, OidcError, new_browser_secret
 from flexi.access.passwords import hash_password, verify_password
-from flexi.access.sessions import clear_cookie, create_session, end_session, set_cookie
+from flexi.access.sessions import clear_cookie, create_session, end_session, is_secure, set_cookie
+from flexi.access.throttle import LoginThrottle
+from flexi.api.identity import request_address
 from flexi.api.admin_common import AdminRoute, access_of
 from flexi.db.models import Group, GroupMember, User
 from flexi.db.pseudonym import pseudonymize
+from flexi.server.forwarded import address_key, request_origin, trusted_networks
 from flexi.web.csrf import CSRF_HEADER, csrf_ok, csrf_token
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
 
-FAILURE_WINDOW = 300.0
-MAX_FAILURES = {"user": 10, "addr": 100}  # per account; per address more (a campus NAT is many people)
+SIGNIN_COOKIE = "flexi_signin"  # pre-auth: binds an OIDC sign-in to the browser that started it
 _DUMMY_HASH = hash_password("not-a-real-password-0")  # equal work whether or not the user exists
 
 
@@ -56,8 +60,16 @@ def _oidc(request: Request) -> OidcClient:
 
 
 def _base_url(request: Request) -> str:
-    public = access_of(request).settings.public_url
-    return public.rstrip("/") if public else str(request.base_url).rstrip("/")
+    settings = access_of(request).settings
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    own = request_origin(request.scope, trusted_networks(tuple(settings.trusted_proxies)))
+    return (own or str(request.base_url).rstrip("/")) + request.scope.get("root_path", "").rstrip("/")
+
+
+def _auth_path(base_url: str) -> str:
+    """Cookie path of the sign-in routes as the browser sees them (FLEXI_PUBLIC_URL may have a path)."""
+    return urlsplit(base_url).path.rstrip("/") + "/auth/"
 
 
 @router.get("/providers", summary="Sign-in methods offered by this server")
@@ -69,11 +81,19 @@ def providers(request: Request) -> dict[str, Any]:
 
 @router.get("/login", summary="Start single sign-on (redirects to the OIDC provider)")
 async def login(request: Request, next: str | None = None) -> Response:
+    settings = access_of(request).settings
+    browser_secret = new_browser_secret(request.cookies.get(SIGNIN_COOKIE))
+    base = _base_url(request)
     try:
-        url = await _oidc(request).login_url(_base_url(request) + "/auth/callback", next)
+        url = await _oidc(request).login_url(base + "/auth/callback", next,
+                                             address_key(request_address(request)), browser_secret)
     except OidcError as exc:
         return _error(exc.message, exc.status)
-    return RedirectResponse(url, status_code=302)
+    response = RedirectResponse(url, status_code=302)
+    # Lax: sent on the provider's top-level redirect back to /auth/callback, not on other sites' subrequests
+    response.set_cookie(SIGNIN_COOKIE, browser_secret, max_age=PENDING_SECONDS, path=_auth_path(base), httponly=True,
+                        samesite="lax", secure=is_secure(request, settings))
+    return response
 
 
 @router.get("/callback", summary="Return from the OIDC provider")
@@ -82,7 +102,7 @@ async def callback(request: Request, state: str | None = None, code: str | None 
     if error:
         return _error(f"the sign-in provider reported: {error[:200]}", 401)
     try:
-        identity, next_path = await _oidc(request).finish(state, code)
+        identity, next_path = await _oidc(request).finish(state, code, request.cookies.get(SIGNIN_COOKIE))
     except OidcError as exc:
         return _error(exc.message, exc.status)
     access = access_of(request)
@@ -96,6 +116,8 @@ async def callback(request: Request, state: str | None = None, code: str | None 
         access.gate.end_streams(user_id=user_id)
     response = RedirectResponse(next_path, status_code=302)
     set_cookie(response, request, access.settings, token)
+    response.delete_cookie(SIGNIN_COOKIE, path=_auth_path(_base_url(request)), httponly=True, samesite="lax",
+                           secure=is_secure(request, access.settings))
     return response
 
 
@@ -130,39 +152,15 @@ class PasswordLogin(BaseModel):
     password: str = Field(default="", max_length=1024)
 
 
-class _Throttle:
-    """Failed sign-ins per user name and per address in a sliding window (in memory, per process)."""
-
-    def __init__(self) -> None:
-        self.failures: dict[str, deque[float]] = {}
-
-    def retry_after(self, *keys: str) -> int:
-        now = time.monotonic()
-        worst = 0.0
-        for key in keys:
-            q = self.failures.get(key)
-            while q and q[0] < now - FAILURE_WINDOW:
-                q.popleft()
-            if q is not None and len(q) >= MAX_FAILURES[key.split(":", 1)[0]]:
-                worst = max(worst, q[0] + FAILURE_WINDOW - now)
-        return int(worst) + 1 if worst > 0 else 0
-
-    def fail(self, *keys: str) -> None:
-        if len(self.failures) > 100_000:
-            self.failures.clear()
-        for key in keys:
-            self.failures.setdefault(key, deque()).append(time.monotonic())
-
-
-_throttle = _Throttle()
+_throttle = LoginThrottle()
 
 
 @router.post("/password", summary="Sign in with a local account (user name and password)")
 def password_login(request: Request, body: PasswordLogin) -> Response:
     access = access_of(request)
     locale = _locale(request)
-    keys = ("user:" + body.username.lower(), "addr:" + (request.client.host if request.client else "?"))
-    if retry := _throttle.retry_after(*keys):
+    address = address_key(request_address(request))  # the real client behind FLEXI_TRUSTED_PROXIES
+    if retry := _throttle.retry_after(body.username, address):
         return _error(messages.text("login_throttled", locale, retry=retry), 429, {"Retry-After": str(retry)})
     with access.engine.connect() as conn:  # read only: no write lock is held while scrypt runs
         user = conn.execute(select(User.id, User.subject, User.display_name, User.role, User.locale, User.password_hash,
@@ -170,8 +168,9 @@ def password_login(request: Request, body: PasswordLogin) -> Response:
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH  # same work either way
     ok = verify_password(body.password, stored)
     if user is None or not ok or user.disabled_at is not None or not user.password_hash:
-        _throttle.fail(*keys)
+        _throttle.failed(body.username, address)
         return _error(messages.text("login_failed", locale), 401)
+    _throttle.succeeded(body.username, address)
     with access.sessions() as s:
         token = create_session(s, user.id, access.settings, "password")
         s.commit()

@@ -13,6 +13,8 @@ import hashlib
 
 from starlette.requests import Request
 
+from flexi.server.forwarded import client_address_of
+
 PRIORITIES = {"interactive": 0, "batch": 1}
 PRIORITY_HEADER = "x-flexi-priority"
 
@@ -29,10 +31,16 @@ def client_identity(request: Request, end_user: str | None = None) -> str:
     if token:
         who = "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
     else:
-        who = "addr:" + (request.client.host if request.client else "unknown")
+        who = "addr:" + request_address(request)
     if end_user:
         who += "/user:" + hashlib.sha256(end_user.encode()).hexdigest()[:16]
     return who
+
+
+def request_address(request: Request) -> str:
+    """The client's real address (behind FLEXI_TRUSTED_PROXIES, not the proxy's)."""
+    settings = getattr(getattr(request.app.state, "flexi", None), "settings", None)
+    return client_address_of(request.scope, settings.trusted_proxies if settings is not None else ())
 
 
 def priority_of(request: Request, body_priority: int | None = None) -> int:

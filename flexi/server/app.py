@@ -112,4 +112,5 @@ def run_server(settings: Settings) -> None:
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.bind_port,
-                log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
+                log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=5,
+                proxy_headers=False)  # uvicorn would trust X-Forwarded-* from 127.0.0.1; flexi.server.forwarded decides

@@ -1,7 +1,11 @@
 """Request guards as one pure-ASGI middleware (cheap, streaming-safe).
 
-- Host check against DNS rebinding (CVE-2024-28224) when bound to loopback.
-- Origin check and CORS headers (browser pages from other sites get 403).
+- Host check against DNS rebinding (CVE-2024-28224) when bound to loopback; the host of
+  FLEXI_PUBLIC_URL is allowed too (a proxy in front passes the public name on).
+- Origin check and CORS headers (browser pages from other sites get 403). The server's own
+  origin always passes: the origin of FLEXI_PUBLIC_URL and the origin the request itself
+  addressed (scheme and Host, or X-Forwarded-Proto/-Host from a trusted proxy), because
+  browsers send `Origin` on same-origin POSTs too.
 - Body size limit: 413 before the app reads more than allowed (blob uploads exempt).
 """
 
@@ -14,6 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flexi.config import Settings
+from flexi.server.forwarded import origin_of_url, request_origin, trusted_networks
 
 _DEFAULT_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "0.0.0.0", "[::1]")
 _DEFAULT_ORIGIN_SCHEMES = ("app://", "file://", "tauri://", "vscode-webview://", "vscode-file://")
@@ -38,11 +43,21 @@ def host_allowed(host_header: str, settings: Settings) -> bool:
     name = _host_name(host_header)
     if name in _LOOPBACK_HOSTS or name.endswith((".localhost", ".local", ".internal")):
         return True
+    if name.strip("[]") == settings.bind_host.lower().strip("[]"):
+        return True  # the address it listens on (127.0.0.2, ::1): an address literal cannot be rebound
+    public = origin_of_url(settings.public_url)
+    if public is not None and name == _host_name(public.split("://", 1)[1]):
+        return True
     return name in {h.lower() for h in settings.allowed_hosts}
 
 
-def origin_allowed(origin: str, settings: Settings) -> bool:
+def origin_allowed(origin: str, settings: Settings, own_origin: str | None = None) -> bool:
+    """Whether a browser page from `origin` may call this server. `own_origin` is the origin the
+    request addressed (see `forwarded.request_origin`): a page of the server itself."""
     origin = origin.strip()
+    own = {o for o in (own_origin, origin_of_url(settings.public_url)) if o}
+    if (origin_of_url(origin) or origin.lower()) in own:
+        return True
     if origin in settings.origins or "*" in settings.origins:
         return True
     if origin.startswith(_DEFAULT_ORIGIN_SCHEMES):
@@ -79,7 +94,8 @@ class RequestGuard:
         cors: list[tuple[bytes, bytes]] = []
         origin = headers.get("origin")
         if origin:
-            if not origin_allowed(origin, self.settings):
+            own = request_origin(scope, trusted_networks(tuple(self.settings.trusted_proxies)))
+            if not origin_allowed(origin, self.settings, own):
                 await _send_json(send, 403, {"error": f"origin not allowed: {origin} (add it to FLEXI_ORIGINS)"})
                 return
             # No allow-credentials: Flexi has no cookie sessions yet, and a wildcard must never be credentialed.

@@ -82,3 +82,11 @@ def test_whole_loopback_range_keeps_the_host_check() -> None:
     s = load_settings(host="127.0.0.2:11434")
     assert s.is_loopback and not host_allowed("attacker.example", s)
     assert not load_settings(host="10.1.2.3:11434").is_loopback
+
+
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEXI_TRUSTED_PROXIES", "10.0.0.5, 192.168.0.0/16,2001:db8::/32")
+    assert load_settings().trusted_proxies == ["10.0.0.5", "192.168.0.0/16", "2001:db8::/32"]
+    monkeypatch.setenv("FLEXI_TRUSTED_PROXIES", "proxy.uni.example")
+    with pytest.raises(ValueError, match="FLEXI_TRUSTED_PROXIES"):
+        load_settings()
