@@ -88,15 +88,15 @@ def test_runner_crash_mid_batch_gives_clear_500_and_recovers(guarded: RunningSer
     pids = _runner_pids(guarded)
     assert len(pids) == 1
     errors: list[str] = []
-    started = threading.Barrier(4)
+    generating = threading.Barrier(4)  # three streams with output under way, and the test
 
     def stream_one() -> None:
         try:
             stream = client.generate(model=MODEL, prompt="Tell a long story.", stream=True,
                                      options={"num_predict": 3000, "ignore_eos": True})
-            started.wait(timeout=30)
-            for _ in stream:
-                pass
+            for i, _ in enumerate(stream):
+                if i == 0:
+                    generating.wait(timeout=120)
             errors.append("finished without error")
         except ollama.ResponseError as exc:
             errors.append(exc.error)
@@ -106,11 +106,10 @@ def test_runner_crash_mid_batch_gives_clear_500_and_recovers(guarded: RunningSer
     threads = [threading.Thread(target=stream_one) for _ in range(3)]
     for t in threads:
         t.start()
-    started.wait(timeout=30)
-    time.sleep(0.5)
+    generating.wait(timeout=120)  # every stream has its first token: all three are in the runner's batch
     os.kill(pids[0], signal.SIGKILL)
     for t in threads:
-        t.join(30)
+        t.join(60)
     assert len(errors) == 3
     assert all("runner stopped unexpectedly" in e for e in errors), errors
     # the server is alive and the next request gets a fresh runner

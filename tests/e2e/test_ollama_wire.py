@@ -55,7 +55,7 @@ def test_empty_prompt_loads_and_keep_alive_zero_unloads(http: httpx.Client) -> N
     assert any(m["name"] == MODEL for m in http.get("/api/ps").json()["models"])
     r = http.post("/api/generate", json={"model": MODEL, "keep_alive": 0})
     assert r.json()["done_reason"] == "unload"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while any(m["name"] == MODEL for m in http.get("/api/ps").json()["models"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(m["name"] == MODEL for m in http.get("/api/ps").json()["models"])
@@ -234,7 +234,7 @@ def test_client_disconnect_stops_generation(http: httpx.Client, server: RunningS
                     seen += 1
                 if seen >= 5:
                     break
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     pattern = re.compile(r"runner stopped it after (\d+) generated tokens")
     while time.monotonic() < deadline and not pattern.search(server.log()):
         time.sleep(0.1)
@@ -333,7 +333,7 @@ def test_non_streamed_request_cancelled_when_client_leaves(server: RunningServer
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.url + "/api/generate", json={"model": MODEL, "prompt": "Tell a very long story.", "stream": False,
                                                        "options": {"num_predict": 5000, "ignore_eos": True}}, timeout=1.0)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(re.findall(r"runner stopped it after", server.log())) == before:
         time.sleep(0.1)
     counts = [int(n) for n in re.findall(r"runner stopped it after (\d+) generated tokens", server.log())]
