@@ -458,7 +458,9 @@ def _sqlite_busy_waiting(pid: int) -> bool:
         try:
             if (task / "wchan").read_text() in ("hrtimer_nanosleep", "do_nanosleep"):
                 return True
-        except OSError:
+            if (task / "syscall").read_text().split()[0] in ("35", "230"):  # x86-64 nanosleep, clock_nanosleep
+                return True
+        except (OSError, IndexError):
             continue
     return False
 
