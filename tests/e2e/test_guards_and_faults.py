@@ -89,15 +89,15 @@ def test_runner_crash_mid_batch_gives_clear_500_and_recovers(guarded: RunningSer
     pids = _runner_pids(guarded)
     assert len(pids) == 1
     errors: list[str] = []
-    started = threading.Barrier(4)
+    generating = threading.Barrier(4)  # three streams with output under way, and the test
 
     def stream_one() -> None:
         try:
             stream = client.generate(model=MODEL, prompt="Tell a long story.", stream=True,
                                      options={"num_predict": 3000, "ignore_eos": True})
-            started.wait(timeout=30)
-            for _ in stream:
-                pass
+            for i, _ in enumerate(stream):
+                if i == 0:
+                    generating.wait(timeout=120)
             errors.append("finished without error")
         except ollama.ResponseError as exc:
             errors.append(exc.error)
@@ -107,11 +107,10 @@ def test_runner_crash_mid_batch_gives_clear_500_and_recovers(guarded: RunningSer
     threads = [threading.Thread(target=stream_one) for _ in range(3)]
     for t in threads:
         t.start()
-    started.wait(timeout=30)
-    time.sleep(0.5)
+    generating.wait(timeout=120)  # every stream has its first token: all three are in the runner's batch
     os.kill(pids[0], signal.SIGKILL)
     for t in threads:
-        t.join(30)
+        t.join(60)
     assert len(errors) == 3
     assert all("runner stopped unexpectedly" in e for e in errors), errors
     # the server is alive and the next request gets a fresh runner
@@ -120,14 +119,64 @@ def test_runner_crash_mid_batch_gives_clear_500_and_recovers(guarded: RunningSer
     assert _runner_pids(guarded) and _runner_pids(guarded) != pids
 
 
-def test_crash_before_streaming_is_http_500(guarded: RunningServer) -> None:
-    httpx.post(guarded.url + "/api/generate", json={"model": MODEL, "keep_alive": -1})
-    pids = _runner_pids(guarded)
-    os.kill(pids[0], signal.SIGKILL)
-    time.sleep(0.3)
+def test_runner_dead_before_a_request_is_replaced_not_used(guarded: RunningServer) -> None:
+    """A runner that died while idle is noticed (the model leaves /api/ps) and replaced: the next
+    request never sees it. (One that arrives before the death is noticed gets the 500 below: no
+    automatic retry, since a request that kills the runner would then kill every replacement.)"""
+    httpx.post(guarded.url + "/api/generate", json={"model": MODEL, "keep_alive": -1}, timeout=60)
+    (pid,) = _runner_pids(guarded)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _expiry(guarded) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _expiry(guarded) is None, "the dead runner is still listed as loaded"
     r = httpx.post(guarded.url + "/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False,
                                                         "options": {"num_predict": 2}}, timeout=60)
-    assert r.status_code == 200  # the dead runner was noticed and replaced before use
+    assert r.status_code == 200 and r.json()["done"]
+    assert _runner_pids(guarded) and pid not in _runner_pids(guarded)
+
+
+def _expiry(server: RunningServer) -> str | None:
+    entries = [m for m in httpx.get(server.url + "/api/ps").json()["models"] if m["name"] == MODEL]
+    return entries[0]["expires_at"] if entries else None
+
+
+def _wait_until_in_flight(server: RunningServer, pending: threading.Thread) -> None:
+    """Wait until the model has a request in flight: /api/ps reports an active model's expiry
+    as "now + keep_alive" (it moves), an idle model's as a fixed deadline."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and pending.is_alive():
+        first = _expiry(server)
+        time.sleep(0.05)
+        if first is not None and _expiry(server) != first:
+            return
+    raise AssertionError("the request never reached the runner")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_runner_crash_before_the_first_token_is_http_500(guarded: RunningServer, stream: bool) -> None:
+    """The runner dies after it was handed the request but before any output: the client gets
+    an HTTP 500 with the reason, not a 200 with an error hidden in the body; streamed requests
+    too, because the stream is primed (first event awaited) before the status line is sent."""
+    httpx.post(guarded.url + "/api/generate", json={"model": MODEL, "keep_alive": "10m"}, timeout=60)
+    (pid,) = _runner_pids(guarded)
+    answers: list[httpx.Response] = []
+    os.kill(pid, signal.SIGSTOP)  # frozen: the request is sent to it, nothing comes back
+    try:
+        t = threading.Thread(target=lambda: answers.append(httpx.post(
+            guarded.url + "/api/generate", timeout=60,
+            json={"model": MODEL, "prompt": "Hi", "stream": stream, "options": {"num_predict": 2}})))
+        t.start()
+        _wait_until_in_flight(guarded, t)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    t.join(60)
+    (r,) = answers
+    assert r.status_code == 500, (r.status_code, r.text)
+    assert "runner stopped unexpectedly" in r.json()["error"]
+    ok = httpx.post(guarded.url + "/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": stream,
+                                                         "options": {"num_predict": 2}}, timeout=60)
+    assert ok.status_code == 200 and pid not in _runner_pids(guarded)  # a fresh runner took over
 
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):

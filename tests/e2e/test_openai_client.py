@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import socket
 import struct
 import time
@@ -485,15 +486,18 @@ def test_error_shapes(http: httpx.Client) -> None:
     assert err["param"] == "suffix"
 
 
-def test_disconnect_stops_generation(_openai_server: str, http: httpx.Client) -> None:
-    """A client that goes away mid-stream cancels its sequence: the model becomes idle at once.
+def test_disconnect_stops_generation(server: RunningServer, http: httpx.Client) -> None:
+    """A client that goes away mid-stream cancels its sequence: the runner reports that it stopped
+    the sequence long before max_tokens, and the model is idle afterwards.
 
     /api/ps reports an active model's expiry as "now + keep_alive" (moving forward);
     an idle model's expiry is a fixed deadline.
     """
+    stopped = re.compile(r"runner stopped it after (\d+) generated tokens")
+    before = len(stopped.findall(server.log()))
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story."}], "stream": True,
             "max_tokens": 3000, "ignore_eos": True, "temperature": 0, "keep_alive": "1h"}
-    with httpx.Client(base_url=_openai_server, timeout=60) as c, c.stream("POST", "/v1/chat/completions", json=body) as r:
+    with httpx.Client(base_url=server.url, timeout=60) as c, c.stream("POST", "/v1/chat/completions", json=body) as r:
         assert r.status_code == 200
         lines = r.iter_lines()
         got = 0
@@ -502,7 +506,12 @@ def test_disconnect_stops_generation(_openai_server: str, http: httpx.Client) ->
                 got += 1
             if got >= 4:
                 break
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while len(stopped.findall(server.log())) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    counts = [int(n) for n in stopped.findall(server.log())]
+    assert len(counts) > before, "the runner was not told to stop the sequence"
+    assert counts[-1] < 1000, counts  # stopped when the client left, not at max_tokens=3000
 
     def expiry() -> datetime:
         return datetime.fromisoformat(next(m["expires_at"] for m in http.get("/api/ps").json()["models"]
@@ -511,4 +520,4 @@ def test_disconnect_stops_generation(_openai_server: str, http: httpx.Client) ->
     first = expiry()
     time.sleep(1.5)
     moved = (expiry() - first).total_seconds()
-    assert abs(moved) < 0.5, "the sequence kept running after the client disconnected"
+    assert abs(moved) < 0.5, "the model is still busy after the client disconnected"  # busy: moved ≈ 1.5 s

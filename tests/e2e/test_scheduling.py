@@ -82,31 +82,51 @@ def test_cancelling_one_stream_leaves_the_others(sched: RunningServer) -> None:
     assert after[-1]["done"] and after[-1]["eval_count"] == 20
 
 
+async def _stream_signalled(client: httpx.AsyncClient, body: dict, inside: asyncio.Event,
+                            finished: list[int] | None = None) -> list[dict]:
+    """Like _stream, and set `inside` once the server took the request: its first line arrived
+    (a token when it has a slot, a "queued" status once it waits; both only from an admitted request)."""
+    lines = []
+    async with client.stream("POST", "/api/generate", json=body) as r:
+        assert r.status_code == 200, await r.aread()
+        async for line in r.aiter_lines():
+            if line:
+                lines.append(json.loads(line))
+                inside.set()
+    if finished is not None:
+        finished.append(1)
+    return lines
+
+
 def test_queue_overflow_is_a_fast_503_and_loses_no_accepted_request(sched: RunningServer) -> None:
+    """2 slots and a queue of 3 are full: the next request is refused at once, i.e. before any
+    accepted request finished (not after waiting for room), and every accepted one completes."""
     httpx.post(sched.url + "/api/generate", json={"model": MODEL}, timeout=60)  # loaded, so the test measures queueing
 
-    async def main() -> tuple[list[list[dict]], float]:
+    async def main() -> tuple[list[list[dict]], int]:
         async with httpx.AsyncClient(base_url=sched.url, timeout=120) as client:
-            accepted = [asyncio.create_task(_stream(client, _long(40))) for _ in range(5)]  # 2 slots + 3 queued
-            await asyncio.sleep(0.5)
-            t0 = time.monotonic()
-            rejected = await _stream(client, _long(40))
-            elapsed = time.monotonic() - t0
-            return [rejected, *(await asyncio.gather(*accepted))], elapsed
+            inside = [asyncio.Event() for _ in range(5)]
+            finished: list[int] = []
+            accepted = [asyncio.create_task(_stream_signalled(client, _long(100), ev, finished)) for ev in inside]
+            await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in inside)), 60)  # 2 running + 3 queued
+            rejected = await _stream(client, _long(100))
+            finished_before = len(finished)
+            return [rejected, *(await asyncio.gather(*accepted))], finished_before
 
-    (rejected, *accepted), elapsed = asyncio.run(main())
+    (rejected, *accepted), finished_before = asyncio.run(main())
     assert rejected[0]["http_status"] == 503 and rejected[0]["error"] == "server busy, try again"
     assert rejected[0]["retry_after"] and int(rejected[0]["retry_after"]) >= 1
-    assert elapsed < 2.0  # refused at once, not after a timeout
+    assert finished_before == 0  # refused at once, not after a slot or queue place came free
     for lines in accepted:
-        assert lines[-1]["done"] and lines[-1]["eval_count"] == 40
+        assert lines[-1]["done"] and lines[-1]["eval_count"] == 100
 
 
 def test_queued_streams_are_told_their_position(sched: RunningServer) -> None:
     async def main() -> list[dict]:
         async with httpx.AsyncClient(base_url=sched.url, timeout=120) as client:
-            busy = [asyncio.create_task(_stream(client, _long(150))) for _ in range(2)]
-            await asyncio.sleep(0.3)
+            running = [asyncio.Event() for _ in range(2)]
+            busy = [asyncio.create_task(_stream_signalled(client, _long(150), ev)) for ev in running]
+            await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in running)), 60)  # both slots taken
             waiting = await _stream(client, _long(5))
             await asyncio.gather(*busy)
             return waiting
