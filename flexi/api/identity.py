@@ -39,7 +39,8 @@ def client_identity(request: Request, end_user: str | None = None) -> str:
 
 def request_address(request: Request) -> str:
     """The client's real address (behind FLEXI_TRUSTED_PROXIES, not the proxy's)."""
-    settings = getattr(getattr(request.app.state, "flexi", None), "settings", None)
+    app = request.scope.get("app")  # absent outside a running app (unit tests build bare requests)
+    settings = getattr(getattr(getattr(app, "state", None), "flexi", None), "settings", None)
     return client_address_of(request.scope, settings.trusted_proxies if settings is not None else ())
 
 
