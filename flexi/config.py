@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     chat_history: Literal["browser", "server"] = Field("browser", description="Where the web chat keeps conversations: browser = only in the user's browser (nothing stored on the server), server = in the database for the user (/me/conversations).")
     chat_retention_days: int = Field(30, ge=1, description="Server-side conversations not updated for this many days are deleted automatically.")
     hf_endpoint: str = Field("https://huggingface.co", description="Hugging Face base URL for `pull hf.co/...`.")
+    # --- issue 11: template rendering ---
+    template_timeout: float = Field(2.0, gt=0, le=60, description="Seconds of wall clock one prompt-template render may take (request and model templates); beyond it the request gets 400. Renders run on worker threads, never on the event loop.")
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", mode="before")
