@@ -8,6 +8,9 @@ allocate gigabytes:
   recursive `loop(...)` calls, not only `range`) in an iterator that ticks the
   budget per item, so the wall-clock deadline is checked inside the loop;
 - calls, filters and `~`: tick, and refuse results beyond `MAX_VALUE_CHARS`;
+- containers whose printed form would be huge (`[s]*999999` holds a million
+  references to one big string) are refused wherever Python would turn them
+  into text: output, `~`, `%`, `str.format`, and any filter or call argument;
 - operations that allocate in one C call are checked *before* they run:
   `* ** + %` on ints and sequences, `ljust rjust center zfill expandtabs
   replace join translate to_bytes` on str/bytes/int, `{:N}` format specs,
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import operator
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import update_wrapper
 from typing import Any, ClassVar
 
@@ -30,7 +33,7 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
-from jinja2.utils import generate_lorem_ipsum
+from jinja2.utils import Namespace, generate_lorem_ipsum
 from markupsafe import Markup
 
 from flexi.engine import render_budget as rb
@@ -47,6 +50,61 @@ _SEQUENCES = (str, bytes, list, tuple)
 
 
 # --------------------------------------------------------------------------- value checks
+
+_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_CONTAINERS = (list, tuple, set, frozenset, dict, Namespace, *_DICT_VIEWS)
+
+
+def text_size(value: Any, memo: dict[int, tuple[Any, int]] | None = None) -> int:
+    """About `len(str(value))`, without building it: containers are walked once per render (memoised by
+    identity, so shared references cost nothing to walk), stopping early past the size cap."""
+    if type(value) is str or isinstance(value, str):
+        return len(value)
+    if isinstance(value, bytes):
+        return 4 * len(value) + 3
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() * 31 // 100 + 2
+    if not isinstance(value, _CONTAINERS):
+        return 64  # floats, loop contexts, generators, ...: a short repr
+    if memo is None:
+        b = rb.current()
+        memo = b.sizes if b is not None else {}
+    hit = memo.get(id(value))
+    if hit is not None:
+        return hit[1]
+    memo[id(value)] = (value, 8)  # met again while walking it: a cycle, printed as `[...]`
+    if isinstance(value, Namespace):
+        value = value._Namespace__attrs  # type: ignore[attr-defined]
+    pairs = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+    total = 2
+    for key, item in pairs:
+        tick()
+        total += text_size(key, memo) + text_size(item, memo) + 4
+        if total > rb.MAX_VALUE_CHARS:
+            break
+    memo[id(value)] = (value, total)
+    return total
+
+
+def check_text(value: Any, what: str) -> None:
+    """Refuse turning `value` into text when that text would exceed the size cap."""
+    if isinstance(value, _CONTAINERS):
+        check_size(text_size(value), what)
+
+
+def check_args(args: Iterable[Any], kwargs: Mapping[str, Any], what: str) -> None:
+    for a in args:
+        check_text(a, what)
+    for a in kwargs.values():
+        check_text(a, what)
+
+
+def finalize(value: Any) -> Any:
+    """`{{ value }}`: a list of a million references to one string must not be printed."""
+    check_text(value, "printing a value")
+    return value
 
 
 def checked(value: Any) -> Any:
@@ -73,15 +131,23 @@ def budgeted_iter(iterable: Any) -> Iterator[Any]:
 _PERCENT_RE = re.compile(rb"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?([a-zA-Z%])")
 
 
-def check_percent_format(fmt: str | bytes, what: str = "the % operator") -> None:
-    """`'%0999999999d' % 1` would allocate a gigabyte: refuse widths and precisions beyond `MAX_WIDTH`."""
+def check_percent_format(fmt: str | bytes, args: Any = (), what: str = "the % operator") -> None:
+    """`'%0999999999d' % 1` would allocate a gigabyte: refuse widths and precisions beyond `MAX_WIDTH`,
+    and results (format + padding + arguments as text) beyond the size cap."""
     data = fmt.encode("utf-8", "surrogatepass") if isinstance(fmt, str) else fmt
+    specs = padding = 0
     for m in _PERCENT_RE.finditer(data):
+        specs += 1
         for part in (m.group(1), m.group(2)):
             if part == b"*":
                 raise RenderLimit(f"{what}: '*' widths are not supported in templates")
             if part:
-                check_width(int(part), what)
+                width = int(part) if len(part) <= 18 else 10**18
+                check_width(width, what)
+                padding += width
+    # a mapping's values can be named by many specs: count the whole mapping once per spec
+    arg_text = text_size(args) * (specs if isinstance(args, Mapping) else 1)
+    check_size(len(fmt) + padding + arg_text, what)
 
 
 _DIGITS_RE = re.compile(r"\d+")
@@ -152,6 +218,16 @@ def precheck_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 def guarded_binop(operator_: str, left: Any, right: Any) -> Any:
     """`* ** + %` with their result size checked before Python computes it."""
+    if operator_ == "+":  # the hot path: chat templates glue strings with `+`
+        if type(left) is str and type(right) is str:
+            if len(left) + len(right) > rb.MAX_VALUE_CHARS:
+                check_size(len(left) + len(right), "a + b")
+            return left + right
+        if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
+            check_items(len(left) + len(right), "a + b")
+        elif isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
+            check_size(len(left) + len(right), "a + b")
+        return operator.add(left, right)
     if operator_ == "**":
         if isinstance(right, (int, float)) and abs(right) > MAX_POWER_EXPONENT:
             raise RenderLimit("exponent too large")
@@ -165,15 +241,9 @@ def guarded_binop(operator_: str, left: Any, right: Any) -> Any:
         if isinstance(left, int) and isinstance(right, int):
             check_int_bits(left.bit_length() + right.bit_length(), "a * b")
         return operator.mul(left, right)
-    if operator_ == "+":
-        if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
-            check_items(len(left) + len(right), "a + b")
-        elif isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
-            check_size(len(left) + len(right), "a + b")
-        return operator.add(left, right)
     if operator_ == "%":
         if isinstance(left, (str, bytes)):
-            check_percent_format(left)
+            check_percent_format(left, right)
         return operator.mod(left, right)
     raise AssertionError(operator_)
 
@@ -181,23 +251,35 @@ def guarded_binop(operator_: str, left: Any, right: Any) -> Any:
 def checked_concat(join: Any, items: tuple[Any, ...]) -> Any:
     """`a ~ b ~ c`: the joined size is known before joining."""
     tick()
-    check_size(sum(len(x) for x in items if isinstance(x, str)), "a ~ b")
+    check_size(sum(text_size(x) for x in items), "a ~ b")
     return join(items)
 
 
 # --------------------------------------------------------------------------- formatters
 
 
-class _LimitedFormatter(SandboxedFormatter):
+class _SizeCountingFormatter:
+    """Mixin: `'{0}{0}{0}…'.format(s)` is counted field by field before the result is joined."""
+
+    _total = 0
+
+    def vformat(self, format_string: str, args: Any, kwargs: Any) -> Any:
+        self._total = len(format_string)
+        return super().vformat(format_string, args, kwargs)  # type: ignore[misc]
+
     def format_field(self, value: Any, format_spec: str) -> Any:
         check_format_spec(format_spec)
-        return super().format_field(value, format_spec)
+        self._total += text_size(value) + sum(int(n) for n in _DIGITS_RE.findall(format_spec))
+        check_size(self._total, "str.format")
+        return super().format_field(value, format_spec)  # type: ignore[misc]
 
 
-class _LimitedEscapeFormatter(SandboxedEscapeFormatter):
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        check_format_spec(format_spec)
-        return super().format_field(value, format_spec)
+class _LimitedFormatter(_SizeCountingFormatter, SandboxedFormatter):
+    pass
+
+
+class _LimitedEscapeFormatter(_SizeCountingFormatter, SandboxedEscapeFormatter):
+    pass
 
 
 # --------------------------------------------------------------------------- filters and globals
@@ -250,7 +332,7 @@ def _slice(value: Any, slices: int, fill_with: Any = None) -> Iterator[list[Any]
 
 
 def _format(value: str, *args: Any, **kwargs: Any) -> str:
-    check_percent_format(str(value), "format")
+    check_percent_format(str(value), kwargs or args, "format")
     return jinja2.filters.do_format(value, *args, **kwargs)
 
 
@@ -291,6 +373,16 @@ def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str
         if isinstance(value, int) and value > 1000:
             raise RenderLimit(f"{what} must be at most 1000")
     return generate_lorem_ipsum(n, html, min, max)
+
+
+def _guarded_filter(name: str, f: Any) -> Any:
+    """Any filter may turn its arguments into text (`string`, `lower`, `int`, ...): check them first."""
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        check_args(args, kwargs, f"the {name} filter")
+        return f(*args, **kwargs)
+
+    return update_wrapper(guarded, f)  # keeps `jinja_pass_arg` (pass_context & co.)
 
 
 LIMITED_FILTERS: dict[str, Any] = {
@@ -342,8 +434,9 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops: ClassVar[frozenset[str]] = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+        super().__init__(finalize=finalize, **options)
         self.filters.update(LIMITED_FILTERS)
+        self.filters = {name: _guarded_filter(name, f) for name, f in self.filters.items()}
         self.globals["lipsum"] = _lipsum
         self.globals["range"] = _budgeted_range
 
@@ -361,15 +454,16 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         return tree
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ in self.intercepted_binops:
-            return guarded_binop(operator_, left, right)
-        return super().call_binop(context, operator_, left, right)
+        return guarded_binop(operator_, left, right)  # only intercepted operators come here
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
         tick()
+        if __obj is budgeted_iter:  # a `for` loop's iterable: iterating prints nothing, no size walk needed
+            return budgeted_iter(*args)
         if isinstance(__obj, LoopContext) and args:  # `loop(children)` in a recursive for: budget it too
             args = (budgeted_iter(args[0]), *args[1:])
         args = precheck_method(__obj, args, kwargs)
+        check_args(args, kwargs, getattr(__obj, "__name__", "a call"))
         return checked(super().call(__context, __obj, *args, **kwargs))
 
     def wrap_str_format(self, value: Any) -> Any:

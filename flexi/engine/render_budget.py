@@ -64,13 +64,14 @@ class RenderLimit(Exception):
 class RenderBudget:
     """Steps and a deadline for one render. Not thread-safe: one render, one thread."""
 
-    __slots__ = ("deadline", "steps_left", "range_items_left", "timeout")
+    __slots__ = ("deadline", "steps_left", "range_items_left", "sizes", "timeout")
 
     def __init__(self, steps: int = MAX_STEPS, timeout: float | None = None) -> None:
         self.timeout = render_timeout() if timeout is None else timeout
         self.deadline = time.monotonic() + self.timeout
         self.steps_left = steps
         self.range_items_left = steps  # `range()` materialises lists (e.g. `range(n)|list`) before any step
+        self.sizes: dict[int, tuple[Any, int]] = {}  # id -> (container, printed size): walked once per render
 
     def tick(self, n: int = 1) -> None:
         """Count `n` units of work; stop the render when the steps or the time are used up."""
