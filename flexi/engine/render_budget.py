@@ -42,6 +42,8 @@ MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # a prompt larger than this is never legiti
 MAX_VALUE_CHARS = MAX_OUTPUT_CHARS  # any one string/list a render builds (concatenation, join, replace, ...)
 MAX_WIDTH = 10_000  # padding width / precision in ljust, %-formats, {:N}, printf; chat templates use 2-digit ones
 MAX_INT_BITS = 16_384  # integers a template computes (`999**999` is ~10,000 bits; str() of more fails anyway)
+YIELD_MASK = 255  # a long render gives up the interpreter lock every 256 steps ...
+YIELD_AFTER = 0.002  # ... once it has run this long (seconds); short renders never pay for it
 DEFAULT_TIMEOUT = 2.0  # seconds of wall clock per render (FLEXI_TEMPLATE_TIMEOUT)
 
 _timeout = DEFAULT_TIMEOUT
@@ -64,11 +66,13 @@ class RenderLimit(Exception):
 class RenderBudget:
     """Steps and a deadline for one render. Not thread-safe: one render, one thread."""
 
-    __slots__ = ("deadline", "steps_left", "range_items_left", "sizes", "timeout")
+    __slots__ = ("deadline", "steps_left", "range_items_left", "sizes", "timeout", "yield_after")
 
     def __init__(self, steps: int = MAX_STEPS, timeout: float | None = None) -> None:
         self.timeout = render_timeout() if timeout is None else timeout
-        self.deadline = time.monotonic() + self.timeout
+        now = time.monotonic()
+        self.deadline = now + self.timeout
+        self.yield_after = now + YIELD_AFTER
         self.steps_left = steps
         self.range_items_left = steps  # `range()` materialises lists (e.g. `range(n)|list`) before any step
         self.sizes: dict[int, tuple[Any, int]] = {}  # id -> (container, printed size): walked once per render
@@ -78,8 +82,13 @@ class RenderBudget:
         self.steps_left -= n
         if self.steps_left < 0:
             raise RenderLimit("the template does too much work (step budget exhausted)")
-        if time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if now > self.deadline:
             raise RenderLimit(f"the template took longer than {self.timeout:g} s to render")
+        if not self.steps_left & YIELD_MASK and now > self.yield_after:
+            # A long render hands the interpreter lock over now and then: otherwise the event loop thread
+            # waits a whole switch interval (5 ms) for it at every await, and other clients wait with it.
+            time.sleep(0)
 
 
 _current: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar("flexi_render_budget", default=None)
