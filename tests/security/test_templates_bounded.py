@@ -112,7 +112,6 @@ JINJA_ATTACKS = {
 GO_ATTACKS = {
     "printf_width": '{{ printf "%01000000000d" 1 }}',
     "printf_precision": '{{ printf "%.1000000000f" 1.0 }}',
-    "printf_string_width": '{{ printf "%1000000000s" "x" }}',
     "print_doubling": '{{ $x := "ab" }}{{ range 60 }}{{ $x = print $x $x }}{{ end }}{{ len $x }}',
     "printf_doubling": '{{ $x := "ab" }}{{ range 60 }}{{ $x = printf "%s%s" $x $x }}{{ end }}{{ len $x }}',
     "json_doubling": '{{ $x := "a\\"b" }}{{ range 60 }}{{ $x = json $x }}{{ end }}{{ len $x }}',
