@@ -160,6 +160,34 @@ def test_render_deadline_stops_a_slow_render() -> None:
         render_budget.set_render_timeout(old)
 
 
+def test_render_pool_tells_a_busy_server_from_a_slow_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The await's backstop: a render that ran too long is the template's fault (400); one that never
+    got a worker is the server's (503, retry)."""
+    import asyncio
+
+    from flexi.engine import render_budget, render_pool
+    from flexi.engine.templates import TemplateError
+    from flexi.engine.types import ServerBusy
+
+    monkeypatch.setattr(render_budget, "_timeout", 0.05)  # backstop: 0.05 * (1 + 4) + 1 = 1.25 s
+    monkeypatch.setattr(render_pool, "RENDER_WORKERS", 1)
+    monkeypatch.setattr(render_pool, "_executor", None)
+
+    async def scenario() -> None:
+        stuck = asyncio.ensure_future(render_pool.render_off_loop(time.sleep, 2.0))  # ignores any budget
+        await asyncio.sleep(0.1)
+        with pytest.raises(ServerBusy):
+            await render_pool.render_off_loop(str, "never started")
+        with pytest.raises(TemplateError, match="took longer"):
+            await stuck
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        if render_pool._executor is not None:
+            render_pool._executor.shutdown(wait=False)
+
+
 def test_request_template_takes_go_only() -> None:
     """Decision: the request's `template` is Go-only, like Ollama's; Jinja gets a 400 that says so."""
     from datetime import datetime, timezone
