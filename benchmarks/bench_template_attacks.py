@@ -3,6 +3,8 @@
 Measures, on one `flexi serve`:
 - the time each attack payload (sent as the `template` of `POST /api/generate`)
   takes to come back as a 400, and the server's peak-RSS growth over all of them;
+- the same Jinja payloads as a *model* template (GGUF/admin templates keep
+  Jinja), rendered in-process: time until the budget refuses them;
 - the latency of `GET /api/tags` from another client, first on an idle server,
   then while two attackers keep the template workers busy with templates that
   run until the step budget stops them (the issue's target: < 100 ms).
@@ -52,6 +54,24 @@ def _hwm_kb(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+def _model_template_times() -> dict[str, Any]:
+    """Jinja payloads as model templates: request templates are Go-only, model templates are budgeted."""
+    from flexi.engine.templates import TemplateError, render_chat
+
+    out: dict[str, Any] = {}
+    for name, template in ATTACKS.items():
+        if not name.startswith("jinja"):
+            continue
+        start = time.perf_counter()
+        try:
+            render_chat(template, [{"role": "user", "content": "hi"}])
+            reason = "rendered"
+        except TemplateError as exc:
+            reason = str(exc).removeprefix("the model's chat template could not be rendered: ")
+        out[name] = {"ms": round((time.perf_counter() - start) * 1000, 1), "refused_because": reason}
+    return out
 
 
 def _tags_latencies(url: str, seconds: float) -> list[float]:
@@ -107,7 +127,7 @@ def run(seconds: float) -> dict[str, Any]:
         stop.set()
         for t in threads:
             t.join(120)
-    return {"machine": machine(), "payloads": payloads, "peak_rss_growth_mb": hwm_growth_mb,
+    return {"machine": machine(), "payloads": payloads, "model_templates": _model_template_times(), "peak_rss_growth_mb": hwm_growth_mb,
             "tags_idle": _summary(idle), "tags_during_attack": _summary(busy),
             "attacks_during_tags": {"count": len(answered), "statuses": sorted(set(answered))}}
 
@@ -125,6 +145,11 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     for name, p in data["payloads"].items():
         lines.append(f"| `{name}` | {p['status']} | {p['median_ms']} ms | {p['max_ms']} ms |")
+    lines += ["", "Request templates are Go-only (like Ollama), so the Jinja payloads above are refused before any",
+              "rendering. The same payloads as a model's (Jinja) template, rendered in-process under the budget:", "",
+              "| payload (model template) | time to refusal | reason |", "|---|---|---|"]
+    for name, p in data["model_templates"].items():
+        lines.append(f"| `{name}` | {p['ms']} ms | {p['refused_because']} |")
     idle, busy = data["tags_idle"], data["tags_during_attack"]
     lines += [
         "",
