@@ -103,9 +103,9 @@ class Prompts:
     """Renders prompts exactly as Flexi does (model chat template), so peers see the same text."""
 
     def __init__(self) -> None:
-        from flexi.api.generation import generate_prompt
+        from flexi.api.prompting import render_generate  # what generate_prompt renders, minus the worker thread
 
-        self._render = generate_prompt
+        self._render = render_generate
         home = tempfile.mkdtemp(prefix="flexi-bench-store-")
         try:
             record = ModelStore(Path(home) / "models").ensure_default_model()

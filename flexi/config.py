@@ -119,6 +119,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"FLEXI_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR network") from None
         return items
 
+    # --- issue 11: template rendering ---
+    template_timeout: float = Field(2.0, gt=0, le=60, description="Seconds of wall clock one prompt-template render may take (request and model templates); beyond it the request gets 400. Renders run on worker threads, never on the event loop.")
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", mode="before")

@@ -20,6 +20,7 @@ from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
 from flexi.api.prompting import check_capabilities, render_generate, render_messages
 from flexi.durations import DurationError, parse_duration
 from flexi.engine.grammar import grammar_for_format
+from flexi.engine.render_pool import render_off_loop
 from flexi.engine.toolcalls import parse_tool_calls
 from flexi.access.gate import principal_of
 from flexi.access.service import AccessService
@@ -102,20 +103,26 @@ def build_request(record: ModelRecord, prompt: str, options: ModelOptions | None
     )
 
 
-def chat_prompt(record: ModelRecord, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                think: Any = None, has_images: bool = False) -> str:
+async def chat_prompt(record: ModelRecord, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                      think: Any = None, has_images: bool = False) -> str:
+    """The chat's prompt, rendered off the event loop (templates are untrusted CPU work)."""
     check_capabilities(record, tools=tools, think=think, images=has_images)
     for i, m in enumerate(messages):
         if not isinstance(m.get("role"), str) or not m["role"]:
             raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
-    return render_messages(record, messages, tools=tools, think=bool(think) if think is not None else None)
+    return await render_off_loop(render_messages, record, messages, tools=tools,
+                                 think=bool(think) if think is not None else None)
 
 
-def generate_prompt(record: ModelRecord, prompt: str, *, system: str | None = None, template: str | None = None,
-                    suffix: str | None = None, raw: bool = False, think: Any = None, has_images: bool = False) -> str:
+async def generate_prompt(record: ModelRecord, prompt: str, *, system: str | None = None, template: str | None = None,
+                          suffix: str | None = None, raw: bool = False, think: Any = None,
+                          has_images: bool = False) -> str:
+    """The /api/generate prompt, rendered off the event loop (a raw prompt needs no rendering)."""
     check_capabilities(record, think=think, images=has_images, suffix=suffix)
-    return render_generate(record, prompt, system=system, template=template, suffix=suffix, raw=raw,
-                           think=bool(think) if think is not None else None)
+    if raw:
+        return prompt
+    return await render_off_loop(render_generate, record, prompt, system=system, template=template, suffix=suffix,
+                                 think=bool(think) if think is not None else None)
 
 
 @dataclass

@@ -173,8 +173,8 @@ async def generate(request: Request) -> Response:
     record = gen.require_model(state.store, body.model, request)
     if not body.prompt and not body.context and not body.suffix:
         return await _load_only(request, record, body.keep_alive, t0, chat=False)
-    prompt = gen.generate_prompt(record, body.prompt, system=body.system, template=body.template, suffix=body.suffix,
-                                 raw=body.raw, think=body.think, has_images=bool(body.images))
+    prompt = await gen.generate_prompt(record, body.prompt, system=body.system, template=body.template,
+                                       suffix=body.suffix, raw=body.raw, think=body.think, has_images=bool(body.images))
     req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
                             prefix_tokens=body.context, return_tokens=not body.raw,
                             user=client_identity(request), priority=priority_of(request))
@@ -249,8 +249,8 @@ async def chat_response(request: Request, body: ChatRequest, t0: int) -> Respons
     if not body.messages:
         return await _load_only(request, record, body.keep_alive, t0, chat=True)
     tools = body.tools or None
-    prompt = gen.chat_prompt(record, _chat_messages(body), tools=tools, think=body.think,
-                             has_images=any(m.images for m in body.messages))
+    prompt = await gen.chat_prompt(record, _chat_messages(body), tools=tools, think=body.think,
+                                   has_images=any(m.images for m in body.messages))
     req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
                             user=client_identity(request), priority=priority_of(request))
     events = await primed(gen.start_generation(request, record, req))

@@ -2,6 +2,11 @@
 
 Shared by both dialects so that an Ollama chat and an OpenAI chat with the same
 messages produce exactly the same prompt.
+
+The `template` field of /api/generate takes Ollama (Go) templates only, as in
+Ollama: request templates come from anyone with a key, and Jinja is a far
+larger attack surface than the small Go interpreter. Jinja stays for model
+templates (GGUF files, admin-made models), under the same render budget.
 """
 
 from __future__ import annotations
@@ -12,6 +17,20 @@ from flexi.engine.gotemplate import is_go_template, render_go_template
 from flexi.engine.templates import CHATML_TEMPLATE, render_chat, template_supports_thinking, template_supports_tools
 from flexi.engine.types import BadRequest
 from flexi.store.store import ModelRecord
+
+
+JINJA_REQUEST_TEMPLATE = (
+    "template: only Ollama (Go) templates are accepted here, e.g. "
+    "'{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}'; Jinja ({% ... %}) chat templates "
+    "can only come with a model"
+)
+
+_JINJA_MARKERS = ("{%", "{#")
+
+
+def looks_like_jinja(template: str) -> bool:
+    """Jinja statements or comments: Go templates have neither (`{{/* */}}` is Go's comment)."""
+    return any(marker in template for marker in _JINJA_MARKERS)
 
 
 def model_template(record: ModelRecord) -> str:
@@ -59,10 +78,9 @@ def render_generate(record: ModelRecord, prompt: str, *, system: str | None = No
     if raw:
         return prompt
     if template:
-        if is_go_template(template):
-            return render_go_template(template, system=system or record.system or "", prompt=prompt, suffix=suffix)
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        return render_chat(template, messages, add_generation_prompt=True)
+        if looks_like_jinja(template):
+            raise BadRequest(JINJA_REQUEST_TEMPLATE, param="template")
+        return render_go_template(template, system=system or record.system or "", prompt=prompt, suffix=suffix)
     messages = []
     if system is not None:
         messages.append({"role": "system", "content": system})

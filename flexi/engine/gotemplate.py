@@ -11,8 +11,9 @@ Go templates, for example::
     {{ .Response }}<|im_end|>
 
 Templates can come straight from a request, so they are tokenized and
-interpreted here (never translated to Python and evaluated), with budgets on
-work and output size. Supported: `{{ .Field.Chain }}`, `$`, `$var` and
+interpreted here (never translated to Python and evaluated), under the shared
+render budget (`render_budget`: steps, a wall-clock deadline, output size,
+and printf widths and function results checked before they are built). Supported: `{{ .Field.Chain }}`, `$`, `$var` and
 `{{ $x := … }}` / `{{ $x = … }}`, trim markers `{{-` / `-}}`, comments,
 `if` / `else if` / `else` / `end`, `range` (with `$i, $v :=`, `else`,
 `break`, `continue`), `with`, pipelines `a | f`, parenthesised calls, string,
@@ -36,12 +37,14 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, NoReturn
 
+from flexi.engine import render_budget as rb
+from flexi.engine.render_budget import RenderLimit, budget, check_size, check_width
 from flexi.engine.templates import TemplateError
 
 __all__ = ["TemplateError", "is_go_template", "render_go_template"]
 
-MAX_STEPS = 1_000_000  # node executions per render: nested ranges can multiply quickly
-MAX_OUTPUT_CHARS = 16 * 1024 * 1024
+MAX_STEPS = rb.MAX_STEPS  # node executions and calls per render: nested ranges can multiply quickly
+MAX_OUTPUT_CHARS = rb.MAX_OUTPUT_CHARS
 
 _ERROR_PREFIX = "the prompt template could not be rendered: "
 
@@ -543,17 +546,39 @@ def _slice(v: Any, *idx: int) -> Any:
     return v[start:end]
 
 
+def _json(v: Any) -> str:
+    if isinstance(v, str):  # escaping can double a string (`"` and `\`): `$x = json $x` in a range
+        check_size(2 * len(v) + 2, "json")
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+
+
 def _print(*args: Any) -> str:
     # Go's fmt.Sprint: a space between operands when neither is a string
-    out = ""
+    parts: list[str] = []
+    size = 0
     for i, a in enumerate(args):
         if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
-            out += " "
-        out += _to_text(a)
-    return out
+            parts.append(" ")
+        text = _to_text(a)
+        size += len(text) + 1
+        check_size(size, "print")
+        parts.append(text)
+    return "".join(parts)
 
 
 _PRINTF_RE = re.compile(r"%([-+# 0]*\d*(?:\.\d+)?)([svdqtfgx%])")
+_PRINTF_NUMBERS_RE = re.compile(r"\d+")
+
+
+def _check_printf(fmt: str, args: tuple[Any, ...]) -> None:
+    """Refuse `%01000000000d` (a gigabyte of zeros) and results beyond the size cap, before formatting."""
+    padding = 0
+    for m in _PRINTF_RE.finditer(fmt):
+        for number in _PRINTF_NUMBERS_RE.findall(m.group(1)):
+            width = int(number) if len(number) <= 18 else 10**18  # int() of thousands of digits is refused
+            check_width(width, "printf")
+            padding += width
+    check_size(len(fmt) + padding + sum(len(a) if isinstance(a, str) else 32 for a in args), "printf")
 
 
 def _printf(fmt: str, *args: Any) -> str:
@@ -581,6 +606,7 @@ def _printf(fmt: str, *args: Any) -> str:
 
     if not isinstance(fmt, str):
         _fail("printf: format must be a string")
+    _check_printf(fmt, args)
     return _PRINTF_RE.sub(repl, fmt)
 
 
@@ -597,7 +623,7 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "index": _index,
     "slice": _slice,
     "print": _print,
-    "json": lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")),
+    "json": lambda v: _json(v),
     "currentDate": lambda: date.today().isoformat(),
     "yesterdayDate": lambda: (date.today() - timedelta(days=1)).isoformat(),
     "and": lambda *a: a,  # short-circuited in _Exec.command
@@ -623,12 +649,11 @@ class _Exec:
         self.scopes: list[dict[str, Any]] = [{"$": data}]
         self.out: list[str] = []
         self.size = 0
-        self.steps = 0
+        self.budget = rb.current() or rb.RenderBudget()
 
     def tick(self) -> None:
-        self.steps += 1
-        if self.steps > MAX_STEPS:
-            _fail("the template does too much work (step budget exhausted)")
+        """One unit of work: the shared budget counts steps and checks the wall-clock deadline."""
+        self.budget.tick()
 
     def write(self, s: str) -> None:
         self.size += len(s)
@@ -682,10 +707,14 @@ class _Exec:
         evaluated = [self.operand(a, dot) for a in args]
         if piped:
             evaluated.append(piped[0].value)
+        self.tick()
         try:
-            return _FUNCS[name](*evaluated)
+            result = _FUNCS[name](*evaluated)
         except TypeError:
             _fail(f"wrong number of arguments for {name}")
+        if isinstance(result, (str, list, tuple, dict)):  # `$x = print $x $x` in a range doubles per step
+            check_size(len(result), name)
+        return result
 
     def command(self, cmd: list[Any], dot: Any, piped: tuple[Any] | None) -> Any:
         head = cmd[0]
@@ -745,25 +774,26 @@ class _Exec:
     def range(self, node: _Range, dot: Any) -> None:
         pipe = _Pipe(node.pipe.commands)  # declarations are bound per element, not to the whole value
         value = self.pipe(pipe, dot)
-        items: list[tuple[Any, Any]]
+        items: Iterable[tuple[Any, Any]]  # lazy: `range 1000000` must not build a million tuples up front
         if value is None:
-            items = []
+            items = ()
         elif isinstance(value, dict):
-            items = [(k, value[k]) for k in sorted(value)]
+            items = ((k, value[k]) for k in sorted(value))
         elif isinstance(value, (list, tuple)):
-            items = list(enumerate(value))
+            items = enumerate(value)
         elif isinstance(value, int) and not isinstance(value, bool):
             if value > MAX_STEPS:
                 _fail("range count too large")
-            items = [(i, i) for i in range(value)]
+            items = ((i, i) for i in range(value))
         else:
             _fail(f"range can't iterate over {_to_text(value)!r}")
-        if not items:
+        if not value or (isinstance(value, int) and value < 0):
             if node.else_body is not None:
                 self.block(node.else_body, dot)
             return
         decl = node.pipe.decl
         for key, elem in items:
+            self.tick()  # an empty body must cost something too: nested empty ranges multiply
             bindings: dict[str, Any] = {}
             if len(decl) == 1:
                 bindings[decl[0]] = elem
@@ -790,6 +820,8 @@ def _execute(nodes: Iterable[Any], data: dict[str, Any]) -> str:
         ex.run(nodes, data)
     except (TemplateError, _BreakSignal, _ContinueSignal):
         raise
+    except RenderLimit as exc:
+        _fail(str(exc))
     except RecursionError:
         _fail("the template nests too deeply")
     except Exception as exc:  # noqa: BLE001 - e.g. comparing a string with a number: the template's fault
@@ -911,6 +943,13 @@ def render_go_template(
     after `.Response`. With `prompt` and `suffix` (fill-in-the-middle) the
     template gets `.Prompt` and `.Suffix` only. Raises `TemplateError` (400).
     """
+    with budget():  # one budget for all turns of this render
+        return _render(text, system=system, prompt=prompt, response=response, messages=messages, suffix=suffix,
+                       tools=tools, think=think)
+
+
+def _render(text: str, *, system: str, prompt: str, response: str, messages: list[dict[str, Any]] | None,
+            suffix: str | None, tools: list[dict[str, Any]] | None, think: bool | None) -> str:
     try:
         nodes = _compile(text)
     except TemplateError:

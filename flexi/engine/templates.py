@@ -4,8 +4,9 @@ GGUF files and Hugging Face repositories ship their chat template as Jinja
 source. That source is untrusted input: llama-cpp-python's CVE-2024-34359 was
 remote code execution through a malicious template in a GGUF file. So every
 template here is compiled in an `ImmutableSandboxedEnvironment` (no access to
-dunder attributes, no mutation of lists and dicts), with a few extra guards
-against denial of service (big `range`s, huge `*` and `**` results).
+dunder attributes, no mutation of lists and dicts) that also charges every
+loop, call and allocation to a render budget (see `jinja_limits` and
+`render_budget`): a hostile template gets a 400, not a frozen server.
 
 The environment mirrors what Hugging Face's `apply_chat_template` offers, so
 real-world templates render the same way: `trim_blocks`, `lstrip_blocks`,
@@ -15,9 +16,7 @@ filter that keeps non-ASCII text and the `{% generation %}` tag.
 
 from __future__ import annotations
 
-import contextvars
 import json
-import operator
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -27,8 +26,9 @@ import jinja2
 import jinja2.ext
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flexi.engine.jinja_limits import BudgetedSandbox
+from flexi.engine.render_budget import MAX_OUTPUT_CHARS, RenderLimit, budget
 from flexi.engine.types import BadRequest
 
 __all__ = [
@@ -48,15 +48,8 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# Denial-of-service guards. A sandbox stops code execution but not a template
-# that loops for an hour or builds a 10 GB string.
-MAX_RANGE_ITEMS_PER_RENDER = 1_000_000  # total over all `range()` calls in one render
-MAX_SEQUENCE_LENGTH = 1_000_000  # result of `str * n` / `list * n`
-MAX_POWER_EXPONENT = 1_000  # `a ** b`
-MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # a prompt larger than this is never legitimate
+# Denial-of-service limits (steps, deadline, sizes) live in render_budget and jinja_limits.
 _CACHE_SIZE = 64
-
-_range_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("flexi_template_range_budget")
 
 
 class TemplateError(BadRequest):
@@ -76,33 +69,6 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(str(fmt))
 
 
-def _tojson(value: Any, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
-    """HF's `tojson`: keeps non-ASCII characters (Jinja's own escapes them and HTML-escapes `<>&'`)."""
-    try:
-        return json.dumps(
-            value,
-            ensure_ascii=False,
-            indent=indent,
-            separators=tuple(separators) if separators is not None else None,
-            sort_keys=sort_keys,
-        )
-    except (TypeError, ValueError) as exc:
-        raise jinja2.exceptions.TemplateError(f"tojson: {exc}") from None
-
-
-def _budgeted_range(*args: int) -> range:
-    """`range()` with a per-render budget, so nested loops cannot spin for minutes."""
-    rng = range(*args)
-    budget = _range_budget.get(None)
-    if budget is not None:
-        budget[0] -= len(rng)
-        if budget[0] < 0:
-            raise SecurityError("the template iterates too many times (range budget exhausted)")
-    elif len(rng) > MAX_RANGE_ITEMS_PER_RENDER:
-        raise SecurityError("range too big")
-    return rng
-
-
 class _GenerationExtension(jinja2.ext.Extension):
     """Accept HF's `{% generation %}…{% endgeneration %}` (marks assistant tokens for training) and render its body."""
 
@@ -114,25 +80,11 @@ class _GenerationExtension(jinja2.ext.Extension):
         return jinja2.nodes.Scope(body, lineno=lineno)
 
 
-class _ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox, made strict: unsafe attribute access raises instead of rendering as ''."""
-
-    intercepted_binops: ClassVar[frozenset[str]] = frozenset({"*", "**"})
+class _ChatTemplateEnvironment(BudgetedSandbox):
+    """The budgeted sandbox, made strict: unsafe attribute access raises instead of rendering as ''."""
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:  # type: ignore[override]
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
-
-    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ == "**":
-            if isinstance(right, (int, float)) and abs(right) > MAX_POWER_EXPONENT:
-                raise SecurityError("exponent too large")
-            return left**right
-        if operator_ == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE_LENGTH:
-                    raise SecurityError("sequence repetition too large")
-            return operator.mul(left, right)
-        return super().call_binop(context, operator_, left, right)
 
 
 def _make_environment() -> _ChatTemplateEnvironment:
@@ -141,10 +93,8 @@ def _make_environment() -> _ChatTemplateEnvironment:
         lstrip_blocks=True,
         extensions=["jinja2.ext.loopcontrols", _GenerationExtension],
     )
-    env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
-    env.globals["range"] = _budgeted_range
     return env
 
 
@@ -163,6 +113,8 @@ def _fail(exc: BaseException) -> NoReturn:
         detail = f"syntax error on line {exc.lineno}: {exc.message}"
     elif isinstance(exc, jinja2.exceptions.TemplateError):
         detail = exc.message or type(exc).__name__
+    elif isinstance(exc, RenderLimit):
+        detail = str(exc)
     elif isinstance(exc, RecursionError):
         detail = "the template recursed too deeply"
     else:
@@ -246,23 +198,22 @@ def render_chat(
         bos_token=bos_token,
         eos_token=eos_token,
     )
-    token = _range_budget.set([MAX_RANGE_ITEMS_PER_RENDER])
     try:
-        compiled = _compile(template)
-        parts: list[str] = []
-        size = 0
-        for piece in compiled.generate(context):
-            size += len(piece)
-            if size > MAX_OUTPUT_CHARS:
-                raise SecurityError("the rendered prompt is too large")
-            parts.append(piece)
-        return "".join(parts)
+        with budget() as b:
+            compiled = _compile(template)
+            parts: list[str] = []
+            size = 0
+            for piece in compiled.generate(context):
+                size += len(piece)
+                if size > MAX_OUTPUT_CHARS:
+                    raise RenderLimit("the rendered prompt is too large")
+                parts.append(piece)
+                b.tick()
+            return "".join(parts)
     except TemplateError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure inside untrusted template code is the template's fault
         _fail(exc)
-    finally:
-        _range_budget.reset(token)
 
 
 _TOOLS_RE = re.compile(r"\btools\b")

