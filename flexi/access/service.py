@@ -44,7 +44,7 @@ class AccessService:
         # their own small pool so that busy worker threads can never leave the loop waiting for a connection
         reads = make_engine(None, settings.home, pool_size=2, max_overflow=0) if engine.dialect.name == "sqlite" else engine
         authn = Authenticator(reads, settings, key)
-        policies = PolicyBook(reads, settings.model_access)
+        policies = PolicyBook(reads, settings.model_access, settings.role_max_context, settings.role_max_output)
         quotas = QuotaLedger(engine)
         usage = UsageWriter(engine, quotas, settings)
         authn.on_touch = usage.touch
