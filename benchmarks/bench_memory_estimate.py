@@ -125,7 +125,7 @@ def table(rows: list[dict[str, Any]], file_size: int, info: Any) -> tuple[list[d
     """Per case: the generation part against the measured RSS, the embedder part against llama.cpp's reserve,
     and the whole estimate against the worst case (measured generation RSS + the embedder's reserve)."""
     out = []
-    lines = ["| num_ctx | slots | gen. RSS measured | gen. estimate | err | embedder reserve (llama.cpp) | "
+    lines = ["| num_ctx | slots | gen. RSS measured | gen. estimate | err | embedder, full input (llama.cpp) | "
              "embedder estimate | err | RSS after 600-token embed | RSS after full-context embed | worst case | "
              "estimate | err | old estimate | old err |", "|" + "---|" * 15]
     pct = lambda est, ref: round(100 * (est - ref) / ref, 1)  # noqa: E731
@@ -134,18 +134,20 @@ def table(rows: list[dict[str, Any]], file_size: int, info: Any) -> tuple[list[d
         gen_est = file_size + kv_cache_bytes(info, ctx, slots) + GENERATION_OVERHEAD
         emb_est = embedder_bytes(info, ctx)
         eb = r["embedder_buffers_mib"]
-        emb_reserved = int((eb.get("KV buffer", 0) + eb.get("compute buffer", 0) + eb.get("output buffer", 0)) * MIB)
-        worst = r["peak_rss_generated"] + emb_reserved
+        emb_reserved = int((eb.get("KV buffer", 0) + eb.get("compute buffer", 0)) * MIB)
+        # llama.cpp grows the output buffer to one row of logits + embeddings per input token when it embeds
+        emb_full = emb_reserved + ctx * ((info.vocab_size or 0) + (info.embedding_length or 0)) * 4
+        worst = r.get("peak_rss_full_embed") or r["peak_rss_generated"] + emb_full
         est = estimate_runner_bytes(file_size, info, ctx, slots)
         old = _old_estimate(file_size, info, ctx, slots)
         row = {**r, "generation_estimate": gen_est, "generation_error_pct": pct(gen_est, r["peak_rss_generated"]),
-               "embedder_reserved": emb_reserved, "embedder_estimate": emb_est,
-               "embedder_error_pct": pct(emb_est, emb_reserved), "worst_case": worst, "estimate": est,
+               "embedder_reserved": emb_reserved, "embedder_full": emb_full, "embedder_estimate": emb_est,
+               "embedder_error_pct": pct(emb_est, emb_full), "worst_case": worst, "estimate": est,
                "error_pct": pct(est, worst), "old_estimate": old, "old_error_pct": pct(old, worst)}
         out.append(row)
         full = f"{r['peak_rss_full_embed'] / MIB:.0f}" if r.get("peak_rss_full_embed") else "–"
         lines.append(f"| {ctx} | {slots} | {r['peak_rss_generated'] / MIB:.0f} | {gen_est / MIB:.0f} | "
-                     f"{row['generation_error_pct']:+.1f} % | {emb_reserved / MIB:.0f} | {emb_est / MIB:.0f} | "
+                     f"{row['generation_error_pct']:+.1f} % | {emb_full / MIB:.0f} | {emb_est / MIB:.0f} | "
                      f"{row['embedder_error_pct']:+.1f} % | {r['peak_rss'] / MIB:.0f} | {full} | {worst / MIB:.0f} | "
                      f"{est / MIB:.0f} | {row['error_pct']:+.1f} % | {old / MIB:.0f} | {row['old_error_pct']:+.1f} % |")
     return out, "\n".join(lines)
@@ -182,10 +184,12 @@ def main() -> None:
                 f"{host['llama_cpp_python']}, {host['date']}. Model: {model.name} ({file_size / MIB:.0f} MiB).\n"
                 "Sizes in MiB. A real runner (as the scheduler starts it; SmolLM2's 8k training-context clamp lifted "
                 "for 32k) generates from a 600-token prompt (gen. RSS measured = its peak RSS, VmHWM), then embeds a "
-                "600-token input and, at 2k, an input filling the context. llama.cpp's log gives the buffers it "
-                "reserves. Worst case = measured generation RSS + the embedder's reserve (created by the first "
-                "embedding request, kept, and written in full by an input that fills the context). Estimate = "
-                "`flexi.scheduler.memory.estimate_runner_bytes`; error = (estimate - reference) / reference, "
+                "600-token input and, at 2k, an input filling the context. Embedder, full input = the KV and compute "
+                "buffers llama.cpp reserves for the embedder (its log) + the output buffer it grows to one row of "
+                "logits and embeddings per token. Worst case = the measured peak after the full-context embedding "
+                "at 2k; at 8k and 32k (minutes and up to 15 GiB on this machine) the measured generation RSS + "
+                "embedder, full input. Estimate = `flexi.scheduler.memory.estimate_runner_bytes`; "
+                "error = (estimate - reference) / reference, "
                 "positive = over-estimate (the safe side for admission). Old = weights + KV + 96 MiB.\n\n"
                 f"{md_table}\n\n`python -m benchmarks.bench_memory_estimate`\n")
     write_results(NAME, {"machine": host, "model": model.name, "model_bytes": file_size, "measurements": measured},

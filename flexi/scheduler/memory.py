@@ -13,8 +13,11 @@ allocate. Measured against the runner's RSS and llama.cpp's own buffer sizes
 - the embedder's context, created on the first embedding request and kept: its own KV cache
   for one sequence of num_ctx tokens and a compute buffer for a ubatch of num_ctx tokens
   (pooled embeddings need the whole input in one ubatch): num_ctx x (n_vocab + n_embd) x 4 B
-  plus the f16 attention mask, num_ctx^2 x 2 B. This is the context-dependent part: at 32k
-  context it is ~9 GiB for a 135M model, and any caller may trigger it, so it is counted.
+  plus the f16 attention mask, num_ctx^2 x 2 B; and an output buffer that llama.cpp grows to
+  one row of logits and embeddings per input token, another num_ctx x (n_vocab + n_embd) x 4 B
+  (measured: a full 2k-token embedding took the runner from 221 to 1056 MiB). This is the
+  context-dependent part: at 32k context it is ~15 GiB for a 135M model, and any caller may
+  trigger it once and for all, so it is counted.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ def kv_cache_bytes(info: GGUFInfo, num_ctx: int, num_parallel: int) -> int:
 
 
 def embedder_bytes(info: GGUFInfo, num_ctx: int) -> int:
-    """The embedder's KV cache and compute buffer (one ubatch of num_ctx tokens), as llama.cpp reserves them;
-    an input that fills the context touches all of it (every row is an output when pooling)."""
+    """The embedder's KV cache, compute buffer (one ubatch of num_ctx tokens) and output buffer, once an input
+    fills the context (every row is an output when pooling, so both hold logits for every token)."""
     per_token = ((info.vocab_size or UNKNOWN_VOCAB) + (info.embedding_length or 4096)) * 4
-    return kv_cache_bytes(info, num_ctx, 1) + num_ctx * per_token + num_ctx * num_ctx * 2
+    return kv_cache_bytes(info, num_ctx, 1) + 2 * num_ctx * per_token + num_ctx * num_ctx * 2
 
 
 def estimate_runner_bytes(file_size: int, info: GGUFInfo, num_ctx: int, num_parallel: int) -> int:

@@ -185,26 +185,23 @@ def test_nan_and_infinity_literals_are_400_in_both_dialects(campus: Campus, lite
 
 # --- D: the memory estimate ---------------------------------------------------------------------
 def test_memory_estimate_covers_the_measured_runner_rss() -> None:
-    """At 2k, 8k and 32k context (1 and 4 slots) the admission estimate is within -5..+15 % of the worst case
-    a runner reaches (its measured RSS while generating + the embedder buffers llama.cpp reserves, which one
-    embedding request creates), never below the RSS measured after an embedding, and each part is right."""
-    from flexi.scheduler.memory import GENERATION_OVERHEAD, embedder_bytes, kv_cache_bytes
+    """At 2k, 8k and 32k context (1 and 4 slots) the admission estimate is within -5..+15 % of the worst case a
+    runner reaches: measured after an embedding that fills the context at 2k; at 8k/32k the measured generation
+    RSS + the embedder buffers from llama.cpp's log (one embedding request creates them, and they stay)."""
+    from flexi.scheduler.memory import GENERATION_OVERHEAD, kv_cache_bytes
 
     results = Path(__file__).parents[2] / "benchmarks" / "results" / "memory-estimate.json"
     saved = json.loads(results.read_text())
     model = default_model_file()
     assert model is not None and model.name == saved["model"] and model.stat().st_size == saved["model_bytes"]
     info = read_gguf_info(model)
-    mib = 1024**2
     for row in saved["measurements"]:
         ctx, slots = row["num_ctx"], row["num_parallel"]
         case = (ctx, slots)
         generation = saved["model_bytes"] + kv_cache_bytes(info, ctx, slots) + GENERATION_OVERHEAD
         assert 0 <= generation - row["peak_rss_generated"] <= 0.15 * row["peak_rss_generated"], case
-        reserved = sum(row["embedder_buffers_mib"].values()) * mib
-        assert abs(embedder_bytes(info, ctx) - reserved) <= 0.05 * reserved, case
         estimate = estimate_runner_bytes(saved["model_bytes"], info, ctx, slots)
-        worst = row["peak_rss_generated"] + reserved
-        assert -0.05 <= (estimate - worst) / worst <= 0.15, case
+        assert -0.05 <= (estimate - row["worst_case"]) / row["worst_case"] <= 0.15, case
         assert estimate >= max(row["peak_rss"], row.get("peak_rss_full_embed") or 0), case
     assert {2048, 8192, 32768} <= {row["num_ctx"] for row in saved["measurements"]}
+    assert any(row.get("peak_rss_full_embed") for row in saved["measurements"])
