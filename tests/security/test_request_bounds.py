@@ -169,7 +169,9 @@ def test_absurd_sampling_values_are_400_in_both_dialects(campus: Campus, option:
     assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
 
 
-@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+# NaN and -Infinity in these fields were already refused by their ge/le bounds before issue 11; +Infinity
+# (literal or an overflowing 1e999) passed as repeat_penalty, which had no upper bound.
+@pytest.mark.parametrize("literal", ["Infinity", "1e999"])
 def test_nan_and_infinity_literals_are_400_in_both_dialects(campus: Campus, literal: str) -> None:
     r = _post(campus, "/api/generate", '{"model": "%s", "prompt": "Hi", "stream": false, '
                                        '"options": {"num_predict": 1, "repeat_penalty": %s}}' % (MODEL, literal))
