@@ -121,6 +121,27 @@ class Settings(BaseSettings):
 
     # --- issue 11: template rendering ---
     template_timeout: float = Field(2.0, gt=0, le=60, description="Seconds of wall clock one prompt-template render may take (request and model templates); beyond it the request gets 400. Renders run on worker threads, never on the event loop.")
+    # --- issue 11: request bounds ---
+    role_max_context: dict[str, int] = Field(
+        default_factory=lambda: {"student": 8192, "teacher": 16384, "researcher": 32768, "service": 16384},
+        description="Largest num_ctx (context tokens per request) per role, e.g. {\"student\": 8192}; a role not named "
+                    "(admin by default) is unbounded. Model policies' max_context narrow further. Larger requests are "
+                    "clamped, like Ollama clamps num_ctx. Non-admins also never get more than the context the model is "
+                    "loaded with or configured for (FLEXI_CONTEXT_LENGTH / PARAMETER num_ctx): reloads for a larger "
+                    "context are an admin decision.")
+    role_max_output: dict[str, int] = Field(
+        default_factory=lambda: {"student": 4096, "teacher": 8192, "researcher": 16384, "service": 8192},
+        description="Most tokens generated per request (num_predict / max_tokens) per role; a role not named (admin by "
+                    "default) is bounded only by FLEXI_MAX_PREDICT. Larger requests are clamped (finish_reason "
+                    "\"length\"). Model policies' max_output narrow further.")
+    max_messages: int = Field(500, ge=1, description="Most messages in one chat request (/api/chat, /v1/chat/completions); more give 400.")
+    max_embedding_inputs: int = Field(2048, ge=1, description="Most inputs in one embedding request (/api/embed, /v1/embeddings); more give 400.")
+    max_prompt_bytes_per_token: int = Field(
+        64, ge=4,
+        description="A prompt larger than (context tokens x this many UTF-8 bytes) cannot fit the context (SmolLM2's "
+                    "longest token is 81 bytes, long runs of spaces average ~59 bytes per token, prose ~4) and is refused "
+                    "with 400 before it is queued, billed or tokenised; the exact token count is checked by the "
+                    "runner (400 'the prompt is too long').")
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", mode="before")

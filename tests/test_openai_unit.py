@@ -98,6 +98,9 @@ class FakeManager:
     def context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
         return num_ctx or 4096
 
+    def context_ceiling(self, record: ModelRecord) -> int:
+        return 4096
+
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResult:
         self.requests.append(req)
         return EmbeddingResult(embeddings=[[0.6, 0.0, 0.8, 0.0], [1.0, 0.0, 0.0, 0.0]][: len(req.inputs)],

@@ -45,7 +45,7 @@ class AccessService:
         file_backed = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
         reads = make_engine(engine.url, settings.home, pool_size=2, max_overflow=0) if file_backed else engine
         authn = Authenticator(reads, settings, key)
-        policies = PolicyBook(reads, settings.model_access)
+        policies = PolicyBook(reads, settings.model_access, settings.role_max_context, settings.role_max_output)
         quotas = QuotaLedger(engine)
         usage = UsageWriter(engine, quotas, settings)
         authn.on_touch = usage.touch

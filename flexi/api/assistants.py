@@ -59,7 +59,7 @@ MAX_ID = 2**53
 class AssistantOptions(BaseModel):
     """The model options a teacher may fix for an assistant (a subset of Ollama's, with tighter bounds)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     top_k: int | None = Field(None, ge=0)

@@ -7,6 +7,7 @@ Never a stack trace: unexpected exceptions become a generic 500 and are logged.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -57,15 +58,30 @@ def describe_validation_error(exc: ValidationError) -> tuple[str, str | None]:
     return f"invalid request: {msg}", None
 
 
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity (RFC 8259 §6); Python's parser would accept them and pass them on."""
+    raise ValueError(f"{name} is not a valid JSON number (RFC 8259 allows only finite numbers)")
+
+
+def _finite_float(text: str) -> float:
+    """1e999 is valid JSON but overflows to infinity: refuse it like an Infinity literal."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return value
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
     """Read and validate a JSON body; malformed JSON or wrong types → BadRequest naming the field."""
     raw = await request.body()
     if not raw.strip():
         raise BadRequest("missing request body")
     try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data: Any = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise BadRequest(f"invalid JSON in request body: {exc}") from None
+    except RecursionError:
+        raise BadRequest("invalid JSON in request body: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
     try:

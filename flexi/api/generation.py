@@ -23,6 +23,7 @@ from flexi.engine.grammar import grammar_for_format
 from flexi.engine.render_pool import render_off_loop
 from flexi.engine.toolcalls import parse_tool_calls
 from flexi.access.gate import principal_of
+from flexi.access.policy import allowed_context
 from flexi.access.service import AccessService
 from flexi.engine.types import (
     BadRequest,
@@ -65,16 +66,58 @@ def visible_records(request: Request, records: list[ModelRecord]) -> list[ModelR
     return [r for r in records if gate.visible(principal, r.name)]
 
 
+def _bounded_context(request: Request, record: ModelRecord, requested: int | None) -> int | None:
+    """The request's num_ctx within the caller's caps (issue 11: no reloads at a larger context for non-admins)."""
+    state = request.app.state.flexi
+    principal = principal_of(request)
+    return allowed_context(principal, requested, state.access.gate.limits(principal, record.name),
+                           state.manager.context_ceiling(record))
+
+
+def check_prompt_size(prompt_bytes: int, prefix_tokens: int, context: int, bytes_per_token: int,
+                      param: str = "prompt") -> None:
+    """Refuse, before queueing, billing or tokenising, a prompt that cannot fit `context` tokens with any
+    tokenizer; the runner checks the exact token count for everything that passes."""
+    room = context - prefix_tokens
+    if room <= 0 or prompt_bytes > room * bytes_per_token:
+        raise BadRequest(f"the prompt is too long: {prompt_bytes} bytes (and {prefix_tokens} context tokens) cannot fit "
+                         f"the context of {context} tokens this request may use; shorten the prompt", param=param)
+
+
+def check_message_count(request: Request, count: int) -> None:
+    limit = access_of(request).gate.settings.max_messages
+    if count > limit:
+        raise BadRequest(f"too many messages: {count}, at most {limit} are allowed per request (FLEXI_MAX_MESSAGES)",
+                         param="messages")
+
+
 def start_generation(request: Request, record: ModelRecord, req: GenerationRequest) -> AsyncIterator[Any]:
     """The event stream for `req`, through the access gate (policy caps, quota, usage record)."""
     state = request.app.state.flexi
+    req.num_ctx = _bounded_context(request, record, req.num_ctx)
     context = state.manager.context_for(record, req.num_ctx)
+    cap = state.access.gate.limits(principal_of(request), record.name).max_context
+    check_prompt_size(len(req.prompt.encode("utf-8")), len(req.prefix_tokens), min(context, cap or context),
+                      state.access.gate.settings.max_prompt_bytes_per_token)
     return state.access.gate.generate(request, req, state.manager.generate, context)
 
 
 async def run_embedding(request: Request, req: EmbeddingRequest) -> EmbeddingResult:
     """Embed through the access gate (policy, quota on input tokens, usage record)."""
     state = request.app.state.flexi
+    limit = state.access.gate.settings.max_embedding_inputs
+    if len(req.inputs) > limit:
+        raise BadRequest(f"too many inputs: {len(req.inputs)}, at most {limit} are allowed per request "
+                         "(FLEXI_MAX_EMBEDDING_INPUTS)", param="input")
+    record = state.store.get(req.model)
+    req.num_ctx = _bounded_context(request, record, req.num_ctx)
+    cap = state.access.gate.limits(principal_of(request), record.name).max_context
+    if cap is not None:
+        req.num_ctx = min(req.num_ctx or state.manager.context_for(record, None), cap)
+    if not req.truncate:  # truncated inputs are cut to the context by the runner; the body size bounds them
+        context = state.manager.context_for(record, req.num_ctx)
+        for text in req.inputs:
+            check_prompt_size(len(text.encode("utf-8")), 0, context, state.access.gate.settings.max_prompt_bytes_per_token, "input")
     req.keep_alive = state.access.gate.keep_alive_for(principal_of(request), req.keep_alive)
     return await state.access.gate.embed(request, req.model, req.inputs, lambda: state.manager.embed(req),
                                          lambda result: result.prompt_tokens)

@@ -238,6 +238,7 @@ def _chat_messages(body: ChatRequest) -> list[dict[str, Any]]:
 async def chat(request: Request) -> Response:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, ChatRequest)
+    gen.check_message_count(request, len(body.messages))
     return await chat_response(request, body, t0)
 
 

@@ -10,7 +10,7 @@ from flexi.api.options import ModelOptions
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class ToolCallFunction(_Base):

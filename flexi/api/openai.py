@@ -280,6 +280,7 @@ async def chat_completions(request: Request) -> Response:
     record = _require_model(state, body.model, request)
     if not body.messages:
         raise BadRequest("messages must contain at least one message", param="messages")
+    gen.check_message_count(request, len(body.messages))
     messages, has_images = _chat_messages(body.messages)
     tools = _tools(body)
     fmt = _response_format(body.response_format)

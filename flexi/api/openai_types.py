@@ -12,9 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flexi.api.options import MAX_REPEAT_PENALTY, MAX_TOKENS_FIELD, MAX_TOP_K, SEED_MAX, SEED_MIN
+
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 # Union-typed fields are declared `Any` and checked by these validators: Pydantic would
@@ -83,19 +85,19 @@ class SamplingFields(_Base):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     stop: Any = None  # a string or a list of strings
-    max_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS_FIELD)  # then clamped to the caller's cap
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=128)  # OpenAI's own bound; Flexi supports only 1 (a clear 400 names it)
     user: str | None = None
-    priority: int | None = None  # vLLM extension: lower is served first (Flexi: <=0 interactive, >0 batch)
+    priority: int | None = Field(None, ge=-(2**31), le=2**31 - 1)  # vLLM extension: lower is served first (Flexi: <=0 interactive, >0 batch)
     keep_alive: Any = None  # Ollama extension: duration string or seconds
     # vLLM / llama.cpp server extensions
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=MAX_TOP_K)
     min_p: float | None = Field(None, ge=0, le=1)
-    repeat_penalty: float | None = Field(None, ge=0)
+    repeat_penalty: float | None = Field(None, ge=0, le=MAX_REPEAT_PENALTY)
     ignore_eos: bool | None = None
 
     _check_stop = field_validator("stop")(_stop)
@@ -104,29 +106,29 @@ class SamplingFields(_Base):
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(default_factory=list)
-    max_completion_tokens: int | None = Field(None, ge=0)
+    max_completion_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS_FIELD)
     response_format: Any = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)  # OpenAI's bounds
 
 
 class CompletionRequest(SamplingFields):
     prompt: Any = None  # str or [str]; token arrays and batches are refused with a clear message
     suffix: str | None = None
     echo: bool = False
-    max_tokens: int | None = Field(16, ge=0)  # OpenAI's default for the legacy endpoint
-    logprobs: int | None = None
-    best_of: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(16, ge=0, le=MAX_TOKENS_FIELD)  # OpenAI's default for the legacy endpoint
+    logprobs: int | None = Field(None, ge=0, le=5)  # OpenAI's bounds
+    best_of: int | None = Field(None, ge=1, le=20)
 
 
 class EmbeddingsRequest(_Base):
     model: str = ""
     input: Any = None  # str or [str]
     encoding_format: str = "float"
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(None, ge=1, le=65536)
     user: str | None = None
     keep_alive: Any = None
     truncate: bool = True  # Ollama extension

@@ -15,31 +15,37 @@ from flexi.engine.types import BadRequest, SamplingParams
 
 MAX_STOPS = 32
 MAX_STOP_CHARS = 512
+# Issue 11: every number a request brings is finite and within what the sampler can use sensibly.
+MAX_TOP_K = 1000  # 0 = off (whole vocabulary); more than a thousand candidates only costs sort time per token
+MAX_REPEAT_PENALTY = 5.0  # logits are divided by it: beyond ~2 the output is already degenerate (assistants: same)
+MAX_TOKENS_FIELD = 2**31 - 1  # num_ctx / num_predict / max_tokens beyond this are not numbers a client means
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # 64-bit seeds are common; the runner uses the low 32 bits
 
 
 class ModelOptions(BaseModel):
     """Runtime options (Ollama names). Unknown options are ignored, like Ollama."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     temperature: float | None = Field(None, ge=0, le=100)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=MAX_TOP_K)
     top_p: float | None = Field(None, ge=0, le=1)
     min_p: float | None = Field(None, ge=0, le=1)
     typical_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     stop: list[str] | None = None
-    num_predict: int | None = Field(None, ge=-2)
-    num_ctx: int | None = Field(None, ge=1)
-    repeat_penalty: float | None = Field(None, ge=0)
+    num_predict: int | None = Field(None, ge=-2, le=MAX_TOKENS_FIELD)  # then clamped to the caller's cap
+    num_ctx: int | None = Field(None, ge=1, le=MAX_TOKENS_FIELD)  # then clamped to the caller's cap and the model's
+    repeat_penalty: float | None = Field(None, ge=0, le=MAX_REPEAT_PENALTY)
     repeat_last_n: int | None = Field(None, ge=-1, le=1_048_576)  # -1 = whole context; clamped to it in the runner
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     ignore_eos: bool | None = None
-    num_keep: int | None = None
-    num_batch: int | None = None
-    num_thread: int | None = None
-    num_gpu: int | None = None
+    # accepted for Ollama compatibility and ignored (the server decides these), but still bounded
+    num_keep: int | None = Field(None, ge=-1, le=1_048_576)
+    num_batch: int | None = Field(None, ge=1, le=1_048_576)
+    num_thread: int | None = Field(None, ge=0, le=1024)
+    num_gpu: int | None = Field(None, ge=-1, le=1024)
 
     @field_validator("stop", mode="before")
     @classmethod

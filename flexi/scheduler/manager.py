@@ -275,6 +275,13 @@ class ModelManager:
         """The context a request with `num_ctx` gets on `record` (clamped to what the model was trained for)."""
         return self._context_for(record, num_ctx)
 
+    def context_ceiling(self, record: ModelRecord) -> int:
+        """The largest context a request can get on `record` without reloading it beyond its configuration:
+        what it is loaded with now, or its configured default (FLEXI_CONTEXT_LENGTH / PARAMETER num_ctx)."""
+        entry = self.loaded.get(record.name)
+        loaded = entry.num_ctx if entry is not None and entry.alive and entry.record.digest == record.digest else 0
+        return max(loaded, self._context_for(record, None))
+
     def _context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
         train = record.info.context_length or 2048
         want = num_ctx or int(record.parameters.get("num_ctx") or 0) or self.settings.context_length

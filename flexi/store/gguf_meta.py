@@ -72,6 +72,7 @@ class GGUFInfo:
     block_count: int | None = None
     head_count: int | None = None
     head_count_kv: int | None = None
+    vocab_size: int | None = None  # sizes the logits buffers in the scheduler's memory estimate
     chat_template: str | None = None
     pooling_type: int | None = None
     license: str | None = None
@@ -300,6 +301,15 @@ def _read_metadata(path: Path, n_tensors: int, n_kv: int) -> tuple[dict[str, Any
         raise InvalidModelFile(f"cannot parse: {exc}") from exc
 
 
+def _vocab_size(kv: dict[str, Any], arch: str) -> int | None:
+    tokens = kv.get("tokenizer.ggml.tokens")
+    if isinstance(tokens, _Skipped):
+        return tokens.count
+    if isinstance(tokens, list):
+        return len(tokens)
+    return _int(kv.get(f"{arch}.vocab_size"))
+
+
 def read_gguf_info(path: Path | str) -> GGUFInfo:
     """Validate a GGUF file and summarise it; raises InvalidModelFile on anything odd."""
     _, n_tensors, n_kv = check_gguf_header(path)
@@ -322,6 +332,7 @@ def read_gguf_info(path: Path | str) -> GGUFInfo:
         block_count=_int(kv.get(f"{arch}.block_count")),
         head_count=_int(kv.get(f"{arch}.attention.head_count")),
         head_count_kv=_int(kv.get(f"{arch}.attention.head_count_kv")),
+        vocab_size=_vocab_size(kv, arch),
         chat_template=template,
         pooling_type=_int(kv.get(f"{arch}.pooling_type")),
         license=_str(kv.get("general.license")),
