@@ -16,6 +16,12 @@ Tokens are reserved at admission and corrected at the end:
 - at the end the reservation is replaced by the real count (prompt + delivered
   tokens; a cancelled stream pays only for what it delivered).
 Windows are UTC: minute, day (from 00:00), week (from Monday 00:00).
+
+A fresh install is not unlimited: a role without a `role_quotas` row gets
+FLEXI_DEFAULT_ROLE_QUOTAS (students: 60 requests per minute, 500,000 tokens per
+day). Defaults live in configuration, not in rows written at start, so they never
+overwrite what an administrator set: a `role_quotas` row always wins, even one
+with every limit empty (= unlimited), and clearing it brings the default back.
 """
 
 from __future__ import annotations
@@ -61,6 +67,15 @@ class Limit:
         return WINDOWS[self.name]
 
 
+@dataclass(frozen=True)
+class RoleDefault:
+    """A role's limits while no administrator set its own (FLEXI_DEFAULT_ROLE_QUOTAS)."""
+
+    requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    tokens_per_week: int | None = None
+
+
 @dataclass
 class QuotaRefusal(Exception):
     limit: Limit
@@ -81,8 +96,9 @@ class QuotaLedger:
     only) and limits are cached for a few seconds: the admission path is one
     short write transaction of a read and one upsert per limited window."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, role_defaults: dict[str, dict[str, int | None]] | None = None) -> None:
         self.engine = engine
+        self.role_defaults = {role: RoleDefault(**values) for role, values in (role_defaults or {}).items()}
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         ins = dialect_insert(QuotaCounter).values(subject_kind=bindparam("k"), subject_id=bindparam("i"),
                                                   window=bindparam("w"), window_start=bindparam("s"), used=bindparam("n"))
@@ -136,6 +152,8 @@ class QuotaLedger:
         own: Any = rows.get(("user", principal.user_id))
         if own is None:
             own = conn.execute(select(RoleQuota).where(RoleQuota.role == principal.role)).first()
+        if own is None:
+            own = self.role_defaults.get(principal.role)
         out: list[Limit] = []
         for kind, sid in subjects:
             source = own if kind == "user" else rows.get((kind, sid))

@@ -45,7 +45,7 @@ class AccessService:
         reads = make_engine(None, settings.home, pool_size=2, max_overflow=0) if engine.dialect.name == "sqlite" else engine
         authn = Authenticator(reads, settings, key)
         policies = PolicyBook(reads, settings.model_access)
-        quotas = QuotaLedger(engine)
+        quotas = QuotaLedger(engine, settings.default_role_quotas)
         usage = UsageWriter(engine, quotas, settings)
         authn.on_touch = usage.touch
         gate = AccessGate(settings, engine, authn, policies, quotas, usage)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
@@ -64,6 +65,21 @@ def visible_records(request: Request, records: list[ModelRecord]) -> list[ModelR
     return [r for r in records if gate.visible(principal, r.name)]
 
 
+async def admit(request: Request, record: ModelRecord, options: ModelOptions | None, body: BaseModel) -> None:
+    """Policy, rate and quota admission before the prompt is rendered or tokenized (both cost
+    CPU a caller over quota must not get). The prompt's bound is what the request brings (its
+    parsed body, images aside) plus the model's own template and system prompt."""
+    state = request.app.state.flexi
+    opts = merged(record.parameters, options)
+    brought = len(body.model_dump_json(exclude=_NOT_PROMPT, exclude_none=True).encode("utf-8"))
+    own = len((record.template or record.info.chat_template or "").encode("utf-8")) + len((record.system or "").encode("utf-8"))
+    await state.access.gate.admit(request, record.name, prompt_bound=brought + own + 1, max_tokens=max_tokens_of(opts),
+                                  num_ctx=opts.num_ctx, context_length=state.manager.context_for(record, opts.num_ctx))
+
+
+_NOT_PROMPT: Any = {"images": True, "messages": {"__all__": {"images"}}}  # pixels are not prompt tokens
+
+
 def start_generation(request: Request, record: ModelRecord, req: GenerationRequest) -> AsyncIterator[Any]:
     """The event stream for `req`, through the access gate (policy caps, quota, usage record)."""
     state = request.app.state.flexi
@@ -75,6 +91,7 @@ async def run_embedding(request: Request, req: EmbeddingRequest) -> EmbeddingRes
     """Embed through the access gate (policy, quota on input tokens, usage record)."""
     state = request.app.state.flexi
     req.keep_alive = state.access.gate.keep_alive_for(principal_of(request), req.keep_alive)
+    req.max_concurrent = state.access.gate.max_concurrent_for(principal_of(request))
     return await state.access.gate.embed(request, req.model, req.inputs, lambda: state.manager.embed(req),
                                          lambda result: result.prompt_tokens)
 
