@@ -21,10 +21,11 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
+from flexi.access import admin_ops as ops
 from flexi.access.principal import Principal
 from flexi.access.service import AccessService
 from flexi.config import load_settings
-from flexi.db.models import RoleQuota, User
+from flexi.db.models import User
 from flexi.engine.types import ServerBusy, TooManyRequests
 from flexi.scheduler.fair_queue import FairQueue
 from tests.access_helpers import ServerDB
@@ -116,12 +117,19 @@ def test_a_fresh_install_limits_students_by_default(tmp_path: Path) -> None:
             limits = {lim.name: lim.value for lim in service.quotas.limits_for(conn, student, None)}
             assert limits == {"requests_per_minute": 60, "tokens_per_day": 500_000}
             assert service.quotas.limits_for(conn, teacher, None) == []  # other roles: no default
-        # an administrator's choice always wins, even "no limits" (a row with every field empty)
-        with Session(service.engine) as s:
-            s.add(RoleQuota(role="student"))
+        defaults = service.settings.default_role_quotas
+        with Session(service.engine) as s:  # administrators see them (API and CLI pass the defaults)
+            listed = ops.list_quotas(s, None, defaults)
+            assert [(q["label"], q["requests_per_minute"], q["tokens_per_day"], q.get("default")) for q in listed] == [
+                ("student", 60, 500_000, True)]
+            assert ops.quota_usage(s, "user", student.user_id, defaults)["limits_from"] == "role student (default)"
+            # changing one limit keeps the others in force; lifting all of them is an admin's choice
+            changed = ops.set_quota(s, "role", "student", {"tokens_per_day": 1_000_000}, defaults)
+            assert (changed["requests_per_minute"], changed["tokens_per_day"]) == (60, 1_000_000)
+            ops.set_quota(s, "role", "student", {"requests_per_minute": None, "tokens_per_day": None}, defaults)
             s.commit()
         service.quotas.forget()
-        with service.engine.connect() as conn:
+        with service.engine.connect() as conn:  # the administrator's row wins, even one without limits
             assert service.quotas.limits_for(conn, student, None) == []
     finally:
         service.engine.dispose()
