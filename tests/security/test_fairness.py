@@ -226,6 +226,8 @@ def test_one_student_flooding_gets_429_and_another_is_served_at_normal_latency(c
             # the same person in the other dialect is refused too, while the flood runs
             oa = await client.post("/v1/chat/completions", headers=_auth(flooder, **{"Accept-Language": "en"}),
                                    json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+            embed = await client.post("/api/embed", headers=_auth(flooder), json={"model": MODEL, "input": "x"})
+            assert embed.status_code == 429 and embed.json()["limit"] == "concurrent_requests"  # embeddings too
             t0 = time.monotonic()
             served = await client.post("/api/generate", json=_short(), headers=_auth(victim))
             latency = time.monotonic() - t0
