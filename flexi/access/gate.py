@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -91,7 +92,6 @@ class _Admission:
     model: str
     started: float = field(default_factory=time.perf_counter)
     assistant_id: int | None = None
-    prompt_bound: int = 0  # the prompt tokens the reservation holds (admission before rendering)
 
 
 ADMISSION_STATE = "admission"  # request.state attribute of an admission not yet claimed by a stream
@@ -155,29 +155,25 @@ class AccessGate:
                                      reservation=admission.reservation, assistant_id=admission.assistant_id))
 
     # --- generation --------------------------------------------------------------------
-    async def admit(self, request: Request, model: str, *, prompt_bound: int, max_tokens: int, num_ctx: int | None,
+    async def admit(self, request: Request, model: str, *, prompt_bound: int, num_ctx: int | None,
                     context_length: int) -> None:
         """Policy, rate and token admission for a generation before its prompt exists.
 
-        Called before the prompt is rendered or tokenized, so a caller over their quota costs
-        a lookup, not a template run. `prompt_bound` bounds the prompt's tokens from what the
-        request brings (its bytes plus the model's templates); the stream `generate` makes
-        later claims this admission (and corrects the bound once the prompt is known)."""
+        Called before the prompt is rendered or tokenized, so a caller over their rate or with
+        too few tokens left for what the request brings (`prompt_bound`) costs a lookup, not a
+        template run. Nothing is reserved yet: the stream `generate` makes claims this admission
+        and reserves the tokens of the real prompt (QuotaLedger.admit's two phases)."""
         principal = principal_of(request)
         t0 = time.perf_counter()
         limits = self.limits(principal, model)
         context_length = _capped_context(limits, num_ctx, context_length)[1]
-        max_tokens = _capped_output(limits, max_tokens)
-        prompt_bound = min(prompt_bound, context_length)
-        max_output = min(context_length, self.settings.max_predict) if max_tokens < 0 else max_tokens
-        admission = await self._admit(request, principal, prompt_bound, max_output, model)
-        admission.prompt_bound = prompt_bound
+        admission = await self._admit(request, principal, min(prompt_bound, context_length), 0, model, phase="rate")
         setattr(request.state, ADMISSION_STATE, admission)
         request.state.gate_ms = (time.perf_counter() - t0) * 1000
 
     def release_unclaimed(self, admission: _Admission) -> None:
-        """Hand back the reservation of an admitted request that never started generating
-        (a 400 while rendering its prompt, say); the request still counts for rate limits."""
+        """Record an admitted request that never started generating (a 400 while rendering its
+        prompt, say): it counted for the rate limits, and the usage record says so."""
         self.usage.submit(UsageEntry(
             user_pseudonym=admission.principal.pseudonym, key_id=admission.principal.key_id,
             course_id=admission.course_id, model=admission.model, endpoint=admission.endpoint, prompt_tokens=0,
@@ -206,19 +202,15 @@ class AccessGate:
         req.max_concurrent = self.max_concurrent_for(principal)
         req.num_ctx, context_length = _capped_context(limits, req.num_ctx, context_length)
         req.max_tokens = _capped_output(limits, req.max_tokens)
-        prompt_bound = min(len(req.prompt.encode("utf-8")) + 1 + len(req.prefix_tokens), context_length)
+        prompt_bound = len(req.prompt.encode("utf-8")) + 1 + len(req.prefix_tokens)
         max_output = min(context_length, self.settings.max_predict) if req.max_tokens < 0 else req.max_tokens
-        if admitted is None:
-            admission = await self._admit(request, principal, prompt_bound, max_output, req.model)
-            request.state.gate_ms = (time.perf_counter() - t0) * 1000
-            excess = 0
-        else:
-            admission = admitted
-            excess = max(0, prompt_bound - admitted.prompt_bound)  # the rendered prompt outgrew its bound
+        # admitted before rendering (rate, policy): now reserve the tokens of the prompt as rendered
+        admission = await self._admit(request, principal, prompt_bound, max_output, req.model,
+                                      phase="all" if admitted is None else "tokens")
+        before = getattr(request.state, "gate_ms", 0.0) if admitted is not None else 0.0
+        request.state.gate_ms = before + (time.perf_counter() - t0) * 1000
         if admission.reservation.max_output is not None:
-            # the output may use what the reservation holds beyond the prompt (at least one token:
-            # the real count is billed at the end in any case)
-            cap = max(1, admission.reservation.max_output - excess)
+            cap = admission.reservation.max_output
             req.max_tokens = cap if req.max_tokens < 0 else min(req.max_tokens, cap)
         stream_id, handle = next(self._ids), _Stream(principal)
         self._streams[stream_id] = handle
@@ -293,7 +285,7 @@ class AccessGate:
 
     # --- admission ---------------------------------------------------------------------
     async def _admit(self, request: Request, principal: Principal, prompt_bound: int, max_output: int,
-                     model: str) -> _Admission:
+                     model: str, phase: str = "all") -> _Admission:
         course_id = await self._course_of(request, principal)
         billing = billing_of(request)
         endpoint = billing.endpoint if billing is not None and billing.endpoint else request.url.path
@@ -302,7 +294,8 @@ class AccessGate:
             # nothing to count: no thread, no write
             return _Admission(principal, course_id, Reservation(), endpoint, model, assistant_id=assistant_id)
         admitting = asyncio.get_running_loop().run_in_executor(
-            self.quotas.executor, self.quotas.admit, principal, course_id, prompt_bound, max_output)
+            self.quotas.executor, functools.partial(self.quotas.admit, principal, course_id, prompt_bound, max_output,
+                                                    phase=phase))
         try:
             reservation = await asyncio.shield(admitting)  # the thread commits even if the client leaves now...
         except asyncio.CancelledError:

@@ -66,15 +66,15 @@ def visible_records(request: Request, records: list[ModelRecord]) -> list[ModelR
 
 
 async def admit(request: Request, record: ModelRecord, options: ModelOptions | None, body: BaseModel) -> None:
-    """Policy, rate and quota admission before the prompt is rendered or tokenized (both cost
-    CPU a caller over quota must not get). The prompt's bound is what the request brings (its
-    parsed body, images aside) plus the model's own template and system prompt."""
+    """Policy and rate admission, and a check that the token quota has room for what the request
+    brings (its parsed body, images aside), before the prompt is rendered or tokenized: both
+    cost CPU that a caller over their quota must not get. The tokens are reserved once the
+    prompt is known (in the gate's stream)."""
     state = request.app.state.flexi
-    opts = merged(record.parameters, options)
+    num_ctx = merged(record.parameters, options).num_ctx
     brought = len(body.model_dump_json(exclude=_NOT_PROMPT, exclude_none=True).encode("utf-8"))
-    own = len((record.template or record.info.chat_template or "").encode("utf-8")) + len((record.system or "").encode("utf-8"))
-    await state.access.gate.admit(request, record.name, prompt_bound=brought + own + 1, max_tokens=max_tokens_of(opts),
-                                  num_ctx=opts.num_ctx, context_length=state.manager.context_for(record, opts.num_ctx))
+    await state.access.gate.admit(request, record.name, prompt_bound=brought, num_ctx=num_ctx,
+                                  context_length=state.manager.context_for(record, num_ctx))
 
 
 _NOT_PROMPT: Any = {"images": True, "messages": {"__all__": {"images"}}}  # pixels are not prompt tokens

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from flexi.access import admin_ops as ops
 from flexi.access.principal import Principal
+from flexi.access.quota import QuotaRefusal
 from flexi.access.service import AccessService
 from flexi.config import load_settings
 from flexi.db.models import User
@@ -131,6 +132,31 @@ def test_a_fresh_install_limits_students_by_default(tmp_path: Path) -> None:
         service.quotas.forget()
         with service.engine.connect() as conn:  # the administrator's row wins, even one without limits
             assert service.quotas.limits_for(conn, student, None) == []
+    finally:
+        service.engine.dispose()
+
+
+def test_admission_before_rendering_counts_the_rate_and_reserves_tokens_after(tmp_path: Path) -> None:
+    """QuotaLedger's two phases: "rate" (before rendering) counts the request and refuses a caller
+    without room for what the request brings, reserving nothing; "tokens" (after) reserves the
+    real prompt and output without counting the request again."""
+    service = _service(tmp_path)
+    try:
+        student = _principal(service, "student")
+        with Session(service.engine) as s:
+            ops.set_quota(s, "user", student.user_id, {"requests_per_minute": 2, "tokens_per_day": 100})
+            s.commit()
+        ledger = service.quotas
+        with pytest.raises(QuotaRefusal):  # brings more than is left: refused before any rendering
+            ledger.admit(student, None, 500, 0, phase="rate")
+        assert ledger.admit(student, None, 10, 0, phase="rate").tokens == 0
+        reserved = ledger.admit(student, None, 30, 500, phase="tokens")
+        assert (reserved.tokens, reserved.max_output) == (100, 70)
+        with Session(service.engine) as s:
+            used = ops.quota_usage(s, "user", student.user_id)["used"]
+        # the refused request is not counted (its transaction rolls back, as before); the admitted one
+        # once, although it went through both phases
+        assert used == {"requests_per_minute": 1, "tokens_per_day": 100, "tokens_per_week": 0}
     finally:
         service.engine.dispose()
 
@@ -279,7 +305,7 @@ def test_an_over_quota_callers_template_is_refused_before_it_is_rendered(campus:
 
 
 @pytest.mark.e2e
-def test_a_request_refused_while_rendering_hands_its_reserved_tokens_back(campus: Campus) -> None:
+def test_a_request_refused_while_rendering_holds_no_tokens_and_is_recorded(campus: Campus) -> None:
     uid, key = _student(campus, "reserver")
     campus.db.set_quota("user", uid, tokens_per_day=100_000)
     r = httpx.post(campus.srv.url + "/api/generate", headers=_auth(key), timeout=60,
@@ -287,7 +313,7 @@ def test_a_request_refused_while_rendering_hands_its_reserved_tokens_back(campus
     assert r.status_code == 400
     (record,) = _wait_records(campus, "reserver", 1)
     assert (record.status, record.prompt_tokens, record.completion_tokens) == ("error", 0, 0)
-    assert campus.db.counters("user", uid).get("day", 0) == 0  # the admission's reservation is settled to 0
+    assert campus.db.counters("user", uid).get("day", 0) == 0  # admitted before rendering, but nothing reserved
 
 
 @pytest.mark.e2e
