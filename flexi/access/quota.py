@@ -14,7 +14,8 @@ Tokens are reserved at admission and corrected at the end:
   output is capped to what the quota has left, so a request can never spend
   more than it reserved;
 - at the end the reservation is replaced by the real count (prompt + delivered
-  tokens; a cancelled stream pays only for what it delivered).
+  tokens; a cancelled stream pays for the prompt a runner slot took on, if any,
+  and what it delivered).
 Windows are UTC: minute, day (from 00:00), week (from Monday 00:00).
 
 A fresh install is not unlimited: a role without a `role_quotas` row gets
