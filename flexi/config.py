@@ -142,6 +142,34 @@ class Settings(BaseSettings):
                     "longest token is 81 bytes, long runs of spaces average ~59 bytes per token, prose ~4) and is refused "
                     "with 400 before it is queued, billed or tokenised; the exact token count is checked by the "
                     "runner (400 'the prompt is too long').")
+    # --- issue 11: fairness ---
+    max_requests_per_user: int = Field(4, ge=0, description="Most requests one person may have running or waiting per model at once; beyond it 429 with Retry-After. For roles not named in role_max_requests; 0 = no per-person cap (only max_queue).")
+    role_max_requests: dict[str, int] = Field(
+        default_factory=lambda: {"student": 4, "researcher": 8, "teacher": 8, "service": 32, "admin": 64},
+        description="Per-role override of max_requests_per_user (JSON, e.g. {\"student\": 4, \"service\": 32}); the key \"local\" sets it for auth=off clients, which by default are bounded by max_queue only.")
+    default_role_quotas: dict[str, dict[str, int | None]] = Field(
+        default_factory=lambda: {"student": {"requests_per_minute": 60, "tokens_per_day": 500_000}},
+        description="Quotas a role has while no administrator set its own (role_quotas row); an admin's row, even one with every limit empty, always wins. JSON {role: {requests_per_minute|tokens_per_day|tokens_per_week: n}}; {} = none.")
+
+    @field_validator("default_role_quotas")
+    @classmethod
+    def _known_quota_fields(cls, value: dict[str, dict[str, int | None]]) -> dict[str, dict[str, int | None]]:
+        known = {"requests_per_minute", "tokens_per_day", "tokens_per_week"}
+        for role, limits in value.items():
+            unknown = set(limits) - known
+            if unknown:
+                raise ValueError(f"role {role}: unknown quota field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+            if any(v is not None and v < 0 for v in limits.values()):
+                raise ValueError(f"role {role}: quota values must be 0 or more")
+        return value
+
+    @field_validator("role_max_requests")
+    @classmethod
+    def _caps_not_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(v < 0 for v in value.values()):
+            raise ValueError("values must be 0 (no per-person cap) or more")
+        return value
+
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", mode="before")

@@ -742,8 +742,11 @@ def quota_view(kind: str, subject: int | str, label: str | None, row: Quota | Ro
     return out
 
 
-def set_quota(session: Session, kind: str, subject: object, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Set some limits of a user, key, course or role (keys absent = unchanged, None = no limit)."""
+def set_quota(session: Session, kind: str, subject: object, values: Mapping[str, Any],
+              defaults: Mapping[str, Mapping[str, int | None]] | None = None) -> dict[str, Any]:
+    """Set some limits of a user, key, course or role (keys absent = unchanged, None = no limit).
+    A role's first row starts from its configured default (FLEXI_DEFAULT_ROLE_QUOTAS), so the
+    limits not named stay as they were in force."""
     unknown = set(values) - set(QUOTA_FIELDS)
     if unknown:
         raise AdminError(f"unknown quota field(s): {', '.join(sorted(unknown))}")
@@ -755,7 +758,7 @@ def set_quota(session: Session, kind: str, subject: object, values: Mapping[str,
     if kind == "role":
         row = session.get(RoleQuota, sid)
         if row is None:
-            row = RoleQuota(role=sid)
+            row = RoleQuota(role=sid, **{n: (defaults or {}).get(sid, {}).get(n) for n in QUOTA_FIELDS})
             session.add(row)
     else:
         row = session.scalar(select(Quota).where(Quota.subject_kind == kind, Quota.subject_id == sid))
@@ -778,13 +781,20 @@ def clear_quota(session: Session, kind: str, subject: object) -> None:
     session.flush()
 
 
-def list_quotas(session: Session, kind: str | None = None) -> list[dict[str, Any]]:
-    """All quota rows (roles first), each with a readable label."""
+def list_quotas(session: Session, kind: str | None = None,
+                defaults: Mapping[str, Mapping[str, int | None]] | None = None) -> list[dict[str, Any]]:
+    """All quota rows (roles first), each with a readable label; with `defaults`
+    (FLEXI_DEFAULT_ROLE_QUOTAS) also the configured limits of roles that have no row, marked
+    `"default": true` (setting the role's quota replaces them, clearing it brings them back)."""
     if kind is not None:
         kind = _choice(kind, QUOTA_KINDS, "quota subject kind")
     out: list[dict[str, Any]] = []
     if kind in (None, "role"):
-        out += [quota_view("role", r.role, r.role, r) for r in session.scalars(select(RoleQuota).order_by(RoleQuota.role))]
+        rows = list(session.scalars(select(RoleQuota).order_by(RoleQuota.role)))
+        out += [quota_view("role", r.role, r.role, r) for r in rows]
+        have = {r.role for r in rows}
+        out += [{"kind": "role", "subject": role, "label": role, **{n: values.get(n) for n in QUOTA_FIELDS},
+                 "default": True} for role, values in sorted((defaults or {}).items()) if role not in have]
     if kind != "role":
         query = select(Quota).order_by(Quota.subject_kind, Quota.subject_id)
         if kind is not None:
@@ -794,8 +804,10 @@ def list_quotas(session: Session, kind: str | None = None) -> list[dict[str, Any
     return out
 
 
-def quota_usage(session: Session, kind: str, subject: object) -> dict[str, Any]:
-    """The limits that apply to a user, key or course now and what was used in the current windows."""
+def quota_usage(session: Session, kind: str, subject: object,
+                defaults: Mapping[str, Mapping[str, int | None]] | None = None) -> dict[str, Any]:
+    """The limits that apply to a user, key or course now and what was used in the current windows
+    (`defaults`: FLEXI_DEFAULT_ROLE_QUOTAS, for a role that has no row of its own)."""
     kind, sid, label = _quota_subject(session, kind, subject)
     if kind == "role":
         raise AdminError("usage is counted per user, key or course, not per role")
@@ -807,6 +819,10 @@ def quota_usage(session: Session, kind: str, subject: object) -> dict[str, Any]:
         role = session.scalar(select(User.role).where(User.id == sid))
         row = session.get(RoleQuota, role)
         source = f"role {role}" if row is not None else None
+        if row is None and defaults and role in defaults:
+            used = QuotaLedger(session.get_bind()).usage_of(session.connection(), kind, sid)  # type: ignore[arg-type]
+            return {"kind": kind, "subject": sid, "label": label, "limits_from": f"role {role} (default)",
+                    "limits": {name: defaults[role].get(name) for name in QUOTA_FIELDS}, "used": used}
     used = QuotaLedger(session.get_bind()).usage_of(session.connection(), kind, sid)  # type: ignore[arg-type]
     limits = {name: getattr(row, name) if row is not None else None for name in QUOTA_FIELDS}
     return {"kind": kind, "subject": sid, "label": label, "limits_from": source, "limits": limits, "used": used}

@@ -29,3 +29,9 @@ def forbidden(message: str, code: str = "forbidden", **fields: Any) -> AccessErr
 
 def quota_exceeded(message: str, retry_after: int, **fields: Any) -> AccessError:
     return AccessError(message, 429, "quota_exceeded", headers={"Retry-After": str(max(1, retry_after))}, fields=fields)
+
+
+def too_many_requests(message: str, retry_after: int, **fields: Any) -> AccessError:
+    """429 for the per-person cap on concurrent requests (the same shape as a quota refusal)."""
+    return AccessError(message, 429, "too_many_requests", headers={"Retry-After": str(max(1, retry_after))},
+                       fields=fields)

@@ -1,12 +1,20 @@
 """The gate every generation and embedding passes, whichever API dialect
 received it: model policy, course billing, quota reservation, usage record,
-and the end of open streams when access is revoked.
+the per-person cap on concurrent requests, and the end of open streams when
+access is revoked.
+
+Admission (policy, rate and token quota) comes before any expensive work for a
+request: the routers call `admit` before they render or tokenize the prompt, and
+`generate` then meters the stream of the admission made there. An admission no
+stream claimed (the request failed in between, e.g. a bad template) is handed
+back by the access middleware (`release_unclaimed`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -20,14 +28,21 @@ from starlette.requests import Request
 
 from flexi.access import messages
 from flexi.access.authn import Authenticator
-from flexi.access.errors import AccessError, forbidden, quota_exceeded
+from flexi.access.errors import AccessError, forbidden, quota_exceeded, too_many_requests
 from flexi.access.policy import Limits, PolicyBook
 from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow
-from flexi.engine.types import EngineError, GenerationRequest, GenerationStats, ModelNotFound, TextChunk
+from flexi.engine.types import (
+    EngineError,
+    GenerationRequest,
+    GenerationStats,
+    ModelNotFound,
+    TextChunk,
+    TooManyRequests,
+)
 
 log = logging.getLogger("flexi.access")
 COURSE_HEADER = "x-flexi-course"
@@ -79,6 +94,9 @@ class _Admission:
     assistant_id: int | None = None
 
 
+ADMISSION_STATE = "admission"  # request.state attribute of an admission not yet claimed by a stream
+
+
 class AccessGate:
     def __init__(self, settings: Settings, engine: Engine, authn: Authenticator, policies: PolicyBook,
                  quotas: QuotaLedger, usage: UsageWriter) -> None:
@@ -110,6 +128,22 @@ class AccessGate:
         under other people's requests)."""
         return requested if principal.is_admin or principal.local else None
 
+    def max_concurrent_for(self, principal: Principal) -> int | None:
+        """How many requests the caller may have running or waiting per model (None = no cap of
+        its own: auth=off clients pick their identity themselves, FLEXI_MAX_QUEUE bounds them)."""
+        caps = self.settings.role_max_requests
+        if principal.local:
+            cap = caps.get("local")
+        else:
+            cap = caps.get(principal.role, self.settings.max_requests_per_user)
+        return cap if cap else None
+
+    def _too_many(self, request: Request, principal: Principal, exc: TooManyRequests, model: str) -> AccessError:
+        text = messages.text("too_many_requests", locale_of(request, principal), limit=exc.limit, model=model,
+                             retry=exc.retry_after)
+        return too_many_requests(text, exc.retry_after, limit="concurrent_requests", value=exc.limit,
+                                 scope="user")
+
     async def count_request(self, request: Request, model: str) -> None:
         """Admit and record a request that generates nothing (loading a model)."""
         principal = principal_of(request)
@@ -121,6 +155,31 @@ class AccessGate:
                                      reservation=admission.reservation, assistant_id=admission.assistant_id))
 
     # --- generation --------------------------------------------------------------------
+    async def admit(self, request: Request, model: str, *, prompt_bound: int, num_ctx: int | None,
+                    context_length: int) -> None:
+        """Policy, rate and token admission for a generation before its prompt exists.
+
+        Called before the prompt is rendered or tokenized, so a caller over their rate or with
+        too few tokens left for what the request brings (`prompt_bound`) costs a lookup, not a
+        template run. Nothing is reserved yet: the stream `generate` makes claims this admission
+        and reserves the tokens of the real prompt (QuotaLedger.admit's two phases)."""
+        principal = principal_of(request)
+        t0 = time.perf_counter()
+        limits = self.limits(principal, model)
+        context_length = _capped_context(limits, num_ctx, context_length)[1]
+        admission = await self._admit(request, principal, min(prompt_bound, context_length), 0, model, phase="rate")
+        setattr(request.state, ADMISSION_STATE, admission)
+        request.state.gate_ms = (time.perf_counter() - t0) * 1000
+
+    def release_unclaimed(self, admission: _Admission) -> None:
+        """Record an admitted request that never started generating (a 400 while rendering its
+        prompt, say): it counted for the rate limits, and the usage record says so."""
+        self.usage.submit(UsageEntry(
+            user_pseudonym=admission.principal.pseudonym, key_id=admission.principal.key_id,
+            course_id=admission.course_id, model=admission.model, endpoint=admission.endpoint, prompt_tokens=0,
+            completion_tokens=0, queue_ms=0, generation_ms=0, status="error", reservation=admission.reservation,
+            assistant_id=admission.assistant_id))
+
     def generate(self, request: Request, req: GenerationRequest, source: Callable[[GenerationRequest], AsyncIterator[Any]],
                  context_length: int) -> AsyncIterator[Any]:
         """Admit `req` for the caller of `request` and meter the stream `source(req)` produces.
@@ -133,17 +192,23 @@ class AccessGate:
     async def _metered(self, request: Request, principal: Principal, req: GenerationRequest,
                        source: Callable[[GenerationRequest], AsyncIterator[Any]], context_length: int) -> AsyncIterator[Any]:
         t0 = time.perf_counter()
+        admitted: _Admission | None = getattr(request.state, ADMISSION_STATE, None)
+        if admitted is not None and admitted.model == req.model:
+            setattr(request.state, ADMISSION_STATE, None)  # claimed: from here on this stream records it
+        else:
+            admitted = None
         limits = self.limits(principal, req.model)
         req.keep_alive = self.keep_alive_for(principal, req.keep_alive)
-        if limits.max_context is not None:
-            req.num_ctx = min(req.num_ctx or context_length, limits.max_context)
-            context_length = min(context_length, limits.max_context)
-        if limits.max_output is not None:
-            req.max_tokens = limits.max_output if req.max_tokens < 0 else min(req.max_tokens, limits.max_output)
+        req.max_concurrent = self.max_concurrent_for(principal)
+        req.num_ctx, context_length = _capped_context(limits, req.num_ctx, context_length)
+        req.max_tokens = _capped_output(limits, req.max_tokens)
         prompt_bound = len(req.prompt.encode("utf-8")) + 1 + len(req.prefix_tokens)
         max_output = min(context_length, self.settings.max_predict) if req.max_tokens < 0 else req.max_tokens
-        admission = await self._admit(request, principal, prompt_bound, max_output, req.model)
-        request.state.gate_ms = (time.perf_counter() - t0) * 1000
+        # admitted before rendering (rate, policy): now reserve the tokens of the prompt as rendered
+        admission = await self._admit(request, principal, prompt_bound, max_output, req.model,
+                                      phase="all" if admitted is None else "tokens")
+        before = getattr(request.state, "gate_ms", 0.0) if admitted is not None else 0.0
+        request.state.gate_ms = before + (time.perf_counter() - t0) * 1000
         if admission.reservation.max_output is not None:
             cap = admission.reservation.max_output
             req.max_tokens = cap if req.max_tokens < 0 else min(req.max_tokens, cap)
@@ -168,6 +233,9 @@ class AccessGate:
         except (GeneratorExit, asyncio.CancelledError):
             status = "cancelled"
             raise
+        except TooManyRequests as exc:  # the scheduler's per-person cap: nothing ran, nothing is billed
+            status = "rejected"
+            raise self._too_many(request, principal, exc, req.model) from None
         finally:
             self._streams.pop(stream_id, None)
             with contextlib.suppress(Exception):
@@ -179,9 +247,9 @@ class AccessGate:
         if stats is not None:
             prompt, completion = stats.prompt_tokens, stats.completion_tokens
             queue_ms, gen_ms = stats.queue_ns // 1_000_000, (stats.prompt_eval_ns + stats.eval_ns) // 1_000_000
-        else:  # cancelled or failed: pay only for what was delivered
+        else:  # cancelled or failed: pay for the prefill a runner slot took on, and what was delivered
             completion = delivered
-            prompt = math.ceil(len(req.prompt.encode("utf-8")) / 4) if delivered else 0
+            prompt = req.prompt_tokens_admitted or (math.ceil(len(req.prompt.encode("utf-8")) / 4) if delivered else 0)
             queue_ms, gen_ms = 0, int((time.perf_counter() - admission.started) * 1000)
         self.usage.submit(UsageEntry(
             user_pseudonym=admission.principal.pseudonym, key_id=admission.principal.key_id,
@@ -205,6 +273,9 @@ class AccessGate:
             result = await run()
             tokens, status = tokens_of(result), "ok"
             return result
+        except TooManyRequests as exc:
+            status = "rejected"
+            raise self._too_many(request, principal, exc, model) from None
         finally:
             self.usage.submit(UsageEntry(
                 user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
@@ -214,7 +285,7 @@ class AccessGate:
 
     # --- admission ---------------------------------------------------------------------
     async def _admit(self, request: Request, principal: Principal, prompt_bound: int, max_output: int,
-                     model: str) -> _Admission:
+                     model: str, phase: str = "all") -> _Admission:
         course_id = await self._course_of(request, principal)
         billing = billing_of(request)
         endpoint = billing.endpoint if billing is not None and billing.endpoint else request.url.path
@@ -223,7 +294,8 @@ class AccessGate:
             # nothing to count: no thread, no write
             return _Admission(principal, course_id, Reservation(), endpoint, model, assistant_id=assistant_id)
         admitting = asyncio.get_running_loop().run_in_executor(
-            self.quotas.executor, self.quotas.admit, principal, course_id, prompt_bound, max_output)
+            self.quotas.executor, functools.partial(self.quotas.admit, principal, course_id, prompt_bound, max_output,
+                                                    phase=phase))
         try:
             reservation = await asyncio.shield(admitting)  # the thread commits even if the client leaves now...
         except asyncio.CancelledError:
@@ -351,3 +423,17 @@ class AccessGate:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+
+
+def _capped_context(limits: Limits, num_ctx: int | None, context_length: int) -> tuple[int | None, int]:
+    """The request's num_ctx and context length under the model policy's max_context."""
+    if limits.max_context is None:
+        return num_ctx, context_length
+    return min(num_ctx or context_length, limits.max_context), min(context_length, limits.max_context)
+
+
+def _capped_output(limits: Limits, max_tokens: int) -> int:
+    """The request's output limit (-1 = until the context is full) under the policy's max_output."""
+    if limits.max_output is None:
+        return max_tokens
+    return limits.max_output if max_tokens < 0 else min(max_tokens, limits.max_output)

@@ -198,3 +198,12 @@ MESSAGES.update({
         "de": "zu viele fehlgeschlagene Anmeldungen; bitte in {retry} s erneut versuchen",
     },
 })
+
+MESSAGES.update({
+    "too_many_requests": {
+        "en": "too many requests at once: you already have {limit} requests running or waiting for {model}; "
+              "wait for one to finish and try again in {retry} s",
+        "de": "zu viele gleichzeitige Anfragen: Sie haben bereits {limit} laufende oder wartende Anfragen an {model}; "
+              "bitte warten, bis eine fertig ist, und in {retry} s erneut versuchen",
+    },
+})

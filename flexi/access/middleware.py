@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flexi.access import messages
 from flexi.access.credentials import CredentialError, extract
 from flexi.access.errors import AccessError, forbidden, unauthorized
+from flexi.access.gate import ADMISSION_STATE
 from flexi.access.principal import Principal
 from flexi.api.errors import ollama_error, openai_error
 from flexi.web.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
@@ -97,7 +98,12 @@ class AccessMiddleware:
                 message.setdefault("headers", []).append((b"server-timing", timing.encode()))
             await send(message)
 
-        await self.app(scope, receive, send_with_timing)
+        try:
+            await self.app(scope, receive, send_with_timing)
+        finally:
+            admission = state.pop(ADMISSION_STATE, None)
+            if admission is not None:  # admitted, then failed before generating (e.g. a bad template)
+                scope["app"].state.flexi.access.gate.release_unclaimed(admission)
 
     async def _principal(self, scope: Scope) -> Principal | None:
         access = scope["app"].state.flexi.access

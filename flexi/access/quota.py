@@ -14,8 +14,15 @@ Tokens are reserved at admission and corrected at the end:
   output is capped to what the quota has left, so a request can never spend
   more than it reserved;
 - at the end the reservation is replaced by the real count (prompt + delivered
-  tokens; a cancelled stream pays only for what it delivered).
+  tokens; a cancelled stream pays for the prompt a runner slot took on, if any,
+  and what it delivered).
 Windows are UTC: minute, day (from 00:00), week (from Monday 00:00).
+
+A fresh install is not unlimited: a role without a `role_quotas` row gets
+FLEXI_DEFAULT_ROLE_QUOTAS (students: 60 requests per minute, 500,000 tokens per
+day). Defaults live in configuration, not in rows written at start, so they never
+overwrite what an administrator set: a `role_quotas` row always wins, even one
+with every limit empty (= unlimited), and clearing it brings the default back.
 """
 
 from __future__ import annotations
@@ -61,6 +68,15 @@ class Limit:
         return WINDOWS[self.name]
 
 
+@dataclass(frozen=True)
+class RoleDefault:
+    """A role's limits while no administrator set its own (FLEXI_DEFAULT_ROLE_QUOTAS)."""
+
+    requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    tokens_per_week: int | None = None
+
+
 @dataclass
 class QuotaRefusal(Exception):
     limit: Limit
@@ -81,8 +97,9 @@ class QuotaLedger:
     only) and limits are cached for a few seconds: the admission path is one
     short write transaction of a read and one upsert per limited window."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, role_defaults: dict[str, dict[str, int | None]] | None = None) -> None:
         self.engine = engine
+        self.role_defaults = {role: RoleDefault(**values) for role, values in (role_defaults or {}).items()}
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         ins = dialect_insert(QuotaCounter).values(subject_kind=bindparam("k"), subject_id=bindparam("i"),
                                                   window=bindparam("w"), window_start=bindparam("s"), used=bindparam("n"))
@@ -136,6 +153,8 @@ class QuotaLedger:
         own: Any = rows.get(("user", principal.user_id))
         if own is None:
             own = conn.execute(select(RoleQuota).where(RoleQuota.role == principal.role)).first()
+        if own is None:
+            own = self.role_defaults.get(principal.role)
         out: list[Limit] = []
         for kind, sid in subjects:
             source = own if kind == "user" else rows.get((kind, sid))
@@ -150,8 +169,13 @@ class QuotaLedger:
 
     # --- admission -------------------------------------------------------------------
     def admit(self, principal: Principal, course_id: int | None, prompt_bound: int, max_output: int,
-              *, now: datetime | None = None) -> Reservation:
-        """Count the request and reserve its tokens, or raise QuotaRefusal naming the limit hit."""
+              *, now: datetime | None = None, phase: str = "all") -> Reservation:
+        """Count the request and reserve its tokens, or raise QuotaRefusal naming the limit hit.
+
+        A generation is admitted in two phases around its prompt's rendering: `"rate"` before it
+        (count the request per minute; refuse if a token window has less than `prompt_bound` + 1
+        left, reserving nothing), `"tokens"` after it (reserve the real prompt's bound and the
+        output, without counting the request again). `"all"` does both at once."""
         now = now or utcnow()
         limits = self.cached_limits(principal, course_id)
         if limits is None:
@@ -160,26 +184,38 @@ class QuotaLedger:
         if not limits:
             return Reservation()
         token_limits = [lim for lim in limits if lim.window != "minute"]
+        rate_limits = [lim for lim in limits if lim.window == "minute"] if phase != "tokens" else []
+        if not rate_limits and (not token_limits or phase == "rate"):
+            if token_limits:  # a read-only check: no write transaction for it
+                with self.engine.connect() as conn:
+                    self._left(conn, token_limits, prompt_bound, now)
+            return Reservation()
         with write_transaction(self.engine) as conn:
             # 1. requests per minute: counted at admission, never refunded
-            for lim in limits:
-                if lim.window == "minute":
-                    self._take(conn, lim, 1, now)
+            for lim in rate_limits:
+                self._take(conn, lim, 1, now)
             if not token_limits:
                 return Reservation()
             # 2. tokens: cap the output to what every token window still has
-            used = self._used(conn, token_limits, now)
-            left = {lim: lim.value - used.get((lim.subject_kind, lim.subject_id, lim.window), 0) for lim in token_limits}
-            tightest = min(token_limits, key=lambda lim: left[lim])
-            if left[tightest] < prompt_bound + 1:
-                raise QuotaRefusal(tightest, window_end(tightest.window, window_start(tightest.window, now)))
-            output = min(max_output, left[tightest] - prompt_bound)
+            tightest, left = self._left(conn, token_limits, prompt_bound, now)
+            if phase == "rate":
+                return Reservation()
+            output = min(max_output, left - prompt_bound)
             tokens = prompt_bound + output
             reservation = Reservation(tokens=tokens, max_output=output)
             for lim in token_limits:
                 self._take(conn, lim, tokens, now)  # still conditional: another replica may have been faster
                 reservation.counters.append((lim.subject_kind, lim.subject_id, lim.window, window_start(lim.window, now)))
             return reservation
+
+    def _left(self, conn: Connection, token_limits: list[Limit], prompt_bound: int, now: datetime) -> tuple[Limit, int]:
+        """The tightest token window and what it has left; QuotaRefusal if not even the prompt fits."""
+        used = self._used(conn, token_limits, now)
+        left = {lim: lim.value - used.get((lim.subject_kind, lim.subject_id, lim.window), 0) for lim in token_limits}
+        tightest = min(token_limits, key=lambda lim: left[lim])
+        if left[tightest] < prompt_bound + 1:
+            raise QuotaRefusal(tightest, window_end(tightest.window, window_start(tightest.window, now)))
+        return tightest, left[tightest]
 
     def _used(self, conn: Connection, limits: list[Limit], now: datetime) -> dict[tuple[str, int, str], int]:
         starts = sorted({window_start(lim.window, now) for lim in limits})

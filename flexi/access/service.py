@@ -46,7 +46,7 @@ class AccessService:
         reads = make_engine(engine.url, settings.home, pool_size=2, max_overflow=0) if file_backed else engine
         authn = Authenticator(reads, settings, key)
         policies = PolicyBook(reads, settings.model_access, settings.role_max_context, settings.role_max_output)
-        quotas = QuotaLedger(engine)
+        quotas = QuotaLedger(engine, settings.default_role_quotas)
         usage = UsageWriter(engine, quotas, settings)
         authn.on_touch = usage.touch
         gate = AccessGate(settings, engine, authn, policies, quotas, usage)

@@ -316,13 +316,13 @@ SubjectRef = Annotated[str, Path(max_length=32, description="An id (user, key, c
 @router.get("/quotas", summary="List quotas (roles, users, keys, courses)")
 def list_quotas(request: Request, kind: QuotaKind | None = None) -> dict[str, Any]:
     with transaction(request) as s:
-        return {"quotas": ops.list_quotas(s, kind)}
+        return {"quotas": ops.list_quotas(s, kind, access_of(request).settings.default_role_quotas)}
 
 
 @router.put("/quotas/{kind}/{subject}", summary="Set limits (fields absent = unchanged, null = no limit)")
 def set_quota(request: Request, kind: QuotaKind, subject: SubjectRef, body: QuotaSet) -> dict[str, Any]:
     with transaction(request) as s:
-        result = ops.set_quota(s, kind, subject, body.given())
+        result = ops.set_quota(s, kind, subject, body.given(), access_of(request).settings.default_role_quotas)
     access_of(request).quotas.forget()  # cached limits: the next request sees the new ones
     return result
 
@@ -338,7 +338,7 @@ def clear_quota(request: Request, kind: QuotaKind, subject: SubjectRef) -> Respo
 @router.get("/quotas/{kind}/{subject}/usage", summary="Limits in force and use in the current windows")
 def quota_usage(request: Request, kind: Literal["user", "key", "course"], subject: SubjectRef) -> dict[str, Any]:
     with transaction(request) as s:
-        return ops.quota_usage(s, kind, subject)
+        return ops.quota_usage(s, kind, subject, access_of(request).settings.default_role_quotas)
 
 
 # --- model policies ------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from flexi.engine.types import BadRequest, EngineError, ServerBusy
+from flexi.engine.types import BadRequest, EngineError, ServerBusy, TooManyRequests
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,7 +25,7 @@ OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
 
 def _headers(exc: EngineError) -> dict[str, str] | None:
     headers = dict(getattr(exc, "headers", None) or {})
-    if isinstance(exc, ServerBusy):
+    if isinstance(exc, (ServerBusy, TooManyRequests)):
         headers["Retry-After"] = str(exc.retry_after)
     return headers or None
 

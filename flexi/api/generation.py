@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
@@ -91,6 +92,21 @@ def check_message_count(request: Request, count: int) -> None:
                          param="messages")
 
 
+async def admit(request: Request, record: ModelRecord, options: ModelOptions | None, body: BaseModel) -> None:
+    """Policy and rate admission, and a check that the token quota has room for what the request
+    brings (its parsed body, images aside), before the prompt is rendered or tokenized: both
+    cost CPU that a caller over their quota must not get. The tokens are reserved once the
+    prompt is known (in the gate's stream)."""
+    state = request.app.state.flexi
+    num_ctx = merged(record.parameters, options).num_ctx
+    brought = len(body.model_dump_json(exclude=_NOT_PROMPT, exclude_none=True).encode("utf-8"))
+    await state.access.gate.admit(request, record.name, prompt_bound=brought, num_ctx=num_ctx,
+                                  context_length=state.manager.context_for(record, num_ctx))
+
+
+_NOT_PROMPT: Any = {"images": True, "messages": {"__all__": {"images"}}}  # pixels are not prompt tokens
+
+
 def start_generation(request: Request, record: ModelRecord, req: GenerationRequest) -> AsyncIterator[Any]:
     """The event stream for `req`, through the access gate (policy caps, quota, usage record)."""
     state = request.app.state.flexi
@@ -119,6 +135,7 @@ async def run_embedding(request: Request, req: EmbeddingRequest) -> EmbeddingRes
         for text in req.inputs:
             check_prompt_size(len(text.encode("utf-8")), 0, context, state.access.gate.settings.max_prompt_bytes_per_token, "input")
     req.keep_alive = state.access.gate.keep_alive_for(principal_of(request), req.keep_alive)
+    req.max_concurrent = state.access.gate.max_concurrent_for(principal_of(request))
     return await state.access.gate.embed(request, req.model, req.inputs, lambda: state.manager.embed(req),
                                          lambda result: result.prompt_tokens)
 

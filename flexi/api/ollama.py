@@ -173,6 +173,7 @@ async def generate(request: Request) -> Response:
     record = gen.require_model(state.store, body.model, request)
     if not body.prompt and not body.context and not body.suffix:
         return await _load_only(request, record, body.keep_alive, t0, chat=False)
+    await gen.admit(request, record, body.options, body)  # quota and rate before the template runs
     prompt = await gen.generate_prompt(record, body.prompt, system=body.system, template=body.template,
                                        suffix=body.suffix, raw=body.raw, think=body.think, has_images=bool(body.images))
     req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
@@ -249,6 +250,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int) -> Respons
     record = gen.require_model(state.store, body.model, request)
     if not body.messages:
         return await _load_only(request, record, body.keep_alive, t0, chat=True)
+    await gen.admit(request, record, body.options, body)  # quota and rate before the template runs
     tools = body.tools or None
     prompt = await gen.chat_prompt(record, _chat_messages(body), tools=tools, think=body.think,
                                    has_images=any(m.images for m in body.messages))

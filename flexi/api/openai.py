@@ -281,6 +281,8 @@ async def chat_completions(request: Request) -> Response:
     if not body.messages:
         raise BadRequest("messages must contain at least one message", param="messages")
     gen.check_message_count(request, len(body.messages))
+    limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    await gen.admit(request, record, _options(body, limit), body)  # quota and rate before rendering
     messages, has_images = _chat_messages(body.messages)
     tools = _tools(body)
     fmt = _response_format(body.response_format)
@@ -383,6 +385,7 @@ async def completions(request: Request) -> Response:
     text_in = _prompt_text(body.prompt)
     state = _state(request)
     record = _require_model(state, body.model, request)
+    await gen.admit(request, record, _options(body, body.max_tokens), body)  # quota and rate before tokenizing
     prompt = await gen.generate_prompt(record, text_in, suffix=body.suffix or None, raw=True)
     req = gen.build_request(record, prompt, _options(body, body.max_tokens), keep_alive=body.keep_alive,
                             user=client_identity(request, body.user), priority=priority_of(request, body.priority))

@@ -287,7 +287,7 @@ def users_show(user: str = typer.Argument(..., help="Subject or id."), as_json: 
             select(Course.name, CourseMember.role).join(CourseMember, CourseMember.course_id == Course.id)
             .where(CourseMember.user_id == row.id).order_by(Course.name))]
         view["keys"] = [ops.key_view(k) for k in ops.list_api_keys(s, owner_id=row.id, limit=ops.MAX_LIMIT)]
-        view["quota"] = ops.quota_usage(s, "user", row.id)
+        view["quota"] = ops.quota_usage(s, "user", row.id, _role_defaults())
     if as_json:
         emit(view, True)
         return
@@ -639,6 +639,13 @@ KEY_OPT = typer.Option(None, "--key", help="An API key (id or prefix).")
 COURSE_OPT = typer.Option(None, "--course", help="A course (name or id).")
 
 
+def _role_defaults() -> dict[str, dict[str, int | None]]:
+    """FLEXI_DEFAULT_ROLE_QUOTAS: shown for roles an administrator has not set."""
+    from flexi.config import load_settings
+
+    return load_settings().default_role_quotas
+
+
 @quotas_app.command("list")
 @handle
 def quotas_list(kind: str | None = typer.Option(None, "--kind", help="role, user, key or course."),
@@ -647,8 +654,8 @@ def quotas_list(kind: str | None = typer.Option(None, "--kind", help="role, user
     from flexi.access import admin_ops as ops
 
     with database() as s:
-        views = ops.list_quotas(s, kind)
-    emit(views, as_json, QUOTA_HEADERS, [[v["kind"], v["label"] or v["subject"], *(_limit_text(v[n]) for n in ops.QUOTA_FIELDS)]
+        views = ops.list_quotas(s, kind, _role_defaults())
+    emit(views, as_json, QUOTA_HEADERS, [[v["kind"], f"{v['label'] or v['subject']}{' (default)' if v.get('default') else ''}", *(_limit_text(v[n]) for n in ops.QUOTA_FIELDS)]
                                          for v in views])
 
 
@@ -674,7 +681,7 @@ def quotas_set(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: st
         raise CommandError(m("nothing_to_set"))
     with database() as s:
         kind, subject = _subject(s, role, user, key, course)
-        view = ops.set_quota(s, kind, subject, values)
+        view = ops.set_quota(s, kind, subject, values, _role_defaults())
     emit(view, as_json, message=m("quota_set", kind=view["kind"], label=view["label"]))
 
 
@@ -701,7 +708,7 @@ def quotas_show(user: str | None = USER_OPT, key: str | None = KEY_OPT, course: 
 
     with database() as s:
         kind, subject = _subject(s, None, user, key, course)
-        view = ops.quota_usage(s, kind, subject)
+        view = ops.quota_usage(s, kind, subject, _role_defaults())
     emit(view, as_json, ["LIMIT", "USED", "OF", "FROM"],
          [[n, view["used"][n], _limit_text(view["limits"][n]), view["limits_from"] or "-"] for n in ops.QUOTA_FIELDS])
 

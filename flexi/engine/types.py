@@ -50,6 +50,10 @@ class GenerationRequest:
     add_bos: bool = True  # False when the prompt was rendered by a chat template that already has BOS text
     user: str = "anonymous"  # whose turn it is in the fair queue (API key or client identity)
     priority: int = 0  # 0 = interactive, 1 = batch; lower is served first
+    max_concurrent: int | None = None  # most running + waiting requests of `user` on this model (None = no cap)
+    # Filled by the scheduler, read by billing: prompt tokens a runner slot took on (0 = none yet),
+    # so a request cancelled or failed before its first token still pays for its prefill.
+    prompt_tokens_admitted: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,7 @@ class EmbeddingRequest:
     keep_alive: float | None = None
     user: str = "anonymous"
     priority: int = 0
+    max_concurrent: int | None = None  # as GenerationRequest.max_concurrent
 
 
 @dataclass
@@ -149,6 +154,18 @@ class RunnerCrashed(EngineError):
 class ServerBusy(EngineError):
     def __init__(self, retry_after: int = 1, message: str = "server busy, try again") -> None:
         super().__init__(message, status=503, code="server_busy")
+        self.retry_after = retry_after
+
+
+class TooManyRequests(EngineError):
+    """One identity already holds its share of a model's slots and queue (running + waiting).
+
+    The scheduler knows no languages: the access gate turns this into a localized 429."""
+
+    def __init__(self, limit: int, retry_after: int = 2) -> None:
+        super().__init__(f"too many requests at once: at most {limit} running or waiting per person and model; "
+                         "wait for one to finish", status=429, code="too_many_requests")
+        self.limit = limit
         self.retry_after = retry_after
 
 

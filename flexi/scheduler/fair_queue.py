@@ -2,7 +2,10 @@
 
 One script firing 30 parallel requests must not starve a student's single chat:
 waiting requests are granted by priority class first (interactive before batch),
-then one user at a time in turn. Pure asyncio, no model: unit-tested on its own.
+then one user at a time in turn. Round-robin alone does not stop one person from
+filling the bounded queue (everyone else then gets 503), so each identity may also
+hold at most `limit` tickets (running + waiting) per model: beyond that it gets
+429 (`TooManyRequests`), and only it. Pure asyncio, no model: unit-tested on its own.
 """
 
 from __future__ import annotations
@@ -12,13 +15,22 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from flexi.engine.types import ServerBusy
+from flexi.engine.types import ServerBusy, TooManyRequests
+
+
+def holder_of(user: str) -> str:
+    """Whose tickets count against the per-identity cap: the identity up to its first "/".
+
+    An end-user suffix (OpenAI's `user`, see flexi.api.identity) splits a service's turn in the
+    round-robin, but it is chosen by the client: it must not multiply the client's cap."""
+    return user.split("/", 1)[0]
 
 
 @dataclass(eq=False)
 class Ticket:
     user: str
     priority: int
+    holder: str = ""
     enqueued: float = field(default_factory=time.monotonic)
     granted: bool = False
     left: bool = False
@@ -42,20 +54,32 @@ class FairQueue:
         self.retry_after = retry_after
         self.in_use = 0
         self._classes: dict[int, OrderedDict[str, deque[Ticket]]] = {}
+        self._held: dict[str, int] = {}  # holder -> tickets granted or waiting
 
     @property
     def waiting(self) -> int:
         return sum(len(q) for users in self._classes.values() for q in users.values())
 
-    def enter(self, user: str, priority: int = 0) -> Ticket:
-        """Take a slot at once if one is free and nobody waits; else queue (or 503 when full)."""
-        ticket = Ticket(user=user, priority=priority)
+    def held(self, user: str) -> int:
+        """Tickets (running + waiting) the holder of `user` has now."""
+        return self._held.get(holder_of(user), 0)
+
+    def enter(self, user: str, priority: int = 0, limit: int | None = None) -> Ticket:
+        """Take a slot at once if one is free and nobody waits; else queue (or 503 when full).
+
+        `limit`: most tickets the identity may hold at once (429 beyond it; None = no cap)."""
+        holder = holder_of(user)
+        held = self._held.get(holder, 0)
+        if limit is not None and held >= limit:
+            raise TooManyRequests(limit, self.retry_after)
+        ticket = Ticket(user=user, priority=priority, holder=holder)
         if self.in_use < self.capacity and self.waiting == 0:
             self._grant(ticket)
-            return ticket
-        if self.waiting >= self.max_waiting:
+        elif self.waiting >= self.max_waiting:
             raise ServerBusy(self.retry_after)
-        self._classes.setdefault(priority, OrderedDict()).setdefault(user, deque()).append(ticket)
+        else:
+            self._classes.setdefault(priority, OrderedDict()).setdefault(user, deque()).append(ticket)
+        self._held[holder] = held + 1
         return ticket
 
     def leave(self, ticket: Ticket) -> None:
@@ -63,6 +87,11 @@ class FairQueue:
         if ticket.left:
             return
         ticket.left = True
+        left = self._held.get(ticket.holder, 0) - 1
+        if left > 0:
+            self._held[ticket.holder] = left
+        else:
+            self._held.pop(ticket.holder, None)
         if ticket.granted:
             self.in_use -= 1
             self._dispatch()

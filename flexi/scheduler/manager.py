@@ -162,7 +162,7 @@ class ModelManager:
         deadline = time.monotonic() + self.settings.request_timeout
         t_enter = time.perf_counter_ns()
         queue = self.queue_for(record)
-        ticket = queue.enter(req.user, req.priority)
+        ticket = queue.enter(req.user, req.priority, req.max_concurrent)
         try:
             async for status in self._wait_turn(queue, ticket, deadline):
                 yield status
@@ -181,7 +181,9 @@ class ModelManager:
                 stream = replica.runner.stream("generate", payload, timeout=deadline - time.monotonic())
                 try:
                     async for msg in stream:
-                        if msg["ev"] == "text":
+                        if msg["ev"] == "prefill":  # a slot took the prompt: from now on it is paid for
+                            req.prompt_tokens_admitted = int(msg["prompt_tokens"])
+                        elif msg["ev"] == "text":
                             yield TextChunk(text=msg["text"], n_tokens=msg["n"])
                         elif msg["ev"] == "done":
                             yield GenerationStats(
@@ -200,7 +202,7 @@ class ModelManager:
         t0 = time.perf_counter_ns()
         record = self.store.get(req.model)
         queue = self.queue_for(record)
-        ticket = queue.enter(req.user, req.priority)
+        ticket = queue.enter(req.user, req.priority, req.max_concurrent)
         try:
             deadline = time.monotonic() + self.settings.request_timeout
             async for _ in self._wait_turn(queue, ticket, deadline):

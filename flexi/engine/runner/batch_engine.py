@@ -111,6 +111,7 @@ class BatchEngine:
             block = not self.active and not self.waiting and not self._embed_jobs
             self._drain(block)
             self._admit()
+            self._flush()  # "prefill" events leave before the (possibly long) decode step
             if self.active:
                 self._step()
             if self._embed_jobs:
@@ -233,6 +234,8 @@ class BatchEngine:
             seq.cached_tokens = keep
             seq.pending = seq.prompt[keep:]
             self.active.append(seq)
+            # told before the prefill runs: a client that leaves during a long prefill still pays for it
+            self._events.append((seq.req_id, {"ev": "prefill", "prompt_tokens": len(seq.prompt), "cached_tokens": keep}))
 
     def _step(self) -> None:
         for seq in [s for s in self.active if s.cancelled]:

@@ -1,7 +1,9 @@
 """Wire format between server and runner: one JSON object per line over a Unix socket.
 
 Server → runner: {"op": "generate"|"embed"|"cancel"|"tokenize", "id": int, ...}
-Runner → server: {"id": int, "ev": "text"|"done"|"error"|"result", ...}
+Runner → server: {"id": int, "ev": "prefill"|"text"|"done"|"error"|"result", ...}
+("prefill": a slot took the prompt, with its `prompt_tokens`; sent before the prefill runs, so
+the server can bill a request whose client leaves before the first token.)
 Many requests are multiplexed over one connection by `id`.
 """
 
