@@ -26,6 +26,7 @@ from typing import Any
 
 from benchmarks.common import RESULTS, machine, write_results
 from flexi.engine.runner.protocol import READY_PREFIX, decode, encode
+from flexi.engine.types import MAX_EMBED_CONTEXT
 from flexi.scheduler.memory import GENERATION_OVERHEAD, MIB as _MIB, embedder_bytes, estimate_runner_bytes, kv_cache_bytes
 from flexi.store.gguf_meta import read_gguf_info
 from flexi.store.store import default_model_file
@@ -68,7 +69,6 @@ _UNCLAMPED = ("import sys, flexi.engine.runner.model as m\n"
               "m.LoadedModel.__init__ = patched\n"
               "from flexi.engine.runner.__main__ import main\nsys.exit(main(sys.argv[1:]))\n")
 USE_TOKENS = 600  # more than one 512-token ubatch, so the compute graphs are really run
-FULL_EMBED_UP_TO = 2048  # longer full-context embeddings take minutes on 2 cores
 
 
 def measure(model: Path, ctx: int, parallel: int, threads: int) -> dict[str, Any]:
@@ -99,11 +99,10 @@ def measure(model: Path, ctx: int, parallel: int, threads: int) -> dict[str, Any
                 generated = _status(proc.pid)
                 _request(sock, {"op": "embed", "id": 2, "inputs": [text], "truncate": True, "normalize": True})
                 embedded = _status(proc.pid)
-                full = None
-                if ctx <= FULL_EMBED_UP_TO:  # an input filling the context: the whole embedder buffer is written
-                    _request(sock, {"op": "embed", "id": 3, "inputs": ["word " * (ctx - 8)], "truncate": True,
-                                    "normalize": True})
-                    full = _status(proc.pid)["VmHWM"]
+                # an input filling the embedder's context (capped at MAX_EMBED_CONTEXT): its whole buffer is written
+                _request(sock, {"op": "embed", "id": 3, "inputs": ["word " * (min(ctx, MAX_EMBED_CONTEXT) - 8)],
+                                "truncate": True, "normalize": True})
+                full = _status(proc.pid)["VmHWM"]
         finally:
             proc.terminate()
             proc.wait(15)
@@ -136,7 +135,7 @@ def table(rows: list[dict[str, Any]], file_size: int, info: Any) -> tuple[list[d
         eb = r["embedder_buffers_mib"]
         emb_reserved = int((eb.get("KV buffer", 0) + eb.get("compute buffer", 0)) * MIB)
         # llama.cpp grows the output buffer to one row of logits + embeddings per input token when it embeds
-        emb_full = emb_reserved + ctx * ((info.vocab_size or 0) + (info.embedding_length or 0)) * 4
+        emb_full = emb_reserved + min(ctx, MAX_EMBED_CONTEXT) * ((info.vocab_size or 0) + (info.embedding_length or 0)) * 4
         worst = r.get("peak_rss_full_embed") or r["peak_rss_generated"] + emb_full
         est = estimate_runner_bytes(file_size, info, ctx, slots)
         old = _old_estimate(file_size, info, ctx, slots)

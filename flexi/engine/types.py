@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+#: Longest input the embedder takes (tokens). Pooled embeddings need the whole input in one ubatch,
+#: and llama.cpp then keeps a compute and an output buffer of one logits row per input token: at the
+#: model's full context that was ~15 GiB for a 135M model at 32k, which any caller could make the
+#: runner hold for good. Retrieval chunks are a few hundred tokens; longer inputs are truncated
+#: (`truncate`, the default) or refused with 400.
+MAX_EMBED_CONTEXT = 2048
+
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 

@@ -16,12 +16,14 @@ allocate. Measured against the runner's RSS and llama.cpp's own buffer sizes
   plus the f16 attention mask, num_ctx^2 x 2 B; and an output buffer that llama.cpp grows to
   one row of logits and embeddings per input token, another num_ctx x (n_vocab + n_embd) x 4 B
   (measured: a full 2k-token embedding took the runner from 221 to 1056 MiB). This is the
-  context-dependent part: at 32k context it is ~15 GiB for a 135M model, and any caller may
-  trigger it once and for all, so it is counted.
+  context-dependent part: at 32k context it was ~15 GiB for a 135M model, and any caller could
+  trigger it once and for all, so the embedder's context is capped at MAX_EMBED_CONTEXT (2048)
+  tokens and counted at that size.
 """
 
 from __future__ import annotations
 
+from flexi.engine.types import MAX_EMBED_CONTEXT
 from flexi.store.gguf_meta import GGUFInfo
 
 MIB = 1024**2
@@ -42,6 +44,7 @@ def kv_cache_bytes(info: GGUFInfo, num_ctx: int, num_parallel: int) -> int:
 def embedder_bytes(info: GGUFInfo, num_ctx: int) -> int:
     """The embedder's KV cache, compute buffer (one ubatch of num_ctx tokens) and output buffer, once an input
     fills the context (every row is an output when pooling, so both hold logits for every token)."""
+    num_ctx = min(num_ctx, MAX_EMBED_CONTEXT)
     per_token = ((info.vocab_size or UNKNOWN_VOCAB) + (info.embedding_length or 4096)) * 4
     return kv_cache_bytes(info, num_ctx, 1) + 2 * num_ctx * per_token + num_ctx * num_ctx * 2
 

@@ -13,12 +13,15 @@ from typing import Any
 import llama_cpp as ll
 
 from flexi.engine.runner.model import LoadedModel
+from flexi.engine.types import MAX_EMBED_CONTEXT
+
+
 
 
 class Embedder:
     def __init__(self, model: LoadedModel, n_ctx: int, n_threads: int) -> None:
         self.model = model
-        self.n_ctx = n_ctx
+        self.n_ctx = min(n_ctx, MAX_EMBED_CONTEXT)
         self.n_threads = n_threads
         self.ctx: Any = None
         self.batch: Any = None
