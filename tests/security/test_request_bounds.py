@@ -188,8 +188,8 @@ def test_nan_and_infinity_literals_are_400_in_both_dialects(campus: Campus, lite
 # --- D: the memory estimate ---------------------------------------------------------------------
 def test_memory_estimate_covers_the_measured_runner_rss() -> None:
     """At 2k, 8k and 32k context (1 and 4 slots) the admission estimate is within -5..+15 % of the worst case a
-    runner reaches: measured after an embedding that fills the context at 2k; at 8k/32k the measured generation
-    RSS + the embedder buffers from llama.cpp's log (one embedding request creates them, and they stay)."""
+    runner reaches: measured after an embedding that fills the embedder's context (capped at 2048 tokens; one
+    embedding request creates its buffers, and they stay)."""
     from flexi.scheduler.memory import GENERATION_OVERHEAD, kv_cache_bytes
 
     results = Path(__file__).parents[2] / "benchmarks" / "results" / "memory-estimate.json"
