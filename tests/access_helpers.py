@@ -141,6 +141,17 @@ class ServerDB:
             return list(s.scalars(select(UsageRecord).where(UsageRecord.user_pseudonym == pseudonym)
                                   .order_by(UsageRecord.id)))
 
+    def wait_usage(self, subject: str, n: int, timeout: float = 15) -> list[UsageRecord]:
+        """The usage records of `subject` once there are at least `n` (the server writes them in batches, off
+        the request path)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            records = self.usage(self.pseudonym(subject))
+            if len(records) >= n:
+                return records
+            time.sleep(0.1)
+        raise AssertionError(f"expected {n} usage records for {subject}, found {len(self.usage(self.pseudonym(subject)))}")
+
     def counters(self, kind: str, subject_id: int) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(QuotaCounter.window, func.sum(QuotaCounter.used))

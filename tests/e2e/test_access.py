@@ -265,14 +265,8 @@ def test_usage_record_per_request_without_text(campus: Campus) -> None:
     assert marker.encode() not in raw  # neither the prompt nor anything else of the text is stored
 
 
-def _wait_records(campus: Campus, subject: str, n: int, timeout: float = 10) -> list:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        records = campus.db.usage(campus.db.pseudonym(subject))
-        if len(records) >= n:
-            return records
-        time.sleep(0.1)
-    raise AssertionError(f"expected {n} usage records for {subject}, found {len(campus.db.usage(campus.db.pseudonym(subject)))}")
+def _wait_records(campus: Campus, subject: str, n: int, timeout: float = 15) -> list:
+    return campus.db.wait_usage(subject, n, timeout)
 
 
 def test_cancelled_stream_is_billed_as_delivered(campus: Campus) -> None:

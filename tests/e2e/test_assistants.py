@@ -46,13 +46,7 @@ class School:
         return httpx.delete(self.url(path), headers=self.keys[who], timeout=60)
 
     def records(self, who: str, n: int, timeout: float = 10) -> list[UsageRecord]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rows = self.db.usage(self.db.pseudonym(who))
-            if len(rows) >= n:
-                return rows
-            time.sleep(0.1)
-        raise AssertionError(f"expected {n} usage records for {who}")
+        return self.db.wait_usage(who, n, timeout)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

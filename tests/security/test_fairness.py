@@ -220,13 +220,7 @@ async def _stream(client: httpx.AsyncClient, key: str, body: dict) -> dict:
 
 
 def _wait_records(campus: Campus, subject: str, n: int, timeout: float = 15) -> list:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        records = campus.db.usage(campus.db.pseudonym(subject))
-        if len(records) >= n:
-            return records
-        time.sleep(0.1)
-    raise AssertionError(f"expected {n} usage records for {subject}")
+    return campus.db.wait_usage(subject, n, timeout)
 
 
 @pytest.mark.e2e
