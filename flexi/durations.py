@@ -51,6 +51,8 @@ def parse_duration(value: str | int | float | None) -> float | None:
             pos = match.end()
         if pos != len(body) or pos == 0:
             raise DurationError(f'invalid duration "{value}"; use e.g. "5m", "1h", "30s", 0 or -1') from None
+    if not math.isfinite(seconds):  # "nan" would make a model never expire (and /api/ps fail), "inf" is -1's job
+        raise DurationError(f'invalid duration "{value}"; use e.g. "5m", "1h", "30s", 0 or -1')
     if negative and seconds > 0:
         return FOREVER
     return seconds

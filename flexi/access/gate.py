@@ -138,7 +138,8 @@ class AccessGate:
             cap = caps.get(principal.role, self.settings.max_requests_per_user)
         return cap if cap else None
 
-    def _too_many(self, request: Request, principal: Principal, exc: TooManyRequests, model: str) -> AccessError:
+    def too_many(self, request: Request, principal: Principal, exc: TooManyRequests, model: str) -> AccessError:
+        """The localized 429 for a per-person cap (the scheduler's, or the render pool's)."""
         text = messages.text("too_many_requests", locale_of(request, principal), limit=exc.limit, model=model,
                              retry=exc.retry_after)
         return too_many_requests(text, exc.retry_after, limit="concurrent_requests", value=exc.limit,
@@ -235,7 +236,7 @@ class AccessGate:
             raise
         except TooManyRequests as exc:  # the scheduler's per-person cap: nothing ran, nothing is billed
             status = "rejected"
-            raise self._too_many(request, principal, exc, req.model) from None
+            raise self.too_many(request, principal, exc, req.model) from None
         finally:
             self._streams.pop(stream_id, None)
             with contextlib.suppress(Exception):
@@ -275,7 +276,7 @@ class AccessGate:
             return result
         except TooManyRequests as exc:
             status = "rejected"
-            raise self._too_many(request, principal, exc, model) from None
+            raise self.too_many(request, principal, exc, model) from None
         finally:
             self.usage.submit(UsageEntry(
                 user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
@@ -426,10 +427,13 @@ class AccessGate:
 
 
 def _capped_context(limits: Limits, num_ctx: int | None, context_length: int) -> tuple[int | None, int]:
-    """The request's num_ctx and context length under the model policy's max_context."""
+    """The request's num_ctx and context length under the caller's max_context (role default or model
+    policy). A request that names no num_ctx keeps None, so the model runs at its configured context and
+    a capped caller's first request does not make the model load smaller for everybody; what the caller may
+    use of it (prompt size, output) is bounded by the capped context length."""
     if limits.max_context is None:
         return num_ctx, context_length
-    return min(num_ctx or context_length, limits.max_context), min(context_length, limits.max_context)
+    return (min(num_ctx, limits.max_context) if num_ctx else None), min(context_length, limits.max_context)
 
 
 def _capped_output(limits: Limits, max_tokens: int) -> int:

@@ -21,9 +21,10 @@ from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
 from flexi.api.prompting import check_capabilities, render_generate, render_messages
 from flexi.durations import DurationError, parse_duration
 from flexi.engine.grammar import grammar_for_format
-from flexi.engine.render_pool import render_off_loop
+from flexi.engine.render_pool import render_off_loop, render_turn
 from flexi.engine.toolcalls import parse_tool_calls
 from flexi.access.gate import principal_of
+from flexi.api.identity import client_identity
 from flexi.access.policy import allowed_context
 from flexi.access.service import AccessService
 from flexi.engine.types import (
@@ -35,6 +36,7 @@ from flexi.engine.types import (
     ModelNotFound,
     StatusEvent,
     TextChunk,
+    TooManyRequests,
 )
 from flexi.store.store import ModelRecord, ModelStore
 
@@ -164,25 +166,44 @@ def build_request(record: ModelRecord, prompt: str, options: ModelOptions | None
 
 
 async def chat_prompt(record: ModelRecord, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                      think: Any = None, has_images: bool = False) -> str:
-    """The chat's prompt, rendered off the event loop (templates are untrusted CPU work)."""
+                      think: Any = None, has_images: bool = False, request: Request | None = None) -> str:
+    """The chat's prompt, rendered off the event loop (templates are untrusted CPU work); with `request`,
+    in its caller's turn at the render pool."""
     check_capabilities(record, tools=tools, think=think, images=has_images)
     for i, m in enumerate(messages):
         if not isinstance(m.get("role"), str) or not m["role"]:
             raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
-    return await render_off_loop(render_messages, record, messages, tools=tools,
-                                 think=bool(think) if think is not None else None)
+    async with _render_turn(request, record):
+        return await render_off_loop(render_messages, record, messages, tools=tools,
+                                     think=bool(think) if think is not None else None)
 
 
 async def generate_prompt(record: ModelRecord, prompt: str, *, system: str | None = None, template: str | None = None,
                           suffix: str | None = None, raw: bool = False, think: Any = None,
-                          has_images: bool = False) -> str:
+                          has_images: bool = False, request: Request | None = None) -> str:
     """The /api/generate prompt, rendered off the event loop (a raw prompt needs no rendering)."""
     check_capabilities(record, think=think, images=has_images, suffix=suffix)
     if raw:
         return prompt
-    return await render_off_loop(render_generate, record, prompt, system=system, template=template, suffix=suffix,
-                                 think=bool(think) if think is not None else None)
+    async with _render_turn(request, record):
+        return await render_off_loop(render_generate, record, prompt, system=system, template=template, suffix=suffix,
+                                     think=bool(think) if think is not None else None)
+
+
+@contextlib.asynccontextmanager
+async def _render_turn(request: Request | None, record: ModelRecord) -> AsyncIterator[None]:
+    """One render at a time per person (the fair-queue identity, without an end-user suffix), at most their
+    per-model request cap of them in line; beyond it the gate's localized 429."""
+    if request is None:
+        yield
+        return
+    principal, gate = principal_of(request), access_of(request).gate
+    holder = client_identity(request).split("/", 1)[0]
+    try:
+        async with render_turn(holder, gate.max_concurrent_for(principal)):
+            yield  # the body only renders: a TooManyRequests here can only come from the turn
+    except TooManyRequests as exc:
+        raise gate.too_many(request, principal, exc, record.name) from None
 
 
 @dataclass

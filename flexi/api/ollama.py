@@ -175,7 +175,8 @@ async def generate(request: Request) -> Response:
         return await _load_only(request, record, body.keep_alive, t0, chat=False)
     await gen.admit(request, record, body.options, body)  # quota and rate before the template runs
     prompt = await gen.generate_prompt(record, body.prompt, system=body.system, template=body.template,
-                                       suffix=body.suffix, raw=body.raw, think=body.think, has_images=bool(body.images))
+                                       suffix=body.suffix, raw=body.raw, think=body.think, has_images=bool(body.images),
+                                       request=request)
     req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
                             prefix_tokens=body.context, return_tokens=not body.raw,
                             user=client_identity(request), priority=priority_of(request))
@@ -239,13 +240,13 @@ def _chat_messages(body: ChatRequest) -> list[dict[str, Any]]:
 async def chat(request: Request) -> Response:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, ChatRequest)
-    gen.check_message_count(request, len(body.messages))
     return await chat_response(request, body, t0)
 
 
 async def chat_response(request: Request, body: ChatRequest, t0: int) -> Response:
     """Answer an already parsed chat request exactly like /api/chat (NDJSON stream or JSON);
     course assistants (flexi/api/assistants.py) build their ChatRequest and come here too."""
+    gen.check_message_count(request, len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
     state = _state(request)
     record = gen.require_model(state.store, body.model, request)
     if not body.messages:
@@ -253,7 +254,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int) -> Respons
     await gen.admit(request, record, body.options, body)  # quota and rate before the template runs
     tools = body.tools or None
     prompt = await gen.chat_prompt(record, _chat_messages(body), tools=tools, think=body.think,
-                                   has_images=any(m.images for m in body.messages))
+                                   has_images=any(m.images for m in body.messages), request=request)
     req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
                             user=client_identity(request), priority=priority_of(request))
     events = await primed(gen.start_generation(request, record, req))

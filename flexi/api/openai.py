@@ -250,10 +250,10 @@ def _response_format(value: Any) -> Any:
     raise BadRequest('response_format.type must be "text", "json_object" or "json_schema"', param="response_format")
 
 
-async def _chat_prompt(record: ModelRecord, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-                       has_images: bool) -> str:
+async def _chat_prompt(request: Request, record: ModelRecord, messages: list[dict[str, Any]],
+                       tools: list[dict[str, Any]] | None, has_images: bool) -> str:
     try:
-        return await gen.chat_prompt(record, messages, tools=tools, has_images=has_images)
+        return await gen.chat_prompt(record, messages, tools=tools, has_images=has_images, request=request)
     except BadRequest as exc:
         if exc.param == "images":  # name the field the OpenAI client actually sent
             exc.param = "messages"
@@ -286,7 +286,7 @@ async def chat_completions(request: Request) -> Response:
     messages, has_images = _chat_messages(body.messages)
     tools = _tools(body)
     fmt = _response_format(body.response_format)
-    prompt = await _chat_prompt(record, messages, tools, has_images)
+    prompt = await _chat_prompt(request, record, messages, tools, has_images)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     req = gen.build_request(record, prompt, _options(body, max_tokens), fmt=fmt, format_param="response_format",
                             keep_alive=body.keep_alive, user=client_identity(request, body.user),

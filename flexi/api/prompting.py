@@ -6,7 +6,9 @@ messages produce exactly the same prompt.
 The `template` field of /api/generate takes Ollama (Go) templates only, as in
 Ollama: request templates come from anyone with a key, and Jinja is a far
 larger attack surface than the small Go interpreter. Jinja stays for model
-templates (GGUF files, admin-made models), under the same render budget.
+templates (GGUF files, admin-made models), under the same render budget. A
+request's own template gets a tenth of that budget: anyone can send one, and a
+real one renders in well under a millisecond.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from flexi.engine.gotemplate import is_go_template, render_go_template
+from flexi.engine.render_budget import MAX_STEPS, budget, render_timeout
 from flexi.engine.templates import CHATML_TEMPLATE, render_chat, template_supports_thinking, template_supports_tools
 from flexi.engine.types import BadRequest
 from flexi.store.store import ModelRecord
@@ -26,6 +29,9 @@ JINJA_REQUEST_TEMPLATE = (
 )
 
 _JINJA_MARKERS = ("{%", "{#")
+
+REQUEST_TEMPLATE_STEPS = MAX_STEPS // 10  # a request's own template: a few hundred steps are real use
+REQUEST_TEMPLATE_SECONDS = 0.25
 
 
 def looks_like_jinja(template: str) -> bool:
@@ -80,7 +86,8 @@ def render_generate(record: ModelRecord, prompt: str, *, system: str | None = No
     if template:
         if looks_like_jinja(template):
             raise BadRequest(JINJA_REQUEST_TEMPLATE, param="template")
-        return render_go_template(template, system=system or record.system or "", prompt=prompt, suffix=suffix)
+        with budget(REQUEST_TEMPLATE_STEPS, min(render_timeout(), REQUEST_TEMPLATE_SECONDS)):
+            return render_go_template(template, system=system or record.system or "", prompt=prompt, suffix=suffix)
     messages = []
     if system is not None:
         messages.append({"role": "system", "content": system})

@@ -12,17 +12,18 @@ rare single C call that overruns, and tells a render that never got a worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from flexi.engine.render_budget import render_timeout
 from flexi.engine.templates import TemplateError
-from flexi.engine.types import ServerBusy
+from flexi.engine.types import ServerBusy, TooManyRequests
 
-__all__ = ["RENDER_WORKERS", "render_off_loop"]
+__all__ = ["RENDER_WORKERS", "render_off_loop", "render_turn"]
 
 T = TypeVar("T")
 
@@ -60,3 +61,39 @@ async def render_off_loop(fn: Callable[..., T], /, *args: object, **kwargs: obje
             raise ServerBusy(retry_after=max(1, int(timeout)),
                              message="server busy rendering prompts, try again") from None
         raise TemplateError(f"the prompt template could not be rendered: it took longer than {timeout:g} s") from None
+
+
+class _Turns:
+    """Whose renders may use the pool: one render at a time per person, at most `limit` of theirs waiting.
+
+    The pool has two workers for everybody; a person sending templates that run to their budget must not
+    hold both and make everyone else's chat wait. Waiting in one's own line is cheap (a coroutine); only
+    beyond the person's cap of requests in flight is it refused (429, like the scheduler's cap)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Semaphore] = {}
+        self._counts: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, holder: str, limit: int | None) -> AsyncIterator[None]:
+        count = self._counts.get(holder, 0)
+        if limit is not None and count >= limit:
+            raise TooManyRequests(limit)
+        self._counts[holder] = count + 1
+        lock = self._locks.setdefault(holder, asyncio.Semaphore(1))
+        try:
+            async with lock:
+                yield
+        finally:
+            self._counts[holder] -= 1
+            if not self._counts[holder]:
+                del self._counts[holder]
+                self._locks.pop(holder, None)
+
+
+_turns = _Turns()
+
+
+def render_turn(holder: str, limit: int | None) -> contextlib.AbstractAsyncContextManager[None]:
+    """Wait for `holder`'s turn at the render pool (TooManyRequests when `limit` of theirs are already in line)."""
+    return _turns.turn(holder, limit)

@@ -31,6 +31,7 @@ class Ticket:
     user: str
     priority: int
     holder: str = ""
+    capped: bool = False  # the holder has a per-person cap: it may not take the model's last free slot
     enqueued: float = field(default_factory=time.monotonic)
     granted: bool = False
     left: bool = False
@@ -55,6 +56,7 @@ class FairQueue:
         self.in_use = 0
         self._classes: dict[int, OrderedDict[str, deque[Ticket]]] = {}
         self._held: dict[str, int] = {}  # holder -> tickets granted or waiting
+        self._running: dict[str, int] = {}  # holder -> tickets granted
 
     @property
     def waiting(self) -> int:
@@ -72,14 +74,16 @@ class FairQueue:
         held = self._held.get(holder, 0)
         if limit is not None and held >= limit:
             raise TooManyRequests(limit, self.retry_after)
-        ticket = Ticket(user=user, priority=priority, holder=holder)
-        if self.in_use < self.capacity and self.waiting == 0:
+        ticket = Ticket(user=user, priority=priority, holder=holder, capped=limit is not None)
+        if self.in_use < self.capacity and self.waiting == 0 and self._may_run(ticket):
             self._grant(ticket)
         elif self.waiting >= self.max_waiting:
             raise ServerBusy(self.retry_after)
         else:
             self._classes.setdefault(priority, OrderedDict()).setdefault(user, deque()).append(ticket)
         self._held[holder] = held + 1
+        if not ticket.granted:
+            self._dispatch()  # a free slot that the people waiting may not take (at their share) goes to this one
         return ticket
 
     def leave(self, ticket: Ticket) -> None:
@@ -94,6 +98,11 @@ class FairQueue:
             self._held.pop(ticket.holder, None)
         if ticket.granted:
             self.in_use -= 1
+            running = self._running.get(ticket.holder, 0) - 1
+            if running > 0:
+                self._running[ticket.holder] = running
+            else:
+                self._running.pop(ticket.holder, None)
             self._dispatch()
             return
         users = self._classes.get(ticket.priority)
@@ -123,9 +132,18 @@ class FairQueue:
                             return n
         return n
 
+    def share(self) -> int:
+        """Most slots one capped person may run at once: all but one, so that somebody else can always start
+        at once (a student's 4 long streams on a 4-slot model would otherwise make everyone wait minutes)."""
+        return max(1, self.capacity - 1)
+
+    def _may_run(self, ticket: Ticket) -> bool:
+        return not ticket.capped or self._running.get(ticket.holder, 0) < self.share()
+
     def _grant(self, ticket: Ticket) -> None:
         ticket.granted = True
         self.in_use += 1
+        self._running[ticket.holder] = self._running.get(ticket.holder, 0) + 1
         ticket._event.set()
 
     def _dispatch(self) -> None:
@@ -138,12 +156,12 @@ class FairQueue:
     def _next(self) -> Ticket | None:
         for prio in sorted(self._classes):
             users = self._classes[prio]
-            if not users:
-                continue
-            user, queue = next(iter(users.items()))
-            ticket = queue.popleft()
-            del users[user]
-            if queue:
-                users[user] = queue  # back of the line: the next user gets the next slot
-            return ticket
+            for user, queue in users.items():
+                if not self._may_run(queue[0]):
+                    continue  # at their share: the slot goes to the next person in line
+                ticket = queue.popleft()
+                del users[user]
+                if queue:
+                    users[user] = queue  # back of the line: the next user gets the next slot
+                return ticket
         return None

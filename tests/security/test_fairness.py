@@ -55,7 +55,8 @@ async def test_one_identity_cannot_hold_more_than_its_cap_of_a_models_queue() ->
 
 async def test_a_flood_from_one_identity_cannot_fill_the_queue_for_everyone() -> None:
     """520 requests from one student against a 512-place queue: the student gets 429 after its cap,
-    the queue keeps room, and a second student is queued (not 503) and served right after."""
+    the queue keeps room, and a second student is served at once: a capped person never runs on the
+    model's last free slot (its share is all slots but one)."""
     q = FairQueue(capacity=2, max_waiting=512)
     flood, refused = [], 0
     for _ in range(520):
@@ -63,12 +64,27 @@ async def test_a_flood_from_one_identity_cannot_fill_the_queue_for_everyone() ->
             flood.append(q.enter("user:1", limit=4))
         except TooManyRequests:
             refused += 1
-    assert len(flood) == 4 and refused == 516 and q.waiting == 2
+    assert len(flood) == 4 and refused == 516
+    assert [t.granted for t in flood] == [True, False, False, False] and q.waiting == 3  # share = 2 - 1
     victim = q.enter("user:2", limit=4)
-    assert q.position(victim) == 2  # behind one of the flood's waiting requests, not behind 510
+    assert victim.granted  # the free slot, not a place behind the flood
     q.leave(flood[0])
+    assert flood[1].granted  # the flood goes on on its share
+    q.leave(victim)
+    assert not flood[2].granted  # ...but never beyond it, even with a slot free
     q.leave(flood[1])
-    assert victim.granted
+    assert flood[2].granted
+
+
+async def test_a_person_running_long_streams_on_every_slot_cannot_make_others_wait() -> None:
+    """A student's 4 long streams on a 4-slot model: 3 run, the fourth waits, so another person starts at once."""
+    q = FairQueue(capacity=4, max_waiting=512)
+    streams = [q.enter("user:1", limit=4) for _ in range(4)]
+    assert sum(t.granted for t in streams) == 3
+    other = q.enter("user:2", limit=4)
+    assert other.granted
+    uncapped = FairQueue(capacity=2, max_waiting=8)  # auth=off clients (no cap) keep every slot, as before
+    assert all(uncapped.enter("key:local").granted for _ in range(2))
 
 
 async def test_without_a_cap_the_global_bound_still_holds() -> None:
