@@ -39,6 +39,10 @@ from flexi.web.csrf import CSRF_HEADER, csrf_ok, csrf_token
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
 
 SIGNIN_COOKIE = "flexi_signin"  # pre-auth: binds an OIDC sign-in to the browser that started it
+# Behind HTTPS the cookie carries the __Host- prefix: browsers then refuse it from a sibling subdomain
+# (`Domain=uni.example` set by students.uni.example), so nobody can plant their own binding in a victim's
+# browser and make the victim finish the attacker's sign-in (login CSRF). Plain http (a laptop) cannot have it.
+SECURE_SIGNIN_COOKIE = "__Host-" + SIGNIN_COOKIE
 _DUMMY_HASH = hash_password("not-a-real-password-0")  # equal work whether or not the user exists
 
 
@@ -82,7 +86,8 @@ def providers(request: Request) -> dict[str, Any]:
 @router.get("/login", summary="Start single sign-on (redirects to the OIDC provider)")
 async def login(request: Request, next: str | None = None) -> Response:
     settings = access_of(request).settings
-    browser_secret = new_browser_secret(request.cookies.get(SIGNIN_COOKIE))
+    secure = is_secure(request, settings)
+    browser_secret = new_browser_secret(_signin_cookie(request, secure))
     base = _base_url(request)
     try:
         url = await _oidc(request).login_url(base + "/auth/callback", next,
@@ -91,9 +96,14 @@ async def login(request: Request, next: str | None = None) -> Response:
         return _error(exc.message, exc.status)
     response = RedirectResponse(url, status_code=302)
     # Lax: sent on the provider's top-level redirect back to /auth/callback, not on other sites' subrequests
-    response.set_cookie(SIGNIN_COOKIE, browser_secret, max_age=PENDING_SECONDS, path=_auth_path(base), httponly=True,
-                        samesite="lax", secure=is_secure(request, settings))
+    response.set_cookie(SECURE_SIGNIN_COOKIE if secure else SIGNIN_COOKIE, browser_secret, max_age=PENDING_SECONDS,
+                        path="/" if secure else _auth_path(base), httponly=True, samesite="lax", secure=secure)
     return response
+
+
+def _signin_cookie(request: Request, secure: bool) -> str | None:
+    """The browser's pre-auth cookie; behind HTTPS only the __Host- one counts (a plain one may be planted)."""
+    return request.cookies.get(SECURE_SIGNIN_COOKIE if secure else SIGNIN_COOKIE)
 
 
 @router.get("/callback", summary="Return from the OIDC provider")
@@ -102,7 +112,8 @@ async def callback(request: Request, state: str | None = None, code: str | None 
     if error:
         return _error(f"the sign-in provider reported: {error[:200]}", 401)
     try:
-        identity, next_path = await _oidc(request).finish(state, code, request.cookies.get(SIGNIN_COOKIE))
+        secure = is_secure(request, access_of(request).settings)
+        identity, next_path = await _oidc(request).finish(state, code, _signin_cookie(request, secure))
     except OidcError as exc:
         return _error(exc.message, exc.status)
     access = access_of(request)
@@ -116,8 +127,10 @@ async def callback(request: Request, state: str | None = None, code: str | None 
         access.gate.end_streams(user_id=user_id)
     response = RedirectResponse(next_path, status_code=302)
     set_cookie(response, request, access.settings, token)
-    response.delete_cookie(SIGNIN_COOKIE, path=_auth_path(_base_url(request)), httponly=True, samesite="lax",
-                           secure=is_secure(request, access.settings))
+    if is_secure(request, access.settings):
+        response.delete_cookie(SECURE_SIGNIN_COOKIE, path="/", httponly=True, samesite="lax", secure=True)
+    else:
+        response.delete_cookie(SIGNIN_COOKIE, path=_auth_path(_base_url(request)), httponly=True, samesite="lax")
     return response
 
 

@@ -24,9 +24,9 @@ from flexi.access.throttle import ACCOUNT, PAIR, LoginThrottle
 from flexi.config import load_settings
 from flexi.server.forwarded import client_address, trusted_networks
 from flexi.server.guard import RequestGuard, host_allowed, origin_allowed
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, free_port, start_server, stop_server
 from tests.e2e.test_auth_login import Sso, cookie_of, sign_in, sso  # noqa: F401 - module fixture: provider + Flexi
-from tests.oidc_provider import CLIENT_ID
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET
 
 # --- item 5: SSO -------------------------------------------------------------------------------------
 
@@ -293,3 +293,33 @@ def test_cookies_are_secure_behind_a_trusted_tls_proxy_only() -> None:
 
     assert is_secure(request("127.0.0.1"), settings)
     assert not is_secure(request("192.0.2.44"), settings)
+
+
+def test_sign_in_cookie_planted_from_a_sibling_subdomain_does_not_bind(sso: Sso, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Behind HTTPS the pre-auth cookie is `__Host-flexi_signin` (Path=/, Secure, no Domain), which a page on
+    students.uni.example cannot set for llm.uni.example. A plain `flexi_signin` with the attacker's value,
+    planted through `Domain=uni.example`, must not bind the attacker's sign-in to the victim's browser."""
+    import json as _json
+
+    port = free_port()
+    flexi = start_server(tmp_path_factory.mktemp("sso-https") / "home", {
+        "FLEXI_AUTH": "on", "FLEXI_OIDC_ISSUER": sso.idp, "FLEXI_OIDC_CLIENT_ID": CLIENT_ID,
+        "FLEXI_OIDC_CLIENT_SECRET": CLIENT_SECRET, "FLEXI_OIDC_ROLE_CLAIM": "realm_access.roles",
+        "FLEXI_OIDC_ROLE_MAP": _json.dumps({}), "SSL_CERT_FILE": sso.ca,
+        "FLEXI_PUBLIC_URL": f"https://127.0.0.1:{port}"}, port=port)
+    try:
+        sso.to_idp("POST", sso.idp + "/_test/next", json={"claims": {"sub": "attacker"}, "misbehave": None}).raise_for_status()
+        start = httpx.get(flexi.url + "/auth/login")
+        assert start.status_code == 302, start.text
+        set_cookie = start.headers["set-cookie"]
+        assert set_cookie.startswith("__Host-flexi_signin=") and "Path=/;" in set_cookie and "Secure" in set_cookie
+        secret = set_cookie.split(";", 1)[0].split("=", 1)[1]
+        at_idp = sso.to_idp("GET", start.headers["location"])
+        assert at_idp.status_code == 302, at_idp.text
+        callback = at_idp.headers["location"].replace(f"https://127.0.0.1:{port}", flexi.url)
+        planted = httpx.get(callback, headers={"cookie": f"flexi_signin={secret}"})
+        assert planted.status_code == 400 and "flexi_session" not in planted.headers.get("set-cookie", "")
+        own = httpx.get(callback, headers={"cookie": f"__Host-flexi_signin={secret}"})
+        assert own.status_code == 302 and "flexi_session" in own.headers.get("set-cookie", "")
+    finally:
+        stop_server(flexi)
