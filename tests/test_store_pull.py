@@ -7,7 +7,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +23,7 @@ from flexi.store.hf import choose_gguf
 from flexi.store.netguard import HostPolicy
 from flexi.store.pull import pull_model, url_source
 from flexi.store.store import ModelStore
+from tests.http_helpers import QuietHandler
 
 LOCAL = SimpleNamespace(pull_allow_hosts=["127.0.0.1"])  # the test servers are on loopback, which pulls refuse by default
 
@@ -56,20 +57,8 @@ class ServerState:
     requests: list[tuple[str, str | None]] = field(default_factory=list)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(QuietHandler):
     server: "StateServer"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802
         state = self.server.state

@@ -16,7 +16,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +30,7 @@ from flexi.store.netguard import AddressRefused, HostPolicy, is_public_address
 from flexi.store.pull import pull_model
 from flexi.store.store import ModelStore
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
+from tests.http_helpers import QuietHandler
 
 SECRET_BODY = b"internal-stacktrace: db password hunter2"
 
@@ -42,20 +43,8 @@ class Seen:
     sent: int = 0
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(QuietHandler):
     server: "FileServer"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802
         seen = self.server.seen
