@@ -17,6 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 SESSION_COOKIE = "flexi_session"
+# Behind HTTPS the session cookie carries the __Host- prefix: browsers refuse such a cookie from a sibling
+# subdomain (`Domain=uni.example`), so nobody can plant their own session in a victim's browser (session
+# fixation into the attacker's account). Plain http (a laptop) cannot have it and keeps the plain name.
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
+
+
+def session_cookie_name(secure: bool) -> str:
+    return SECURE_SESSION_COOKIE if secure else SESSION_COOKIE
 MAX_CREDENTIAL_CHARS = 512
 
 
@@ -51,7 +59,8 @@ def _from_authorization(value: str) -> str:
     raise CredentialError("unsupported Authorization scheme; use Bearer or Basic")
 
 
-def extract(headers: Iterable[tuple[bytes, bytes]], cookie_header: str | None = None) -> Credential | None:
+def extract(headers: Iterable[tuple[bytes, bytes]], cookie_header: str | None = None,
+            secure: bool = False) -> Credential | None:
     """The one credential of a request, or None if it carries none.
 
     API-key headers win over a session cookie (a script with a key in a browser
@@ -72,15 +81,17 @@ def extract(headers: Iterable[tuple[bytes, bytes]], cookie_header: str | None = 
         if len(set(found)) > 1:
             raise CredentialError("conflicting credentials in several headers")
         return Credential("key", found[0])
-    token = session_token(cookie_header)
+    token = session_token(cookie_header, secure)
     return Credential("session", token) if token else None
 
 
-def session_token(cookie_header: str | None) -> str | None:
+def session_token(cookie_header: str | None, secure: bool = False) -> str | None:
+    """The session cookie's token; behind HTTPS only the __Host- cookie counts (a plain one may be planted)."""
     if not cookie_header:
         return None
+    wanted = session_cookie_name(secure)
     for part in cookie_header.split(";"):
         name, _, value = part.strip().partition("=")
-        if name == SESSION_COOKIE and value:
+        if name == wanted and value:
             return value[:MAX_CREDENTIAL_CHARS]
     return None

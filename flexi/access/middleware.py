@@ -32,6 +32,7 @@ from flexi.access.credentials import CredentialError, extract
 from flexi.access.errors import AccessError, forbidden, unauthorized
 from flexi.access.gate import ADMISSION_STATE
 from flexi.access.principal import Principal
+from flexi.access.sessions import scope_is_secure
 from flexi.api.errors import ollama_error, openai_error
 from flexi.web.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
 from flexi.web.negotiate import wants_html
@@ -120,7 +121,7 @@ class AccessMiddleware:
             locale = messages.request_locale(locale_hint, access.settings.default_locale)
             cookie = next((v.decode("latin-1") for k, v in headers if k == b"cookie"), None)
             try:
-                credential = extract(headers, cookie)
+                credential = extract(headers, cookie, scope_is_secure(scope, access.settings))
             except CredentialError:
                 raise unauthorized(messages.text("invalid_credentials", locale)) from None
             if credential is None:

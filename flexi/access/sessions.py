@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flexi.access.authn import session_hash
-from flexi.access.credentials import SESSION_COOKIE
+from flexi.access.credentials import session_cookie_name
 from flexi.config import Settings
 from flexi.db.models import LoginSession, utcnow
 from flexi.server.forwarded import request_scheme, trusted_networks
@@ -37,15 +38,23 @@ def end_all_sessions(session: Session, user_id: int) -> int:
 
 
 def is_secure(request: Request, settings: Settings) -> bool:
+    return scope_is_secure(request.scope, settings)
+
+
+def scope_is_secure(scope: Any, settings: Settings) -> bool:
+    """Whether browsers reach this request over HTTPS (FLEXI_PUBLIC_URL, else the scheme seen through a
+    trusted proxy): cookies are then Secure and carry the __Host- prefix."""
     if settings.public_url:
         return settings.public_url.startswith("https://")
-    return request_scheme(request.scope, trusted_networks(tuple(settings.trusted_proxies))) == "https"
+    return request_scheme(scope, trusted_networks(tuple(settings.trusted_proxies))) == "https"
 
 
 def set_cookie(response: Response, request: Request, settings: Settings, token: str) -> None:
-    response.set_cookie(SESSION_COOKIE, token, max_age=int(settings.session_hours * 3600), path="/", httponly=True,
-                        samesite="lax", secure=is_secure(request, settings))
+    secure = is_secure(request, settings)
+    response.set_cookie(session_cookie_name(secure), token, max_age=int(settings.session_hours * 3600), path="/",
+                        httponly=True, samesite="lax", secure=secure)
 
 
 def clear_cookie(response: Response, request: Request, settings: Settings) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=is_secure(request, settings))
+    secure = is_secure(request, settings)
+    response.delete_cookie(session_cookie_name(secure), path="/", httponly=True, samesite="lax", secure=secure)

@@ -198,7 +198,7 @@ def password_login(request: Request, body: PasswordLogin) -> Response:
 @router.post("/logout", status_code=204, summary="Sign out (ends this browser's session)")
 def logout(request: Request) -> Response:
     access = access_of(request)
-    token = session_token(request.headers.get("cookie"))
+    token = session_token(request.headers.get("cookie"), is_secure(request, access.settings))
     if token and not csrf_ok(token, request.headers.get(CSRF_HEADER)):
         # /auth/ is public, so the middleware's CSRF check does not run here: a same-site page
         # (SameSite=Lax sends the cookie) must not be able to sign people out.

@@ -22,6 +22,7 @@ from flexi.api.admin_common import AdminRoute, access_of, locale_of, principal_o
 from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow
 from flexi.engine.types import BadRequest, EngineError
 from flexi.access.credentials import session_token
+from flexi.access.sessions import is_secure
 from flexi.web.csrf import csrf_token
 
 router = APIRouter(tags=["me"], route_class=AdminRoute)
@@ -61,7 +62,7 @@ def me(request: Request) -> dict[str, Any]:
 
 def _csrf_of(request: Request) -> str | None:
     """The token the web page sends back on changes (flexi.web.csrf); only for cookie sign-ins."""
-    token = session_token(request.headers.get("cookie"))
+    token = session_token(request.headers.get("cookie"), is_secure(request, access_of(request).settings))
     return csrf_token(token) if token else None
 
 

@@ -323,3 +323,29 @@ def test_sign_in_cookie_planted_from_a_sibling_subdomain_does_not_bind(sso: Sso,
         assert own.status_code == 302 and "flexi_session" in own.headers.get("set-cookie", "")
     finally:
         stop_server(flexi)
+
+
+@pytest.mark.e2e
+def test_session_cookie_planted_from_a_sibling_subdomain_is_ignored_behind_https(proxied: RunningServer) -> None:
+    """Behind HTTPS the session cookie is `__Host-flexi_session`; a plain `flexi_session` (which a page on a
+    sibling subdomain could set with `Domain=uni.example`, to sign a victim into the attacker's account) is
+    not a credential there."""
+    from tests.access_helpers import ServerDB
+
+    db = ServerDB(proxied.home)
+    try:
+        db.add_user("cookie-owner", password_hash=hash_password("cookie owner's password"))
+    finally:
+        db.close()
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.9"}
+    signed_in = httpx.post(proxied.url + "/auth/password", json={"username": "cookie-owner",
+                                                                  "password": "cookie owner's password"}, headers=https)
+    assert signed_in.status_code == 200, signed_in.text
+    set_cookie = signed_in.headers["set-cookie"]
+    assert set_cookie.startswith("__Host-flexi_session=") and "Path=/;" in set_cookie and "Secure" in set_cookie
+    token = set_cookie.split(";", 1)[0].split("=", 1)[1]
+    assert httpx.get(proxied.url + "/me", headers={**https, "Cookie": f"__Host-flexi_session={token}"}).status_code == 200
+    assert httpx.get(proxied.url + "/me", headers={**https, "Cookie": f"flexi_session={token}"}).status_code == 401
+    # on plain http (a laptop, the tests) the plain name is the one that counts
+    plain = _password(proxied.url, "cookie-owner", "cookie owner's password", "198.51.100.9")
+    assert plain.status_code == 200 and plain.headers["set-cookie"].startswith("flexi_session=")
