@@ -17,6 +17,7 @@ from typing import Any, Callable
 import llama_cpp as ll
 
 from flexi.engine.runner.embedder import Embedder
+from flexi.engine.runner.errors import RequestError
 from flexi.engine.runner.model import LoadedModel
 from flexi.engine.runner.planner import SeqDemand, common_prefix, pick_slot, plan
 from flexi.engine.runner.sampling import GrammarError, build_chain
@@ -46,12 +47,6 @@ class EmbedJob:
     normalize: bool
     vectors: list[list[float]] = field(default_factory=list)
     tokens: int = 0
-
-
-class RequestError(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class BatchEngine:

@@ -12,6 +12,7 @@ from typing import Any
 
 import llama_cpp as ll
 
+from flexi.engine.runner.errors import RequestError
 from flexi.engine.runner.model import LoadedModel
 from flexi.engine.types import MAX_EMBED_CONTEXT
 
@@ -47,8 +48,6 @@ class Embedder:
     def embed_one(self, text: str, truncate: bool, normalize: bool) -> tuple[list[float], int]:
         """One input → (vector, tokens used). The engine calls this between decode steps, one input at a
         time, so a large embedding request never freezes the streams sharing the runner."""
-        from flexi.engine.runner.batch_engine import RequestError
-
         self._ensure_context()
         tokens = self.model.tokenize(text, add_special=True) or [self.model.bos]
         if len(tokens) > self.n_ctx:
