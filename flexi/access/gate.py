@@ -27,6 +27,7 @@ from sqlalchemy import Engine, or_, select
 from starlette.requests import Request
 
 from flexi.access import messages
+from flexi.access.messages import locale_of
 from flexi.access.authn import Authenticator
 from flexi.access.errors import AccessError, forbidden, quota_exceeded, too_many_requests
 from flexi.access.policy import Limits, PolicyBook
@@ -55,10 +56,6 @@ def principal_of(request: Request) -> Principal:
     if principal is None:  # only public routes lack one, and they never generate
         raise EngineError("no principal on this route", 500)
     return principal
-
-
-def locale_of(request: Request, principal: Principal) -> str:
-    return messages.request_locale(request.headers.get("accept-language"), principal.locale)
 
 
 @dataclass(frozen=True)

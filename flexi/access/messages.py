@@ -6,6 +6,13 @@ preference, else FLEXI_DEFAULT_LOCALE.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+    from flexi.access.principal import Principal
+
 MESSAGES: dict[str, dict[str, str]] = {
     "unauthorized": {
         "en": "authentication required: send an API key (Authorization: Bearer …) or sign in",
@@ -114,6 +121,14 @@ def request_locale(accept_language: str | None, fallback: str) -> str:
         if lang in ("de", "en"):
             return lang
     return fallback
+
+
+def locale_of(request: HTTPConnection, principal: Principal | None = None, default: str = "en") -> str:
+    """The language for a message to this request's caller: Accept-Language (de/en) first, else the
+    principal's stored locale, else `default` (callers without a principal, e.g. sign-in routes, pass
+    FLEXI_DEFAULT_LOCALE). The one home for this rule; routers and the gate all use it."""
+    fallback = principal.locale if principal is not None else default
+    return request_locale(request.headers.get("accept-language"), fallback)
 
 
 # --- self-service API keys (`/me/keys`, flexi.access.admin_ops) ---------------------------

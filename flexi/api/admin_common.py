@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flexi.access import messages
+from flexi.access.messages import locale_of
 from flexi.access.admin_ops import AdminError
 from flexi.access.errors import forbidden, unauthorized
 from flexi.access.principal import Principal
@@ -71,11 +72,6 @@ def principal_of(request: Request) -> Principal:
     if principal is None:  # the middleware always sets one outside /auth/; deny if it did not
         raise unauthorized(messages.text("unauthorized", "en"))
     return principal
-
-
-def locale_of(request: Request, principal: Principal | None = None) -> str:
-    fallback = principal.locale if principal is not None else access_of(request).settings.default_locale
-    return messages.request_locale(request.headers.get("accept-language"), fallback)
 
 
 def require_admin(request: Request) -> Principal:

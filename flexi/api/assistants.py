@@ -34,6 +34,7 @@ from sqlalchemy import Date, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from flexi.access import messages
+from flexi.access.messages import locale_of
 from flexi.access.errors import forbidden
 from flexi.access.gate import Billing
 from flexi.access.principal import Principal
@@ -41,7 +42,6 @@ from flexi.api import generation as gen
 from flexi.api.admin_common import (
     AdminRoute,
     access_of,
-    locale_of,
     principal_of,
     transaction,
 )

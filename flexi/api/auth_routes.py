@@ -51,7 +51,7 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
 
 
 def _locale(request: Request) -> str:
-    return messages.request_locale(request.headers.get("accept-language"), access_of(request).settings.default_locale)
+    return messages.locale_of(request, default=access_of(request).settings.default_locale)
 
 
 def _oidc(request: Request) -> OidcClient:

@@ -131,7 +131,7 @@ def usage_chart(request: Request, by: Literal["day", "model", "course"] = "day",
                 lang: Literal["de", "en"] | None = None) -> Response:
     if not 1 <= days <= 366:
         raise BadRequest("days must be between 1 and 366", param="days")
-    locale = lang or messages.request_locale(request.headers.get("accept-language"), access_of(request).settings.default_locale)
+    locale = lang or messages.locale_of(request, default=access_of(request).settings.default_locale)
     since = utcnow() - timedelta(days=days)
     with transaction(request) as s:
         rows = usage_summary(s, by, since=since, limit=60 if by == "day" else 20)
