@@ -27,11 +27,11 @@ from sqlalchemy import Engine, or_, select
 from starlette.requests import Request
 
 from flexi.access import messages
-from flexi.access.messages import locale_of
 from flexi.access.authn import Authenticator
 from flexi.access.errors import AccessError, forbidden, quota_exceeded, too_many_requests
+from flexi.access.messages import locale_of
 from flexi.access.policy import Limits, PolicyBook
-from flexi.access.principal import Principal
+from flexi.access.principal import Principal, principal_of
 from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.config import Settings
@@ -49,13 +49,6 @@ log = logging.getLogger("flexi.access")
 COURSE_HEADER = "x-flexi-course"
 WATCH_INTERVAL = 1.0
 T = TypeVar("T")
-
-
-def principal_of(request: Request) -> Principal:
-    principal = getattr(request.state, "principal", None)
-    if principal is None:  # only public routes lack one, and they never generate
-        raise EngineError("no principal on this route", 500)
-    return principal
 
 
 @dataclass(frozen=True)

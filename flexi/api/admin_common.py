@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flexi.access import messages
-from flexi.access.messages import locale_of
 from flexi.access.admin_ops import AdminError
-from flexi.access.errors import forbidden, unauthorized
-from flexi.access.principal import Principal
+from flexi.access.errors import forbidden
+from flexi.access.messages import locale_of
+from flexi.access.principal import Principal, principal_of
 from flexi.engine.types import BadRequest, EngineError
 
 CODES = {400: "invalid_request", 403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid_request"}
@@ -65,13 +65,6 @@ def access_of(request: Request) -> Any:
     if access is None:
         raise EngineError("the access layer is not configured", 503, "unavailable")
     return access
-
-
-def principal_of(request: Request) -> Principal:
-    principal = getattr(request.state, "principal", None)
-    if principal is None:  # the middleware always sets one outside /auth/; deny if it did not
-        raise unauthorized(messages.text("unauthorized", "en"))
-    return principal
 
 
 def require_admin(request: Request) -> Principal:

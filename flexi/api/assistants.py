@@ -34,15 +34,14 @@ from sqlalchemy import Date, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from flexi.access import messages
-from flexi.access.messages import locale_of
 from flexi.access.errors import forbidden
 from flexi.access.gate import Billing
-from flexi.access.principal import Principal
+from flexi.access.messages import locale_of
+from flexi.access.principal import Principal, principal_of
 from flexi.api import generation as gen
 from flexi.api.admin_common import (
     AdminRoute,
     access_of,
-    principal_of,
     transaction,
 )
 from flexi.api.ollama import chat_response

@@ -20,13 +20,12 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from flexi.access import messages
-from flexi.access.messages import locale_of
 from flexi.access.errors import AccessError, forbidden
-from flexi.access.principal import Principal
+from flexi.access.messages import locale_of
+from flexi.access.principal import Principal, principal_of
 from flexi.api.admin_common import (
     AdminRoute,
     access_of,
-    principal_of,
     transaction,
 )
 from flexi.api.assistants import find_usable

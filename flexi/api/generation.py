@@ -23,7 +23,7 @@ from flexi.durations import DurationError, parse_duration
 from flexi.engine.grammar import grammar_for_format
 from flexi.engine.render_pool import render_off_loop, render_turn
 from flexi.engine.toolcalls import parse_tool_calls
-from flexi.access.gate import principal_of
+from flexi.access.principal import principal_of
 from flexi.api.identity import client_identity
 from flexi.access.policy import allowed_context
 from flexi.access.service import AccessService

@@ -20,14 +20,13 @@ from sqlalchemy.orm import Session
 
 from flexi.access import admin_ops as ops
 from flexi.access import messages
-from flexi.access.messages import locale_of
 from flexi.access.errors import forbidden
-from flexi.access.principal import Principal
+from flexi.access.messages import locale_of
+from flexi.access.principal import Principal, principal_of
 from flexi.api.admin import KeyCreate, PathId
 from flexi.api.admin_common import (
     AdminRoute,
     access_of,
-    principal_of,
     transaction,
 )
 from flexi.db.models import ApiKey, Quota

@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from flexi.access import messages
-from flexi.access.messages import locale_of
 from flexi.access.errors import forbidden
-from flexi.access.principal import Principal
+from flexi.access.messages import locale_of
+from flexi.access.principal import Principal, principal_of
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.usage_queries import own_usage
-from flexi.api.admin_common import AdminRoute, access_of, principal_of, transaction
+from flexi.api.admin_common import AdminRoute, access_of, transaction
 from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow
 from flexi.engine.types import BadRequest, EngineError
 from flexi.access.credentials import session_token

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from flexi import __version__
 from flexi.api import generation as gen
 from flexi.api.errors import parse_body
-from flexi.access.gate import principal_of
+from flexi.access.principal import principal_of
 from flexi.api.identity import client_identity, priority_of
 from flexi.api.options import model_parameters
 from flexi.api.ollama_types import (

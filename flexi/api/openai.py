@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from flexi.api import generation as gen
 from flexi.api.errors import OPENAI_TYPES, parse_body
-from flexi.access.gate import principal_of
+from flexi.access.principal import principal_of
 from flexi.api.identity import client_identity, priority_of
 from flexi.api.openai_types import (
     ChatCompletionRequest,
