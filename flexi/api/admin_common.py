@@ -24,6 +24,7 @@ from flexi.access.admin_ops import AdminError
 from flexi.access.errors import forbidden
 from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
+from flexi.api.app_state import access_of
 from flexi.engine.types import BadRequest, EngineError
 
 CODES = {400: "invalid_request", 403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid_request"}
@@ -57,14 +58,6 @@ class AdminRoute(APIRoute):
                 raise BadRequest(message) from None
 
         return route
-
-
-def access_of(request: Request) -> Any:
-    """The app's AccessService (built in the lifespan)."""
-    access = getattr(getattr(request.app.state, "flexi", None), "access", None)
-    if access is None:
-        raise EngineError("the access layer is not configured", 503, "unavailable")
-    return access
 
 
 def require_admin(request: Request) -> Principal:

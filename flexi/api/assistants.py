@@ -39,11 +39,8 @@ from flexi.access.gate import Billing
 from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
 from flexi.api import generation as gen
-from flexi.api.admin_common import (
-    AdminRoute,
-    access_of,
-    transaction,
-)
+from flexi.api.admin_common import AdminRoute, transaction
+from flexi.api.app_state import access_of, state_of
 from flexi.api.ollama import chat_response
 from flexi.api.ollama_types import ChatRequest
 from flexi.db.models import Assistant, Course, CourseMember, UsageRecord, utcnow
@@ -182,7 +179,7 @@ def _options(options: AssistantOptions) -> dict[str, Any]:
 
 def _check_model(request: Request, name: str) -> str:
     """The model's canonical name, if it exists and the caller may use it (else 404 like Ollama)."""
-    return gen.require_model(request.app.state.flexi.store, name, request).name
+    return gen.require_model(state_of(request).store, name, request).name
 
 
 # --- routes ----------------------------------------------------------------------------

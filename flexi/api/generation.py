@@ -24,9 +24,9 @@ from flexi.engine.grammar import grammar_for_format
 from flexi.engine.render_pool import render_off_loop, render_turn
 from flexi.engine.toolcalls import parse_tool_calls
 from flexi.access.principal import principal_of
+from flexi.api.app_state import access_of, state_of
 from flexi.api.identity import client_identity
 from flexi.access.policy import allowed_context
-from flexi.access.service import AccessService
 from flexi.engine.types import (
     BadRequest,
     EmbeddingRequest,
@@ -59,10 +59,6 @@ def require_model(store: ModelStore, name: str | None, request: Request | None =
     return record
 
 
-def access_of(request: Request) -> AccessService:
-    return request.app.state.flexi.access
-
-
 def visible_records(request: Request, records: list[ModelRecord]) -> list[ModelRecord]:
     """The models the caller may use (model lists show nothing else)."""
     gate, principal = access_of(request).gate, principal_of(request)
@@ -71,7 +67,7 @@ def visible_records(request: Request, records: list[ModelRecord]) -> list[ModelR
 
 def _bounded_context(request: Request, record: ModelRecord, requested: int | None) -> int | None:
     """The request's num_ctx within the caller's caps (issue 11: no reloads at a larger context for non-admins)."""
-    state = request.app.state.flexi
+    state = state_of(request)
     principal = principal_of(request)
     return allowed_context(principal, requested, state.access.gate.limits(principal, record.name),
                            state.manager.context_ceiling(record))
@@ -99,7 +95,7 @@ async def admit(request: Request, record: ModelRecord, options: ModelOptions | N
     brings (its parsed body, images aside), before the prompt is rendered or tokenized: both
     cost CPU that a caller over their quota must not get. The tokens are reserved once the
     prompt is known (in the gate's stream)."""
-    state = request.app.state.flexi
+    state = state_of(request)
     num_ctx = merged(record.parameters, options).num_ctx
     brought = len(body.model_dump_json(exclude=_NOT_PROMPT, exclude_none=True).encode("utf-8"))
     await state.access.gate.admit(request, record.name, prompt_bound=brought, num_ctx=num_ctx,
@@ -111,7 +107,7 @@ _NOT_PROMPT: Any = {"images": True, "messages": {"__all__": {"images"}}}  # pixe
 
 def start_generation(request: Request, record: ModelRecord, req: GenerationRequest) -> AsyncIterator[Any]:
     """The event stream for `req`, through the access gate (policy caps, quota, usage record)."""
-    state = request.app.state.flexi
+    state = state_of(request)
     req.num_ctx = _bounded_context(request, record, req.num_ctx)
     context = state.manager.context_for(record, req.num_ctx)
     cap = state.access.gate.limits(principal_of(request), record.name).max_context
@@ -122,7 +118,7 @@ def start_generation(request: Request, record: ModelRecord, req: GenerationReque
 
 async def run_embedding(request: Request, req: EmbeddingRequest) -> EmbeddingResult:
     """Embed through the access gate (policy, quota on input tokens, usage record)."""
-    state = request.app.state.flexi
+    state = state_of(request)
     limit = state.access.gate.settings.max_embedding_inputs
     if len(req.inputs) > limit:
         raise BadRequest(f"too many inputs: {len(req.inputs)}, at most {limit} are allowed per request "

@@ -19,7 +19,8 @@ from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.usage_queries import own_usage
-from flexi.api.admin_common import AdminRoute, access_of, transaction
+from flexi.api.admin_common import AdminRoute, transaction
+from flexi.api.app_state import access_of
 from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow
 from flexi.engine.types import BadRequest, EngineError
 from flexi.access.credentials import session_token

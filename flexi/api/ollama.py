@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from flexi import __version__
 from flexi.api import generation as gen
+from flexi.api.app_state import access_of, state_of
 from flexi.api.errors import parse_body
 from flexi.access.principal import principal_of
 from flexi.api.identity import client_identity, priority_of
@@ -35,7 +36,6 @@ from flexi.api.ollama_types import (
 )
 from flexi.api.wire import ndjson, primed, rfc3339_nano
 from flexi.engine.types import BadRequest, EmbeddingRequest, EngineError, GenerationStats, StatusEvent, TextChunk
-from flexi.server.state import AppState
 from flexi.store.blobs import BlobWriter, validate_digest
 from flexi.store.names import parse_model_name
 from flexi.store.pull import pull_model
@@ -45,10 +45,6 @@ log = logging.getLogger("flexi.api.ollama")
 router = APIRouter()
 OLLAMA_API_VERSION = "0.13.0"  # the Ollama API level Flexi implements; clients gate features on it
 NDJSON = "application/x-ndjson"
-
-
-def _state(request: Request) -> AppState:
-    return request.app.state.flexi
 
 
 def _model_entry(record: ModelRecord) -> dict[str, Any]:
@@ -84,15 +80,15 @@ async def version() -> dict[str, str]:
 
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> dict[str, Any]:
-    records = await asyncio.to_thread(_state(request).store.list)
+    records = await asyncio.to_thread(state_of(request).store.list)
     return {"models": [_model_entry(r) for r in gen.visible_records(request, records)]}
 
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
     models = []
-    gate, principal = gen.access_of(request).gate, principal_of(request)
-    for entry in _state(request).manager.ps():
+    gate, principal = access_of(request).gate, principal_of(request)
+    for entry in state_of(request).manager.ps():
         if not gate.visible(principal, entry.record.name):
             continue
         expires = entry.expires_wall()
@@ -106,7 +102,7 @@ async def ps(request: Request) -> dict[str, Any]:
 @router.post("/api/show")
 async def show(request: Request) -> dict[str, Any]:
     body = await parse_body(request, ShowRequest)
-    record = gen.require_model(_state(request).store, body.model, request)
+    record = gen.require_model(state_of(request).store, body.model, request)
     params = "\n".join(f"{k:<30} {v_}" for k, v in record.parameters.items()
                        for v_ in (v if isinstance(v, list) else [v]))
     template = record.template or record.info.chat_template or ""
@@ -143,8 +139,8 @@ def _modelfile(record: ModelRecord, reveal_path: bool = True) -> str:
 # --- generation --------------------------------------------------------------------
 async def _load_only(request: Request, record: ModelRecord, keep_alive: Any, t0: int, chat: bool) -> JSONResponse:
     """Empty prompt: just load (or, with keep_alive 0, unload) the model, like Ollama."""
-    manager = _state(request).manager
-    gate = gen.access_of(request).gate
+    manager = state_of(request).manager
+    gate = access_of(request).gate
     await gate.count_request(request, record.name)  # a load is a request: rate limits and usage apply
     keep = gate.keep_alive_for(principal_of(request), gen.keep_alive_seconds(keep_alive))
     if keep is not None and keep == 0:
@@ -169,7 +165,7 @@ async def _load_only(request: Request, record: ModelRecord, keep_alive: Any, t0:
 async def generate(request: Request) -> Response:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, GenerateRequest)
-    state = _state(request)
+    state = state_of(request)
     record = gen.require_model(state.store, body.model, request)
     if not body.prompt and not body.context and not body.suffix:
         return await _load_only(request, record, body.keep_alive, t0, chat=False)
@@ -247,7 +243,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int) -> Respons
     """Answer an already parsed chat request exactly like /api/chat (NDJSON stream or JSON);
     course assistants (flexi/api/assistants.py) build their ChatRequest and come here too."""
     gen.check_message_count(request, len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
-    state = _state(request)
+    state = state_of(request)
     record = gen.require_model(state.store, body.model, request)
     if not body.messages:
         return await _load_only(request, record, body.keep_alive, t0, chat=True)
@@ -308,7 +304,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int) -> Respons
 async def embed(request: Request) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, EmbedRequest)
-    state = _state(request)
+    state = state_of(request)
     record = gen.require_model(state.store, body.model, request)
     inputs = [body.input] if isinstance(body.input, str) else list(body.input)
     if not inputs:
@@ -328,7 +324,7 @@ async def embed(request: Request) -> dict[str, Any]:
 @router.post("/api/embeddings")
 async def embeddings(request: Request) -> dict[str, Any]:
     body = await parse_body(request, EmbeddingsRequest)
-    state = _state(request)
+    state = state_of(request)
     record = gen.require_model(state.store, body.model, request)
     if not body.prompt:
         return {"embedding": []}
@@ -382,7 +378,7 @@ async def pull(request: Request) -> Response:
         raise BadRequest("model is required", param="model")
     if not body.model.lower().startswith(("http://", "https://")):
         parse_model_name(body.model)  # a bad name is a 400 before any streaming starts
-    state = _state(request)
+    state = state_of(request)
 
     async def work(emit: Any) -> None:
         await pull_model(state.store, body.model, state.settings, progress=emit, insecure=body.insecure)
@@ -393,7 +389,7 @@ async def pull(request: Request) -> Response:
 @router.post("/api/create")
 async def create(request: Request) -> Response:
     body = await parse_body(request, CreateRequest)
-    state = _state(request)
+    state = state_of(request)
     if not body.model:
         raise BadRequest("model is required", param="model")
     parse_model_name(body.model)
@@ -446,14 +442,14 @@ async def create(request: Request) -> Response:
 @router.post("/api/copy")
 async def copy(request: Request) -> Response:
     body = await parse_body(request, CopyRequest)
-    await asyncio.to_thread(_state(request).store.copy, body.source, body.destination)
+    await asyncio.to_thread(state_of(request).store.copy, body.source, body.destination)
     return Response(status_code=200)
 
 
 @router.delete("/api/delete")
 async def delete(request: Request) -> Response:
     body = await parse_body(request, DeleteRequest)
-    state = _state(request)
+    state = state_of(request)
     record = gen.require_model(state.store, body.model)
     await state.manager.unload(record.name)
     await asyncio.to_thread(state.store.delete, record.name)
@@ -463,13 +459,13 @@ async def delete(request: Request) -> Response:
 @router.head("/api/blobs/{digest}")
 async def blob_exists(request: Request, digest: str) -> Response:
     digest = validate_digest(digest)
-    return Response(status_code=200 if _state(request).store.blobs.has_blob(digest) else 404)
+    return Response(status_code=200 if state_of(request).store.blobs.has_blob(digest) else 404)
 
 
 @router.post("/api/blobs/{digest}")
 async def blob_upload(request: Request, digest: str) -> Response:
     digest = validate_digest(digest)
-    blobs = _state(request).store.blobs
+    blobs = state_of(request).store.blobs
     if blobs.has_blob(digest):
         return Response(status_code=200)
     writer = BlobWriter(blobs, expected=digest)

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from flexi.api import generation as gen
+from flexi.api.app_state import access_of, state_of
 from flexi.api.errors import OPENAI_TYPES, parse_body
 from flexi.access.principal import principal_of
 from flexi.api.identity import client_identity, priority_of
@@ -64,10 +65,6 @@ def _status_comment(ev: StatusEvent) -> bytes:
 _ALPHABET = string.ascii_letters + string.digits
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 _FINISH = {"stop": "stop", "length": "length"}  # internal "cancelled"/"error" never reach a client normally
-
-
-def _state(request: Request) -> AppState:
-    return request.app.state.flexi
 
 
 def _random_id(prefix: str, n: int = 24) -> str:
@@ -276,7 +273,7 @@ async def chat_completions(request: Request) -> Response:
     _refuse_unsupported(body)
     if body.logprobs:
         raise BadRequest("logprobs are not supported yet", param="logprobs")
-    state = _state(request)
+    state = state_of(request)
     record = _require_model(state, body.model, request)
     if not body.messages:
         raise BadRequest("messages must contain at least one message", param="messages")
@@ -383,7 +380,7 @@ async def completions(request: Request) -> Response:
     if body.best_of is not None and body.best_of > 1:
         raise BadRequest("best_of > 1 is not supported", param="best_of")
     text_in = _prompt_text(body.prompt)
-    state = _state(request)
+    state = state_of(request)
     record = _require_model(state, body.model, request)
     await gen.admit(request, record, _options(body, body.max_tokens), body)  # quota and rate before tokenizing
     prompt = await gen.generate_prompt(record, text_in, suffix=body.suffix or None, raw=True)
@@ -463,7 +460,7 @@ async def embeddings(request: Request) -> Response:
     if body.encoding_format not in ("float", "base64"):
         raise BadRequest('encoding_format must be "float" or "base64"', param="encoding_format")
     inputs = _embedding_inputs(body.input)
-    state = _state(request)
+    state = state_of(request)
     record = _require_model(state, body.model, request)
     result = await gen.run_embedding(request, EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
                                                         normalize=True, keep_alive=gen.keep_alive_seconds(body.keep_alive),
@@ -484,15 +481,15 @@ def _model_object(record: ModelRecord) -> dict[str, Any]:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    records = await asyncio.to_thread(_state(request).store.list)
+    records = await asyncio.to_thread(state_of(request).store.list)
     return {"object": "list", "data": [_model_object(r) for r in gen.visible_records(request, records)]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
     try:
-        record = await asyncio.to_thread(_state(request).store.get, model_id)
-        if not gen.access_of(request).gate.visible(principal_of(request), record.name):
+        record = await asyncio.to_thread(state_of(request).store.get, model_id)
+        if not access_of(request).gate.visible(principal_of(request), record.name):
             raise ModelNotFound(model_id)
     except BadRequest:  # not even a valid name: certainly not a model we have
         exc = ModelNotFound(model_id)

@@ -24,7 +24,8 @@ from starlette.staticfiles import StaticFiles
 from flexi import __version__
 from flexi.access import messages
 from flexi.access.usage_queries import usage_summary
-from flexi.api.admin_common import access_of, transaction
+from flexi.api.admin_common import transaction
+from flexi.api.app_state import access_of, state_of
 from flexi.api.generation import visible_records
 from flexi.db.models import utcnow
 from flexi.engine.types import BadRequest
@@ -108,7 +109,7 @@ def _model_card(record: ModelRecord) -> dict[str, Any]:
 
 @router.get("/ui/models")
 async def ui_models(request: Request) -> dict[str, Any]:
-    state = request.app.state.flexi
+    state = state_of(request)
     records = await asyncio.to_thread(state.store.list)
     loaded = {entry.record.name for entry in state.manager.ps()}
     cards = [{**_model_card(r), "loaded": r.name in loaded} for r in visible_records(request, records)]
