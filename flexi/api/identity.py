@@ -13,6 +13,7 @@ import hashlib
 
 from starlette.requests import Request
 
+from flexi.access.credentials import CredentialError, extract
 from flexi.server.forwarded import client_address_of
 
 PRIORITIES = {"interactive": 0, "batch": 1}
@@ -26,8 +27,7 @@ def client_identity(request: Request, end_user: str | None = None) -> str:
         if end_user and principal.role == "service":  # only integrations relaying many people may split their turn
             who += "/user:" + hashlib.sha256(end_user.encode()).hexdigest()[:16]
         return who
-    auth = request.headers.get("authorization", "")
-    token = auth.split(" ", 1)[1].strip() if " " in auth else request.headers.get("x-api-key", "")
+    token = _key_of(request)
     if token:
         who = "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
     else:
@@ -35,6 +35,18 @@ def client_identity(request: Request, end_user: str | None = None) -> str:
     if end_user:
         who += "/user:" + hashlib.sha256(end_user.encode()).hexdigest()[:16]
     return who
+
+
+def _key_of(request: Request) -> str | None:
+    """The API key the request carries, read by the access layer's one parser (Bearer, Basic, x-api-key,
+    api-key), so one key is one client whichever header carries it. A malformed or conflicting header
+    counts as no key here: with auth=off nothing refuses it, and fairness must not start to (the middleware
+    answers it with 401 when auth is on). Session cookies are not keys: a browser is its address."""
+    try:
+        credential = extract(request.headers.raw)
+    except CredentialError:
+        return None
+    return credential.value if credential is not None else None
 
 
 def request_address(request: Request) -> str:

@@ -19,6 +19,23 @@ def test_bearer_token_identifies_the_client_without_storing_it() -> None:
     assert client_identity(_request({"x-api-key": "secret-key-1"})) == a  # same key, other header
 
 
+def test_one_key_is_one_client_whichever_header_carries_it() -> None:
+    import base64
+
+    bearer = client_identity(_request({"Authorization": "Bearer secret-key-1"}))
+    basic = base64.b64encode(b"moodle:secret-key-1").decode()
+    assert client_identity(_request({"Authorization": f"Basic {basic}"})) == bearer
+    assert client_identity(_request({"api-key": "secret-key-1"})) == bearer
+
+
+def test_malformed_or_conflicting_key_headers_count_as_no_key_not_as_an_error() -> None:
+    anon = client_identity(_request({}))
+    assert client_identity(_request({"Authorization": "Basic not-base64!"})) == anon
+    assert client_identity(_request({"Authorization": "Bearer a", "x-api-key": "b"})) == anon
+    assert client_identity(_request({"Authorization": "Bearer " + "k" * 600})) == anon
+    assert client_identity(_request({"Cookie": "flexi_session=abc"})) == anon  # a browser is its address
+
+
 def test_address_when_no_key_and_end_user_subdivides() -> None:
     anon = client_identity(_request({}))
     assert anon.startswith("addr:10.0.0.5")
