@@ -109,6 +109,7 @@ class FakeRunners:
     def __init__(self) -> None:
         self.made: list[FakeRunner] = []
         self.gates: dict[str, asyncio.Event] = {}
+        self.tasks: list[asyncio.Task[list[Any]]] = []  # requests the test started; settled before it ends
 
     def __call__(self, spec: RunnerSpec, socket_path: Path) -> Runner:
         runner = FakeRunner(self, spec, socket_path)
@@ -121,6 +122,11 @@ class FakeRunners:
 
     def release(self, prompt: str) -> None:
         self.gates[prompt].set()
+
+    def spawn(self, manager: ModelManager, req: GenerationRequest) -> asyncio.Task[list[Any]]:
+        task = asyncio.create_task(_collect(manager, req))
+        self.tasks.append(task)
+        return task
 
     def running(self, prompt: str) -> FakeRunner | None:
         return next((r for r in self.made if prompt in r.in_flight), None)
@@ -156,7 +162,10 @@ async def _manager(tmp_path: Path, *names: str, **overrides: Any) -> AsyncIterat
     await manager.start()
     try:
         yield manager, runners
-    finally:
+    finally:  # also when an assertion failed: no request may outlive its test (or hang the loop's close)
+        for gate in runners.gates.values():
+            gate.set()
+        await asyncio.gather(*runners.tasks, return_exceptions=True)
         await manager.shutdown()
 
 
@@ -195,7 +204,7 @@ async def test_fair_queue_admits_slots_times_replicas_and_the_rest_wait(tmp_path
     async with _manager(tmp_path, num_parallel=2, num_replicas=2) as (manager, runners):
         prompts = [f"p{i}" for i in range(5)]
         runners.hold(*prompts)
-        tasks = [asyncio.create_task(_collect(manager, _req(p, user=f"u{i}"))) for i, p in enumerate(prompts)]
+        tasks = [runners.spawn(manager, _req(p, user=f"u{i}")) for i, p in enumerate(prompts)]
         await _until(lambda: sum(len(r.in_flight) for r in runners.made) == 4)
         queue = manager.queues["m:latest"]
         assert (queue.capacity, queue.in_use, queue.waiting) == (4, 4, 1)
@@ -210,7 +219,7 @@ async def test_fair_queue_admits_slots_times_replicas_and_the_rest_wait(tmp_path
 async def test_per_person_cap_gives_too_many_requests(tmp_path: Path) -> None:
     async with _manager(tmp_path) as (manager, runners):
         runners.hold("first")
-        first = asyncio.create_task(_collect(manager, _req("first", user="bob", max_concurrent=1)))
+        first = runners.spawn(manager, _req("first", user="bob", max_concurrent=1))
         await _until(lambda: runners.running("first") is not None)
         with pytest.raises(TooManyRequests):
             await _collect(manager, _req("second", user="bob", max_concurrent=1))
@@ -243,7 +252,7 @@ async def test_keep_alive_expiry_unloads_the_idle_model(tmp_path: Path, monkeypa
 async def test_runner_dying_mid_request_fails_it_and_the_next_gets_a_fresh_runner(tmp_path: Path) -> None:
     async with _manager(tmp_path) as (manager, runners):
         runners.hold("doomed")
-        doomed = asyncio.create_task(_collect(manager, _req("doomed")))
+        doomed = runners.spawn(manager, _req("doomed"))
         await _until(lambda: runners.running("doomed") is not None)
         runners.made[0].crash()
         with pytest.raises(RunnerCrashed):
@@ -258,14 +267,14 @@ async def test_replicas_serve_the_least_loaded_first(tmp_path: Path) -> None:
         runners.hold("r1", "r2", "r3")
         tasks = {}
         for p in ("r1", "r2"):
-            tasks[p] = asyncio.create_task(_collect(manager, _req(p, user=p)))
+            tasks[p] = runners.spawn(manager, _req(p, user=p))
             await _until(lambda p=p: runners.running(p) is not None)
         assert len(runners.made) == 2
         assert runners.running("r1") is not runners.running("r2")  # one each, not both on the first
         busy = runners.running("r2")
         runners.release("r1")
         await tasks.pop("r1")
-        tasks["r3"] = asyncio.create_task(_collect(manager, _req("r3", user="r3")))
+        tasks["r3"] = runners.spawn(manager, _req("r3", user="r3"))
         await _until(lambda: runners.running("r3") is not None)
         assert runners.running("r3") is not busy  # the idle replica, not the one still generating r2
         for p in ("r2", "r3"):
