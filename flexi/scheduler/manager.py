@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flexi.config import Settings
-from flexi.engine.runner_client import RunnerProcess, RunnerSpec
+from flexi.engine.runner_client import RunnerSpec
 from flexi.engine.runner_isolation import data_limit, ensure_private_dir
 from flexi.engine.types import (
     EmbeddingRequest,
@@ -35,17 +35,19 @@ from flexi.engine.types import (
 )
 from flexi.scheduler.fair_queue import FairQueue, Ticket
 from flexi.scheduler.memory import estimate_runner_bytes
+from flexi.scheduler.runners import Runner, RunnerFactory, process_runner
 from flexi.store.store import ModelRecord, ModelStore
 
 log = logging.getLogger("flexi.scheduler")
 
 FOREVER_AFTER = 100 * 365 * 86400.0  # keep_alive beyond a century is "forever" (and datetime would overflow)
 STATUS_AFTER = 0.3  # seconds of waiting before streaming clients are told why (keeps fast errors as HTTP codes)
+REAP_EVERY = 0.25  # seconds between looks for expired or crashed idle models
 
 
 @dataclass
 class Replica:
-    runner: RunnerProcess
+    runner: Runner
     active: int = 0
 
 
@@ -93,9 +95,11 @@ def _socket_path(run_dir: Path, name: str) -> Path:
 
 
 class ModelManager:
-    def __init__(self, settings: Settings, store: ModelStore) -> None:
+    def __init__(self, settings: Settings, store: ModelStore, runner_factory: RunnerFactory = process_runner) -> None:
+        """`runner_factory` makes the runners (real processes by default; tests pass an in-process fake)."""
         self.settings = settings
         self.store = store
+        self.runner_factory = runner_factory
         self.loaded: dict[str, Loaded] = {}
         self.queues: dict[str, FairQueue] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
@@ -327,7 +331,8 @@ class ModelManager:
                           max_open_files=s.runner_max_open_files,
                           max_data_bytes=data_limit(size // s.num_replicas, s.runner_memory_margin),
                           env_names=tuple(s.runner_env))
-        runners = [RunnerProcess(spec, _socket_path(s.run_dir, f"runner-{record.digest[:12]}-{time.monotonic_ns()}-{i}.sock"))
+        runners = [self.runner_factory(spec, _socket_path(
+                       s.run_dir, f"runner-{record.digest[:12]}-{time.monotonic_ns()}-{i}.sock"))
                    for i in range(s.num_replicas)]
         log.info("loading %s (%d× ctx %d × %d slots, ~%d MiB)", record.name, s.num_replicas, num_ctx, slots,
                  size // 2**20)
@@ -378,7 +383,7 @@ class ModelManager:
 
     async def _reap_forever(self) -> None:
         while True:
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(REAP_EVERY)
             now = time.monotonic()
             for entry in list(self.loaded.values()):
                 if entry.active == 0 and (now >= entry.expires_at or not entry.alive):
