@@ -61,7 +61,7 @@ class Handler(QuietHandler):
             self.end_headers()
             chunk = b"\0" * 65536
             try:
-                while seen.sent < 64 * 1024**2:
+                while seen.sent < 256 * 1024**2:
                     self.wfile.write(chunk)
                     seen.sent += len(chunk)
             except OSError:
@@ -182,7 +182,9 @@ def test_unknown_size_download_stops_at_the_byte_cap(flexi: RunningServer, mirro
     assert r.status_code == 413 and "FLEXI_PULL_MAX_BYTES" in r.json()["error"]
     partials = list((flexi.home / "models" / "blobs").glob("*-partial"))
     assert all(p.stat().st_size == 0 for p in partials)  # nothing of the oversized download is kept
-    assert mirror.seen.sent < 16 * 1024**2  # we stopped reading long before the server's 64 MiB
+    # we stopped reading long before the server's 256 MiB; what the server wrote also counts the kernel's
+    # socket buffers on both ends and what was in flight when the pull hung up (17 MiB seen on a busy CI machine)
+    assert mirror.seen.sent < 64 * 1024**2
 
 
 @pytest.mark.parametrize("code", [404, 500])
