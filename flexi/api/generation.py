@@ -124,12 +124,13 @@ async def run_embedding(request: Request, req: EmbeddingRequest) -> EmbeddingRes
         raise BadRequest(f"too many inputs: {len(req.inputs)}, at most {limit} are allowed per request "
                          "(FLEXI_MAX_EMBEDDING_INPUTS)", param="input")
     record = state.store.get(req.model)
-    req.num_ctx = _bounded_context(request, record, req.num_ctx)
-    cap = state.access.gate.limits(principal_of(request), record.name).max_context
-    if cap is not None:
-        req.num_ctx = min(req.num_ctx or state.manager.context_for(record, None), cap)
+    req.num_ctx = _bounded_context(request, record, req.num_ctx)  # the caller's cap, if they named a num_ctx
     if not req.truncate:  # truncated inputs are cut to the context by the runner; the body size bounds them
+        # an unnamed num_ctx keeps the model's configured context (a capped caller must not make it load
+        # smaller for everyone); the caller may still use only their cap of it
+        cap = state.access.gate.limits(principal_of(request), record.name).max_context
         context = state.manager.context_for(record, req.num_ctx)
+        context = context if cap is None else min(context, cap)
         for text in req.inputs:
             check_prompt_size(len(text.encode("utf-8")), 0, context, state.access.gate.settings.max_prompt_bytes_per_token, "input")
     req.keep_alive = state.access.gate.keep_alive_for(principal_of(request), req.keep_alive)
