@@ -103,7 +103,7 @@ class Prompts:
     """Renders prompts exactly as Flexi does (model chat template), so peers see the same text."""
 
     def __init__(self) -> None:
-        from flexi.api.prompting import render_generate  # what generate_prompt renders, minus the worker thread
+        from flexi.prompt.rendering import render_generate  # what generate_prompt renders, minus the worker thread
 
         self._render = render_generate
         home = tempfile.mkdtemp(prefix="flexi-bench-store-")

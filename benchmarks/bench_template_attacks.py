@@ -58,7 +58,7 @@ def _hwm_kb(pid: int) -> int:
 
 def _model_template_times() -> dict[str, Any]:
     """Jinja payloads as model templates: request templates are Go-only, model templates are budgeted."""
-    from flexi.engine.templates import TemplateError, render_chat
+    from flexi.prompt.templates import TemplateError, render_chat
 
     out: dict[str, Any] = {}
     for name, template in ATTACKS.items():

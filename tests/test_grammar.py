@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from flexi.engine import grammar as grammar_mod
-from flexi.engine.grammar import JSON_GBNF, MAX_SCHEMA_BYTES, grammar_for_format, validate_gbnf
+from flexi.prompt import grammar as grammar_mod
+from flexi.prompt.grammar import JSON_GBNF, MAX_SCHEMA_BYTES, grammar_for_format, validate_gbnf
 from flexi.engine.types import BadRequest
 
 PERSON = {
@@ -177,7 +177,7 @@ def test_schema_grammars_are_cached() -> None:
 
 def test_server_import_does_not_load_llama_cpp() -> None:
     code = (
-        "import sys; from flexi.engine.grammar import grammar_for_format; "
+        "import sys; from flexi.prompt.grammar import grammar_for_format; "
         "assert grammar_for_format('json'); assert grammar_for_format(None) is None; "
         "print('llama_cpp' in sys.modules)"
     )

@@ -25,9 +25,9 @@ from fastapi.testclient import TestClient
 from flexi.access.middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import openai as oa
-from flexi.api.errors import openai_error
+from flexi.http.errors import openai_error
 from flexi.config import load_settings
-from flexi.engine.grammar import JSON_GBNF
+from flexi.prompt.grammar import JSON_GBNF
 from flexi.engine.types import (
     EmbeddingRequest,
     EmbeddingResult,

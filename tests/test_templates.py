@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flexi.engine import templates
-from flexi.engine.gotemplate import is_go_template, render_go_template
-from flexi.engine.templates import (
+from flexi.prompt import templates
+from flexi.prompt.gotemplate import is_go_template, render_go_template
+from flexi.prompt.templates import (
     CHATML_TEMPLATE,
     TemplateError,
     render_chat,

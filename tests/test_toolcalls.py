@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flexi.engine.toolcalls import parse_tool_calls
+from flexi.prompt.toolcalls import parse_tool_calls
 
 TOOLS = {"get_weather", "search"}
 PARIS = {"name": "get_weather", "arguments": {"city": "Paris"}}

@@ -16,7 +16,7 @@ key with scope `account` (a leaked inference key must not do that).
 A browser user who has not accepted the current terms of use gets 403 with a
 link, except on the routes needed to read and accept them.
 A request signed in by cookie that changes something must carry the session's
-CSRF token (`X-Flexi-CSRF`, see flexi.web.csrf): browsers send cookies also on
+CSRF token (`X-Flexi-CSRF`, see flexi.http.csrf): browsers send cookies also on
 requests other pages trigger.
 """
 
@@ -33,9 +33,9 @@ from flexi.access.errors import AccessError, forbidden, unauthorized
 from flexi.access.gate import ADMISSION_STATE
 from flexi.access.principal import Principal
 from flexi.access.sessions import scope_is_secure
-from flexi.api.errors import ollama_error, openai_error
-from flexi.web.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
-from flexi.web.negotiate import wants_html
+from flexi.http.errors import ollama_error, openai_error
+from flexi.http.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
+from flexi.http.negotiate import wants_html
 
 CSRF_HEADER_BYTES = CSRF_HEADER.encode()
 

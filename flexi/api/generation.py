@@ -18,13 +18,13 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
-from flexi.api.prompting import check_capabilities, render_generate, render_messages
+from flexi.prompt.rendering import check_capabilities, render_generate, render_messages
 from flexi.durations import DurationError, parse_duration
-from flexi.engine.grammar import grammar_for_format
-from flexi.engine.render_pool import render_off_loop, render_turn
-from flexi.engine.toolcalls import parse_tool_calls
+from flexi.prompt.grammar import grammar_for_format
+from flexi.prompt.render_pool import render_off_loop, render_turn
+from flexi.prompt.toolcalls import parse_tool_calls
 from flexi.access.principal import principal_of
-from flexi.api.app_state import access_of, state_of
+from flexi.http.app_state import access_of, state_of
 from flexi.api.identity import client_identity
 from flexi.access.policy import allowed_context
 from flexi.engine.types import (

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from flexi import __version__
 from flexi.api import generation as gen
-from flexi.api.app_state import access_of, state_of
-from flexi.api.errors import parse_body
+from flexi.http.app_state import access_of, state_of
+from flexi.http.errors import parse_body
 from flexi.access.principal import principal_of
 from flexi.api.identity import client_identity, priority_of
 from flexi.api.options import model_parameters
@@ -241,7 +241,7 @@ async def chat(request: Request) -> Response:
 
 async def chat_response(request: Request, body: ChatRequest, t0: int) -> Response:
     """Answer an already parsed chat request exactly like /api/chat (NDJSON stream or JSON);
-    course assistants (flexi/api/assistants.py) build their ChatRequest and come here too."""
+    course assistants (flexi/campus/assistants.py) build their ChatRequest and come here too."""
     gen.check_message_count(request, len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
     state = state_of(request)
     record = gen.require_model(state.store, body.model, request)

@@ -23,8 +23,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from flexi.api import generation as gen
-from flexi.api.app_state import access_of, state_of
-from flexi.api.errors import OPENAI_TYPES, parse_body
+from flexi.http.app_state import access_of, state_of
+from flexi.http.errors import OPENAI_TYPES, parse_body
 from flexi.access.principal import principal_of
 from flexi.api.identity import client_identity, priority_of
 from flexi.api.openai_types import (

@@ -312,7 +312,7 @@ class Assistant(Base):
     who has the link. Usage of its chats is billed to `course_id` and recorded
     with `usage_records.assistant_id`. The owner may leave (SET NULL): the
     assistant belongs to the course. `options` is a JSON dict of validated model
-    options (see flexi.api.assistants); assign a new dict to change it.
+    options (see flexi.campus.assistants); assign a new dict to change it.
 
     Course documents (retrieval) are planned as a later `assistant_documents`
     table hanging off `assistants.id` (ON DELETE CASCADE); nothing here yet."""

@@ -14,12 +14,13 @@ from fastapi.responses import JSONResponse, Response
 from flexi import __version__
 from flexi.access.middleware import AccessMiddleware
 from flexi.access.service import AccessService
-from flexi.api import admin, admin_usage, auth_routes, keys, me, ollama, openai
-from flexi.api import assistants, conversations
+from flexi.api import ollama, openai
+from flexi.campus import admin, admin_usage, auth_routes, keys, me
+from flexi.campus import assistants, conversations
 from flexi.api.generation import ClientDisconnected
-from flexi.api.errors import describe_validation_error, ollama_error, openai_error
+from flexi.http.errors import describe_validation_error, ollama_error, openai_error
 from flexi.config import Settings
-from flexi.engine.render_budget import set_render_timeout
+from flexi.prompt.render_budget import set_render_timeout
 from flexi.engine.types import BadRequest, EngineError
 from flexi.scheduler.manager import ModelManager
 from flexi.server.guard import BodyTooLarge, RequestGuard
@@ -27,7 +28,7 @@ from flexi.engine.runner_isolation import UnsafeDirectory, ensure_private_dir
 from flexi.server.state import AppState
 from flexi.store.store import ModelStore
 from flexi.web import routes as web
-from flexi.web.headers import SecurityHeaders
+from flexi.http.headers import SecurityHeaders
 
 log = logging.getLogger("flexi.server")
 

@@ -24,14 +24,14 @@ from starlette.staticfiles import StaticFiles
 from flexi import __version__
 from flexi.access import messages
 from flexi.access.usage_queries import usage_summary
-from flexi.api.admin_common import transaction
-from flexi.api.app_state import access_of, state_of
+from flexi.campus.admin_common import transaction
+from flexi.http.app_state import access_of, state_of
 from flexi.api.generation import visible_records
 from flexi.db.models import utcnow
 from flexi.engine.types import BadRequest
 from flexi.store.store import ModelRecord
 from flexi.web.charts import bar_chart
-from flexi.web.negotiate import wants_html
+from flexi.http.negotiate import wants_html
 
 router = APIRouter(include_in_schema=False)
 STATIC_DIR = Path(str(resources.files("flexi.web") / "static"))

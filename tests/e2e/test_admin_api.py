@@ -79,7 +79,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         with httpx.Client(base_url=srv.url, timeout=60) as http:
             wired = http.get("/openapi.json", headers={"Authorization": f"Bearer {admin_key}"}).json()["paths"]
             if "/admin/users" not in wired or "/me/keys" not in wired:
-                pytest.fail("the server does not include flexi.api.admin.router and flexi.api.keys.router "
+                pytest.fail("the server does not include flexi.campus.admin.router and flexi.campus.keys.router "
                             "(app.include_router in flexi/server/app.py)", pytrace=False)
             yield Site(srv, http, admin_key, [admin_key])
     finally:

@@ -16,8 +16,8 @@ import pytest
 from flexi.store.gguf_meta import GGUFInfo
 from flexi.store.names import parse_model_name
 from flexi.store.store import ModelRecord
-from flexi.api.prompting import REQUEST_TEMPLATE_STEPS, render_generate
-from flexi.engine.render_pool import render_off_loop, render_turn
+from flexi.prompt.rendering import REQUEST_TEMPLATE_STEPS, render_generate
+from flexi.prompt.render_pool import render_off_loop, render_turn
 from flexi.engine.types import BadRequest, TooManyRequests
 
 

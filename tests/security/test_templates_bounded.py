@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 _CHILD = r"""
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # the unfixed code must fail here, not swap the machine
-from flexi.engine.gotemplate import render_go_template
-from flexi.engine.templates import TemplateError, render_chat
+from flexi.prompt.gotemplate import render_go_template
+from flexi.prompt.templates import TemplateError, render_chat
 kind, payload = json.loads(sys.stdin.read())
 start = time.monotonic()
 try:
@@ -147,8 +147,8 @@ def test_go_template_attack_is_refused(payload: str) -> None:
 
 def test_render_deadline_stops_a_slow_render() -> None:
     """Work that stays inside the step budget still stops at the wall-clock deadline."""
-    from flexi.engine import render_budget
-    from flexi.engine.templates import TemplateError, render_chat
+    from flexi.prompt import render_budget
+    from flexi.prompt.templates import TemplateError, render_chat
 
     slow = "{% for a in range(1000) %}{% for b in range(900) %}{{ (a * b)|string|length }}{% endfor %}{% endfor %}"
     old = render_budget.render_timeout()
@@ -165,8 +165,8 @@ def test_render_pool_tells_a_busy_server_from_a_slow_template(monkeypatch: pytes
     got a worker is the server's (503, retry)."""
     import asyncio
 
-    from flexi.engine import render_budget, render_pool
-    from flexi.engine.templates import TemplateError
+    from flexi.prompt import render_budget, render_pool
+    from flexi.prompt.templates import TemplateError
     from flexi.engine.types import ServerBusy
 
     monkeypatch.setattr(render_budget, "_timeout", 0.05)  # backstop: 0.05 * (1 + 4) + 1 = 1.25 s
@@ -192,7 +192,7 @@ def test_request_template_takes_go_only() -> None:
     """Decision: the request's `template` is Go-only, like Ollama's; Jinja gets a 400 that says so."""
     from datetime import datetime, timezone
 
-    from flexi.api.prompting import render_generate
+    from flexi.prompt.rendering import render_generate
     from flexi.engine.types import BadRequest
     from flexi.store.gguf_meta import GGUFInfo
     from flexi.store.names import parse_model_name

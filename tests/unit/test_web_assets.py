@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from flexi.web.charts import bar_chart
-from flexi.web.csrf import csrf_ok, csrf_token
-from flexi.web.negotiate import wants_html
+from flexi.http.csrf import csrf_ok, csrf_token
+from flexi.http.negotiate import wants_html
 from flexi.web.routes import STATIC_DIR
 
 JS = {p.name: p.read_text(encoding="utf-8") for p in STATIC_DIR.glob("*.js")}

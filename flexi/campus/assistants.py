@@ -39,8 +39,8 @@ from flexi.access.gate import Billing
 from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
 from flexi.api import generation as gen
-from flexi.api.admin_common import AdminRoute, transaction
-from flexi.api.app_state import access_of, state_of
+from flexi.campus.admin_common import AdminRoute, transaction
+from flexi.http.app_state import access_of, state_of
 from flexi.api.ollama import chat_response
 from flexi.api.ollama_types import ChatRequest
 from flexi.db.models import Assistant, Course, CourseMember, UsageRecord, utcnow

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flexi.access import admin_ops as ops
-from flexi.api.admin_common import AdminRoute, require_admin, transaction
-from flexi.api.app_state import access_of
+from flexi.campus.admin_common import AdminRoute, require_admin, transaction
+from flexi.http.app_state import access_of
 
 Role = Literal["admin", "teacher", "student", "researcher", "service"]
 CourseRole = Literal["teacher", "tutor", "student"]

@@ -23,9 +23,9 @@ from flexi.access import messages
 from flexi.access.errors import forbidden
 from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
-from flexi.api.admin import KeyCreate, PathId
-from flexi.api.admin_common import AdminRoute, transaction
-from flexi.api.app_state import access_of
+from flexi.campus.admin import KeyCreate, PathId
+from flexi.campus.admin_common import AdminRoute, transaction
+from flexi.http.app_state import access_of
 from flexi.db.models import ApiKey, Quota
 
 router = APIRouter(prefix="/me", tags=["me"], route_class=AdminRoute)

@@ -24,7 +24,7 @@ from flexi.access.admin_ops import AdminError
 from flexi.access.errors import forbidden
 from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
-from flexi.api.app_state import access_of
+from flexi.http.app_state import access_of
 from flexi.engine.types import BadRequest, EngineError
 
 CODES = {400: "invalid_request", 403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid_request"}

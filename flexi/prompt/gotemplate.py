@@ -37,9 +37,9 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, NoReturn
 
-from flexi.engine import render_budget as rb
-from flexi.engine.render_budget import RenderLimit, budget, check_size, check_width
-from flexi.engine.templates import TemplateError
+from flexi.prompt import render_budget as rb
+from flexi.prompt.render_budget import RenderLimit, budget, check_size, check_width
+from flexi.prompt.templates import TemplateError
 
 __all__ = ["TemplateError", "is_go_template", "render_go_template"]
 

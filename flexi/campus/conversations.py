@@ -23,9 +23,9 @@ from flexi.access import messages
 from flexi.access.errors import AccessError, forbidden
 from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
-from flexi.api.admin_common import AdminRoute, transaction
-from flexi.api.app_state import access_of
-from flexi.api.assistants import find_usable
+from flexi.campus.admin_common import AdminRoute, transaction
+from flexi.http.app_state import access_of
+from flexi.campus.assistants import find_usable
 from flexi.db.models import Assistant, ChatMessage, Conversation, utcnow
 from flexi.engine.types import EngineError
 

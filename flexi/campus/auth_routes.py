@@ -30,12 +30,12 @@ from flexi.access.passwords import hash_password, verify_password
 from flexi.access.sessions import clear_cookie, create_session, end_session, is_secure, set_cookie
 from flexi.access.throttle import LoginThrottle
 from flexi.api.identity import request_address
-from flexi.api.admin_common import AdminRoute
-from flexi.api.app_state import access_of
+from flexi.campus.admin_common import AdminRoute
+from flexi.http.app_state import access_of
 from flexi.db.models import Group, GroupMember, User
 from flexi.db.pseudonym import pseudonymize
 from flexi.server.forwarded import address_key, request_origin, trusted_networks
-from flexi.web.csrf import CSRF_HEADER, csrf_ok, csrf_token
+from flexi.http.csrf import CSRF_HEADER, csrf_ok, csrf_token
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
 

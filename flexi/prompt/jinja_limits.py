@@ -36,8 +36,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatt
 from jinja2.utils import Namespace, generate_lorem_ipsum
 from markupsafe import Markup
 
-from flexi.engine import render_budget as rb
-from flexi.engine.render_budget import RenderLimit, check_int_bits, check_size, check_width, tick
+from flexi.prompt import render_budget as rb
+from flexi.prompt.render_budget import RenderLimit, check_int_bits, check_size, check_width, tick
 
 __all__ = ["BudgetedSandbox", "MAX_POWER_EXPONENT", "MAX_SEQUENCE_LENGTH"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flexi.engine.gotemplate import is_go_template, render_go_template
-from flexi.engine.render_budget import MAX_STEPS, budget, render_timeout
-from flexi.engine.templates import CHATML_TEMPLATE, render_chat, template_supports_thinking, template_supports_tools
+from flexi.prompt.gotemplate import is_go_template, render_go_template
+from flexi.prompt.render_budget import MAX_STEPS, budget, render_timeout
+from flexi.prompt.templates import CHATML_TEMPLATE, render_chat, template_supports_thinking, template_supports_tools
 from flexi.engine.types import BadRequest
 from flexi.store.store import ModelRecord
 

@@ -27,8 +27,8 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
 
-from flexi.engine.jinja_limits import BudgetedSandbox
-from flexi.engine.render_budget import MAX_OUTPUT_CHARS, RenderLimit, budget
+from flexi.prompt.jinja_limits import BudgetedSandbox
+from flexi.prompt.render_budget import MAX_OUTPUT_CHARS, RenderLimit, budget
 from flexi.engine.types import BadRequest
 
 __all__ = [

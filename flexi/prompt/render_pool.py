@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from flexi.engine.render_budget import render_timeout
-from flexi.engine.templates import TemplateError
+from flexi.prompt.render_budget import render_timeout
+from flexi.prompt.templates import TemplateError
 from flexi.engine.types import ServerBusy, TooManyRequests
 
 __all__ = ["RENDER_WORKERS", "render_off_loop", "render_turn"]

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.report import processing_report
 from flexi.access.usage_queries import usage_summary
-from flexi.api.admin_common import AdminRoute, require_admin, transaction
-from flexi.api.app_state import access_of
+from flexi.campus.admin_common import AdminRoute, require_admin, transaction
+from flexi.http.app_state import access_of
 from flexi.engine.types import BadRequest, EngineError
 
 router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute, dependencies=[Depends(require_admin)])

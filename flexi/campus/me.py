@@ -19,13 +19,13 @@ from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.usage_queries import own_usage
-from flexi.api.admin_common import AdminRoute, transaction
-from flexi.api.app_state import access_of
+from flexi.campus.admin_common import AdminRoute, transaction
+from flexi.http.app_state import access_of
 from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow
 from flexi.engine.types import BadRequest, EngineError
 from flexi.access.credentials import session_token
 from flexi.access.sessions import is_secure
-from flexi.web.csrf import csrf_token
+from flexi.http.csrf import csrf_token
 
 router = APIRouter(tags=["me"], route_class=AdminRoute)
 
@@ -63,7 +63,7 @@ def me(request: Request) -> dict[str, Any]:
 
 
 def _csrf_of(request: Request) -> str | None:
-    """The token the web page sends back on changes (flexi.web.csrf); only for cookie sign-ins."""
+    """The token the web page sends back on changes (flexi.http.csrf); only for cookie sign-ins."""
     token = session_token(request.headers.get("cookie"), is_secure(request, access_of(request).settings))
     return csrf_token(token) if token else None
 
