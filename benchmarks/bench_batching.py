@@ -383,11 +383,12 @@ def bench_flexi(prompts: Prompts, levels: list[int], reps: int, gateway_samples:
 # --- gateway overhead: HTTP /api/generate versus the runner socket --------------------------------------
 def runner_payload(prompts: Prompts, question: str) -> dict[str, Any]:
     """Exactly what the server sends the runner for a non-raw /api/generate with num_predict 1, temperature 0."""
-    from flexi.api import generation as gen
     from flexi.api.options import ModelOptions
+    from flexi.config import load_settings
+    from flexi.service.generation import runner_request
 
-    req = gen.build_request(prompts.record, prompts.render(question), ModelOptions(num_predict=1, temperature=0),
-                            return_tokens=True)
+    req = runner_request(prompts.record, prompts.render(question), ModelOptions(num_predict=1, temperature=0),
+                         return_tokens=True, max_predict=load_settings().max_predict)
     return req.to_wire()
 
 

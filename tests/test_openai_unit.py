@@ -22,9 +22,11 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from flexi.access.middleware import AccessMiddleware
+from flexi.http.access_middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import openai as oa
+from flexi.service.backends import local_only
+from flexi.service.generation import GenerationService
 from flexi.http.errors import openai_error
 from flexi.config import load_settings
 from flexi.prompt.grammar import JSON_GBNF
@@ -80,7 +82,7 @@ class FakeManager:
     requests: list[Any] = field(default_factory=list)
     closed: int = 0
 
-    async def generate(self, req: GenerationRequest) -> AsyncIterator[TextChunk | GenerationStats]:
+    async def generate(self, req: GenerationRequest, record: ModelRecord | None = None) -> AsyncIterator[TextChunk | GenerationStats]:
         self.requests.append(req)
         try:
             n = 0
@@ -101,7 +103,7 @@ class FakeManager:
     def context_ceiling(self, record: ModelRecord) -> int:
         return 4096
 
-    async def embed(self, req: EmbeddingRequest) -> EmbeddingResult:
+    async def embed(self, req: EmbeddingRequest, record: ModelRecord | None = None) -> EmbeddingResult:
         self.requests.append(req)
         return EmbeddingResult(embeddings=[[0.6, 0.0, 0.8, 0.0], [1.0, 0.0, 0.0, 0.0]][: len(req.inputs)],
                                prompt_tokens=3 * len(req.inputs), total_ns=1)
@@ -130,7 +132,10 @@ def app(manager: FakeManager, access: AccessService) -> FastAPI:
     app = FastAPI()
     app.include_router(oa.router)
     app.add_middleware(AccessMiddleware)
-    app.state.flexi = SimpleNamespace(store=FakeStore(), manager=manager, access=access)
+    store = FakeStore()
+    app.state.flexi = SimpleNamespace(store=store, manager=manager, access=access, settings=access.settings,
+                                      generation=GenerationService(access.settings, store, access.gate,  # type: ignore[arg-type]
+                                                                   local_only(manager)))
 
     @app.exception_handler(EngineError)
     async def _err(request: Request, exc: EngineError) -> Any:

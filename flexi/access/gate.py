@@ -1,19 +1,22 @@
 """The gate every generation and embedding passes, whichever API dialect
 received it: model policy, course billing, quota reservation, usage record,
 the per-person cap on concurrent requests, and the end of open streams when
-access is revoked.
+access is revoked. It knows callers, not HTTP: every method takes the `Caller`
+the access middleware resolved.
 
-Admission (policy, rate and token quota) comes before any expensive work for a
-request: the routers call `admit` before they render or tokenize the prompt, and
-`generate` then meters the stream of the admission made there. An admission no
-stream claimed (the request failed in between, e.g. a bad template) is handed
-back by the access middleware (`release_unclaimed`).
+Admission comes in two steps around the prompt's rendering (the generation
+service drives them): `admit` (policy, rate, and room for what the request
+brings) before any expensive work, `reserve` (the tokens of the real prompt and
+the output) once the prompt exists, then `meter` records the stream. An
+admission no stream claimed (the request failed in between, e.g. a bad
+template) is handed back with `release_unclaimed`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -24,47 +27,29 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, or_, select
-from starlette.requests import Request
 
 from flexi.access import messages
 from flexi.access.authn import Authenticator
+from flexi.access.caller import Caller
 from flexi.access.errors import AccessError, forbidden, quota_exceeded, too_many_requests
-from flexi.access.messages import locale_of
 from flexi.access.policy import Limits, PolicyBook
-from flexi.access.principal import Principal, principal_of
+from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow
 from flexi.engine.types import (
-    EngineError,
     GenerationRequest,
     GenerationStats,
     ModelNotFound,
+    Prefill,
     TextChunk,
     TooManyRequests,
 )
 
 log = logging.getLogger("flexi.access")
-COURSE_HEADER = "x-flexi-course"
 WATCH_INTERVAL = 1.0
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Billing:
-    """Put on `request.state.billing` by a route that itself decides whom a request is billed to,
-    instead of the key's course or X-Flexi-Course: a course assistant's chat bills the assistant's
-    course (the route has already checked that the caller may use it) and marks the usage record
-    with `assistant_id`. `endpoint` replaces the request path in the usage record."""
-
-    course_id: int | None
-    assistant_id: int | None = None
-    endpoint: str | None = None
-
-
-def billing_of(request: Request) -> Billing | None:
-    return getattr(request.state, "billing", None)
 
 
 @dataclass(eq=False)
@@ -73,18 +58,23 @@ class _Stream:
     revoked: bool = False
 
 
-@dataclass
-class _Admission:
-    principal: Principal
+@dataclass(frozen=True)
+class Admission:
+    """A request the gate let in: whose it is, whom it bills, the caller's limits on the model
+    (policy decided once, here) and the quota reservation (empty until `reserve`)."""
+
+    caller: Caller
     course_id: int | None
+    limits: Limits
     reservation: Reservation
     endpoint: str
     model: str
     started: float = field(default_factory=time.perf_counter)
     assistant_id: int | None = None
 
-
-ADMISSION_STATE = "admission"  # request.state attribute of an admission not yet claimed by a stream
+    @property
+    def principal(self) -> Principal:
+        return self.caller.principal
 
 
 class AccessGate:
@@ -128,91 +118,64 @@ class AccessGate:
             cap = caps.get(principal.role, self.settings.max_requests_per_user)
         return cap if cap else None
 
-    def too_many(self, request: Request, principal: Principal, exc: TooManyRequests, model: str) -> AccessError:
+    def too_many(self, caller: Caller, exc: TooManyRequests, model: str) -> AccessError:
         """The localized 429 for a per-person cap (the scheduler's, or the render pool's)."""
-        text = messages.text("too_many_requests", locale_of(request, principal), limit=exc.limit, model=model,
-                             retry=exc.retry_after)
+        text = messages.text("too_many_requests", caller.locale, limit=exc.limit, model=model, retry=exc.retry_after)
         return too_many_requests(text, exc.retry_after, limit="concurrent_requests", value=exc.limit,
                                  scope="user")
 
-    async def count_request(self, request: Request, model: str) -> None:
+    async def count_request(self, caller: Caller, model: str) -> None:
         """Admit and record a request that generates nothing (loading a model)."""
-        principal = principal_of(request)
-        self.limits(principal, model)
-        admission = await self._admit(request, principal, 0, 0, model)
-        self.usage.submit(UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id,
-                                     course_id=admission.course_id, model=model, endpoint=admission.endpoint,
-                                     prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="ok",
-                                     reservation=admission.reservation, assistant_id=admission.assistant_id))
+        admission = await self._admit(caller, self.limits(caller.principal, model), 0, 0, model)
+        self.usage.submit(self._entry(admission, status="ok"))
 
     # --- generation --------------------------------------------------------------------
-    async def admit(self, request: Request, model: str, *, prompt_bound: int, num_ctx: int | None,
-                    context_length: int) -> None:
+    async def admit(self, caller: Caller, model: str, *, prompt_bound: int) -> Admission:
         """Policy, rate and token admission for a generation before its prompt exists.
 
         Called before the prompt is rendered or tokenized, so a caller over their rate or with
         too few tokens left for what the request brings (`prompt_bound`) costs a lookup, not a
-        template run. Nothing is reserved yet: the stream `generate` makes claims this admission
-        and reserves the tokens of the real prompt (QuotaLedger.admit's two phases)."""
-        principal = principal_of(request)
+        template run. Nothing is reserved yet: `reserve` does that for the real prompt
+        (QuotaLedger.admit's two phases)."""
         t0 = time.perf_counter()
-        limits = self.limits(principal, model)
-        context_length = _capped_context(limits, num_ctx, context_length)[1]
-        admission = await self._admit(request, principal, min(prompt_bound, context_length), 0, model, phase="rate")
-        setattr(request.state, ADMISSION_STATE, admission)
-        request.state.gate_ms = (time.perf_counter() - t0) * 1000
+        limits = self.limits(caller.principal, model)
+        bound = prompt_bound if limits.max_context is None else min(prompt_bound, limits.max_context)
+        admission = await self._admit(caller, limits, bound, 0, model, phase="rate")
+        caller.timings.add_gate((time.perf_counter() - t0) * 1000)
+        return admission
 
-    def release_unclaimed(self, admission: _Admission) -> None:
+    async def reserve(self, admission: Admission, prompt_bound: int, max_output: int) -> Admission:
+        """Reserve the tokens of the rendered prompt and of the output (the request was counted by
+        `admit`); the returned admission's reservation may cap the output (`max_output`)."""
+        t0 = time.perf_counter()
+        reserved = await self._admit(admission.caller, admission.limits, prompt_bound, max_output, admission.model,
+                                     phase="tokens")
+        admission.caller.timings.add_gate((time.perf_counter() - t0) * 1000)
+        return dataclasses.replace(admission, reservation=reserved.reservation)
+
+    def release_unclaimed(self, admission: Admission) -> None:
         """Record an admitted request that never started generating (a 400 while rendering its
         prompt, say): it counted for the rate limits, and the usage record says so."""
-        self.usage.submit(UsageEntry(
-            user_pseudonym=admission.principal.pseudonym, key_id=admission.principal.key_id,
-            course_id=admission.course_id, model=admission.model, endpoint=admission.endpoint, prompt_tokens=0,
-            completion_tokens=0, queue_ms=0, generation_ms=0, status="error", reservation=admission.reservation,
-            assistant_id=admission.assistant_id))
+        self.usage.submit(self._entry(admission, status="error"))
 
-    def generate(self, request: Request, req: GenerationRequest, source: Callable[[GenerationRequest], AsyncIterator[Any]],
-                 context_length: int) -> AsyncIterator[Any]:
-        """Admit `req` for the caller of `request` and meter the stream `source(req)` produces.
-
-        Admission (policy caps, quota reservation) runs on the first iteration, so
-        `primed()` turns a refusal into a proper HTTP status before any output."""
-        principal = principal_of(request)
-        return self._metered(request, principal, req, source, context_length)
-
-    async def _metered(self, request: Request, principal: Principal, req: GenerationRequest,
-                       source: Callable[[GenerationRequest], AsyncIterator[Any]], context_length: int) -> AsyncIterator[Any]:
-        t0 = time.perf_counter()
-        admitted: _Admission | None = getattr(request.state, ADMISSION_STATE, None)
-        if admitted is not None and admitted.model == req.model:
-            setattr(request.state, ADMISSION_STATE, None)  # claimed: from here on this stream records it
-        else:
-            admitted = None
-        limits = self.limits(principal, req.model)
-        req.keep_alive = self.keep_alive_for(principal, req.keep_alive)
-        req.max_concurrent = self.max_concurrent_for(principal)
-        req.num_ctx, context_length = _capped_context(limits, req.num_ctx, context_length)
-        req.max_tokens = _capped_output(limits, req.max_tokens)
-        prompt_bound = len(req.prompt.encode("utf-8")) + 1 + len(req.prefix_tokens)
-        max_output = min(context_length, self.settings.max_predict) if req.max_tokens < 0 else req.max_tokens
-        # admitted before rendering (rate, policy): now reserve the tokens of the prompt as rendered
-        admission = await self._admit(request, principal, prompt_bound, max_output, req.model,
-                                      phase="all" if admitted is None else "tokens")
-        before = getattr(request.state, "gate_ms", 0.0) if admitted is not None else 0.0
-        request.state.gate_ms = before + (time.perf_counter() - t0) * 1000
-        if admission.reservation.max_output is not None:
-            cap = admission.reservation.max_output
-            req.max_tokens = cap if req.max_tokens < 0 else min(req.max_tokens, cap)
-        stream_id, handle = next(self._ids), _Stream(principal)
+    async def meter(self, admission: Admission, req: GenerationRequest,
+                    events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Pass `events` through while watching for revocation, and record the usage once at the end:
+        the runner's figures when it finished, else the prefill a runner slot took on and what was
+        delivered. `Prefill` events stop here (billing facts, not output)."""
+        caller = admission.caller
+        stream_id, handle = next(self._ids), _Stream(caller.principal)
         self._streams[stream_id] = handle
         self._ensure_watcher()
-        delivered, stats, status = 0, None, "error"
+        delivered, prefill, stats, status = 0, 0, None, "error"
         parts: list[str] | None = [] if self.usage.content_logging else None
-        events = source(req)
         try:
             async for ev in events:
                 if handle.revoked:
-                    raise forbidden(messages.text("revoked", locale_of(request, principal)), code="access_revoked")
+                    raise forbidden(messages.text("revoked", caller.locale), code="access_revoked")
+                if isinstance(ev, Prefill):
+                    prefill = ev.prompt_tokens
+                    continue
                 if isinstance(ev, TextChunk):
                     delivered = ev.n_tokens
                     if parts is not None:
@@ -226,21 +189,21 @@ class AccessGate:
             raise
         except TooManyRequests as exc:  # the scheduler's per-person cap: nothing ran, nothing is billed
             status = "rejected"
-            raise self.too_many(request, principal, exc, req.model) from None
+            raise self.too_many(caller, exc, req.model) from None
         finally:
             self._streams.pop(stream_id, None)
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
-            self._record(admission, req, stats, delivered, status, parts)
+            self._record(admission, req, stats, delivered, prefill, status, parts)
 
-    def _record(self, admission: _Admission, req: GenerationRequest, stats: GenerationStats | None, delivered: int,
-                status: str, parts: list[str] | None) -> None:
+    def _record(self, admission: Admission, req: GenerationRequest, stats: GenerationStats | None, delivered: int,
+                prefill: int, status: str, parts: list[str] | None) -> None:
         if stats is not None:
             prompt, completion = stats.prompt_tokens, stats.completion_tokens
             queue_ms, gen_ms = stats.queue_ns // 1_000_000, (stats.prompt_eval_ns + stats.eval_ns) // 1_000_000
         else:  # cancelled or failed: pay for the prefill a runner slot took on, and what was delivered
             completion = delivered
-            prompt = req.prompt_tokens_admitted or (math.ceil(len(req.prompt.encode("utf-8")) / 4) if delivered else 0)
+            prompt = prefill or (math.ceil(len(req.prompt.encode("utf-8")) / 4) if delivered else 0)
             queue_ms, gen_ms = 0, int((time.perf_counter() - admission.started) * 1000)
         self.usage.submit(UsageEntry(
             user_pseudonym=admission.principal.pseudonym, key_id=admission.principal.key_id,
@@ -250,15 +213,13 @@ class AccessGate:
             prompt_text=req.prompt if parts is not None else None,
             response_text="".join(parts) if parts is not None else None))
 
-    async def embed(self, request: Request, model: str, inputs: list[str], run: Callable[[], Awaitable[T]],
+    async def embed(self, caller: Caller, model: str, inputs: list[str], run: Callable[[], Awaitable[T]],
                     tokens_of: Callable[[T], int]) -> T:
         """Admit an embedding request (prompt tokens only), run it, record it."""
-        principal = principal_of(request)
         t0 = time.perf_counter()
-        self.limits(principal, model)
         bound = sum(len(text.encode("utf-8")) + 1 for text in inputs)
-        admission = await self._admit(request, principal, bound, 0, model)
-        request.state.gate_ms = (time.perf_counter() - t0) * 1000
+        admission = await self._admit(caller, self.limits(caller.principal, model), bound, 0, model)
+        caller.timings.add_gate((time.perf_counter() - t0) * 1000)
         status, tokens = "error", 0
         try:
             result = await run()
@@ -266,24 +227,31 @@ class AccessGate:
             return result
         except TooManyRequests as exc:
             status = "rejected"
-            raise self.too_many(request, principal, exc, model) from None
+            raise self.too_many(caller, exc, model) from None
         finally:
-            self.usage.submit(UsageEntry(
-                user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
-                model=model, endpoint=admission.endpoint, prompt_tokens=tokens, completion_tokens=0, queue_ms=0,
-                generation_ms=int((time.perf_counter() - admission.started) * 1000), status=status,
-                reservation=admission.reservation, assistant_id=admission.assistant_id))
+            self.usage.submit(self._entry(admission, status=status, prompt_tokens=tokens,
+                                          generation_ms=int((time.perf_counter() - admission.started) * 1000)))
+
+    def _entry(self, admission: Admission, *, status: str, prompt_tokens: int = 0, generation_ms: int = 0) -> UsageEntry:
+        """The usage record of a request that produced no completion figures (loads, embeddings,
+        requests that ended before generating)."""
+        principal = admission.principal
+        return UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
+                          model=admission.model, endpoint=admission.endpoint, prompt_tokens=prompt_tokens,
+                          completion_tokens=0, queue_ms=0, generation_ms=generation_ms, status=status,
+                          reservation=admission.reservation, assistant_id=admission.assistant_id)
 
     # --- admission ---------------------------------------------------------------------
-    async def _admit(self, request: Request, principal: Principal, prompt_bound: int, max_output: int,
-                     model: str, phase: str = "all") -> _Admission:
-        course_id = await self._course_of(request, principal)
-        billing = billing_of(request)
-        endpoint = billing.endpoint if billing is not None and billing.endpoint else request.url.path
+    async def _admit(self, caller: Caller, limits: Limits, prompt_bound: int, max_output: int,
+                     model: str, phase: str = "all") -> Admission:
+        principal = caller.principal
+        course_id = await self._course_of(caller)
+        billing = caller.billing
+        endpoint = billing.endpoint if billing is not None and billing.endpoint else caller.endpoint
         assistant_id = billing.assistant_id if billing is not None else None
         if principal.user_id is None or self.quotas.cached_limits(principal, course_id) == []:
             # nothing to count: no thread, no write
-            return _Admission(principal, course_id, Reservation(), endpoint, model, assistant_id=assistant_id)
+            return Admission(caller, course_id, limits, Reservation(), endpoint, model, assistant_id=assistant_id)
         admitting = asyncio.get_running_loop().run_in_executor(
             self.quotas.executor, functools.partial(self.quotas.admit, principal, course_id, prompt_bound, max_output,
                                                     phase=phase))
@@ -294,16 +262,17 @@ class AccessGate:
                 lambda done: self._release(done, principal, course_id, endpoint, model, assistant_id))
             raise  # ...so its reservation is handed back once it is in
         except QuotaRefusal as refusal:
-            raise self._refused(request, principal, refusal, course_id, endpoint, model, assistant_id) from None
-        return _Admission(principal, course_id, reservation, endpoint, model, assistant_id=assistant_id)
+            raise self._refused(caller, refusal, course_id, endpoint, model, assistant_id) from None
+        return Admission(caller, course_id, limits, reservation, endpoint, model, assistant_id=assistant_id)
 
-    def _refused(self, request: Request, principal: Principal, refusal: QuotaRefusal, course_id: int | None,
+    def _refused(self, caller: Caller, refusal: QuotaRefusal, course_id: int | None,
                  endpoint: str, model: str, assistant_id: int | None = None) -> AccessError:
+        principal = caller.principal
         self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
             user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
             endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected",
             assistant_id=assistant_id))
-        return self._refusal(request, principal, refusal)
+        return self._refusal(caller.locale, refusal)
 
     def _release(self, done: asyncio.Future[Reservation], principal: Principal, course_id: int | None, endpoint: str,
                  model: str, assistant_id: int | None = None) -> None:
@@ -314,8 +283,7 @@ class AccessGate:
                                      generation_ms=0, status="cancelled", reservation=done.result(),
                                      assistant_id=assistant_id))
 
-    def _refusal(self, request: Request, principal: Principal, refusal: QuotaRefusal) -> AccessError:
-        locale = locale_of(request, principal)
+    def _refusal(self, locale: str, refusal: QuotaRefusal) -> AccessError:
         lim = refusal.limit
         retry = max(1, math.ceil((refusal.resets_at - utcnow()).total_seconds()))
         reset = refusal.resets_at.strftime("%H:%M UTC" if lim.window != "week" else "%Y-%m-%d %H:%M UTC")
@@ -324,24 +292,23 @@ class AccessGate:
         return quota_exceeded(text, retry, limit=lim.name, scope=lim.subject_kind,
                               resets_at=refusal.resets_at.isoformat().replace("+00:00", "Z"))
 
-    async def _course_of(self, request: Request, principal: Principal) -> int | None:
-        billing = billing_of(request)
-        if billing is not None:  # the route decided (a course assistant bills its course)
-            return billing.course_id
+    async def _course_of(self, caller: Caller) -> int | None:
+        if caller.billing is not None:  # the route decided (a course assistant bills its course)
+            return caller.billing.course_id
+        principal = caller.principal
         privileged = principal.is_admin or principal.local
         if principal.key_course_id is not None:
             if not privileged and principal.key_course_id not in principal.courses:
                 # the owner left the course: its key no longer spends the course's budget
-                raise forbidden(messages.text("course_unknown", locale_of(request, principal),
-                                              course=principal.key_course_id), code="course_unknown")
+                raise forbidden(messages.text("course_unknown", caller.locale, course=principal.key_course_id),
+                                code="course_unknown")
             return principal.key_course_id
-        name = request.headers.get(COURSE_HEADER, "").strip()
+        name = caller.course
         if not name:
             return None
         course_id = await self._course_id(name) if len(name) <= 100 else None
         if course_id is None or not (privileged or course_id in principal.courses):
-            raise forbidden(messages.text("course_unknown", locale_of(request, principal), course=name[:100]),
-                            code="course_unknown")
+            raise forbidden(messages.text("course_unknown", caller.locale, course=name[:100]), code="course_unknown")
         return course_id
 
     async def _course_id(self, name: str) -> int | None:
@@ -415,19 +382,3 @@ class AccessGate:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
 
-
-def _capped_context(limits: Limits, num_ctx: int | None, context_length: int) -> tuple[int | None, int]:
-    """The request's num_ctx and context length under the caller's max_context (role default or model
-    policy). A request that names no num_ctx keeps None, so the model runs at its configured context and
-    a capped caller's first request does not make the model load smaller for everybody; what the caller may
-    use of it (prompt size, output) is bounded by the capped context length."""
-    if limits.max_context is None:
-        return num_ctx, context_length
-    return (min(num_ctx, limits.max_context) if num_ctx else None), min(context_length, limits.max_context)
-
-
-def _capped_output(limits: Limits, max_tokens: int) -> int:
-    """The request's output limit (-1 = until the context is full) under the policy's max_output."""
-    if limits.max_output is None:
-        return max_tokens
-    return limits.max_output if max_tokens < 0 else min(max_tokens, limits.max_output)

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from flexi.engine.types import EngineError
-
-if TYPE_CHECKING:
-    from starlette.requests import HTTPConnection
 
 ADMIN = "admin"
 
@@ -42,16 +36,3 @@ class Principal:
         """Keys with no scopes carry all of their owner's rights; otherwise only the named ones."""
         return self.key_id is None or not self.key_scopes or scope in self.key_scopes
 
-
-def principal_of(request: HTTPConnection) -> Principal:
-    """The caller the access middleware put on this request.
-
-    The middleware sets one on every route that is not public (with auth=off the local principal),
-    and refuses the request itself (401/403) when it cannot. So a route that finds none is a server
-    bug - a public path calling this, or an app built without the middleware - not a client that
-    failed to sign in: it is refused with a 500 that names the bug, never served and never answered
-    with a misleading "please sign in". The same on inference, campus and admin routes."""
-    principal = getattr(request.state, "principal", None)
-    if principal is None:
-        raise EngineError("no principal on this route", 500)
-    return principal

@@ -17,11 +17,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from flexi import __version__
-from flexi.api import generation as gen
-from flexi.http.app_state import access_of, state_of
+from flexi.access.caller import Caller
+from flexi.api import completion as gen
+from flexi.http.app_state import generation_of, state_of
+from flexi.http.caller import caller_of
 from flexi.http.errors import parse_body
-from flexi.access.principal import principal_of
-from flexi.api.identity import client_identity, priority_of
 from flexi.api.options import model_parameters
 from flexi.api.ollama_types import (
     ChatRequest,
@@ -35,7 +35,8 @@ from flexi.api.ollama_types import (
     ShowRequest,
 )
 from flexi.api.wire import ndjson, primed, rfc3339_nano
-from flexi.engine.types import BadRequest, EmbeddingRequest, EngineError, GenerationStats, StatusEvent, TextChunk
+from flexi.engine.types import BadRequest, EngineError, GenerationStats, StatusEvent, TextChunk
+from flexi.service.generation import Augment, ChatPrompt, Draft, EmbedDraft, TextPrompt
 from flexi.store.blobs import BlobWriter, validate_digest
 from flexi.store.names import parse_model_name
 from flexi.store.pull import pull_model
@@ -81,15 +82,15 @@ async def version() -> dict[str, str]:
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> dict[str, Any]:
     records = await asyncio.to_thread(state_of(request).store.list)
-    return {"models": [_model_entry(r) for r in gen.visible_records(request, records)]}
+    return {"models": [_model_entry(r) for r in generation_of(request).visible(caller_of(request), records)]}
 
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
     models = []
-    gate, principal = access_of(request).gate, principal_of(request)
+    visible = {r.name for r in generation_of(request).visible(caller_of(request), [e.record for e in state_of(request).manager.ps()])}
     for entry in state_of(request).manager.ps():
-        if not gate.visible(principal, entry.record.name):
+        if entry.record.name not in visible:
             continue
         expires = entry.expires_wall()
         if expires is None:
@@ -102,12 +103,13 @@ async def ps(request: Request) -> dict[str, Any]:
 @router.post("/api/show")
 async def show(request: Request) -> dict[str, Any]:
     body = await parse_body(request, ShowRequest)
-    record = gen.require_model(state_of(request).store, body.model, request)
+    caller = caller_of(request)
+    record = generation_of(request).model(caller, body.model)
     params = "\n".join(f"{k:<30} {v_}" for k, v in record.parameters.items()
                        for v_ in (v if isinstance(v, list) else [v]))
     template = record.template or record.info.chat_template or ""
     out: dict[str, Any] = {
-        "modelfile": _modelfile(record, reveal_path=principal_of(request).is_admin or principal_of(request).local),
+        "modelfile": _modelfile(record, reveal_path=caller.principal.is_admin or caller.principal.local),
         "parameters": params,
         "template": template,
         "details": record.details,
@@ -137,19 +139,10 @@ def _modelfile(record: ModelRecord, reveal_path: bool = True) -> str:
 
 
 # --- generation --------------------------------------------------------------------
-async def _load_only(request: Request, record: ModelRecord, keep_alive: Any, t0: int, chat: bool) -> JSONResponse:
+async def _load_only(caller: Caller, request: Request, record: ModelRecord, keep_alive: Any, t0: int,
+                     chat: bool) -> JSONResponse:
     """Empty prompt: just load (or, with keep_alive 0, unload) the model, like Ollama."""
-    manager = state_of(request).manager
-    gate = access_of(request).gate
-    await gate.count_request(request, record.name)  # a load is a request: rate limits and usage apply
-    keep = gate.keep_alive_for(principal_of(request), gen.keep_alive_seconds(keep_alive))
-    if keep is not None and keep == 0:
-        await manager.unload(record.name)
-        reason = "unload"
-        load_ns = 0
-    else:
-        load_ns = await manager.load(record.name, keep)
-        reason = "load"
+    reason, load_ns = await generation_of(request).load_only(caller, record, keep_alive)
     body: dict[str, Any] = {"model": record.name, "created_at": rfc3339_nano(), "done": True, "done_reason": reason}
     if chat:
         body["message"] = {"role": "assistant", "content": ""}
@@ -165,18 +158,15 @@ async def _load_only(request: Request, record: ModelRecord, keep_alive: Any, t0:
 async def generate(request: Request) -> Response:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, GenerateRequest)
-    state = state_of(request)
-    record = gen.require_model(state.store, body.model, request)
+    caller, service = caller_of(request), generation_of(request)
+    record = service.model(caller, body.model)
     if not body.prompt and not body.context and not body.suffix:
-        return await _load_only(request, record, body.keep_alive, t0, chat=False)
-    await gen.admit(request, record, body.options, body)  # quota and rate before the template runs
-    prompt = await gen.generate_prompt(record, body.prompt, system=body.system, template=body.template,
-                                       suffix=body.suffix, raw=body.raw, think=body.think, has_images=bool(body.images),
-                                       request=request)
-    req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
-                            prefix_tokens=body.context, return_tokens=not body.raw,
-                            user=client_identity(request), priority=priority_of(request))
-    events = await primed(gen.start_generation(request, record, req))
+        return await _load_only(caller, request, record, body.keep_alive, t0, chat=False)
+    prompt = TextPrompt(body.prompt, system=body.system, template=body.template, suffix=body.suffix, raw=body.raw,
+                        think=body.think, has_images=bool(body.images))
+    draft = Draft(prompt, options=body.options, body=body, fmt=body.format, keep_alive=body.keep_alive,
+                  prefix_tokens=list(body.context or []), return_tokens=not body.raw)
+    events = await primed(await service.generate(caller, record, draft))
     if not body.stream or body.think:
         # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.
         done = await gen.collect_while_connected(request, events)
@@ -239,21 +229,21 @@ async def chat(request: Request) -> Response:
     return await chat_response(request, body, t0)
 
 
-async def chat_response(request: Request, body: ChatRequest, t0: int) -> Response:
-    """Answer an already parsed chat request exactly like /api/chat (NDJSON stream or JSON);
-    course assistants (flexi/campus/assistants.py) build their ChatRequest and come here too."""
-    gen.check_message_count(request, len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
-    state = state_of(request)
-    record = gen.require_model(state.store, body.model, request)
+async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Caller | None = None,
+                        augment: Augment | None = None) -> Response:
+    """Answer an already parsed chat request exactly like /api/chat (NDJSON stream or JSON); course
+    assistants (flexi/campus/assistants.py) build their ChatRequest and come here too, with their own
+    caller (billing their course) and, later, a retrieval step (`augment`)."""
+    caller, service = caller or caller_of(request), generation_of(request)
+    service.check_message_count(len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
+    record = service.model(caller, body.model)
     if not body.messages:
-        return await _load_only(request, record, body.keep_alive, t0, chat=True)
-    await gen.admit(request, record, body.options, body)  # quota and rate before the template runs
+        return await _load_only(caller, request, record, body.keep_alive, t0, chat=True)
     tools = body.tools or None
-    prompt = await gen.chat_prompt(record, _chat_messages(body), tools=tools, think=body.think,
-                                   has_images=any(m.images for m in body.messages), request=request)
-    req = gen.build_request(record, prompt, body.options, fmt=body.format, keep_alive=body.keep_alive,
-                            user=client_identity(request), priority=priority_of(request))
-    events = await primed(gen.start_generation(request, record, req))
+    prompt = ChatPrompt(_chat_messages(body), tools=tools, think=body.think,
+                        has_images=any(m.images for m in body.messages), augment=augment)
+    draft = Draft(prompt, options=body.options, body=body, fmt=body.format, keep_alive=body.keep_alive)
+    events = await primed(await service.generate(caller, record, draft))
     want_thinking = bool(body.think)
 
     def message(text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -304,16 +294,15 @@ async def chat_response(request: Request, body: ChatRequest, t0: int) -> Respons
 async def embed(request: Request) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, EmbedRequest)
-    state = state_of(request)
-    record = gen.require_model(state.store, body.model, request)
+    caller, service = caller_of(request), generation_of(request)
+    record = service.model(caller, body.model)
     inputs = [body.input] if isinstance(body.input, str) else list(body.input)
     if not inputs:
         return {"model": record.name, "embeddings": []}
     opts = body.options
-    result = await gen.run_embedding(request, EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
-                                                        normalize=True, num_ctx=opts.num_ctx if opts else None,
-                                                        user=client_identity(request), priority=priority_of(request),
-                                                        keep_alive=gen.keep_alive_seconds(body.keep_alive)))
+    result = await service.embed(caller, record, EmbedDraft(inputs, truncate=body.truncate, normalize=True,
+                                                            num_ctx=opts.num_ctx if opts else None,
+                                                            keep_alive=body.keep_alive))
     vectors = result.embeddings
     if body.dimensions:
         vectors = [gen.truncate_embedding(v, body.dimensions) for v in vectors]
@@ -324,15 +313,14 @@ async def embed(request: Request) -> dict[str, Any]:
 @router.post("/api/embeddings")
 async def embeddings(request: Request) -> dict[str, Any]:
     body = await parse_body(request, EmbeddingsRequest)
-    state = state_of(request)
-    record = gen.require_model(state.store, body.model, request)
+    caller, service = caller_of(request), generation_of(request)
+    record = service.model(caller, body.model)
     if not body.prompt:
         return {"embedding": []}
     opts = body.options
-    result = await gen.run_embedding(request, EmbeddingRequest(model=record.name, inputs=[body.prompt], normalize=False,
-                                                        num_ctx=opts.num_ctx if opts else None,
-                                                        user=client_identity(request), priority=priority_of(request),
-                                                        keep_alive=gen.keep_alive_seconds(body.keep_alive)))
+    result = await service.embed(caller, record, EmbedDraft([body.prompt], normalize=False,
+                                                            num_ctx=opts.num_ctx if opts else None,
+                                                            keep_alive=body.keep_alive))
     return {"embedding": result.embeddings[0]}
 
 
@@ -407,7 +395,7 @@ async def create(request: Request) -> Response:
     if ggufs:
         digest = validate_digest(next(iter(ggufs.values())))
     else:
-        base = gen.require_model(state.store, body.from_)
+        base = generation_of(request).model(None, body.from_)
         digest = "sha256:" + base.model_path.name.removeprefix("sha256-")
     params = body.parameters if body.parameters is not None else (base.parameters if base else None)
     model_parameters(params)  # a bad parameter is a 400 now, not a broken model later
@@ -450,7 +438,7 @@ async def copy(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     body = await parse_body(request, DeleteRequest)
     state = state_of(request)
-    record = gen.require_model(state.store, body.model)
+    record = generation_of(request).model(None, body.model)
     await state.manager.unload(record.name)
     await asyncio.to_thread(state.store.delete, record.name)
     return Response(status_code=200)

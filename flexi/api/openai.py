@@ -22,11 +22,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from flexi.api import generation as gen
-from flexi.http.app_state import access_of, state_of
+from flexi.access.caller import Caller
+from flexi.api import completion as gen
+from flexi.http.app_state import generation_of, state_of
+from flexi.http.caller import caller_of
 from flexi.http.errors import OPENAI_TYPES, parse_body
-from flexi.access.principal import principal_of
-from flexi.api.identity import client_identity, priority_of
 from flexi.api.openai_types import (
     ChatCompletionRequest,
     ChatMessage,
@@ -45,7 +45,7 @@ from flexi.engine.types import (
     StatusEvent,
     TextChunk,
 )
-from flexi.server.state import AppState
+from flexi.service.generation import ChatPrompt, Draft, EmbedDraft, GenerationService, TextPrompt
 from flexi.store.store import ModelRecord
 
 router = APIRouter()
@@ -75,9 +75,9 @@ def _fingerprint(record: ModelRecord) -> str:
     return f"fp_flexi_{record.digest[:12]}"
 
 
-def _require_model(state: AppState, name: str, request: Request) -> ModelRecord:
+def _require_model(service: GenerationService, caller: Caller, name: str) -> ModelRecord:
     try:
-        return gen.require_model(state.store, name, request)
+        return service.model(caller, name)
     except ModelNotFound as exc:
         exc.param = "model"  # type: ignore[attr-defined]
         raise
@@ -247,10 +247,9 @@ def _response_format(value: Any) -> Any:
     raise BadRequest('response_format.type must be "text", "json_object" or "json_schema"', param="response_format")
 
 
-async def _chat_prompt(request: Request, record: ModelRecord, messages: list[dict[str, Any]],
-                       tools: list[dict[str, Any]] | None, has_images: bool) -> str:
+async def _start(service: GenerationService, caller: Caller, record: ModelRecord, draft: Draft) -> AsyncIterator[Any]:
     try:
-        return await gen.chat_prompt(record, messages, tools=tools, has_images=has_images, request=request)
+        return await primed(await service.generate(caller, record, draft))
     except BadRequest as exc:
         if exc.param == "images":  # name the field the OpenAI client actually sent
             exc.param = "messages"
@@ -273,22 +272,19 @@ async def chat_completions(request: Request) -> Response:
     _refuse_unsupported(body)
     if body.logprobs:
         raise BadRequest("logprobs are not supported yet", param="logprobs")
-    state = state_of(request)
-    record = _require_model(state, body.model, request)
+    caller, service = caller_of(request), generation_of(request)
+    record = _require_model(service, caller, body.model)
     if not body.messages:
         raise BadRequest("messages must contain at least one message", param="messages")
-    gen.check_message_count(request, len(body.messages))
-    limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    await gen.admit(request, record, _options(body, limit), body)  # quota and rate before rendering
+    service.check_message_count(len(body.messages))
     messages, has_images = _chat_messages(body.messages)
     tools = _tools(body)
     fmt = _response_format(body.response_format)
-    prompt = await _chat_prompt(request, record, messages, tools, has_images)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    req = gen.build_request(record, prompt, _options(body, max_tokens), fmt=fmt, format_param="response_format",
-                            keep_alive=body.keep_alive, user=client_identity(request, body.user),
-                            priority=priority_of(request, body.priority))
-    events = await primed(gen.start_generation(request, record, req))
+    draft = Draft(ChatPrompt(messages, tools=tools, has_images=has_images), options=_options(body, max_tokens),
+                  body=body, fmt=fmt, format_param="response_format", keep_alive=body.keep_alive, end_user=body.user,
+                  body_priority=body.priority)
+    events = await _start(service, caller, record, draft)
 
     base = _response_base("chatcmpl-", "chat.completion", body.model, record)
 
@@ -380,13 +376,11 @@ async def completions(request: Request) -> Response:
     if body.best_of is not None and body.best_of > 1:
         raise BadRequest("best_of > 1 is not supported", param="best_of")
     text_in = _prompt_text(body.prompt)
-    state = state_of(request)
-    record = _require_model(state, body.model, request)
-    await gen.admit(request, record, _options(body, body.max_tokens), body)  # quota and rate before tokenizing
-    prompt = await gen.generate_prompt(record, text_in, suffix=body.suffix or None, raw=True)
-    req = gen.build_request(record, prompt, _options(body, body.max_tokens), keep_alive=body.keep_alive,
-                            user=client_identity(request, body.user), priority=priority_of(request, body.priority))
-    events = await primed(gen.start_generation(request, record, req))
+    caller, service = caller_of(request), generation_of(request)
+    record = _require_model(service, caller, body.model)
+    draft = Draft(TextPrompt(text_in, suffix=body.suffix or None, raw=True), options=_options(body, body.max_tokens),
+                  body=body, keep_alive=body.keep_alive, end_user=body.user, body_priority=body.priority)
+    events = await _start(service, caller, record, draft)
 
     base = _response_base("cmpl-", "text_completion", body.model, record)
 
@@ -460,12 +454,10 @@ async def embeddings(request: Request) -> Response:
     if body.encoding_format not in ("float", "base64"):
         raise BadRequest('encoding_format must be "float" or "base64"', param="encoding_format")
     inputs = _embedding_inputs(body.input)
-    state = state_of(request)
-    record = _require_model(state, body.model, request)
-    result = await gen.run_embedding(request, EmbeddingRequest(model=record.name, inputs=inputs, truncate=body.truncate,
-                                                        normalize=True, keep_alive=gen.keep_alive_seconds(body.keep_alive),
-                                                        user=client_identity(request, body.user),
-                                                        priority=priority_of(request)))
+    caller, service = caller_of(request), generation_of(request)
+    record = _require_model(service, caller, body.model)
+    result = await service.embed(caller, record, EmbedDraft(inputs, truncate=body.truncate, normalize=True,
+                                                            keep_alive=body.keep_alive, end_user=body.user))
     encode: Callable[[list[float]], Any] = _base64_floats if body.encoding_format == "base64" else (lambda v: v)
     data = [{"object": "embedding", "index": i, "embedding": encode(gen.truncate_embedding(vec, body.dimensions))}
             for i, vec in enumerate(result.embeddings)]
@@ -482,14 +474,14 @@ def _model_object(record: ModelRecord) -> dict[str, Any]:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     records = await asyncio.to_thread(state_of(request).store.list)
-    return {"object": "list", "data": [_model_object(r) for r in gen.visible_records(request, records)]}
+    return {"object": "list", "data": [_model_object(r) for r in generation_of(request).visible(caller_of(request), records)]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
     try:
         record = await asyncio.to_thread(state_of(request).store.get, model_id)
-        if not access_of(request).gate.visible(principal_of(request), record.name):
+        if not generation_of(request).visible(caller_of(request), [record]):
             raise ModelNotFound(model_id)
     except BadRequest:  # not even a valid name: certainly not a model we have
         exc = ModelNotFound(model_id)

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from flexi.access import messages
 from flexi.access.admin_ops import AdminError
 from flexi.access.errors import forbidden
-from flexi.access.messages import locale_of
-from flexi.access.principal import Principal, principal_of
+from flexi.access.principal import Principal
+from flexi.http.caller import caller_of
 from flexi.http.app_state import access_of
 from flexi.engine.types import BadRequest, EngineError
 
@@ -62,9 +62,9 @@ class AdminRoute(APIRoute):
 
 def require_admin(request: Request) -> Principal:
     """Router dependency: the middleware already refuses non-admins on /admin; check again here."""
-    principal = principal_of(request)
+    principal = caller_of(request).principal
     if not principal.is_admin:
-        raise forbidden(messages.text("forbidden_admin", locale_of(request, principal)))
+        raise forbidden(messages.text("forbidden_admin", caller_of(request).locale))
     return principal
 
 

@@ -35,12 +35,11 @@ from sqlalchemy.orm import Session
 
 from flexi.access import messages
 from flexi.access.errors import forbidden
-from flexi.access.gate import Billing
-from flexi.access.messages import locale_of
-from flexi.access.principal import Principal, principal_of
-from flexi.api import generation as gen
+from flexi.access.caller import Billing
+from flexi.access.principal import Principal
+from flexi.http.caller import caller_of
 from flexi.campus.admin_common import AdminRoute, transaction
-from flexi.http.app_state import access_of, state_of
+from flexi.http.app_state import access_of, generation_of
 from flexi.api.ollama import chat_response
 from flexi.api.ollama_types import ChatRequest
 from flexi.db.models import Assistant, Course, CourseMember, UsageRecord, utcnow
@@ -179,15 +178,15 @@ def _options(options: AssistantOptions) -> dict[str, Any]:
 
 def _check_model(request: Request, name: str) -> str:
     """The model's canonical name, if it exists and the caller may use it (else 404 like Ollama)."""
-    return gen.require_model(state_of(request).store, name, request).name
+    return generation_of(request).model(caller_of(request), name).name
 
 
 # --- routes ----------------------------------------------------------------------------
 @router.get("", summary="Assistants of my courses and the ones I made")
 def list_assistants(request: Request, everything: bool = Query(False, alias="all")) -> dict[str, Any]:
     """Admins may ask for every assistant on the server with ?all=true (auth=off always gets all)."""
-    principal = principal_of(request)
-    locale = locale_of(request, principal)
+    principal = caller_of(request).principal
+    locale = caller_of(request).locale
     with transaction(request, locale) as s:
         roles: dict[int, str] = {}
         if principal.user_id is not None:
@@ -211,8 +210,8 @@ def list_assistants(request: Request, everything: bool = Query(False, alias="all
 
 @router.get("/{slug}", summary="One assistant (404 unless it is shared with me)")
 def get_assistant(request: Request, slug: str) -> dict[str, Any]:
-    principal = principal_of(request)
-    locale = locale_of(request, principal)
+    principal = caller_of(request).principal
+    locale = caller_of(request).locale
     with transaction(request, locale) as s:
         a, r = find_usable(s, principal, locale, slug=slug)
         return _out(a, s.get(Course, a.course_id), r)  # type: ignore[arg-type]
@@ -220,8 +219,8 @@ def get_assistant(request: Request, slug: str) -> dict[str, Any]:
 
 @router.post("", status_code=201, summary="Make an assistant for a course I teach")
 def create_assistant(request: Request, body: AssistantIn) -> dict[str, Any]:
-    principal = principal_of(request)
-    locale = locale_of(request, principal)
+    principal = caller_of(request).principal
+    locale = caller_of(request).locale
     with transaction(request, locale) as s:
         course = s.get(Course, body.course_id)
         role = course_role(s, principal, body.course_id)
@@ -251,8 +250,8 @@ def _editable(s: Session, principal: Principal, locale: str, slug: str) -> tuple
 
 @router.patch("/{slug}", summary="Change an assistant (fields left out stay as they are)")
 def change_assistant(request: Request, slug: str, body: AssistantChange) -> dict[str, Any]:
-    principal = principal_of(request)
-    locale = locale_of(request, principal)
+    principal = caller_of(request).principal
+    locale = caller_of(request).locale
     with transaction(request, locale) as s:
         a, r = _editable(s, principal, locale, slug)
         changes = body.model_dump(exclude_none=True, exclude={"options", "example_questions", "model"})
@@ -271,8 +270,8 @@ def change_assistant(request: Request, slug: str, body: AssistantChange) -> dict
 
 @router.delete("/{slug}", status_code=204, summary="Delete an assistant (its usage numbers stay, unlinked)")
 def delete_assistant(request: Request, slug: str) -> Response:
-    principal = principal_of(request)
-    locale = locale_of(request, principal)
+    principal = caller_of(request).principal
+    locale = caller_of(request).locale
     with transaction(request, locale) as s:
         a, _r = _editable(s, principal, locale, slug)
         s.delete(a)
@@ -287,8 +286,8 @@ def _day(s: Session) -> Any:
 
 @router.get("/{slug}/usage", summary="How much the assistant is used, per day (counts only, no text, no people)")
 def assistant_usage(request: Request, slug: str, days: int = 30) -> dict[str, Any]:
-    principal = principal_of(request)
-    locale = locale_of(request, principal)
+    principal = caller_of(request).principal
+    locale = caller_of(request).locale
     if not 1 <= days <= 3660:
         raise BadRequest("days must be between 1 and 3660", param="days")
     with transaction(request, locale) as s:
@@ -311,8 +310,8 @@ def assistant_usage(request: Request, slug: str, days: int = 30) -> dict[str, An
 @router.post("/{slug}/chat", summary="Chat with the assistant; answers exactly like Ollama's /api/chat")
 async def chat(request: Request, slug: str, body: AssistantChat) -> Response:
     t0 = time.perf_counter_ns()
-    principal = principal_of(request)
-    locale = locale_of(request, principal)
+    caller = caller_of(request)
+    principal, locale = caller.principal, caller.locale
 
     def load() -> Assistant:  # a plain read (no write lock on SQLite): this is every chat turn's path
         with Session(access_of(request).engine) as s:
@@ -325,5 +324,5 @@ async def chat(request: Request, slug: str, body: AssistantChat) -> Response:
     turns += [{"role": m.role, "content": m.content} for m in body.messages]
     req = ChatRequest.model_validate({"model": a.model, "messages": turns, "stream": body.stream,
                                       "options": dict(a.options) or None})
-    request.state.billing = Billing(course_id=a.course_id, assistant_id=a.id, endpoint=CHAT_ENDPOINT)
-    return await chat_response(request, req, t0)
+    billed = caller.with_billing(Billing(course_id=a.course_id, assistant_id=a.id, endpoint=CHAT_ENDPOINT))
+    return await chat_response(request, req, t0, caller=billed)

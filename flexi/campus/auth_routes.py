@@ -27,14 +27,14 @@ from flexi.access import messages
 from flexi.access.credentials import session_token
 from flexi.access.oidc import PENDING_SECONDS, Identity, OidcClient, OidcError, new_browser_secret
 from flexi.access.passwords import hash_password, verify_password
-from flexi.access.sessions import clear_cookie, create_session, end_session, is_secure, set_cookie
+from flexi.http.sessions import clear_cookie, create_session, end_session, is_secure, set_cookie
 from flexi.access.throttle import LoginThrottle
-from flexi.api.identity import request_address
+from flexi.http.caller import request_address
 from flexi.campus.admin_common import AdminRoute
 from flexi.http.app_state import access_of
 from flexi.db.models import Group, GroupMember, User
 from flexi.db.pseudonym import pseudonymize
-from flexi.server.forwarded import address_key, request_origin, trusted_networks
+from flexi.http.forwarded import address_key, request_origin, trusted_networks
 from flexi.http.csrf import CSRF_HEADER, csrf_ok, csrf_token
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from flexi.access import messages
 from flexi.access.errors import AccessError, forbidden
-from flexi.access.messages import locale_of
-from flexi.access.principal import Principal, principal_of
+from flexi.access.principal import Principal
+from flexi.http.caller import caller_of
 from flexi.campus.admin_common import AdminRoute, transaction
 from flexi.http.app_state import access_of
 from flexi.campus.assistants import find_usable
@@ -67,10 +67,10 @@ def _iso(value: datetime) -> str:
 
 
 def _caller(request: Request) -> tuple[Principal, int, str]:
-    principal = principal_of(request)
+    principal = caller_of(request).principal
     if principal.user_id is None:
         raise forbidden("there is no signed-in user: authentication is off (FLEXI_AUTH=off)")
-    locale = locale_of(request, principal)
+    locale = caller_of(request).locale
     if access_of(request).settings.chat_history != "server":
         raise AccessError(messages.text("history_off", locale), 404, "history_off", fields={"code": "history_off"})
     return principal, principal.user_id, locale

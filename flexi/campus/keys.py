@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from flexi.access import admin_ops as ops
 from flexi.access import messages
 from flexi.access.errors import forbidden
-from flexi.access.messages import locale_of
-from flexi.access.principal import Principal, principal_of
+from flexi.access.principal import Principal
+from flexi.http.caller import caller_of
 from flexi.campus.admin import KeyCreate, PathId
 from flexi.campus.admin_common import AdminRoute, transaction
 from flexi.http.app_state import access_of
@@ -35,8 +35,8 @@ WARNING = {"en": "this is the only time the full key is shown; store it now",
 
 
 def _me(request: Request) -> tuple[Principal, int, str]:
-    principal = principal_of(request)
-    locale = locale_of(request, principal)
+    principal = caller_of(request).principal
+    locale = caller_of(request).locale
     if principal.user_id is None:
         raise forbidden("there is no signed-in user: authentication is off (FLEXI_AUTH=off)")
     return principal, principal.user_id, locale

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from flexi.access import messages
 from flexi.access.errors import forbidden
-from flexi.access.messages import locale_of
-from flexi.access.principal import Principal, principal_of
+from flexi.access.principal import Principal
+from flexi.http.caller import caller_of
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.usage_queries import own_usage
 from flexi.campus.admin_common import AdminRoute, transaction
@@ -24,17 +24,17 @@ from flexi.http.app_state import access_of
 from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow
 from flexi.engine.types import BadRequest, EngineError
 from flexi.access.credentials import session_token
-from flexi.access.sessions import is_secure
+from flexi.http.sessions import is_secure
 from flexi.http.csrf import csrf_token
 
 router = APIRouter(tags=["me"], route_class=AdminRoute)
 
 
 def _caller(request: Request) -> tuple[Principal, int, str]:
-    principal = principal_of(request)
+    principal = caller_of(request).principal
     if principal.user_id is None:
         raise forbidden("there is no signed-in user: authentication is off (FLEXI_AUTH=off)")
-    return principal, principal.user_id, locale_of(request, principal)
+    return principal, principal.user_id, caller_of(request).locale
 
 
 @router.get("/me", summary="Who am I: profile, role, groups, courses, terms status")

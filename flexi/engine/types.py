@@ -39,28 +39,27 @@ class SamplingParams:
         return dict(self.__dict__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationRequest:
-    """One completion: a fully rendered prompt plus how to continue it."""
+    """One completion, resolved: a fully rendered prompt plus how to continue it, with every limit
+    already decided by the generation service (flexi/service/), so the scheduler and runners trust it
+    as it is and nothing below changes it."""
 
     model: str
     prompt: str
     prefix_tokens: list[int] = field(default_factory=list)  # Ollama's `context`: tokens before the prompt
-    max_tokens: int = -1  # -1: until the context is full (then clamped by the server's max_predict)
+    max_tokens: int = -1  # the output limit; resolved requests always carry a positive one
     stop: list[str] = field(default_factory=list)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     grammar: str | None = None  # GBNF; JSON mode and JSON schemas are compiled to this in the API layer
     ignore_eos: bool = False
-    num_ctx: int | None = None
+    num_ctx: int | None = None  # the context the model runs with (None: its configured default)
     keep_alive: float | None = None  # seconds; None = server default, inf = forever, 0 = unload after
     return_tokens: bool = False  # send back prompt+output token ids (Ollama `context`)
     add_bos: bool = True  # False when the prompt was rendered by a chat template that already has BOS text
     user: str = "anonymous"  # whose turn it is in the fair queue (API key or client identity)
     priority: int = 0  # 0 = interactive, 1 = batch; lower is served first
     max_concurrent: int | None = None  # most running + waiting requests of `user` on this model (None = no cap)
-    # Filled by the scheduler, read by billing: prompt tokens a runner slot took on (0 = none yet),
-    # so a request cancelled or failed before its first token still pays for its prefill.
-    prompt_tokens_admitted: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -74,6 +73,15 @@ class GenerationRequest:
             "return_tokens": self.return_tokens,
             "add_bos": self.add_bos,
         }
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """A runner slot took the prompt on (`prompt_tokens` of it to process): from now on the request
+    is paid for, even if it is cancelled or fails before its first token. Billing consumes this
+    event; clients never see it."""
+
+    prompt_tokens: int
 
 
 @dataclass
@@ -107,7 +115,7 @@ class GenerationStats:
     queue_ns: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class EmbeddingRequest:
     model: str
     inputs: list[str]

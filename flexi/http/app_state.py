@@ -13,7 +13,8 @@ from flexi.engine.types import EngineError
 
 if TYPE_CHECKING:
     from flexi.access.service import AccessService
-    from flexi.server.state import AppState
+    from flexi.service.generation import GenerationService
+    from flexi.service.state import AppState
 
 
 def state_of(request: HTTPConnection) -> AppState:
@@ -28,3 +29,8 @@ def access_of(request: HTTPConnection) -> AccessService:
     if access is None:
         raise EngineError("the access layer is not configured", 503, "unavailable")
     return access  # type: ignore[no-any-return]
+
+
+def generation_of(request: HTTPConnection) -> GenerationService:
+    """The app's generation service (every generation and embedding goes through it)."""
+    return request.app.state.flexi.generation  # type: ignore[no-any-return]

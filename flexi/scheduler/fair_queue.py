@@ -21,7 +21,7 @@ from flexi.engine.types import ServerBusy, TooManyRequests
 def holder_of(user: str) -> str:
     """Whose tickets count against the per-identity cap: the identity up to its first "/".
 
-    An end-user suffix (OpenAI's `user`, see flexi.api.identity) splits a service's turn in the
+    An end-user suffix (OpenAI's `user`, see flexi.access.caller) splits a service's turn in the
     round-robin, but it is chosen by the client: it must not multiply the client's cap."""
     return user.split("/", 1)[0]
 

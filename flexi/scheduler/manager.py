@@ -29,6 +29,7 @@ from flexi.engine.types import (
     GenerationRequest,
     GenerationStats,
     RequestTimeout,
+    Prefill,
     RunnerCrashed,
     StatusEvent,
     TextChunk,
@@ -157,12 +158,14 @@ class ModelManager:
         await self._unload(entry)
         return True
 
-    async def generate(self, req: GenerationRequest) -> AsyncIterator[TextChunk | GenerationStats | StatusEvent]:
-        """Queue fairly, load if needed, stream from the least-loaded replica; all within the request timeout."""
-        record = self.store.get(req.model)
+    async def generate(self, req: GenerationRequest, record: ModelRecord | None = None
+                       ) -> AsyncIterator[Prefill | TextChunk | GenerationStats | StatusEvent]:
+        """Queue fairly, load if needed, stream from the least-loaded replica; all within the request timeout.
+
+        `req` is resolved (flexi/service/): its limits are final and used as they are. `record` is the
+        model record the service resolved it against (looked up again only when not given)."""
+        record = record if record is not None else self.store.get(req.model)
         payload = req.to_wire()
-        limit = self.settings.max_predict
-        payload["max_tokens"] = limit if req.max_tokens < 0 else min(req.max_tokens, limit)
         deadline = time.monotonic() + self.settings.request_timeout
         t_enter = time.perf_counter_ns()
         queue = self.queue_for(record)
@@ -186,7 +189,7 @@ class ModelManager:
                 try:
                     async for msg in stream:
                         if msg["ev"] == "prefill":  # a slot took the prompt: from now on it is paid for
-                            req.prompt_tokens_admitted = int(msg["prompt_tokens"])
+                            yield Prefill(int(msg["prompt_tokens"]))
                         elif msg["ev"] == "text":
                             yield TextChunk(text=msg["text"], n_tokens=msg["n"])
                         elif msg["ev"] == "done":
@@ -202,9 +205,9 @@ class ModelManager:
         finally:
             queue.leave(ticket)
 
-    async def embed(self, req: EmbeddingRequest) -> EmbeddingResult:
+    async def embed(self, req: EmbeddingRequest, record: ModelRecord | None = None) -> EmbeddingResult:
         t0 = time.perf_counter_ns()
-        record = self.store.get(req.model)
+        record = record if record is not None else self.store.get(req.model)
         queue = self.queue_for(record)
         ticket = queue.enter(req.user, req.priority, req.max_concurrent)
         try:

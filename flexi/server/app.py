@@ -12,12 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from flexi import __version__
-from flexi.access.middleware import AccessMiddleware
+from flexi.http.access_middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import ollama, openai
 from flexi.campus import admin, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations
-from flexi.api.generation import ClientDisconnected
+from flexi.api.completion import ClientDisconnected
 from flexi.http.errors import describe_validation_error, ollama_error, openai_error
 from flexi.config import Settings
 from flexi.prompt.render_budget import set_render_timeout
@@ -25,7 +25,9 @@ from flexi.engine.types import BadRequest, EngineError
 from flexi.scheduler.manager import ModelManager
 from flexi.server.guard import BodyTooLarge, RequestGuard
 from flexi.engine.runner_isolation import UnsafeDirectory, ensure_private_dir
-from flexi.server.state import AppState
+from flexi.service.backends import local_only
+from flexi.service.generation import GenerationService
+from flexi.service.state import AppState
 from flexi.store.store import ModelStore
 from flexi.web import routes as web
 from flexi.http.headers import SecurityHeaders
@@ -49,7 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
         await access.start()
         manager = ModelManager(settings, store)
         await manager.start()
-        app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access)
+        generation = GenerationService(settings, store, access.gate, local_only(manager))
+        app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation)
         try:
             yield
         finally:
@@ -116,4 +119,4 @@ def run_server(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.bind_port,
                 log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=5,
-                proxy_headers=False)  # uvicorn would trust X-Forwarded-* from 127.0.0.1; flexi.server.forwarded decides
+                proxy_headers=False)  # uvicorn would trust X-Forwarded-* from 127.0.0.1; flexi.http.forwarded decides

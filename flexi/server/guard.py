@@ -18,7 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flexi.config import Settings
-from flexi.server.forwarded import origin_of_url, request_origin, trusted_networks
+from flexi.http.forwarded import origin_of_url, request_origin, trusted_networks
 
 _DEFAULT_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "0.0.0.0", "[::1]")
 _DEFAULT_ORIGIN_SCHEMES = ("app://", "file://", "tauri://", "vscode-webview://", "vscode-file://")

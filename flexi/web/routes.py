@@ -25,8 +25,8 @@ from flexi import __version__
 from flexi.access import messages
 from flexi.access.usage_queries import usage_summary
 from flexi.campus.admin_common import transaction
-from flexi.http.app_state import access_of, state_of
-from flexi.api.generation import visible_records
+from flexi.http.app_state import access_of, generation_of, state_of
+from flexi.http.caller import caller_of
 from flexi.db.models import utcnow
 from flexi.engine.types import BadRequest
 from flexi.store.store import ModelRecord
@@ -112,7 +112,7 @@ async def ui_models(request: Request) -> dict[str, Any]:
     state = state_of(request)
     records = await asyncio.to_thread(state.store.list)
     loaded = {entry.record.name for entry in state.manager.ps()}
-    cards = [{**_model_card(r), "loaded": r.name in loaded} for r in visible_records(request, records)]
+    cards = [{**_model_card(r), "loaded": r.name in loaded} for r in generation_of(request).visible(caller_of(request), records)]
     return {"models": sorted(cards, key=lambda m: m["name"]), "default": state.settings.default_model}
 
 

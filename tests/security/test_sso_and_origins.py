@@ -22,7 +22,7 @@ from flexi.access.oidc import OidcClient, OidcError
 from flexi.access.passwords import hash_password
 from flexi.access.throttle import ACCOUNT, PAIR, LoginThrottle
 from flexi.config import load_settings
-from flexi.server.forwarded import client_address, trusted_networks
+from flexi.http.forwarded import client_address, trusted_networks
 from flexi.server.guard import RequestGuard, host_allowed, origin_allowed
 from tests.conftest import RunningServer, free_port, start_server, stop_server
 from tests.e2e.test_auth_login import Sso, cookie_of, sign_in, sso  # noqa: F401 - module fixture: provider + Flexi
@@ -260,19 +260,16 @@ def test_backoff_stays_bounded_however_long_the_guessing_goes_on() -> None:
 def test_fair_queue_tells_students_behind_a_trusted_proxy_apart() -> None:
     """auth=off keys the fair queue on the client address: behind the campus proxy every student
     once shared the proxy's one turn; a forged header from elsewhere must not buy extra turns."""
-    from types import SimpleNamespace
-
-    from starlette.requests import Request
-
-    from flexi.api.identity import client_identity
+    from flexi.access.principal import Principal
+    from flexi.http.caller import build_caller
 
     settings = load_settings(trusted_proxies="10.0.0.5")
-    app = SimpleNamespace(state=SimpleNamespace(flexi=SimpleNamespace(settings=settings)))
+    local = Principal(user_id=None, subject="local", pseudonym="p" * 64, role="admin", locale="en", local=True)
 
     def who(peer: str, forwarded_for: str) -> str:
-        scope = {"type": "http", "method": "POST", "path": "/api/chat", "client": (peer, 1234), "app": app,
+        scope = {"type": "http", "method": "POST", "path": "/api/chat", "client": (peer, 1234),
                  "headers": [(b"x-forwarded-for", forwarded_for.encode())], "state": {}}
-        return client_identity(Request(scope))
+        return build_caller(scope, local, settings.trusted_proxies, "test").identity
 
     assert who("10.0.0.5", "198.51.100.7") != who("10.0.0.5", "198.51.100.8")  # two students, two turns
     assert who("10.0.0.5", "198.51.100.7") == "addr:198.51.100.7"
@@ -283,7 +280,7 @@ def test_cookies_are_secure_behind_a_trusted_tls_proxy_only() -> None:
     """Uvicorn no longer believes X-Forwarded-Proto from 127.0.0.1 on its own; a trusted proxy's still counts."""
     from starlette.requests import Request
 
-    from flexi.access.sessions import is_secure
+    from flexi.http.sessions import is_secure
 
     settings = load_settings(trusted_proxies="127.0.0.1")
 

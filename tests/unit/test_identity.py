@@ -1,15 +1,28 @@
-"""Who a request counts as in the fair queue, and its priority class."""
+"""Who a request counts as in the fair queue, and its priority class (the `Caller` the access
+middleware builds: flexi.http.caller.build_caller)."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from flexi.access.caller import Caller
+from flexi.access.principal import Principal
+from flexi.http.caller import build_caller
 
-from flexi.api.identity import client_identity, priority_of
+LOCAL = Principal(user_id=None, subject="local", pseudonym="p" * 64, role="admin", locale="en", local=True)
 
 
-def _request(headers: dict[str, str], client: tuple[str, int] = ("10.0.0.5", 5000)) -> Request:
+def _request(headers: dict[str, str], client: tuple[str, int] = ("10.0.0.5", 5000),
+             principal: Principal = LOCAL) -> Caller:
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    return Request({"type": "http", "headers": raw, "client": client, "method": "POST", "path": "/"})
+    return build_caller({"type": "http", "headers": raw, "client": client, "method": "POST", "path": "/"},
+                        principal, (), "test")
+
+
+def client_identity(caller: Caller, end_user: str | None = None) -> str:
+    return caller.identity_for(end_user)
+
+
+def priority_of(caller: Caller, body_priority: int | None = None) -> int:
+    return caller.priority_for(body_priority)
 
 
 def test_bearer_token_identifies_the_client_without_storing_it() -> None:
@@ -52,13 +65,9 @@ def test_priority() -> None:
     assert priority_of(_request({}), body_priority=-1) == 0
 
 
-def _signed_in(role: str, user_id: int, headers: dict[str, str] | None = None) -> Request:
-    from flexi.access.principal import Principal
-
-    request = _request(headers or {})
-    request.scope["state"] = {"principal": Principal(user_id=user_id, subject=f"u{user_id}", pseudonym="p" * 64,
-                                                     role=role, locale="en", key_id=user_id * 10)}
-    return request
+def _signed_in(role: str, user_id: int, headers: dict[str, str] | None = None) -> Caller:
+    return _request(headers or {}, principal=Principal(user_id=user_id, subject=f"u{user_id}", pseudonym="p" * 64,
+                                                       role=role, locale="en", key_id=user_id * 10))
 
 
 def test_authenticated_user_is_one_client_whatever_key_and_service_role_is_batch() -> None:

@@ -20,6 +20,7 @@ from flexi.engine.runner_client import RunnerSpec
 from flexi.engine.types import (
     GenerationRequest,
     GenerationStats,
+    Prefill,
     RunnerCrashed,
     TextChunk,
     TooManyRequests,
@@ -194,7 +195,7 @@ async def test_generate_streams_the_runners_chunks_and_stats(tmp_path: Path) -> 
     stats = items[-1]
     assert isinstance(stats, GenerationStats)
     assert (stats.finish_reason, stats.prompt_tokens, stats.completion_tokens) == ("stop", 3, 2)
-    assert req.prompt_tokens_admitted == 3  # the prefill event is what billing counts
+    assert [i.prompt_tokens for i in items if isinstance(i, Prefill)] == [3]  # what billing counts (the gate takes it)
     [runner] = runners.made
     assert runner.payloads[0]["op"] == "generate" and runner.payloads[0]["max_tokens"] == 5
     assert (runner.spec.num_ctx, runner.spec.num_parallel) == (2048, 2)

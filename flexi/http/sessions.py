@@ -17,7 +17,7 @@ from flexi.access.authn import session_hash
 from flexi.access.credentials import session_cookie_name
 from flexi.config import Settings
 from flexi.db.models import LoginSession, utcnow
-from flexi.server.forwarded import request_scheme, trusted_networks
+from flexi.http.forwarded import request_scheme, trusted_networks
 
 
 def create_session(session: Session, user_id: int, settings: Settings, method: str) -> str:

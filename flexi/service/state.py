@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flexi.access.service import AccessService
 from flexi.config import Settings
 from flexi.scheduler.manager import ModelManager
+from flexi.service.generation import GenerationService
 from flexi.store.store import ModelStore
 
 
@@ -16,3 +17,4 @@ class AppState:
     store: ModelStore
     manager: ModelManager
     access: AccessService
+    generation: GenerationService

@@ -30,10 +30,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flexi.access import messages
 from flexi.access.credentials import CredentialError, extract
 from flexi.access.errors import AccessError, forbidden, unauthorized
-from flexi.access.gate import ADMISSION_STATE
+from flexi.access.caller import Caller
 from flexi.access.principal import Principal
-from flexi.access.sessions import scope_is_secure
+from flexi.http.sessions import scope_is_secure
 from flexi.http.errors import ollama_error, openai_error
+from flexi.http.caller import CALLER_STATE, build_caller, request_id_of
 from flexi.http.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
 from flexi.http.negotiate import wants_html
 
@@ -78,33 +79,35 @@ class AccessMiddleware:
                 await send({"type": "websocket.close", "code": 1008})
             return
         t0 = time.perf_counter()
+        request_id = request_id_of(scope)
         try:
             principal = await self._principal(scope)
         except AccessError as exc:
             render = openai_error if scope["path"].startswith("/v1/") else ollama_error
-            await render(exc)(scope, receive, send)
+            response = render(exc)
+            response.headers["x-request-id"] = request_id
+            await response(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
-        state["auth_ms"] = (time.perf_counter() - t0) * 1000
+        caller: Caller | None = None
         if principal is not None:
-            state["principal"] = principal
+            caller = build_caller(scope, principal, scope["app"].state.flexi.settings.trusted_proxies, request_id)
+            caller.timings.auth_ms = (time.perf_counter() - t0) * 1000
+            scope.setdefault("state", {})[CALLER_STATE] = caller
+        auth_ms = (time.perf_counter() - t0) * 1000
 
         async def send_with_timing(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # what access control cost this request (W3C Server-Timing: browsers' dev tools and
                 # benchmarks read it): authentication here, policy + quota admission in the gate
-                timing = f"auth;dur={state['auth_ms']:.3f}"
-                if "gate_ms" in state:
-                    timing += f", gate;dur={state['gate_ms']:.3f}"
-                message.setdefault("headers", []).append((b"server-timing", timing.encode()))
+                timing = f"auth;dur={auth_ms:.3f}"
+                if caller is not None and caller.timings.gate_ms is not None:
+                    timing += f", gate;dur={caller.timings.gate_ms:.3f}"
+                headers = message.setdefault("headers", [])
+                headers.append((b"server-timing", timing.encode()))
+                headers.append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_timing)
-        finally:
-            admission = state.pop(ADMISSION_STATE, None)
-            if admission is not None:  # admitted, then failed before generating (e.g. a bad template)
-                scope["app"].state.flexi.access.gate.release_unclaimed(admission)
+        await self.app(scope, receive, send_with_timing)
 
     async def _principal(self, scope: Scope) -> Principal | None:
         access = scope["app"].state.flexi.access

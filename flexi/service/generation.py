@@ -1,0 +1,299 @@
+"""The generation service: one direction from a parsed request to a metered event stream.
+
+    parse (router) → resolve model + options → admit (policy, rate) → augment (retrieval) → render
+    → resolve limits (num_ctx, max_tokens, keep_alive: each decided here and nowhere else) → reserve
+    (tokens) → schedule (backend) → meter (usage, revocation) → stream (router)
+
+The routers translate their dialect into a `Draft` and render the events back; course assistants
+and the web page come the same way. The resolved `GenerationRequest` is immutable: the scheduler and
+the runner use its limits as they are. Two named insertion points for what comes next: `augment` on
+a chat draft (course documents are retrieved there, after admission and before rendering) and the
+`BackendSelector` (local runners today, remote engines later).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from flexi.access.caller import Caller
+from flexi.access.gate import AccessGate, Admission
+from flexi.access.policy import Limits, allowed_context
+from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
+from flexi.config import Settings
+from flexi.durations import DurationError, parse_duration
+from flexi.engine.types import (
+    BadRequest,
+    EmbeddingRequest,
+    EmbeddingResult,
+    GenerationRequest,
+    ModelNotFound,
+    TooManyRequests,
+)
+from flexi.prompt.grammar import grammar_for_format
+from flexi.prompt.render_pool import render_off_loop, render_turn
+from flexi.prompt.rendering import check_capabilities, render_generate, render_messages
+from flexi.service.backends import Backend, BackendSelector, Event
+from flexi.store.store import ModelRecord, ModelStore
+
+#: A retrieval step: given the caller and the chat's messages, return the messages to render
+#: (course documents put their passages here). Runs after admission, before rendering.
+Augment = Callable[[Caller, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    think: Any = None
+    has_images: bool = False
+    augment: Augment | None = None
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    """/api/generate's prompt (or a raw completion prompt)."""
+
+    prompt: str
+    system: str | None = None
+    template: str | None = None
+    suffix: str | None = None
+    raw: bool = False
+    think: Any = None
+    has_images: bool = False
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a router parsed, before anything is decided for it."""
+
+    prompt: ChatPrompt | TextPrompt
+    options: ModelOptions | None = None
+    body: BaseModel | None = None  # the parsed body: its size bounds the prompt for rate admission
+    fmt: Any = None  # a dialect's output format (JSON mode or schema), compiled to a grammar here
+    format_param: str = "format"
+    keep_alive: Any = None
+    prefix_tokens: list[int] = field(default_factory=list)  # Ollama's `context`
+    return_tokens: bool = False
+    end_user: str | None = None  # an application's own user id (OpenAI `user`)
+    body_priority: int | None = None
+
+
+@dataclass(frozen=True)
+class EmbedDraft:
+    inputs: list[str]
+    truncate: bool = True
+    normalize: bool = True
+    num_ctx: int | None = None
+    keep_alive: Any = None
+    end_user: str | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """The context decision for one request: what the model runs with (`num_ctx`, None = its configured
+    default, so a capped caller never makes it load smaller for everyone) and how much of it the caller
+    may use (`usable`: prompt plus output)."""
+
+    num_ctx: int | None
+    usable: int
+
+
+_NOT_PROMPT: Any = {"images": True, "messages": {"__all__": {"images"}}}  # pixels are not prompt tokens
+
+
+def keep_alive_seconds(value: Any) -> float | None:
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise BadRequest(str(exc), param="keep_alive") from None
+
+
+def check_prompt_size(prompt_bytes: int, prefix_tokens: int, context: int, bytes_per_token: int,
+                      param: str = "prompt") -> None:
+    """Refuse, before queueing, billing or tokenising, a prompt that cannot fit `context` tokens with any
+    tokenizer; the runner checks the exact token count for everything that passes."""
+    room = context - prefix_tokens
+    if room <= 0 or prompt_bytes > room * bytes_per_token:
+        raise BadRequest(f"the prompt is too long: {prompt_bytes} bytes (and {prefix_tokens} context tokens) cannot fit "
+                         f"the context of {context} tokens this request may use; shorten the prompt", param=param)
+
+
+def output_limit(requested: int, limits: Limits, reserved: int | None, usable: int, max_predict: int) -> int:
+    """The one decision on how many tokens a request may generate: what it asked for (-1 = until the
+    context is full), within the policy's max_output, the quota reservation and FLEXI_MAX_PREDICT."""
+    out = requested
+    for cap in (limits.max_output, reserved):
+        if cap is not None:
+            out = cap if out < 0 else min(out, cap)
+    return max_predict if out < 0 else min(out, max_predict)
+
+
+class GenerationService:
+    def __init__(self, settings: Settings, store: ModelStore, gate: AccessGate, backends: BackendSelector) -> None:
+        self.settings = settings
+        self.store = store
+        self.gate = gate
+        self.backends = backends
+
+    # --- models ----------------------------------------------------------------------------
+    def model(self, caller: Caller | None, name: str | None) -> ModelRecord:
+        """The model `name`; with a caller, only if they may use it. A model the caller may not use is
+        reported exactly like a missing one (no enumeration)."""
+        if not name:
+            raise BadRequest("model is required", param="model")
+        record = self.store.get(name)
+        if caller is not None and not self.gate.visible(caller.principal, record.name):
+            raise ModelNotFound(name)
+        return record
+
+    def visible(self, caller: Caller, records: list[ModelRecord]) -> list[ModelRecord]:
+        """The models the caller may use (model lists show nothing else)."""
+        return [r for r in records if self.gate.visible(caller.principal, r.name)]
+
+    def check_message_count(self, count: int) -> None:
+        limit = self.settings.max_messages
+        if count > limit:
+            raise BadRequest(f"too many messages: {count}, at most {limit} are allowed per request (FLEXI_MAX_MESSAGES)",
+                             param="messages")
+
+    def context(self, caller: Caller, limits: Limits, record: ModelRecord, requested: int | None) -> Context:
+        """The one decision on a request's context (see `Context`): the caller's cap and, for everyone but
+        admins, no reload beyond the model's configuration (issue 11)."""
+        backend = self.backends(record)
+        num_ctx = allowed_context(caller.principal, requested, limits, backend.context_ceiling(record))
+        runs_with = backend.context_for(record, num_ctx)
+        usable = runs_with if limits.max_context is None else min(runs_with, limits.max_context)
+        return Context(num_ctx, usable)
+
+    # --- loading -----------------------------------------------------------------------------
+    async def load_only(self, caller: Caller, record: ModelRecord, keep_alive: Any) -> tuple[str, int]:
+        """An empty prompt: load (or, with keep_alive 0, unload) the model, like Ollama. A load is a
+        request: rate limits and usage apply. Returns ("load" | "unload", load nanoseconds)."""
+        await self.gate.count_request(caller, record.name)
+        keep = self.gate.keep_alive_for(caller.principal, keep_alive_seconds(keep_alive))
+        manager = self.backends(record)
+        if keep is not None and keep == 0:
+            await manager.unload(record.name)  # type: ignore[attr-defined]
+            return "unload", 0
+        return "load", await manager.load(record.name, keep)  # type: ignore[attr-defined]
+
+    # --- generation ----------------------------------------------------------------------------
+    async def generate(self, caller: Caller, record: ModelRecord, draft: Draft) -> AsyncIterator[Event]:
+        """Admit, render and resolve `draft`, and return its metered event stream (not yet started).
+
+        Everything before the stream that fails hands the admission back (`release_unclaimed`), so a
+        request refused while rendering still counts for the rate limits and leaves a usage record."""
+        options = merged(record.parameters, draft.options)
+        backend = self.backends(record)
+        brought = len(draft.body.model_dump_json(exclude=_NOT_PROMPT, exclude_none=True).encode("utf-8")) \
+            if draft.body is not None else 0
+        bound = min(brought, backend.context_for(record, options.num_ctx))
+        admission = await self.gate.admit(caller, record.name, prompt_bound=bound)
+        try:
+            prompt = await self._prompt(caller, record, draft.prompt)
+            req, admission = await self._resolve(caller, admission, record, draft, options, prompt)
+        except BaseException:
+            self.gate.release_unclaimed(admission)
+            raise
+        return self.gate.meter(admission, req, backend.generate(req, record))
+
+    async def _prompt(self, caller: Caller, record: ModelRecord, spec: ChatPrompt | TextPrompt) -> str:
+        """The prompt text, rendered off the event loop (templates are untrusted CPU work), in the
+        caller's turn at the render pool."""
+        think = bool(spec.think) if spec.think is not None else None
+        if isinstance(spec, ChatPrompt):
+            check_capabilities(record, tools=spec.tools, think=spec.think, images=spec.has_images)
+            for i, m in enumerate(spec.messages):
+                if not isinstance(m.get("role"), str) or not m["role"]:
+                    raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
+            messages = spec.messages if spec.augment is None else await spec.augment(caller, spec.messages)
+            async with self._render_turn(caller, record):
+                return await render_off_loop(render_messages, record, messages, tools=spec.tools, think=think)
+        check_capabilities(record, think=spec.think, images=spec.has_images, suffix=spec.suffix)
+        if spec.raw:
+            return spec.prompt
+        async with self._render_turn(caller, record):
+            return await render_off_loop(render_generate, record, spec.prompt, system=spec.system,
+                                         template=spec.template, suffix=spec.suffix, think=think)
+
+    @contextlib.asynccontextmanager
+    async def _render_turn(self, caller: Caller, record: ModelRecord) -> AsyncIterator[None]:
+        """One render at a time per person (the fair-queue identity, without an end-user suffix), at
+        most their per-model request cap of them in line; beyond it the gate's localized 429."""
+        try:
+            async with render_turn(caller.identity, self.gate.max_concurrent_for(caller.principal)):
+                yield  # the body only renders: a TooManyRequests here can only come from the turn
+        except TooManyRequests as exc:
+            raise self.gate.too_many(caller, exc, record.name) from None
+
+    async def _resolve(self, caller: Caller, admission: Admission, record: ModelRecord, draft: Draft,
+                       options: ModelOptions, prompt: str) -> tuple[GenerationRequest, Admission]:
+        """Every limit of the request, decided once; then the quota reservation for exactly that."""
+        limits = admission.limits
+        ctx = self.context(caller, limits, record, options.num_ctx)
+        check_prompt_size(len(prompt.encode("utf-8")), len(draft.prefix_tokens), ctx.usable,
+                          self.settings.max_prompt_bytes_per_token)
+        grammar = grammar_for_format(draft.fmt, param=draft.format_param)
+        keep_alive = self.gate.keep_alive_for(caller.principal, keep_alive_seconds(draft.keep_alive))
+        wanted = output_limit(max_tokens_of(options), limits, None, ctx.usable, self.settings.max_predict)
+        prompt_bound = len(prompt.encode("utf-8")) + 1 + len(draft.prefix_tokens)
+        admission = await self.gate.reserve(admission, prompt_bound, min(wanted, ctx.usable)
+                                            if max_tokens_of(options) < 0 else wanted)
+        max_tokens = output_limit(max_tokens_of(options), limits, admission.reservation.max_output, ctx.usable,
+                                  self.settings.max_predict)
+        req = GenerationRequest(
+            model=record.name,
+            prompt=prompt,
+            prefix_tokens=list(draft.prefix_tokens),
+            max_tokens=max_tokens,
+            stop=list(options.stop or []),
+            sampling=sampling_of(options),
+            grammar=grammar,
+            ignore_eos=bool(options.ignore_eos),
+            num_ctx=ctx.num_ctx,
+            keep_alive=keep_alive,
+            return_tokens=draft.return_tokens,
+            user=caller.identity_for(draft.end_user),
+            priority=caller.priority_for(draft.body_priority),
+            max_concurrent=self.gate.max_concurrent_for(caller.principal),
+        )
+        return req, admission
+
+    # --- embeddings --------------------------------------------------------------------------
+    async def embed(self, caller: Caller, record: ModelRecord, draft: EmbedDraft) -> EmbeddingResult:
+        """Embed through the access gate (policy, quota on input tokens, usage record)."""
+        limit = self.settings.max_embedding_inputs
+        if len(draft.inputs) > limit:
+            raise BadRequest(f"too many inputs: {len(draft.inputs)}, at most {limit} are allowed per request "
+                             "(FLEXI_MAX_EMBEDDING_INPUTS)", param="input")
+        limits = self.gate.limits(caller.principal, record.name)
+        ctx = self.context(caller, limits, record, draft.num_ctx)
+        if not draft.truncate:  # truncated inputs are cut to the context by the runner; the body size bounds them
+            for text in draft.inputs:
+                check_prompt_size(len(text.encode("utf-8")), 0, ctx.usable, self.settings.max_prompt_bytes_per_token,
+                                  "input")
+        req = EmbeddingRequest(model=record.name, inputs=draft.inputs, truncate=draft.truncate,
+                               normalize=draft.normalize, num_ctx=ctx.num_ctx,
+                               keep_alive=self.gate.keep_alive_for(caller.principal, keep_alive_seconds(draft.keep_alive)),
+                               user=caller.identity_for(draft.end_user), priority=caller.priority_for(None),
+                               max_concurrent=self.gate.max_concurrent_for(caller.principal))
+        backend: Backend = self.backends(record)
+        return await self.gate.embed(caller, record.name, draft.inputs, lambda: backend.embed(req, record),
+                                     lambda result: result.prompt_tokens)
+
+
+def runner_request(record: ModelRecord, prompt: str, options: ModelOptions, *, return_tokens: bool = False,
+                   max_predict: int) -> GenerationRequest:
+    """The request an unlimited caller's prompt resolves to (benchmarks compare the runner socket with
+    the HTTP path using exactly this)."""
+    opts = merged(record.parameters, options)
+    return GenerationRequest(model=record.name, prompt=prompt, max_tokens=output_limit(
+        max_tokens_of(opts), Limits(), None, 0, max_predict), stop=list(opts.stop or []), sampling=sampling_of(opts),
+        ignore_eos=bool(opts.ignore_eos), num_ctx=opts.num_ctx, return_tokens=return_tokens)
+
+
