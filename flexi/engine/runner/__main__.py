@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    n_ctx = max(16, min(args.ctx, model.n_ctx_train or args.ctx))
+    n_ctx = args.ctx  # decided by the server (the scheduler clamps it to the training context once)
     config = EngineConfig(n_ctx_seq=n_ctx, n_parallel=args.parallel, n_threads=args.threads, n_batch=min(args.batch, n_ctx))
 
     def ready() -> None:
