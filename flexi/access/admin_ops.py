@@ -10,7 +10,7 @@ Input is validated here, not only in the HTTP layer: the CLI reaches the
 database directly. Failures raise `AdminError(message, status)` with 400
 (bad input), 403, 404 (no such thing, or not yours) or 409 (conflict); the
 REST layer renders it as JSON, the CLI prints it. Messages a student may read
-(their own keys) carry a key into `flexi.access.messages` for German/English.
+(their own keys) carry a key into `flexi.i18n` for German/English.
 
 Queries use bound parameters only; substring filters escape LIKE wildcards
 (`%`, `_`), and text that the database could choke on (NUL and other control
@@ -35,7 +35,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from flexi.access import messages
+from flexi import i18n
 from flexi.access.passwords import hash_password
 from flexi.access.quota import QuotaLedger
 from flexi.db.apikeys import KEY_PREFIX, PREFIX_CHARS, CreatedKey, create_key, prefix_of
@@ -82,7 +82,7 @@ T = TypeVar("T", bound=Base)
 
 class AdminError(Exception):
     """A refused administrative operation: `message` (English) and HTTP `status`.
-    `key`/`values` name an entry of `flexi.access.messages` for a localized text."""
+    `key`/`values` name an entry of `flexi.i18n` for a localized text."""
 
     def __init__(self, message: str, status: int = 400, *, key: str | None = None,
                  values: Mapping[str, object] | None = None) -> None:
@@ -93,11 +93,11 @@ class AdminError(Exception):
         self.values = dict(values or {})
 
     def localized(self, locale: str) -> str:
-        return messages.text(self.key, locale, **self.values) if self.key else self.message
+        return i18n.text(self.key, locale, **self.values) if self.key else self.message
 
 
 def _msg(key: str, status: int = 400, **values: object) -> AdminError:
-    return AdminError(messages.text(key, "en", **values), status, key=key, values=values)
+    return AdminError(i18n.text(key, "en", **values), status, key=key, values=values)
 
 
 def _not_found(what: str, ref: object) -> AdminError:

@@ -26,10 +26,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, or_, select
 from starlette.requests import Request
 
-from flexi.access import messages
+from flexi import i18n as messages
 from flexi.access.authn import Authenticator
 from flexi.access.errors import AccessError, forbidden, quota_exceeded, too_many_requests
-from flexi.access.messages import locale_of
 from flexi.access.policy import Limits, PolicyBook
 from flexi.access.principal import Principal, principal_of
 from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
@@ -44,6 +43,7 @@ from flexi.engine.types import (
     TextChunk,
     TooManyRequests,
 )
+from flexi.http.locale import locale_of
 
 log = logging.getLogger("flexi.access")
 COURSE_HEADER = "x-flexi-course"

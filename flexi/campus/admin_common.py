@@ -19,13 +19,13 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flexi.access import messages
+from flexi import i18n
 from flexi.access.admin_ops import AdminError
 from flexi.access.errors import forbidden
-from flexi.access.messages import locale_of
 from flexi.access.principal import Principal, principal_of
-from flexi.http.app_state import access_of
 from flexi.engine.types import BadRequest, EngineError
+from flexi.http.app_state import access_of
+from flexi.http.locale import locale_of
 
 CODES = {400: "invalid_request", 403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid_request"}
 
@@ -64,7 +64,7 @@ def require_admin(request: Request) -> Principal:
     """Router dependency: the middleware already refuses non-admins on /admin; check again here."""
     principal = principal_of(request)
     if not principal.is_admin:
-        raise forbidden(messages.text("forbidden_admin", locale_of(request, principal)))
+        raise forbidden(i18n.text("forbidden_admin", locale_of(request, principal)))
     return principal
 
 

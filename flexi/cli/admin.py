@@ -23,86 +23,12 @@ from typing import Any, TypeVar
 
 import typer
 
-from flexi.cli.messages import language, t
+from flexi.i18n import env_locale, t
 from flexi.cli.ui import print_table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MESSAGES: dict[str, dict[str, str]] = {
-    "en": {
-        "user_added": "added user '{subject}' (id {id}, role {role})",
-        "user_changed": "updated user '{subject}'",
-        "user_disabled": "disabled user '{subject}'; their keys and sessions stop working at once",
-        "user_enabled": "enabled user '{subject}'",
-        "user_removed": "deleted user '{subject}' with their keys and memberships",
-        "password_set": "password set for '{subject}'",
-        "password_cleared": "password removed for '{subject}'",
-        "no_password": "no password on stdin",
-        "password_prompt": "Password",
-        "key_created": "created key {prefix} (id {id}) for '{owner}'",
-        "key_once": "this is the only time the full key is shown; store it now",
-        "key_revoked": "revoked key {prefix} (id {id})",
-        "group_added": "added group '{name}' (id {id})",
-        "group_removed": "deleted group '{name}'",
-        "course_added": "added course '{name}' (id {id})",
-        "course_removed": "deleted course '{name}'",
-        "joined": "'{user}' is now a member of '{name}'",
-        "already_member": "'{user}' was already a member of '{name}'",
-        "left": "'{user}' left '{name}'",
-        "quota_set": "quota set for {kind} {label}",
-        "quota_cleared": "quota removed for {kind} {label}",
-        "policy_created": "created policy for '{pattern}' (id {id})",
-        "policy_changed": "updated policy for '{pattern}'",
-        "policy_removed": "deleted policy for '{pattern}'",
-        "one_subject": "name exactly one of --role, --user, --key, --course",
-        "bad_number": "{option}: expected a whole number or 'none', got '{value}'",
-        "nothing_to_set": "nothing to change; give at least one option",
-        "confirm_rm": "Delete user '{subject}' with all their keys and memberships?",
-        "database": "cannot use the database {url}: {detail}",
-        "config": "invalid configuration: {detail}",
-        "empty": "(none)",
-    },
-    "de": {
-        "user_added": "Benutzer '{subject}' angelegt (ID {id}, Rolle {role})",
-        "user_changed": "Benutzer '{subject}' geändert",
-        "user_disabled": "Benutzer '{subject}' gesperrt; Schlüssel und Sitzungen gelten ab sofort nicht mehr",
-        "user_enabled": "Benutzer '{subject}' entsperrt",
-        "user_removed": "Benutzer '{subject}' samt Schlüsseln und Mitgliedschaften gelöscht",
-        "password_set": "Passwort für '{subject}' gesetzt",
-        "password_cleared": "Passwort für '{subject}' entfernt",
-        "no_password": "kein Passwort auf der Standardeingabe",
-        "password_prompt": "Passwort",
-        "key_created": "Schlüssel {prefix} (ID {id}) für '{owner}' angelegt",
-        "key_once": "der vollständige Schlüssel wird nur jetzt angezeigt; bitte jetzt sicher speichern",
-        "key_revoked": "Schlüssel {prefix} (ID {id}) widerrufen",
-        "group_added": "Gruppe '{name}' angelegt (ID {id})",
-        "group_removed": "Gruppe '{name}' gelöscht",
-        "course_added": "Kurs '{name}' angelegt (ID {id})",
-        "course_removed": "Kurs '{name}' gelöscht",
-        "joined": "'{user}' ist jetzt Mitglied von '{name}'",
-        "already_member": "'{user}' war bereits Mitglied von '{name}'",
-        "left": "'{user}' ist nicht mehr Mitglied von '{name}'",
-        "quota_set": "Kontingent für {kind} {label} gesetzt",
-        "quota_cleared": "Kontingent für {kind} {label} entfernt",
-        "policy_created": "Richtlinie für '{pattern}' angelegt (ID {id})",
-        "policy_changed": "Richtlinie für '{pattern}' geändert",
-        "policy_removed": "Richtlinie für '{pattern}' gelöscht",
-        "one_subject": "genau eine der Optionen --role, --user, --key, --course angeben",
-        "bad_number": "{option}: ganze Zahl oder 'none' erwartet, nicht '{value}'",
-        "nothing_to_set": "nichts zu ändern; bitte mindestens eine Option angeben",
-        "confirm_rm": "Benutzer '{subject}' samt allen Schlüsseln und Mitgliedschaften löschen?",
-        "database": "Datenbank {url} nicht nutzbar: {detail}",
-        "config": "ungültige Konfiguration: {detail}",
-        "empty": "(keine)",
-    },
-}
-
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def m(key: str, **values: object) -> str:
-    """An admin CLI message in the user's language."""
-    return (MESSAGES[language()].get(key) or MESSAGES["en"][key]).format(**values)
 
 
 class CommandError(Exception):
@@ -124,14 +50,14 @@ def handle(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AdminError as exc:
-            message = exc.localized(language())
+            message = exc.localized(env_locale())
         except CommandError as exc:
             message = exc.message
         except ValidationError as exc:
             first = exc.errors()[0]
-            message = m("config", detail=f"{'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg')}")
+            message = t("config", detail=f"{'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg')}")
         except SQLAlchemyError as exc:
-            message = m("database", url=_shown_url(), detail=str(getattr(exc, "orig", None) or exc).splitlines()[0])
+            message = t("database", url=_shown_url(), detail=str(getattr(exc, "orig", None) or exc).splitlines()[0])
         except KeyboardInterrupt:
             typer.echo("", err=True)
             raise typer.Exit(130) from None
@@ -205,17 +131,17 @@ def _number(option: str, value: str | None) -> tuple[bool, int | None]:
         return True, None
     if text.isascii() and text.isdigit() and len(text) <= 12:
         return True, int(text)
-    raise CommandError(m("bad_number", option=option, value=value[:40]))
+    raise CommandError(t("bad_number", option=option, value=value[:40]))
 
 
 def _password_from(stdin: bool, prompt: bool) -> str | None:
     if stdin:
         line = sys.stdin.readline().rstrip("\r\n")
         if not line:
-            raise CommandError(m("no_password"))
+            raise CommandError(t("no_password"))
         return line
     if prompt:
-        return typer.prompt(m("password_prompt"), hide_input=True, confirmation_prompt=True)
+        return typer.prompt(t("password_prompt"), hide_input=True, confirmation_prompt=True)
     return None
 
 
@@ -266,7 +192,7 @@ def users_add(subject: str = typer.Argument(..., help="User name or SSO subject.
         user = ops.create_user(s, load_key(settings.home), subject, display_name=name, email=email, role=role,
                                locale=locale, password=secret)
         view = ops.user_view(user)
-    emit(view, as_json, message=m("user_added", subject=view["subject"], id=view["id"], role=view["role"]))
+    emit(view, as_json, message=t("user_added", subject=view["subject"], id=view["id"], role=view["role"]))
 
 
 @users_app.command("show")
@@ -315,7 +241,7 @@ def users_set(user: str = typer.Argument(..., help="Subject or id."),
     changes = {k: v for k, v in {"role": role, "display_name": name, "email": email, "locale": locale}.items()
                if v is not None}
     if not changes:
-        raise CommandError(m("nothing_to_set"))
+        raise CommandError(t("nothing_to_set"))
     _update(user, changes, force, as_json, "user_changed")
 
 
@@ -325,7 +251,7 @@ def _update(user: str, changes: dict[str, Any], force: bool, as_json: bool, mess
     with database() as s:
         row = ops.find_user(s, user)
         view = ops.user_view(ops.update_user(s, row.id, changes, force=force).user)
-    emit(view, as_json, message=m(message, subject=view["subject"]))
+    emit(view, as_json, message=t(message, subject=view["subject"]))
 
 
 @users_app.command("disable")
@@ -356,7 +282,7 @@ def users_passwd(user: str = typer.Argument(..., help="Subject or id."),
     secret = None if clear else _password_from(stdin, not stdin)
     with database() as s:
         view = ops.user_view(ops.set_password(s, ops.find_user(s, user).id, secret))
-    emit(view, as_json, message=m("password_cleared" if clear else "password_set", subject=view["subject"]))
+    emit(view, as_json, message=t("password_cleared" if clear else "password_set", subject=view["subject"]))
 
 
 @users_app.command("rm")
@@ -370,10 +296,10 @@ def users_rm(user: str = typer.Argument(..., help="Subject or id."),
 
     with database() as s:
         row = ops.find_user(s, user)
-        if not yes and not typer.confirm(m("confirm_rm", subject=row.subject)):
+        if not yes and not typer.confirm(t("confirm_rm", subject=row.subject)):
             raise typer.Exit(1)
         view = ops.user_view(ops.delete_user(s, row.id, force=force))
-    emit(view, as_json, message=m("user_removed", subject=view["subject"]))
+    emit(view, as_json, message=t("user_removed", subject=view["subject"]))
 
 
 # --- keys -------------------------------------------------------------------------------------------------
@@ -419,10 +345,10 @@ def keys_create(user: str = typer.Argument(..., help="Owner (subject or id)."),
                                           expires=expires, course_id=course_id)
         view = {**ops.key_view(row), "owner": owner.subject}
     if as_json:
-        emit({**view, "key": created.key, "warning": m("key_once")}, True)
+        emit({**view, "key": created.key, "warning": t("key_once")}, True)
         return
-    typer.echo(m("key_created", prefix=view["prefix"], id=view["id"], owner=view["owner"]), err=True)
-    typer.echo(t("warning", message=m("key_once")), err=True)
+    typer.echo(t("key_created", prefix=view["prefix"], id=view["id"], owner=view["owner"]), err=True)
+    typer.echo(t("warning", message=t("key_once")), err=True)
     typer.echo(created.key)
 
 
@@ -437,7 +363,7 @@ def keys_revoke(keys: list[str] = typer.Argument(..., help="Key ids or prefixes 
     with database() as s:
         for ref in keys:
             views.append(ops.key_view(ops.revoke_api_key(s, ops.find_api_key(s, ref).id)))
-    emit(views, as_json, message="\n".join(m("key_revoked", prefix=v["prefix"], id=v["id"]) for v in views))
+    emit(views, as_json, message="\n".join(t("key_revoked", prefix=v["prefix"], id=v["id"]) for v in views))
 
 
 # --- groups and courses ------------------------------------------------------------------------------------
@@ -465,7 +391,7 @@ def groups_add(name: str = typer.Argument(...), title: str | None = typer.Option
 
     with database() as s:
         view = ops.group_view(ops.create_group(s, name, title), 0)
-    emit(view, as_json, message=m("group_added", name=view["name"], id=view["id"]))
+    emit(view, as_json, message=t("group_added", name=view["name"], id=view["id"]))
 
 
 @groups_app.command("rm")
@@ -476,7 +402,7 @@ def groups_rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool
 
     with database() as s:
         view = ops.group_view(ops.delete_group(s, ops.find_group(s, name).id))
-    emit(view, as_json, message=m("group_removed", name=view["name"]))
+    emit(view, as_json, message=t("group_removed", name=view["name"]))
 
 
 @groups_app.command("members")
@@ -503,7 +429,7 @@ def groups_join(name: str = typer.Argument(..., help="Group name or id."),
         for ref in users:
             user = ops.find_user(s, ref)
             results.append({"group": group.name, "user": user.subject, "added": ops.add_group_member(s, group.id, user.id)})
-    emit(results, as_json, message="\n".join(m("joined" if r["added"] else "already_member", user=r["user"], name=r["group"])
+    emit(results, as_json, message="\n".join(t("joined" if r["added"] else "already_member", user=r["user"], name=r["group"])
                                              for r in results))
 
 
@@ -521,7 +447,7 @@ def groups_leave(name: str = typer.Argument(..., help="Group name or id."),
             user = ops.find_user(s, ref)
             ops.remove_group_member(s, group.id, user.id)
             results.append({"group": group.name, "user": user.subject})
-    emit(results, as_json, message="\n".join(m("left", user=r["user"], name=r["group"]) for r in results))
+    emit(results, as_json, message="\n".join(t("left", user=r["user"], name=r["group"]) for r in results))
 
 
 @courses_app.command("list")
@@ -544,7 +470,7 @@ def courses_add(name: str = typer.Argument(...), title: str | None = typer.Optio
 
     with database() as s:
         view = ops.course_view(ops.create_course(s, name, title), 0)
-    emit(view, as_json, message=m("course_added", name=view["name"], id=view["id"]))
+    emit(view, as_json, message=t("course_added", name=view["name"], id=view["id"]))
 
 
 @courses_app.command("rm")
@@ -555,7 +481,7 @@ def courses_rm(name: str = typer.Argument(..., help="Name or id."), as_json: boo
 
     with database() as s:
         view = ops.course_view(ops.delete_course(s, ops.find_course(s, name).id))
-    emit(view, as_json, message=m("course_removed", name=view["name"]))
+    emit(view, as_json, message=t("course_removed", name=view["name"]))
 
 
 @courses_app.command("members")
@@ -586,7 +512,7 @@ def courses_join(name: str = typer.Argument(..., help="Course name or id."),
             user = ops.find_user(s, ref)
             added = ops.set_course_member(s, course.id, user.id, role)
             results.append({"course": course.name, "user": user.subject, "role": role, "added": added})
-    emit(results, as_json, message="\n".join(m("joined", user=r["user"], name=r["course"]) for r in results))
+    emit(results, as_json, message="\n".join(t("joined", user=r["user"], name=r["course"]) for r in results))
 
 
 @courses_app.command("leave")
@@ -603,7 +529,7 @@ def courses_leave(name: str = typer.Argument(..., help="Course name or id."),
             user = ops.find_user(s, ref)
             ops.remove_course_member(s, course.id, user.id)
             results.append({"course": course.name, "user": user.subject})
-    emit(results, as_json, message="\n".join(m("left", user=r["user"], name=r["course"]) for r in results))
+    emit(results, as_json, message="\n".join(t("left", user=r["user"], name=r["course"]) for r in results))
 
 
 # --- quotas -----------------------------------------------------------------------------------------------------
@@ -622,7 +548,7 @@ def _subject(session: Any, role: str | None, user: str | None, key: str | None, 
 
     given = [(k, v) for k, v in (("role", role), ("user", user), ("key", key), ("course", course)) if v is not None]
     if len(given) != 1:
-        raise CommandError(m("one_subject"))
+        raise CommandError(t("one_subject"))
     kind, ref = given[0]
     if kind == "user":
         return kind, ops.find_user(session, ref).id
@@ -678,11 +604,11 @@ def quotas_set(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: st
         if given:
             values[name] = value
     if not values:
-        raise CommandError(m("nothing_to_set"))
+        raise CommandError(t("nothing_to_set"))
     with database() as s:
         kind, subject = _subject(s, role, user, key, course)
         view = ops.set_quota(s, kind, subject, values, _role_defaults())
-    emit(view, as_json, message=m("quota_set", kind=view["kind"], label=view["label"]))
+    emit(view, as_json, message=t("quota_set", kind=view["kind"], label=view["label"]))
 
 
 @quotas_app.command("clear")
@@ -696,7 +622,7 @@ def quotas_clear(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: 
         kind, subject = _subject(s, role, user, key, course)
         ops.clear_quota(s, kind, subject)
     emit({"kind": kind, "subject": subject}, as_json,
-         message=m("quota_cleared", kind=kind, label=role or user or key or course))
+         message=t("quota_cleared", kind=kind, label=role or user or key or course))
 
 
 @quotas_app.command("show")
@@ -771,7 +697,7 @@ def policies_set(pattern: str = typer.Argument(..., help="Model name or glob, e.
     with database() as s:
         row, created = ops.set_policy(s, pattern, changes)
         view = ops.policy_view(row)
-    emit(view, as_json, message=m("policy_created" if created else "policy_changed", pattern=view["pattern"], id=view["id"]))
+    emit(view, as_json, message=t("policy_created" if created else "policy_changed", pattern=view["pattern"], id=view["id"]))
 
 
 @policies_app.command("rm")
@@ -782,7 +708,7 @@ def policies_rm(pattern: str = typer.Argument(..., help="Pattern or id."), as_js
 
     with database() as s:
         view = ops.policy_view(ops.delete_policy(s, ops.find_policy(s, pattern).id))
-    emit(view, as_json, message=m("policy_removed", pattern=view["pattern"]))
+    emit(view, as_json, message=t("policy_removed", pattern=view["pattern"]))
 
 
 SUB_APPS: list[tuple[typer.Typer, str]] = [
