@@ -199,19 +199,14 @@ def users_add(subject: str = typer.Argument(..., help="User name or SSO subject.
 @handle
 def users_show(user: str = typer.Argument(..., help="Subject or id."), as_json: bool = JSON_OPTION) -> None:
     """Show a user with groups, courses and keys."""
-    from sqlalchemy import select
-
     from flexi.access import admin_ops as ops
-    from flexi.db.models import Course, CourseMember, Group, GroupMember
+    from flexi.access.admin_ops.memberships import memberships_of
 
     with database() as s:
         row = ops.find_user(s, user)
         view = ops.user_view(row)
-        view["groups"] = list(s.scalars(select(Group.name).join(GroupMember, GroupMember.group_id == Group.id)
-                                        .where(GroupMember.user_id == row.id).order_by(Group.name)))
-        view["courses"] = [{"name": n, "role": r} for n, r in s.execute(
-            select(Course.name, CourseMember.role).join(CourseMember, CourseMember.course_id == Course.id)
-            .where(CourseMember.user_id == row.id).order_by(Course.name))]
+        view["groups"] = [name for name, _ in memberships_of(ops.GROUPS, s, row.id)]
+        view["courses"] = [{"name": n, "role": r} for n, r in memberships_of(ops.COURSES, s, row.id)]
         view["keys"] = [ops.key_view(k) for k in ops.list_api_keys(s, owner_id=row.id, limit=ops.MAX_LIMIT)]
         view["quota"] = ops.quota_usage(s, "user", row.id, _role_defaults())
     if as_json:
@@ -366,170 +361,110 @@ def keys_revoke(keys: list[str] = typer.Argument(..., help="Key ids or prefixes 
     emit(views, as_json, message="\n".join(t("key_revoked", prefix=v["prefix"], id=v["id"]) for v in views))
 
 
-# --- groups and courses ------------------------------------------------------------------------------------
-groups_app = typer.Typer(help="Manage groups (policies can name them).", no_args_is_help=True)
-courses_app = typer.Typer(help="Manage courses (members, course keys and quotas).", no_args_is_help=True)
+# --- groups and courses: one set of commands per `Membership` spec ------------------------------------------
+def _membership_app(kind: str, plural: str, help_text: str, deleted_note: str, role_help: str | None = None) -> typer.Typer:
+    """`flexi groups|courses list|add|rm|members|join|leave` for the spec `ops.KINDS[kind]`; `role_help`
+    for kinds whose members have a role (courses: `join --role`). The spec is looked up when a command
+    runs, so that `flexi` starts without importing the database layer."""
+    app = typer.Typer(help=help_text, no_args_is_help=True)
+    roles = role_help is not None
+    name_arg = typer.Argument(..., help=f"{kind.capitalize()} name or id.")
+    users_arg = typer.Argument(..., help="Users (subject or id).")
+
+    def spec() -> Any:
+        from flexi.access.admin_ops import KINDS
+
+        return KINDS[kind]
+
+    @app.command("list", help=f"List {plural}.")
+    @handle
+    def list_all(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import MAX_LIMIT, memberships as ms
+
+        with database() as s:
+            views = [ms.view(row, n) for row, n in ms.list_all(spec(), s, search=search, limit=MAX_LIMIT)]
+        emit(views, as_json, ["ID", "NAME", "TITLE", "MEMBERS"], [[v["id"], v["name"], v["title"], v["members"]] for v in views])
+
+    @app.command("add", help=f"Add a {kind}.")
+    @handle
+    def add(name: str = typer.Argument(...), title: str | None = typer.Option(None, "--title"),
+            as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import memberships as ms
+
+        with database() as s:
+            view = ms.view(ms.create(spec(), s, name, title), 0)
+        emit(view, as_json, message=t(f"{kind}_added", name=view["name"], id=view["id"]))
+
+    @app.command("rm", help=f"Delete a {kind} ({deleted_note}).")
+    @handle
+    def rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import memberships as ms
+
+        with database() as s:
+            view = ms.view(ms.remove(spec(), s, ms.find(spec(), s, name).id))
+        emit(view, as_json, message=t(f"{kind}_removed", name=view["name"]))
+
+    @app.command("members", help=f"List a {kind}'s members{f' with their {kind} roles' if roles else ''}.")
+    @handle
+    def members(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import memberships as ms
+
+        with database() as s:
+            views = [ms.member_view(spec(), u, r) for u, r in ms.members(spec(), s, ms.find(spec(), s, name).id)]
+        if roles:
+            emit(views, as_json, ["ID", "SUBJECT", "NAME", f"{kind.upper()} ROLE"],
+                 [[v["id"], v["subject"], v["display_name"], v[f"{kind}_role"]] for v in views])
+        else:
+            emit(views, as_json, USER_HEADERS, [_user_row(v) for v in views])
+
+    def join(name: str, users: list[str], role: str | None, as_json: bool) -> None:
+        from flexi.access.admin_ops import find_user, memberships as ms
+
+        results = []
+        with database() as s:
+            row = ms.find(spec(), s, name)
+            for ref in users:
+                user = find_user(s, ref)
+                added = ms.put_member(spec(), s, row.id, user.id, role)
+                results.append({kind: row.name, "user": user.subject, **({"role": role} if roles else {}), "added": added})
+        # joining a course again (re)sets the member's course role, so it is reported as joined
+        emit(results, as_json, message="\n".join(t("joined" if r["added"] or roles else "already_member",
+                                                    user=r["user"], name=r[kind]) for r in results))
+
+    join_help = f"Add users to a {kind}{f' (or change their {kind} role)' if roles else ''}."
+    if roles:
+        @app.command("join", help=join_help)
+        @handle
+        def join_with_role(name: str = name_arg, users: list[str] = users_arg,
+                           role: str = typer.Option("student", "--role", help=role_help),
+                           as_json: bool = JSON_OPTION) -> None:
+            join(name, users, role, as_json)
+    else:
+        @app.command("join", help=join_help)
+        @handle
+        def join_plain(name: str = name_arg, users: list[str] = users_arg, as_json: bool = JSON_OPTION) -> None:
+            join(name, users, None, as_json)
+
+    @app.command("leave", help=f"Remove users from a {kind}.")
+    @handle
+    def leave(name: str = name_arg, users: list[str] = users_arg, as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import find_user, memberships as ms
+
+        results = []
+        with database() as s:
+            row = ms.find(spec(), s, name)
+            for ref in users:
+                user = find_user(s, ref)
+                ms.remove_member(spec(), s, row.id, user.id)
+                results.append({kind: row.name, "user": user.subject})
+        emit(results, as_json, message="\n".join(t("left", user=r["user"], name=r[kind]) for r in results))
+
+    return app
 
 
-@groups_app.command("list")
-@handle
-def groups_list(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
-    """List groups."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        views = [ops.group_view(g, n) for g, n in ops.list_groups(s, search=search, limit=ops.MAX_LIMIT)]
-    emit(views, as_json, ["ID", "NAME", "TITLE", "MEMBERS"], [[v["id"], v["name"], v["title"], v["members"]] for v in views])
-
-
-@groups_app.command("add")
-@handle
-def groups_add(name: str = typer.Argument(...), title: str | None = typer.Option(None, "--title"),
-               as_json: bool = JSON_OPTION) -> None:
-    """Add a group."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        view = ops.group_view(ops.create_group(s, name, title), 0)
-    emit(view, as_json, message=t("group_added", name=view["name"], id=view["id"]))
-
-
-@groups_app.command("rm")
-@handle
-def groups_rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
-    """Delete a group (its members stay users)."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        view = ops.group_view(ops.delete_group(s, ops.find_group(s, name).id))
-    emit(view, as_json, message=t("group_removed", name=view["name"]))
-
-
-@groups_app.command("members")
-@handle
-def groups_members(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
-    """List a group's members."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        views = [ops.user_view(u) for u in ops.group_members(s, ops.find_group(s, name).id)]
-    emit(views, as_json, USER_HEADERS, [_user_row(v) for v in views])
-
-
-@groups_app.command("join")
-@handle
-def groups_join(name: str = typer.Argument(..., help="Group name or id."),
-                users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
-    """Add users to a group."""
-    from flexi.access import admin_ops as ops
-
-    results = []
-    with database() as s:
-        group = ops.find_group(s, name)
-        for ref in users:
-            user = ops.find_user(s, ref)
-            results.append({"group": group.name, "user": user.subject, "added": ops.add_group_member(s, group.id, user.id)})
-    emit(results, as_json, message="\n".join(t("joined" if r["added"] else "already_member", user=r["user"], name=r["group"])
-                                             for r in results))
-
-
-@groups_app.command("leave")
-@handle
-def groups_leave(name: str = typer.Argument(..., help="Group name or id."),
-                 users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
-    """Remove users from a group."""
-    from flexi.access import admin_ops as ops
-
-    results = []
-    with database() as s:
-        group = ops.find_group(s, name)
-        for ref in users:
-            user = ops.find_user(s, ref)
-            ops.remove_group_member(s, group.id, user.id)
-            results.append({"group": group.name, "user": user.subject})
-    emit(results, as_json, message="\n".join(t("left", user=r["user"], name=r["group"]) for r in results))
-
-
-@courses_app.command("list")
-@handle
-def courses_list(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
-    """List courses."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        views = [ops.course_view(c, n) for c, n in ops.list_courses(s, search=search, limit=ops.MAX_LIMIT)]
-    emit(views, as_json, ["ID", "NAME", "TITLE", "MEMBERS"], [[v["id"], v["name"], v["title"], v["members"]] for v in views])
-
-
-@courses_app.command("add")
-@handle
-def courses_add(name: str = typer.Argument(...), title: str | None = typer.Option(None, "--title"),
-                as_json: bool = JSON_OPTION) -> None:
-    """Add a course."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        view = ops.course_view(ops.create_course(s, name, title), 0)
-    emit(view, as_json, message=t("course_added", name=view["name"], id=view["id"]))
-
-
-@courses_app.command("rm")
-@handle
-def courses_rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
-    """Delete a course (its keys stay, no longer billed to it)."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        view = ops.course_view(ops.delete_course(s, ops.find_course(s, name).id))
-    emit(view, as_json, message=t("course_removed", name=view["name"]))
-
-
-@courses_app.command("members")
-@handle
-def courses_members(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
-    """List a course's members with their course roles."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        views = [{**ops.user_view(u), "course_role": r} for u, r in ops.course_members(s, ops.find_course(s, name).id)]
-    emit(views, as_json, ["ID", "SUBJECT", "NAME", "COURSE ROLE"],
-         [[v["id"], v["subject"], v["display_name"], v["course_role"]] for v in views])
-
-
-@courses_app.command("join")
-@handle
-def courses_join(name: str = typer.Argument(..., help="Course name or id."),
-                 users: list[str] = typer.Argument(..., help="Users (subject or id)."),
-                 role: str = typer.Option("student", "--role", help="teacher, tutor or student."),
-                 as_json: bool = JSON_OPTION) -> None:
-    """Add users to a course (or change their course role)."""
-    from flexi.access import admin_ops as ops
-
-    results = []
-    with database() as s:
-        course = ops.find_course(s, name)
-        for ref in users:
-            user = ops.find_user(s, ref)
-            added = ops.set_course_member(s, course.id, user.id, role)
-            results.append({"course": course.name, "user": user.subject, "role": role, "added": added})
-    emit(results, as_json, message="\n".join(t("joined", user=r["user"], name=r["course"]) for r in results))
-
-
-@courses_app.command("leave")
-@handle
-def courses_leave(name: str = typer.Argument(..., help="Course name or id."),
-                  users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
-    """Remove users from a course."""
-    from flexi.access import admin_ops as ops
-
-    results = []
-    with database() as s:
-        course = ops.find_course(s, name)
-        for ref in users:
-            user = ops.find_user(s, ref)
-            ops.remove_course_member(s, course.id, user.id)
-            results.append({"course": course.name, "user": user.subject})
-    emit(results, as_json, message="\n".join(t("left", user=r["user"], name=r["course"]) for r in results))
+groups_app = _membership_app("group", "groups", "Manage groups (policies can name them).", "its members stay users")
+courses_app = _membership_app("course", "courses", "Manage courses (members, course keys and quotas).",
+                              "its keys stay, no longer billed to it", role_help="teacher, tutor or student.")
 
 
 # --- quotas -----------------------------------------------------------------------------------------------------
