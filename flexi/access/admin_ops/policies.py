@@ -3,7 +3,7 @@ output limits. The access layer reloads them after every change (`PolicyBook.inv
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -41,30 +41,26 @@ def _pattern(value: object) -> str:
     return value.strip()
 
 
-def _role_list(value: object) -> list[str] | None:
+def _name_list(value: object, field_name: str, what: str, check: Callable[[object], str | None]) -> list[str] | None:
+    """None (no restriction), or up to MAX_LIST_ITEMS names, each passed through `check`, without repeats."""
     if value is None:
         return None
     if isinstance(value, str) or not isinstance(value, Sequence) or len(value) > MAX_LIST_ITEMS:
-        raise AdminError("allowed_roles must be a list of roles or null")
+        raise AdminError(f"{field_name} must be a list of {what} or null")
     out: list[str] = []
-    for role in value:
-        role = choice(role, ROLES, "role")
-        if role not in out:
-            out.append(role)
+    for item in value:
+        name = check(item)
+        if name is not None and name not in out:
+            out.append(name)
     return out
+
+
+def _role_list(value: object) -> list[str] | None:
+    return _name_list(value, "allowed_roles", "roles", lambda role: choice(role, ROLES, "role"))
 
 
 def _group_list(value: object) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) > MAX_LIST_ITEMS:
-        raise AdminError("allowed_groups must be a list of group names or null")
-    out: list[str] = []
-    for name in value:
-        text = clean_text(name, "group name", 100)
-        if text not in out:
-            out.append(text)  # type: ignore[arg-type]
-    return out
+    return _name_list(value, "allowed_groups", "group names", lambda name: clean_text(name, "group name", 100))
 
 
 def _apply_policy(row: ModelPolicy, changes: Mapping[str, Any]) -> None:
