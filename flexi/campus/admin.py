@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flexi.access import admin_ops as ops
+from flexi.access.admin_ops import memberships as ms
 from flexi.campus.admin_common import AdminRoute, require_admin, transaction
 from flexi.http.app_state import access_of
 
@@ -217,7 +218,7 @@ def revoke_key(request: Request, key_id: PathId) -> dict[str, Any]:
 
 
 # --- groups and courses: one set of routes per `Membership` spec --------------------------------------------
-def _membership_routes(spec: ops.Membership) -> None:
+def _membership_routes(spec: ms.Membership) -> None:
     """list/create/show/delete and add/remove member under /admin/{groups|courses}. The path parameter keeps
     its wire name (`group_id`, `course_id`: validation errors name it) through an alias."""
     kind, plural, id_name = spec.kind, spec.plural, spec.id_field
@@ -229,32 +230,31 @@ def _membership_routes(spec: ops.Membership) -> None:
     @router.get(f"/{plural}", summary=f"List {plural}", name=f"list_{plural}")
     def list_all(request: Request, search: Search = None, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
         with transaction(request) as s:
-            return {plural: [ops.memberships.view(row, n)
-                             for row, n in ops.memberships.list_all(spec, s, search=search, limit=limit, offset=offset)]}
+            return {plural: [ms.view(row, n) for row, n in ms.list_all(spec, s, search=search, limit=limit, offset=offset)]}
 
     @router.post(f"/{plural}", status_code=201, summary=f"Create a {kind}", name=f"create_{kind}")
     def create(request: Request, body: NamedCreate) -> dict[str, Any]:
         with transaction(request) as s:
-            return ops.memberships.view(ops.memberships.create(spec, s, body.name, body.title), 0)
+            return ms.view(ms.create(spec, s, body.name, body.title), 0)
 
     @router.get(base, summary=f"Show a {kind} with its members", name=f"show_{kind}")
     def show(request: Request, *, ident: int = entity_id()) -> dict[str, Any]:
         with transaction(request) as s:
-            row = ops.memberships.get(spec, s, ident)
-            members = ops.memberships.members(spec, s, row.id)
-            return {**ops.memberships.view(row, len(members)),
-                    "users": [ops.memberships.member_view(spec, u, r) for u, r in members]}
+            row = ms.get(spec, s, ident)
+            members = ms.members(spec, s, row.id)
+            return {**ms.view(row, len(members)),
+                    "users": [ms.member_view(spec, u, r) for u, r in members]}
 
     @router.delete(base, status_code=204, summary=f"Delete a {kind}", name=f"delete_{kind}")
     def remove(request: Request, *, ident: int = entity_id()) -> Response:
         with transaction(request) as s:
-            ops.memberships.remove(spec, s, ident)
+            ms.remove(spec, s, ident)
         _memberships_changed(request)
         return Response(status_code=204)
 
     def put_member(request: Request, ident: int, user_id: int, role: str | None) -> dict[str, Any]:
         with transaction(request) as s:
-            added = ops.memberships.put_member(spec, s, ident, user_id, role)
+            added = ms.put_member(spec, s, ident, user_id, role)
         _memberships_changed(request, user_id)
         return {id_name: ident, "user_id": user_id, **({"role": role} if spec.member_roles else {}), "added": added}
 
@@ -272,7 +272,7 @@ def _membership_routes(spec: ops.Membership) -> None:
     @router.delete(member, status_code=204, summary=f"Remove a user from a {kind}", name=f"remove_{kind}_member")
     def remove_member(request: Request, *, ident: int = entity_id(), user_id: PathId) -> Response:
         with transaction(request) as s:
-            ops.memberships.remove_member(spec, s, ident, user_id)
+            ms.remove_member(spec, s, ident, user_id)
         _memberships_changed(request, user_id)
         return Response(status_code=204)
 

@@ -9,7 +9,7 @@ revoked keys and disabled users on the next request (and ends their open
 streams within about a second).
 
 Output is a table, or JSON with `--json` for scripts. Messages follow the
-language of LC_ALL/LC_MESSAGES/LANG like the rest of the CLI.
+language of LC_ALL/LC_MESSAGES/LANG like the rest of the CLI (texts: `flexi.i18n.admin`).
 """
 
 from __future__ import annotations

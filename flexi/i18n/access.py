@@ -1,4 +1,4 @@
-"""Server messages of the access layer and the campus routes (status-line texts of 401/403/404/409/429
+"""Server messages of the access layer and the campus routes (the error texts of 401/403/404/409/429
 answers), in German and English. The locale is chosen per request (`flexi.http.locale.locale_of`)."""
 
 from __future__ import annotations
