@@ -18,7 +18,7 @@ import pytest
 
 from flexi.access.passwords import hash_password
 from tests.access_helpers import ServerDB
-from tests.browser.test_web_ui import PASSWORD, Campus, axe, page_of, sign_in  # noqa: F401 - page_of is a fixture
+from tests.browser.test_web_ui import PASSWORD, Campus, axe, page_of, shot, sign_in  # noqa: F401 - page_of is a fixture
 from tests.conftest import MODEL, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -125,6 +125,7 @@ def test_group_create_search_member_add_remove_and_delete(page_of: Any, campus: 
     users = rest(campus, "GET", f"/admin/groups/{group['id']}")["users"]
     assert [u["subject"] for u in users] == ["anna"]
     assert axe(page, axe_source) == []
+    shot(page, "admin-group")
 
     # remove the member
     page.get_by_role("button", name="anna aus lab-ki entfernen").click()
@@ -178,6 +179,7 @@ def test_course_create_member_with_course_role_change_remove_and_delete(page_of:
     page.press("#courses-member", "Enter")
     page.get_by_role("combobox", name="Course role of lea").wait_for()
     assert axe(page, axe_source) == []
+    shot(page, "admin-course")
 
     # change ben's course role in the list
     with page.expect_response(lambda r: r.request.method == "PUT" and "/members/" in r.url) as changed:
@@ -225,6 +227,7 @@ def test_policy_restricting_a_model_to_a_group_edit_and_delete(page_of: Any, cam
                       "max_context": None, "max_output": 64}
     assert MODEL not in models_of(campus, "anna") and MODEL in models_of(campus, "ben")  # the rule works
     assert axe(page, axe_source) == []
+    shot(page, "admin-policies")
 
     # a second policy for the same model: the server's refusal shows in the page
     page.fill("#policy-pattern", MODEL)
@@ -259,3 +262,25 @@ def test_policy_restricting_a_model_to_a_group_edit_and_delete(page_of: Any, cam
     page.wait_for_selector("p.hint:has-text('Nothing here yet')")
     assert rest(campus, "GET", "/admin/policies")["policies"] == []
     rest(campus, "DELETE", f"/admin/groups/{lab['id']}")
+
+
+def test_editing_a_policy_changes_only_what_was_changed(page_of: Any, campus: AdminCampus) -> None:
+    """An empty role list (administrators only, set through the API or CLI) shows as nothing ticked,
+    which in the form means everyone: saving another field must not open the model to everyone."""
+    policy = rest(campus, "POST", "/admin/policies", json={"pattern": "secret*", "allowed_roles": []})
+    try:
+        page = admin_page(page_of, campus, "policies")
+        row = page.locator("tbody tr", has_text="secret*")
+        assert row.locator("td").nth(1).inner_text() == "nur Administration"
+        row.get_by_role("link", name="Richtlinie für secret* bearbeiten").click()
+        ready(page, f"/admin/policies/{policy['id']}")
+        assert page.locator("#policy-pattern:focus").count() == 1  # the form starts where the work is
+        page.fill("#policy-output", "32")
+        with page.expect_request(lambda r: r.method == "PATCH") as sent:
+            page.click("button:has-text('Speichern')")
+        assert sent.value.post_data_json == {"max_output": 32}
+        ready(page, "/admin/policies")
+        after = rest(campus, "GET", f"/admin/policies/{policy['id']}")
+        assert (after["allowed_roles"], after["allowed_groups"], after["max_output"]) == ([], None, 32)
+    finally:
+        rest(campus, "DELETE", f"/admin/policies/{policy['id']}")

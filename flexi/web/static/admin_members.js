@@ -89,7 +89,7 @@ async function entry(body, k, kind, id, focus) {
   const remove = deleteButton(k.text.remove(x.name), k.text.confirm(x.name), async () => {
     await api(`${k.path}/${x.id}`, { method: "DELETE" });
     location.hash = `#/admin/${kind}`;
-  }, error);
+  }, error, true);
   clear(body, h("p", {}, h("a", { href: `#/admin/${kind}` }, t("back_to_list"))),
     h("h2", {}, k.text.title(x.name)), x.title ? h("p", {}, x.title) : null, error,
     h("h3", {}, t("members")), table(headers, lines, t("members")), add, h("div", { class: "toolbar" }, remove));

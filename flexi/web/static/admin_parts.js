@@ -39,11 +39,12 @@ export async function userPicker(id) {
 }
 
 // A danger button that asks first and then calls action; errors go to the tab's alert.
-export function deleteButton(label, question, action, error) {
-  return h("button", { type: "button", class: "danger", "aria-label": label, onclick: async () => {
+// In a table row it reads "Delete" (the label names the row); alone it shows its whole label.
+export function deleteButton(label, question, action, error, alone = false) {
+  return h("button", { type: "button", class: "danger", "aria-label": alone ? null : label, onclick: async () => {
     if (!window.confirm(question)) return;
     try { await action(); } catch (err) { error.textContent = err.message; }
-  } }, t("delete"));
+  } }, alone ? label : t("delete"));
 }
 
 // After a tab redraws, put the keyboard focus back where the user works next.

@@ -51,9 +51,9 @@ async function edit(body, id) {
   const form = await policyForm(policy);
   const error = h("p", { class: "error", role: "alert" });
   form.onSubmit(async (payload) => {
-    const changes = {}; // only what changed: a rule set elsewhere (e.g. an empty list) stays as it is
+    const changes = {}; // only what changed: an empty list set elsewhere (administrators only) stays as it is
     for (const [name, value] of Object.entries(payload)) {
-      if (JSON.stringify(value) !== JSON.stringify(policy[name] ?? null)) changes[name] = value;
+      if (!same(value, policy[name] ?? null)) changes[name] = value;
     }
     try {
       if (Object.keys(changes).length) await api(`/admin/policies/${policy.id}`, { method: "PATCH", body: changes });
@@ -67,12 +67,18 @@ async function edit(body, id) {
   focusIn(body, "#policy-pattern");
 }
 
+// Equal for the form: lists as sets, with no list and an empty list alike (both show nothing ticked).
+function same(a, b) {
+  if (Array.isArray(a) || Array.isArray(b)) return JSON.stringify([...(a || [])].sort()) === JSON.stringify([...(b || [])].sort());
+  return a === b;
+}
+
 // The fields of a policy (empty, or filled from `p`), and the payload they make.
 async function policyForm(p) {
   const [groups, tags] = await Promise.all([api("/admin/groups?limit=500"), api("/api/tags")]);
   const groupNames = (groups.groups || []).map((g) => g.name);
   for (const name of p?.allowed_groups || []) if (!groupNames.includes(name)) groupNames.push(name); // named, not (yet) created
-  const pattern = h("input", { id: "policy-pattern", required: true, maxlength: "255", list: "policy-models", value: p?.pattern || "" });
+  const pattern = h("input", { id: "policy-pattern", required: true, maxlength: "255", size: "40", list: "policy-models", value: p?.pattern || "" });
   const models = h("datalist", { id: "policy-models" }, (tags.models || []).map((m) => h("option", { value: m.name })));
   const box = (prefix, value, label, checked) => {
     const input = h("input", { type: "checkbox", id: `${prefix}-${value}`, value, checked });
@@ -89,7 +95,7 @@ async function policyForm(p) {
   const num = (input) => (input.value === "" ? null : Number(input.value));
   let handler = async () => {};
   const fields = h("div", {},
-    field(t("policy_pattern"), pattern, t("policy_pattern_hint")), models,
+    h("div", { class: "toolbar" }, field(t("policy_pattern"), pattern, t("policy_pattern_hint"))), models,
     h("fieldset", { "aria-describedby": "policy-who-hint" }, h("legend", {}, t("policy_who")),
       h("p", { class: "hint", id: "policy-who-hint" }, t("policy_who_hint")),
       h("div", { role: "group", "aria-label": t("policy_roles"), class: "toolbar" }, h("span", { class: "label" }, t("policy_roles")), roleBoxes.map((b) => b.el)),
