@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flexi.cli import messages
+from flexi import i18n
 from flexi.cli.client import server_url
 
 
@@ -40,17 +40,17 @@ def test_server_url_reads_flexi_host(monkeypatch):
     ({"LC_ALL": "C", "LANG": "de_DE"}, "en"),
 ])
 def test_language(env, lang):
-    assert messages.language(env) == lang
+    assert i18n.env_locale(env) == lang
 
 
 def test_both_languages_have_the_same_messages():
-    assert messages.MESSAGES["de"].keys() == messages.MESSAGES["en"].keys()
+    assert all(texts.keys() == {"de", "en"} for texts in i18n.CATALOGUE.values())
 
 
 def test_t_formats_in_the_chosen_language(monkeypatch):
     monkeypatch.delenv("LC_ALL", raising=False)
     monkeypatch.delenv("LC_MESSAGES", raising=False)
     monkeypatch.setenv("LANG", "de_DE.UTF-8")
-    assert messages.t("deleted", name="x") == "'x' gelöscht"
+    assert i18n.t("deleted", name="x") == "'x' gelöscht"
     monkeypatch.setenv("LANG", "en_GB.UTF-8")
-    assert messages.t("deleted", name="x") == "deleted 'x'"
+    assert i18n.t("deleted", name="x") == "deleted 'x'"

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, or_, select
 
-from flexi.access import messages
+from flexi import i18n as messages
 from flexi.access.authn import Authenticator
 from flexi.access.caller import Caller
 from flexi.access.errors import AccessError, forbidden, quota_exceeded, too_many_requests

@@ -38,7 +38,6 @@ from flexi.api.options import ModelOptions
 from flexi.api.wire import primed, sse
 from flexi.engine.types import (
     BadRequest,
-    EmbeddingRequest,
     EngineError,
     GenerationStats,
     ModelNotFound,

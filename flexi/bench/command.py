@@ -34,7 +34,7 @@ from flexi.bench.loadtest import (
     probe_target,
     run_loadtest,
 )
-from flexi.bench.messages import t
+from flexi.i18n import t
 from flexi.bench.prompts import PAPER_PROMPTS, PromptFileError, load_prompts
 
 

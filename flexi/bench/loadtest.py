@@ -29,7 +29,7 @@ from flexi.bench.clients import (
     probe_path,
     stream_chat,
 )
-from flexi.bench.messages import t
+from flexi.i18n import t
 from flexi.bench.prompts import PAPER_PROMPTS
 
 DEFAULT_MODEL = "smollm2:135m"

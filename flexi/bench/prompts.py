@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from flexi.bench.messages import t
+from flexi.i18n import t
 
 PAPER_PROMPTS: tuple[str, ...] = (
     "Write a step-by-step guide on how to bake a chocolate cake from scratch.",

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flexi.access import admin_ops as ops
+from flexi.access.admin_ops import memberships as ms
 from flexi.campus.admin_common import AdminRoute, require_admin, transaction
 from flexi.http.app_state import access_of
 
@@ -216,97 +217,68 @@ def revoke_key(request: Request, key_id: PathId) -> dict[str, Any]:
     return view
 
 
-# --- groups --------------------------------------------------------------------------------------------------
-@router.get("/groups", summary="List groups")
-def list_groups(request: Request, search: Search = None, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
-    with transaction(request) as s:
-        return {"groups": [ops.group_view(g, n) for g, n in ops.list_groups(s, search=search, limit=limit, offset=offset)]}
+# --- groups and courses: one set of routes per `Membership` spec --------------------------------------------
+def _membership_routes(spec: ms.Membership) -> None:
+    """list/create/show/delete and add/remove member under /admin/{groups|courses}. The path parameter keeps
+    its wire name (`group_id`, `course_id`: validation errors name it) through an alias."""
+    kind, plural, id_name = spec.kind, spec.plural, spec.id_field
+    base = f"/{plural}/{{{id_name}}}"
+
+    def entity_id() -> Any:  # a default, not an annotation: annotations are strings here (PEP 563)
+        return Path(ge=1, le=ops.MAX_ID, alias=id_name)
+
+    @router.get(f"/{plural}", summary=f"List {plural}", name=f"list_{plural}")
+    def list_all(request: Request, search: Search = None, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+        with transaction(request) as s:
+            return {plural: [ms.view(row, n) for row, n in ms.list_all(spec, s, search=search, limit=limit, offset=offset)]}
+
+    @router.post(f"/{plural}", status_code=201, summary=f"Create a {kind}", name=f"create_{kind}")
+    def create(request: Request, body: NamedCreate) -> dict[str, Any]:
+        with transaction(request) as s:
+            return ms.view(ms.create(spec, s, body.name, body.title), 0)
+
+    @router.get(base, summary=f"Show a {kind} with its members", name=f"show_{kind}")
+    def show(request: Request, *, ident: int = entity_id()) -> dict[str, Any]:
+        with transaction(request) as s:
+            row = ms.get(spec, s, ident)
+            members = ms.members(spec, s, row.id)
+            return {**ms.view(row, len(members)),
+                    "users": [ms.member_view(spec, u, r) for u, r in members]}
+
+    @router.delete(base, status_code=204, summary=f"Delete a {kind}", name=f"delete_{kind}")
+    def remove(request: Request, *, ident: int = entity_id()) -> Response:
+        with transaction(request) as s:
+            ms.remove(spec, s, ident)
+        _memberships_changed(request)
+        return Response(status_code=204)
+
+    def put_member(request: Request, ident: int, user_id: int, role: str | None) -> dict[str, Any]:
+        with transaction(request) as s:
+            added = ms.put_member(spec, s, ident, user_id, role)
+        _memberships_changed(request, user_id)
+        return {id_name: ident, "user_id": user_id, **({"role": role} if spec.member_roles else {}), "added": added}
+
+    member = f"{base}/members/{{user_id}}"
+    if spec.member_roles:
+        @router.put(member, summary=f"Add a user to a {kind} or change their {kind} role", name=f"set_{kind}_member")
+        def set_member(request: Request, *, ident: int = entity_id(), user_id: PathId,
+                       body: CourseMemberSet | None = None) -> dict[str, Any]:
+            return put_member(request, ident, user_id, body.role if body is not None else spec.default_role)
+    else:
+        @router.put(member, summary=f"Add a user to a {kind}", name=f"add_{kind}_member")
+        def add_member(request: Request, *, ident: int = entity_id(), user_id: PathId) -> dict[str, Any]:
+            return put_member(request, ident, user_id, None)
+
+    @router.delete(member, status_code=204, summary=f"Remove a user from a {kind}", name=f"remove_{kind}_member")
+    def remove_member(request: Request, *, ident: int = entity_id(), user_id: PathId) -> Response:
+        with transaction(request) as s:
+            ms.remove_member(spec, s, ident, user_id)
+        _memberships_changed(request, user_id)
+        return Response(status_code=204)
 
 
-@router.post("/groups", status_code=201, summary="Create a group")
-def create_group(request: Request, body: NamedCreate) -> dict[str, Any]:
-    with transaction(request) as s:
-        return ops.group_view(ops.create_group(s, body.name, body.title), 0)
-
-
-@router.get("/groups/{group_id}", summary="Show a group with its members")
-def show_group(request: Request, group_id: PathId) -> dict[str, Any]:
-    with transaction(request) as s:
-        group = ops.get_group(s, group_id)
-        members = ops.group_members(s, group.id)
-        return {**ops.group_view(group, len(members)), "users": [ops.user_view(u) for u in members]}
-
-
-@router.delete("/groups/{group_id}", status_code=204, summary="Delete a group")
-def delete_group(request: Request, group_id: PathId) -> Response:
-    with transaction(request) as s:
-        ops.delete_group(s, group_id)
-    _memberships_changed(request)
-    return Response(status_code=204)
-
-
-@router.put("/groups/{group_id}/members/{user_id}", summary="Add a user to a group")
-def add_group_member(request: Request, group_id: PathId, user_id: PathId) -> dict[str, Any]:
-    with transaction(request) as s:
-        added = ops.add_group_member(s, group_id, user_id)
-    _memberships_changed(request, user_id)
-    return {"group_id": group_id, "user_id": user_id, "added": added}
-
-
-@router.delete("/groups/{group_id}/members/{user_id}", status_code=204, summary="Remove a user from a group")
-def remove_group_member(request: Request, group_id: PathId, user_id: PathId) -> Response:
-    with transaction(request) as s:
-        ops.remove_group_member(s, group_id, user_id)
-    _memberships_changed(request, user_id)
-    return Response(status_code=204)
-
-
-# --- courses --------------------------------------------------------------------------------------------------
-@router.get("/courses", summary="List courses")
-def list_courses(request: Request, search: Search = None, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
-    with transaction(request) as s:
-        return {"courses": [ops.course_view(c, n) for c, n in ops.list_courses(s, search=search, limit=limit, offset=offset)]}
-
-
-@router.post("/courses", status_code=201, summary="Create a course")
-def create_course(request: Request, body: NamedCreate) -> dict[str, Any]:
-    with transaction(request) as s:
-        return ops.course_view(ops.create_course(s, body.name, body.title), 0)
-
-
-@router.get("/courses/{course_id}", summary="Show a course with its members")
-def show_course(request: Request, course_id: PathId) -> dict[str, Any]:
-    with transaction(request) as s:
-        course = ops.get_course(s, course_id)
-        members = ops.course_members(s, course.id)
-        return {**ops.course_view(course, len(members)),
-                "users": [{**ops.user_view(u), "course_role": r} for u, r in members]}
-
-
-@router.delete("/courses/{course_id}", status_code=204, summary="Delete a course")
-def delete_course(request: Request, course_id: PathId) -> Response:
-    with transaction(request) as s:
-        ops.delete_course(s, course_id)
-    _memberships_changed(request)
-    return Response(status_code=204)
-
-
-@router.put("/courses/{course_id}/members/{user_id}", summary="Add a user to a course or change their course role")
-def set_course_member(request: Request, course_id: PathId, user_id: PathId,
-                      body: CourseMemberSet | None = None) -> dict[str, Any]:
-    role = body.role if body is not None else "student"
-    with transaction(request) as s:
-        added = ops.set_course_member(s, course_id, user_id, role)
-    _memberships_changed(request, user_id)
-    return {"course_id": course_id, "user_id": user_id, "role": role, "added": added}
-
-
-@router.delete("/courses/{course_id}/members/{user_id}", status_code=204, summary="Remove a user from a course")
-def remove_course_member(request: Request, course_id: PathId, user_id: PathId) -> Response:
-    with transaction(request) as s:
-        ops.remove_course_member(s, course_id, user_id)
-    _memberships_changed(request, user_id)
-    return Response(status_code=204)
+_membership_routes(ops.GROUPS)
+_membership_routes(ops.COURSES)
 
 
 # --- quotas --------------------------------------------------------------------------------------------------------

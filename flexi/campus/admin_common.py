@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flexi.access import messages
+from flexi import i18n
 from flexi.access.admin_ops import AdminError
 from flexi.access.errors import forbidden
 from flexi.access.principal import Principal
@@ -64,7 +64,7 @@ def require_admin(request: Request) -> Principal:
     """Router dependency: the middleware already refuses non-admins on /admin; check again here."""
     principal = caller_of(request).principal
     if not principal.is_admin:
-        raise forbidden(messages.text("forbidden_admin", caller_of(request).locale))
+        raise forbidden(i18n.text("forbidden_admin", caller_of(request).locale))
     return principal
 
 

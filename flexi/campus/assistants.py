@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Date, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from flexi.access import messages
+from flexi import i18n
 from flexi.access.errors import forbidden
 from flexi.access.caller import Billing
 from flexi.access.principal import Principal
@@ -138,7 +138,7 @@ def rights(principal: Principal, a: Assistant, role: str | None) -> Rights:
 
 
 def _missing(locale: str, slug: str | int) -> EngineError:
-    return EngineError(messages.text("assistant_missing", locale, slug=str(slug)[:64]), 404, "not_found")
+    return EngineError(i18n.text("assistant_missing", locale, slug=str(slug)[:64]), 404, "not_found")
 
 
 def find_usable(s: Session, principal: Principal, locale: str, *, slug: str | None = None,
@@ -225,9 +225,9 @@ def create_assistant(request: Request, body: AssistantIn) -> dict[str, Any]:
         course = s.get(Course, body.course_id)
         role = course_role(s, principal, body.course_id)
         if not (_privileged(principal) or role == "teacher"):
-            raise forbidden(messages.text("assistant_edit", locale))
+            raise forbidden(i18n.text("assistant_edit", locale))
         if course is None:
-            raise EngineError(messages.text("assistant_course", locale, course=body.course_id), 404, "not_found")
+            raise EngineError(i18n.text("assistant_course", locale, course=body.course_id), 404, "not_found")
         model = _check_model(request, body.model)
         now = utcnow()
         a = Assistant(slug=secrets.token_urlsafe(12), course_id=course.id, owner_id=principal.user_id, name=body.name,
@@ -244,7 +244,7 @@ def _editable(s: Session, principal: Principal, locale: str, slug: str) -> tuple
     """The assistant, if the caller may see it (else 404) and change it (else 403)."""
     a, r = find_usable(s, principal, locale, slug=slug)
     if not r.edit:
-        raise forbidden(messages.text("assistant_edit", locale))
+        raise forbidden(i18n.text("assistant_edit", locale))
     return a, r
 
 
@@ -293,7 +293,7 @@ def assistant_usage(request: Request, slug: str, days: int = 30) -> dict[str, An
     with transaction(request, locale) as s:
         a, r = find_usable(s, principal, locale, slug=slug)
         if not r.see_usage:
-            raise forbidden(messages.text("assistant_usage", locale))
+            raise forbidden(i18n.text("assistant_usage", locale))
         since = utcnow() - timedelta(days=days)
         where = (UsageRecord.assistant_id == a.id, UsageRecord.at >= since)
         day = _day(s)
@@ -319,7 +319,7 @@ async def chat(request: Request, slug: str, body: AssistantChat) -> Response:
 
     a = await asyncio.to_thread(load)
     if a.disabled:
-        raise forbidden(messages.text("assistant_disabled", locale), code="assistant_disabled")
+        raise forbidden(i18n.text("assistant_disabled", locale), code="assistant_disabled")
     turns = [{"role": "system", "content": a.system_prompt}] if a.system_prompt else []
     turns += [{"role": m.role, "content": m.content} for m in body.messages]
     req = ChatRequest.model_validate({"model": a.model, "messages": turns, "stream": body.stream,

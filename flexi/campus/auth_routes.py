@@ -23,19 +23,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from flexi.access import messages
+from flexi import i18n
 from flexi.access.credentials import session_token
 from flexi.access.oidc import PENDING_SECONDS, Identity, OidcClient, OidcError, new_browser_secret
 from flexi.access.passwords import hash_password, verify_password
 from flexi.http.sessions import clear_cookie, create_session, end_session, is_secure, set_cookie
 from flexi.access.throttle import LoginThrottle
+from flexi.http.app_state import access_of
 from flexi.http.caller import request_address
 from flexi.campus.admin_common import AdminRoute
-from flexi.http.app_state import access_of
 from flexi.db.models import Group, GroupMember, User
 from flexi.db.pseudonym import pseudonymize
 from flexi.http.forwarded import address_key, request_origin, trusted_networks
 from flexi.http.csrf import CSRF_HEADER, csrf_ok, csrf_token
+from flexi.http.locale import locale_of
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
 
@@ -52,7 +53,7 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
 
 
 def _locale(request: Request) -> str:
-    return messages.locale_of(request, default=access_of(request).settings.default_locale)
+    return locale_of(request, default=access_of(request).settings.default_locale)
 
 
 def _oidc(request: Request) -> OidcClient:
@@ -175,7 +176,7 @@ def password_login(request: Request, body: PasswordLogin) -> Response:
     locale = _locale(request)
     address = address_key(request_address(request))  # the real client behind FLEXI_TRUSTED_PROXIES
     if retry := _throttle.retry_after(body.username, address):
-        return _error(messages.text("login_throttled", locale, retry=retry), 429, {"Retry-After": str(retry)})
+        return _error(i18n.text("login_throttled", locale, retry=retry), 429, {"Retry-After": str(retry)})
     with access.engine.connect() as conn:  # read only: no write lock is held while scrypt runs
         user = conn.execute(select(User.id, User.subject, User.display_name, User.role, User.locale, User.password_hash,
                                    User.disabled_at).where(User.subject == body.username)).first() if body.username else None
@@ -183,7 +184,7 @@ def password_login(request: Request, body: PasswordLogin) -> Response:
     ok = verify_password(body.password, stored)
     if user is None or not ok or user.disabled_at is not None or not user.password_hash:
         _throttle.failed(body.username, address)
-        return _error(messages.text("login_failed", locale), 401)
+        return _error(i18n.text("login_failed", locale), 401)
     _throttle.succeeded(body.username, address)
     with access.sessions() as s:
         token = create_session(s, user.id, access.settings, "password")
@@ -203,7 +204,7 @@ def logout(request: Request) -> Response:
     if token and not csrf_ok(token, request.headers.get(CSRF_HEADER)):
         # /auth/ is public, so the middleware's CSRF check does not run here: a same-site page
         # (SameSite=Lax sends the cookie) must not be able to sign people out.
-        return JSONResponse({"error": messages.text("csrf", _locale(request)), "code": "csrf_failed"}, status_code=403)
+        return JSONResponse({"error": i18n.text("csrf", _locale(request)), "code": "csrf_failed"}, status_code=403)
     if token:
         with access.sessions() as s:
             end_session(s, token)

@@ -19,15 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from flexi.access import messages
+from flexi import i18n
 from flexi.access.errors import AccessError, forbidden
 from flexi.access.principal import Principal
 from flexi.http.caller import caller_of
 from flexi.campus.admin_common import AdminRoute, transaction
-from flexi.http.app_state import access_of
 from flexi.campus.assistants import find_usable
 from flexi.db.models import Assistant, ChatMessage, Conversation, utcnow
 from flexi.engine.types import EngineError
+from flexi.http.app_state import access_of
 
 router = APIRouter(prefix="/me/conversations", tags=["conversations"], route_class=AdminRoute)
 
@@ -72,14 +72,14 @@ def _caller(request: Request) -> tuple[Principal, int, str]:
         raise forbidden("there is no signed-in user: authentication is off (FLEXI_AUTH=off)")
     locale = caller_of(request).locale
     if access_of(request).settings.chat_history != "server":
-        raise AccessError(messages.text("history_off", locale), 404, "history_off", fields={"code": "history_off"})
+        raise AccessError(i18n.text("history_off", locale), 404, "history_off", fields={"code": "history_off"})
     return principal, principal.user_id, locale
 
 
 def _own(s: Session, user_id: int, conversation_id: int, locale: str) -> Conversation:
     conv = s.get(Conversation, conversation_id) if 1 <= conversation_id <= 2**53 else None
     if conv is None or conv.user_id != user_id:  # someone else's is reported like a missing one
-        raise EngineError(messages.text("conversation_missing", locale, id=conversation_id), 404, "not_found")
+        raise EngineError(i18n.text("conversation_missing", locale, id=conversation_id), 404, "not_found")
     return conv
 
 
@@ -125,7 +125,7 @@ def create_conversation(request: Request, body: ConversationIn) -> dict[str, Any
             find_usable(s, principal, locale, assistant_id=body.assistant_id)  # 404 unless the caller may use it
         owned = s.scalar(select(func.count()).select_from(Conversation).where(Conversation.user_id == user_id)) or 0
         if owned >= MAX_CONVERSATIONS:
-            raise EngineError(messages.text("conversations_full", locale, limit=MAX_CONVERSATIONS), 409, "conflict")
+            raise EngineError(i18n.text("conversations_full", locale, limit=MAX_CONVERSATIONS), 409, "conflict")
         now = utcnow()
         conv = Conversation(user_id=user_id, title=body.title, model=body.model, assistant_id=body.assistant_id,
                             created_at=now, updated_at=now)

@@ -18,15 +18,15 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from flexi import i18n
 from flexi.access import admin_ops as ops
-from flexi.access import messages
 from flexi.access.errors import forbidden
 from flexi.access.principal import Principal
 from flexi.http.caller import caller_of
 from flexi.campus.admin import KeyCreate, PathId
 from flexi.campus.admin_common import AdminRoute, transaction
-from flexi.http.app_state import access_of
 from flexi.db.models import ApiKey, Quota
+from flexi.http.app_state import access_of
 
 router = APIRouter(prefix="/me", tags=["me"], route_class=AdminRoute)
 
@@ -47,7 +47,7 @@ def _check_rights(session: Session, principal: Principal, body: KeyCreate, local
     scopes = list(dict.fromkeys(body.scopes)) if body.scopes is not None else None
     for scope in scopes or ():
         if scope in ops.ADMIN_SCOPES and principal.role != "admin":
-            raise forbidden(messages.text("key_scope_denied", locale, scope=scope))
+            raise forbidden(i18n.text("key_scope_denied", locale, scope=scope))
     expiry: object = ops.expiry_from(body.expires_in_days, body.expires_at)
     models = body.models
     if principal.key_id is None:
@@ -56,20 +56,20 @@ def _check_rights(session: Session, principal: Principal, body: KeyCreate, local
     if principal.key_scopes:
         wanted = scopes if scopes is not None else list(ops.DEFAULT_SCOPES)
         if any(s not in principal.key_scopes for s in wanted):
-            raise forbidden(messages.text("key_wider", locale, what="scopes"))
+            raise forbidden(i18n.text("key_wider", locale, what="scopes"))
         scopes = wanted
     if principal.key_models is not None:
         if models is None:
             models = list(principal.key_models)
         elif any(m.strip() not in principal.key_models for m in models):
-            raise forbidden(messages.text("key_wider", locale, what="models"))
+            raise forbidden(i18n.text("key_wider", locale, what="models"))
     caller = session.get(ApiKey, principal.key_id)
     if caller is not None and caller.expires_at is not None:
         new_expiry = ops.parse_expiry(expiry)
         if new_expiry is None:
             expiry = caller.expires_at
         elif new_expiry > caller.expires_at:
-            raise forbidden(messages.text("key_wider", locale, what="expiry"))
+            raise forbidden(i18n.text("key_wider", locale, what="expiry"))
         else:
             expiry = new_expiry
     return scopes or list(ops.DEFAULT_SCOPES), models, expiry
@@ -88,7 +88,7 @@ def create_my_key(request: Request, body: KeyCreate) -> dict[str, Any]:
     with transaction(request, locale) as s:
         scopes, models, expiry = _check_rights(s, principal, body, locale)
         if ops.active_key_count(s, user_id) >= ops.MAX_OWN_KEYS:
-            raise ops.AdminError(messages.text("key_limit", "en", limit=ops.MAX_OWN_KEYS), 409,
+            raise ops.AdminError(i18n.text("key_limit", "en", limit=ops.MAX_OWN_KEYS), 409,
                                  key="key_limit", values={"limit": ops.MAX_OWN_KEYS})
         course_id = body.course_id
         parent_quota = None
@@ -96,7 +96,7 @@ def create_my_key(request: Request, body: KeyCreate) -> dict[str, Any]:
             # a key may only mint keys inside its own limits: same course, same key quota
             if principal.key_course_id is not None:
                 if course_id is not None and course_id != principal.key_course_id:
-                    raise forbidden(messages.text("key_wider", locale, what="course"))
+                    raise forbidden(i18n.text("key_wider", locale, what="course"))
                 course_id = principal.key_course_id
             parent_quota = s.scalar(select(Quota).where(Quota.subject_kind == "key", Quota.subject_id == principal.key_id))
         created, row = ops.create_api_key(s, user_id, admins=access_of(request).settings.admins, name=body.name,

@@ -13,17 +13,17 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from flexi.access import messages
+from flexi import i18n
+from flexi.access.credentials import session_token
 from flexi.access.errors import forbidden
 from flexi.access.principal import Principal
+from flexi.http.app_state import access_of
 from flexi.http.caller import caller_of
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.usage_queries import own_usage
 from flexi.campus.admin_common import AdminRoute, transaction
-from flexi.http.app_state import access_of
 from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow
 from flexi.engine.types import BadRequest, EngineError
-from flexi.access.credentials import session_token
 from flexi.http.sessions import is_secure
 from flexi.http.csrf import csrf_token
 
@@ -44,7 +44,7 @@ def me(request: Request) -> dict[str, Any]:
     with transaction(request, locale) as s:
         user = s.get(User, user_id)
         if user is None:
-            raise EngineError(messages.text("user_gone", locale), 404, "not_found")
+            raise EngineError(i18n.text("user_gone", locale), 404, "not_found")
         courses = s.execute(select(Course.id, Course.name, Course.title, CourseMember.role)
                             .join(CourseMember, CourseMember.course_id == Course.id)
                             .where(CourseMember.user_id == user_id).order_by(Course.name)).all()
@@ -80,7 +80,7 @@ def change_me(request: Request, body: ProfileChange) -> dict[str, Any]:
     with transaction(request, locale) as s:
         user = s.get(User, user_id)
         if user is None:
-            raise EngineError(messages.text("user_gone", locale), 404, "not_found")
+            raise EngineError(i18n.text("user_gone", locale), 404, "not_found")
         if body.locale is not None:
             user.locale = body.locale
         if body.display_name is not None:
@@ -105,7 +105,7 @@ def my_export(request: Request) -> Response:
     with transaction(request, locale) as s:
         data = export_user(s, user_id, access_of(request).settings)
     if data is None:
-        raise EngineError(messages.text("user_gone", locale), 404, "not_found")
+        raise EngineError(i18n.text("user_gone", locale), 404, "not_found")
     return Response(json.dumps(data, ensure_ascii=False, indent=2), media_type="application/json",
                     headers={"Content-Disposition": 'attachment; filename="flexi-export.json"'})
 
@@ -114,11 +114,11 @@ def my_export(request: Request) -> Response:
 def erase_me(request: Request, confirm: bool = False) -> Response:
     _principal, user_id, locale = _caller(request)
     if not confirm:
-        raise BadRequest(messages.text("erase_confirm", locale), param="confirm")
+        raise BadRequest(i18n.text("erase_confirm", locale), param="confirm")
     access = access_of(request)
     with transaction(request, locale) as s:
         if erase_user(s, user_id) is None:
-            raise EngineError(messages.text("user_gone", locale), 404, "not_found")
+            raise EngineError(i18n.text("user_gone", locale), 404, "not_found")
     access.gate.end_streams(user_id=user_id)
     access.authn.forget(user_id)
     access.quotas.forget()
@@ -135,9 +135,9 @@ def accept_terms(request: Request, body: TermsAccept) -> dict[str, Any]:
     _principal, user_id, locale = _caller(request)
     current = access_of(request).settings.terms_version
     if not current:
-        raise BadRequest(messages.text("no_terms", locale))
+        raise BadRequest(i18n.text("no_terms", locale))
     if body.version != current:
-        raise BadRequest(messages.text("terms_version", locale, version=current), param="version")
+        raise BadRequest(i18n.text("terms_version", locale, version=current), param="version")
     with transaction(request, locale) as s:
         exists = s.scalar(select(TermsAcceptance).where(TermsAcceptance.user_id == user_id,
                                                         TermsAcceptance.version == current))

@@ -9,7 +9,7 @@ revoked keys and disabled users on the next request (and ends their open
 streams within about a second).
 
 Output is a table, or JSON with `--json` for scripts. Messages follow the
-language of LC_ALL/LC_MESSAGES/LANG like the rest of the CLI.
+language of LC_ALL/LC_MESSAGES/LANG like the rest of the CLI (texts: `flexi.i18n.admin`).
 """
 
 from __future__ import annotations
@@ -23,86 +23,12 @@ from typing import Any, TypeVar
 
 import typer
 
-from flexi.cli.messages import language, t
+from flexi.i18n import env_locale, t
 from flexi.cli.ui import print_table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MESSAGES: dict[str, dict[str, str]] = {
-    "en": {
-        "user_added": "added user '{subject}' (id {id}, role {role})",
-        "user_changed": "updated user '{subject}'",
-        "user_disabled": "disabled user '{subject}'; their keys and sessions stop working at once",
-        "user_enabled": "enabled user '{subject}'",
-        "user_removed": "deleted user '{subject}' with their keys and memberships",
-        "password_set": "password set for '{subject}'",
-        "password_cleared": "password removed for '{subject}'",
-        "no_password": "no password on stdin",
-        "password_prompt": "Password",
-        "key_created": "created key {prefix} (id {id}) for '{owner}'",
-        "key_once": "this is the only time the full key is shown; store it now",
-        "key_revoked": "revoked key {prefix} (id {id})",
-        "group_added": "added group '{name}' (id {id})",
-        "group_removed": "deleted group '{name}'",
-        "course_added": "added course '{name}' (id {id})",
-        "course_removed": "deleted course '{name}'",
-        "joined": "'{user}' is now a member of '{name}'",
-        "already_member": "'{user}' was already a member of '{name}'",
-        "left": "'{user}' left '{name}'",
-        "quota_set": "quota set for {kind} {label}",
-        "quota_cleared": "quota removed for {kind} {label}",
-        "policy_created": "created policy for '{pattern}' (id {id})",
-        "policy_changed": "updated policy for '{pattern}'",
-        "policy_removed": "deleted policy for '{pattern}'",
-        "one_subject": "name exactly one of --role, --user, --key, --course",
-        "bad_number": "{option}: expected a whole number or 'none', got '{value}'",
-        "nothing_to_set": "nothing to change; give at least one option",
-        "confirm_rm": "Delete user '{subject}' with all their keys and memberships?",
-        "database": "cannot use the database {url}: {detail}",
-        "config": "invalid configuration: {detail}",
-        "empty": "(none)",
-    },
-    "de": {
-        "user_added": "Benutzer '{subject}' angelegt (ID {id}, Rolle {role})",
-        "user_changed": "Benutzer '{subject}' geändert",
-        "user_disabled": "Benutzer '{subject}' gesperrt; Schlüssel und Sitzungen gelten ab sofort nicht mehr",
-        "user_enabled": "Benutzer '{subject}' entsperrt",
-        "user_removed": "Benutzer '{subject}' samt Schlüsseln und Mitgliedschaften gelöscht",
-        "password_set": "Passwort für '{subject}' gesetzt",
-        "password_cleared": "Passwort für '{subject}' entfernt",
-        "no_password": "kein Passwort auf der Standardeingabe",
-        "password_prompt": "Passwort",
-        "key_created": "Schlüssel {prefix} (ID {id}) für '{owner}' angelegt",
-        "key_once": "der vollständige Schlüssel wird nur jetzt angezeigt; bitte jetzt sicher speichern",
-        "key_revoked": "Schlüssel {prefix} (ID {id}) widerrufen",
-        "group_added": "Gruppe '{name}' angelegt (ID {id})",
-        "group_removed": "Gruppe '{name}' gelöscht",
-        "course_added": "Kurs '{name}' angelegt (ID {id})",
-        "course_removed": "Kurs '{name}' gelöscht",
-        "joined": "'{user}' ist jetzt Mitglied von '{name}'",
-        "already_member": "'{user}' war bereits Mitglied von '{name}'",
-        "left": "'{user}' ist nicht mehr Mitglied von '{name}'",
-        "quota_set": "Kontingent für {kind} {label} gesetzt",
-        "quota_cleared": "Kontingent für {kind} {label} entfernt",
-        "policy_created": "Richtlinie für '{pattern}' angelegt (ID {id})",
-        "policy_changed": "Richtlinie für '{pattern}' geändert",
-        "policy_removed": "Richtlinie für '{pattern}' gelöscht",
-        "one_subject": "genau eine der Optionen --role, --user, --key, --course angeben",
-        "bad_number": "{option}: ganze Zahl oder 'none' erwartet, nicht '{value}'",
-        "nothing_to_set": "nichts zu ändern; bitte mindestens eine Option angeben",
-        "confirm_rm": "Benutzer '{subject}' samt allen Schlüsseln und Mitgliedschaften löschen?",
-        "database": "Datenbank {url} nicht nutzbar: {detail}",
-        "config": "ungültige Konfiguration: {detail}",
-        "empty": "(keine)",
-    },
-}
-
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def m(key: str, **values: object) -> str:
-    """An admin CLI message in the user's language."""
-    return (MESSAGES[language()].get(key) or MESSAGES["en"][key]).format(**values)
 
 
 class CommandError(Exception):
@@ -124,14 +50,14 @@ def handle(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AdminError as exc:
-            message = exc.localized(language())
+            message = exc.localized(env_locale())
         except CommandError as exc:
             message = exc.message
         except ValidationError as exc:
             first = exc.errors()[0]
-            message = m("config", detail=f"{'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg')}")
+            message = t("config", detail=f"{'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg')}")
         except SQLAlchemyError as exc:
-            message = m("database", url=_shown_url(), detail=str(getattr(exc, "orig", None) or exc).splitlines()[0])
+            message = t("database", url=_shown_url(), detail=str(getattr(exc, "orig", None) or exc).splitlines()[0])
         except KeyboardInterrupt:
             typer.echo("", err=True)
             raise typer.Exit(130) from None
@@ -205,17 +131,17 @@ def _number(option: str, value: str | None) -> tuple[bool, int | None]:
         return True, None
     if text.isascii() and text.isdigit() and len(text) <= 12:
         return True, int(text)
-    raise CommandError(m("bad_number", option=option, value=value[:40]))
+    raise CommandError(t("bad_number", option=option, value=value[:40]))
 
 
 def _password_from(stdin: bool, prompt: bool) -> str | None:
     if stdin:
         line = sys.stdin.readline().rstrip("\r\n")
         if not line:
-            raise CommandError(m("no_password"))
+            raise CommandError(t("no_password"))
         return line
     if prompt:
-        return typer.prompt(m("password_prompt"), hide_input=True, confirmation_prompt=True)
+        return typer.prompt(t("password_prompt"), hide_input=True, confirmation_prompt=True)
     return None
 
 
@@ -266,26 +192,21 @@ def users_add(subject: str = typer.Argument(..., help="User name or SSO subject.
         user = ops.create_user(s, load_key(settings.home), subject, display_name=name, email=email, role=role,
                                locale=locale, password=secret)
         view = ops.user_view(user)
-    emit(view, as_json, message=m("user_added", subject=view["subject"], id=view["id"], role=view["role"]))
+    emit(view, as_json, message=t("user_added", subject=view["subject"], id=view["id"], role=view["role"]))
 
 
 @users_app.command("show")
 @handle
 def users_show(user: str = typer.Argument(..., help="Subject or id."), as_json: bool = JSON_OPTION) -> None:
     """Show a user with groups, courses and keys."""
-    from sqlalchemy import select
-
     from flexi.access import admin_ops as ops
-    from flexi.db.models import Course, CourseMember, Group, GroupMember
+    from flexi.access.admin_ops.memberships import memberships_of
 
     with database() as s:
         row = ops.find_user(s, user)
         view = ops.user_view(row)
-        view["groups"] = list(s.scalars(select(Group.name).join(GroupMember, GroupMember.group_id == Group.id)
-                                        .where(GroupMember.user_id == row.id).order_by(Group.name)))
-        view["courses"] = [{"name": n, "role": r} for n, r in s.execute(
-            select(Course.name, CourseMember.role).join(CourseMember, CourseMember.course_id == Course.id)
-            .where(CourseMember.user_id == row.id).order_by(Course.name))]
+        view["groups"] = [name for name, _ in memberships_of(ops.GROUPS, s, row.id)]
+        view["courses"] = [{"name": n, "role": r} for n, r in memberships_of(ops.COURSES, s, row.id)]
         view["keys"] = [ops.key_view(k) for k in ops.list_api_keys(s, owner_id=row.id, limit=ops.MAX_LIMIT)]
         view["quota"] = ops.quota_usage(s, "user", row.id, _role_defaults())
     if as_json:
@@ -315,7 +236,7 @@ def users_set(user: str = typer.Argument(..., help="Subject or id."),
     changes = {k: v for k, v in {"role": role, "display_name": name, "email": email, "locale": locale}.items()
                if v is not None}
     if not changes:
-        raise CommandError(m("nothing_to_set"))
+        raise CommandError(t("nothing_to_set"))
     _update(user, changes, force, as_json, "user_changed")
 
 
@@ -325,7 +246,7 @@ def _update(user: str, changes: dict[str, Any], force: bool, as_json: bool, mess
     with database() as s:
         row = ops.find_user(s, user)
         view = ops.user_view(ops.update_user(s, row.id, changes, force=force).user)
-    emit(view, as_json, message=m(message, subject=view["subject"]))
+    emit(view, as_json, message=t(message, subject=view["subject"]))
 
 
 @users_app.command("disable")
@@ -356,7 +277,7 @@ def users_passwd(user: str = typer.Argument(..., help="Subject or id."),
     secret = None if clear else _password_from(stdin, not stdin)
     with database() as s:
         view = ops.user_view(ops.set_password(s, ops.find_user(s, user).id, secret))
-    emit(view, as_json, message=m("password_cleared" if clear else "password_set", subject=view["subject"]))
+    emit(view, as_json, message=t("password_cleared" if clear else "password_set", subject=view["subject"]))
 
 
 @users_app.command("rm")
@@ -370,10 +291,10 @@ def users_rm(user: str = typer.Argument(..., help="Subject or id."),
 
     with database() as s:
         row = ops.find_user(s, user)
-        if not yes and not typer.confirm(m("confirm_rm", subject=row.subject)):
+        if not yes and not typer.confirm(t("confirm_rm", subject=row.subject)):
             raise typer.Exit(1)
         view = ops.user_view(ops.delete_user(s, row.id, force=force))
-    emit(view, as_json, message=m("user_removed", subject=view["subject"]))
+    emit(view, as_json, message=t("user_removed", subject=view["subject"]))
 
 
 # --- keys -------------------------------------------------------------------------------------------------
@@ -419,10 +340,10 @@ def keys_create(user: str = typer.Argument(..., help="Owner (subject or id)."),
                                           expires=expires, course_id=course_id)
         view = {**ops.key_view(row), "owner": owner.subject}
     if as_json:
-        emit({**view, "key": created.key, "warning": m("key_once")}, True)
+        emit({**view, "key": created.key, "warning": t("key_once")}, True)
         return
-    typer.echo(m("key_created", prefix=view["prefix"], id=view["id"], owner=view["owner"]), err=True)
-    typer.echo(t("warning", message=m("key_once")), err=True)
+    typer.echo(t("key_created", prefix=view["prefix"], id=view["id"], owner=view["owner"]), err=True)
+    typer.echo(t("warning", message=t("key_once")), err=True)
     typer.echo(created.key)
 
 
@@ -437,173 +358,113 @@ def keys_revoke(keys: list[str] = typer.Argument(..., help="Key ids or prefixes 
     with database() as s:
         for ref in keys:
             views.append(ops.key_view(ops.revoke_api_key(s, ops.find_api_key(s, ref).id)))
-    emit(views, as_json, message="\n".join(m("key_revoked", prefix=v["prefix"], id=v["id"]) for v in views))
+    emit(views, as_json, message="\n".join(t("key_revoked", prefix=v["prefix"], id=v["id"]) for v in views))
 
 
-# --- groups and courses ------------------------------------------------------------------------------------
-groups_app = typer.Typer(help="Manage groups (policies can name them).", no_args_is_help=True)
-courses_app = typer.Typer(help="Manage courses (members, course keys and quotas).", no_args_is_help=True)
+# --- groups and courses: one set of commands per `Membership` spec ------------------------------------------
+def _membership_app(kind: str, plural: str, help_text: str, deleted_note: str, role_help: str | None = None) -> typer.Typer:
+    """`flexi groups|courses list|add|rm|members|join|leave` for the spec `ops.KINDS[kind]`; `role_help`
+    for kinds whose members have a role (courses: `join --role`). The spec is looked up when a command
+    runs, so that `flexi` starts without importing the database layer."""
+    app = typer.Typer(help=help_text, no_args_is_help=True)
+    roles = role_help is not None
+    name_arg = typer.Argument(..., help=f"{kind.capitalize()} name or id.")
+    users_arg = typer.Argument(..., help="Users (subject or id).")
+
+    def spec() -> Any:
+        from flexi.access.admin_ops import KINDS
+
+        return KINDS[kind]
+
+    @app.command("list", help=f"List {plural}.")
+    @handle
+    def list_all(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import MAX_LIMIT, memberships as ms
+
+        with database() as s:
+            views = [ms.view(row, n) for row, n in ms.list_all(spec(), s, search=search, limit=MAX_LIMIT)]
+        emit(views, as_json, ["ID", "NAME", "TITLE", "MEMBERS"], [[v["id"], v["name"], v["title"], v["members"]] for v in views])
+
+    @app.command("add", help=f"Add a {kind}.")
+    @handle
+    def add(name: str = typer.Argument(...), title: str | None = typer.Option(None, "--title"),
+            as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import memberships as ms
+
+        with database() as s:
+            view = ms.view(ms.create(spec(), s, name, title), 0)
+        emit(view, as_json, message=t(f"{kind}_added", name=view["name"], id=view["id"]))
+
+    @app.command("rm", help=f"Delete a {kind} ({deleted_note}).")
+    @handle
+    def rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import memberships as ms
+
+        with database() as s:
+            view = ms.view(ms.remove(spec(), s, ms.find(spec(), s, name).id))
+        emit(view, as_json, message=t(f"{kind}_removed", name=view["name"]))
+
+    @app.command("members", help=f"List a {kind}'s members{f' with their {kind} roles' if roles else ''}.")
+    @handle
+    def members(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import memberships as ms
+
+        with database() as s:
+            views = [ms.member_view(spec(), u, r) for u, r in ms.members(spec(), s, ms.find(spec(), s, name).id)]
+        if roles:
+            emit(views, as_json, ["ID", "SUBJECT", "NAME", f"{kind.upper()} ROLE"],
+                 [[v["id"], v["subject"], v["display_name"], v[f"{kind}_role"]] for v in views])
+        else:
+            emit(views, as_json, USER_HEADERS, [_user_row(v) for v in views])
+
+    def join(name: str, users: list[str], role: str | None, as_json: bool) -> None:
+        from flexi.access.admin_ops import find_user, memberships as ms
+
+        results = []
+        with database() as s:
+            row = ms.find(spec(), s, name)
+            for ref in users:
+                user = find_user(s, ref)
+                added = ms.put_member(spec(), s, row.id, user.id, role)
+                results.append({kind: row.name, "user": user.subject, **({"role": role} if roles else {}), "added": added})
+        # joining a course again (re)sets the member's course role, so it is reported as joined
+        emit(results, as_json, message="\n".join(t("joined" if r["added"] or roles else "already_member",
+                                                    user=r["user"], name=r[kind]) for r in results))
+
+    join_help = f"Add users to a {kind}{f' (or change their {kind} role)' if roles else ''}."
+    if roles:
+        @app.command("join", help=join_help)
+        @handle
+        def join_with_role(name: str = name_arg, users: list[str] = users_arg,
+                           role: str = typer.Option("student", "--role", help=role_help),
+                           as_json: bool = JSON_OPTION) -> None:
+            join(name, users, role, as_json)
+    else:
+        @app.command("join", help=join_help)
+        @handle
+        def join_plain(name: str = name_arg, users: list[str] = users_arg, as_json: bool = JSON_OPTION) -> None:
+            join(name, users, None, as_json)
+
+    @app.command("leave", help=f"Remove users from a {kind}.")
+    @handle
+    def leave(name: str = name_arg, users: list[str] = users_arg, as_json: bool = JSON_OPTION) -> None:
+        from flexi.access.admin_ops import find_user, memberships as ms
+
+        results = []
+        with database() as s:
+            row = ms.find(spec(), s, name)
+            for ref in users:
+                user = find_user(s, ref)
+                ms.remove_member(spec(), s, row.id, user.id)
+                results.append({kind: row.name, "user": user.subject})
+        emit(results, as_json, message="\n".join(t("left", user=r["user"], name=r[kind]) for r in results))
+
+    return app
 
 
-@groups_app.command("list")
-@handle
-def groups_list(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
-    """List groups."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        views = [ops.group_view(g, n) for g, n in ops.list_groups(s, search=search, limit=ops.MAX_LIMIT)]
-    emit(views, as_json, ["ID", "NAME", "TITLE", "MEMBERS"], [[v["id"], v["name"], v["title"], v["members"]] for v in views])
-
-
-@groups_app.command("add")
-@handle
-def groups_add(name: str = typer.Argument(...), title: str | None = typer.Option(None, "--title"),
-               as_json: bool = JSON_OPTION) -> None:
-    """Add a group."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        view = ops.group_view(ops.create_group(s, name, title), 0)
-    emit(view, as_json, message=m("group_added", name=view["name"], id=view["id"]))
-
-
-@groups_app.command("rm")
-@handle
-def groups_rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
-    """Delete a group (its members stay users)."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        view = ops.group_view(ops.delete_group(s, ops.find_group(s, name).id))
-    emit(view, as_json, message=m("group_removed", name=view["name"]))
-
-
-@groups_app.command("members")
-@handle
-def groups_members(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
-    """List a group's members."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        views = [ops.user_view(u) for u in ops.group_members(s, ops.find_group(s, name).id)]
-    emit(views, as_json, USER_HEADERS, [_user_row(v) for v in views])
-
-
-@groups_app.command("join")
-@handle
-def groups_join(name: str = typer.Argument(..., help="Group name or id."),
-                users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
-    """Add users to a group."""
-    from flexi.access import admin_ops as ops
-
-    results = []
-    with database() as s:
-        group = ops.find_group(s, name)
-        for ref in users:
-            user = ops.find_user(s, ref)
-            results.append({"group": group.name, "user": user.subject, "added": ops.add_group_member(s, group.id, user.id)})
-    emit(results, as_json, message="\n".join(m("joined" if r["added"] else "already_member", user=r["user"], name=r["group"])
-                                             for r in results))
-
-
-@groups_app.command("leave")
-@handle
-def groups_leave(name: str = typer.Argument(..., help="Group name or id."),
-                 users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
-    """Remove users from a group."""
-    from flexi.access import admin_ops as ops
-
-    results = []
-    with database() as s:
-        group = ops.find_group(s, name)
-        for ref in users:
-            user = ops.find_user(s, ref)
-            ops.remove_group_member(s, group.id, user.id)
-            results.append({"group": group.name, "user": user.subject})
-    emit(results, as_json, message="\n".join(m("left", user=r["user"], name=r["group"]) for r in results))
-
-
-@courses_app.command("list")
-@handle
-def courses_list(search: str | None = typer.Option(None, "--search", "-s"), as_json: bool = JSON_OPTION) -> None:
-    """List courses."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        views = [ops.course_view(c, n) for c, n in ops.list_courses(s, search=search, limit=ops.MAX_LIMIT)]
-    emit(views, as_json, ["ID", "NAME", "TITLE", "MEMBERS"], [[v["id"], v["name"], v["title"], v["members"]] for v in views])
-
-
-@courses_app.command("add")
-@handle
-def courses_add(name: str = typer.Argument(...), title: str | None = typer.Option(None, "--title"),
-                as_json: bool = JSON_OPTION) -> None:
-    """Add a course."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        view = ops.course_view(ops.create_course(s, name, title), 0)
-    emit(view, as_json, message=m("course_added", name=view["name"], id=view["id"]))
-
-
-@courses_app.command("rm")
-@handle
-def courses_rm(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
-    """Delete a course (its keys stay, no longer billed to it)."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        view = ops.course_view(ops.delete_course(s, ops.find_course(s, name).id))
-    emit(view, as_json, message=m("course_removed", name=view["name"]))
-
-
-@courses_app.command("members")
-@handle
-def courses_members(name: str = typer.Argument(..., help="Name or id."), as_json: bool = JSON_OPTION) -> None:
-    """List a course's members with their course roles."""
-    from flexi.access import admin_ops as ops
-
-    with database() as s:
-        views = [{**ops.user_view(u), "course_role": r} for u, r in ops.course_members(s, ops.find_course(s, name).id)]
-    emit(views, as_json, ["ID", "SUBJECT", "NAME", "COURSE ROLE"],
-         [[v["id"], v["subject"], v["display_name"], v["course_role"]] for v in views])
-
-
-@courses_app.command("join")
-@handle
-def courses_join(name: str = typer.Argument(..., help="Course name or id."),
-                 users: list[str] = typer.Argument(..., help="Users (subject or id)."),
-                 role: str = typer.Option("student", "--role", help="teacher, tutor or student."),
-                 as_json: bool = JSON_OPTION) -> None:
-    """Add users to a course (or change their course role)."""
-    from flexi.access import admin_ops as ops
-
-    results = []
-    with database() as s:
-        course = ops.find_course(s, name)
-        for ref in users:
-            user = ops.find_user(s, ref)
-            added = ops.set_course_member(s, course.id, user.id, role)
-            results.append({"course": course.name, "user": user.subject, "role": role, "added": added})
-    emit(results, as_json, message="\n".join(m("joined", user=r["user"], name=r["course"]) for r in results))
-
-
-@courses_app.command("leave")
-@handle
-def courses_leave(name: str = typer.Argument(..., help="Course name or id."),
-                  users: list[str] = typer.Argument(..., help="Users (subject or id)."), as_json: bool = JSON_OPTION) -> None:
-    """Remove users from a course."""
-    from flexi.access import admin_ops as ops
-
-    results = []
-    with database() as s:
-        course = ops.find_course(s, name)
-        for ref in users:
-            user = ops.find_user(s, ref)
-            ops.remove_course_member(s, course.id, user.id)
-            results.append({"course": course.name, "user": user.subject})
-    emit(results, as_json, message="\n".join(m("left", user=r["user"], name=r["course"]) for r in results))
+groups_app = _membership_app("group", "groups", "Manage groups (policies can name them).", "its members stay users")
+courses_app = _membership_app("course", "courses", "Manage courses (members, course keys and quotas).",
+                              "its keys stay, no longer billed to it", role_help="teacher, tutor or student.")
 
 
 # --- quotas -----------------------------------------------------------------------------------------------------
@@ -622,7 +483,7 @@ def _subject(session: Any, role: str | None, user: str | None, key: str | None, 
 
     given = [(k, v) for k, v in (("role", role), ("user", user), ("key", key), ("course", course)) if v is not None]
     if len(given) != 1:
-        raise CommandError(m("one_subject"))
+        raise CommandError(t("one_subject"))
     kind, ref = given[0]
     if kind == "user":
         return kind, ops.find_user(session, ref).id
@@ -678,11 +539,11 @@ def quotas_set(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: st
         if given:
             values[name] = value
     if not values:
-        raise CommandError(m("nothing_to_set"))
+        raise CommandError(t("nothing_to_set"))
     with database() as s:
         kind, subject = _subject(s, role, user, key, course)
         view = ops.set_quota(s, kind, subject, values, _role_defaults())
-    emit(view, as_json, message=m("quota_set", kind=view["kind"], label=view["label"]))
+    emit(view, as_json, message=t("quota_set", kind=view["kind"], label=view["label"]))
 
 
 @quotas_app.command("clear")
@@ -696,7 +557,7 @@ def quotas_clear(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: 
         kind, subject = _subject(s, role, user, key, course)
         ops.clear_quota(s, kind, subject)
     emit({"kind": kind, "subject": subject}, as_json,
-         message=m("quota_cleared", kind=kind, label=role or user or key or course))
+         message=t("quota_cleared", kind=kind, label=role or user or key or course))
 
 
 @quotas_app.command("show")
@@ -771,7 +632,7 @@ def policies_set(pattern: str = typer.Argument(..., help="Model name or glob, e.
     with database() as s:
         row, created = ops.set_policy(s, pattern, changes)
         view = ops.policy_view(row)
-    emit(view, as_json, message=m("policy_created" if created else "policy_changed", pattern=view["pattern"], id=view["id"]))
+    emit(view, as_json, message=t("policy_created" if created else "policy_changed", pattern=view["pattern"], id=view["id"]))
 
 
 @policies_app.command("rm")
@@ -782,7 +643,7 @@ def policies_rm(pattern: str = typer.Argument(..., help="Pattern or id."), as_js
 
     with database() as s:
         view = ops.policy_view(ops.delete_policy(s, ops.find_policy(s, pattern).id))
-    emit(view, as_json, message=m("policy_removed", pattern=view["pattern"]))
+    emit(view, as_json, message=t("policy_removed", pattern=view["pattern"]))
 
 
 SUB_APPS: list[tuple[typer.Typer, str]] = [

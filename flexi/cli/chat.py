@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 from flexi.cli.client import CLIError, Client
 from flexi.cli.format import WordWrapper, stats_lines
-from flexi.cli.messages import t
+from flexi.i18n import t
 from flexi.cli.modelfile import convert_parameter
 from flexi.cli.pull import ensure_model
 from flexi.cli.show import FIELDS, render_show

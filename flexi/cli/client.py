@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from flexi import __version__
-from flexi.cli.messages import t
+from flexi.i18n import t
 from flexi.config import split_host
 
 DEFAULT_HOST = "127.0.0.1:11434"

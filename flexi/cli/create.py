@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flexi.cli.client import CLIError, Client
-from flexi.cli.messages import t
+from flexi.i18n import t
 from flexi.cli.modelfile import Modelfile, ModelfileError, parse_modelfile
 from flexi.cli.ui import ByteProgress, PullDisplay, console
 

@@ -21,7 +21,7 @@ from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
 from flexi.cli.create import create as create_model
 from flexi.cli.format import human_bytes, human_time, processor_text, short_digest, until_text
-from flexi.cli.messages import t
+from flexi.i18n import t
 from flexi.cli.pull import ensure_model, pull_model
 from flexi.cli.show import FIELDS, render_show
 from flexi.cli.ui import print_table

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flexi.cli.messages import t
+from flexi.i18n import t
 
 INSTRUCTIONS = {"FROM", "TEMPLATE", "SYSTEM", "PARAMETER", "LICENSE", "ADAPTER", "MESSAGE", "REQUIRES"}
 

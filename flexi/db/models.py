@@ -40,10 +40,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from flexi.i18n import LOCALES  # the languages of users' messages; a new one needs a migration too
+
 ROLES = ("admin", "teacher", "student", "researcher", "service")
 COURSE_ROLES = ("teacher", "tutor", "student")
 QUOTA_SUBJECTS = ("user", "key", "course")
-LOCALES = ("de", "en")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from flexi.access.caller import Caller, fairness_identity, priority_header_value
 from flexi.access.credentials import CredentialError, extract
-from flexi.access.messages import request_locale
+from flexi.i18n import request_locale
 from flexi.access.principal import Principal
 from flexi.engine.types import EngineError
 from flexi.http.forwarded import client_address_of

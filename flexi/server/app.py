@@ -18,7 +18,7 @@ from flexi.api import ollama, openai
 from flexi.campus import admin, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations
 from flexi.api.completion import ClientDisconnected
-from flexi.http.errors import describe_validation_error, ollama_error, openai_error
+from flexi.http.errors import ollama_error, openai_error
 from flexi.config import Settings
 from flexi.prompt.render_budget import set_render_timeout
 from flexi.engine.types import BadRequest, EngineError

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from flexi import __version__
-from flexi.access import messages
+from flexi.http.locale import locale_of
 from flexi.access.usage_queries import usage_summary
 from flexi.campus.admin_common import transaction
 from flexi.http.app_state import access_of, generation_of, state_of
@@ -132,7 +132,7 @@ def usage_chart(request: Request, by: Literal["day", "model", "course"] = "day",
                 lang: Literal["de", "en"] | None = None) -> Response:
     if not 1 <= days <= 366:
         raise BadRequest("days must be between 1 and 366", param="days")
-    locale = lang or messages.locale_of(request, default=access_of(request).settings.default_locale)
+    locale = lang or locale_of(request, default=access_of(request).settings.default_locale)
     since = utcnow() - timedelta(days=days)
     with transaction(request) as s:
         rows = usage_summary(s, by, since=since, limit=60 if by == "day" else 20)

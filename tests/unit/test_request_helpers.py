@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from flexi.access.messages import locale_of
 from flexi.access.principal import Principal
 from flexi.engine.types import EngineError
+from flexi.http.locale import locale_of
 from flexi.http.caller import CALLER_STATE, build_caller, caller_of
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from flexi.web.charts import bar_chart
 from flexi.http.csrf import csrf_ok, csrf_token
@@ -14,6 +13,7 @@ JS = {p.name: p.read_text(encoding="utf-8") for p in STATIC_DIR.glob("*.js")}
 DYNAMIC = {  # keys built at run time: t(`quota_${limit}`), t(`role_${r}`), …
     "quota_": ["quota_tokens_per_day", "quota_tokens_per_week"],
     "role_": [f"role_{r}" for r in ("student", "teacher", "researcher", "service", "admin")],
+    "course_role_": [f"course_role_{r}" for r in ("student", "tutor", "teacher")],
     "quota_kind_": [f"quota_kind_{k}" for k in ("user", "key", "course", "role")],
     "limit_": ["limit_requests_per_minute", "limit_tokens_per_day", "limit_tokens_per_week"],
     "chart_": ["chart_requests_day", "chart_tokens_day", "chart_tokens_model", "chart_tokens_course"],

@@ -1,22 +1,30 @@
-// Administration: users and roles, API keys, quotas, models (pull with progress,
+// Administration: users and roles, groups and courses with their members (admin_members.js),
+// API keys, quotas, model policies (admin_policies.js), models (pull with progress,
 // load/unload, memory) and the usage dashboard (charts rendered by the server as SVG).
 import { api, streamNdjson } from "./api.js";
-import { h, clear, field } from "./dom.js";
+import { h, clear, field, decodePart } from "./dom.js";
 import { t, fmtNumber, fmtBytes, fmtDateTime, locale } from "./i18n.js";
+import { table } from "./admin_parts.js";
+import { memberSetTab } from "./admin_members.js";
+import { policiesTab } from "./admin_policies.js";
 
 const ROLES = ["student", "teacher", "researcher", "service", "admin"];
-const TABS = [["users", "admin_users"], ["keys", "admin_keys"], ["quotas", "admin_quotas"], ["models", "admin_models"], ["usage", "admin_usage"]];
+const TABS = [["users", "admin_users"], ["groups", "admin_groups"], ["courses", "admin_courses"], ["keys", "admin_keys"],
+  ["quotas", "admin_quotas"], ["policies", "admin_policies"], ["models", "admin_models"], ["usage", "admin_usage"]];
 
 export async function adminView(outlet, path) {
-  const tab = (path.split("/")[2] || "users");
+  const parts = path.split("/"); // #/admin/<tab>[/<id>]
+  const tab = parts[2] || "users";
+  const id = parts[3] ? decodePart(parts[3]) : null;
   const main = h("main", { id: "main", class: "page" });
-  const tabs = h("nav", { class: "toolbar", "aria-label": t("admin_sections") }, TABS.map(([id, key]) =>
-    h("a", { href: `#/admin/${id}`, "aria-current": id === tab ? "page" : null, class: id === tab ? "button" : "button secondary" }, t(key))));
+  const tabs = h("nav", { class: "toolbar", "aria-label": t("admin_sections") }, TABS.map(([name, key]) =>
+    h("a", { href: `#/admin/${name}`, "aria-current": name === tab ? "page" : null, class: name === tab ? "button" : "button secondary" }, t(key))));
   const body = h("div");
   clear(outlet, main);
   main.append(h("h1", {}, t("nav_admin")), tabs, body);
-  const view = { users, keys, quotas, models, usage }[tab] || users;
-  await view(body);
+  const view = { users, groups: memberSetTab("groups"), courses: memberSetTab("courses"), keys, quotas,
+    policies: policiesTab, models, usage }[tab] || users;
+  await view(body, id);
 }
 
 async function users(body) {
@@ -144,11 +152,4 @@ async function usage(body) {
     h("td", {}, fmtNumber(r.prompt_tokens)), h("td", {}, fmtNumber(r.completion_tokens))));
   clear(body, h("p", {}, t("usage_intro", { days })), h("div", { class: "charts" }, charts),
     h("h2", {}, t("usage_per_model")), table([t("model"), t("requests"), t("prompt_tokens"), t("completion_tokens")], rows, t("usage_per_model")));
-}
-
-function table(headers, rows, caption) {
-  if (!rows.length) return h("p", { class: "hint" }, t("nothing_yet"));
-  return h("table", {}, h("caption", { class: "visually-hidden" }, caption),
-    h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x || h("span", { class: "visually-hidden" }, t("actions")))))),
-    h("tbody", {}, rows));
 }

@@ -1,19 +1,9 @@
-"""User-facing access messages in German and English.
-
-The language is the request's (`Accept-Language`), else the user's stored
-preference, else FLEXI_DEFAULT_LOCALE.
-"""
+"""Server messages of the access layer and the campus routes (the error texts of 401/403/404/409/429
+answers), in German and English. The locale is chosen per request (`flexi.http.locale.locale_of`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from starlette.requests import HTTPConnection
-
-    from flexi.access.principal import Principal
-
-MESSAGES: dict[str, dict[str, str]] = {
+ENTRIES: dict[str, dict[str, str]] = {
     "unauthorized": {
         "en": "authentication required: send an API key (Authorization: Bearer …) or sign in",
         "de": "Anmeldung erforderlich: bitte einen API-Schlüssel senden (Authorization: Bearer …) oder anmelden",
@@ -63,13 +53,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "assistant_edit": {
         "en": "only the course's teachers and administrators may create, change or delete its assistants",
-        "de": "nur die Lehrenden des Kurses und Administratorinnen und Administratoren dürfen seine Assistenten "
-              "anlegen, ändern oder löschen",
+        "de": "nur die Lehrenden des Kurses und Administratorinnen und Administratoren dürfen seine Assistenten anlegen, ändern oder löschen",
     },
     "assistant_usage": {
         "en": "only the assistant's owner, the course's teachers and administrators may see its usage",
-        "de": "nur die Person, die den Assistenten angelegt hat, die Lehrenden des Kurses und Administratorinnen "
-              "und Administratoren dürfen seine Nutzung sehen",
+        "de": "nur die Person, die den Assistenten angelegt hat, die Lehrenden des Kurses und Administratorinnen und Administratoren dürfen seine Nutzung sehen",
     },
     "assistant_missing": {
         "en": "no such assistant, or it is not shared with you: {slug}",
@@ -79,14 +67,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "this assistant is switched off by its course's teachers",
         "de": "dieser Assistent wurde von den Lehrenden des Kurses abgeschaltet",
     },
-    "assistant_course": {
-        "en": "unknown course: {course}",
-        "de": "unbekannter Kurs: {course}",
-    },
-    "conversation_missing": {
-        "en": "no such conversation: {id}",
-        "de": "dieses Gespräch gibt es nicht: {id}",
-    },
+    "assistant_course": {"en": "unknown course: {course}", "de": "unbekannter Kurs: {course}"},
+    "conversation_missing": {"en": "no such conversation: {id}", "de": "dieses Gespräch gibt es nicht: {id}"},
     "conversations_full": {
         "en": "you have {limit} saved conversations, the most allowed; delete some first",
         "de": "Sie haben {limit} gespeicherte Gespräche, mehr sind nicht möglich; bitte zuerst einige löschen",
@@ -95,48 +77,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "server-side chat history is off (FLEXI_CHAT_HISTORY=browser): conversations are kept in the browser",
         "de": "der Chatverlauf wird nicht auf dem Server gespeichert (FLEXI_CHAT_HISTORY=browser), sondern im Browser",
     },
-}
-
-
-def text(key: str, locale: str, **values: object) -> str:
-    table = MESSAGES[key]
-    return (table.get(locale) or table["en"]).format(**values)
-
-
-def request_locale(accept_language: str | None, fallback: str) -> str:
-    """The first of de/en named in Accept-Language (quality order), else `fallback`."""
-    if not accept_language:
-        return fallback
-    ranked: list[tuple[float, int, str]] = []
-    for i, part in enumerate(accept_language.split(",")[:20]):
-        lang, _, params = part.strip().partition(";")
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                q = 0.0
-        ranked.append((-q, i, lang.strip().lower()[:2]))
-    for _q, _i, lang in sorted(ranked):
-        if lang in ("de", "en"):
-            return lang
-    return fallback
-
-
-def locale_of(request: HTTPConnection, principal: Principal | None = None, default: str = "en") -> str:
-    """The language for a message to this request's caller: Accept-Language (de/en) first, else the
-    principal's stored locale, else `default` (callers without a principal, e.g. sign-in routes, pass
-    FLEXI_DEFAULT_LOCALE). The one home for this rule; routers and the gate all use it."""
-    fallback = principal.locale if principal is not None else default
-    return request_locale(request.headers.get("accept-language"), fallback)
-
-
-# --- self-service API keys (`/me/keys`, flexi.access.admin_ops) ---------------------------
-MESSAGES.update({
-    "key_not_found": {
-        "en": "API key {key_id} not found",
-        "de": "API-Schlüssel {key_id} nicht gefunden",
-    },
+    "key_not_found": {"en": "API key {key_id} not found", "de": "API-Schlüssel {key_id} nicht gefunden"},
     "key_scope_unknown": {
         "en": "unknown scope {scope}; possible scopes: inference, manage, admin",
         "de": "unbekannte Berechtigung {scope}; möglich sind: inference, manage, admin",
@@ -181,13 +122,7 @@ MESSAGES.update({
         "en": "you already have {limit} active API keys; revoke one first",
         "de": "Sie haben bereits {limit} aktive API-Schlüssel; bitte zuerst einen widerrufen",
     },
-    "key_owner_disabled": {
-        "en": "the account is disabled",
-        "de": "das Konto ist gesperrt",
-    },
-})
-
-MESSAGES.update({
+    "key_owner_disabled": {"en": "the account is disabled", "de": "das Konto ist gesperrt"},
     "erase_confirm": {
         "en": "erasing your account deletes your keys, sign-ins and data; repeat the request with ?confirm=true",
         "de": "Das Löschen Ihres Kontos entfernt Ihre Schlüssel, Anmeldungen und Daten; bitte mit ?confirm=true wiederholen",
@@ -201,9 +136,6 @@ MESSAGES.update({
         "de": "nur die aktuellen Nutzungsbedingungen (Version {version}) können akzeptiert werden",
     },
     "user_gone": {"en": "no such user", "de": "unbekannte Person"},
-})
-
-MESSAGES.update({
     "login_failed": {
         "en": "sign-in failed: wrong user name or password",
         "de": "Anmeldung fehlgeschlagen: Benutzername oder Passwort falsch",
@@ -212,13 +144,8 @@ MESSAGES.update({
         "en": "too many failed sign-ins; try again in {retry} s",
         "de": "zu viele fehlgeschlagene Anmeldungen; bitte in {retry} s erneut versuchen",
     },
-})
-
-MESSAGES.update({
     "too_many_requests": {
-        "en": "too many requests at once: you already have {limit} requests running or waiting for {model}; "
-              "wait for one to finish and try again in {retry} s",
-        "de": "zu viele gleichzeitige Anfragen: Sie haben bereits {limit} laufende oder wartende Anfragen an {model}; "
-              "bitte warten, bis eine fertig ist, und in {retry} s erneut versuchen",
+        "en": "too many requests at once: you already have {limit} requests running or waiting for {model}; wait for one to finish and try again in {retry} s",
+        "de": "zu viele gleichzeitige Anfragen: Sie haben bereits {limit} laufende oder wartende Anfragen an {model}; bitte warten, bis eine fertig ist, und in {retry} s erneut versuchen",
     },
-})
+}
