@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, or_, select
 
-from flexi import i18n as messages
+from flexi import i18n
 from flexi.access.authn import Authenticator
 from flexi.access.caller import Caller
 from flexi.access.errors import AccessError, forbidden, quota_exceeded, too_many_requests
@@ -120,7 +120,7 @@ class AccessGate:
 
     def too_many(self, caller: Caller, exc: TooManyRequests, model: str) -> AccessError:
         """The localized 429 for a per-person cap (the scheduler's, or the render pool's)."""
-        text = messages.text("too_many_requests", caller.locale, limit=exc.limit, model=model, retry=exc.retry_after)
+        text = i18n.text("too_many_requests", caller.locale, limit=exc.limit, model=model, retry=exc.retry_after)
         return too_many_requests(text, exc.retry_after, limit="concurrent_requests", value=exc.limit,
                                  scope="user")
 
@@ -172,7 +172,7 @@ class AccessGate:
         try:
             async for ev in events:
                 if handle.revoked:
-                    raise forbidden(messages.text("revoked", caller.locale), code="access_revoked")
+                    raise forbidden(i18n.text("revoked", caller.locale), code="access_revoked")
                 if isinstance(ev, Prefill):
                     prefill = ev.prompt_tokens
                     continue
@@ -287,8 +287,8 @@ class AccessGate:
         lim = refusal.limit
         retry = max(1, math.ceil((refusal.resets_at - utcnow()).total_seconds()))
         reset = refusal.resets_at.strftime("%H:%M UTC" if lim.window != "week" else "%Y-%m-%d %H:%M UTC")
-        text = messages.text(f"quota_{lim.name}", locale, limit=lim.value, retry=retry, reset=reset,
-                             subject=messages.text(f"subject_{lim.subject_kind}", locale))
+        text = i18n.text(f"quota_{lim.name}", locale, limit=lim.value, retry=retry, reset=reset,
+                             subject=i18n.text(f"subject_{lim.subject_kind}", locale))
         return quota_exceeded(text, retry, limit=lim.name, scope=lim.subject_kind,
                               resets_at=refusal.resets_at.isoformat().replace("+00:00", "Z"))
 
@@ -300,7 +300,7 @@ class AccessGate:
         if principal.key_course_id is not None:
             if not privileged and principal.key_course_id not in principal.courses:
                 # the owner left the course: its key no longer spends the course's budget
-                raise forbidden(messages.text("course_unknown", caller.locale, course=principal.key_course_id),
+                raise forbidden(i18n.text("course_unknown", caller.locale, course=principal.key_course_id),
                                 code="course_unknown")
             return principal.key_course_id
         name = caller.course
@@ -308,7 +308,7 @@ class AccessGate:
             return None
         course_id = await self._course_id(name) if len(name) <= 100 else None
         if course_id is None or not (privileged or course_id in principal.courses):
-            raise forbidden(messages.text("course_unknown", caller.locale, course=name[:100]), code="course_unknown")
+            raise forbidden(i18n.text("course_unknown", caller.locale, course=name[:100]), code="course_unknown")
         return course_id
 
     async def _course_id(self, name: str) -> int | None:

@@ -27,7 +27,7 @@ import time
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flexi import i18n as messages
+from flexi import i18n
 from flexi.access.credentials import CredentialError, extract
 from flexi.access.errors import AccessError, forbidden, unauthorized
 from flexi.access.caller import Caller
@@ -121,46 +121,46 @@ class AccessMiddleware:
         if access.settings.auth == "off":
             principal = access.authn.local_principal()
         else:
-            locale = messages.request_locale(locale_hint, access.settings.default_locale)
+            locale = i18n.request_locale(locale_hint, access.settings.default_locale)
             cookie = next((v.decode("latin-1") for k, v in headers if k == b"cookie"), None)
             try:
                 credential = extract(headers, cookie, scope_is_secure(scope, access.settings))
             except CredentialError:
-                raise unauthorized(messages.text("invalid_credentials", locale)) from None
+                raise unauthorized(i18n.text("invalid_credentials", locale)) from None
             if credential is None:
-                raise unauthorized(messages.text("unauthorized", locale))
+                raise unauthorized(i18n.text("unauthorized", locale))
             if access.authn.reads_inline:
                 principal = access.authn.authenticate(credential)
             else:
                 principal = await anyio.to_thread.run_sync(access.authn.authenticate, credential)
             if principal is None:
-                raise unauthorized(messages.text("invalid_credentials", locale))
+                raise unauthorized(i18n.text("invalid_credentials", locale))
             if credential.kind == "session" and scope["method"] not in SAFE_METHODS and not csrf_ok(
                     credential.value, next((v.decode("latin-1") for k, v in headers if k == CSRF_HEADER_BYTES), None)):
-                raise forbidden(messages.text("csrf", locale), code="csrf_failed")
-        self._check(access, principal, kind, messages.request_locale(locale_hint, principal.locale), scope["method"], path)
+                raise forbidden(i18n.text("csrf", locale), code="csrf_failed")
+        self._check(access, principal, kind, i18n.request_locale(locale_hint, principal.locale), scope["method"], path)
         version = access.settings.terms_version
         if principal.session and version and path not in TERMS_EXEMPT and not (
                 access.authn.accepted_terms(principal.user_id, version) if access.authn.reads_inline
                 else await anyio.to_thread.run_sync(access.authn.accepted_terms, principal.user_id, version)):
             url = access.settings.terms_url
-            text = messages.text("terms", messages.request_locale(locale_hint, principal.locale), version=version, url=url)
+            text = i18n.text("terms", i18n.request_locale(locale_hint, principal.locale), version=version, url=url)
             raise forbidden(text, code="terms_not_accepted", terms_url=url, terms_version=version)
         return principal
 
     def _check(self, access, principal: Principal, kind: str, locale: str, method: str = "GET",  # type: ignore[no-untyped-def]
                path: str = "") -> None:
         if kind == "admin" and not principal.is_admin:
-            raise forbidden(messages.text("forbidden_admin", locale))
+            raise forbidden(i18n.text("forbidden_admin", locale))
         if kind == "manage":
             if principal.role != "admin":
-                raise forbidden(messages.text("forbidden_admin", locale))
+                raise forbidden(i18n.text("forbidden_admin", locale))
             if not principal.has_scope("manage"):
-                raise forbidden(messages.text("forbidden_scope", locale, scope="manage"))
+                raise forbidden(i18n.text("forbidden_scope", locale, scope="manage"))
         if kind == "me" and principal.user_id is None:
             raise forbidden("there is no signed-in user: authentication is off (FLEXI_AUTH=off)")
         if kind == "me" and account_action(method, path) and not principal.session and not principal.has_scope("account"):
             # a leaked inference key must not export, erase or re-key its owner's account
-            raise forbidden(messages.text("forbidden_scope", locale, scope="account"))
+            raise forbidden(i18n.text("forbidden_scope", locale, scope="account"))
         if kind == "inference" and not principal.has_scope("inference"):
-            raise forbidden(messages.text("forbidden_scope", locale, scope="inference"))
+            raise forbidden(i18n.text("forbidden_scope", locale, scope="inference"))
