@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flexi.config import Settings
+from flexi.engine.runner.protocol import Done, Embedded, Prefill, Text, embed_message, generate_message, generation_stats
 from flexi.engine.runner_client import RunnerSpec
 from flexi.engine.runner_isolation import data_limit, ensure_private_dir
 from flexi.engine.types import (
@@ -160,9 +161,8 @@ class ModelManager:
     async def generate(self, req: GenerationRequest) -> AsyncIterator[TextChunk | GenerationStats | StatusEvent]:
         """Queue fairly, load if needed, stream from the least-loaded replica; all within the request timeout."""
         record = self.store.get(req.model)
-        payload = req.to_wire()
         limit = self.settings.max_predict
-        payload["max_tokens"] = limit if req.max_tokens < 0 else min(req.max_tokens, limit)
+        message = generate_message(req, max_tokens=limit if req.max_tokens < 0 else min(req.max_tokens, limit))
         deadline = time.monotonic() + self.settings.request_timeout
         t_enter = time.perf_counter_ns()
         queue = self.queue_for(record)
@@ -182,19 +182,15 @@ class ModelManager:
             async with self._use(record, req.keep_alive, req.num_ctx, loading) as (_, replica, load_ns):
                 if load_ns:
                     load_ns = time.perf_counter_ns() - t_load
-                stream = replica.runner.stream("generate", payload, timeout=deadline - time.monotonic())
+                stream = replica.runner.stream(message, timeout=deadline - time.monotonic())
                 try:
                     async for msg in stream:
-                        if msg["ev"] == "prefill":  # a slot took the prompt: from now on it is paid for
-                            req.prompt_tokens_admitted = int(msg["prompt_tokens"])
-                        elif msg["ev"] == "text":
-                            yield TextChunk(text=msg["text"], n_tokens=msg["n"])
-                        elif msg["ev"] == "done":
-                            yield GenerationStats(
-                                finish_reason=msg["finish_reason"], prompt_tokens=msg["prompt_tokens"],
-                                completion_tokens=msg["completion_tokens"], prompt_eval_ns=msg["prompt_eval_ns"],
-                                eval_ns=msg["eval_ns"], cached_tokens=msg.get("cached_tokens", 0),
-                                tokens=msg.get("tokens"), load_ns=max(load_ns, 0), queue_ns=queue_ns)
+                        if type(msg) is Text:
+                            yield TextChunk(text=msg.text, n_tokens=msg.n)
+                        elif isinstance(msg, Prefill):  # a slot took the prompt: from now on it is paid for
+                            req.prompt_tokens_admitted = msg.prompt_tokens
+                        elif isinstance(msg, Done):
+                            yield generation_stats(msg, load_ns=max(load_ns, 0), queue_ns=queue_ns)
                 except TimeoutError:
                     raise RequestTimeout(self.settings.request_timeout) from None
                 finally:
@@ -213,14 +209,14 @@ class ModelManager:
                 pass
             async with self._use(record, req.keep_alive, req.num_ctx) as (_, replica, load_ns):
                 try:
-                    msg = await replica.runner.call("embed", {"inputs": req.inputs, "truncate": req.truncate,
-                                                              "normalize": req.normalize},
-                                                    timeout=deadline - time.monotonic())
+                    msg = await replica.runner.call(embed_message(req), timeout=deadline - time.monotonic())
                 except TimeoutError:
                     raise RequestTimeout(self.settings.request_timeout) from None
         finally:
             queue.leave(ticket)
-        return EmbeddingResult(embeddings=msg["embeddings"], prompt_tokens=msg["prompt_tokens"],
+        if not isinstance(msg, Embedded):
+            raise EngineError(f"the runner answered an embedding request with {type(msg).__name__}", 500, "runner_error")
+        return EmbeddingResult(embeddings=msg.embeddings, prompt_tokens=msg.prompt_tokens,
                                total_ns=time.perf_counter_ns() - t0, load_ns=load_ns)
 
     # --- admission --------------------------------------------------------------------
@@ -346,7 +342,7 @@ class ModelManager:
             await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
             raise failure
         entry = Loaded(record=record, replicas=[Replica(r) for r in runners],
-                       num_ctx=int(runners[0].info.get("n_ctx", num_ctx)), size=size, keep_alive=s.keep_alive_seconds,
+                       num_ctx=runners[0].info.n_ctx if runners[0].info else num_ctx, size=size, keep_alive=s.keep_alive_seconds,
                        expires_at=time.monotonic() + s.keep_alive_seconds)
         self.loaded[record.name] = entry
         return entry
