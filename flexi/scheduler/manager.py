@@ -31,6 +31,7 @@ from flexi.engine.types import (
     GenerationStats,
     RequestTimeout,
     RunnerCrashed,
+    ServerBusy,
     StatusEvent,
     TextChunk,
 )
@@ -86,6 +87,10 @@ class Loaded:
         return datetime.now(timezone.utc).astimezone() + timedelta(seconds=remaining)
 
 
+def _shutting_down() -> ServerBusy:
+    return ServerBusy(retry_after=5, message="the server is shutting down; try again shortly")
+
+
 def _socket_path(run_dir: Path, name: str) -> Path:
     """AF_UNIX paths are limited to 107 bytes: fall back to a short private temp dir for long FLEXI_HOMEs."""
     path = run_dir / name
@@ -107,16 +112,27 @@ class ModelManager:
         self._changed = asyncio.Condition()
         self._placement = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        self._closing = False  # set by shutdown: no new runner may start, waiting requests end
 
     async def start(self) -> None:
         ensure_private_dir(self.settings.run_dir)  # refuse to start on a socket directory others could tamper with
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def shutdown(self) -> None:
+        """Stop every runner. In-flight requests fail (their runner ends); requests still waiting in a queue or
+        for a load end with 503 instead of being admitted to a runner started after shutdown (which nobody
+        would stop) or waiting out the request timeout."""
+        self._closing = True
         if self._reaper:
             self._reaper.cancel()
+        async with self._changed:
+            self._changed.notify_all()  # loads waiting for room look again, and see the flag
         await asyncio.gather(*(self._stop_entry(e) for e in self.loaded.values()), return_exceptions=True)
         self.loaded.clear()
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise _shutting_down()
 
     # --- public API ------------------------------------------------------------------
     def ps(self) -> list[Loaded]:
@@ -225,6 +241,7 @@ class ModelManager:
         timeout = STATUS_AFTER
         last: int | None = None
         while not await ticket.wait(min(timeout, max(0.0, deadline - time.monotonic()))):
+            self._check_open()
             if time.monotonic() >= deadline:
                 raise RequestTimeout(self.settings.request_timeout)
             position = queue.position(ticket)
@@ -232,6 +249,7 @@ class ModelManager:
                 last = position
                 yield StatusEvent("queued", position)
             timeout = 1.0
+        self._check_open()
 
     # --- acquiring a runner -----------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -322,6 +340,7 @@ class ModelManager:
     async def _place(self, record: ModelRecord, num_ctx: int, slots: int, size: int) -> Loaded:
         s = self.settings
         await self._make_room(size)
+        self._check_open()
         spec = RunnerSpec(model_path=record.model_path, num_ctx=num_ctx, num_parallel=slots,
                           num_threads=max(1, s.num_threads // s.num_replicas), repack=s.cpu_repack,  # replicas share the cores
                           max_open_files=s.runner_max_open_files,
@@ -338,6 +357,8 @@ class ModelManager:
             await asyncio.shield(asyncio.gather(*(r.stop() for r in runners), return_exceptions=True))
             raise
         failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is None and self._closing:  # shut down while loading: nobody would stop these
+            failure = _shutting_down()
         if failure is not None:
             await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
             raise failure

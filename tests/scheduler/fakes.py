@@ -82,6 +82,7 @@ class FakeRunner:
             return
         assert isinstance(request, Generate)
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        self.factory.order.append(request.prompt)
         self.in_flight.append(request.prompt)
         try:
             yield Prefill(prompt_tokens=3)
@@ -124,6 +125,7 @@ class FakeRunners:
         self.gates: dict[str, asyncio.Event] = {}
         self.tasks: list[asyncio.Task[list[Any]]] = []  # requests the test started; settled before it ends
         self.start_delay = 0.0  # seconds each start takes (a slow model load)
+        self.order: list[str] = []  # prompts in the order runners began generating them
 
     def __call__(self, spec: RunnerSpec, socket_path: Path) -> Runner:
         runner = FakeRunner(self, spec, socket_path)

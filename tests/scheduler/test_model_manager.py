@@ -14,16 +14,27 @@ import pytest
 from flexi.engine.runner.protocol import Embed, Generate
 from flexi.engine.types import (
     EmbeddingRequest,
+    EngineError,
     GenerationStats,
     RequestTimeout,
     RunnerCrashed,
+    ServerBusy,
     StatusEvent,
     TextChunk,
     TooManyRequests,
 )
 from flexi.scheduler import manager as manager_mod
 from flexi.scheduler.memory import estimate_runner_bytes
-from tests.scheduler.fakes import CHUNKS, FILE_SIZE, INFO, collect as _collect, fake_manager as _manager, req as _req, until as _until
+from tests.scheduler.fakes import (
+    CHUNKS,
+    FILE_SIZE,
+    INFO,
+    FakeRunner,
+    collect as _collect,
+    fake_manager as _manager,
+    req as _req,
+    until as _until,
+)
 
 
 async def test_generate_streams_the_runners_chunks_and_stats(tmp_path: Path) -> None:
@@ -121,3 +132,205 @@ async def test_replicas_serve_the_least_loaded_first(tmp_path: Path) -> None:
         for p in ("r2", "r3"):
             runners.release(p)
         await asyncio.gather(*tasks.values())
+
+
+# --- fair queue --------------------------------------------------------------------------------------
+async def test_waiting_requests_are_served_user_by_user_and_interactive_before_batch(tmp_path: Path) -> None:
+    async with _manager(tmp_path, num_parallel=1) as (manager, runners):
+        runners.hold("a1")
+        first = runners.spawn(manager, _req("a1", user="alice"))
+        await _until(lambda: runners.running("a1") is not None)
+        queue = manager.queues["m:latest"]
+        waiting = []
+        for prompt, user, priority in [("a2", "alice", 0), ("a3", "alice", 0), ("batch", "carol", 1), ("b1", "bob", 0)]:
+            waiting.append(runners.spawn(manager, _req(prompt, user=user, priority=priority)))
+            await _until(lambda n=len(waiting): queue.waiting == n)
+        runners.release("a1")
+        await asyncio.gather(first, *waiting)
+    # alice queued twice before bob came, but bob is served after her first; the batch job goes last
+    assert runners.order == ["a1", "a2", "b1", "a3", "batch"]
+
+
+async def test_waiting_clients_are_told_their_place_and_that_the_model_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_mod, "STATUS_AFTER", 0.01)
+    async with _manager(tmp_path, num_parallel=1) as (manager, runners):
+        runners.start_delay = 0.1
+        runners.hold("first")
+        first = runners.spawn(manager, _req("first", user="a"))
+        second = runners.spawn(manager, _req("second", user="b"))
+        await _until(lambda: runners.running("first") is not None)
+        runners.release("first")
+        items, later = await asyncio.gather(first, second)
+    assert items[0] == StatusEvent("loading") and isinstance(items[-1], GenerationStats)
+    assert StatusEvent("queued", 1) in later and isinstance(later[-1], GenerationStats)
+
+
+# --- memory budget and eviction ---------------------------------------------------------------------
+async def test_eviction_unloads_the_idle_model_that_would_expire_soonest(tmp_path: Path) -> None:
+    one = estimate_runner_bytes(FILE_SIZE, INFO, 2048, 2)
+    async with _manager(tmp_path, "a:latest", "b:latest", "c:latest", max_memory=one * 5 // 2) as (manager, runners):
+        await _collect(manager, _req("x", model="a:latest", keep_alive=600))
+        await _collect(manager, _req("y", model="b:latest", keep_alive=60))
+        await _collect(manager, _req("z", model="c:latest"))
+        assert sorted(manager.loaded) == ["a:latest", "c:latest"]  # b was loaded later but expires first
+        assert [r.stopped for r in runners.made] == [False, True, False]
+
+
+async def test_max_loaded_models_evicts_even_when_memory_would_fit(tmp_path: Path) -> None:
+    async with _manager(tmp_path, "a:latest", "b:latest", max_loaded_models=1) as (manager, runners):
+        await _collect(manager, _req("x", model="a:latest"))
+        await _collect(manager, _req("y", model="b:latest"))
+        assert list(manager.loaded) == ["b:latest"] and runners.made[0].stopped
+
+
+async def test_a_busy_model_is_never_evicted_the_new_load_waits_for_it(tmp_path: Path) -> None:
+    one = estimate_runner_bytes(FILE_SIZE, INFO, 2048, 2)
+    async with _manager(tmp_path, "a:latest", "b:latest", max_memory=one * 3 // 2) as (manager, runners):
+        runners.hold("busy")
+        busy = runners.spawn(manager, _req("busy", model="a:latest"))
+        await _until(lambda: runners.running("busy") is not None)
+        other = runners.spawn(manager, _req("other", model="b:latest"))
+        await asyncio.sleep(0.05)
+        assert len(runners.made) == 1 and not runners.made[0].stopped  # b waits for room; a keeps generating
+        runners.release("busy")
+        assert isinstance((await busy)[-1], GenerationStats)
+        assert isinstance((await other)[-1], GenerationStats)  # as soon as a went idle it was evicted for b
+        assert list(manager.loaded) == ["b:latest"] and runners.made[0].stopped
+
+
+async def test_a_model_larger_than_the_budget_is_refused_without_evicting_anything(tmp_path: Path) -> None:
+    one = estimate_runner_bytes(FILE_SIZE, INFO, 2048, 2)
+    async with _manager(tmp_path, max_memory=one // 2) as (manager, runners):
+        with pytest.raises(EngineError) as caught:
+            await _collect(manager, _req("x"))
+        assert caught.value.code == "insufficient_memory" and "FLEXI_MAX_MEMORY" in caught.value.message
+        assert runners.made == []
+
+
+# --- keep-alive and unload -----------------------------------------------------------------------------
+async def test_keep_alive_zero_unloads_as_soon_as_the_request_ends(tmp_path: Path) -> None:
+    async with _manager(tmp_path) as (manager, runners):
+        await _collect(manager, _req("x", keep_alive=0))
+        assert manager.loaded == {} and runners.made[0].stopped
+
+
+async def test_unload_while_busy_waits_for_the_last_request(tmp_path: Path) -> None:
+    async with _manager(tmp_path) as (manager, runners):
+        runners.hold("x")
+        task = runners.spawn(manager, _req("x"))
+        await _until(lambda: runners.running("x") is not None)
+        assert await manager.unload("m:latest") is True
+        assert not runners.made[0].stopped  # the request in flight finishes first
+        runners.release("x")
+        assert isinstance((await task)[-1], GenerationStats)
+        assert manager.loaded == {} and runners.made[0].stopped
+        assert await manager.unload("m:latest") is False  # nothing loaded any more
+
+
+# --- crashes ----------------------------------------------------------------------------------------------
+async def test_an_idle_runner_that_died_is_reaped_and_restarted_on_the_next_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_mod, "REAP_EVERY", 0.01)
+    async with _manager(tmp_path) as (manager, runners):
+        await _collect(manager, _req("x"))
+        runners.made[0].crash()
+        await _until(lambda: manager.loaded == {})  # the reaper noticed: its memory no longer counts
+        assert manager.ps() == [] and runners.made[0].stopped
+        items = await _collect(manager, _req("y"))
+        assert isinstance(items[-1], GenerationStats) and len(runners.made) == 2 and runners.made[1].alive
+
+
+async def test_a_failing_start_is_reported_and_the_next_request_tries_again(tmp_path: Path) -> None:
+    async with _manager(tmp_path) as (manager, runners):
+        real_start = FakeRunner.start
+
+        async def broken(self: FakeRunner, timeout: float) -> None:
+            raise EngineError("the model could not be loaded: bad magic", 500, "load_failed")
+
+        FakeRunner.start = broken  # type: ignore[method-assign]
+        try:
+            with pytest.raises(EngineError, match="bad magic"):
+                await _collect(manager, _req("x"))
+        finally:
+            FakeRunner.start = real_start  # type: ignore[method-assign]
+        assert manager.loaded == {} and runners.made[0].stopped  # a half-started runner is not left behind
+        assert manager.queues["m:latest"].in_use == 0
+        assert isinstance((await _collect(manager, _req("y")))[-1], GenerationStats)
+
+
+# --- replicas ----------------------------------------------------------------------------------------------
+async def test_a_dead_replica_is_skipped_while_the_other_serves_then_both_restart(tmp_path: Path) -> None:
+    async with _manager(tmp_path, num_parallel=2, num_replicas=2) as (manager, runners):
+        runners.hold("r1", "r2")
+        r1 = runners.spawn(manager, _req("r1", user="a"))
+        await _until(lambda: runners.running("r1") is not None)
+        serving = runners.running("r1")
+        [other] = [r for r in runners.made if r is not serving]
+        other.crash()
+        r2 = runners.spawn(manager, _req("r2", user="b"))
+        await _until(lambda: runners.running("r2") is not None)
+        assert runners.running("r2") is serving and len(runners.made) == 2  # no restart under load
+        runners.release("r1")
+        runners.release("r2")
+        await asyncio.gather(r1, r2)
+        assert manager.loaded == {} and all(r.stopped for r in runners.made)  # idle and partly dead: unloaded
+        await _collect(manager, _req("r3"))
+        assert len(runners.live()) == 2
+
+
+# --- timeouts ----------------------------------------------------------------------------------------------
+async def test_request_timeout_covers_generation_and_waiting(tmp_path: Path) -> None:
+    async with _manager(tmp_path, num_parallel=1, request_timeout=0.1) as (manager, runners):
+        runners.hold("slow", "behind")
+        slow = runners.spawn(manager, _req("slow", user="a"))
+        behind = runners.spawn(manager, _req("behind", user="b"))
+        results = await asyncio.wait_for(asyncio.gather(slow, behind, return_exceptions=True), 2)
+        assert all(isinstance(r, RequestTimeout) and r.status == 504 for r in results), results
+        queue = manager.queues["m:latest"]
+        assert (queue.in_use, queue.waiting) == (0, 0)
+        assert runners.made[0].alive and runners.made[0].in_flight == []  # a timeout does not cost the runner
+        runners.release("slow")
+        assert isinstance((await _collect(manager, _req("slow")))[-1], GenerationStats)
+
+
+# --- embeddings --------------------------------------------------------------------------------------------
+async def test_embeddings_go_through_the_same_queue_and_runner(tmp_path: Path) -> None:
+    async with _manager(tmp_path) as (manager, runners):
+        result = await manager.embed(EmbeddingRequest(model="m:latest", inputs=["a", "b"], normalize=False))
+        assert result.embeddings == [[1.0, 0.0], [1.0, 0.0]] and result.prompt_tokens == 2
+        [sent] = runners.made[0].requests
+        assert sent == Embed(inputs=["a", "b"], truncate=True, normalize=False)
+        assert manager.queues["m:latest"].in_use == 0
+
+
+# --- shutdown ----------------------------------------------------------------------------------------------
+async def test_shutdown_ends_running_and_waiting_requests_and_starts_nothing_new(tmp_path: Path) -> None:
+    async with _manager(tmp_path, num_parallel=1) as (manager, runners):
+        runners.hold("running", "waiting")
+        running = runners.spawn(manager, _req("running", user="a"))
+        await _until(lambda: runners.running("running") is not None)
+        waiting = runners.spawn(manager, _req("waiting", user="b"))
+        await _until(lambda: manager.queues["m:latest"].waiting == 1)
+        await asyncio.wait_for(manager.shutdown(), 2)
+        done, pending = await asyncio.wait({running, waiting}, timeout=2)
+        assert not pending  # before the fix the waiting one was admitted to a fresh runner and hung there
+        with pytest.raises(RunnerCrashed):
+            running.result()
+        with pytest.raises(ServerBusy, match="shutting down"):
+            waiting.result()
+        assert len(runners.made) == 1 and runners.made[0].stopped and manager.loaded == {}
+        with pytest.raises(ServerBusy):
+            await _collect(manager, _req("late"))
+        assert len(runners.made) == 1
+
+
+async def test_shutdown_during_a_load_stops_the_runner_being_started(tmp_path: Path) -> None:
+    async with _manager(tmp_path) as (manager, runners):
+        runners.start_delay = 0.1
+        task = runners.spawn(manager, _req("x"))
+        await _until(lambda: len(runners.made) == 1)
+        await manager.shutdown()
+        with pytest.raises(ServerBusy):
+            await asyncio.wait_for(task, 2)
+        assert runners.made[0].stopped and manager.loaded == {}
