@@ -8,6 +8,7 @@ malformed request answered with a clear error, a killed process failing its in-f
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -92,14 +93,22 @@ async def test_runner_errors_become_engine_errors_with_their_status(runner: Runn
     assert caught.value.status == 400 and "too long" in caught.value.message
 
 
-async def test_a_consumer_leaving_cancels_the_sequence_and_frees_its_slot(runner: RunnerProcess) -> None:
+async def test_a_consumer_leaving_cancels_the_sequence_and_frees_its_slot(
+        runner: RunnerProcess, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "flexi.runner_client")
     stream = runner.stream(_generate("Count: 1, 2, 3,", max_tokens=400), timeout=60)
     async for event in stream:
         if isinstance(event, Text):
             break
     await stream.aclose()  # the client went away: the server sends Cancel
     assert runner.in_flight == 0
-    # both slots serve again at once (a leaked slot would leave one request waiting for 400 tokens)
+    for _ in range(3000):  # the runner confirms with the request's final event (logged, not streamed)
+        if "runner stopped it after" in caplog.text:
+            break
+        await asyncio.sleep(0.01)
+    stopped_after = int(caplog.text.split("runner stopped it after ")[1].split()[0])
+    assert stopped_after < 400
+    # both slots serve again at once
     results = await asyncio.wait_for(asyncio.gather(*(runner.call(Tokenize(text="x")) for _ in range(2)),
                                                     *(_last(runner, _generate(f"Hi {i}")) for i in range(2))), 60)
     assert all(isinstance(r, Done) and r.finish_reason == "length" for r in results[2:])
