@@ -28,7 +28,7 @@ from flexi.engine.runner.protocol import (
     Text,
 )
 from flexi.engine.runner_client import RunnerSpec
-from flexi.engine.types import GenerationRequest, RunnerCrashed
+from flexi.engine.types import EngineError, GenerationRequest, RunnerCrashed
 from flexi.scheduler.manager import ModelManager
 from flexi.scheduler.runners import Runner
 from flexi.store.gguf_meta import GGUFInfo
@@ -57,6 +57,8 @@ class FakeRunner:
     async def start(self, timeout: float) -> None:
         if self.factory.start_delay:
             await asyncio.sleep(self.factory.start_delay)
+        if self.factory.start_error is not None:
+            raise self.factory.start_error
         self.started = True
         self.info = RunnerInfo(pid=0, n_ctx=self.spec.num_ctx, n_parallel=self.spec.num_parallel, n_ctx_train=2048,
                                n_embd=64, n_vocab=100)
@@ -125,6 +127,7 @@ class FakeRunners:
         self.gates: dict[str, asyncio.Event] = {}
         self.tasks: list[asyncio.Task[list[Any]]] = []  # requests the test started; settled before it ends
         self.start_delay = 0.0  # seconds each start takes (a slow model load)
+        self.start_error: EngineError | None = None  # what starts raise (a model that does not load)
         self.order: list[str] = []  # prompts in the order runners began generating them
 
     def __call__(self, spec: RunnerSpec, socket_path: Path) -> Runner:

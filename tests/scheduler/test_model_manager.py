@@ -29,7 +29,6 @@ from tests.scheduler.fakes import (
     CHUNKS,
     FILE_SIZE,
     INFO,
-    FakeRunner,
     collect as _collect,
     fake_manager as _manager,
     req as _req,
@@ -235,25 +234,18 @@ async def test_an_idle_runner_that_died_is_reaped_and_restarted_on_the_next_requ
     async with _manager(tmp_path) as (manager, runners):
         await _collect(manager, _req("x"))
         runners.made[0].crash()
-        await _until(lambda: manager.loaded == {})  # the reaper noticed: its memory no longer counts
-        assert manager.ps() == [] and runners.made[0].stopped
+        await _until(lambda: manager.loaded == {} and runners.made[0].stopped)  # reaped: its memory is back
+        assert manager.ps() == []
         items = await _collect(manager, _req("y"))
         assert isinstance(items[-1], GenerationStats) and len(runners.made) == 2 and runners.made[1].alive
 
 
 async def test_a_failing_start_is_reported_and_the_next_request_tries_again(tmp_path: Path) -> None:
     async with _manager(tmp_path) as (manager, runners):
-        real_start = FakeRunner.start
-
-        async def broken(self: FakeRunner, timeout: float) -> None:
-            raise EngineError("the model could not be loaded: bad magic", 500, "load_failed")
-
-        FakeRunner.start = broken  # type: ignore[method-assign]
-        try:
-            with pytest.raises(EngineError, match="bad magic"):
-                await _collect(manager, _req("x"))
-        finally:
-            FakeRunner.start = real_start  # type: ignore[method-assign]
+        runners.start_error = EngineError("the model could not be loaded: bad magic", 500, "load_failed")
+        with pytest.raises(EngineError, match="bad magic"):
+            await _collect(manager, _req("x"))
+        runners.start_error = None
         assert manager.loaded == {} and runners.made[0].stopped  # a half-started runner is not left behind
         assert manager.queues["m:latest"].in_use == 0
         assert isinstance((await _collect(manager, _req("y")))[-1], GenerationStats)
