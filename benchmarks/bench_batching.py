@@ -50,6 +50,7 @@ from benchmarks.common import (
     wait_for_quiet_cpu,
     write_results,
 )
+from flexi.engine.runner.protocol import Done, Error, Generate, decode_event, encode, generate_message
 from flexi.store.store import ModelStore, default_model_file
 
 MODEL = "smollm2:135m"
@@ -381,14 +382,14 @@ def bench_flexi(prompts: Prompts, levels: list[int], reps: int, gateway_samples:
 
 
 # --- gateway overhead: HTTP /api/generate versus the runner socket --------------------------------------
-def runner_payload(prompts: Prompts, question: str) -> dict[str, Any]:
+def runner_payload(prompts: Prompts, question: str) -> Generate:
     """Exactly what the server sends the runner for a non-raw /api/generate with num_predict 1, temperature 0."""
     from flexi.api import generation as gen
     from flexi.api.options import ModelOptions
 
     req = gen.build_request(prompts.record, prompts.render(question), ModelOptions(num_predict=1, temperature=0),
                             return_tokens=True)
-    return req.to_wire()
+    return generate_message(req)
 
 
 class LeanHttp:
@@ -440,12 +441,12 @@ async def gateway_overhead(url: str, home: Path, prompts: Prompts, samples: int)
     async def direct() -> float:
         req_id = next(ids)
         t0 = time.perf_counter()
-        writer.write(json.dumps({"op": "generate", "id": req_id, **payload}).encode() + b"\n")
+        writer.write(encode(req_id, payload))
         await writer.drain()
         while True:
-            msg = json.loads(await reader.readline())
-            if msg.get("id") == req_id and msg.get("ev") in ("done", "error"):
-                if msg["ev"] == "error":
+            msg_id, msg = decode_event(await reader.readline())
+            if msg_id == req_id and isinstance(msg, (Done, Error)):
+                if isinstance(msg, Error):
                     raise RuntimeError(f"runner error: {msg}")
                 return time.perf_counter() - t0
 

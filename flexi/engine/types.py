@@ -35,9 +35,6 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     seed: int | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass
 class GenerationRequest:
@@ -61,19 +58,6 @@ class GenerationRequest:
     # Filled by the scheduler, read by billing: prompt tokens a runner slot took on (0 = none yet),
     # so a request cancelled or failed before its first token still pays for its prefill.
     prompt_tokens_admitted: int = 0
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "prompt": self.prompt,
-            "prefix_tokens": self.prefix_tokens,
-            "max_tokens": self.max_tokens,
-            "stop": self.stop,
-            "sampling": self.sampling.to_wire(),
-            "grammar": self.grammar,
-            "ignore_eos": self.ignore_eos,
-            "return_tokens": self.return_tokens,
-            "add_bos": self.add_bos,
-        }
 
 
 @dataclass
