@@ -422,8 +422,10 @@ class LeanHttp:
             self.last_headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
             if name.strip().lower() == b"content-length":
                 length = int(value)
+        if not status:
+            raise ConnectionError(f"the server closed the connection instead of answering {path}")
         if length is None:
-            raise RuntimeError(f"no Content-Length in the answer to {path}")
+            raise RuntimeError(f"no Content-Length in the answer to {path}: {status!r} {self.last_headers}")
         payload = await self.reader.readexactly(length)
         if status.split()[1:2] != [b"200"]:
             raise RuntimeError(f"{path}: {status!r} {payload[:200]!r}")
