@@ -417,9 +417,26 @@ def run(args: argparse.Namespace) -> None:
 
 
 # --- profile of the "after" server ---------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
 def profile(args: argparse.Namespace) -> None:
-    """cProfile of the server process (main thread: event loop, routing, access, scheduler hand-over) under
-    N back-to-back 1-token /api/generate requests with auth on; prints the top functions by own time."""
+    """Where the server's time per request goes, for the "after" tree, under N back-to-back 1-token requests.
+
+    1. Without a profiler: CPU seconds per request of the server process (all threads) and of the runner
+       (/proc utime + stime), and the server's own Server-Timing (auth, gate) figures.
+    2. The same N requests again under cProfile, switched on and off by signals so start-up and warm-up are
+       not in it, timed with the main thread's CPU time (not wall time: on a busy 2-core machine wall time
+       would charge whatever function runs when the process is descheduled). Worker threads (SQLite writer,
+       anyio threads) are not in the profile; cProfile's own cost inflates functions with many small calls,
+       so read its figures as shares, and step 1 as the absolute cost."""
     import pstats
 
     import httpx
@@ -431,8 +448,15 @@ def profile(args: argparse.Namespace) -> None:
     env = {"FLEXI_NUM_PARALLEL": str(FLEXI_PARALLEL), "FLEXI_NUM_THREADS": str(THREADS),
            "FLEXI_CONTEXT_LENGTH": str(SLOT_CTX), "FLEXI_KEEP_ALIVE": "-1", "PYTHONPATH": str(ROOT),
            "FLEXI_AUTH": args.profile_auth}
-    srv = FlexiServer(port=free_port(), cwd=str(ROOT), env=env, python_args=("-m", "cProfile", "-o", str(out)))
+    code = ("import cProfile, runpy, signal, sys, time; sys.argv = ['flexi', 'serve']\n"
+            "prof = cProfile.Profile(time.thread_time)\n"
+            "signal.signal(signal.SIGUSR1, lambda *_: prof.enable())\n"
+            f"signal.signal(signal.SIGUSR2, lambda *_: (prof.disable(), prof.dump_stats({str(out)!r})))\n"
+            "runpy.run_module('flexi', run_name='__main__', alter_sys=True)")
+    srv = FlexiServer(port=free_port(), cwd=str(ROOT), env=env, python_args=("-c", code))
     with srv:
+        assert srv.proc is not None
+        pid = srv.proc.pid
         header, headers = b"", {}
         if args.profile_auth == "on":
             cmd, henv = helper_command(ROOT, "provision", srv.home)
@@ -440,22 +464,47 @@ def profile(args: argparse.Namespace) -> None:
             header, headers = b"Authorization: Bearer %s\r\n" % key.encode(), {"Authorization": f"Bearer {key}"}
         httpx.post(srv.url + "/api/generate", json={"model": MODEL, "keep_alive": -1}, timeout=120,
                    headers=headers).raise_for_status()
+        (runner,) = children(pid)
+        body = bodies(MODEL)[args.profile_endpoint]
 
-        async def drive() -> float:
+        async def drive(n: int, timings: list[dict[str, float]]) -> float:
             lean = await LeanHttp.connect(srv.url)
-            body = bodies(MODEL)[args.profile_endpoint]
             t0 = time.perf_counter()
-            for _ in range(args.profile):
+            for _ in range(n):
                 await lean.post_json(args.profile_endpoint, body, header)
+                timings.append(server_timing(lean.last_headers.get("server-timing", "")))
             lean.close()
             return time.perf_counter() - t0
 
-        wall = asyncio.run(drive())
-    print(f"{args.profile} requests to {args.profile_endpoint} (auth {args.profile_auth}) in {wall:.1f} s; "
-          f"profile {out}", flush=True)
+        asyncio.run(drive(30, []))  # warm-up
+        timings: list[dict[str, float]] = []
+        c_srv, c_run = cpu_seconds(pid), cpu_seconds(runner)
+        wall = asyncio.run(drive(args.profile, timings))
+        d_srv, d_run = cpu_seconds(pid) - c_srv, cpu_seconds(runner) - c_run
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(0.5)
+        wall_prof = asyncio.run(drive(args.profile, []))
+        os.kill(pid, signal.SIGUSR2)
+        time.sleep(2)
+    n = args.profile
+    print(f"{n} requests to {args.profile_endpoint} (auth {args.profile_auth}), load average {os.getloadavg()[0]:.2f}:\n"
+          f"  without profiler: {wall / n * 1000:.2f} ms per request wall; CPU per request: server "
+          f"{d_srv / n * 1000:.2f} ms (all threads), runner {d_run / n * 1000:.2f} ms; Server-Timing p50 auth "
+          f"{quantile([t.get('auth', float('nan')) for t in timings], 50):.3f} ms, gate "
+          f"{quantile([t.get('gate', float('nan')) for t in timings], 50):.3f} ms\n"
+          f"  under cProfile: {wall_prof / n * 1000:.2f} ms per request wall; profile {out}", flush=True)
     stats = pstats.Stats(str(out))
-    stats.sort_stats("tottime").print_stats(35)
-    stats.sort_stats("cumulative").print_stats(60)
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    print(f"  main-thread CPU under cProfile: {total / n * 1000:.2f} ms per request\n")
+    rows = []
+    for (file, line, fn), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        short = file.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+        rows.append((ct, tt, nc, f"{short}:{line}({fn})"))
+    for title, key in (("by cumulative time", 0), ("by own time", 1)):
+        print(f"top {title} (ms per request; share of the main thread's profiled CPU):")
+        for row in sorted(rows, key=lambda r: r[key], reverse=True)[:args.profile_top]:
+            print(f"  {row[0] / n * 1000:7.3f} cum {row[1] / n * 1000:7.3f} own {row[key] / total:6.1%} "
+                  f"{row[2] / n:5.1f} calls/req  {row[3][:130]}")
 
 
 def main() -> None:
@@ -470,6 +519,7 @@ def main() -> None:
                         help="instead: cProfile the 'after' server under N back-to-back requests")
     parser.add_argument("--profile-endpoint", default="/api/generate", choices=ENDPOINTS)
     parser.add_argument("--profile-auth", default="on", choices=("on", "off"))
+    parser.add_argument("--profile-top", type=int, default=45, help="rows of the profile to print")
     parser.add_argument("--tree", help=argparse.SUPPRESS)
     parser.add_argument("--helper", choices=("provision", "direct"), help=argparse.SUPPRESS)
     parser.add_argument("target", nargs="?", help=argparse.SUPPRESS)
