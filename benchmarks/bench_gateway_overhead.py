@@ -59,6 +59,7 @@ ROOT = HERE.parent
 QUESTION = "Hi."
 ENDPOINTS = ("/api/generate", "/api/chat", "/v1/chat/completions")
 TARGET_MS = 2.0
+BUSY_LIMIT = 0.15  # CPU share other processes may use before a block (common.wait_for_quiet_cpu's default)
 
 
 def bodies(model: str) -> dict[str, dict[str, Any]]:
@@ -351,6 +352,9 @@ def markdown(data: dict[str, Any], reproduce: str) -> str:
                      f"**{a['p50_added_ms']:.2f}** / {a['p95_added_ms']:.2f} ms | {row['delta_p50_ms']:+.2f} ms | "
                      f"{b['p50_http_ms']:.2f} / {a['p50_http_ms']:.2f} ms | {b['p50_direct_ms']:.2f} / {a['p50_direct_ms']:.2f} ms | "
                      f"{a['p50_auth_ms']:.2f} + {a['p50_gate_ms']:.2f} ms | {'met' if row['met'] else '**missed**'} |")
+    if data["cpu_busy_before_max"] > BUSY_LIMIT:
+        lines.append(f"\n**Disturbed run**: other processes kept the CPU more than {BUSY_LIMIT:.0%} busy before some "
+                     "blocks (see `blocks` in the JSON); the figures do not decide the target.")
     lines.append(f"\nAll targets met: {'yes' if data['all_met'] else '**no**'}; after no slower than before "
                  f"(p50, within 0.1 ms) in {sum(r['not_slower'] for r in data['table'])} of {len(data['table'])} cells.")
     lines.append(f"\nPrompt tokens per endpoint (must be equal, the direct request uses /api/generate's prompt): "
