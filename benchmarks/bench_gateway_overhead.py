@@ -59,6 +59,7 @@ ROOT = HERE.parent
 QUESTION = "Hi."
 ENDPOINTS = ("/api/generate", "/api/chat", "/v1/chat/completions")
 TARGET_MS = 2.0
+NOISE_MS = 0.25  # an A/A run (both trees the same code, 150 pairs per cell) differed by up to 0.18 ms p50
 BUSY_LIMIT = 0.15  # CPU share other processes may use before a block (common.wait_for_quiet_cpu's default)
 
 
@@ -356,7 +357,7 @@ def markdown(data: dict[str, Any], reproduce: str) -> str:
         lines.append(f"\n**Disturbed run**: other processes kept the CPU more than {BUSY_LIMIT:.0%} busy before some "
                      "blocks (see `blocks` in the JSON); the figures do not decide the target.")
     lines.append(f"\nAll targets met: {'yes' if data['all_met'] else '**no**'}; after no slower than before "
-                 f"(p50, within 0.1 ms) in {sum(r['not_slower'] for r in data['table'])} of {len(data['table'])} cells.")
+                 f"(p50, within the noise of {NOISE_MS} ms) in {sum(r['not_slower'] for r in data['table'])} of {len(data['table'])} cells.")
     lines.append(f"\nPrompt tokens per endpoint (must be equal, the direct request uses /api/generate's prompt): "
                  + "; ".join(f"{k}: {v}" for k, v in data["prompt_tokens"].items()) + ".")
     lines.append(f"\nReproduce: `{reproduce}`\n")
@@ -401,7 +402,7 @@ def run(args: argparse.Namespace) -> None:
             b, a = summarize(samples["before"][auth][e]), summarize(samples["after"][auth][e])
             delta = a["p50_added_ms"] - b["p50_added_ms"]
             table.append({"endpoint": e, "auth": auth, "before": b, "after": a, "delta_p50_ms": round(delta, 3),
-                          "met": a["p50_added_ms"] <= TARGET_MS, "not_slower": delta <= 0.1})
+                          "met": a["p50_added_ms"] <= TARGET_MS, "not_slower": delta <= NOISE_MS})
     busies = [b["cpu_busy_before"] for b in blocks]
     data = {"benchmark": "gateway_overhead", "machine": mach, "load_average_end": [round(x, 2) for x in os.getloadavg()],
             "cpu_busy_before_p50": statistics.median(busies), "cpu_busy_before_max": max(busies),
