@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import glob
+import itertools
 import json
 import os
 import random
@@ -50,6 +51,7 @@ from benchmarks.common import (
     wait_for_quiet_cpu,
     write_results,
 )
+from flexi.engine.runner.protocol import Done, Error, Generate, decode_event, encode, generate_message
 from flexi.store.store import ModelStore, default_model_file
 
 MODEL = "smollm2:135m"
@@ -381,7 +383,7 @@ def bench_flexi(prompts: Prompts, levels: list[int], reps: int, gateway_samples:
 
 
 # --- gateway overhead: HTTP /api/generate versus the runner socket --------------------------------------
-def runner_payload(prompts: Prompts, question: str) -> dict[str, Any]:
+def runner_payload(prompts: Prompts, question: str) -> Generate:
     """Exactly what the server sends the runner for a non-raw /api/generate with num_predict 1, temperature 0."""
     from flexi.api.options import ModelOptions
     from flexi.config import load_settings
@@ -389,7 +391,7 @@ def runner_payload(prompts: Prompts, question: str) -> dict[str, Any]:
 
     req = runner_request(prompts.record, prompts.render(question), ModelOptions(num_predict=1, temperature=0),
                          return_tokens=True, max_predict=load_settings().max_predict)
-    return req.to_wire()
+    return generate_message(req)
 
 
 class LeanHttp:
@@ -401,6 +403,7 @@ class LeanHttp:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
         self.reader, self.writer, self.host = reader, writer, host.encode()
+        self.last_headers: dict[str, str] = {}  # of the last answer, lower-case names (e.g. server-timing)
 
     @classmethod
     async def connect(cls, url: str) -> LeanHttp:
@@ -408,22 +411,57 @@ class LeanHttp:
         reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
         return cls(reader, writer, f"{parsed.host}:{parsed.port}")
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> bytes:
+    async def post_json(self, path: str, body: dict[str, Any], headers: bytes = b"") -> bytes:
+        """`headers`: extra header lines, each ending in CRLF (e.g. an Authorization line), prepared once by the caller."""
         data = json.dumps(body).encode()
-        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                          % (path.encode(), self.host, len(data)) + data)
+        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n"
+                          % (path.encode(), self.host, headers, len(data)) + data)
         status = await self.reader.readline()
         length = None
+        self.last_headers = {}
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
+            self.last_headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
             if name.strip().lower() == b"content-length":
                 length = int(value)
+        if not status:
+            raise ConnectionError(f"the server closed the connection instead of answering {path}")
         if length is None:
-            raise RuntimeError(f"no Content-Length in the answer to {path}")
+            raise RuntimeError(f"no Content-Length in the answer to {path}: {status!r} {self.last_headers}")
         payload = await self.reader.readexactly(length)
         if status.split()[1:2] != [b"200"]:
             raise RuntimeError(f"{path}: {status!r} {payload[:200]!r}")
         return payload
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class RunnerSocket:
+    """The direct path: one runner request written straight to the runner's Unix socket, in this tree's
+    wire format (`runner_payload` builds what `generate` sends). bench_gateway_overhead imports this class
+    from each tree it compares, so a change of the runner protocol must keep these two in step."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.ids = itertools.count(1)
+
+    @classmethod
+    async def connect(cls, path: str) -> RunnerSocket:
+        reader, writer = await asyncio.open_unix_connection(path, limit=64 * 1024 * 1024)
+        return cls(reader, writer)
+
+    async def generate(self, payload: Generate) -> None:
+        """Send one generation request and wait for its final event."""
+        req_id = next(self.ids)
+        self.writer.write(encode(req_id, payload))
+        await self.writer.drain()
+        while True:
+            msg_id, msg = decode_event(await self.reader.readline())
+            if msg_id == req_id and isinstance(msg, (Done, Error)):
+                if isinstance(msg, Error):
+                    raise RuntimeError(f"runner error: {msg}")
+                return
 
     def close(self) -> None:
         self.writer.close()
@@ -435,20 +473,12 @@ async def gateway_overhead(url: str, home: Path, prompts: Prompts, samples: int)
     if len(sockets) != 1:
         raise RuntimeError(f"expected one runner socket in {home / 'run'}, found {sockets}")
     payload = runner_payload(prompts, question)
-    reader, writer = await asyncio.open_unix_connection(sockets[0], limit=64 * 1024 * 1024)
-    ids = iter(range(1, 1_000_000))
+    runner = await RunnerSocket.connect(sockets[0])
 
     async def direct() -> float:
-        req_id = next(ids)
         t0 = time.perf_counter()
-        writer.write(json.dumps({"op": "generate", "id": req_id, **payload}).encode() + b"\n")
-        await writer.drain()
-        while True:
-            msg = json.loads(await reader.readline())
-            if msg.get("id") == req_id and msg.get("ev") in ("done", "error"):
-                if msg["ev"] == "error":
-                    raise RuntimeError(f"runner error: {msg}")
-                return time.perf_counter() - t0
+        await runner.generate(payload)
+        return time.perf_counter() - t0
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         body = {"model": MODEL, "prompt": question, "stream": False, "keep_alive": -1,
@@ -479,7 +509,7 @@ async def gateway_overhead(url: str, home: Path, prompts: Prompts, samples: int)
             for name in order[i % 3:] + order[:i % 3]:
                 runs[name].append(await calls[name]())
         lean.close()
-    writer.close()
+    runner.close()
     h, d, x = runs["http"], runs["direct"], runs["httpx"]
     diffs = [a - b for a, b in zip(h, d)]
     result = {"cpu_busy_before": round(busy, 3), "samples": samples, "client": "lean HTTP/1.1 keep-alive (LeanHttp)",

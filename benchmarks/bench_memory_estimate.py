@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS, machine, write_results
-from flexi.engine.runner.protocol import READY_PREFIX, decode, encode
+from flexi.engine.runner.protocol import FINAL, Embed, Event, Generate, Request, Sampling, decode_event, encode, parse_ready
 from flexi.engine.types import MAX_EMBED_CONTEXT
 from flexi.scheduler.memory import GENERATION_OVERHEAD, MIB as _MIB, embedder_bytes, estimate_runner_bytes, kv_cache_bytes
 from flexi.store.gguf_meta import read_gguf_info
@@ -45,8 +45,12 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def _request(sock: socket.socket, message: dict[str, Any]) -> dict[str, Any]:
-    sock.sendall(encode(message))
+GREEDY = Sampling(temperature=0.0, top_k=40, top_p=0.9, min_p=0.0, typical_p=1.0, repeat_penalty=1.0,
+                  repeat_last_n=64, presence_penalty=0.0, frequency_penalty=0.0, seed=None)
+
+
+def _request(sock: socket.socket, req_id: int, message: Request) -> Event:
+    sock.sendall(encode(req_id, message))
     buf = b""
     while True:
         chunk = sock.recv(1 << 20)
@@ -55,8 +59,8 @@ def _request(sock: socket.socket, message: dict[str, Any]) -> dict[str, Any]:
         buf += chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            msg = decode(line)
-            if msg.get("ev") in ("done", "error", "result"):
+            _, msg = decode_event(line)
+            if isinstance(msg, FINAL):
                 return msg
 
 
@@ -81,11 +85,9 @@ def measure(model: Path, ctx: int, parallel: int, threads: int) -> dict[str, Any
             proc = subprocess.Popen([sys.executable, "-c", _UNCLAMPED, *args], stdout=subprocess.PIPE, stderr=err)
         try:
             assert proc.stdout is not None
-            info: dict[str, Any] = {}
             for raw in proc.stdout:
-                line = raw.decode(errors="replace")
-                if line.startswith(READY_PREFIX):
-                    info = json.loads(line[len(READY_PREFIX):])
+                info = parse_ready(raw.decode(errors="replace").strip())
+                if info is not None:
                     break
             else:
                 raise RuntimeError(f"runner did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
@@ -93,14 +95,12 @@ def measure(model: Path, ctx: int, parallel: int, threads: int) -> dict[str, Any
             text = "word " * (USE_TOKENS - 8)
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.connect(str(sock_path))
-                done = _request(sock, {"op": "generate", "id": 1, "prompt": text, "max_tokens": 4, "stop": [],
-                                       "sampling": {"temperature": 0}, "ignore_eos": True})
+                done = _request(sock, 1, Generate(prompt=text, sampling=GREEDY, max_tokens=4, ignore_eos=True))
                 generated = _status(proc.pid)
-                _request(sock, {"op": "embed", "id": 2, "inputs": [text], "truncate": True, "normalize": True})
+                _request(sock, 2, Embed(inputs=[text]))
                 embedded = _status(proc.pid)
                 # an input filling the embedder's context (capped at MAX_EMBED_CONTEXT): its whole buffer is written
-                _request(sock, {"op": "embed", "id": 3, "inputs": ["word " * (min(ctx, MAX_EMBED_CONTEXT) - 8)],
-                                "truncate": True, "normalize": True})
+                _request(sock, 3, Embed(inputs=["word " * (min(ctx, MAX_EMBED_CONTEXT) - 8)]))
                 full = _status(proc.pid)["VmHWM"]
         finally:
             proc.terminate()
@@ -110,8 +110,8 @@ def measure(model: Path, ctx: int, parallel: int, threads: int) -> dict[str, Any
             if not contexts or kind in contexts[-1]:
                 contexts.append({})
             contexts[-1][kind] = contexts[-1].get(kind, 0.0) + float(mib)
-    return {"num_ctx": ctx, "num_parallel": parallel, "n_ctx_loaded": info.get("n_ctx"),
-            "prompt_tokens": done.get("prompt_tokens"), "rss_ready": ready["VmRSS"],
+    return {"num_ctx": ctx, "num_parallel": parallel, "n_ctx_loaded": info.n_ctx,
+            "prompt_tokens": getattr(done, "prompt_tokens", None), "rss_ready": ready["VmRSS"],
             "rss_generated": generated["VmRSS"], "peak_rss_generated": generated["VmHWM"],
             "rss_embedded": embedded["VmRSS"], "peak_rss": embedded["VmHWM"], "peak_rss_full_embed": full,
             "rss_anon": embedded.get("RssAnon"), "rss_file": embedded.get("RssFile"),

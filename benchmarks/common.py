@@ -50,15 +50,20 @@ def median(values: list[float]) -> float:
 class FlexiServer:
     """A real `flexi serve` on a free port with a throwaway FLEXI_HOME."""
 
-    def __init__(self, port: int = 11499, env: dict[str, str] | None = None) -> None:
+    def __init__(self, port: int = 11499, env: dict[str, str] | None = None, cwd: str | None = None,
+                 python_args: tuple[str, ...] = ()) -> None:
+        """`cwd`: where `python -m flexi` starts; it puts that directory first on the path (with PYTHONPATH in
+        `env`, this serves another checkout). `python_args`: put before `-m flexi`, e.g. a profiler."""
         self.home = tempfile.mkdtemp(prefix="flexi-bench-")
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, "FLEXI_HOME": self.home, "FLEXI_HOST": f"127.0.0.1:{port}", **(env or {})}
+        self.cwd = cwd
+        self.python_args = python_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "FlexiServer":
-        self.proc = subprocess.Popen([sys.executable, "-m", "flexi", "serve"], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([sys.executable, *self.python_args, "-m", "flexi", "serve"], env=self.env,
+                                     cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

@@ -11,16 +11,28 @@ import asyncio
 import collections
 import contextlib
 import itertools
-import json
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from flexi.engine.runner.protocol import MAX_LINE, READY_PREFIX, decode, encode
+from flexi.engine.runner.protocol import (
+    FINAL,
+    MAX_LINE,
+    Cancel,
+    Done,
+    Error,
+    Event,
+    ProtocolError,
+    Request,
+    RunnerInfo,
+    Text,
+    decode_event,
+    encode,
+    parse_ready,
+)
 from flexi.engine.runner_isolation import ensure_private_dir, runner_environment
 from flexi.engine.types import EngineError, RunnerCrashed
 
@@ -39,14 +51,29 @@ class RunnerSpec:
     env_names: tuple[str, ...] = ()  # extra environment variables to pass (FLEXI_RUNNER_ENV)
 
 
+@dataclass(frozen=True)
+class _Ended:
+    """Put into a request's queue instead of an event: the runner died or broke the protocol."""
+
+    message: str | None = None  # for RunnerCrashed; None = its default text
+
+
+class _TimedOut:
+    """Put into a request's queue by its timer."""
+
+
+_TIMED_OUT = _TimedOut()
+Signal = Event | _Ended | _TimedOut
+
+
 class RunnerProcess:
     def __init__(self, spec: RunnerSpec, socket_path: Path) -> None:
         self.spec = spec
         self.socket_path = socket_path
         self.proc: asyncio.subprocess.Process | None = None
-        self.info: dict[str, Any] = {}
+        self.info: RunnerInfo | None = None  # set once the runner is ready
         self._writer: asyncio.StreamWriter | None = None
-        self._streams: dict[int, asyncio.Queue[dict[str, Any]]] = {}
+        self._streams: dict[int, asyncio.Queue[Signal]] = {}
         self._ids = itertools.count(1)
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._tasks: list[asyncio.Task[None]] = []
@@ -82,8 +109,13 @@ class RunnerProcess:
             if isinstance(exc, asyncio.TimeoutError):
                 raise EngineError(f"the model did not load within {timeout:.0f} s", 500, "load_timeout") from None
             raise EngineError(f"the model could not be loaded: {detail or exc}", 500, "load_failed") from None
-        self._tasks.append(asyncio.create_task(self._read_events(reader)))
+        self._attach(reader, self._writer)
         self._tasks.append(asyncio.create_task(self._drain_stdout()))
+
+    def _attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Talk to a runner over this connection (`start` connects to the process it started)."""
+        self._writer = writer
+        self._tasks.append(asyncio.create_task(self._read_events(reader)))
 
     async def _drain_stdout(self) -> None:
         """Keep reading stdout after READY: a library printing there must never fill the pipe and block the runner."""
@@ -99,9 +131,9 @@ class RunnerProcess:
                 await self.proc.wait()
                 await asyncio.sleep(0.05)  # let stderr drain for the message
                 raise EngineError(f"runner exited with code {self.proc.returncode}")
-            text = line.decode(errors="replace").strip()
-            if text.startswith(READY_PREFIX):
-                self.info = json.loads(text[len(READY_PREFIX):])
+            info = parse_ready(line.decode(errors="replace").strip())
+            if info is not None:
+                self.info = info
                 return
 
     async def _drain_stderr(self) -> None:
@@ -120,20 +152,25 @@ class RunnerProcess:
         return (errors or list(self._stderr_tail) or [""])[-1].removeprefix("error: ")
 
     async def _read_events(self, reader: asyncio.StreamReader) -> None:
+        ended = _Ended()
         try:
             while True:
                 line = await reader.readline()
                 if not line:
                     break
-                msg = decode(line)
-                req_id = msg.get("id", -1)
+                req_id, event = decode_event(line)
                 queue = self._streams.get(req_id)
                 if queue is not None:
-                    queue.put_nowait(msg)
-                elif req_id in self._cancelled and msg.get("ev") in ("done", "error", "result"):
+                    queue.put_nowait(event)
+                elif req_id in self._cancelled and isinstance(event, FINAL):
                     self._cancelled.discard(req_id)
                     log.info("request cancelled by the client; the runner stopped it after %s generated tokens",
-                             msg.get("completion_tokens", "?"))
+                             event.completion_tokens if isinstance(event, Done) else "?")
+        except ProtocolError as exc:  # a bug on one side: this runner cannot be trusted with more requests
+            log.error("runner %s sent %s; stopping it", self.pid, exc)
+            ended = _Ended(f"the model runner sent a message the server could not read ({exc}); please retry")
+            if self.proc is not None and self.proc.returncode is None:
+                self.proc.kill()
         except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
             log.warning("runner connection failed: %s", exc)
         finally:
@@ -145,9 +182,8 @@ class RunnerProcess:
             if self._streams:
                 log.error("runner %s died (exit code %s) with %d requests in flight: %s",
                           self.pid, code, len(self._streams), self.stderr_summary())
-            crash = {"ev": "crash", "code": code}
             for queue in self._streams.values():
-                queue.put_nowait(crash)
+                queue.put_nowait(ended)
 
     async def stop(self, grace: float = 3.0) -> None:
         """End the process: all its memory returns to the system."""
@@ -181,13 +217,13 @@ class RunnerProcess:
         return len(self._streams)
 
     # --- requests ----------------------------------------------------------
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, req_id: int, message: Request) -> None:
         if not self.alive or self._writer is None:
             raise RunnerCrashed()
-        self._writer.write(encode(message))
+        self._writer.write(encode(req_id, message))
 
-    async def stream(self, op: str, payload: dict[str, Any], timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Send one request and yield its events until done/error/result.
+    async def stream(self, request: Request, timeout: float | None = None) -> AsyncIterator[Event]:
+        """Send one request and yield its events until the final one (`FINAL`; an `Error` is raised instead).
 
         If the consumer stops early (client disconnect), the runner is told to
         cancel the sequence, which frees its slot at the next decode step.
@@ -195,26 +231,28 @@ class RunnerProcess:
         request, not one per token.
         """
         req_id = next(self._ids)
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[Signal] = asyncio.Queue()
         self._streams[req_id] = queue
         finished = False
-        timer = (asyncio.get_running_loop().call_later(max(0.0, timeout), queue.put_nowait, {"ev": "timeout"})
+        timer = (asyncio.get_running_loop().call_later(max(0.0, timeout), queue.put_nowait, _TIMED_OUT)
                  if timeout is not None else None)
         try:
-            self._send({"op": op, "id": req_id, **payload})
+            self._send(req_id, request)
             while True:
                 msg = await queue.get()
-                ev = msg.get("ev")
-                if ev == "timeout":
+                if type(msg) is Text:  # the hot path: one per token
+                    yield msg
+                    continue
+                if msg is _TIMED_OUT:
                     raise TimeoutError()
-                if ev == "crash":
+                if isinstance(msg, _Ended):
                     finished = True
-                    raise RunnerCrashed()
-                if ev == "error":
+                    raise RunnerCrashed(msg.message) if msg.message else RunnerCrashed()
+                if isinstance(msg, Error):
                     finished = True
-                    raise EngineError(msg.get("message", "runner error"), int(msg.get("status", 500)), "runner_error")
-                if ev in ("done", "result"):
-                    finished = True
+                    raise EngineError(msg.message, msg.status, "runner_error")
+                assert not isinstance(msg, _TimedOut)
+                finished = isinstance(msg, FINAL)
                 yield msg
                 if finished:
                     return
@@ -224,11 +262,12 @@ class RunnerProcess:
             self._streams.pop(req_id, None)
             if not finished and self.alive:
                 with contextlib.suppress(Exception):
-                    self._send({"op": "cancel", "id": req_id})
+                    self._send(req_id, Cancel())
                     self._cancelled.add(req_id)
 
-    async def call(self, op: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        async with contextlib.aclosing(self.stream(op, payload, timeout)) as events:
+    async def call(self, request: Request, timeout: float | None = None) -> Event:
+        """One request, one answer (embeddings, tokens)."""
+        async with contextlib.aclosing(self.stream(request, timeout)) as events:
             async for msg in events:
                 return msg
         raise RunnerCrashed()

@@ -35,9 +35,6 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     seed: int | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -60,19 +57,6 @@ class GenerationRequest:
     user: str = "anonymous"  # whose turn it is in the fair queue (API key or client identity)
     priority: int = 0  # 0 = interactive, 1 = batch; lower is served first
     max_concurrent: int | None = None  # most running + waiting requests of `user` on this model (None = no cap)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "prompt": self.prompt,
-            "prefix_tokens": self.prefix_tokens,
-            "max_tokens": self.max_tokens,
-            "stop": self.stop,
-            "sampling": self.sampling.to_wire(),
-            "grammar": self.grammar,
-            "ignore_eos": self.ignore_eos,
-            "return_tokens": self.return_tokens,
-            "add_bos": self.add_bos,
-        }
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flexi.config import Settings
+from flexi.engine.runner import protocol as wire
+from flexi.engine.runner.protocol import Done, Embedded, Text, embed_message, generate_message, generation_stats
 from flexi.engine.runner_client import RunnerSpec
 from flexi.engine.runner_isolation import data_limit, ensure_private_dir
 from flexi.engine.types import (
@@ -31,6 +33,7 @@ from flexi.engine.types import (
     RequestTimeout,
     Prefill,
     RunnerCrashed,
+    ServerBusy,
     StatusEvent,
     TextChunk,
 )
@@ -86,6 +89,10 @@ class Loaded:
         return datetime.now(timezone.utc).astimezone() + timedelta(seconds=remaining)
 
 
+def _shutting_down() -> ServerBusy:
+    return ServerBusy(retry_after=5, message="the server is shutting down; try again shortly")
+
+
 def _socket_path(run_dir: Path, name: str) -> Path:
     """AF_UNIX paths are limited to 107 bytes: fall back to a short private temp dir for long FLEXI_HOMEs."""
     path = run_dir / name
@@ -107,16 +114,27 @@ class ModelManager:
         self._changed = asyncio.Condition()
         self._placement = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        self._closing = False  # set by shutdown: no new runner may start, waiting requests end
 
     async def start(self) -> None:
         ensure_private_dir(self.settings.run_dir)  # refuse to start on a socket directory others could tamper with
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def shutdown(self) -> None:
+        """Stop every runner. In-flight requests fail (their runner ends); requests still waiting in a queue or
+        for a load end with 503 instead of being admitted to a runner started after shutdown (which nobody
+        would stop) or waiting out the request timeout."""
+        self._closing = True
         if self._reaper:
             self._reaper.cancel()
+        async with self._changed:
+            self._changed.notify_all()  # loads waiting for room look again, and see the flag
         await asyncio.gather(*(self._stop_entry(e) for e in self.loaded.values()), return_exceptions=True)
         self.loaded.clear()
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise _shutting_down()
 
     # --- public API ------------------------------------------------------------------
     def ps(self) -> list[Loaded]:
@@ -165,7 +183,7 @@ class ModelManager:
         `req` is resolved (flexi/service/): its limits are final and used as they are. `record` is the
         model record the service resolved it against (looked up again only when not given)."""
         record = record if record is not None else self.store.get(req.model)
-        payload = req.to_wire()
+        message = generate_message(req)
         deadline = time.monotonic() + self.settings.request_timeout
         t_enter = time.perf_counter_ns()
         queue = self.queue_for(record)
@@ -185,19 +203,15 @@ class ModelManager:
             async with self._use(record, req.keep_alive, req.num_ctx, loading) as (_, replica, load_ns):
                 if load_ns:
                     load_ns = time.perf_counter_ns() - t_load
-                stream = replica.runner.stream("generate", payload, timeout=deadline - time.monotonic())
+                stream = replica.runner.stream(message, timeout=deadline - time.monotonic())
                 try:
                     async for msg in stream:
-                        if msg["ev"] == "prefill":  # a slot took the prompt: from now on it is paid for
-                            yield Prefill(int(msg["prompt_tokens"]))
-                        elif msg["ev"] == "text":
-                            yield TextChunk(text=msg["text"], n_tokens=msg["n"])
-                        elif msg["ev"] == "done":
-                            yield GenerationStats(
-                                finish_reason=msg["finish_reason"], prompt_tokens=msg["prompt_tokens"],
-                                completion_tokens=msg["completion_tokens"], prompt_eval_ns=msg["prompt_eval_ns"],
-                                eval_ns=msg["eval_ns"], cached_tokens=msg.get("cached_tokens", 0),
-                                tokens=msg.get("tokens"), load_ns=max(load_ns, 0), queue_ns=queue_ns)
+                        if type(msg) is Text:
+                            yield TextChunk(text=msg.text, n_tokens=msg.n)
+                        elif isinstance(msg, wire.Prefill):  # a slot took the prompt: from now on it is paid for
+                            yield Prefill(msg.prompt_tokens)
+                        elif isinstance(msg, Done):
+                            yield generation_stats(msg, load_ns=max(load_ns, 0), queue_ns=queue_ns)
                 except TimeoutError:
                     raise RequestTimeout(self.settings.request_timeout) from None
                 finally:
@@ -216,14 +230,14 @@ class ModelManager:
                 pass
             async with self._use(record, req.keep_alive, req.num_ctx) as (_, replica, load_ns):
                 try:
-                    msg = await replica.runner.call("embed", {"inputs": req.inputs, "truncate": req.truncate,
-                                                              "normalize": req.normalize},
-                                                    timeout=deadline - time.monotonic())
+                    msg = await replica.runner.call(embed_message(req), timeout=deadline - time.monotonic())
                 except TimeoutError:
                     raise RequestTimeout(self.settings.request_timeout) from None
         finally:
             queue.leave(ticket)
-        return EmbeddingResult(embeddings=msg["embeddings"], prompt_tokens=msg["prompt_tokens"],
+        if not isinstance(msg, Embedded):
+            raise EngineError(f"the runner answered an embedding request with {type(msg).__name__}", 500, "runner_error")
+        return EmbeddingResult(embeddings=msg.embeddings, prompt_tokens=msg.prompt_tokens,
                                total_ns=time.perf_counter_ns() - t0, load_ns=load_ns)
 
     # --- admission --------------------------------------------------------------------
@@ -232,6 +246,7 @@ class ModelManager:
         timeout = STATUS_AFTER
         last: int | None = None
         while not await ticket.wait(min(timeout, max(0.0, deadline - time.monotonic()))):
+            self._check_open()
             if time.monotonic() >= deadline:
                 raise RequestTimeout(self.settings.request_timeout)
             position = queue.position(ticket)
@@ -239,6 +254,7 @@ class ModelManager:
                 last = position
                 yield StatusEvent("queued", position)
             timeout = 1.0
+        self._check_open()
 
     # --- acquiring a runner -----------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -329,6 +345,7 @@ class ModelManager:
     async def _place(self, record: ModelRecord, num_ctx: int, slots: int, size: int) -> Loaded:
         s = self.settings
         await self._make_room(size)
+        self._check_open()
         spec = RunnerSpec(model_path=record.model_path, num_ctx=num_ctx, num_parallel=slots,
                           num_threads=max(1, s.num_threads // s.num_replicas), repack=s.cpu_repack,  # replicas share the cores
                           max_open_files=s.runner_max_open_files,
@@ -345,11 +362,13 @@ class ModelManager:
             await asyncio.shield(asyncio.gather(*(r.stop() for r in runners), return_exceptions=True))
             raise
         failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is None and self._closing:  # shut down while loading: nobody would stop these
+            failure = _shutting_down()
         if failure is not None:
             await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
             raise failure
         entry = Loaded(record=record, replicas=[Replica(r) for r in runners],
-                       num_ctx=int(runners[0].info.get("n_ctx", num_ctx)), size=size, keep_alive=s.keep_alive_seconds,
+                       num_ctx=runners[0].info.n_ctx if runners[0].info else num_ctx, size=size, keep_alive=s.keep_alive_seconds,
                        expires_at=time.monotonic() + s.keep_alive_seconds)
         self.loaded[record.name] = entry
         return entry

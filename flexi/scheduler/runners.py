@@ -2,7 +2,7 @@
 
 The manager only starts, stops, asks and streams; it never looks at processes or sockets. Writing
 that down as a `Protocol` lets tests drive the real queueing, eviction, keep-alive, crash-restart and
-replica logic with an in-process fake runner (tests/unit/test_model_manager.py), and lets other
+replica logic with an in-process fake runner (tests/scheduler/), and lets other
 backends (remote engines) plug in later without touching the manager.
 """
 
@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from flexi.engine.runner.protocol import Event, Request, RunnerInfo
 from flexi.engine.runner_client import RunnerProcess, RunnerSpec
 
 
 class Runner(Protocol):
     """One runner of a loaded model, as the manager uses it (`RunnerProcess` is the real one)."""
 
-    info: dict[str, Any]  # what the runner reported once ready; the manager reads "n_ctx"
+    info: RunnerInfo | None  # what the runner reported once ready; the manager reads `n_ctx`
 
     async def start(self, timeout: float) -> None:
         """Load the model; raise `EngineError` if it does not come up within `timeout` seconds."""
@@ -33,12 +34,12 @@ class Runner(Protocol):
         """False once the runner died or was stopped: the manager then starts a fresh one."""
         ...
 
-    def stream(self, op: str, payload: dict[str, Any], timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Send one request; yield its events until done/error/result. Raises `RunnerCrashed` if the runner dies,
-        `EngineError` on a runner error and `TimeoutError` after `timeout` seconds."""
+    def stream(self, request: Request, timeout: float | None = None) -> AsyncIterator[Event]:
+        """Send one request; yield its events until the final one. Raises `RunnerCrashed` if the runner dies,
+        `EngineError` on a runner `Error` event and `TimeoutError` after `timeout` seconds."""
         ...
 
-    async def call(self, op: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    async def call(self, request: Request, timeout: float | None = None) -> Event:
         """One request, one answer (e.g. embeddings)."""
         ...
 

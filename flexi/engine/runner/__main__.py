@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
-import json
 import os
 import signal
 import sys
 
-from flexi.engine.runner.protocol import READY_PREFIX
+from flexi.engine.runner.protocol import RunnerInfo, ready_line
 
 
 def _die_with_parent() -> None:
@@ -61,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     config = EngineConfig(n_ctx_seq=n_ctx, n_parallel=args.parallel, n_threads=args.threads, n_batch=min(args.batch, n_ctx))
 
     def ready() -> None:
-        info = {"pid": os.getpid(), "n_ctx": n_ctx, "n_parallel": args.parallel, "n_ctx_train": model.n_ctx_train,
-                "n_embd": model.n_embd, "n_vocab": model.n_vocab}
-        print(READY_PREFIX + json.dumps(info), flush=True)
+        info = RunnerInfo(pid=os.getpid(), n_ctx=n_ctx, n_parallel=args.parallel, n_ctx_train=model.n_ctx_train,
+                          n_embd=model.n_embd, n_vocab=model.n_vocab)
+        print(ready_line(info), flush=True)
 
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     try:

@@ -12,22 +12,39 @@ import queue
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import llama_cpp as ll
+import msgspec
 
 from flexi.engine.runner.embedder import Embedder
 from flexi.engine.runner.errors import RequestError
 from flexi.engine.runner.model import LoadedModel
 from flexi.engine.runner.planner import SeqDemand, common_prefix, pick_slot, plan
+from flexi.engine.runner.protocol import (
+    Cancel,
+    Detokenize,
+    Detokenized,
+    Embed,
+    Embedded,
+    Error,
+    Event,
+    Generate,
+    Prefill,
+    Request,
+    Text,
+    Tokenize,
+    Tokenized,
+)
 from flexi.engine.runner.sampling import GrammarError, build_chain
 from flexi.engine.runner.sequence import Sequence, Slot
 from flexi.engine.runner.stops import StopMatcher
+from flexi.engine.types import FinishReason
 
 log = logging.getLogger("flexi.runner")
 
-Event = tuple[int, dict[str, Any]]
-Emit = Callable[[list[Event]], None]
+Emit = Callable[[list[tuple[int, Event]]], None]
+"""Receives all events of one step as (engine request id, event)."""
 
 
 @dataclass
@@ -54,7 +71,7 @@ class BatchEngine:
         self.model = model
         self.cfg = config
         self.emit = emit
-        self.inbox: queue.SimpleQueue[tuple[str, int, Any]] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[tuple[int, Request | None]] = queue.SimpleQueue()  # None: shut down
         params = ll.llama_context_default_params()
         params.n_ctx = config.n_ctx_seq * config.n_parallel
         params.n_batch = config.n_batch
@@ -74,7 +91,7 @@ class BatchEngine:
         self.waiting: deque[Sequence] = deque()
         self.by_id: dict[int, Sequence] = {}
         self.embedder = Embedder(model, config.n_ctx_seq, config.n_threads)
-        self._events: list[Event] = []
+        self._events: list[tuple[int, Event]] = []
         self._stopping = False
         self._embed_jobs: deque[EmbedJob] = deque()
         self._cancelled_embeds: set[int] = set()
@@ -94,11 +111,11 @@ class BatchEngine:
         ll.llama_memory_seq_rm(self.mem, 0, -1, -1)
 
     # --- commands (any thread) ---------------------------------------------
-    def submit(self, op: str, req_id: int, payload: Any = None) -> None:
-        self.inbox.put((op, req_id, payload))
+    def submit(self, req_id: int, request: Request) -> None:
+        self.inbox.put((req_id, request))
 
     def stop(self) -> None:
-        self.inbox.put(("shutdown", 0, None))
+        self.inbox.put((0, None))
 
     # --- the loop (engine thread) --------------------------------------------
     def run(self) -> None:
@@ -123,35 +140,35 @@ class BatchEngine:
             block = False
             self._handle(*cmd)
 
-    def _handle(self, op: str, req_id: int, payload: Any) -> None:
+    def _handle(self, req_id: int, request: Request | None) -> None:
         try:
-            if op == "generate":
-                self._new_sequence(req_id, payload)
-            elif op == "cancel":
-                seq = self.by_id.get(req_id)
-                if seq is not None:
-                    seq.cancelled = True
-                elif any(job.req_id == req_id for job in self._embed_jobs):
-                    self._cancelled_embeds.add(req_id)
-            elif op == "embed" and not payload["inputs"]:
-                self._events.append((req_id, {"ev": "result", "embeddings": [], "prompt_tokens": 0}))
-            elif op == "embed":
-                self._embed_jobs.append(EmbedJob(req_id, list(payload["inputs"]), bool(payload.get("truncate", True)),
-                                                 bool(payload.get("normalize", True))))
-            elif op == "tokenize":
-                self._events.append((req_id, {"ev": "result", "tokens": self.model.tokenize(payload["text"], payload.get("add_special", False))}))
-            elif op == "detokenize":
-                text = b"".join(self.model.piece(t) for t in payload["tokens"]).decode("utf-8", "replace")
-                self._events.append((req_id, {"ev": "result", "text": text}))
-            elif op == "shutdown":
-                self._stopping = True
+            match request:
+                case Generate():
+                    self._new_sequence(req_id, request)
+                case Cancel():
+                    seq = self.by_id.get(req_id)
+                    if seq is not None:
+                        seq.cancelled = True
+                    elif any(job.req_id == req_id for job in self._embed_jobs):
+                        self._cancelled_embeds.add(req_id)
+                case Embed(inputs=[]):
+                    self._events.append((req_id, Embedded(embeddings=[], prompt_tokens=0)))
+                case Embed():
+                    self._embed_jobs.append(EmbedJob(req_id, list(request.inputs), request.truncate, request.normalize))
+                case Tokenize():
+                    self._events.append((req_id, Tokenized(self.model.tokenize(request.text, request.add_special))))
+                case Detokenize():
+                    text = b"".join(self.model.piece(t) for t in request.tokens).decode("utf-8", "replace")
+                    self._events.append((req_id, Detokenized(text)))
+                case None:
+                    self._stopping = True
         except RequestError as exc:
-            self._events.append((req_id, {"ev": "error", "message": str(exc), "status": exc.status}))
+            self._events.append((req_id, Error(str(exc), exc.status)))
         except GrammarError as exc:
-            self._events.append((req_id, {"ev": "error", "message": str(exc), "status": 400}))
+            self._events.append((req_id, Error(str(exc), 400)))
         except Exception as exc:  # keep the runner alive for everybody else
             log.exception("request %s failed", req_id)
-            self._events.append((req_id, {"ev": "error", "message": f"runner error: {exc}", "status": 500}))
+            self._events.append((req_id, Error(f"runner error: {exc}", 500)))
 
     def _embed_next(self) -> None:
         """Embed one input of the oldest embedding request (interleaved with decode steps)."""
@@ -162,26 +179,26 @@ class BatchEngine:
                 job.vectors.append(vec)
                 job.tokens += n
             except RequestError as exc:
-                self._events.append((job.req_id, {"ev": "error", "message": str(exc), "status": exc.status}))
+                self._events.append((job.req_id, Error(str(exc), exc.status)))
                 self._embed_jobs.popleft()
                 return
             except Exception as exc:  # keep the runner alive for everybody else
                 log.exception("embedding request %s failed", job.req_id)
-                self._events.append((job.req_id, {"ev": "error", "message": f"runner error: {exc}", "status": 500}))
+                self._events.append((job.req_id, Error(f"runner error: {exc}", 500)))
                 self._embed_jobs.popleft()
                 return
             if len(job.vectors) < len(job.inputs):
                 return
-            self._events.append((job.req_id, {"ev": "result", "embeddings": job.vectors, "prompt_tokens": job.tokens}))
+            self._events.append((job.req_id, Embedded(embeddings=job.vectors, prompt_tokens=job.tokens)))
         self._cancelled_embeds.discard(job.req_id)
         self._embed_jobs.popleft()
 
-    def _new_sequence(self, req_id: int, p: dict[str, Any]) -> None:
-        prefix = [int(t) for t in p.get("prefix_tokens") or []]
+    def _new_sequence(self, req_id: int, p: Generate) -> None:
+        prefix = p.prefix_tokens
         for t in prefix:
             if not 0 <= t < self.model.n_vocab:
                 raise RequestError(f"context contains an invalid token id {t}")
-        prompt = prefix + self.model.tokenize(p.get("prompt", ""), add_special=not prefix)
+        prompt = prefix + self.model.tokenize(p.prompt, add_special=not prefix)
         if not prompt:
             raise RequestError("the prompt is empty")
         limit = self.cfg.n_ctx_seq
@@ -190,19 +207,18 @@ class BatchEngine:
                 f"the prompt is too long: {len(prompt)} tokens, but this model is loaded with a context of {limit} tokens"
                 " (shorten the prompt or raise num_ctx)"
             )
-        max_tokens = int(p.get("max_tokens", -1))
         room = limit - len(prompt)
-        max_new = room if max_tokens < 0 else min(max_tokens, room)
-        ignore_eos = bool(p.get("ignore_eos")) and not p.get("grammar")
-        sampling = dict(p.get("sampling") or {})
-        last_n = int(sampling.get("repeat_last_n", 64))
-        sampling["repeat_last_n"] = limit if last_n < 0 or last_n > limit else last_n  # -1 = context, like Ollama
-        chain = build_chain(self.model.vocab, self.model.n_vocab, sampling, p.get("grammar"),
+        max_new = room if p.max_tokens < 0 else min(p.max_tokens, room)
+        ignore_eos = p.ignore_eos and not p.grammar
+        last_n = p.sampling.repeat_last_n
+        sampling = msgspec.structs.replace(  # -1 = the whole context, like Ollama
+            p.sampling, repeat_last_n=limit if last_n < 0 or last_n > limit else last_n)
+        chain = build_chain(self.model.vocab, self.model.n_vocab, sampling, p.grammar,
                             self.model.eog_tokens if ignore_eos else [])
         seq = Sequence(req_id=req_id, prompt=prompt, max_new=max_new, ignore_eos=ignore_eos,
-                       return_tokens=bool(p.get("return_tokens")), chain=chain, stops=StopMatcher(list(p.get("stop") or [])))
+                       return_tokens=p.return_tokens, chain=chain, stops=StopMatcher(list(p.stop)))
         if max_new == 0:  # num_predict 0: nothing to generate (Ollama answers at once)
-            self._events.append((req_id, {"ev": "done", **seq.stats("length")}))
+            self._events.append((req_id, seq.stats("length")))
             ll.llama_sampler_free(chain)
             return
         self.by_id[req_id] = seq
@@ -230,7 +246,7 @@ class BatchEngine:
             seq.pending = seq.prompt[keep:]
             self.active.append(seq)
             # told before the prefill runs: a client that leaves during a long prefill still pays for it
-            self._events.append((seq.req_id, {"ev": "prefill", "prompt_tokens": len(seq.prompt), "cached_tokens": keep}))
+            self._events.append((seq.req_id, Prefill(prompt_tokens=len(seq.prompt), cached_tokens=keep)))
 
     def _step(self) -> None:
         for seq in [s for s in self.active if s.cancelled]:
@@ -284,7 +300,7 @@ class BatchEngine:
         text = seq.decoder.decode(self.model.piece(token))
         out, hit = seq.stops.feed(text)
         if out:
-            self._events.append((seq.req_id, {"ev": "text", "text": out, "n": len(seq.generated)}))
+            self._events.append((seq.req_id, Text(out, len(seq.generated))))
         if hit:
             self._finish(seq, "stop", flush=False)
         elif len(seq.generated) >= seq.max_new:
@@ -292,16 +308,16 @@ class BatchEngine:
         else:
             seq.pending = [token]
 
-    def _finish(self, seq: Sequence, reason: str, flush: bool = True) -> None:
+    def _finish(self, seq: Sequence, reason: FinishReason, flush: bool = True) -> None:
         if flush and reason != "cancelled":
             tail = seq.stops.flush() + seq.decoder.decode(b"", final=True)
             if tail:
-                self._events.append((seq.req_id, {"ev": "text", "text": tail, "n": len(seq.generated)}))
-        self._events.append((seq.req_id, {"ev": "done", **seq.stats(reason)}))
+                self._events.append((seq.req_id, Text(tail, len(seq.generated))))
+        self._events.append((seq.req_id, seq.stats(reason)))
         self._release(seq)
 
     def _fail(self, seq: Sequence, message: str, status: int) -> None:
-        self._events.append((seq.req_id, {"ev": "error", "message": message, "status": status}))
+        self._events.append((seq.req_id, Error(message, status)))
         if seq.slot is not None:  # the KV state of this slot is unknown now: forget it
             ll.llama_memory_seq_rm(self.mem, seq.slot.seq_id, -1, -1)
             seq.slot.cached.clear()

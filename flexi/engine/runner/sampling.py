@@ -6,6 +6,8 @@ from typing import Any
 
 import llama_cpp as ll
 
+from flexi.engine.runner.protocol import Sampling
+
 NEG_INF = float("-inf")
 
 
@@ -13,7 +15,7 @@ class GrammarError(ValueError):
     """The grammar could not be compiled by llama.cpp."""
 
 
-def build_chain(vocab: Any, n_vocab: int, params: dict[str, Any], grammar: str | None, ban_tokens: list[int]) -> Any:
+def build_chain(vocab: Any, n_vocab: int, params: Sampling, grammar: str | None, ban_tokens: list[int]) -> Any:
     """Return an owned llama_sampler chain; free it with ll.llama_sampler_free.
 
     Order follows llama.cpp's common sampler: grammar → bias → penalties →
@@ -33,32 +35,32 @@ def build_chain(vocab: Any, n_vocab: int, params: dict[str, Any], grammar: str |
                 arr[i].token = tok
                 arr[i].bias = NEG_INF
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_logit_bias(n_vocab, len(ban_tokens), arr))
-        repeat = float(params.get("repeat_penalty", 1.0))
-        freq = float(params.get("frequency_penalty", 0.0))
-        presence = float(params.get("presence_penalty", 0.0))
-        last_n = int(params.get("repeat_last_n", 64))
+        repeat = params.repeat_penalty
+        freq = params.frequency_penalty
+        presence = params.presence_penalty
+        last_n = params.repeat_last_n
         if last_n != 0 and (repeat != 1.0 or freq != 0.0 or presence != 0.0):
             last_n = -1 if last_n < 0 else last_n
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, presence))
-        temperature = float(params.get("temperature", 0.8))
+        temperature = params.temperature
         if temperature <= 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
             return chain
-        top_k = int(params.get("top_k", 40))
+        top_k = params.top_k
         if top_k > 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(top_k))
-        typical = float(params.get("typical_p", 1.0))
+        typical = params.typical_p
         if 0 < typical < 1:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_typical(typical, 1))
-        top_p = float(params.get("top_p", 1.0))
+        top_p = params.top_p
         if 0 < top_p < 1:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(top_p, 1))
-        min_p = float(params.get("min_p", 0.0))
+        min_p = params.min_p
         if min_p > 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(min_p, 1))
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(temperature))
-        seed = params.get("seed")
-        seed = ll.LLAMA_DEFAULT_SEED if seed is None or int(seed) < 0 else int(seed) & 0xFFFFFFFF
+        seed = params.seed
+        seed = ll.LLAMA_DEFAULT_SEED if seed is None or seed < 0 else seed & 0xFFFFFFFF
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed))
         return chain
     except Exception:

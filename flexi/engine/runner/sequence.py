@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from flexi.engine.runner.protocol import Done
 from flexi.engine.runner.stops import StopMatcher
+from flexi.engine.types import FinishReason
 
 
 @dataclass
@@ -40,17 +42,10 @@ class Sequence:
     text_out: int = 0
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
-    def stats(self, reason: str) -> dict[str, Any]:
+    def stats(self, reason: FinishReason) -> Done:
         now = time.perf_counter()
         first = self.t_first if self.t_first is not None else now
-        out: dict[str, Any] = {
-            "finish_reason": reason,
-            "prompt_tokens": len(self.prompt),
-            "completion_tokens": len(self.generated),
-            "cached_tokens": self.cached_tokens,
-            "prompt_eval_ns": int((first - self.t_admit) * 1e9),
-            "eval_ns": int((now - first) * 1e9),
-        }
-        if self.return_tokens:
-            out["tokens"] = self.prompt + self.generated
-        return out
+        return Done(finish_reason=reason, prompt_tokens=len(self.prompt), completion_tokens=len(self.generated),
+                    cached_tokens=self.cached_tokens, prompt_eval_ns=int((first - self.t_admit) * 1e9),
+                    eval_ns=int((now - first) * 1e9),
+                    tokens=self.prompt + self.generated if self.return_tokens else None)

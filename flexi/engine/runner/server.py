@@ -7,8 +7,8 @@ import itertools
 import logging
 from typing import Any
 
-from flexi.engine.runner.batch_engine import BatchEngine, Event
-from flexi.engine.runner.protocol import MAX_LINE, decode, encode
+from flexi.engine.runner.batch_engine import BatchEngine
+from flexi.engine.runner.protocol import FINAL, MAX_LINE, Cancel, Error, Event, ProtocolError, decode_request, encode, frame_id
 
 log = logging.getLogger("flexi.runner")
 
@@ -26,22 +26,24 @@ class RunnerServer:
         self._ids = itertools.count(1)
         self._routes: dict[int, tuple[asyncio.StreamWriter, int]] = {}
 
-    def _emit_threadsafe(self, events: list[Event]) -> None:
+    def _emit_threadsafe(self, events: list[tuple[int, Event]]) -> None:
         self.loop.call_soon_threadsafe(self._dispatch, events)
 
-    def _dispatch(self, events: list[Event]) -> None:
-        touched: set[asyncio.StreamWriter] = set()
+    def _dispatch(self, events: list[tuple[int, Event]]) -> None:
+        """Route one step's events to their connections: one write per connection, not one per event."""
+        frames: dict[asyncio.StreamWriter, list[bytes]] = {}
         for engine_id, event in events:
             route = self._routes.get(engine_id)
             if route is None:
                 continue
             writer, client_id = route
-            if event.get("ev") in ("done", "error", "result"):
+            if isinstance(event, FINAL):
                 del self._routes[engine_id]
             if writer.is_closing():
                 continue
-            writer.write(encode({"id": client_id, **event}))
-            touched.add(writer)
+            frames.setdefault(writer, []).append(encode(client_id, event))
+        for writer, out in frames.items():
+            writer.write(b"".join(out))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         mine: dict[int, int] = {}  # client id → engine id
@@ -51,31 +53,32 @@ class RunnerServer:
                 if not line:
                     break
                 try:
-                    msg = decode(line)
-                    op = msg["op"]
-                    client_id = int(msg["id"])
-                except Exception:
-                    log.warning("ignoring malformed message from server")
+                    client_id, request = decode_request(line)
+                except ProtocolError as exc:  # a server bug: answer it if the id is readable, never guess
+                    log.warning("%s", exc)
+                    bad_id = frame_id(line)
+                    if bad_id is not None:
+                        writer.write(encode(bad_id, Error(f"the runner could not read the request ({exc})", 500)))
                     continue
                 assert self.engine is not None
-                if op == "cancel":
+                if isinstance(request, Cancel):
                     engine_id = mine.get(client_id)
                     if engine_id is not None:
-                        self.engine.submit("cancel", engine_id)
+                        self.engine.submit(engine_id, request)
                     continue
                 engine_id = next(self._ids)
                 mine[client_id] = engine_id
                 self._routes[engine_id] = (writer, client_id)
-                self.engine.submit(op, engine_id, msg)
+                self.engine.submit(engine_id, request)
                 if len(mine) > 10_000:  # forget finished ids
                     live = set(self._routes)
                     mine = {c: e for c, e in mine.items() if e in live}
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):  # ValueError: a line over MAX_LINE
             pass
         finally:
             for engine_id in mine.values():
                 if engine_id in self._routes and self.engine is not None:
-                    self.engine.submit("cancel", engine_id)
+                    self.engine.submit(engine_id, Cancel())
             writer.close()
 
 
