@@ -8,7 +8,7 @@ dialect-free: no Ollama or OpenAI field names leak below the API layer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 #: Longest input the embedder takes (tokens). Pooled embeddings need the whole input in one ubatch,
 #: and llama.cpp then keeps a compute and an output buffer of one logits row per input token: at the
