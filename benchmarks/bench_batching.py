@@ -385,7 +385,7 @@ def bench_flexi(prompts: Prompts, levels: list[int], reps: int, gateway_samples:
 # --- gateway overhead: HTTP /api/generate versus the runner socket --------------------------------------
 def runner_payload(prompts: Prompts, question: str) -> Generate:
     """Exactly what the server sends the runner for a non-raw /api/generate with num_predict 1, temperature 0."""
-    from flexi.api.options import ModelOptions
+    from flexi.service.options import ModelOptions
     from flexi.config import load_settings
     from flexi.service.generation import runner_request
 

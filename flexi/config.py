@@ -260,3 +260,18 @@ def load_settings(**overrides: Any) -> Settings:
     """Build settings; keyword overrides (CLI flags) win over env and file."""
     clean = {k: v for k, v in overrides.items() if v is not None}
     return Settings(**clean)
+
+
+CLIENT_DEFAULT_HOST = "127.0.0.1:11434"
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def server_url(value: str | None = None) -> str:
+    """Base URL from FLEXI_HOST ("host:port", ":port", "http://host:port"); wildcard hosts become loopback."""
+    raw = (value if value is not None else os.environ.get("FLEXI_HOST", "")).strip() or CLIENT_DEFAULT_HOST
+    scheme = "https" if raw.lower().startswith("https://") else "http"
+    host, port = split_host(raw)
+    host = _WILDCARDS.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"

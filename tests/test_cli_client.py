@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flexi import i18n
-from flexi.cli.client import server_url
+from flexi.config import server_url
 
 
 @pytest.mark.parametrize("value,url", [

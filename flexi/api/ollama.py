@@ -22,7 +22,7 @@ from flexi.api import completion as gen
 from flexi.http.app_state import generation_of, state_of
 from flexi.http.caller import caller_of
 from flexi.http.errors import parse_body
-from flexi.api.options import model_parameters
+from flexi.service.options import model_parameters
 from flexi.api.ollama_types import (
     ChatRequest,
     CopyRequest,

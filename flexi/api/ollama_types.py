@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flexi.api.options import ModelOptions
+from flexi.service.options import ModelOptions
 
 
 class _Base(BaseModel):

@@ -34,7 +34,7 @@ from flexi.api.openai_types import (
     EmbeddingsRequest,
     SamplingFields,
 )
-from flexi.api.options import ModelOptions
+from flexi.service.options import ModelOptions
 from flexi.api.wire import primed, sse
 from flexi.engine.types import (
     BadRequest,

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flexi.api.options import MAX_REPEAT_PENALTY, MAX_TOKENS_FIELD, MAX_TOP_K, SEED_MAX, SEED_MIN
+from flexi.service.options import MAX_REPEAT_PENALTY, MAX_TOKENS_FIELD, MAX_TOP_K, SEED_MAX, SEED_MIN
 
 
 class _Base(BaseModel):

@@ -105,7 +105,7 @@ def normalize_url(value: str | None, api: str) -> str:
     A trailing "/v1" (openai) or "/api" (ollama) is dropped, since the endpoint path is added.
     """
     if value is None or not value.strip():
-        from flexi.cli.client import server_url
+        from flexi.config import server_url
 
         try:
             return server_url()

@@ -17,10 +17,8 @@ import httpx
 
 from flexi import __version__
 from flexi.i18n import t
-from flexi.config import split_host
+from flexi.config import server_url
 
-DEFAULT_HOST = "127.0.0.1:11434"
-_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 _CHUNK = 1 << 20
 
 
@@ -31,17 +29,6 @@ class CLIError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
-
-
-def server_url(value: str | None = None) -> str:
-    """Base URL from FLEXI_HOST ("host:port", ":port", "http://host:port"); wildcard hosts become loopback."""
-    raw = (value if value is not None else os.environ.get("FLEXI_HOST", "")).strip() or DEFAULT_HOST
-    scheme = "https" if raw.lower().startswith("https://") else "http"
-    host, port = split_host(raw)
-    host = _WILDCARDS.get(host, host)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
 
 
 def error_message(response: httpx.Response) -> str:

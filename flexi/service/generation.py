@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from flexi.access.caller import Caller
 from flexi.access.gate import AccessGate, Admission
 from flexi.access.policy import Limits, allowed_context
-from flexi.api.options import ModelOptions, max_tokens_of, merged, sampling_of
+from flexi.service.options import ModelOptions, max_tokens_of, merged, sampling_of
 from flexi.config import Settings
 from flexi.durations import DurationError, parse_duration
 from flexi.engine.types import (

@@ -15,7 +15,7 @@ import pytest_asyncio
 from flexi.access.caller import Caller
 from flexi.access.credentials import Credential
 from flexi.access.service import AccessService
-from flexi.api.options import ModelOptions
+from flexi.service.options import ModelOptions
 from flexi.config import load_settings
 from flexi.engine.types import BadRequest, GenerationRequest, GenerationStats, Prefill, TextChunk
 from flexi.service.generation import ChatPrompt, Draft, GenerationService, TextPrompt

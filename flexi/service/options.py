@@ -61,8 +61,8 @@ class ModelOptions(BaseModel):
         return value
 
 
-DEFAULTS = ModelOptions(temperature=0.8, top_k=40, top_p=0.9, min_p=0.0, typical_p=1.0, repeat_penalty=1.1,
-                        repeat_last_n=64, presence_penalty=0.0, frequency_penalty=0.0)
+_SAMPLING = SamplingParams()  # the one place sampling defaults are written (flexi/engine/types.py)
+DEFAULTS = ModelOptions(**{k: v for k, v in vars(_SAMPLING).items() if v is not None})
 
 
 def merged(model_defaults: dict[str, Any], request: ModelOptions | None) -> ModelOptions:
@@ -85,19 +85,9 @@ def model_parameters(parameters: dict[str, Any] | None) -> ModelOptions:
 
 
 def sampling_of(options: ModelOptions) -> SamplingParams:
-    o = options
-    return SamplingParams(
-        temperature=o.temperature if o.temperature is not None else 0.8,
-        top_k=o.top_k if o.top_k is not None else 40,
-        top_p=o.top_p if o.top_p is not None else 0.9,
-        min_p=o.min_p or 0.0,
-        typical_p=o.typical_p if o.typical_p is not None else 1.0,
-        repeat_penalty=o.repeat_penalty if o.repeat_penalty is not None else 1.1,
-        repeat_last_n=o.repeat_last_n if o.repeat_last_n is not None else 64,
-        presence_penalty=o.presence_penalty or 0.0,
-        frequency_penalty=o.frequency_penalty or 0.0,
-        seed=o.seed,
-    )
+    """The sampler settings of `options`; what they leave unset keeps SamplingParams' default."""
+    given = {k: getattr(options, k) for k in vars(_SAMPLING)}
+    return SamplingParams(**{k: v if v is not None else getattr(_SAMPLING, k) for k, v in given.items()})
 
 
 def max_tokens_of(options: ModelOptions) -> int:
