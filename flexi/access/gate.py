@@ -37,7 +37,7 @@ from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.config import Settings
-from flexi.db.models import ApiKey, Course, User, utcnow
+from flexi.db.models import ApiKey, Course, User, utcnow, iso_z
 from flexi.engine.types import (
     GenerationRequest,
     GenerationStats,
@@ -290,7 +290,7 @@ class AccessGate:
         text = i18n.text(f"quota_{lim.name}", locale, limit=lim.value, retry=retry, reset=reset,
                              subject=i18n.text(f"subject_{lim.subject_kind}", locale))
         return quota_exceeded(text, retry, limit=lim.name, scope=lim.subject_kind,
-                              resets_at=refusal.resets_at.isoformat().replace("+00:00", "Z"))
+                              resets_at=iso_z(refusal.resets_at))
 
     async def _course_of(self, caller: Caller) -> int | None:
         if caller.billing is not None:  # the route decided (a course assistant bills its course)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from flexi.config import Settings
 from flexi.db.engine import write_transaction
 from flexi.db.models import (
+    iso_z,
     ApiKey,
     Assistant,
     ChatMessage,
@@ -50,7 +51,7 @@ ERASED_PREFIX = "erased-"
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    return iso_z(value) if value else None
 
 
 def processing_info(settings: Settings) -> dict[str, Any]:

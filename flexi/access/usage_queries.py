@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, window_end, window_start
-from flexi.db.models import ApiKey, Course, UsageRecord, utcnow
+from flexi.db.models import ApiKey, Course, UsageRecord, utcnow, iso_z
 
 GROUPS = ("user", "course", "model", "key", "day")
 
@@ -98,14 +98,10 @@ def own_usage(session: Session, principal: Principal, quotas: QuotaLedger, days:
             spent = used[subject].get(lim.name, 0)
             quota.append({"limit": lim.name, "applies_to": lim.subject_kind, "value": lim.value, "used": spent,
                           "remaining": max(0, lim.value - spent),
-                          "resets_at": _iso(window_end(lim.window, window_start(lim.window, now)))})
+                          "resets_at": iso_z(window_end(lim.window, window_start(lim.window, now)))})
     return {
-        "since": _iso(since),
+        "since": iso_z(since),
         "per_day": usage_summary(session, "day", since=since, pseudonym=principal.pseudonym),
         "per_model": usage_summary(session, "model", since=since, pseudonym=principal.pseudonym),
         "quotas": quota,
     }
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")

@@ -25,7 +25,7 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -42,7 +42,7 @@ from flexi.campus.admin_common import AdminRoute, transaction
 from flexi.http.app_state import access_of, generation_of
 from flexi.api.ollama import chat_response
 from flexi.api.ollama_types import ChatRequest
-from flexi.db.models import Assistant, Course, CourseMember, UsageRecord, utcnow
+from flexi.db.models import Assistant, Course, CourseMember, UsageRecord, utcnow, iso_z
 from flexi.engine.types import BadRequest, EngineError
 
 router = APIRouter(prefix="/assistants", tags=["assistants"], route_class=AdminRoute)
@@ -156,10 +156,6 @@ def find_usable(s: Session, principal: Principal, locale: str, *, slug: str | No
     return a, r
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def _out(a: Assistant, course: Course, r: Rights) -> dict[str, Any]:
     return {
         "id": a.id, "slug": a.slug, "name": a.name, "description": a.description, "model": a.model,
@@ -168,7 +164,7 @@ def _out(a: Assistant, course: Course, r: Rights) -> dict[str, Any]:
         "options": dict(a.options), "audience": a.audience, "show_system_prompt": a.show_system_prompt,
         "system_prompt": a.system_prompt if r.see_prompt else None,
         "disabled": a.disabled, "can_edit": r.edit, "can_view_usage": r.see_usage,
-        "created_at": _iso(a.created_at), "updated_at": _iso(a.updated_at),
+        "created_at": iso_z(a.created_at), "updated_at": iso_z(a.updated_at),
     }
 
 
@@ -304,7 +300,7 @@ def assistant_usage(request: Request, slug: str, days: int = 30) -> dict[str, An
     per_day = [{"day": str(d), "requests": int(n), "prompt_tokens": int(p), "completion_tokens": int(c)}
                for d, n, p, c in rows]
     totals = {k: sum(row[k] for row in per_day) for k in ("requests", "prompt_tokens", "completion_tokens")}
-    return {"assistant": a.slug, "since": _iso(since), "days": per_day, "totals": totals, "users": int(users)}
+    return {"assistant": a.slug, "since": iso_z(since), "days": per_day, "totals": totals, "users": int(users)}
 
 
 @router.post("/{slug}/chat", summary="Chat with the assistant; answers exactly like Ollama's /api/chat")

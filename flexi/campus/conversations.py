@@ -11,7 +11,6 @@ erasure include them.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -25,7 +24,7 @@ from flexi.access.principal import Principal
 from flexi.http.caller import caller_of
 from flexi.campus.admin_common import AdminRoute, transaction
 from flexi.campus.assistants import find_usable
-from flexi.db.models import Assistant, ChatMessage, Conversation, utcnow
+from flexi.db.models import Assistant, ChatMessage, Conversation, utcnow, iso_z
 from flexi.engine.types import EngineError
 from flexi.http.app_state import access_of
 
@@ -62,10 +61,6 @@ class MessagesIn(BaseModel):
     messages: list[MessageIn] = Field(max_length=MAX_MESSAGES)
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def _caller(request: Request) -> tuple[Principal, int, str]:
     principal = caller_of(request).principal
     if principal.user_id is None:
@@ -85,7 +80,7 @@ def _own(s: Session, user_id: int, conversation_id: int, locale: str) -> Convers
 
 def _summary(conv: Conversation, count: int) -> dict[str, Any]:
     return {"id": conv.id, "title": conv.title, "model": conv.model, "assistant_id": conv.assistant_id,
-            "created_at": _iso(conv.created_at), "updated_at": _iso(conv.updated_at), "message_count": count}
+            "created_at": iso_z(conv.created_at), "updated_at": iso_z(conv.updated_at), "message_count": count}
 
 
 def _full(s: Session, conv: Conversation) -> dict[str, Any]:
@@ -93,7 +88,7 @@ def _full(s: Session, conv: Conversation) -> dict[str, Any]:
                      .order_by(ChatMessage.position, ChatMessage.id)).all()
     assistant = s.get(Assistant, conv.assistant_id) if conv.assistant_id is not None else None
     return {**_summary(conv, len(rows)), "assistant_slug": assistant.slug if assistant else None,  # to reopen it by link
-            "messages": [{"role": m.role, "content": m.content, "created_at": _iso(m.created_at)} for m in rows]}
+            "messages": [{"role": m.role, "content": m.content, "created_at": iso_z(m.created_at)} for m in rows]}
 
 
 def _replace_messages(s: Session, conv: Conversation, items: list[MessageIn]) -> None:

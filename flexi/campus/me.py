@@ -22,7 +22,7 @@ from flexi.http.caller import caller_of
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.usage_queries import own_usage
 from flexi.campus.admin_common import AdminRoute, transaction
-from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow
+from flexi.db.models import Course, CourseMember, TermsAcceptance, User, utcnow, iso_z
 from flexi.engine.types import BadRequest, EngineError
 from flexi.http.sessions import is_secure
 from flexi.http.csrf import csrf_token
@@ -146,7 +146,7 @@ def accept_terms(request: Request, body: TermsAccept) -> dict[str, Any]:
             s.add(exists)
             s.flush()
         accepted_at = exists.accepted_at
-    return {"version": current, "accepted_at": accepted_at.isoformat().replace("+00:00", "Z")}
+    return {"version": current, "accepted_at": iso_z(accepted_at)}
 
 
 @router.get("/terms", summary="The current terms of use (public)")

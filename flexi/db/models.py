@@ -61,6 +61,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_z(value: datetime) -> str:
+    """A UTC timestamp as every Flexi API writes it: ISO 8601 with `Z`."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
 def _in(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
