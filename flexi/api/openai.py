@@ -276,11 +276,15 @@ async def chat_completions(request: Request) -> Response:
     if not body.messages:
         raise BadRequest("messages must contain at least one message", param="messages")
     service.check_message_count(len(body.messages))
-    messages, has_images = _chat_messages(body.messages)
     tools = _tools(body)
     fmt = _response_format(body.response_format)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    draft = Draft(ChatPrompt(messages, tools=tools, has_images=has_images), options=_options(body, max_tokens),
+
+    def prompt() -> ChatPrompt:  # content parts are converted after admission (over quota: 429 first)
+        messages, has_images = _chat_messages(body.messages)
+        return ChatPrompt(messages, tools=tools, has_images=has_images)
+
+    draft = Draft(prompt, options=_options(body, max_tokens),
                   body=body, fmt=fmt, format_param="response_format", keep_alive=body.keep_alive, end_user=body.user,
                   body_priority=body.priority)
     events = await _start(service, caller, record, draft)

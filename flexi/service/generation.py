@@ -14,6 +14,7 @@ a chat draft (course documents are retrieved there, after admission and before r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from flexi.access.caller import Caller
-from flexi.access.gate import AccessGate, Admission
+from flexi.access.gate import AccessGate
 from flexi.access.policy import Limits, allowed_context
 from flexi.service.options import ModelOptions, max_tokens_of, merged, sampling_of
 from flexi.config import Settings
@@ -71,7 +72,9 @@ class TextPrompt:
 class Draft:
     """What a router parsed, before anything is decided for it."""
 
-    prompt: ChatPrompt | TextPrompt
+    #: the prompt, or a function that builds it after admission (a dialect's conversion that costs work
+    #: or refuses content: an over-quota caller gets their 429 before it runs)
+    prompt: ChatPrompt | TextPrompt | Callable[[], ChatPrompt | TextPrompt]
     options: ModelOptions | None = None
     body: BaseModel | None = None  # the parsed body: its size bounds the prompt for rate admission
     fmt: Any = None  # a dialect's output format (JSON mode or schema), compiled to a grammar here
@@ -123,11 +126,12 @@ def check_prompt_size(prompt_bytes: int, prefix_tokens: int, context: int, bytes
                          f"the context of {context} tokens this request may use; shorten the prompt", param=param)
 
 
-def output_limit(requested: int, limits: Limits, reserved: int | None, usable: int, max_predict: int) -> int:
+def output_limit(requested: int, caps: tuple[int | None, ...], max_predict: int) -> int:
     """The one decision on how many tokens a request may generate: what it asked for (-1 = until the
-    context is full), within the policy's max_output, the quota reservation and FLEXI_MAX_PREDICT."""
+    context is full) within each cap (the policy's max_output, the usable context, the quota
+    reservation) and FLEXI_MAX_PREDICT."""
     out = requested
-    for cap in (limits.max_output, reserved):
+    for cap in caps:
         if cap is not None:
             out = cap if out < 0 else min(out, cap)
     return max_predict if out < 0 else min(out, max_predict)
@@ -195,11 +199,18 @@ class GenerationService:
         bound = min(brought, backend.context_for(record, options.num_ctx))
         admission = await self.gate.admit(caller, record.name, prompt_bound=bound)
         try:
-            prompt = await self._prompt(caller, record, draft.prompt)
-            req, admission = await self._resolve(caller, admission, record, draft, options, prompt)
+            spec = draft.prompt() if callable(draft.prompt) else draft.prompt
+            prompt = await self._prompt(caller, record, spec)
+            req = self._resolve(caller, admission.limits, record, draft, options, prompt)
         except BaseException:
             self.gate.release_unclaimed(admission)
             raise
+        # the tokens of exactly this prompt and output; a refusal here is recorded by the gate itself
+        admission = await self.gate.reserve(admission, len(prompt.encode("utf-8")) + 1 + len(req.prefix_tokens),
+                                            req.max_tokens)
+        if admission.reservation.max_output is not None:
+            req = dataclasses.replace(req, max_tokens=output_limit(req.max_tokens, (admission.reservation.max_output,),
+                                                                   self.settings.max_predict))
         return self.gate.meter(admission, req, backend.generate(req, record))
 
     async def _prompt(self, caller: Caller, record: ModelRecord, spec: ChatPrompt | TextPrompt) -> str:
@@ -231,38 +242,29 @@ class GenerationService:
         except TooManyRequests as exc:
             raise self.gate.too_many(caller, exc, record.name) from None
 
-    async def _resolve(self, caller: Caller, admission: Admission, record: ModelRecord, draft: Draft,
-                       options: ModelOptions, prompt: str) -> tuple[GenerationRequest, Admission]:
-        """Every limit of the request, decided once; then the quota reservation for exactly that."""
-        limits = admission.limits
+    def _resolve(self, caller: Caller, limits: Limits, record: ModelRecord, draft: Draft, options: ModelOptions,
+                 prompt: str) -> GenerationRequest:
+        """Every limit of the request, decided once (the quota reservation may only lower max_tokens)."""
         ctx = self.context(caller, limits, record, options.num_ctx)
         check_prompt_size(len(prompt.encode("utf-8")), len(draft.prefix_tokens), ctx.usable,
                           self.settings.max_prompt_bytes_per_token)
-        grammar = grammar_for_format(draft.fmt, param=draft.format_param)
-        keep_alive = self.gate.keep_alive_for(caller.principal, keep_alive_seconds(draft.keep_alive))
-        wanted = output_limit(max_tokens_of(options), limits, None, ctx.usable, self.settings.max_predict)
-        prompt_bound = len(prompt.encode("utf-8")) + 1 + len(draft.prefix_tokens)
-        admission = await self.gate.reserve(admission, prompt_bound, min(wanted, ctx.usable)
-                                            if max_tokens_of(options) < 0 else wanted)
-        max_tokens = output_limit(max_tokens_of(options), limits, admission.reservation.max_output, ctx.usable,
-                                  self.settings.max_predict)
-        req = GenerationRequest(
+        max_tokens = output_limit(max_tokens_of(options), (limits.max_output, ctx.usable), self.settings.max_predict)
+        return GenerationRequest(
             model=record.name,
             prompt=prompt,
             prefix_tokens=list(draft.prefix_tokens),
             max_tokens=max_tokens,
             stop=list(options.stop or []),
             sampling=sampling_of(options),
-            grammar=grammar,
+            grammar=grammar_for_format(draft.fmt, param=draft.format_param),
             ignore_eos=bool(options.ignore_eos),
             num_ctx=ctx.num_ctx,
-            keep_alive=keep_alive,
+            keep_alive=self.gate.keep_alive_for(caller.principal, keep_alive_seconds(draft.keep_alive)),
             return_tokens=draft.return_tokens,
             user=caller.identity_for(draft.end_user),
             priority=caller.priority_for(draft.body_priority),
             max_concurrent=self.gate.max_concurrent_for(caller.principal),
         )
-        return req, admission
 
     # --- embeddings --------------------------------------------------------------------------
     async def embed(self, caller: Caller, record: ModelRecord, draft: EmbedDraft) -> EmbeddingResult:
@@ -293,7 +295,7 @@ def runner_request(record: ModelRecord, prompt: str, options: ModelOptions, *, r
     the HTTP path using exactly this)."""
     opts = merged(record.parameters, options)
     return GenerationRequest(model=record.name, prompt=prompt, max_tokens=output_limit(
-        max_tokens_of(opts), Limits(), None, 0, max_predict), stop=list(opts.stop or []), sampling=sampling_of(opts),
+        max_tokens_of(opts), (), max_predict), stop=list(opts.stop or []), sampling=sampling_of(opts),
         ignore_eos=bool(opts.ignore_eos), num_ctx=opts.num_ctx, return_tokens=return_tokens)
 
 

@@ -100,7 +100,7 @@ async def test_an_admin_keeps_their_keep_alive_and_unlimited_output(world: Any) 
     admin = _caller(access, db, "root", role="admin")
     await _run(service, admin, Draft(TextPrompt("hi", raw=True), options=ModelOptions(num_predict=-1), keep_alive="1h"))
     [(req, _)] = backend.requests
-    assert req.keep_alive == 3600 and req.max_tokens == service.settings.max_predict
+    assert req.keep_alive == 3600 and req.max_tokens == min(service.settings.max_predict, 4096)  # the usable context
 
 
 async def test_a_request_refused_while_rendering_still_counts_and_is_recorded(world: Any) -> None:
