@@ -2,7 +2,7 @@
 
 The manager only starts, stops, asks and streams; it never looks at processes or sockets. Writing
 that down as a `Protocol` lets tests drive the real queueing, eviction, keep-alive, crash-restart and
-replica logic with an in-process fake runner (tests/unit/test_model_manager.py), and lets other
+replica logic with an in-process fake runner (tests/scheduler/test_model_manager.py), and lets other
 backends (remote engines) plug in later without touching the manager.
 """
 

@@ -1,7 +1,7 @@
 """The real `ModelManager` driven through its runner seam by an in-process fake runner.
 
 No processes, no model: fair queue, eviction, keep-alive, crash-restart and replicas in milliseconds.
-The real runner keeps its end-to-end tests (tests/e2e/test_lifecycle.py, test_scheduling.py).
+The real runner keeps its end-to-end tests (tests/scheduler/test_lifecycle.py, test_scheduling.py).
 """
 
 from __future__ import annotations
