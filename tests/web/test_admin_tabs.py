@@ -18,7 +18,7 @@ import pytest
 
 from flexi.access.passwords import hash_password
 from tests.access_helpers import ServerDB
-from tests.browser.test_web_ui import PASSWORD, Campus, axe, page_of, shot, sign_in  # noqa: F401 - page_of is a fixture
+from tests.web.test_web_ui import PASSWORD, Campus, axe, page_of, shot, sign_in  # noqa: F401 - page_of is a fixture
 from tests.conftest import MODEL, start_server, stop_server
 
 pytestmark = pytest.mark.e2e

@@ -25,7 +25,7 @@ from flexi.config import load_settings
 from flexi.http.forwarded import client_address, trusted_networks
 from flexi.server.guard import RequestGuard, host_allowed, origin_allowed
 from tests.conftest import RunningServer, free_port, start_server, stop_server
-from tests.e2e.test_auth_login import Sso, cookie_of, sign_in, sso  # noqa: F401 - module fixture: provider + Flexi
+from tests.campus.test_auth_login import Sso, cookie_of, sign_in, sso  # noqa: F401 - module fixture: provider + Flexi
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET
 
 # --- item 5: SSO -------------------------------------------------------------------------------------

@@ -9,11 +9,7 @@ from typer.testing import CliRunner
 
 from flexi.cli import chat, main
 from flexi.cli.main import app
-
-try:
-    from test_cli_fake import FakeOllama
-except ImportError:  # tests/ as a package
-    from tests.test_cli_fake import FakeOllama
+from tests.cli.test_fake import FakeOllama
 
 ENGLISH = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_US.UTF-8", "FLEXI_API_KEY": None,
            "FORCE_COLOR": None, "TTY_COMPATIBLE": None}

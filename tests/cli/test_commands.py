@@ -13,11 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flexi.cli.main import app
-
-try:
-    from test_cli_fake import LICENSE, FakeOllama
-except ImportError:  # tests/ as a package
-    from tests.test_cli_fake import LICENSE, FakeOllama
+from tests.cli.test_fake import LICENSE, FakeOllama
 
 ENGLISH = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_US.UTF-8", "FLEXI_API_KEY": None,
            "FORCE_COLOR": None, "TTY_COMPATIBLE": None}

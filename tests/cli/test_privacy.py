@@ -8,7 +8,7 @@ from pathlib import Path
 from flexi.db.engine import make_engine, session_factory
 from flexi.db.models import UsageRecord
 from flexi.db.pseudonym import load_key, pseudonymize
-from tests.test_cli_admin import js, run
+from tests.cli.test_admin import js, run
 
 
 def test_usage_export_erase_purge_report(tmp_path: Path) -> None:

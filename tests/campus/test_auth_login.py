@@ -172,7 +172,7 @@ def test_password_guessing_is_throttled(sso: Sso) -> None:
     url = sso.flexi.url + "/auth/password"
     codes = [httpx.post(url, json={"username": "target-user", "password": f"guess{i}"},
                         headers={"Accept-Language": "de"}).status_code for i in range(6)]
-    assert codes[:5] == [401] * 5 and codes[5] == 429  # after 5 failures: a wait (backoff), see tests/security
+    assert codes[:5] == [401] * 5 and codes[5] == 429  # after 5 failures: a wait (backoff), see tests/access/test_sso_and_origins.py
     blocked = httpx.post(url, json={"username": "target-user", "password": "right password"}, headers={"Accept-Language": "de"})
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
     assert "fehlgeschlagene Anmeldungen" in blocked.json()["error"]

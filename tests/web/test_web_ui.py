@@ -536,7 +536,7 @@ def test_server_side_history_follows_the_user_to_another_browser(browser: Any, h
 
 
 # --- single sign-on from the page ------------------------------------------------------------------------
-from tests.e2e.test_auth_login import Sso, sso  # noqa: E402,F401 - the OIDC provider fixture (pyop over HTTPS)
+from tests.campus.test_auth_login import Sso, sso  # noqa: E402,F401 - the OIDC provider fixture (pyop over HTTPS)
 
 
 def test_single_sign_on_button_signs_in_through_the_provider(browser: Any, sso: Sso) -> None:

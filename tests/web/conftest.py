@@ -53,7 +53,7 @@ def axe_source() -> str:
         subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(AXE_DIR),
                         f"axe-core@{AXE_VERSION}"], check=False, timeout=300)
     if not script.exists():
-        message = "axe-core is not installed (npm install --prefix tests/browser/.axe axe-core)"
+        message = "axe-core is not installed (npm install --prefix tests/web/.axe axe-core)"
         if os.environ.get("FLEXI_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
-from tests.e2e.test_guards_and_faults import _runner_pids
+from tests.server.test_guards_and_faults import _runner_pids
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ import pytest
 
 from flexi.access.passwords import hash_password
 from tests.access_helpers import ServerDB
-from tests.browser.conftest import CHROMIUM, LAUNCH_ARGS, _require
+from tests.web.conftest import CHROMIUM, LAUNCH_ARGS, _require
 from tests.conftest import RunningServer, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
