@@ -159,7 +159,7 @@ class ChatPage {
     const system = h("textarea", { id: "system-prompt", rows: "3", value: this.settings.system || "", onchange: () => {
       this.settings.system = system.value; saveSettings(this.settings);
     } });
-    const temp = h("input", { id: "temperature", type: "number", min: "0", max: "2", step: "0.1", value: this.settings.temperature ?? "0.7", onchange: () => {
+    const temp = h("input", { id: "temperature", type: "number", min: "0", max: "2", step: "0.1", value: this.settings.temperature ?? "", onchange: () => {
       this.settings.temperature = temp.value; saveSettings(this.settings);
     } });
     const maxTokens = h("input", { id: "max-tokens", type: "number", min: "1", max: "32768", step: "1", value: this.settings.maxTokens ?? "", onchange: () => {
@@ -295,7 +295,7 @@ class ChatPage {
       .map(({ role, content }) => ({ role, content }));
     if (this.assistant) return { messages, stream: true };
     const system = (this.settings.system || "").trim();
-    const temperature = Number.parseFloat(this.settings.temperature ?? "0.7");
+    const temperature = Number.parseFloat(this.settings.temperature ?? ""); // empty: the model's own default (server side)
     const options = Number.isFinite(temperature) ? { temperature } : {};
     const maxTokens = Number.parseInt(this.settings.maxTokens ?? "", 10);
     if (Number.isFinite(maxTokens) && maxTokens > 0) options.num_predict = maxTokens;
