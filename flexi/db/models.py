@@ -30,6 +30,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -309,6 +310,7 @@ class TermsAcceptance(Base):
 
 AUDIENCES = ("course", "campus")
 CHAT_ROLES = ("user", "assistant", "system")
+DOCUMENT_STATES = ("queued", "processing", "ready", "failed")
 
 
 class Assistant(Base):
@@ -320,8 +322,8 @@ class Assistant(Base):
     assistant belongs to the course. `options` is a JSON dict of validated model
     options (see flexi.campus.assistants); assign a new dict to change it.
 
-    Course documents (retrieval) are planned as a later `assistant_documents`
-    table hanging off `assistants.id` (ON DELETE CASCADE); nothing here yet."""
+    Its course documents (retrieval) are `assistant_documents` rows hanging off
+    `assistants.id` (ON DELETE CASCADE), their chunks and vectors `document_chunks`."""
 
     __tablename__ = "assistants"
     __table_args__ = (CheckConstraint(f"audience IN ({_in(AUDIENCES)})", name="audience"),)
@@ -372,3 +374,49 @@ class ChatMessage(Base):
     content: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class AssistantDocument(Base):
+    """A course document of an assistant (issue 13): what a teacher uploaded or named by URL, and
+    how far it got. One name per assistant: uploading a changed file with the same name replaces the
+    row's chunks. `sha256` of the uploaded bytes tells an unchanged re-upload apart. Deleting the
+    assistant deletes its documents and (through them) their chunks."""
+
+    __tablename__ = "assistant_documents"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(DOCUMENT_STATES)})", name="status"),
+        UniqueConstraint("assistant_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assistant_id: Mapped[int] = mapped_column(ForeignKey("assistants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0, server_default="0")
+    media_type: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    source_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default="queued", server_default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+    pages: Mapped[int] = mapped_column(default=0, server_default="0")
+    chunks: Mapped[int] = mapped_column(default=0, server_default="0")
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class DocumentChunk(Base):
+    """One retrievable passage of a document: its text, where it stands (page or slide, heading path)
+    and its embedding (float32 little-endian bytes of `embedding_model`). The indexes in memory are
+    rebuilt from these rows, so the database is the one place a course's material lives."""
+
+    __tablename__ = "document_chunks"
+    __table_args__ = (UniqueConstraint("document_id", "ordinal"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("assistant_documents.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int]
+    page: Mapped[int | None]
+    heading: Mapped[str] = mapped_column(Text, default="", server_default="")
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_model: Mapped[str | None] = mapped_column(String(255))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, String, delete, inspect, select
+from sqlalchemy import Engine, String, delete, func, inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
@@ -183,3 +183,26 @@ def test_usage_records_have_no_text_columns(db: Engine) -> None:
         assert type(kind).__name__.upper() not in {"TEXT", "CLOB", "JSON", "JSONB", "BLOB", "BYTEA"}, column["name"]
         if isinstance(kind, String):  # short identifiers only: a model name, an endpoint, a status
             assert kind.length is not None and kind.length <= 255, column["name"]
+
+
+def test_deleting_an_assistant_deletes_its_documents_and_chunks(session: Session) -> None:
+    """Issue 13: an assistant's course material goes with it (ON DELETE CASCADE, on both databases)."""
+    from flexi.db.models import Assistant, AssistantDocument, Course, DocumentChunk
+
+    course = Course(name="rag-course")
+    session.add(course)
+    session.flush()
+    assistant = Assistant(slug="s" * 20, course_id=course.id, name="A", model="m")
+    session.add(assistant)
+    session.flush()
+    doc = AssistantDocument(assistant_id=assistant.id, name="skript.pdf", sha256="0" * 64, status="ready", pages=2)
+    session.add(doc)
+    session.flush()
+    session.add_all([DocumentChunk(document_id=doc.id, ordinal=i, page=1 + i, text=f"chunk {i}",
+                                   embedding=b"\0" * 16, embedding_model="all-minilm:l6-v2") for i in range(2)])
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(DocumentChunk)) == 2
+    session.execute(delete(Assistant).where(Assistant.id == assistant.id))  # a database-level delete: the FK cascades
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(AssistantDocument)) == 0
+    assert session.scalar(select(func.count()).select_from(DocumentChunk)) == 0
