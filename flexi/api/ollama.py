@@ -36,7 +36,7 @@ from flexi.api.ollama_types import (
 )
 from flexi.api.wire import ndjson, primed, rfc3339_nano
 from flexi.engine.types import BadRequest, EngineError, GenerationStats, StatusEvent, TextChunk
-from flexi.service.generation import Augment, ChatPrompt, Draft, EmbedDraft, TextPrompt
+from flexi.service.generation import Augment, ChatPrompt, Draft, EmbedDraft, Target, TextPrompt
 from flexi.store.blobs import BlobWriter, validate_digest
 from flexi.store.names import parse_model_name
 from flexi.store.pull import pull_model
@@ -48,8 +48,9 @@ OLLAMA_API_VERSION = "0.13.0"  # the Ollama API level Flexi implements; clients 
 NDJSON = "application/x-ndjson"
 
 
-def _model_entry(record: ModelRecord) -> dict[str, Any]:
-    return {"name": record.name, "model": record.name, "modified_at": record.modified_at.isoformat(),
+def _model_entry(record: ModelRecord, name: str | None = None) -> dict[str, Any]:
+    name = name or record.name
+    return {"name": name, "model": name, "modified_at": record.modified_at.isoformat(),
             "size": record.size, "digest": record.digest, "details": record.details}
 
 
@@ -82,7 +83,8 @@ async def version() -> dict[str, str]:
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> dict[str, Any]:
     records = await asyncio.to_thread(state_of(request).store.list)
-    return {"models": [_model_entry(r) for r in generation_of(request).visible(caller_of(request), records)]}
+    listed = await generation_of(request).listing(caller_of(request), records)
+    return {"models": [_model_entry(r, name) for name, r in listed]}
 
 
 @router.get("/api/ps")
@@ -139,11 +141,10 @@ def _modelfile(record: ModelRecord, reveal_path: bool = True) -> str:
 
 
 # --- generation --------------------------------------------------------------------
-async def _load_only(caller: Caller, request: Request, record: ModelRecord, keep_alive: Any, t0: int,
-                     chat: bool) -> JSONResponse:
+async def _load_only(target: Target, request: Request, keep_alive: Any, t0: int, chat: bool) -> JSONResponse:
     """Empty prompt: just load (or, with keep_alive 0, unload) the model, like Ollama."""
-    reason, load_ns = await generation_of(request).load_only(caller, record, keep_alive)
-    body: dict[str, Any] = {"model": record.name, "created_at": rfc3339_nano(), "done": True, "done_reason": reason}
+    reason, load_ns = await generation_of(request).load_only(target.caller, target.record, keep_alive)
+    body: dict[str, Any] = {"model": target.name, "created_at": rfc3339_nano(), "done": True, "done_reason": reason}
     if chat:
         body["message"] = {"role": "assistant", "content": ""}
     else:
@@ -158,20 +159,22 @@ async def _load_only(caller: Caller, request: Request, record: ModelRecord, keep
 async def generate(request: Request) -> Response:
     t0 = time.perf_counter_ns()
     body = await parse_body(request, GenerateRequest)
-    caller, service = caller_of(request), generation_of(request)
-    record = service.model(caller, body.model)
+    service = generation_of(request)
+    target = await service.target(caller_of(request), body.model)
+    record, shown = target.record, target.name
     if not body.prompt and not body.context and not body.suffix:
-        return await _load_only(caller, request, record, body.keep_alive, t0, chat=False)
-    prompt = TextPrompt(body.prompt, system=body.system, template=body.template, suffix=body.suffix, raw=body.raw,
+        return await _load_only(target, request, body.keep_alive, t0, chat=False)
+    system = "\n\n".join(part for part in (target.instructions, body.system or "") if part) or None
+    prompt = TextPrompt(body.prompt, system=system, template=body.template, suffix=body.suffix, raw=body.raw,
                         think=body.think, has_images=bool(body.images))
-    draft = Draft(prompt, options=body.options, body=body, fmt=body.format, keep_alive=body.keep_alive,
+    draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format, keep_alive=body.keep_alive,
                   prefix_tokens=list(body.context or []), return_tokens=not body.raw)
-    events = await primed(await service.generate(caller, record, draft))
+    events = await primed(await service.generate(target.caller, record, draft))
     if not body.stream or body.think:
         # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.
         done = await gen.collect_while_connected(request, events)
         thinking, text = gen.split_thinking(done.text) if body.think else ("", done.text)
-        out = {"model": record.name, "created_at": rfc3339_nano(), "response": text, "done": True,
+        out = {"model": shown, "created_at": rfc3339_nano(), "response": text, "done": True,
                **_stats_fields(done.stats, t0)}
         if thinking:
             out["thinking"] = thinking
@@ -181,7 +184,7 @@ async def generate(request: Request) -> Response:
             return JSONResponse(out)
 
         async def once() -> AsyncIterator[bytes]:
-            first = {"model": record.name, "created_at": out["created_at"], "response": text, "done": False}
+            first = {"model": shown, "created_at": out["created_at"], "response": text, "done": False}
             if thinking:
                 first["thinking"] = thinking
             yield ndjson(first)
@@ -193,12 +196,12 @@ async def generate(request: Request) -> Response:
         try:
             async for ev in events:
                 if isinstance(ev, StatusEvent):
-                    yield ndjson({"model": record.name, "created_at": rfc3339_nano(), "response": "", "done": False,
+                    yield ndjson({"model": shown, "created_at": rfc3339_nano(), "response": "", "done": False,
                                   **_status_fields(ev)})
                 elif isinstance(ev, TextChunk):
-                    yield ndjson({"model": record.name, "created_at": rfc3339_nano(), "response": ev.text, "done": False})
+                    yield ndjson({"model": shown, "created_at": rfc3339_nano(), "response": ev.text, "done": False})
                 else:
-                    final = {"model": record.name, "created_at": rfc3339_nano(), "response": "", "done": True,
+                    final = {"model": shown, "created_at": rfc3339_nano(), "response": "", "done": True,
                              **_stats_fields(ev, t0)}
                     if ev.tokens is not None:
                         final["context"] = ev.tokens
@@ -236,14 +239,16 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
     caller (billing their course) and, later, a retrieval step (`augment`)."""
     caller, service = caller or caller_of(request), generation_of(request)
     service.check_message_count(len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
-    record = service.model(caller, body.model)
+    target = await service.target(caller, body.model)
+    record, shown = target.record, target.name
     if not body.messages:
-        return await _load_only(caller, request, record, body.keep_alive, t0, chat=True)
+        return await _load_only(target, request, body.keep_alive, t0, chat=True)
     tools = body.tools or None
-    prompt = ChatPrompt(_chat_messages(body), tools=tools, think=body.think,
+    prompt = ChatPrompt(target.messages(_chat_messages(body)), tools=tools, think=body.think,
                         has_images=any(m.images for m in body.messages), augment=augment)
-    draft = Draft(prompt, options=body.options, body=body, fmt=body.format, keep_alive=body.keep_alive)
-    events = await primed(await service.generate(caller, record, draft))
+    draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format,
+                  keep_alive=body.keep_alive)
+    events = await primed(await service.generate(target.caller, record, draft))
     want_thinking = bool(body.think)
 
     def message(text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -260,13 +265,13 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
         # Tool calls and thinking are parsed from the whole answer; streamed as one chunk then.
         done = await gen.collect_while_connected(request, events)
         content, calls = gen.split_tool_calls(done.text, tools)
-        final = {"model": record.name, "created_at": rfc3339_nano(), "message": message(content, calls), "done": True,
+        final = {"model": shown, "created_at": rfc3339_nano(), "message": message(content, calls), "done": True,
                  **_stats_fields(done.stats, t0)}
         if not body.stream:
             return JSONResponse(final)
 
         async def once() -> AsyncIterator[bytes]:
-            yield ndjson({"model": record.name, "created_at": final["created_at"], "message": final["message"], "done": False})
+            yield ndjson({"model": shown, "created_at": final["created_at"], "message": final["message"], "done": False})
             yield ndjson({**final, "message": {"role": "assistant", "content": ""}})
 
         return StreamingResponse(once(), media_type=NDJSON)
@@ -275,13 +280,13 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
         try:
             async for ev in events:
                 if isinstance(ev, StatusEvent):
-                    yield ndjson({"model": record.name, "created_at": rfc3339_nano(),
+                    yield ndjson({"model": shown, "created_at": rfc3339_nano(),
                                   "message": {"role": "assistant", "content": ""}, "done": False, **_status_fields(ev)})
                 elif isinstance(ev, TextChunk):
-                    yield ndjson({"model": record.name, "created_at": rfc3339_nano(),
+                    yield ndjson({"model": shown, "created_at": rfc3339_nano(),
                                   "message": {"role": "assistant", "content": ev.text}, "done": False})
                 else:
-                    yield ndjson({"model": record.name, "created_at": rfc3339_nano(),
+                    yield ndjson({"model": shown, "created_at": rfc3339_nano(),
                                   "message": {"role": "assistant", "content": ""}, "done": True, **_stats_fields(ev, t0)})
         except EngineError as exc:
             yield ndjson({"error": exc.message})

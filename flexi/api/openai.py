@@ -44,7 +44,7 @@ from flexi.engine.types import (
     StatusEvent,
     TextChunk,
 )
-from flexi.service.generation import ChatPrompt, Draft, EmbedDraft, GenerationService, TextPrompt
+from flexi.service.generation import ChatPrompt, Draft, EmbedDraft, GenerationService, Target, TextPrompt
 from flexi.store.store import ModelRecord
 
 router = APIRouter()
@@ -77,6 +77,14 @@ def _fingerprint(record: ModelRecord) -> str:
 def _require_model(service: GenerationService, caller: Caller, name: str) -> ModelRecord:
     try:
         return service.model(caller, name)
+    except ModelNotFound as exc:
+        exc.param = "model"  # type: ignore[attr-defined]
+        raise
+
+
+async def _target(service: GenerationService, caller: Caller, name: str) -> Target:
+    try:
+        return await service.target(caller, name)
     except ModelNotFound as exc:
         exc.param = "model"  # type: ignore[attr-defined]
         raise
@@ -271,8 +279,9 @@ async def chat_completions(request: Request) -> Response:
     _refuse_unsupported(body)
     if body.logprobs:
         raise BadRequest("logprobs are not supported yet", param="logprobs")
-    caller, service = caller_of(request), generation_of(request)
-    record = _require_model(service, caller, body.model)
+    service = generation_of(request)
+    target = await _target(service, caller_of(request), body.model)
+    record = target.record
     if not body.messages:
         raise BadRequest("messages must contain at least one message", param="messages")
     service.check_message_count(len(body.messages))
@@ -282,12 +291,12 @@ async def chat_completions(request: Request) -> Response:
 
     def prompt() -> ChatPrompt:  # content parts are converted after admission (over quota: 429 first)
         messages, has_images = _chat_messages(body.messages)
-        return ChatPrompt(messages, tools=tools, has_images=has_images)
+        return ChatPrompt(target.messages(messages), tools=tools, has_images=has_images)
 
-    draft = Draft(prompt, options=_options(body, max_tokens),
+    draft = Draft(prompt, options=target.merged_options(_options(body, max_tokens)),
                   body=body, fmt=fmt, format_param="response_format", keep_alive=body.keep_alive, end_user=body.user,
                   body_priority=body.priority)
-    events = await _start(service, caller, record, draft)
+    events = await _start(service, target.caller, record, draft)
 
     base = _response_base("chatcmpl-", "chat.completion", body.model, record)
 
@@ -379,11 +388,13 @@ async def completions(request: Request) -> Response:
     if body.best_of is not None and body.best_of > 1:
         raise BadRequest("best_of > 1 is not supported", param="best_of")
     text_in = _prompt_text(body.prompt)
-    caller, service = caller_of(request), generation_of(request)
-    record = _require_model(service, caller, body.model)
-    draft = Draft(TextPrompt(text_in, suffix=body.suffix or None, raw=True), options=_options(body, body.max_tokens),
+    service = generation_of(request)
+    target = await _target(service, caller_of(request), body.model)
+    record = target.record
+    draft = Draft(TextPrompt(text_in, suffix=body.suffix or None, raw=True),
+                  options=target.merged_options(_options(body, body.max_tokens)),
                   body=body, keep_alive=body.keep_alive, end_user=body.user, body_priority=body.priority)
-    events = await _start(service, caller, record, draft)
+    events = await _start(service, target.caller, record, draft)
 
     base = _response_base("cmpl-", "text_completion", body.model, record)
 
@@ -469,15 +480,16 @@ async def embeddings(request: Request) -> Response:
 
 
 # --- models -------------------------------------------------------------------------------
-def _model_object(record: ModelRecord) -> dict[str, Any]:
-    return {"id": record.name, "object": "model", "created": int(record.modified_at.timestamp()),
+def _model_object(record: ModelRecord, name: str | None = None) -> dict[str, Any]:
+    return {"id": name or record.name, "object": "model", "created": int(record.modified_at.timestamp()),
             "owned_by": record.model_name.namespace or "library"}
 
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     records = await asyncio.to_thread(state_of(request).store.list)
-    return {"object": "list", "data": [_model_object(r) for r in generation_of(request).visible(caller_of(request), records)]}
+    listed = await generation_of(request).listing(caller_of(request), records)
+    return {"object": "list", "data": [_model_object(r, name) for name, r in listed]}
 
 
 @router.get("/v1/models/{model_id:path}")

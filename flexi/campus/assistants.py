@@ -35,15 +35,18 @@ from sqlalchemy.orm import Session
 
 from flexi import i18n
 from flexi.access.errors import forbidden
-from flexi.access.caller import Billing
+from flexi.access.caller import Billing, Caller
+from flexi.access.service import AccessService
 from flexi.access.principal import Principal
 from flexi.http.caller import caller_of
 from flexi.campus.admin_common import AdminRoute, transaction
 from flexi.http.app_state import access_of, generation_of
 from flexi.api.ollama import chat_response
 from flexi.api.ollama_types import ChatRequest
+from flexi.service.generation import GenerationService, Target
+from flexi.store.store import ModelRecord
 from flexi.db.models import Assistant, Course, CourseMember, UsageRecord, utcnow, iso_z
-from flexi.engine.types import BadRequest, EngineError
+from flexi.engine.types import BadRequest, EngineError, ModelNotFound
 
 router = APIRouter(prefix="/assistants", tags=["assistants"], route_class=AdminRoute)
 
@@ -322,3 +325,59 @@ async def chat(request: Request, slug: str, body: AssistantChat) -> Response:
                                       "options": dict(a.options) or None})
     billed = caller.with_billing(Billing(course_id=a.course_id, assistant_id=a.id, endpoint=CHAT_ENDPOINT))
     return await chat_response(request, req, t0, caller=billed)
+
+
+# --- course assistants as models: `assistant/<slug>` in every dialect ------------------------
+class AssistantModels:
+    """`assistant/<slug>` as the `model` of /api/chat, /api/generate and /v1/(chat/)completions, and in
+    /api/tags and /v1/models, so Moodle plugins and scripts use a course assistant without new code.
+
+    The same rights as /assistants/{slug}/chat: only who may use the assistant, and only if they may use
+    its model; the usage is billed to the assistant's course. Listed are the assistants of the caller's
+    courses and their own (a campus-wide assistant is reached by its link, never listed to everyone)."""
+
+    prefix = "assistant/"
+
+    def __init__(self, access: AccessService, generation: GenerationService) -> None:
+        self.access = access
+        self.generation = generation
+
+    async def resolve(self, caller: Caller, name: str) -> Target:
+        slug = name[len(self.prefix):]
+
+        def load() -> Assistant:
+            with Session(self.access.engine) as s:
+                return find_usable(s, caller.principal, caller.locale, slug=slug)[0]
+
+        try:
+            a = await asyncio.to_thread(load)
+        except EngineError as exc:
+            if exc.status == 404:
+                raise ModelNotFound(name) from None  # like any model the caller may not see
+            raise
+        if a.disabled:
+            raise forbidden(i18n.text("assistant_disabled", caller.locale), code="assistant_disabled")
+        record = self.generation.model(caller, a.model)
+        billed = caller.with_billing(Billing(course_id=a.course_id, assistant_id=a.id))
+        return Target(record, billed, self.prefix + a.slug, instructions=a.system_prompt, options=dict(a.options))
+
+    async def listed(self, caller: Caller) -> list[tuple[str, ModelRecord]]:
+        principal = caller.principal
+
+        def load() -> list[tuple[str, str]]:
+            with Session(self.access.engine) as s:
+                stmt = select(Assistant.slug, Assistant.model).where(Assistant.disabled.is_(False))
+                if not principal.local:
+                    if principal.user_id is None:
+                        return []
+                    mine = select(CourseMember.course_id).where(CourseMember.user_id == principal.user_id)
+                    stmt = stmt.where(or_(Assistant.course_id.in_(mine), Assistant.owner_id == principal.user_id))
+                return [(slug, model) for slug, model in s.execute(stmt.order_by(Assistant.slug).limit(500))]
+
+        out: list[tuple[str, ModelRecord]] = []
+        for slug, model in await asyncio.to_thread(load):
+            try:
+                out.append((self.prefix + slug, self.generation.model(caller, model)))
+            except EngineError:  # its model is gone or not for this caller
+                continue
+        return out

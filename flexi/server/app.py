@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         manager = ModelManager(settings, store)
         await manager.start()
         generation = GenerationService(settings, store, access.gate, local_only(manager))
+        generation.aliases.append(assistants.AssistantModels(access, generation))  # `assistant/<slug>` models
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation)
         try:
             yield

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -137,12 +137,62 @@ def output_limit(requested: int, caps: tuple[int | None, ...], max_predict: int)
     return max_predict if out < 0 else min(out, max_predict)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What a request's `model` names: the model that runs, the caller as billed (a course assistant
+    bills its course), the name to echo back, and an assistant's instructions and options."""
+
+    record: ModelRecord
+    caller: Caller
+    name: str
+    instructions: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The conversation with the assistant's instructions first (they keep their authority)."""
+        return [{"role": "system", "content": self.instructions}, *messages] if self.instructions else messages
+
+    def merged_options(self, client: ModelOptions | None) -> ModelOptions | None:
+        """The client's options under the assistant's: what the teacher set wins."""
+        if not self.options:
+            return client
+        given = client.model_dump(exclude_none=True) if client is not None else {}
+        return ModelOptions.model_validate({**given, **self.options})
+
+
+class ModelAliases(Protocol):
+    """Names that stand for something else than a stored model (`assistant/<slug>`): registered by the
+    layer that owns them (course assistants live in flexi/campus/), so every dialect accepts them."""
+
+    prefix: str
+
+    async def resolve(self, caller: Caller, name: str) -> Target: ...
+
+    async def listed(self, caller: Caller) -> list[tuple[str, ModelRecord]]: ...
+
+
 class GenerationService:
     def __init__(self, settings: Settings, store: ModelStore, gate: AccessGate, backends: BackendSelector) -> None:
         self.settings = settings
         self.store = store
         self.gate = gate
         self.backends = backends
+        self.aliases: list[ModelAliases] = []
+
+    async def target(self, caller: Caller, name: str | None) -> Target:
+        """What `name` means for this caller: an alias (a course assistant) or a stored model they may use."""
+        for alias in self.aliases:
+            if name and name.startswith(alias.prefix):
+                return await alias.resolve(caller, name)
+        record = self.model(caller, name)
+        return Target(record, caller, record.name)
+
+    async def listing(self, caller: Caller, records: list[ModelRecord]) -> list[tuple[str, ModelRecord]]:
+        """The names a model list shows this caller: the stored models they may use, then their aliases."""
+        shown = [(r.name, r) for r in self.visible(caller, records)]
+        for alias in self.aliases:
+            shown += await alias.listed(caller)
+        return shown
 
     # --- models ----------------------------------------------------------------------------
     def model(self, caller: Caller | None, name: str | None) -> ModelRecord:

@@ -319,3 +319,54 @@ def test_auth_off_local_user_lists_all_and_owns_nothing(tmp_path: Any) -> None:
             assert [a["name"] for a in http.get("/assistants").json()["assistants"]] == ["Lokal"]
         finally:
             db.close()
+
+
+def _moodle_student(school: School, name: str) -> str:
+    """A fresh course member with their own key (their usage records are theirs alone)."""
+    from flexi.db.models import CourseMember
+
+    uid = school.db.add_user(name, role="student", locale="en")
+    with school.db.session() as s:
+        s.add(CourseMember(course_id=school.course, user_id=uid, role="student"))
+        s.commit()
+    key = school.db.add_key(uid)[1]
+    school.keys[name] = {"Authorization": f"Bearer {key}"}
+    return key
+
+
+def test_an_assistant_is_a_model_in_both_dialects(school: School, tutor: dict[str, Any]) -> None:
+    """Issue 13: `assistant/<slug>` works as the model of /api/chat, /api/generate and /v1/chat/completions
+    (official clients), with the teacher's instructions and options, billed to the course."""
+    import ollama
+    import openai
+
+    key = _moodle_student(school, "a-moodle")
+    name = f"assistant/{tutor['slug']}"
+    client = ollama.Client(host=school.srv.url, headers={"Authorization": f"Bearer {key}"})
+    chat = client.chat(model=name, messages=[{"role": "user", "content": "Was ist Varianz?"}],
+                       options={"num_predict": 40, "temperature": 0})
+    assert chat.model == name and chat.message.content
+    assert chat.eval_count is not None and chat.eval_count <= FEW["num_predict"]  # the teacher's options win
+    gen = client.generate(model=name, prompt="Varianz?", options={"num_predict": 40})
+    assert gen.model == name and gen.eval_count is not None and gen.eval_count <= FEW["num_predict"]
+    oa = openai.OpenAI(base_url=school.srv.url + "/v1", api_key=key)
+    done = oa.chat.completions.create(model=name, messages=[{"role": "user", "content": "Varianz?"}], max_tokens=40)
+    assert done.model == name and done.choices[0].message.content is not None
+    assert done.usage is not None and done.usage.completion_tokens <= FEW["num_predict"]
+    records = school.records("a-moodle", 3)
+    assert len(records) == 3 and all(r.assistant_id == tutor["id"] and r.course_id == school.course for r in records)
+    assert {r.endpoint for r in records} == {"/api/chat", "/api/generate", "/v1/chat/completions"}
+
+
+def test_assistant_models_are_listed_and_usable_only_by_those_who_may(school: School, tutor: dict[str, Any]) -> None:
+    name = f"assistant/{tutor['slug']}"
+    tags = school.get("/api/tags", "a-student").json()["models"]
+    assert name in {m["name"] for m in tags}
+    assert name in {m["id"] for m in school.get("/v1/models", "a-student").json()["data"]}
+    assert name not in {m["name"] for m in school.get("/api/tags", "a-outsider").json()["models"]}
+    refused = school.post("/api/chat", "a-outsider", {"model": name, "stream": False,
+                                                       "messages": [{"role": "user", "content": "hi"}]})
+    assert refused.status_code == 404 and name in refused.json()["error"]  # like a model that does not exist
+    refused = school.post("/v1/chat/completions", "a-outsider", {"model": name,
+                                                                 "messages": [{"role": "user", "content": "hi"}]})
+    assert refused.status_code == 404 and refused.json()["error"]["param"] == "model"
