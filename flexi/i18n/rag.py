@@ -21,8 +21,8 @@ ENTRIES: dict[str, dict[str, str]] = {
         "de": "Die Datei ist passwortgeschützt. Bitte laden Sie eine Fassung ohne Passwort hoch.",
     },
     "parse_too_many_pages": {
-        "en": "The document has {pages} pages; at most {limit} pages or slides per document are allowed. Please split it.",
-        "de": "Das Dokument hat {pages} Seiten; erlaubt sind höchstens {limit} Seiten oder Folien pro Dokument. Bitte teilen Sie es auf.",
+        "en": "The document has more pages or slides than allowed (at most {limit} per document). Please split it.",
+        "de": "Das Dokument hat mehr Seiten oder Folien als erlaubt (höchstens {limit} pro Dokument). Bitte teilen Sie es auf.",
     },
     "parse_zip_bomb": {
         "en": "The file would unpack to far more data than it contains and was refused. Please save it again with your office program.",

@@ -62,7 +62,7 @@ def with_outline(pdf: bytes, items: Sequence[tuple[str, int, int]]) -> bytes:
     writer = PdfWriter(clone_from=io.BytesIO(pdf))
     parent = None
     for title, page, level in items:
-        item = writer.add_outline_item(title, page, parent=parent if level > 1 else None)
+        item = writer.add_outline_item(title=title, page_number=page, parent=parent if level > 1 else None)
         if level == 1:
             parent = item
     out = io.BytesIO()

@@ -44,8 +44,10 @@ def load_markdown(data: bytes, name: str) -> ParsedDocument:
             paragraph.append(line)
             if fence_match and fence_match.group(1)[0] == fence[0] and len(fence_match.group(1)) >= len(fence):
                 fence = None
+                flush()  # a code block is a block of its own
             continue
         if fence_match:
+            flush()
             fence = fence_match.group(1)
             paragraph.append(line)
             continue

@@ -107,7 +107,7 @@ class _Walker:
             return
         self.page += 1
         if self.page > self.max_pages:
-            raise ParseError("too_many_pages", f"page {self.page}", pages=f"> {self.max_pages}", limit=self.max_pages)
+            raise ParseError("too_many_pages", f"page {self.page}", limit=self.max_pages)
         self.builder.set_page(self.page)
 
 

@@ -32,17 +32,17 @@ def load_pdf(data: bytes, name: str, max_pages: int) -> ParsedDocument:
             _decrypt(reader)
             claimed = _claimed_pages(reader)
             if claimed > max_pages:
-                raise ParseError("too_many_pages", f"/Count {claimed}", pages=claimed, limit=max_pages)
+                raise ParseError("too_many_pages", f"/Count {claimed}", limit=max_pages)
             pages = reader.pages
             count = len(pages)  # walks the page tree (bounded by the configuration above)
         except LimitReachedError as exc:
-            raise ParseError("too_many_pages", str(exc), pages=f"> {max_pages}", limit=max_pages) from None
+            raise ParseError("too_many_pages", str(exc), limit=max_pages) from None
         except FileNotDecryptedError as exc:
             raise ParseError("encrypted", str(exc)) from None
         except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise ParseError("corrupt", f"{type(exc).__name__}: {exc}") from None
         if count > max_pages:
-            raise ParseError("too_many_pages", f"{count} pages", pages=count, limit=max_pages)
+            raise ParseError("too_many_pages", f"{count} pages", limit=max_pages)
         marks = _outline_marks(reader)
         builder = SectionBuilder()
         for index in range(count):

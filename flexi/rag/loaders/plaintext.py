@@ -13,7 +13,7 @@ def load_text(data: bytes, name: str, max_pages: int) -> ParsedDocument:
     text = decode_text(data)
     pages = text.split("\f") if "\f" in text else None
     if pages is not None and len(pages) > max_pages:
-        raise ParseError("too_many_pages", f"{len(pages)} form feeds", pages=len(pages), limit=max_pages)
+        raise ParseError("too_many_pages", f"{len(pages)} form feeds", limit=max_pages)
     builder = SectionBuilder()
     for number, page in enumerate(pages or [text], start=1):
         builder.set_page(number if pages is not None else None)

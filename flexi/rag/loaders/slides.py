@@ -31,7 +31,7 @@ def load_pptx(data: bytes, name: str, max_pages: int, max_unpacked_bytes: int) -
     slides = presentation.slides
     count = len(slides)
     if count > max_pages:
-        raise ParseError("too_many_pages", f"{count} slides", pages=count, limit=max_pages)
+        raise ParseError("too_many_pages", f"{count} slides", limit=max_pages)
     builder = SectionBuilder()
     first_title = ""
     for number, slide in enumerate(slides, start=1):

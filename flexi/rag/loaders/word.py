@@ -46,7 +46,7 @@ def load_docx(data: bytes, name: str, max_pages: int, max_unpacked_bytes: int) -
         if page is not None:
             page += _page_breaks(block, marker)
             if page > max_pages:
-                raise ParseError("too_many_pages", f"page {page}", pages=f"> {max_pages}", limit=max_pages)
+                raise ParseError("too_many_pages", f"page {page}", limit=max_pages)
             builder.set_page(page)
         if isinstance(block, Table):
             builder.add_table(_rows(block))
@@ -57,7 +57,7 @@ def load_docx(data: bytes, name: str, max_pages: int, max_unpacked_bytes: int) -
             title = title or clean(text)
         elif level:
             builder.heading(level, text)
-        elif block._p.pPr is not None and block._p.pPr.numPr is not None:
+        elif _is_list_item(block):
             builder.add("- " + text)
         else:
             builder.add(text)
@@ -83,6 +83,15 @@ def _heading(paragraph: Paragraph) -> tuple[int | None, bool]:
             if value.isdigit() and int(value) < 9:  # 9 = body text
                 return int(value) + 1, False
     return None, False
+
+
+def _is_list_item(paragraph: Paragraph) -> bool:
+    """Numbered or bulleted: numbering on the paragraph itself or on its style ("List Bullet")."""
+    style = paragraph.style
+    for p_pr in (paragraph._p.pPr, style.element.pPr if style is not None else None):
+        if p_pr is not None and p_pr.numPr is not None:
+            return True
+    return False
 
 
 def _is_page_break(element: object) -> bool:
