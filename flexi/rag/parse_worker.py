@@ -39,16 +39,19 @@ def apply_limits(request: Request) -> None:
     """Lower soft and hard limits, so nothing the parser runs can raise them again."""
     RunnerLimits(max_open_files=64).apply()  # no core dumps (they would hold the upload), few descriptors
     _lower(resource.RLIMIT_AS, request.memory_bytes)
-    _lower(resource.RLIMIT_CPU, request.cpu_seconds)  # SIGXCPU ends the process at this many CPU seconds
+    # SIGXCPU ends the process at the soft limit; the hard one (SIGKILL) only if SIGXCPU was caught somehow.
+    _lower(resource.RLIMIT_CPU, request.cpu_seconds, hard=request.cpu_seconds + 2)
     _lower(resource.RLIMIT_FSIZE, 0)  # a parser has nothing to write; stdout is a pipe, not a file
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write attempt fails with EFBIG instead of killing us
 
 
-def _lower(which: int, value: int) -> None:
-    _soft, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, value))
+def _lower(which: int, value: int, hard: int | None = None) -> None:
+    """Set the soft limit to `value` and the hard one to `hard` (default: `value`), never above the current hard."""
+    _soft, current = resource.getrlimit(which)
+    new_hard = value if hard is None else hard
+    if current != resource.RLIM_INFINITY:
+        value, new_hard = min(value, current), min(new_hard, current)
+    resource.setrlimit(which, (value, new_hard))
 
 
 def main() -> int:

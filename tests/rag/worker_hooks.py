@@ -1,0 +1,55 @@
+"""A parse worker that misbehaves on purpose: `python worker_hooks.py MODE` runs the real
+`flexi.rag.parse_worker.main` (same request, same limits) with the loader replaced by MODE's misdeed."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+
+import flexi.rag.loaders
+from flexi.rag import parse_worker
+from flexi.rag.document import ParsedDocument, Section
+
+
+def _document(text: str) -> ParsedDocument:
+    return ParsedDocument(title="hook", format="text", sections=[Section(text=text)])
+
+
+def segfault(data: bytes, name: str, **_: int) -> ParsedDocument:
+    ctypes.string_at(0)  # a native parser bug: SIGSEGV
+    raise AssertionError("unreachable")
+
+
+def hog(data: bytes, name: str, **_: int) -> ParsedDocument:
+    block = bytearray(3 * 1024**3)  # lazily mapped: without an address-space limit this succeeds
+    return _document(f"allocated {len(block)} bytes")
+
+
+def spin(data: bytes, name: str, **_: int) -> ParsedDocument:
+    while True:
+        pass
+
+
+def sleep(data: bytes, name: str, **_: int) -> ParsedDocument:
+    time.sleep(120)
+    return _document("woke up")
+
+
+def write(data: bytes, name: str, **_: int) -> ParsedDocument:
+    try:
+        with open(data.decode(), "wb") as target:  # the test names a path in its tmp dir
+            target.write(b"written by the parser")
+        return _document("write succeeded")
+    except OSError as exc:
+        return _document(f"write refused: {exc.strerror}")
+
+
+def environment(data: bytes, name: str, **_: int) -> ParsedDocument:
+    return _document(" ".join(sorted(os.environ)))
+
+
+if __name__ == "__main__":
+    flexi.rag.loaders.load = globals()[sys.argv[1]]
+    sys.exit(parse_worker.main())
