@@ -8,9 +8,11 @@ is only a label. A crash, a kill or garbage on stdout is the sandbox's to interp
 
 from __future__ import annotations
 
+import logging
 import resource
 import signal
 import sys
+import warnings
 
 import msgspec
 
@@ -56,6 +58,9 @@ def _lower(which: int, value: int, hard: int | None = None) -> None:
 
 def main() -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # pypdf warns once per oddity; a hostile file has millions, and the sandbox reads stderr only after a crash
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
     request = msgspec.json.decode(stdin.readline(MAX_HEADER), type=Request)
     apply_limits(request)
     reply = run(stdin.read(), request)
