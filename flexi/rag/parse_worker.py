@@ -70,7 +70,8 @@ def main() -> int:
 
 
 def run(data: bytes, request: Request) -> Reply:
-    from flexi.rag.loaders import load  # imported under the limits: a parser's import-time code is covered too
+    # imported under the limits: a parser's import-time code is covered too
+    from flexi.rag.loaders import load
 
     try:
         return Reply(document=load(data, request.name, max_pages=request.max_pages,

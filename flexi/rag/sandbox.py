@@ -69,7 +69,7 @@ def parse_document(data: bytes, name: str, limits: ParseLimits, *, worker: Seque
     """
     if len(data) > limits.max_upload_bytes:
         raise ParseError("too_large", f"{len(data)} bytes", size_mib=_mib(len(data)), limit_mib=_mib(limits.max_upload_bytes))
-    request = Request(name=name, max_pages=limits.max_pages, max_unpacked_bytes=limits.max_unpacked_bytes,
+    request = Request(name=name[-1000:], max_pages=limits.max_pages, max_unpacked_bytes=limits.max_unpacked_bytes,
                       memory_bytes=limits.memory_bytes, cpu_seconds=limits.cpu_limit)
     env = runner_environment(os.environ)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the child may not write files (RLIMIT_FSIZE 0)

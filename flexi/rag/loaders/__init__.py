@@ -10,7 +10,7 @@ from __future__ import annotations
 from flexi.rag.document import ParsedDocument, ParseError
 from flexi.rag.loaders.sniff import base_name, detect_format
 
-__all__ = ["load", "detect_format", "base_name"]
+__all__ = ["base_name", "detect_format", "load"]
 
 
 def load(data: bytes, name: str, *, max_pages: int, max_unpacked_bytes: int) -> ParsedDocument:

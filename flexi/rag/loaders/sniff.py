@@ -59,9 +59,9 @@ def _zip_format(data: bytes) -> str:
                 return "docx"
             if "ppt/presentation.xml" in names:
                 return "pptx"
-            if "mimetype" in names and archive.getinfo("mimetype").file_size < 200:
-                if archive.read("mimetype").strip() == ODT_MIME:
-                    return "odt"
+            if ("mimetype" in names and archive.getinfo("mimetype").file_size < 200
+                    and archive.read("mimetype").strip() == ODT_MIME):
+                return "odt"
     except (zipfile.BadZipFile, ValueError, EOFError, KeyError, NotImplementedError) as exc:
         raise ParseError("corrupt", f"unreadable zip: {exc}") from None
     raise ParseError("unsupported", "zip without a DOCX, PPTX or ODT document")
