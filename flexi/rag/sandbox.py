@@ -96,17 +96,27 @@ def _reply(returncode: int, out: bytes, err: bytes, limits: ParseLimits) -> Pars
     if reply is not None and reply.document is not None and returncode == 0:
         return reply.document
     if reply is not None and reply.error in ERROR_KINDS:
-        values: dict[str, object] = dict(reply.values)
-        if reply.error == "memory":
-            values = {"limit_mib": _mib(limits.memory_bytes)}
-        raise ParseError(reply.error, reply.detail, **values)
+        raise ParseError(reply.error, reply.detail[:500], **_values(reply.error, limits))
     tail = err[-2000:].decode("utf-8", "replace")
     if returncode == -signal.SIGXCPU:
-        raise ParseError("timeout", f"CPU time {limits.cpu_limit} s", seconds=limits.cpu_limit)
+        raise ParseError("timeout", f"CPU time {limits.cpu_limit} s", **_values("timeout", limits))
     if "MemoryError" in tail:
-        raise ParseError("memory", tail[-300:], limit_mib=_mib(limits.memory_bytes))
+        raise ParseError("memory", tail[-300:], **_values("memory", limits))
     log.warning("parse worker ended without an answer (exit %s): %s", returncode, tail[-500:])
     raise ParseError("crashed", f"exit {returncode}: {tail[-300:]}")
+
+
+def _values(kind: str, limits: ParseLimits) -> dict[str, object]:
+    """The message's values, from our own limits: the child's reply is as untrusted as the file it read."""
+    if kind == "too_many_pages":
+        return {"limit": limits.max_pages}
+    if kind == "memory":
+        return {"limit_mib": _mib(limits.memory_bytes)}
+    if kind == "timeout":
+        return {"seconds": _seconds(limits.timeout_seconds)}
+    if kind == "too_large":
+        return {"size_mib": "?", "limit_mib": _mib(limits.max_upload_bytes)}
+    return {}
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

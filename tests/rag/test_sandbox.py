@@ -111,6 +111,12 @@ def test_a_parser_that_segfaults_takes_only_itself_down() -> None:
     still_works()
 
 
+def test_a_forged_reply_is_read_with_the_callers_own_limits() -> None:
+    error = refused(GOOD_PDF, "x.pdf", hook="forge_kind")  # no {limit} sent: the message still formats
+    assert error.kind == "too_many_pages" and "2000" in error.message("de")
+    assert refused(GOOD_PDF, "x.pdf", hook="forge_garbage").kind == "crashed"
+
+
 def test_memory_limit() -> None:
     error = refused(GOOD_PDF, "gierig.pdf", ParseLimits(memory_bytes=512 * 1024**2), hook="hog")
     assert error.kind == "memory" and "512 MiB" in error.message("en")
