@@ -105,8 +105,9 @@ def test_pdf_that_makes_the_parser_raise() -> None:
     still_works()
 
 
-def test_a_parser_that_segfaults_takes_only_itself_down() -> None:
-    error = refused(GOOD_PDF, "crash.pdf", hook="segfault")
+@pytest.mark.parametrize("hook", ["segfault", "killed", "exits"])
+def test_a_parser_that_crashes_takes_only_itself_down(hook: str) -> None:
+    error = refused(GOOD_PDF, "crash.pdf", hook=hook)
     assert error.kind == "crashed" and "SIGSEGV" not in error.message("en")
     still_works()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import sys
 import time
 
@@ -20,6 +21,15 @@ def _document(text: str) -> ParsedDocument:
 def segfault(data: bytes, name: str, **_: int) -> ParsedDocument:
     ctypes.string_at(0)  # a native parser bug: SIGSEGV
     raise AssertionError("unreachable")
+
+
+def killed(data: bytes, name: str, **_: int) -> ParsedDocument:
+    os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does
+    raise AssertionError("unreachable")
+
+
+def exits(data: bytes, name: str, **_: int) -> ParsedDocument:
+    os._exit(3)  # a native library calling exit()
 
 
 def hog(data: bytes, name: str, **_: int) -> ParsedDocument:
