@@ -17,7 +17,7 @@ import pytest
 
 from flexi.rag.document import ParsedDocument, ParseError
 from flexi.rag.sandbox import ParseLimits, parse_document
-from tests.rag.office_maker import BILLION_LAUGHS_DTD, make_docx, make_odt, replace_member
+from tests.rag.office_maker import BILLION_LAUGHS_DTD, make_docx, make_odt, make_pptx, replace_member
 from tests.rag.pdf_maker import encrypted, make_pdf, page_tree_pdf
 
 HOOKS = str(Path(__file__).with_name("worker_hooks.py"))
@@ -67,11 +67,18 @@ def test_many_members_that_add_up_to_a_bomb() -> None:
     assert refused(package.getvalue(), "viele.docx", small).kind == "zip_bomb"
 
 
-def test_billion_laughs_in_a_docx() -> None:
-    laughs = replace_member(make_docx(), "word/document.xml", lambda xml: xml.replace(
-        b"?>", b"?>" + BILLION_LAUGHS_DTD.encode(), 1).replace(b"<w:t>Ein t-Test", b"<w:t>&lol9;Ein t-Test", 1))
-    assert b"<!ENTITY lol9" in zipfile.ZipFile(io.BytesIO(laughs)).read("word/document.xml")
-    assert refused(laughs, "laughs.docx").kind == "xml_entities"
+XXE_DTD = '<!DOCTYPE d [<!ENTITY lol9 SYSTEM "file:///etc/passwd">]>'
+
+
+@pytest.mark.parametrize("dtd", [BILLION_LAUGHS_DTD, XXE_DTD], ids=["billion-laughs", "external-entity"])
+@pytest.mark.parametrize("kind,member,text_tag", [
+    ("docx", "word/document.xml", b"<w:t>"), ("pptx", "ppt/slides/slide1.xml", b"<a:t>")])
+def test_entity_declarations_in_office_xml(dtd: str, kind: str, member: str, text_tag: bytes) -> None:
+    package = make_docx() if kind == "docx" else make_pptx()
+    hostile = replace_member(package, member, lambda xml: xml.replace(b"?>", b"?>" + dtd.encode(), 1).replace(
+        text_tag, text_tag + b"&lol9;", 1))
+    assert b"&lol9;" in zipfile.ZipFile(io.BytesIO(hostile)).read(member)
+    assert refused(hostile, f"hostile.{kind}").kind == "xml_entities"
     still_works()
 
 
