@@ -2,7 +2,7 @@
 
 Why one place: the server (HTTP answers), the CLI and `flexi loadtest` used to keep their own tables in
 different shapes. Now each domain writes its entries in a module of this package (`access`, `admin`,
-`cli`, `bench`), and `CATALOGUE` merges them into one lookup in which a key exists exactly once (a
+`cli`, `bench`, `rag`), and `CATALOGUE` merges them into one lookup in which a key exists exactly once (a
 clash fails at import). This package is the lowest layer: it imports nothing else from flexi.
 
 How the language is chosen depends on who reads the text:
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from flexi.i18n import access, admin, bench, cli
+from flexi.i18n import access, admin, bench, cli, rag
 
 LOCALES = ("de", "en")
 DEFAULT_LOCALE = "en"
@@ -32,7 +32,7 @@ def _merge(domains: Iterable[Mapping[str, dict[str, str]]]) -> dict[str, dict[st
     return merged
 
 
-CATALOGUE: dict[str, dict[str, str]] = _merge([access.ENTRIES, admin.ENTRIES, cli.ENTRIES, bench.ENTRIES])
+CATALOGUE: dict[str, dict[str, str]] = _merge([access.ENTRIES, admin.ENTRIES, cli.ENTRIES, bench.ENTRIES, rag.ENTRIES])
 
 
 def text(key: str, locale: str, **values: object) -> str:
