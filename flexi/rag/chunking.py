@@ -43,6 +43,8 @@ HEADING_SEPARATOR = " › "
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
+_ABBREVIATIONS = frozenset({"bzw.", "vgl.", "usw.", "prof.", "evtl.", "ggf.", "inkl.", "bspw.", "abb.", "tab.", "kap.",
+                            "etc.", "e.g.", "i.e.", "fig.", "vs.", "no.", "ch.", "sec.", "eq."})
 
 
 def approx_tokens(text: str) -> int:
@@ -147,15 +149,21 @@ def _units(text: str, max_tokens: int, count: Tokenizer) -> list[_Unit]:
 
 
 def _sentences(block: str) -> list[str]:
-    """Sentences of a paragraph; a fragment is glued back when the next one starts in lower case or it is
-    as short as an abbreviation ("z. B.", "Dr.")."""
+    """Sentences of a paragraph. A fragment is glued to the next one when that starts in lower case or the
+    fragment ends in what is likely an abbreviation ("z. B.", "Dr.", "vgl."; not "3.", which ends sentences
+    as often as it is a German ordinal)."""
     out: list[str] = []
     for piece in _SENTENCE_END.split(block):
-        if out and (len(out[-1]) <= 4 or piece[:1].islower()):
+        if out and (piece[:1].islower() or _abbreviation(out[-1])):
             out[-1] = f"{out[-1]} {piece}"
         else:
             out.append(piece)
     return [s for s in (p.strip() for p in out) if s]
+
+
+def _abbreviation(fragment: str) -> bool:
+    last = fragment.rsplit(None, 1)[-1]
+    return last.endswith(".") and ((len(last) <= 3 and last[:-1].isalpha()) or last.casefold() in _ABBREVIATIONS)
 
 
 def _text_units(text: str, joiner: str, max_tokens: int, count: Tokenizer) -> list[_Unit]:
@@ -176,15 +184,23 @@ def _text_units(text: str, joiner: str, max_tokens: int, count: Tokenizer) -> li
 
 
 def _split_word(word: str, max_tokens: int, count: Tokenizer) -> Iterator[str]:
+    """Longest prefixes that fit, found by galloping then bisecting, so the tokenizer only ever sees
+    text about twice a piece's length (never the rest of a megabyte-long blob again and again)."""
     rest = word
     while rest:
-        lo, hi = 1, min(len(rest), max_tokens * MAX_CHARS_PER_TOKEN)
-        while lo < hi:  # the longest prefix that fits (at least one character)
-            mid = (lo + hi + 1) // 2
+        limit = min(len(rest), max_tokens * MAX_CHARS_PER_TOKEN)
+        lo, probe = 1, max(1, max_tokens)  # lo: a length known to fit (one character always "fits")
+        while probe < limit and count(rest[:probe]) <= max_tokens:
+            lo, probe = probe, probe * 2
+        hi = min(probe, limit)
+        if hi > lo and count(rest[:hi]) <= max_tokens:
+            lo = hi
+        while lo < hi - 1:
+            mid = (lo + hi) // 2
             if count(rest[:mid]) <= max_tokens:
                 lo = mid
             else:
-                hi = mid - 1
+                hi = mid
         yield rest[:lo]
         rest = rest[lo:]
 
