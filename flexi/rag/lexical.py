@@ -1,7 +1,8 @@
 """Okapi BM25 over chunks, in memory, with documents added and removed while it serves.
 
 Analysis (`analyze`): Unicode NFKC, case folding (so "Straße" and "STRASSE" meet), words as runs of
-Unicode letters and digits, and a light suffix stripper shared by German and English: a trailing "s"
+Unicode letters and digits, German and English function words dropped (`STOPWORDS`: in a small course
+IDF cannot tell them from content words, and they have the longest posting lists), and a light suffix stripper shared by German and English: a trailing "s"
 (not after s, u or i), then one of "en", "er", "em", "es", "e", "n", each only while a stem of at least
 four characters remains. It conflates the inflections a student's question and the slides most often
 differ by (Prüfung/Prüfungen, Vorlesung/Vorlesungen, lecture/lectures, Modul/Module/modules), for both
@@ -40,6 +41,17 @@ from flexi.rag.chunking import Chunk, DocumentId
 Analyzer = Callable[[str], list[str]]
 
 _WORD = re.compile(r"\w+")
+# Function words of German and English (folded): in a course of a few hundred chunks IDF cannot tell them
+# from content words ("ist" may be rarer than "Prüfung"), and they are the longest posting lists.
+STOPWORDS = frozenset("""
+der die das den dem des ein eine einer eines einem einen und oder aber auch als am an auf aus bei bis
+da damit dann dass denn doch du er es sie ihr ich wir sich sein seine ihre ist sind war waren wird werden
+wurde wurden hat haben hatte kann können muss müssen soll sollen im in ins mit nach nicht noch nur ob
+so über um unter von vom vor wann was welche welcher welches wenn wer wie wo zu zum zur
+a an and are as at be been by but can could do does did for from had has have how i if in into is it its
+me my no not of on or our shall should so than that the their them then there these they this those to
+was we were what when where which who why will with would you your
+""".split())
 _ENDINGS = ("en", "er", "em", "es", "e", "n")
 MIN_STEM = 4
 _COMPACT_MIN_DEAD = 1024
@@ -59,8 +71,8 @@ def stem(word: str) -> str:
 
 
 def analyze(text: str) -> list[str]:
-    """The terms of `text`: normalised, case-folded, split into words and stemmed."""
-    return [stem(w) for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold())]
+    """The terms of `text`: normalised, case-folded, split into words, function words dropped, stemmed."""
+    return [stem(w) for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()) if w not in STOPWORDS]
 
 
 class LexicalIndex:
