@@ -19,7 +19,7 @@ import numpy as np
 from flexi.rag.chunking import Chunk, DocumentId
 
 _COMPACT_MIN_DEAD = 1024
-_SUBSET_SHARE = 0.5  # below this share of rows, multiply only the allowed rows
+_SUBSET_SHARE = 0.25  # below this share of rows, gather and multiply only the allowed rows (gathering costs a copy)
 
 
 class DenseIndex:
@@ -154,8 +154,11 @@ class DenseIndex:
                 rows = np.fromiter((r for rs in allowed for r in rs), dtype=np.int64, count=count)
                 sims = self._matrix[rows] @ query
             else:
-                codes = [self._codes[d] for d in allowed_docs if d in self._rows_of]
-                rows = np.flatnonzero(self._alive[:n] & np.isin(self._doc_code[:n], codes))
+                visible = self._alive[:n]
+                if count < self._live:
+                    codes = [self._codes[d] for d in allowed_docs if d in self._rows_of]
+                    visible = visible & np.isin(self._doc_code[:n], codes)
+                rows = np.flatnonzero(visible)
                 sims = (self._matrix[:n] @ query)[rows]
             if len(rows) > k:
                 part = np.argpartition(-sims, k - 1)[:k]
