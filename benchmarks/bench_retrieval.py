@@ -35,7 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cpu_busy_fraction, machine, wait_for_quiet_cpu, write_results
+from benchmarks.common import (
+    cpu_busy_fraction,
+    machine,
+    wait_for_quiet_cpu,
+    write_results,
+)
 from flexi.rag.chunking import Chunk
 from flexi.rag.fusion import HybridIndex
 from flexi.rag.lexical import analyze
@@ -96,7 +101,10 @@ def timed(fn: Callable[[int], Any], n: int) -> tuple[list[float], list[Any]]:
 
 def stats(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
     return {"n": len(times), "p50_ms": round(statistics.median(times), 3), "p90_ms": round(pick(0.90), 3),
             "p99_ms": round(pick(0.99), 3), "max_ms": round(max(times), 3), "mean_ms": round(statistics.fmean(times), 3)}
 
@@ -204,14 +212,14 @@ def markdown(data: dict[str, Any], args: argparse.Namespace) -> str:
     m = data["machine"]
     lines = [
         "# Retrieval latency of the embedded default (issue 13)", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, numpy {np.__version__}, "
-        f"{m['date']}. CPU busy (other processes) {data['cpu_busy_before']:.0%} before and {data['cpu_busy_after']:.0%} after the measurement.",
+        (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, numpy {np.__version__}, "
+        f"{m['date']}. CPU busy (other processes) {data['cpu_busy_before']:.0%} before and {data['cpu_busy_after']:.0%} after the measurement."),
         "",
-        f"{data['chunks']:,} synthetic chunks in {data['documents']} documents (120–200 Zipf-distributed words, 384-dim vectors), "
+        (f"{data['chunks']:,} synthetic chunks in {data['documents']} documents (120–200 Zipf-distributed words, 384-dim vectors), "
         f"{args.queries} questions, k = {data['k']}, {data['candidates_per_list']} candidates per list fused by RRF. "
         f"Index built from chunks + vectors in {data['index_build_s']} s. Query embedding not included. "
         f"Target: p50 ≤ {TARGET_P50_MS:g} ms and p99 ≤ {TARGET_P99_MS:g} ms → **{'met' if data['target']['met'] else 'missed'}** "
-        "(worst case: a caller who may see all documents).", "",
+        "(worst case: a caller who may see all documents)."), "",
         "| caller may see | chunks | hybrid p50 | hybrid p99 | BM25 top 50 p50 / p99 | dense top 50 p50 / p99 |",
         "|---|---|---|---|---|---|",
     ]

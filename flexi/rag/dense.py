@@ -12,7 +12,7 @@ Removing a document marks its rows dead; the matrix is compacted once more than 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class DenseIndex:
 
     @classmethod
     def from_chunks(cls, chunks: Sequence[Chunk], vectors: np.ndarray | Sequence[Sequence[float]],
-                    dim: int | None = None) -> "DenseIndex":
+                    dim: int | None = None) -> DenseIndex:
         """An index of `chunks` with their embeddings (row i belongs to chunk i)."""
         matrix = np.asarray(vectors, dtype=np.float32)
         if dim is None:

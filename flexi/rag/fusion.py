@@ -93,7 +93,7 @@ class HybridIndex:
 
     @classmethod
     def from_chunks(cls, chunks: Sequence[Chunk], vectors: np.ndarray | Sequence[Sequence[float]],
-                    dim: int | None = None, **options: float) -> "HybridIndex":
+                    dim: int | None = None, **options: float) -> HybridIndex:
         """Rebuild from chunks and their embeddings (row i belongs to chunk i), e.g. as stored in the database."""
         dense = DenseIndex.from_chunks(chunks, vectors, dim)
         index = cls(dense.dim, **options)

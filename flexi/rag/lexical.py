@@ -84,7 +84,7 @@ class LexicalIndex:
         self._reset()
 
     @classmethod
-    def from_chunks(cls, chunks: Iterable[Chunk], **options: object) -> "LexicalIndex":
+    def from_chunks(cls, chunks: Iterable[Chunk], **options: object) -> LexicalIndex:
         index = cls(**options)  # type: ignore[arg-type]
         index.add(chunks)
         return index
