@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flexi.rag.chunking import Chunk, approx_tokens, chunk_document
 from flexi.rag.document import ParsedDocument, Section
@@ -183,3 +185,26 @@ def test_sentences_survive_abbreviations() -> None:
     text = "Das gilt z. B. für Klausuren. Dr. Müller prüft. danach folgt nichts."
     chunks = chunk_document(doc(Section(1, [], text)), "d", max_tokens=12, overlap=0)
     assert [c.text for c in chunks] == ["Das gilt z. B. für Klausuren.", "Dr. Müller prüft. danach folgt nichts."]
+
+
+_ALPHABET = "abcdeäöüßXYZ0123456789 .,!?-\n"
+_ALPHABET_WITH_TABLES = _ALPHABET + "|"
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(st.text(_ALPHABET_WITH_TABLES, max_size=600), max_size=4), max_tokens=st.integers(1, 60),
+       overlap_share=st.floats(0, 0.9))
+def test_every_chunk_fits_whatever_the_text(texts: list[str], max_tokens: int, overlap_share: float) -> None:
+    overlap = min(max_tokens - 1, int(max_tokens * overlap_share))
+    sections = [Section(i % 2 + 1, [f"H{i}"], t) for i, t in enumerate(texts)]
+    chunks = chunk_document(doc(*sections), "d", max_tokens=max_tokens, overlap=overlap)
+    for c in chunks:
+        assert c.text.strip() and approx_tokens(c.text) <= max_tokens
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(_ALPHABET, max_size=1500), max_tokens=st.integers(1, 40))
+def test_without_overlap_nothing_is_lost_or_repeated(text: str, max_tokens: int) -> None:
+    chunks = chunk_document(doc(Section(1, [], text)), "d", max_tokens=max_tokens, overlap=0)
+    assert "".join("".join(c.text.split()) for c in chunks) == "".join(text.split())
