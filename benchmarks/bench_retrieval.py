@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import time
@@ -200,7 +201,7 @@ def main() -> None:
             "top10_agreement": round(statistics.fmean(len(set(a) & set(b)) / 10 for a, b in zip(ours_lex, peer_top)), 4)}
 
     worst = cells["all documents"]["hybrid"]
-    data = {"benchmark": NAME, "machine": machine(), "cpu_busy_before": round(busy_before, 2),
+    data = {"benchmark": NAME, "machine": machine(), "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"), "cpu_busy_before": round(busy_before, 2),
             "cpu_busy_after": round(busy_after, 2), "chunks": args.chunks, "documents": n_docs, "dim": DIM, "k": K,
             "candidates_per_list": 50, "index_build_s": round(build_s, 1), "cells": cells, "peers": peers,
             "target": {"p50_ms": TARGET_P50_MS, "p99_ms": TARGET_P99_MS,
@@ -212,8 +213,9 @@ def markdown(data: dict[str, Any], args: argparse.Namespace) -> str:
     m = data["machine"]
     lines = [
         "# Retrieval latency of the embedded default (issue 13)", "",
-        (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, numpy {np.__version__}, "
-        f"{m['date']}. CPU busy (other processes) {data['cpu_busy_before']:.0%} before and {data['cpu_busy_after']:.0%} after the measurement."),
+        (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, numpy {np.__version__} "
+         f"(OpenBLAS threads: {data['blas_threads']}), "
+         f"{m['date']}. CPU busy (other processes) {data['cpu_busy_before']:.0%} before and {data['cpu_busy_after']:.0%} after the measurement."),
         "",
         (f"{data['chunks']:,} synthetic chunks in {data['documents']} documents (120–200 Zipf-distributed words, 384-dim vectors), "
         f"{args.queries} questions, k = {data['k']}, {data['candidates_per_list']} candidates per list fused by RRF. "
