@@ -52,4 +52,24 @@ ENTRIES: dict[str, dict[str, str]] = {
         "en": "The document reader stopped unexpectedly on this file. Try exporting it again (e.g. as PDF); other uploads are not affected.",
         "de": "Das Leseprogramm ist bei dieser Datei unerwartet abgebrochen. Exportieren Sie sie erneut (z. B. als PDF); andere Uploads sind nicht betroffen.",
     },
+    "documents_edit": {
+        "en": "only the course's teachers and administrators may add or delete an assistant's documents",
+        "de": "nur die Lehrenden des Kurses und Administratorinnen und Administratoren dürfen Dokumente eines Assistenten hinzufügen oder löschen",
+    },
+    "document_missing": {
+        "en": "document {document_id} not found",
+        "de": "Dokument {document_id} nicht gefunden",
+    },
+    "page_missing": {
+        "en": "page {page} of document {document_id} not found",
+        "de": "Seite {page} von Dokument {document_id} nicht gefunden",
+    },
+    "documents_none": {
+        "en": "send one or more files in the multipart field \"file\", or a JSON body with \"url\"",
+        "de": "senden Sie eine oder mehrere Dateien im Multipart-Feld \"file\" oder einen JSON-Body mit \"url\"",
+    },
+    "documents_too_many": {
+        "en": "at most {limit} files per upload",
+        "de": "höchstens {limit} Dateien pro Upload",
+    },
 }

@@ -16,7 +16,9 @@ from flexi.http.access_middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import ollama, openai
 from flexi.campus import admin, admin_usage, auth_routes, keys, me
-from flexi.campus import assistants, conversations
+from flexi.campus import assistants, conversations, documents as course_documents
+from flexi.rag.library import DocumentLibrary
+from flexi.rag.sandbox import ParseLimits
 from flexi.api.completion import ClientDisconnected
 from flexi.http.errors import ollama_error, openai_error
 from flexi.config import Settings
@@ -53,7 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
         await manager.start()
         generation = GenerationService(settings, store, access.gate, local_only(manager))
         generation.aliases.append(assistants.AssistantModels(access, generation))  # `assistant/<slug>` models
-        app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation)
+        documents = DocumentLibrary(access.engine, ParseLimits.from_settings(settings))
+        app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
+                                   documents=documents)
         try:
             yield
         finally:
@@ -77,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin_usage.router)  # /admin/usage, /admin/privacy/…
     app.include_router(auth_routes.router)  # /auth/…: sign-in (public)
     app.include_router(conversations.router)  # /me/conversations: server-side chat history (FLEXI_CHAT_HISTORY=server)
+    app.include_router(course_documents.router)  # /assistants/{slug}/documents, /search: course documents
     app.include_router(assistants.router)  # /assistants: teacher-made course assistants
 
     @app.exception_handler(EngineError)

@@ -18,12 +18,15 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flexi.config import Settings
+from flexi.rag.library import MAX_FILES_PER_UPLOAD
 from flexi.http.forwarded import origin_of_url, request_origin, trusted_networks
 
 _DEFAULT_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "0.0.0.0", "[::1]")
 _DEFAULT_ORIGIN_SCHEMES = ("app://", "file://", "tauri://", "vscode-webview://", "vscode-file://")
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0", ""}
 _UNLIMITED_PREFIXES = ("/api/blobs/",)
+_DOCUMENT_UPLOADS = re.compile(r"^/assistants/[^/]{1,64}/documents$")
+
 
 
 class BodyTooLarge(Exception):
@@ -109,6 +112,8 @@ class RequestGuard:
                 await send({"type": "http.response.body", "body": b""})
                 return
         limit = None if scope["path"].startswith(_UNLIMITED_PREFIXES) else self.settings.max_request_bytes
+        if _DOCUMENT_UPLOADS.match(scope["path"]):  # multipart uploads of course documents
+            limit = max(limit or 0, self.settings.rag_max_upload_bytes * MAX_FILES_PER_UPLOAD + 1024**2)
         if limit is not None:
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flexi.access.service import AccessService
 from flexi.config import Settings
+from flexi.rag.library import DocumentLibrary
 from flexi.scheduler.manager import ModelManager
 from flexi.service.generation import GenerationService
 from flexi.store.store import ModelStore
@@ -18,3 +19,4 @@ class AppState:
     manager: ModelManager
     access: AccessService
     generation: GenerationService
+    documents: DocumentLibrary

@@ -1,0 +1,127 @@
+"""Course documents through the real server (issue 13, first part): upload, list, page view, search,
+delete, and who may do what. Retrieval is lexical until embeddings are stored with the chunks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.access_helpers import ServerDB
+from tests.conftest import MODEL, RunningServer, start_server, stop_server
+from tests.rag.office_maker import make_docx, make_pptx
+
+pytestmark = pytest.mark.e2e
+NOTES = "# Organisatorisches\n\nDie Klausur findet am 12. Februar im Audimax statt.\n\n# Inhalt\n\nRegression.\n"
+
+
+@dataclass
+class Course:
+    srv: RunningServer
+    keys: dict[str, dict[str, str]]
+    slug: str
+    other_slug: str
+
+    def call(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, self.srv.url + path, headers=self.keys[who], timeout=60, **kw)
+
+    def ready(self, slug: str, who: str = "teacher", n: int = 1, timeout: float = 60) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            docs = self.call("GET", f"/assistants/{slug}/documents", who).json()["documents"]
+            if len(docs) >= n and all(d["status"] in ("ready", "failed") for d in docs):
+                return docs
+            time.sleep(0.2)
+        raise AssertionError(f"documents of {slug} not processed in time: {docs}")
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
+    srv = start_server(tmp_path_factory.mktemp("documents") / "home", {"FLEXI_AUTH": "on"})
+    db = ServerDB(srv.home)
+    ids = {name: db.add_user(name, role=role) for name, role in (
+        ("teacher", "teacher"), ("student", "student"), ("outsider", "student"), ("teacher-b", "teacher"))}
+    course_a = db.add_course("stats-a", {ids["teacher"]: "teacher", ids["student"]: "student"})
+    course_b = db.add_course("stats-b", {ids["teacher-b"]: "teacher"})
+    keys = {name: {"Authorization": f"Bearer {db.add_key(uid)[1]}"} for name, uid in ids.items()}
+    made = [httpx.post(srv.url + "/assistants", headers=keys[who], timeout=60,
+                       json={"course_id": cid, "name": "Tutor", "model": MODEL}).json()["slug"]
+            for who, cid in (("teacher", course_a), ("teacher-b", course_b))]
+    try:
+        yield Course(srv, keys, made[0], made[1])
+    finally:
+        db.close()
+        stop_server(srv)
+
+
+def test_teacher_uploads_files_and_students_find_passages_with_pages(course: Course) -> None:
+    files = [("file", ("skript.docx", make_docx(), "application/octet-stream")),
+             ("file", ("folien.pptx", make_pptx(), "application/octet-stream")),
+             ("file", ("orga.md", NOTES.encode(), "text/markdown"))]
+    r = course.call("POST", f"/assistants/{course.slug}/documents", "teacher", files=files)
+    assert r.status_code == 202, r.text
+    assert [d["name"] for d in r.json()["documents"]] == ["skript.docx", "folien.pptx", "orga.md"]
+    docs = course.ready(course.slug, n=3)
+    assert {d["status"] for d in docs} == {"ready"} and all(d["chunks"] > 0 for d in docs)
+    found = course.call("POST", f"/assistants/{course.slug}/search", "student", json={"query": "Varianz Streuung", "k": 3})
+    assert found.status_code == 200, found.text
+    best = found.json()["results"][0]
+    assert best["document"] == "skript.docx" and best["page"] == 1 and "Varianz" in best["text"]
+    page = course.call("GET", f"/assistants/{course.slug}/documents/{best['document_id']}/pages/1", "student")
+    assert page.status_code == 200 and any("Varianz" in p["text"] for p in page.json()["passages"])
+    klausur = course.call("POST", f"/assistants/{course.slug}/search", "student", json={"query": "Wann ist die Klausur?"})
+    assert klausur.status_code == 200, klausur.text
+    assert klausur.json()["results"][0]["document"] == "orga.md"
+
+
+def test_the_same_name_again_replaces_the_document(course: Course) -> None:
+    changed = NOTES.replace("12. Februar", "19. Februar")
+    r = course.call("POST", f"/assistants/{course.slug}/documents", "teacher",
+                    files=[("file", ("orga.md", changed.encode(), "text/markdown"))])
+    assert r.status_code == 202
+    docs = course.ready(course.slug, n=3)
+    assert [d["name"] for d in docs].count("orga.md") == 1
+    text = " ".join(x["text"] for x in course.call("POST", f"/assistants/{course.slug}/search", "student",
+                                                   json={"query": "Klausur Februar"}).json()["results"])
+    assert "19. Februar" in text and "12. Februar" not in text
+
+
+def test_a_student_may_not_upload_and_an_outsider_sees_nothing(course: Course) -> None:
+    r = course.call("POST", f"/assistants/{course.slug}/documents", "student",
+                    files=[("file", ("x.md", b"# x", "text/markdown"))])
+    assert r.status_code == 403
+    for method, path, kw in (("GET", "/documents", {}), ("POST", "/search", {"json": {"query": "Varianz"}})):
+        assert course.call(method, f"/assistants/{course.slug}{path}", "outsider", **kw).status_code == 404
+
+
+def test_another_courses_document_id_is_a_404(course: Course) -> None:
+    r = course.call("POST", f"/assistants/{course.other_slug}/documents", "teacher-b",
+                    files=[("file", ("b.md", b"# Geheim\n\nNur Kurs B.\n", "text/markdown"))])
+    b_id = r.json()["documents"][0]["id"]
+    course.ready(course.other_slug, who="teacher-b")
+    assert course.call("GET", f"/assistants/{course.slug}/documents/{b_id}/pages/1", "student").status_code == 404
+    assert course.call("DELETE", f"/assistants/{course.slug}/documents/{b_id}", "teacher").status_code == 404
+    hits = course.call("POST", f"/assistants/{course.slug}/search", "student", json={"query": "Geheim Kurs B"}).json()
+    assert all(h["document"] != "b.md" for h in hits["results"])
+
+
+def test_a_broken_file_fails_alone_with_a_clear_error(course: Course) -> None:
+    r = course.call("POST", f"/assistants/{course.slug}/documents", "teacher",
+                    files=[("file", ("kaputt.pdf", b"%PDF-1.7\n" + b"\x00garbage" * 100, "application/pdf")),
+                           ("file", ("../../app/main.py", b"print('hello')\n", "text/plain"))])
+    assert r.status_code == 202
+    docs = {d["name"]: d for d in course.ready(course.slug, n=5)}
+    assert docs["kaputt.pdf"]["status"] == "failed" and docs["kaputt.pdf"]["error"]
+    assert docs["main.py"]["status"] == "ready"  # the name is only a label
+
+
+def test_deleting_a_document_removes_it_from_search(course: Course) -> None:
+    docs = {d["name"]: d for d in course.ready(course.slug, n=5)}
+    r = course.call("DELETE", f"/assistants/{course.slug}/documents/{docs['orga.md']['id']}", "teacher")
+    assert r.status_code == 204
+    hits = course.call("POST", f"/assistants/{course.slug}/search", "student", json={"query": "Klausur Februar"}).json()
+    assert all(h["document"] != "orga.md" for h in hits["results"])
