@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
+from flexi.db.engine import session_factory
 from flexi.db.models import AssistantDocument, DocumentChunk, iso_z, utcnow
 from flexi.rag.chunking import HEADING_SEPARATOR, Chunk, chunk_document
 from flexi.rag.document import ParseError
@@ -51,6 +52,7 @@ def document_view(d: AssistantDocument, locale: str = "en") -> dict[str, Any]:
 class DocumentLibrary:
     def __init__(self, engine: Engine, limits: ParseLimits) -> None:
         self.engine = engine
+        self.writes = session_factory(engine)  # BEGIN IMMEDIATE on SQLite: a read-then-write never fails half-way
         self.limits = limits
         self._indexes: dict[int, LexicalIndex] = {}
         self._parses = asyncio.Semaphore(MAX_PARSES)
@@ -65,7 +67,7 @@ class DocumentLibrary:
         digest = hashlib.sha256(data).hexdigest()
 
         def record() -> tuple[AssistantDocument, bool]:
-            with Session(self.engine) as s:
+            with self.writes() as s:
                 doc = s.scalar(select(AssistantDocument).where(AssistantDocument.assistant_id == assistant_id,
                                                                AssistantDocument.name == label))
                 if doc is not None and doc.sha256 == digest and doc.status in ("queued", "processing", "ready"):
@@ -104,12 +106,12 @@ class DocumentLibrary:
             self._indexes.pop(assistant_id, None)
 
     def _set(self, doc_id: int, **values: Any) -> None:
-        with Session(self.engine) as s:
+        with self.writes() as s:
             s.execute(update(AssistantDocument).where(AssistantDocument.id == doc_id).values(updated_at=utcnow(), **values))
             s.commit()
 
     def _store(self, doc_id: int, chunks: list[Chunk], pages: int) -> None:
-        with Session(self.engine) as s:
+        with self.writes() as s:
             s.execute(delete(DocumentChunk).where(DocumentChunk.document_id == doc_id))
             s.add_all([DocumentChunk(document_id=doc_id, ordinal=c.ordinal, page=c.page, heading=c.heading, text=c.text)
                        for c in chunks])
@@ -131,7 +133,7 @@ class DocumentLibrary:
 
     def delete(self, assistant_id: int, doc_id: int) -> bool:
         """Delete one of this assistant's documents with its chunks; False if it is not one of them."""
-        with Session(self.engine) as s:
+        with self.writes() as s:
             gone = s.execute(delete(AssistantDocument).where(AssistantDocument.id == doc_id,
                                                              AssistantDocument.assistant_id == assistant_id)).rowcount
             s.commit()
