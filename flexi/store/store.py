@@ -264,13 +264,8 @@ class ModelStore:
         finally:
             Path(tmp).unlink(missing_ok=True)
 
-    def create_from_model_blobs(self, name: str | ModelName, files: dict[str, str], **kwargs: Any) -> ModelRecord:
-        """Convert a model directory that a client uploaded file by file (`files`: relative path → digest).
-
-        What Ollama's /api/create does for safetensors: the blobs are linked under their names into a
-        temporary directory, which is converted like a local one. Names are checked strictly (relative,
-        no `..`, plain characters), so nothing is read or written outside the store.
-        """
+    def check_model_files(self, files: dict[str, str]) -> dict[str, str]:
+        """Uploaded model files checked before any work: plain relative names, valid stored digests."""
         for rel in files:
             parts = PurePosixPath(rel).parts
             if not parts or len(parts) > 3 or not all(_MODEL_FILE_PART.match(p) for p in parts):
@@ -278,7 +273,18 @@ class ModelStore:
         digests = {rel: validate_digest(d) for rel, d in files.items()}
         for digest in digests.values():
             if not self.blobs.has_blob(digest):
-                raise BadRequest(f"blob {digest} not found; upload it first", param="files")
+                raise BadRequest(f"blob {digest} not found; upload it with POST /api/blobs/{digest} first",
+                                 param="files")
+        return digests
+
+    def create_from_model_blobs(self, name: str | ModelName, files: dict[str, str], **kwargs: Any) -> ModelRecord:
+        """Convert a model directory that a client uploaded file by file (`files`: relative path → digest).
+
+        What Ollama's /api/create does for safetensors: the blobs are linked under their names into a
+        temporary directory, which is converted like a local one. Names are checked strictly (relative,
+        no `..`, plain characters), so nothing is read or written outside the store.
+        """
+        digests = self.check_model_files(files)
         self.root.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=".tmp-import-", dir=self.root))
         try:
@@ -289,6 +295,7 @@ class ModelStore:
                     os.link(self.blobs.blob_path(digest), target)
                 except OSError:
                     os.symlink(self.blobs.blob_path(digest), target)
+            kwargs.setdefault("title", _as_name(name).model)  # not the temporary directory's name
             return self.create_from_model_dir(name, workdir, **kwargs)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
