@@ -96,8 +96,32 @@ def test_flexi_create_imports_a_safetensors_directory(embed_server: RunningServe
     assert shown.modelinfo["general.name"] == "mini-embed"
     assert {**default.modelinfo, "general.name": "mini-embed"} == shown.modelinfo
 
+    # over the API: bad file names and non-BERT configs are refused with 400, before and during conversion
+    files = _uploaded(tmp_path / "MiniLM", embed_server)
+    for bad in ({"../model.safetensors": files["model.safetensors"]}, {**files, "../../etc/x": files["config.json"]}):
+        r = httpx.post(embed_server.url + "/api/create", json={"model": "evil", "files": bad}, timeout=60)
+        assert r.status_code == 400 and "invalid file name" in r.json()["error"]
+    llama_config = tmp_path / "llama-config.json"
+    llama_config.write_text('{"model_type": "llama", "architectures": ["LlamaForCausalLM"]}')
+    digest = _upload(embed_server, llama_config)
+    r = httpx.post(embed_server.url + "/api/create", timeout=60,
+                   json={"model": "not-bert", "files": {**files, "config.json": digest}, "stream": False})
+    assert r.status_code == 400 and "only BERT" in r.json()["error"]
+
     # a directory without a model is refused with a reason, before anything is uploaded
     (tmp_path / "empty").mkdir()
     bad = subprocess.run([sys.executable, "-m", "flexi", "create", "nothing", "-f", str(tmp_path / "empty")],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "safetensors" in bad.stderr
+
+
+def _upload(server: RunningServer, path: Path) -> str:
+    import hashlib
+    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    r = httpx.post(f"{server.url}/api/blobs/{digest}", content=path.read_bytes(), timeout=60)
+    assert r.status_code in (200, 201), r.text
+    return digest
+
+
+def _uploaded(directory: Path, server: RunningServer) -> dict[str, str]:
+    return {p.name: _upload(server, p) for p in directory.iterdir() if p.is_file()}
