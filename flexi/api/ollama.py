@@ -403,11 +403,11 @@ async def create(request: Request) -> Response:
     model_parameters(params)  # a bad parameter is a 400 now, not a broken model later
     if body.messages:
         raise BadRequest("messages in create are not supported yet", param="messages")
-    layers: dict[str, Any] = dict(
-        template=body.template if body.template is not None else (base.template if base else None),
-        system=body.system if body.system is not None else (base.system if base else None),
-        parameters=params or None,
-        license=license_text if license_text is not None else (base.license if base else None))
+    layers: dict[str, Any] = {
+        "template": body.template if body.template is not None else (base.template if base else None),
+        "system": body.system if body.system is not None else (base.system if base else None),
+        "parameters": params or None,
+        "license": license_text if license_text is not None else (base.license if base else None)}
 
     async def work(emit: Any) -> None:
         async def say(status: str) -> None:

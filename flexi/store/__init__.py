@@ -1,7 +1,7 @@
 """Ollama-like model store: names, content-addressed blobs, manifests, GGUF metadata, pull."""
 
-from .bundled import DEFAULT_EMBED_MODEL_NAME, default_embed_zip
 from .blobs import BlobStore, BlobWriter, validate_digest
+from .bundled import DEFAULT_EMBED_MODEL_NAME, default_embed_zip
 from .gguf_meta import GGUFInfo, InvalidModelFile, read_gguf_info
 from .names import InvalidModelName, ModelName, parse_model_name
 from .pull import pull_model

@@ -32,7 +32,13 @@ from flexi.engine.types import BadRequest, EngineError, ModelNotFound
 
 from . import manifest as mt
 from .blobs import BlobStore, validate_digest
-from .bundled import DEFAULT_EMBED_LICENSE, DEFAULT_EMBED_MODEL_NAME, BundledModelError, default_embed_zip, extracted
+from .bundled import (
+    DEFAULT_EMBED_LICENSE,
+    DEFAULT_EMBED_MODEL_NAME,
+    BundledModelError,
+    default_embed_zip,
+    extracted,
+)
 from .convert import ConversionError, convert_bert
 from .gguf_meta import GGUFInfo, read_gguf_info
 from .manifest import Layer, Manifest

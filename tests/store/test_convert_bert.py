@@ -18,7 +18,12 @@ import numpy as np
 import pytest
 
 from flexi.engine.types import BadRequest
-from flexi.store import DEFAULT_EMBED_MODEL_NAME, ModelStore, default_embed_zip, read_gguf_info
+from flexi.store import (
+    DEFAULT_EMBED_MODEL_NAME,
+    ModelStore,
+    default_embed_zip,
+    read_gguf_info,
+)
 from flexi.store.bundled import extracted
 from flexi.store.convert import ConversionError, convert_bert
 from flexi.store.convert.safetensors import iter_tensors
@@ -99,7 +104,7 @@ def reference_embedding(model_dir: Path, ids: list[int]) -> np.ndarray:
     for i in range(cfg["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
 
-        def lin(name: str, h: np.ndarray) -> np.ndarray:
+        def lin(name: str, h: np.ndarray, p: str = p) -> np.ndarray:
             return h @ t[p + name + ".weight"].T + t[p + name + ".bias"]
 
         q, k, v = (lin(f"attention.self.{m}", x).reshape(n, heads, d).transpose(1, 0, 2) for m in ("query", "key", "value"))

@@ -245,10 +245,9 @@ def convert_bert(src: Path | str, out: Path | str, *, name: str | None = None, f
         writer.add_add_bos_token(True)  # [CLS] … [SEP], as BERT was trained
         writer.add_add_sep_token(True)
         writer.add_add_eos_token(False)
+        # llama.cpp (since the BertNormalizer options) lowercases only when told; older gguf packages lack the key names
         if vocab.lowercase is not None:
-            writer.add_bool(gguf.Keys.Tokenizer.NORMALIZER_LOWERCASE
-                            if hasattr(gguf.Keys.Tokenizer, "NORMALIZER_LOWERCASE")
-                            else "tokenizer.ggml.normalizer.lowercase", vocab.lowercase)
+            writer.add_bool("tokenizer.ggml.normalizer.lowercase", vocab.lowercase)
         if vocab.strip_accents is not None:
             writer.add_bool("tokenizer.ggml.normalizer.strip_accents", vocab.strip_accents)
 
