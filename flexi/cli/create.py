@@ -2,6 +2,9 @@
 
 Local files are hashed, uploaded to /api/blobs/sha256:<hex> unless the server
 already has them (HEAD), and referenced by digest in `files`/`adapters`.
+`FROM <directory>` (a Hugging Face safetensors model, BERT so far) uploads the
+directory's weight, config and tokenizer files one by one, as Ollama does; the
+server converts them to GGUF.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from flexi.cli.ui import ByteProgress, PullDisplay, console
 
 GGUF_MAGIC = b"GGUF"
 _CHUNK = 1 << 20
+_MODEL_DIR_SUFFIXES = {".safetensors", ".json", ".txt", ".model"}  # weights, configs, vocabularies
 
 
 def is_gguf(path: Path) -> bool:
@@ -55,10 +59,10 @@ def ensure_blob(client: Client, path: Path) -> str:
 
 
 def load_modelfile(path: Path) -> tuple[Modelfile, Path]:
-    """A Modelfile from `path`, or a synthetic `FROM <path>` when it is a GGUF file; plus its base dir."""
+    """A Modelfile from `path`, or a synthetic `FROM <path>` for a GGUF file or model directory; plus its base dir."""
     if not path.exists():
         raise CLIError(t("file_not_found", path=path))
-    if is_gguf(path):
+    if is_gguf(path) or path.is_dir():  # a bare GGUF file or model directory: FROM it
         return Modelfile(from_=str(path.resolve())), path.resolve().parent
     try:
         return parse_modelfile(path.read_text(encoding="utf-8")), path.resolve().parent
@@ -75,6 +79,25 @@ def _file_key(path: Path) -> str:
     return path.name if path.name.lower().endswith(".gguf") else "model.gguf"
 
 
+def model_dir_files(directory: Path) -> dict[str, Path]:
+    """The files of a safetensors model directory the server needs, by relative name.
+
+    Top-level weights, configs and vocabularies, plus the config.json of sentence-transformers
+    modules one level down (e.g. 1_Pooling/config.json, which says how to pool).
+    """
+    found = {p.name: p for p in sorted(directory.iterdir())
+             if p.is_file() and not p.name.startswith(".") and p.suffix in _MODEL_DIR_SUFFIXES}
+    for sub in sorted(directory.glob("*/config.json")):
+        if not sub.parent.name.startswith("."):
+            found[f"{sub.parent.name}/config.json"] = sub
+    return found
+
+
+def is_model_dir(path: Path) -> bool:
+    """config.json next to at least one .safetensors file (what the server can convert)."""
+    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
 def build_request(client: Client, name: str, mf: Modelfile, base: Path) -> dict[str, Any]:
     """The /api/create body; uploads local FROM/ADAPTER files on the way."""
     if not mf.from_:
@@ -82,8 +105,11 @@ def build_request(client: Client, name: str, mf: Modelfile, base: Path) -> dict[
     body: dict[str, Any] = {"model": name}
     source = _local_path(mf.from_, base)
     if source.is_dir():
-        raise CLIError(t("directory_from", path=source))
-    if source.is_file():
+        if not is_model_dir(source):
+            raise CLIError(t("directory_from", path=source))
+        console(stderr=True).print(t("gathering"))
+        body["files"] = {rel: ensure_blob(client, path) for rel, path in model_dir_files(source).items()}
+    elif source.is_file():
         console(stderr=True).print(t("gathering"))
         body["files"] = {_file_key(source): ensure_blob(client, source)}
     else:

@@ -102,8 +102,10 @@ ENTRIES: dict[str, dict[str, str]] = {
         "de": "kein Modelfile unter {path} gefunden; nutze --file",
     },
     "directory_from": {
-        "en": "{path} is a directory; only GGUF files can be imported",
-        "de": "{path} ist ein Verzeichnis; nur GGUF-Dateien können importiert werden",
+        "en": "{path} is a directory without a safetensors model (config.json and *.safetensors); "
+              "import a GGUF file or a BERT safetensors directory",
+        "de": "{path} ist ein Verzeichnis ohne safetensors-Modell (config.json und *.safetensors); "
+              "importiert werden GGUF-Dateien und BERT-Verzeichnisse im safetensors-Format",
     },
     "modelfile_error": {"en": "Modelfile line {line}: {problem}", "de": "Modelfile Zeile {line}: {problem}"},
     "modelfile_unknown": {

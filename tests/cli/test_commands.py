@@ -258,6 +258,35 @@ def test_create_missing_file(fake, tmp_path):
     assert result.exit_code == 1 and "file not found" in result.stderr
 
 
+def test_create_from_safetensors_directory_uploads_its_model_files(fake, tmp_path):
+    model = tmp_path / "MiniLM"
+    (model / "1_Pooling").mkdir(parents=True)
+    (model / ".git").mkdir()
+    files = {"config.json": b"{}", "model.safetensors": b"weights", "tokenizer.json": b"{}", "vocab.txt": b"[PAD]",
+             "1_Pooling/config.json": b'{"pooling_mode_mean_tokens": true}'}
+    for rel, data in files.items():
+        (model / rel).write_bytes(data)
+    (model / "README.md").write_text("not needed")
+    (model / ".git" / "config.json").write_text("never uploaded")
+    (tmp_path / "Modelfile").write_text("FROM ./MiniLM\nPARAMETER num_ctx 256\n")
+    result = invoke(fake, "create", "mini", "-f", str(tmp_path / "Modelfile"))
+    assert result.exit_code == 0, result.output
+    digests = {rel: "sha256:" + hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+    assert fake.last("POST", "/api/create").json == {
+        "model": "mini", "files": digests, "parameters": {"num_ctx": 256}, "stream": True}
+    assert {fake.blobs[d] for d in digests.values()} == set(files.values())
+    # the directory itself works like a GGUF file does: `-f <directory>`
+    assert invoke(fake, "create", "mini2", "-f", str(model)).exit_code == 0
+    assert fake.last("POST", "/api/create").json["files"] == digests
+
+
+def test_create_from_a_directory_without_a_model_says_what_is_missing(fake, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.json").write_text("{}")
+    result = invoke(fake, "create", "x", "-f", str(tmp_path / "notes"))
+    assert result.exit_code == 1 and "safetensors" in result.stderr and fake.requests == []
+
+
 # --- serve --------------------------------------------------------------------------
 def test_serve_builds_settings_from_flags(monkeypatch, tmp_path):
     seen = {}
