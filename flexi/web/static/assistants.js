@@ -11,7 +11,7 @@ export async function assistantsView(outlet, path) {
   const edit = path.match(/^\/assistants\/([^/]+)$/);
   const slug = edit ? decodePart(edit[1]) : null;
   const [list, models, courses] = await Promise.all([
-    api("/assistants").then((r) => r.assistants || []), api("/ui/models").then((r) => r.models), teacherCourses()]);
+    api("/assistants").then((r) => r.assistants || []), api("/ui/models").then((r) => r.models.filter((m) => !m.capabilities || m.capabilities.includes("completion"))), teacherCourses()]);
   if (slug === "new") return form(main, null, models, courses);
   if (slug !== null) {
     const a = list.find((x) => x.slug === slug) || await api(`/assistants/${encodeURIComponent(slug)}`);

@@ -36,10 +36,13 @@ export async function chatView(outlet, path, isCurrent = () => true) {
   await view.render();
 }
 
+// embedding-only models (e.g. all-minilm) cannot answer a chat
+const canChat = (m) => !m.capabilities || m.capabilities.includes("completion");
+
 async function loadModels() {
   try {
     const out = await api("/ui/models");
-    return { models: out.models, fallback: out.default };
+    return { models: out.models.filter(canChat), fallback: out.default };
   } catch (err) { if (err.status === 401) throw err; return { models: [], fallback: null }; }
 }
 
