@@ -36,7 +36,7 @@ from flexi.api.ollama_types import (
 )
 from flexi.api.wire import ndjson, primed, rfc3339_nano
 from flexi.engine.types import BadRequest, EngineError, GenerationStats, StatusEvent, TextChunk
-from flexi.service.generation import Augment, ChatPrompt, Draft, EmbedDraft, Target, TextPrompt
+from flexi.service.generation import ChatPrompt, Draft, EmbedDraft, Grounding, Target, TextPrompt
 from flexi.store.blobs import BlobWriter, validate_digest
 from flexi.store.names import parse_model_name
 from flexi.store.pull import pull_model
@@ -233,10 +233,11 @@ async def chat(request: Request) -> Response:
 
 
 async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Caller | None = None,
-                        augment: Augment | None = None) -> Response:
+                        grounding: Grounding | None = None) -> Response:
     """Answer an already parsed chat request exactly like /api/chat (NDJSON stream or JSON); course
     assistants (flexi/campus/assistants.py) build their ChatRequest and come here too, with their own
-    caller (billing their course) and, later, a retrieval step (`augment`)."""
+    caller (billing their course) and their documents (`grounding`): the passages enter the prompt as
+    quoted material and the final chunk carries `citations`."""
     caller, service = caller or caller_of(request), generation_of(request)
     service.check_message_count(len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
     target = await service.target(caller, body.model)
@@ -244,8 +245,10 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
     if not body.messages:
         return await _load_only(target, request, body.keep_alive, t0, chat=True)
     tools = body.tools or None
+    grounding = grounding or target.grounding
     prompt = ChatPrompt(target.messages(_chat_messages(body)), tools=tools, think=body.think,
-                        has_images=any(m.images for m in body.messages), augment=augment)
+                        has_images=any(m.images for m in body.messages),
+                        augment=grounding.augment if grounding is not None else None)
     draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format,
                   keep_alive=body.keep_alive)
     events = await primed(await service.generate(target.caller, record, draft))
@@ -267,6 +270,8 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
         content, calls = gen.split_tool_calls(done.text, tools)
         final = {"model": shown, "created_at": rfc3339_nano(), "message": message(content, calls), "done": True,
                  **_stats_fields(done.stats, t0)}
+        if grounding is not None:
+            final["citations"] = grounding.citations(done.text)
         if not body.stream:
             return JSONResponse(final)
 
@@ -277,17 +282,23 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
         return StreamingResponse(once(), media_type=NDJSON)
 
     async def lines() -> AsyncIterator[bytes]:
+        said: list[str] = []
         try:
             async for ev in events:
                 if isinstance(ev, StatusEvent):
                     yield ndjson({"model": shown, "created_at": rfc3339_nano(),
                                   "message": {"role": "assistant", "content": ""}, "done": False, **_status_fields(ev)})
                 elif isinstance(ev, TextChunk):
+                    said.append(ev.text)
                     yield ndjson({"model": shown, "created_at": rfc3339_nano(),
                                   "message": {"role": "assistant", "content": ev.text}, "done": False})
                 else:
-                    yield ndjson({"model": shown, "created_at": rfc3339_nano(),
-                                  "message": {"role": "assistant", "content": ""}, "done": True, **_stats_fields(ev, t0)})
+                    last: dict[str, Any] = {"model": shown, "created_at": rfc3339_nano(),
+                                            "message": {"role": "assistant", "content": ""}, "done": True,
+                                            **_stats_fields(ev, t0)}
+                    if grounding is not None:
+                        last["citations"] = grounding.citations("".join(said))
+                    yield ndjson(last)
         except EngineError as exc:
             yield ndjson({"error": exc.message})
 

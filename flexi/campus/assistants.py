@@ -40,7 +40,9 @@ from flexi.access.service import AccessService
 from flexi.access.principal import Principal
 from flexi.http.caller import caller_of
 from flexi.campus.admin_common import AdminRoute, transaction
-from flexi.http.app_state import access_of, generation_of
+from flexi.http.app_state import access_of, generation_of, state_of
+from flexi.rag.grounding import CourseGrounding
+from flexi.rag.library import DocumentLibrary
 from flexi.api.ollama import chat_response
 from flexi.api.ollama_types import ChatRequest
 from flexi.service.generation import GenerationService, Target
@@ -324,7 +326,13 @@ async def chat(request: Request, slug: str, body: AssistantChat) -> Response:
     req = ChatRequest.model_validate({"model": a.model, "messages": turns, "stream": body.stream,
                                       "options": dict(a.options) or None})
     billed = caller.with_billing(Billing(course_id=a.course_id, assistant_id=a.id, endpoint=CHAT_ENDPOINT))
-    return await chat_response(request, req, t0, caller=billed)
+    return await chat_response(request, req, t0, caller=billed,
+                               grounding=await grounding_for(state_of(request).documents, a.id))
+
+
+async def grounding_for(library: DocumentLibrary, assistant_id: int) -> CourseGrounding | None:
+    """Retrieval for a chat with this assistant, if it has documents (otherwise it answers as before)."""
+    return CourseGrounding(library, assistant_id) if await asyncio.to_thread(library.has_documents, assistant_id) else None
 
 
 # --- course assistants as models: `assistant/<slug>` in every dialect ------------------------
@@ -338,9 +346,10 @@ class AssistantModels:
 
     prefix = "assistant/"
 
-    def __init__(self, access: AccessService, generation: GenerationService) -> None:
+    def __init__(self, access: AccessService, generation: GenerationService, documents: DocumentLibrary) -> None:
         self.access = access
         self.generation = generation
+        self.documents = documents
 
     async def resolve(self, caller: Caller, name: str) -> Target:
         slug = name[len(self.prefix):]
@@ -359,7 +368,8 @@ class AssistantModels:
             raise forbidden(i18n.text("assistant_disabled", caller.locale), code="assistant_disabled")
         record = self.generation.model(caller, a.model)
         billed = caller.with_billing(Billing(course_id=a.course_id, assistant_id=a.id))
-        return Target(record, billed, self.prefix + a.slug, instructions=a.system_prompt, options=dict(a.options))
+        return Target(record, billed, self.prefix + a.slug, instructions=a.system_prompt, options=dict(a.options),
+                      grounding=await grounding_for(self.documents, a.id))
 
     async def listed(self, caller: Caller) -> list[tuple[str, ModelRecord]]:
         principal = caller.principal

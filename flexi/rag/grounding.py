@@ -91,3 +91,27 @@ def citations(answer: str, passages: Sequence[Passage]) -> list[dict[str, Any]]:
             seen.append(n)
     return [{"n": n, "document_id": passages[n - 1].document_id, "document": passages[n - 1].document,
              "page": passages[n - 1].page, "text": passages[n - 1].text} for n in seen]
+
+
+class CourseGrounding:
+    """Retrieval for one chat with a course assistant: its documents are searched for the last user
+    message (after admission, before rendering), the best passages quoted into the prompt, and the
+    answer's [n] mapped back. One object per request: it remembers what it quoted."""
+
+    def __init__(self, library: Any, assistant_id: int, k: int = 5) -> None:
+        self.library = library  # flexi.rag.library.DocumentLibrary
+        self.assistant_id = assistant_id
+        self.k = k
+        self.passages: list[Passage] = []
+
+    async def augment(self, caller: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import asyncio
+
+        query = next((m["content"] for m in reversed(messages)
+                      if m.get("role") == "user" and isinstance(m.get("content"), str)), "")
+        results = await asyncio.to_thread(self.library.search, self.assistant_id, query[:2000], self.k) if query else []
+        self.passages = [Passage(r.document_id, r.document, r.page, r.heading, r.text) for r in results]
+        return with_passages(messages, self.passages, getattr(caller, "locale", "en"))
+
+    def citations(self, answer: str) -> list[dict[str, Any]]:
+        return citations(answer, self.passages)

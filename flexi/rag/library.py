@@ -154,6 +154,12 @@ class DocumentLibrary:
             return {"document_id": doc.id, "document": doc.name, "page": page,
                     "passages": [{"heading": h, "text": t} for h, t in rows]}
 
+    def has_documents(self, assistant_id: int) -> bool:
+        """Whether the assistant has any ready document (only then does its chat retrieve)."""
+        with Session(self.engine) as s:
+            return s.scalar(select(AssistantDocument.id).where(AssistantDocument.assistant_id == assistant_id,
+                                                               AssistantDocument.status == "ready").limit(1)) is not None
+
     # --- search -----------------------------------------------------------------------------------
     def search(self, assistant_id: int, query: str, k: int) -> list[SearchResult]:
         """The best `k` passages of this assistant's ready documents for `query` (never another's)."""

@@ -56,8 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
         manager = ModelManager(settings, store)
         await manager.start()
         generation = GenerationService(settings, store, access.gate, local_only(manager))
-        generation.aliases.append(assistants.AssistantModels(access, generation))  # `assistant/<slug>` models
         documents = DocumentLibrary(access.engine, ParseLimits.from_settings(settings))
+        generation.aliases.append(assistants.AssistantModels(access, generation, documents))  # `assistant/<slug>`
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
                                    documents=documents)
         try:

@@ -137,6 +137,15 @@ def output_limit(requested: int, caps: tuple[int | None, ...], max_predict: int)
     return max_predict if out < 0 else min(out, max_predict)
 
 
+class Grounding(Protocol):
+    """Retrieval for one request: `augment` puts the passages into the chat (after admission, before
+    rendering), `citations` maps the answer's [n] back to documents and pages."""
+
+    async def augment(self, caller: Caller, messages: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def citations(self, answer: str) -> list[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class Target:
     """What a request's `model` names: the model that runs, the caller as billed (a course assistant
@@ -147,6 +156,7 @@ class Target:
     name: str
     instructions: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    grounding: Grounding | None = None  # a course assistant with documents answers from them
 
     def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The conversation with the assistant's instructions first (they keep their authority)."""

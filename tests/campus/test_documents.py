@@ -3,6 +3,7 @@ delete, and who may do what. Retrieval is lexical until embeddings are stored wi
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
     course_b = db.add_course("stats-b", {ids["teacher-b"]: "teacher"})
     keys = {name: {"Authorization": f"Bearer {db.add_key(uid)[1]}"} for name, uid in ids.items()}
     made = [httpx.post(srv.url + "/assistants", headers=keys[who], timeout=60,
-                       json={"course_id": cid, "name": "Tutor", "model": MODEL}).json()["slug"]
+                       json={"course_id": cid, "name": "Tutor", "model": MODEL,
+                             "options": {"num_predict": 8, "temperature": 0}}).json()["slug"]
             for who, cid in (("teacher", course_a), ("teacher-b", course_b))]
     try:
         yield Course(srv, keys, made[0], made[1])
@@ -76,6 +78,26 @@ def test_teacher_uploads_files_and_students_find_passages_with_pages(course: Cou
     klausur = course.call("POST", f"/assistants/{course.slug}/search", "student", json={"query": "Wann ist die Klausur?"})
     assert klausur.status_code == 200, klausur.text
     assert klausur.json()["results"][0]["document"] == "orga.md"
+
+
+def test_the_assistant_answers_with_its_passages_in_the_prompt_and_citations_in_the_last_chunk(course: Course) -> None:
+    """Retrieval in the chat: the passages reach the prompt (many more prompt tokens than the same question
+    to the bare model) and the final chunk says what was cited, streamed or not, also as `assistant/<slug>`."""
+    course.ready(course.slug, n=3)
+    question = [{"role": "user", "content": "Was misst die Varianz?"}]
+    answer = course.call("POST", f"/assistants/{course.slug}/chat", "student", json={"messages": question, "stream": False})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert isinstance(body["citations"], list)
+    assert all(c["document"] in {"skript.docx", "folien.pptx", "orga.md"} for c in body["citations"])
+    bare = course.call("POST", "/api/chat", "student", json={"model": MODEL, "messages": question, "stream": False,
+                                                           "options": {"num_predict": 8}}).json()
+    assert body["prompt_eval_count"] > bare["prompt_eval_count"] + 40
+    with httpx.stream("POST", course.srv.url + "/api/chat", headers=course.keys["student"], timeout=60,
+                      json={"model": f"assistant/{course.slug}", "messages": question}) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert lines[-1]["done"] is True and isinstance(lines[-1]["citations"], list)
+    assert all("citations" not in line for line in lines[:-1])
 
 
 def test_the_same_name_again_replaces_the_document(course: Course) -> None:
