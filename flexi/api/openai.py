@@ -289,9 +289,12 @@ async def chat_completions(request: Request) -> Response:
     fmt = _response_format(body.response_format)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
 
+    grounding = target.grounding  # a course assistant with documents: passages in, citations out
+
     def prompt() -> ChatPrompt:  # content parts are converted after admission (over quota: 429 first)
         messages, has_images = _chat_messages(body.messages)
-        return ChatPrompt(target.messages(messages), tools=tools, has_images=has_images)
+        return ChatPrompt(target.messages(messages), tools=tools, has_images=has_images,
+                          augment=grounding.augment if grounding is not None else None)
 
     draft = Draft(prompt, options=target.merged_options(_options(body, max_tokens)),
                   body=body, fmt=fmt, format_param="response_format", keep_alive=body.keep_alive, end_user=body.user,
@@ -307,6 +310,8 @@ async def chat_completions(request: Request) -> Response:
         if calls:
             message["tool_calls"] = _tool_calls_out(calls)
             message["content"] = content or None
+        if grounding is not None:
+            message["citations"] = grounding.citations(done.text)
         finish = "tool_calls" if calls else _finish_reason(done.stats)
         return JSONResponse({**base,
                              "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
@@ -321,8 +326,8 @@ async def chat_completions(request: Request) -> Response:
             out["usage"] = None
         return sse(out)
 
-    def ending(stats: GenerationStats, finish: str) -> list[bytes]:
-        out = [chunk({}, finish)]
+    def ending(stats: GenerationStats, finish: str, text: str) -> list[bytes]:
+        out = [chunk({"citations": grounding.citations(text)} if grounding is not None else {}, finish)]
         if include_usage:
             out.append(sse({**base, "choices": [], "usage": _usage(stats)}))
         return out
@@ -340,17 +345,19 @@ async def chat_completions(request: Request) -> Response:
                     yield chunk({"content": content})
                 if calls:
                     yield chunk({"tool_calls": _tool_calls_out(calls, streaming=True)})
-                for part in ending(done.stats, "tool_calls" if calls else _finish_reason(done.stats)):
+                for part in ending(done.stats, "tool_calls" if calls else _finish_reason(done.stats), done.text):
                     yield part
             else:
+                said: list[str] = []
                 async for ev in events:
                     if isinstance(ev, StatusEvent):
                         yield _status_comment(ev)
                     elif isinstance(ev, TextChunk):
                         if ev.text:
+                            said.append(ev.text)
                             yield chunk({"content": ev.text})
                     else:
-                        for part in ending(ev, _finish_reason(ev)):
+                        for part in ending(ev, _finish_reason(ev), "".join(said)):
                             yield part
         except EngineError as exc:
             yield _error_event(exc)

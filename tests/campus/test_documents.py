@@ -98,6 +98,16 @@ def test_the_assistant_answers_with_its_passages_in_the_prompt_and_citations_in_
         lines = [json.loads(line) for line in r.iter_lines() if line]
     assert lines[-1]["done"] is True and isinstance(lines[-1]["citations"], list)
     assert all("citations" not in line for line in lines[:-1])
+    import openai
+
+    oa = openai.OpenAI(base_url=course.srv.url + "/v1", api_key=course.keys["student"]["Authorization"][7:])
+    done = oa.chat.completions.create(model=f"assistant/{course.slug}", messages=question)  # type: ignore[arg-type]
+    assert isinstance(done.choices[0].message.model_extra["citations"], list)  # type: ignore[index]
+    assert done.usage is not None and done.usage.prompt_tokens > bare["prompt_eval_count"] + 40
+    chunks = list(oa.chat.completions.create(model=f"assistant/{course.slug}", messages=question,  # type: ignore[arg-type]
+                                             stream=True))
+    last = [c for c in chunks if c.choices and c.choices[0].finish_reason][-1]
+    assert isinstance(last.choices[0].delta.model_extra["citations"], list)  # type: ignore[index]
 
 
 def test_the_same_name_again_replaces_the_document(course: Course) -> None:
