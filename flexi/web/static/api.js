@@ -69,3 +69,9 @@ function deliver(chunk, onChunk) {
   if (chunk.error) throw new ApiError(500, chunk.error, chunk); // an error after the stream began
   onChunk(chunk);
 }
+
+// The models a chat can use: /ui/models without embedding-only ones (e.g. all-minilm), which cannot answer.
+export async function chatModels() {
+  const out = await api("/ui/models");
+  return { models: out.models.filter((m) => !m.capabilities || m.capabilities.includes("completion")), fallback: out.default };
+}

@@ -1,6 +1,6 @@
 // Course assistants for teachers: create, edit, share, delete, and see their use
 // (counts and tokens only, never students' texts).
-import { api } from "./api.js";
+import { api, chatModels } from "./api.js";
 import { h, clear, decodePart, field } from "./dom.js";
 import { t, fmtNumber, fmtDateTime } from "./i18n.js";
 import { session, isAdmin } from "./state.js";
@@ -11,7 +11,7 @@ export async function assistantsView(outlet, path) {
   const edit = path.match(/^\/assistants\/([^/]+)$/);
   const slug = edit ? decodePart(edit[1]) : null;
   const [list, models, courses] = await Promise.all([
-    api("/assistants").then((r) => r.assistants || []), api("/ui/models").then((r) => r.models.filter((m) => !m.capabilities || m.capabilities.includes("completion"))), teacherCourses()]);
+    api("/assistants").then((r) => r.assistants || []), chatModels().then((r) => r.models), teacherCourses()]);
   if (slug === "new") return form(main, null, models, courses);
   if (slug !== null) {
     const a = list.find((x) => x.slug === slug) || await api(`/assistants/${encodeURIComponent(slug)}`);

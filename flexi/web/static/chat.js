@@ -1,6 +1,6 @@
 // The chat page: conversation list, model picker, streaming answers with stop,
 // regenerate and edit-and-resend, course assistants, queue/loading status and quota.
-import { api, ApiError, streamNdjson } from "./api.js";
+import { api, ApiError, chatModels, streamNdjson } from "./api.js";
 import { h, clear, decodePart, field } from "./dom.js";
 import { t, fmtNumber, fmtBytes, fmtDateTime } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
@@ -36,13 +36,9 @@ export async function chatView(outlet, path, isCurrent = () => true) {
   await view.render();
 }
 
-// embedding-only models (e.g. all-minilm) cannot answer a chat
-const canChat = (m) => !m.capabilities || m.capabilities.includes("completion");
-
 async function loadModels() {
   try {
-    const out = await api("/ui/models");
-    return { models: out.models.filter(canChat), fallback: out.default };
+    return await chatModels();
   } catch (err) { if (err.status === 401) throw err; return { models: [], fallback: null }; }
 }
 
