@@ -178,6 +178,13 @@ class Settings(BaseSettings):
     document_url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Hosts a course document URL may reach although they are private, loopback or link-local (comma separated in the env): host names exactly as in the URL, or addresses/CIDR networks. Empty = public web pages only.")
     rag_parse_memory_mib: int = Field(1024, ge=128, description="Address-space limit of the parser process in MiB; a document that needs more fails alone. Office/ODF files may unpack to at most half of it.")
 
+    # --- issue 13: retrieval ---
+    rag_embedding_model: str = Field("", description="Model that embeds course documents and questions (any embedding model in the store, e.g. a multilingual one for German courses). Empty = `all-minilm:l6-v2` when FLEXI_DEFAULT_EMBEDDING_MODEL is on, else none: documents are then searched by their words only.")
+    rag_query_prefix: str = Field("", description="Text put before every question before it is embedded (e5 models expect `query: `).")
+    rag_passage_prefix: str = Field("", description="Text put before every chunk before it is embedded (e5 models expect `passage: `).")
+    rag_min_similarity: float = Field(0.25, ge=-1.0, le=1.0, description="A retrieved passage that shares no word with the question must reach this cosine similarity to be quoted; below it the assistant answers that the material does not cover the question. 0.25 suits all-MiniLM-L6-v2; calibrate it for another model with `flexi rag eval`.")
+    rag_top_k: int = Field(5, ge=1, le=20, description="Passages quoted into a course assistant's prompt.")
+
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", "document_url_allow_hosts",

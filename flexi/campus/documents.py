@@ -121,5 +121,5 @@ async def document_page(request: Request, slug: str, document_id: int, page: int
 async def search(request: Request, slug: str) -> dict[str, Any]:
     a = await _assistant(request, slug)
     body = await parse_body(request, SearchBody)
-    results = await asyncio.to_thread(library_of(request).search, a.id, body.query, body.k)
+    results = await library_of(request).search(a.id, body.query, body.k, user=caller_of(request).identity_for(None))
     return {"results": [r.__dict__ for r in results]}

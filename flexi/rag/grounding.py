@@ -98,18 +98,17 @@ class CourseGrounding:
     message (after admission, before rendering), the best passages quoted into the prompt, and the
     answer's [n] mapped back. One object per request: it remembers what it quoted."""
 
-    def __init__(self, library: Any, assistant_id: int, k: int = 5) -> None:
+    def __init__(self, library: Any, assistant_id: int, k: int | None = None) -> None:
         self.library = library  # flexi.rag.library.DocumentLibrary
         self.assistant_id = assistant_id
-        self.k = k
+        self.k = k if k is not None else library.top_k
         self.passages: list[Passage] = []
 
     async def augment(self, caller: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        import asyncio
-
         query = next((m["content"] for m in reversed(messages)
                       if m.get("role") == "user" and isinstance(m.get("content"), str)), "")
-        results = await asyncio.to_thread(self.library.search, self.assistant_id, query[:2000], self.k) if query else []
+        results = await self.library.search(self.assistant_id, query[:2000], self.k,
+                                            user=caller.identity_for(None)) if query else []
         self.passages = [Passage(r.document_id, r.document, r.page, r.heading, r.text) for r in results]
         return with_passages(messages, self.passages, getattr(caller, "locale", "en"))
 

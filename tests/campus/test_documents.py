@@ -1,5 +1,5 @@
 """Course documents through the real server (issue 13, first part): upload, list, page view, search,
-delete, and who may do what. Retrieval is lexical until embeddings are stored with the chunks."""
+delete, and who may do what. The server has the bundled embedding model, so retrieval is hybrid (BM25 + vectors)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Course:
     keys: dict[str, dict[str, str]]
     slug: str
     other_slug: str
+    db: ServerDB
 
     def call(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, self.srv.url + path, headers=self.keys[who], timeout=60, **kw)
@@ -42,7 +43,7 @@ class Course:
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
-    srv = start_server(tmp_path_factory.mktemp("documents") / "home", {"FLEXI_AUTH": "on"})
+    srv = start_server(tmp_path_factory.mktemp("documents") / "home", {"FLEXI_AUTH": "on", "FLEXI_DEFAULT_EMBEDDING_MODEL": "true"})
     db = ServerDB(srv.home)
     ids = {name: db.add_user(name, role=role) for name, role in (
         ("teacher", "teacher"), ("student", "student"), ("outsider", "student"), ("teacher-b", "teacher"))}
@@ -54,7 +55,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
                              "options": {"num_predict": 8, "temperature": 0}}).json()["slug"]
             for who, cid in (("teacher", course_a), ("teacher-b", course_b))]
     try:
-        yield Course(srv, keys, made[0], made[1])
+        yield Course(srv, keys, made[0], made[1], db)
     finally:
         db.close()
         stop_server(srv)
@@ -157,3 +158,45 @@ def test_deleting_a_document_removes_it_from_search(course: Course) -> None:
     assert r.status_code == 204
     hits = course.call("POST", f"/assistants/{course.slug}/search", "student", json={"query": "Klausur Februar"}).json()
     assert all(h["document"] != "orga.md" for h in hits["results"])
+
+
+HANDBOOK = """# Course handbook
+
+## Examination date
+
+The written examination takes place on 12 February in the main lecture hall.
+
+## Office hours
+
+Professor Lang meets students on Tuesdays from two to four in her office.
+
+## Grading
+
+Homework counts for thirty percent of the grade.
+"""
+
+
+def test_chunks_carry_vectors_and_a_question_in_other_words_finds_its_passage(course: Course) -> None:
+    """Dense retrieval through Flexi's own engine: every chunk row holds a 384-dimensional all-MiniLM vector,
+    a question sharing no word with the passage still finds it, and one the material does not cover finds
+    nothing (so the assistant says so instead of inventing)."""
+    from sqlalchemy import select
+
+    from flexi.db.models import DocumentChunk
+
+    r = course.call("POST", f"/assistants/{course.slug}/documents", "teacher",
+                    files=[("file", ("handbook.md", HANDBOOK.encode(), "text/markdown"))])
+    doc_id = r.json()["documents"][0]["id"]
+    docs = {d["name"]: d for d in course.ready(course.slug, n=4)}
+    assert docs["handbook.md"]["status"] == "ready" and docs["handbook.md"]["error"] is None
+    with course.db.session() as s:
+        rows = s.execute(select(DocumentChunk.embedding, DocumentChunk.embedding_model)
+                         .where(DocumentChunk.document_id == doc_id)).all()
+    assert rows and all(len(v) == 384 * 4 and m == "all-minilm:l6-v2" for v, m in rows)
+    found = course.call("POST", f"/assistants/{course.slug}/search", "student",
+                        json={"query": "On what day must I sit the exam, and where?", "k": 3}).json()
+    assert found["results"][0]["document"] == "handbook.md", found
+    assert "12 February" in found["results"][0]["text"]
+    nothing = course.call("POST", f"/assistants/{course.slug}/search", "student",
+                          json={"query": "How do volcanoes erupt?", "k": 3}).json()
+    assert nothing["results"] == []
