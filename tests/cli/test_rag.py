@@ -105,6 +105,9 @@ def test_failed_documents_exit_1_with_the_servers_error_each(course: Course, tmp
 
 
 def test_more_files_than_one_request_takes_are_sent_in_several(course: Course, tmp_path: Path) -> None:
+    from flexi.rag.library import MAX_FILES_PER_UPLOAD
+
+    assert MAX_FILES_PER_REQUEST == MAX_FILES_PER_UPLOAD  # the CLI's batches are what the server takes
     names = [f"notiz-{i:02d}.txt" for i in range(MAX_FILES_PER_REQUEST + 1)]
     for i, name in enumerate(names):
         (tmp_path / name).write_text(f"Notiz {i}: Übungsblatt {i} ist bis Freitag abzugeben.\n", encoding="utf-8")
