@@ -1,4 +1,5 @@
-"""Messages of the model commands of the CLI (`flexi run|pull|list|create|…`), in German and English.
+"""Messages of the model commands of the CLI (`flexi run|pull|list|create|…`) and of `flexi rag add|list|rm|search`,
+in German and English.
 
 Table headers, progress lines sent by the server and `--verbose` statistics are not here: they stay in
 Ollama's English form so scripts can parse them. `error`, `warning` and `interrupted` are shared by every
