@@ -8,15 +8,16 @@ and `{"error": ...}` lines inside NDJSON streams.
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import httpx
 
 from flexi import __version__
-from flexi.i18n import t
+from flexi.i18n import env_locale, t
 from flexi.config import server_url
 
 _CHUNK = 1 << 20
@@ -61,6 +62,8 @@ class Client:
         api_key = os.environ.get("FLEXI_API_KEY")
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        if any(os.environ.get(name) for name in ("LC_ALL", "LC_MESSAGES", "LANG")):
+            headers["Accept-Language"] = env_locale()  # the server's messages in the shell's language
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(None, connect=connect_timeout)
         )
@@ -97,6 +100,18 @@ class Client:
         self._check(response)
         if not response.content:
             return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise CLIError(t("bad_stream", line=response.text[:200])) from None
+
+    def post_files(self, path: str, field: str, files: Sequence[Path]) -> Any:
+        """POST `files` as multipart parts that all carry the form field `field`; the decoded JSON body."""
+        with ExitStack() as stack, self._transport_errors():
+            parts = [(field, (f.name, stack.enter_context(f.open("rb")),
+                              mimetypes.guess_type(f.name)[0] or "application/octet-stream")) for f in files]
+            response = self._http.post(path, files=parts)
+        self._check(response)
         try:
             return response.json()
         except ValueError:

@@ -7,10 +7,9 @@ Failures print "Error: <message>" on stderr and exit with status 1.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import List, Optional
 
 import typer
 
@@ -19,6 +18,8 @@ from flexi.cli import chat
 from flexi.cli.admin import SUB_APPS as ADMIN_APPS
 from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
+from flexi.cli.errors import fail, handle_errors
+from flexi.cli.rag import rag_app
 from flexi.cli.create import create as create_model
 from flexi.cli.format import human_bytes, human_time, processor_text, short_digest, until_text
 from flexi.i18n import t
@@ -26,8 +27,6 @@ from flexi.cli.pull import ensure_model, pull_model
 from flexi.cli.show import FIELDS, render_show
 from flexi.cli.ui import print_table
 from flexi.durations import DurationError, parse_duration
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="flexi",
@@ -39,27 +38,7 @@ app = typer.Typer(
 )
 for _sub_app, _name in ADMIN_APPS + PRIVACY_APPS:  # users, keys, groups, courses, quotas, policies; usage, privacy
     app.add_typer(_sub_app, name=_name)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(t("error", message=message), err=True)
-    return typer.Exit(code)
-
-
-def handle_errors(func: F) -> F:
-    """Turn CLIError into "Error: …" + exit 1 and Ctrl-C into exit 130, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CLIError as exc:
-            raise fail(exc.message) from None
-        except KeyboardInterrupt:
-            typer.echo("", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
+app.add_typer(rag_app, name="rag")
 
 
 def stdin_is_tty() -> bool:

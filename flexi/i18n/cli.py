@@ -1,4 +1,5 @@
-"""Messages of the model commands of the CLI (`flexi run|pull|list|create|…`), in German and English.
+"""Messages of the model commands of the CLI (`flexi run|pull|list|create|…`) and of `flexi rag add|list|rm|search`,
+in German and English.
 
 Table headers, progress lines sent by the server and `--verbose` statistics are not here: they stay in
 Ollama's English form so scripts can parse them. `error`, `warning` and `interrupted` are shared by every
@@ -138,5 +139,33 @@ ENTRIES: dict[str, dict[str, str]] = {
     "no_models": {
         "en": "no models found; try `flexi pull smollm2:135m`",
         "de": "keine Modelle gefunden; versuche `flexi pull smollm2:135m`",
+    },
+    # --- flexi rag add|list|rm|search (course documents) ---------------------------------------------------
+    "rag_nothing_to_add": {
+        "en": "name at least one file, or a web page with --url",
+        "de": "mindestens eine Datei oder mit --url eine Webseite angeben",
+    },
+    "rag_not_a_file": {"en": "not a file: {path}", "de": "keine Datei: {path}"},
+    "rag_unreadable": {"en": "cannot read {path}: {detail}", "de": "{path} ist nicht lesbar: {detail}"},
+    "rag_uploading": {"en": "uploading", "de": "hochladen"},
+    "rag_processing": {"en": "processing", "de": "verarbeiten"},
+    "rag_gone": {
+        "en": "the document was deleted while it was being processed",
+        "de": "das Dokument wurde während der Verarbeitung gelöscht",
+    },
+    "rag_wait_timeout": {
+        "en": "documents still processing after {seconds} s; check later with `flexi rag list {slug}`",
+        "de": "Dokumente nach {seconds} s noch in Verarbeitung; später mit `flexi rag list {slug}` nachsehen",
+    },
+    "rag_document_failed": {"en": "{name}: {error}", "de": "{name}: {error}"},
+    "rag_no_reason": {"en": "processing failed", "de": "Verarbeitung fehlgeschlagen"},
+    "rag_no_document": {
+        "en": "assistant {slug} has no document {id}; see `flexi rag list {slug}`",
+        "de": "Assistent {slug} hat kein Dokument {id}; siehe `flexi rag list {slug}`",
+    },
+    "rag_removed": {"en": "removed '{name}' ({id})", "de": "'{name}' ({id}) entfernt"},
+    "rag_no_results": {
+        "en": "no passage found (only documents with status ready are searched)",
+        "de": "keine Textstelle gefunden (durchsucht werden nur Dokumente mit Status ready)",
     },
 }
