@@ -2,9 +2,10 @@
 citations of an answer back out.
 
 A document may say "ignore previous instructions": its text must reach the model as data. So the
-passages go into one system message after the assistant's own rules, each numbered, with its source,
-between markers the passage text can never contain (they are removed from it), and preceded by the
-rule that what stands between the markers is material to quote, not instructions to follow. The model
+passages go into the user's turn before the question, each numbered, with its source, between markers
+the passage text can never contain (they are removed from it), and the system message — after the
+assistant's own rules — says that what stands between the markers is material to quote, not
+instructions to follow. The model
 cites passages as [n]; `citations()` maps those back to documents and pages. With no passage found the
 message says so, and the rule asks the model to say that instead of inventing an answer.
 """
@@ -30,6 +31,7 @@ RULES = {
            "Textstelle in eckigen Klammern, z. B. [1]. Steht die Antwort nicht im Material, sage, dass du sie im "
            "Kursmaterial nicht gefunden hast; erfinde keine Antwort."),
 }
+QUESTION = {"en": "Question:", "de": "Frage:"}
 NOTHING_FOUND = {
     "en": "No passage of the course material matches this question.",
     "de": "Keine Stelle des Kursmaterials passt zu dieser Frage.",
@@ -60,25 +62,39 @@ def _source(p: Passage, locale: str) -> str:
     return where
 
 
-def grounding_message(passages: Sequence[Passage], locale: str = "en") -> dict[str, str]:
-    """The system message that carries the rules and the numbered passages (1-based, in rank order)."""
+def material(passages: Sequence[Passage], locale: str = "en") -> str:
+    """The numbered passages (1-based, in rank order) between markers, or the note that none matched."""
     locale = locale if locale in RULES else "en"
-    parts = [RULES[locale], "", "<course-material>"]
+    parts = ["<course-material>"]
     if not passages:
         parts.append(NOTHING_FOUND[locale])
     for n, p in enumerate(passages, 1):
         parts += [f"{OPEN} [{n}] {_source(p, locale)}", _clean(p.text).strip(), CLOSE]
     parts.append("</course-material>")
-    return {"role": "system", "content": "\n".join(parts)}
+    return "\n".join(parts)
 
 
 def with_passages(messages: list[dict[str, Any]], passages: Sequence[Passage], locale: str = "en") -> list[dict[str, Any]]:
-    """`messages` with the grounding message after the leading system messages (the assistant's own
-    rules stay first and keep their authority) and before the conversation."""
-    lead = 0
-    while lead < len(messages) and messages[lead].get("role") == "system":
-        lead += 1
-    return [*messages[:lead], grounding_message(passages, locale), *messages[lead:]]
+    """`messages` grounded: the rules join the leading system message (the assistant's own instructions stay
+    first and keep their authority; one system message suits every chat template), and the material goes
+    into the last user message, before the question.
+
+    Why there and not in a system message of its own: some chat templates refuse a second system message,
+    and the prefix the runner caches — instructions plus rules, identical for every question to this
+    assistant — stays the same, so each question only pays for its passages and its own words."""
+    locale = locale if locale in RULES else "en"
+    out = list(messages)
+    if out and out[0].get("role") == "system" and isinstance(out[0].get("content"), str):
+        out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{RULES[locale]}"}
+    else:
+        out.insert(0, {"role": "system", "content": RULES[locale]})
+    quoted = material(passages, locale)
+    last = next((i for i in range(len(out) - 1, -1, -1) if out[i].get("role") == "user"), None)
+    if last is not None and isinstance(out[last].get("content"), str):
+        out[last] = {**out[last], "content": f"{quoted}\n\n{QUESTION[locale]} {out[last]['content']}"}
+    else:  # no user text to join (e.g. only image parts): the material stands as its own turn before it
+        out.insert(last if last is not None else len(out), {"role": "user", "content": quoted})
+    return out
 
 
 def citations(answer: str, passages: Sequence[Passage]) -> list[dict[str, Any]]:
