@@ -35,10 +35,11 @@ class Billing:
 
 @dataclass
 class RequestTimings:
-    """What access control cost this request, in milliseconds (sent as W3C Server-Timing)."""
+    """What access control (and retrieval) cost this request, in milliseconds (sent as W3C Server-Timing)."""
 
     auth_ms: float = 0.0
     gate_ms: float | None = None
+    retrieve_ms: float | None = None  # a course assistant's search in its documents (query embedding included)
 
     def add_gate(self, ms: float) -> None:
         self.gate_ms = (self.gate_ms or 0.0) + ms

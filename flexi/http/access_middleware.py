@@ -102,6 +102,8 @@ class AccessMiddleware:
                 timing = f"auth;dur={auth_ms:.3f}"
                 if caller is not None and caller.timings.gate_ms is not None:
                     timing += f", gate;dur={caller.timings.gate_ms:.3f}"
+                if caller is not None and caller.timings.retrieve_ms is not None:
+                    timing += f", retrieve;dur={caller.timings.retrieve_ms:.3f}"
                 headers = message.setdefault("headers", [])
                 headers.append((b"server-timing", timing.encode()))
                 headers.append((b"x-request-id", request_id.encode()))

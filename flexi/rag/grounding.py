@@ -13,6 +13,7 @@ message says so, and the rule asks the model to say that instead of inventing an
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,8 +124,12 @@ class CourseGrounding:
     async def augment(self, caller: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         query = next((m["content"] for m in reversed(messages)
                       if m.get("role") == "user" and isinstance(m.get("content"), str)), "")
+        started = time.perf_counter()
         results = await self.library.search(self.assistant_id, query[:2000], self.k,
                                             user=caller.identity_for(None)) if query else []
+        timings = getattr(caller, "timings", None)
+        if timings is not None:
+            timings.retrieve_ms = (time.perf_counter() - started) * 1000
         self.passages = [Passage(r.document_id, r.document, r.page, r.heading, r.text) for r in results]
         return with_passages(messages, self.passages, getattr(caller, "locale", "en"))
 
