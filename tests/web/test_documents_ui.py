@@ -155,7 +155,7 @@ def test_teacher_uploads_documents_asks_and_opens_the_cited_page(page_of: Any, c
     teacher.wait_for_function("() => !document.querySelector('[data-testid=documents-list]').innerText.includes('broken.pdf')")
     assert "2 of 3 documents ready." in teacher.locator("[data-testid=documents-list]").inner_text()
     assert axe(teacher, axe_source) == []
-    teacher.locator("#docs-heading").scroll_into_view_if_needed()
+    teacher.evaluate("() => document.getElementById('docs-heading').scrollIntoView()")
     image(teacher, "assistant-documents")
 
     # the chat: the answer's source is the PDF's page 2

@@ -33,13 +33,6 @@ export function documentsSection(assistant) {
   const drop = h("div", { class: "dropzone" },
     h("label", { for: "doc-files" }, t("doc_files")), files,
     h("span", { class: "hint", id: "doc-files-hint" }, t("doc_files_hint")));
-  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (ev) => {
-    ev.preventDefault();
-    drop.classList.remove("over");
-    upload([...(ev.dataTransfer?.files || [])]);
-  });
 
   const section = h("section", { class: "documents", "aria-labelledby": "docs-heading" },
     h("h2", { id: "docs-heading" }, t("documents")), h("p", { class: "hint" }, t("documents_intro")),
@@ -48,6 +41,14 @@ export function documentsSection(assistant) {
       h("div", { class: "field" }, h("label", { for: "doc-url" }, t("doc_url")), url),
       h("button", { type: "submit", class: "secondary" }, t("doc_url_add"))),
     status, error, list);
+  // the whole section takes dropped files: a file dropped just beside the box must not replace the page
+  section.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  section.addEventListener("dragleave", (ev) => { if (!section.contains(ev.relatedTarget)) drop.classList.remove("over"); });
+  section.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    upload([...(ev.dataTransfer?.files || [])]);
+  });
 
   function say(text) { status.textContent = text; }
 
