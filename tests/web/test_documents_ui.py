@@ -50,6 +50,7 @@ class Campus:
     def __init__(self, srv: RunningServer, db: ServerDB) -> None:
         self.srv, self.db = srv, db
         self.users: dict[str, int] = {}
+        self.course_id = 0
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
     hashed = hash_password(PASSWORD)
     for subject, role in (("prof", "teacher"), ("ben", "student")):
         c.users[subject] = c.db.add_user(subject, role=role, password_hash=hashed, display_name=subject.title())
-    c.db.add_course("optics", {c.users["prof"]: "teacher", c.users["ben"]: "student"})
+    c.course_id = c.db.add_course("optics", {c.users["prof"]: "teacher", c.users["ben"]: "student"})
     try:
         yield c
     finally:
@@ -219,3 +220,45 @@ def test_teacher_uploads_documents_asks_and_opens_the_cited_page(page_of: Any, c
                                slug)
     assert refused[0] == 403
     assert refused[1].startswith("Nur Lehrende des Kurses und die Administration dürfen die Dokumente ändern.")
+
+
+def test_stored_sources_render_as_text_and_only_cited_markers_become_links(page_of: Any, campus: Campus) -> None:
+    """Citations kept in the browser's history are shown like model output: as text, whatever the names
+    hold; a [n] in code or without a citation stays text; a passage without a page opens without a fetch."""
+    page = page_of("de-DE")
+    sign_in(page, campus, "prof")
+    page.wait_for_selector("#prompt")
+    made = page.evaluate("""async (course) => {
+        const me = await (await fetch('/me')).json();
+        const r = await fetch('/assistants', {method: 'POST', headers: {'Content-Type': 'application/json',
+            'X-Flexi-CSRF': me.csrf_token}, body: JSON.stringify({course_id: course, name: 'Quellen', model: 'smollm2:135m'})});
+        return r.json(); }""", campus.course_id)
+    evil = '<img src=x onerror="window.__xss=1">.pdf'
+    conversation = {
+        "id": "cite1", "title": "sources", "model": "smollm2:135m", "assistant_id": made["id"], "assistant_slug": made["slug"],
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        "messages": [{"role": "user", "content": "Frage"},
+                     {"role": "assistant", "content": "Erstens [1], zweitens [2], nie [9]; im Code `[1]` bleibt Text.",
+                      "citations": [{"n": 1, "document_id": 999, "document": evil, "page": 4, "text": "gone"},
+                                    {"n": 2, "document_id": 998, "document": "notes.md", "page": None,
+                                     "text": "Newton's second law <b>bold</b>"}]}],
+    }
+    page.evaluate("c => localStorage.setItem('flexi.conversations.prof', JSON.stringify([c]))", conversation)
+    page.goto(campus.srv.url + "/#/c/cite1")
+    answer = page.locator("article.msg.assistant")
+    answer.wait_for()
+    assert answer.locator(".body button.cite").all_inner_texts() == ["[1]", "[2]"]  # [9] names no source; code stays code
+    assert answer.locator(".body code").inner_text() == "[1]"
+    assert "nie [9]" in answer.locator(".body").inner_text()
+    assert answer.locator("section.sources li button").all_inner_texts() == [f"{evil}, Seite 4", "notes.md"]
+    assert answer.locator("img").count() == 0
+    answer.locator(".body button.cite").nth(1).click()  # no page: the cited text itself, nothing fetched
+    dialog = page.locator("dialog.passage-dialog[open]")
+    assert dialog.locator("mark").inner_text() == "Newton's second law <b>bold</b>"
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog.passage-dialog", state="detached")
+    answer.locator("section.sources li button").first.click()  # a document deleted since: the server's 404, and the quote
+    page.wait_for_selector("dialog.passage-dialog [role=alert]:has-text('nicht gefunden')")
+    assert page.locator("dialog.passage-dialog mark").inner_text() == "gone"
+    page.keyboard.press("Escape")
+    assert page.evaluate("() => window.__xss") is None
