@@ -20,9 +20,10 @@ function messageOf(body, status) {
   return `HTTP ${status}`;
 }
 
-export async function api(path, { method = "GET", body, signal } = {}) {
+export async function api(path, { method = "GET", body, form, signal } = {}) {
   const init = { method, headers: headers(), signal, credentials: "same-origin" };
-  if (body !== undefined) {
+  if (form !== undefined) init.body = form; // FormData: the browser sets the multipart boundary itself
+  else if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
   }

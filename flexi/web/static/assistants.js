@@ -4,6 +4,7 @@ import { api, chatModels } from "./api.js";
 import { h, clear, decodePart, field } from "./dom.js";
 import { t, fmtNumber, fmtDateTime } from "./i18n.js";
 import { session, isAdmin } from "./state.js";
+import { documentsSection } from "./documents.js";
 
 export async function assistantsView(outlet, path) {
   const main = h("main", { id: "main", class: "page" });
@@ -107,6 +108,9 @@ function form(main, a, models, courses) {
       h("div", { class: "field inline" }, show, h("label", { for: "as-show" }, t("show_system_prompt"))),
       h("div", { class: "toolbar" }, h("button", { type: "submit" }, t("save")),
         h("a", { class: "button secondary", href: "#/assistants" }, t("cancel")), remove), error),
-    a ? h("p", { class: "hint" }, t("updated_at", { when: fmtDateTime(a.updated_at) })) : null);
+    a ? h("p", { class: "hint" }, t("updated_at", { when: fmtDateTime(a.updated_at) })) : null,
+    // course documents: only for who may change the assistant (the course's teachers, admins)
+    a?.can_edit ? documentsSection(a) : null,
+    a ? null : h("p", { class: "hint" }, t("documents_after_save")));
   name.focus();
 }

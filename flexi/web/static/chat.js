@@ -4,6 +4,7 @@ import { api, ApiError, chatModels, streamNdjson } from "./api.js";
 import { h, clear, decodePart, field } from "./dom.js";
 import { t, fmtNumber, fmtBytes, fmtDateTime } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
+import { linkMarkers, openPassage, sourcesList } from "./citations.js";
 import { session } from "./state.js";
 
 const TITLE_CHARS = 60;
@@ -193,8 +194,10 @@ class ChatPage {
   messageElement(message, index) {
     const isUser = message.role === "user";
     const body = h("div", { class: "body" });
+    const cited = !isUser && this.assistant && Array.isArray(message.citations) && message.citations.length ? message.citations : null;
+    const open = (c) => openPassage(this.assistant.slug, c);
     if (isUser) body.append(h("p", { class: "plain" }, message.content));
-    else body.append(renderMarkdown(message.content));
+    else body.append(cited ? linkMarkers(renderMarkdown(message.content), cited, open) : renderMarkdown(message.content));
     const actions = h("span", { class: "actions" });
     const busy = Boolean(running);
     if (isUser && !busy) actions.append(h("button", { type: "button", class: "link", onclick: () => this.edit(index, body) }, t("edit")));
@@ -206,7 +209,8 @@ class ChatPage {
     } }, t("copy")));
     const meta = message.note ? h("p", { class: "meta" }, message.note) : null;
     return h("article", { class: `msg ${isUser ? "user" : "assistant"}`, "aria-label": isUser ? t("you") : t("assistant") },
-      h("div", { class: "who" }, isUser ? t("you") : (this.assistant?.name || t("assistant")), actions), body, meta);
+      h("div", { class: "who" }, isUser ? t("you") : (this.assistant?.name || t("assistant")), actions), body,
+      cited ? sourcesList(cited, open) : null, meta);
   }
 
   edit(index, body) {
@@ -260,7 +264,10 @@ class ChatPage {
           answer.content += piece;
           if (!frame) frame = requestAnimationFrame(paint);
         }
-        if (chunk.done) stats = chunk;
+        if (chunk.done) {
+          stats = chunk;
+          if (Array.isArray(chunk.citations) && chunk.citations.length) answer.citations = chunk.citations; // what the answer cites
+        }
       }, controller.signal);
       if (stats) {
         const seconds = (stats.eval_duration || 0) / 1e9;
@@ -321,7 +328,9 @@ class ChatPage {
 
   async persist() {
     if (!this.conversation) return;
-    const messages = this.messages.filter((m) => m.content).map(({ role, content }) => ({ role, content }));
+    // the citations go along; the server's history keeps only role and content (store.js)
+    const messages = this.messages.filter((m) => m.content)
+      .map(({ role, content, citations }) => (citations ? { role, content, citations } : { role, content }));
     try {
       await session.store.saveMessages(this.conversation.id, messages);
       await this.renderSidebar();

@@ -49,7 +49,9 @@ export class ServerStore {
   }
   async create(conversation) { return api("/me/conversations", { method: "POST", body: conversation }); }
   async saveMessages(id, messages) {
-    await api(`/me/conversations/${encodeURIComponent(id)}/messages`, { method: "PUT", body: { messages } });
+    // the server stores role and content only (citations are not kept there yet)
+    const plain = messages.map(({ role, content }) => ({ role, content }));
+    await api(`/me/conversations/${encodeURIComponent(id)}/messages`, { method: "PUT", body: { messages: plain } });
   }
   async rename(id, title) { await api(`/me/conversations/${encodeURIComponent(id)}`, { method: "PATCH", body: { title } }); }
   async remove(id) { await api(`/me/conversations/${encodeURIComponent(id)}`, { method: "DELETE" }); }
