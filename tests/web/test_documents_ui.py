@@ -43,7 +43,7 @@ PDF_PAGES = [
 MARKDOWN = ("# Mechanics\n\nNewton's second law: the force equals mass times acceleration.\n\n"
             "## Units\n\nForce is measured in newton (N), mass in kilogram.\n")
 INSTRUCTIONS = "Cite passages as [n]."
-QUESTION = "Which passage gives the refractive index of water? Answer only with its number in square brackets, e.g. [3]."
+QUESTION = "Which passage gives the refractive index of water? Answer with its number in square brackets."
 
 
 class Campus:
