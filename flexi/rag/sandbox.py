@@ -128,8 +128,13 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.communicate()
 
 
-def _mib(size: int) -> int:
-    return max(1, round(size / MIB))
+def _mib(size: int) -> str:
+    """Sizes as people read them: whole MiB from 10 MiB up, one decimal from 1 MiB, else two digits
+    (0.23 MiB against a limit of 0.19 MiB, never a rounded "1 MiB; at most 1 MiB")."""
+    value = size / MIB
+    if value >= 10:
+        return f"{value:.0f}"
+    return f"{value:.1f}".removesuffix(".0") if value >= 1 else f"{value:.2g}"
 
 
 def _seconds(value: float) -> int | float:

@@ -176,6 +176,9 @@ def test_an_upload_larger_than_the_limit_is_refused_before_any_parser_runs() -> 
         parse_document(b"x" * (2 * 1024 * 1024), "gross.txt", limits, worker=(sys.executable, "-c", "raise SystemExit(3)"))
     assert error.value.kind == "too_large"
     assert error.value.message("de").startswith("Die Datei ist zu groß (2 MiB); höchstens 1 MiB")
+    with pytest.raises(ParseError) as small:  # below 1 MiB the sizes keep two digits instead of both rounding to 1
+        parse_document(b"x" * 240_000, "notes.txt", ParseLimits(max_upload_bytes=200_000))
+    assert small.value.message("en").startswith("The file is too large (0.23 MiB); at most 0.19 MiB")
 
 
 def test_limits_come_from_the_settings() -> None:
