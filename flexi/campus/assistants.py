@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Date, cast, distinct, func, or_, select
+from sqlalchemy import Date, Engine, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from flexi import i18n
@@ -312,22 +312,33 @@ def assistant_usage(request: Request, slug: str, days: int = 30) -> dict[str, An
 async def chat(request: Request, slug: str, body: AssistantChat) -> Response:
     t0 = time.perf_counter_ns()
     caller = caller_of(request)
-    principal, locale = caller.principal, caller.locale
-
-    def load() -> Assistant:  # a plain read (no write lock on SQLite): this is every chat turn's path
-        with Session(access_of(request).engine) as s:
-            return find_usable(s, principal, locale, slug=slug)[0]
-
-    a = await asyncio.to_thread(load)
-    if a.disabled:
-        raise forbidden(i18n.text("assistant_disabled", locale), code="assistant_disabled")
+    a = await usable_assistant(access_of(request).engine, caller, slug)
     turns = [{"role": "system", "content": a.system_prompt}] if a.system_prompt else []
     turns += [{"role": m.role, "content": m.content} for m in body.messages]
     req = ChatRequest.model_validate({"model": a.model, "messages": turns, "stream": body.stream,
                                       "options": dict(a.options) or None})
-    billed = caller.with_billing(Billing(course_id=a.course_id, assistant_id=a.id, endpoint=CHAT_ENDPOINT))
+    billed = caller.with_billing(billing_of(a, CHAT_ENDPOINT))
     return await chat_response(request, req, t0, caller=billed,
                                grounding=await grounding_for(state_of(request).documents, a.id))
+
+
+async def usable_assistant(engine: Engine, caller: Caller, slug: str) -> Assistant:
+    """The assistant `slug` if this caller may chat with it now: 404 when they may not see it, 403 when it
+    is switched off. One check for the chat route and `assistant/<slug>` as a model."""
+
+    def load() -> Assistant:  # a plain read (no write lock on SQLite): this is every chat turn's path
+        with Session(engine) as s:
+            return find_usable(s, caller.principal, caller.locale, slug=slug)[0]
+
+    a = await asyncio.to_thread(load)
+    if a.disabled:
+        raise forbidden(i18n.text("assistant_disabled", caller.locale), code="assistant_disabled")
+    return a
+
+
+def billing_of(a: Assistant, endpoint: str | None = None) -> Billing:
+    """A chat with an assistant is billed to its course and recorded under the assistant."""
+    return Billing(course_id=a.course_id, assistant_id=a.id, endpoint=endpoint)
 
 
 async def grounding_for(library: DocumentLibrary, assistant_id: int) -> CourseGrounding | None:
@@ -352,24 +363,15 @@ class AssistantModels:
         self.documents = documents
 
     async def resolve(self, caller: Caller, name: str) -> Target:
-        slug = name[len(self.prefix):]
-
-        def load() -> Assistant:
-            with Session(self.access.engine) as s:
-                return find_usable(s, caller.principal, caller.locale, slug=slug)[0]
-
         try:
-            a = await asyncio.to_thread(load)
+            a = await usable_assistant(self.access.engine, caller, name[len(self.prefix):])
         except EngineError as exc:
             if exc.status == 404:
                 raise ModelNotFound(name) from None  # like any model the caller may not see
             raise
-        if a.disabled:
-            raise forbidden(i18n.text("assistant_disabled", caller.locale), code="assistant_disabled")
         record = self.generation.model(caller, a.model)
-        billed = caller.with_billing(Billing(course_id=a.course_id, assistant_id=a.id))
-        return Target(record, billed, self.prefix + a.slug, instructions=a.system_prompt, options=dict(a.options),
-                      grounding=await grounding_for(self.documents, a.id))
+        return Target(record, caller.with_billing(billing_of(a)), self.prefix + a.slug, instructions=a.system_prompt,
+                      options=dict(a.options), grounding=await grounding_for(self.documents, a.id))
 
     async def listed(self, caller: Caller) -> list[tuple[str, ModelRecord]]:
         principal = caller.principal
