@@ -216,6 +216,8 @@ class PostgresChunkIndex:
             chunks = self._chunks(connection, [row_id for row_id, _ in fused])
         hits = []
         for row_id, score in fused:
+            if row_id not in chunks:  # its document was deleted between the two queries
+                continue
             lex, den = lexical_ranks.get(row_id), dense_ranks.get(row_id)
             hits.append(Hit(chunks[row_id], score, lex[0] if lex else None, den[0] if den else None,
                             lex[1] if lex else None, den[1] if den else None))
