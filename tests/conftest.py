@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from flexi.db.engine import make_engine, session_factory
 from flexi.db.migrate import upgrade
-from tests.pg import PostgresServer, postgres_server  # noqa: F401  (a session fixture: database and end-to-end tests share one server)
+from tests.pg import PostgresServer, postgres_server, pgvector_server  # noqa: F401  (session fixtures: database and end-to-end tests share one server)
 
 MODEL = "smollm2:135m"
 
@@ -175,5 +175,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if "playwright" in source:
             item.add_marker(pytest.mark.browser)
-        if "db_url" in names or "postgres_server" in names or "postgres_server" in source:
+        if "db_url" in names or any(f in names or f in source for f in ("postgres_server", "pgvector_server")):
             item.add_marker(pytest.mark.db)

@@ -420,3 +420,15 @@ class DocumentChunk(Base):
     text: Mapped[str] = mapped_column(Text)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedding_model: Mapped[str | None] = mapped_column(String(255))
+
+
+# Columns and indexes of `document_chunks` that exist on PostgreSQL only, for the campus-scale search index
+# (migration 0006, flexi.rag.pgindex): a pgvector column and the analysed terms with their GIN index. They are
+# written and read with SQL by that index, not through these models, so the model/migration comparison
+# leaves them out.
+SEARCH_ENGINE_OBJECTS = frozenset({"embedding_vec", "search_terms", "search_length", "ix_document_chunks_search_terms"})
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's `include_object` hook: everything but the search index's PostgreSQL-only objects."""
+    return not (type_ in ("column", "index") and name in SEARCH_ENGINE_OBJECTS)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-from flexi.db.models import Base
+from flexi.db.models import Base, include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -39,6 +39,7 @@ def run(connection: Connection) -> None:
             target_metadata=target_metadata,
             render_as_batch=sqlite,
             compare_type=True,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()
