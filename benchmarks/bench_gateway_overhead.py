@@ -358,7 +358,7 @@ def markdown(data: dict[str, Any], reproduce: str) -> str:
                      "blocks (see `blocks` in the JSON); the figures do not decide the target.")
     lines.append(f"\nAll targets met: {'yes' if data['all_met'] else '**no**'}; after no slower than before "
                  f"(p50, within the noise of {NOISE_MS} ms) in {sum(r['not_slower'] for r in data['table'])} of {len(data['table'])} cells.")
-    lines.append(f"\nPrompt tokens per endpoint (must be equal, the direct request uses /api/generate's prompt): "
+    lines.append("\nPrompt tokens per endpoint (must be equal, the direct request uses /api/generate's prompt): "
                  + "; ".join(f"{k}: {v}" for k, v in data["prompt_tokens"].items()) + ".")
     lines.append(f"\nReproduce: `{reproduce}`\n")
     return "\n".join(lines)

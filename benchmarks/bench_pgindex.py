@@ -140,7 +140,7 @@ def main() -> None:
         queries = all_queries[: args.queries]
         for i in range(20):  # warm-up
             j = len(all_queries) - 1 - i
-            index.search(docs_of[int(assistants[j])], all_queries[j], qvecs[j], MODEL, K)
+            index.search(0, docs_of[int(assistants[j])], all_queries[j], qvecs[j], MODEL, K)
             memory[int(assistants[j])].hybrid_search(all_queries[j], qvecs[j], K, docs_of[int(assistants[j])])
 
         busy_before = wait_for_quiet_cpu(timeout=120)
@@ -151,7 +151,7 @@ def main() -> None:
                 allowed = docs_of[int(assistants[i])]
                 ids = sorted(allowed)
                 t0 = time.perf_counter()
-                got = index.search(allowed, query, qvecs[i], MODEL, K)
+                got = index.search(0, allowed, query, qvecs[i], MODEL, K)
                 pg_t.append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
                 index._lexical(connection, ids, query, DEPTH)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -183,6 +183,7 @@ class Settings(BaseSettings):
     rag_query_prefix: str = Field("", description="Text put before every question before it is embedded (e5 models expect `query: `).")
     rag_passage_prefix: str = Field("", description="Text put before every chunk before it is embedded (e5 models expect `passage: `).")
     rag_min_similarity: float = Field(0.25, ge=-1.0, le=1.0, description="A retrieved passage that shares no word with the question must reach this cosine similarity to be quoted; below it the assistant answers that the material does not cover the question. 0.25 suits all-MiniLM-L6-v2; calibrate it for another model with `flexi rag eval`.")
+    rag_index: Literal["memory", "postgres"] = Field("memory", description="Where course documents are searched: `memory` (embedded: per assistant in this process, rebuilt from the database) or `postgres` (in the PostgreSQL of FLEXI_DATABASE_URL: BM25 + pgvector, the same ranking, nothing held in memory; for campus scale and several replicas). Install pgvector for `postgres` (PGDG package `postgresql-16-pgvector` or the `pgvector/pgvector` image); without it dense ranking runs in Flexi (same results, slower).")
     rag_top_k: int = Field(5, ge=1, le=20, description="Passages quoted into a course assistant's prompt.")
 
     log_level: str = Field("info")
@@ -194,6 +195,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _postgres_index_needs_postgres(self) -> Settings:
+        if self.rag_index == "postgres" and not (self.database_url or "").startswith("postgresql"):
+            raise ValueError("FLEXI_RAG_INDEX=postgres searches course documents inside PostgreSQL: set FLEXI_DATABASE_URL "
+                             "to a postgresql:// database, or use FLEXI_RAG_INDEX=memory")
+        return self
 
     @field_validator("keep_alive")
     @classmethod

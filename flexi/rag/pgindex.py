@@ -34,7 +34,7 @@ embeddings and ranks them here, exactly; slower, but the same results.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -193,14 +193,15 @@ class PostgresChunkIndex:
         connection.execute(sa.text(f"UPDATE document_chunks SET search_terms = CAST(:terms AS tsvector), "
                                    f"search_length = :length{vector} WHERE id = :id"), params)
 
-    def forget(self, assistant_id: int) -> None:
+    def forget(self, document_id: int) -> None:
         """Nothing is cached in memory: the rows (deleted by cascade) are the index."""
 
     # --- searching ----------------------------------------------------------------------------------------------
 
-    def search(self, allowed: frozenset[int], query: str, query_vector: np.ndarray | None,
+    def search(self, assistant_id: int, allowed: Collection[int], query: str, query_vector: np.ndarray | None,
                embedding_model: str | None, k: int) -> list[Hit]:
-        """The `k` best chunks of the documents in `allowed` by RRF of BM25 and cosine similarity (see the module
+        """The `k` best chunks of the documents in `allowed` (the assistant's, filtered by the caller's rights;
+        `assistant_id` is not needed: the ids are) by RRF of BM25 and cosine similarity (see the module
         docstring); BM25 alone without a query vector or embedding model."""
         if k <= 0 or not allowed:
             return []

@@ -18,6 +18,7 @@ from flexi.api import ollama, openai
 from flexi.campus import admin, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations, documents as course_documents
 from flexi.rag.library import DocumentLibrary
+from flexi.rag.pgindex import PostgresChunkIndex
 from flexi.service.embedder import EngineEmbedder
 from flexi.rag.sandbox import ParseLimits
 from flexi.api.completion import ClientDisconnected
@@ -57,8 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
         manager = ModelManager(settings, store)
         await manager.start()
         generation = GenerationService(settings, store, access.gate, local_only(manager))
+        index = await asyncio.to_thread(PostgresChunkIndex, access.engine) if settings.rag_index == "postgres" else None
         documents = DocumentLibrary(access.engine, ParseLimits.from_settings(settings), embedder=EngineEmbedder(generation),
-                                    min_similarity=settings.rag_min_similarity, top_k=settings.rag_top_k)
+                                    index=index, min_similarity=settings.rag_min_similarity, top_k=settings.rag_top_k)
         generation.aliases.append(assistants.AssistantModels(access, generation, documents))  # `assistant/<slug>`
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
                                    documents=documents)

@@ -165,7 +165,7 @@ def test_ranking_equals_the_in_memory_hybrid_index(corpus: dict, query: str) -> 
     qvec = (target + rng.normal(scale=0.3, size=DIM)).astype(np.float32)
     for k in (1, 5, 30):
         expected = memory.hybrid_search(query, qvec, k, corpus["a_docs"])
-        got = index.search(corpus["a_docs"], query, qvec, MODEL, k)
+        got = index.search(0, corpus["a_docs"], query, qvec, MODEL, k)
         assert _keys(got) == _keys(expected)
         for g, e in zip(got, expected, strict=True):
             assert g.chunk == e.chunk
@@ -178,20 +178,20 @@ def test_ranking_equals_the_in_memory_hybrid_index(corpus: dict, query: str) -> 
 def test_lexical_only_without_a_query_vector(corpus: dict) -> None:
     lexical = LexicalIndex.from_chunks(corpus["chunks"])
     for query in QUERIES:
-        got = corpus["index"].search(corpus["a_docs"], query, None, MODEL, 10)
+        got = corpus["index"].search(0, corpus["a_docs"], query, None, MODEL, 10)
         assert all(h.dense_rank is None and h.dense_score is None for h in got)
         assert [(h.chunk.document_id, h.chunk.ordinal) for h in got] == \
                [(c.document_id, c.ordinal) for c, _ in lexical.search(query, 10, corpus["a_docs"])]
-    assert corpus["index"].search(corpus["a_docs"], "dropout", np.ones(DIM, np.float32), None, 5)[0].dense_rank is None
+    assert corpus["index"].search(0, corpus["a_docs"], "dropout", np.ones(DIM, np.float32), None, 5)[0].dense_rank is None
 
 
 def test_german_umlauts_inflections_and_case(corpus: dict) -> None:
     index, docs = corpus["index"], corpus["a_docs"]
-    top = index.search(docs, "PRÜFUNGSORDNUNG", None, None, 3)
+    top = index.search(0, docs, "PRÜFUNGSORDNUNG", None, None, 3)
     assert top and all(h.chunk.heading == "Prüfungsordnung" for h in top)
-    assert index.search(docs, "übungsblätter", None, None, 1)[0].chunk.heading == "Übungen"
-    assert index.search(docs, "HAUPTSTRASSE", None, None, 1)[0].chunk.heading == "Straße und Anfahrt"  # ß case-folds to ss
-    assert index.search(docs, "Vorlesungen", None, None, 1)[0].chunk.heading == "Vorlesung"  # the plural meets the singular
+    assert index.search(0, docs, "übungsblätter", None, None, 1)[0].chunk.heading == "Übungen"
+    assert index.search(0, docs, "HAUPTSTRASSE", None, None, 1)[0].chunk.heading == "Straße und Anfahrt"  # ß case-folds to ss
+    assert index.search(0, docs, "Vorlesungen", None, None, 1)[0].chunk.heading == "Vorlesung"  # the plural meets the singular
 
 
 def test_another_documents_chunks_are_never_returned(corpus: dict) -> None:
@@ -200,13 +200,13 @@ def test_another_documents_chunks_are_never_returned(corpus: dict) -> None:
     index, b_doc = corpus["index"], corpus["b_doc"]
     for i, (heading, text) in enumerate(TOPICS):
         vector = corpus["vectors"][i]
-        hits = index.search(corpus["a_docs"], f"{heading} {text} secret.pdf", vector, MODEL, 50)
+        hits = index.search(0, corpus["a_docs"], f"{heading} {text} secret.pdf", vector, MODEL, 50)
         assert hits and b_doc not in {h.chunk.document_id for h in hits}
-        only_b = index.search(frozenset({b_doc}), text, vector, MODEL, 50)
+        only_b = index.search(0, frozenset({b_doc}), text, vector, MODEL, 50)
         assert only_b and {h.chunk.document_id for h in only_b} == {b_doc}
         assert only_b[0].chunk.document == "secret.pdf"
-    assert index.search(frozenset({10**9}), "Vorlesung", corpus["vectors"][0], MODEL, 5) == []
-    assert index.search(frozenset(), "Vorlesung", corpus["vectors"][0], MODEL, 5) == []
+    assert index.search(0, frozenset({10**9}), "Vorlesung", corpus["vectors"][0], MODEL, 5) == []
+    assert index.search(0, frozenset(), "Vorlesung", corpus["vectors"][0], MODEL, 5) == []
 
 
 def test_rows_of_another_embedding_model_are_ignored_by_the_dense_part(pg_engine: sa.Engine, corpus: dict) -> None:
@@ -215,13 +215,13 @@ def test_rows_of_another_embedding_model_are_ignored_by_the_dense_part(pg_engine
     other = _store(pg_engine, index, corpus["a"], "other-model.md", [("Anhang", "zzz qqq")], probe[None, :], model="bge-m3")
     try:
         docs = corpus["a_docs"] | {other}
-        hits = index.search(docs, "Vorlesung", probe, MODEL, 50)
+        hits = index.search(0, docs, "Vorlesung", probe, MODEL, 50)
         assert other not in {h.chunk.document_id for h in hits}  # its vector is the query's, but of another model
-        own = index.search(docs, "Vorlesung", probe, "bge-m3", 50)
+        own = index.search(0, docs, "Vorlesung", probe, "bge-m3", 50)
         mine = [h for h in own if h.chunk.document_id == other]
         assert len(mine) == 1 and mine[0].dense_rank == 1 and mine[0].dense_score == pytest.approx(1.0, abs=1e-5)
         assert all(h.dense_rank is None for h in own if h.chunk.document_id != other)  # model A's rows: lexical only
-        dims = index.search(docs, "Vorlesung", np.ones(DIM + 1, np.float32), MODEL, 5)  # a vector of another size
+        dims = index.search(0, docs, "Vorlesung", np.ones(DIM + 1, np.float32), MODEL, 5)  # a vector of another size
         assert all(h.dense_rank is None for h in dims)
     finally:
         with session_factory(pg_engine)() as session:
@@ -234,7 +234,7 @@ def test_deleting_a_document_removes_its_rows_and_they_are_never_found(pg_engine
     vector = np.random.default_rng(3).normal(size=DIM).astype(np.float32)
     doomed = _store(pg_engine, index, corpus["a"], "alt.pdf", [("Einmalig", "Quokka Zebrafisch Einhorn")], vector[None, :])
     docs = corpus["a_docs"] | {doomed}
-    assert index.search(docs, "Quokka", vector, MODEL, 1)[0].chunk.document_id == doomed
+    assert index.search(0, docs, "Quokka", vector, MODEL, 1)[0].chunk.document_id == doomed
     with session_factory(pg_engine)() as session:
         session.execute(sa.delete(AssistantDocument).where(AssistantDocument.id == doomed))
         session.commit()
@@ -242,7 +242,7 @@ def test_deleting_a_document_removes_its_rows_and_they_are_never_found(pg_engine
         assert c.execute(sa.text("SELECT count(*) FROM document_chunks WHERE document_id = :d"), {"d": doomed}).scalar_one() == 0
     index.forget(corpus["a"])
     for query in ("Quokka", "Zebrafisch Einhorn", "Einmalig"):
-        assert doomed not in {h.chunk.document_id for h in index.search(docs, query, vector, MODEL, 50)}
+        assert doomed not in {h.chunk.document_id for h in index.search(0, docs, query, vector, MODEL, 50)}
 
 
 def test_rows_written_without_the_index_are_filled_when_it_starts(pg_engine: sa.Engine, corpus: dict) -> None:
@@ -251,7 +251,7 @@ def test_rows_written_without_the_index_are_filled_when_it_starts(pg_engine: sa.
     late = _store(pg_engine, None, corpus["a"], "late.md", [("Nachtrag", "Kängurus hüpfen")], vector[None, :])
     try:
         fresh = PostgresChunkIndex(pg_engine)
-        hit = fresh.search(corpus["a_docs"] | {late}, "Kängurus", vector, MODEL, 1)[0]
+        hit = fresh.search(0, corpus["a_docs"] | {late}, "Kängurus", vector, MODEL, 1)[0]
         assert hit.chunk.document_id == late and hit.lexical_rank == 1 and hit.dense_rank == 1
         assert fresh.backfill() == 0
     finally:
@@ -280,7 +280,7 @@ def test_the_same_ranking_on_postgresql_without_pgvector(postgres_server: Postgr
         memory = HybridIndex.from_chunks(_chunks("skript.pdf", doc, TOPICS), vecs)
         for query in QUERIES:
             qvec = vecs[rng.integers(len(TOPICS))] + rng.normal(scale=0.3, size=DIM).astype(np.float32)
-            assert _keys(index.search(frozenset({doc}), query, qvec, MODEL, 5)) == \
+            assert _keys(index.search(0, frozenset({doc}), query, qvec, MODEL, 5)) == \
                    _keys(memory.hybrid_search(query, qvec, 5, {doc}))
     finally:
         engine.dispose()
