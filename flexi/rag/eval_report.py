@@ -72,7 +72,7 @@ def chart(rows: Sequence[ConfigResult], path: Path) -> None:
     ax.set_ylim(0, 1.08)
     ax.set_ylabel(f"recall@{rows[0].k}" if rows else "recall")
     ax.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.set_title("Flexi RAG evaluation: retrieval recall by configuration")
     fig.tight_layout()
     fig.savefig(path)
