@@ -131,11 +131,14 @@ def eval_command(
                                                         help="Embedding model on the server (repeatable)."),
     answers: Optional[str] = typer.Option(None, "--answers", help="Chat model that answers (citation accuracy, groundedness)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N questions of each set."),
+    answer_limit: Optional[int] = typer.Option(None, "--answer-limit", min=1,
+                                               help="With --answers: answer only the first N questions of each set."),
     out: Path = typer.Option(Path("rag-eval"), "--out", help="Folder for the report files."),
 ) -> None:
     """Evaluate retrieval and answers on a question set: recall@k, MRR, citation accuracy, groundedness."""
     sets = [limited(s, limit) for s in _sets(set_, questions, docs)]
-    settings = Settings(k=k, chunk_sizes=_sizes(chunk_sizes), modes=_modes(modes), answer_limit=limit)
+    answered = min((n for n in (limit, answer_limit) if n is not None), default=None)
+    settings = Settings(k=k, chunk_sizes=_sizes(chunk_sizes), modes=_modes(modes), answer_limit=answered)
     models = list(dict.fromkeys(embedding_model or [DEFAULT_EMBED_MODEL_NAME]))
     err = console(stderr=True)
     started = time.monotonic()
@@ -157,7 +160,8 @@ def eval_command(
         "sets": ", ".join(f"{s.name} ({len(s.questions)} questions, {len(s.documents)} documents)" for s in sets),
         "k": k,
         "fusion": f"reciprocal rank fusion, k = {RRF_K}, {DEFAULT_CANDIDATES} candidates from each list",
-        "answers": answers or "none",
+        "answers": (f"{answers}: hybrid rows, the first {answered or 'all'} questions of each set, "
+                    f"at most {ANSWER_TOKENS} tokens, temperature 0") if answers else "none",
         "reranker": "none (Flexi has no reranker stage yet)",
     }
     paths = write(out, rows, meta)

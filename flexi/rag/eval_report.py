@@ -41,11 +41,23 @@ def markdown_table(rows: Sequence[ConfigResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def misses(rows: Sequence[ConfigResult]) -> str:
+    """Per configuration, the questions without a matching chunk in the top k (what to look at first)."""
+    lines = []
+    for r in rows:
+        if r.set == "all":
+            continue
+        missed = [qid for qid, rank in r.ranks.items() if rank is None]
+        label = f"{r.set}, {r.chunk_tokens} tokens, {r.mode}" + (f" ({r.embedding_model})" if r.embedding_model else "")
+        lines.append(f"- {label}: {', '.join(missed) if missed else 'none'}")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: Sequence[ConfigResult], meta: dict[str, Any]) -> str:
     parts = ["# Flexi RAG evaluation", ""]
     for key, value in meta.items():
         parts.append(f"- {key}: {value}")
-    parts += ["", markdown_table(rows)]
+    parts += ["", markdown_table(rows), f"Questions not found in the top {rows[0].k if rows else 5}:", "", misses(rows)]
     return "\n".join(parts)
 
 

@@ -211,6 +211,7 @@ def test_combined_rows_weigh_each_question_once(tmp_path: Path) -> None:
     text = paths["markdown"].read_text("utf-8")
     assert "| tiny | 200 | lexical | – | 3 |" in text and "| all | 200 | lexical | – | 4 |" in text
     assert "command: flexi rag eval --set all" in text
+    assert "- tiny, 200 tokens, lexical: none" in text and "- other, 200 tokens, lexical: z" in text
     data = json.loads(paths["json"].read_text("utf-8"))
     assert [r["set"] for r in data["results"]] == ["tiny", "other", "all"] and data["results"][2]["recall"] == 0.75
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
