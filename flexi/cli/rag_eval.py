@@ -114,9 +114,16 @@ def _sets(which: str, questions: Path | None, docs: Path | None) -> list[EvalSet
 
 
 def machine() -> str:
+    """The CPU model and count (numbers from a laptop and a server are not comparable), and Python."""
     import os
 
-    return f"{platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or platform.system()}), Python {platform.python_version()}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}"
 
 
 @_errors
