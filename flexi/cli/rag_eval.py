@@ -21,12 +21,25 @@ from typing import Any, List, Optional, TypeVar
 import typer
 
 from flexi import __version__
-from flexi.cli.client import CLIError, Client
+from flexi.cli.client import Client, CLIError
 from flexi.cli.ui import console
 from flexi.i18n import t
 from flexi.rag.eval_report import markdown_table, write
-from flexi.rag.eval_run import MODES, DocumentFailed, Settings, combined, evaluate, limited
-from flexi.rag.evalcorpus import SHIPPED_LANGUAGES, EvalSet, EvalSetError, load_set, shipped_set
+from flexi.rag.eval_run import (
+    MODES,
+    DocumentFailed,
+    Settings,
+    combined,
+    evaluate,
+    limited,
+)
+from flexi.rag.evalcorpus import (
+    SHIPPED_LANGUAGES,
+    EvalSet,
+    EvalSetError,
+    load_set,
+    shipped_set,
+)
 from flexi.rag.fusion import DEFAULT_CANDIDATES, RRF_K
 from flexi.store import DEFAULT_EMBED_MODEL_NAME
 

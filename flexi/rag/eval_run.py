@@ -14,6 +14,7 @@ does (`flexi.rag.grounding.with_passages`), and scored for citation accuracy and
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,13 +23,20 @@ from typing import Any
 import numpy as np
 
 from flexi.rag.chunking import DEFAULT_OVERLAP, Chunk, chunk_document
+from flexi.rag.dense import DenseIndex
 from flexi.rag.document import ParsedDocument, ParseError
 from flexi.rag.evalcorpus import EvalSet, Question
-from flexi.rag.evaluation import citation_accuracy, first_match_rank, groundedness, mean, mean_reciprocal_rank, recall_at_k
+from flexi.rag.evaluation import (
+    citation_accuracy,
+    first_match_rank,
+    groundedness,
+    mean,
+    mean_reciprocal_rank,
+    recall_at_k,
+)
 from flexi.rag.fusion import DEFAULT_CANDIDATES, RRF_K, hybrid_search
 from flexi.rag.grounding import Passage, with_passages
 from flexi.rag.lexical import LexicalIndex
-from flexi.rag.dense import DenseIndex
 from flexi.rag.sandbox import ParseLimits, parse_document
 
 Embed = Callable[[list[str]], list[list[float]]]
@@ -143,18 +151,23 @@ def evaluate(sets: Sequence[EvalSet], embedders: dict[str, Embed], settings: Set
                 for mode in settings.modes:
                     if mode == "lexical":
                         continue
-                    results.append(_run(eval_set, size, mode, model, len(chunks), settings, chat, progress,
-                                        lambda q, i, m=mode: _search(m, lexical, dense, q, query_vectors[i], docs, settings)))
+                    search = functools.partial(_search, mode, lexical, dense, query_vectors, docs, settings)
+                    results.append(_run(eval_set, size, mode, model, len(chunks), settings, chat, progress, search))
             if "lexical" in settings.modes:
-                results.append(_run(eval_set, size, "lexical", None, len(chunks), settings, chat, progress,
-                                    lambda q, i: [c for c, _ in lexical.search(q, settings.k, docs)]))
+                search = functools.partial(_search, "lexical", lexical, None, None, docs, settings)
+                results.append(_run(eval_set, size, "lexical", None, len(chunks), settings, chat, progress, search))
     order = {m: i for i, m in enumerate(MODES)}
     return sorted(results, key=lambda r: ([s.name for s in sets].index(r.set), r.chunk_tokens, order[r.mode],
                                           r.embedding_model or ""))
 
 
-def _search(mode: str, lexical: LexicalIndex, dense: DenseIndex, query: str, vector: np.ndarray,
-            docs: set[Any], settings: Settings) -> list[Chunk]:
+def _search(mode: str, lexical: LexicalIndex, dense: DenseIndex | None, query_vectors: np.ndarray | None,
+            docs: set[Any], settings: Settings, query: str, i: int) -> list[Chunk]:
+    """The top k chunks for question `query` (number `i`, the row of its vector) in one mode."""
+    if mode == "lexical":
+        return [c for c, _ in lexical.search(query, settings.k, docs)]
+    assert dense is not None and query_vectors is not None
+    vector = query_vectors[i]
     if mode == "dense":
         return [c for c, _ in dense.search(vector, settings.k, docs)]
     hits = hybrid_search(lexical, dense, query, vector, settings.k, docs, candidates=settings.candidates,

@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 from flexi.rag.chunking import Chunk, chunk_document
 from flexi.rag.eval_report import write
 from flexi.rag.eval_run import Settings, combined, evaluate, limited
-from flexi.rag.evalcorpus import EvalSet, EvalSetError, Question, parse_questions, shipped_folder, shipped_set, slides_to_pptx
+from flexi.rag.evalcorpus import (
+    EvalSet,
+    EvalSetError,
+    Question,
+    parse_questions,
+    shipped_folder,
+    shipped_set,
+    slides_to_pptx,
+)
 from flexi.rag.evaluation import (
     GoldRef,
     check_sentence,
@@ -124,7 +132,7 @@ def test_slide_sources_become_pptx_with_slide_numbers_titles_and_notes() -> None
     assert (doc.format, doc.page_count) == ("pptx", 2)
     second = doc.page_text(2)
     assert "Body one" in second and "Body two" in second and "spoken words" in second
-    assert [s.heading_path for s in doc.sections if s.page == 2][0] == ["Second slide"]
+    assert next(s.heading_path for s in doc.sections if s.page == 2) == ["Second slide"]
 
 
 @pytest.mark.parametrize("language", ["en", "de"])
