@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from flexi.i18n import access, admin, bench, cli, rag
+from flexi.i18n import access, admin, bench, cli, rag, rag_eval
 
 LOCALES = ("de", "en")
 DEFAULT_LOCALE = "en"
@@ -32,7 +32,8 @@ def _merge(domains: Iterable[Mapping[str, dict[str, str]]]) -> dict[str, dict[st
     return merged
 
 
-CATALOGUE: dict[str, dict[str, str]] = _merge([access.ENTRIES, admin.ENTRIES, cli.ENTRIES, bench.ENTRIES, rag.ENTRIES])
+CATALOGUE: dict[str, dict[str, str]] = _merge([access.ENTRIES, admin.ENTRIES, cli.ENTRIES, bench.ENTRIES, rag.ENTRIES,
+                                             rag_eval.ENTRIES])
 
 
 def text(key: str, locale: str, **values: object) -> str:
