@@ -20,6 +20,7 @@ from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
 from flexi.cli.errors import fail, handle_errors
 from flexi.cli.rag import rag_app
+from flexi.cli.rag_eval import register as register_rag_eval
 from flexi.cli.create import create as create_model
 from flexi.cli.format import human_bytes, human_time, processor_text, short_digest, until_text
 from flexi.i18n import t
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 for _sub_app, _name in ADMIN_APPS + PRIVACY_APPS:  # users, keys, groups, courses, quotas, policies; usage, privacy
     app.add_typer(_sub_app, name=_name)
+register_rag_eval(rag_app)  # `flexi rag eval`
 app.add_typer(rag_app, name="rag")
 
 
