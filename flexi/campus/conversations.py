@@ -23,7 +23,7 @@ from flexi.access.errors import AccessError, forbidden
 from flexi.access.principal import Principal
 from flexi.http.caller import caller_of
 from flexi.campus.admin_common import AdminRoute, transaction
-from flexi.campus.assistants import find_usable
+from flexi.campus.assistants import MAX_ID, find_usable
 from flexi.db.models import Assistant, ChatMessage, Conversation, utcnow, iso_z
 from flexi.engine.types import EngineError
 from flexi.http.app_state import access_of
@@ -33,13 +33,27 @@ router = APIRouter(prefix="/me/conversations", tags=["conversations"], route_cla
 MAX_TITLE = 200
 MAX_MESSAGES = 500
 MAX_CONTENT = 200_000
+MAX_CITATIONS = 50  # sources of one answer (an assistant quotes at most FLEXI_RAG_TOP_K ≤ 20 passages)
+MAX_CITATION_TEXT = 20_000
 MAX_CONVERSATIONS = 1000  # per user; the page deletes old ones or the retention purge does
+
+
+class CitationIn(BaseModel):
+    """One source of an answer as the assistant's final chunk gave it (kept so a reopened chat shows it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(ge=1, le=1000)
+    document_id: int = Field(ge=1, le=MAX_ID)
+    document: str = Field(max_length=255)
+    page: int | None = Field(None, ge=1, le=1_000_000)
+    text: str = Field("", max_length=MAX_CITATION_TEXT)
 
 
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["user", "assistant", "system"]
     content: str = Field(max_length=MAX_CONTENT)
+    citations: list[CitationIn] | None = Field(None, max_length=MAX_CITATIONS)
 
 
 class ConversationIn(BaseModel):
@@ -88,13 +102,15 @@ def _full(s: Session, conv: Conversation) -> dict[str, Any]:
                      .order_by(ChatMessage.position, ChatMessage.id)).all()
     assistant = s.get(Assistant, conv.assistant_id) if conv.assistant_id is not None else None
     return {**_summary(conv, len(rows)), "assistant_slug": assistant.slug if assistant else None,  # to reopen it by link
-            "messages": [{"role": m.role, "content": m.content, "created_at": iso_z(m.created_at)} for m in rows]}
+            "messages": [{"role": m.role, "content": m.content, "created_at": iso_z(m.created_at),
+                          **({"citations": m.citations} if m.citations else {})} for m in rows]}
 
 
 def _replace_messages(s: Session, conv: Conversation, items: list[MessageIn]) -> None:
     s.execute(delete(ChatMessage).where(ChatMessage.conversation_id == conv.id))
     now = utcnow()
-    s.add_all([ChatMessage(conversation_id=conv.id, role=m.role, content=m.content, position=i, created_at=now)
+    s.add_all([ChatMessage(conversation_id=conv.id, role=m.role, content=m.content, position=i, created_at=now,
+                           citations=[c.model_dump() for c in m.citations] if m.citations else None)
                for i, m in enumerate(items)])
     conv.updated_at = now
 

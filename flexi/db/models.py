@@ -372,6 +372,7 @@ class ChatMessage(Base):
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
+    citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # a course assistant's sources (issue 13)
     position: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
 

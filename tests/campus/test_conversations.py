@@ -106,11 +106,32 @@ def test_someone_elses_conversation_is_like_a_missing_one(campus: Campus) -> Non
     {"title": "t", "model": "m", "messages": [], "user_id": 1},
     {"title": "t", "messages": []},
     {"title": "t", "model": "m", "messages": "hello"},
+    {"title": "t", "model": "m", "messages": [{"role": "assistant", "content": "x", "citations": [{"n": 0, "document_id": 1, "document": "d"}]}]},
+    {"title": "t", "model": "m", "messages": [{"role": "assistant", "content": "x", "citations": [{"n": 1, "document_id": 1, "document": "d", "url": "javascript:"}]}]},
+    {"title": "t", "model": "m", "messages": [{"role": "assistant", "content": "x", "citations": [{"n": 1, "document_id": 1, "document": "d"}] * 51}]},
 ])
 def test_limits_and_unknown_fields_are_422(campus: Campus, body: dict[str, Any]) -> None:
     _uid, me = campus.user(f"hist-limits-{abs(hash(str(body)[:300]))}")
     r = campus.client.post("/me/conversations", headers=me, json=body)
     assert r.status_code == 422 and "error" in r.json()
+
+
+SOURCES = [{"n": 1, "document_id": 7, "document": "skript.pdf", "page": 3, "text": "Die Varianz misst die Streuung."}]
+
+
+def test_an_answers_sources_are_kept_with_it(campus: Campus) -> None:
+    """A course assistant's citations survive in the server-side history (and its export), so a reopened
+    conversation still shows and opens its sources; messages without them are unchanged."""
+    http = campus.client
+    _uid, me = campus.user("hist-sources")
+    messages = [*CHAT, {"role": "assistant", "content": "Sie misst die Streuung [1].", "citations": SOURCES}]
+    conv = http.post("/me/conversations", headers=me, json={"title": "Quellen", "model": "assistant/x", "messages": messages})
+    assert conv.status_code == 201, conv.text
+    got = http.get(f"/me/conversations/{conv.json()['id']}", headers=me).json()["messages"]
+    assert got[-1]["citations"] == SOURCES and all("citations" not in m for m in got[:-1])
+    replaced = http.put(f"/me/conversations/{conv.json()['id']}/messages", headers=me, json={"messages": messages[:-1]})
+    assert replaced.status_code == 200
+    assert all("citations" not in m for m in http.get(f"/me/conversations/{conv.json()['id']}", headers=me).json()["messages"])
 
 
 def test_limits_on_change_and_replace(campus: Campus) -> None:

@@ -200,3 +200,64 @@ def test_chunks_carry_vectors_and_a_question_in_other_words_finds_its_passage(co
     nothing = course.call("POST", f"/assistants/{course.slug}/search", "student",
                           json={"query": "How do volcanoes erupt?", "k": 3}).json()
     assert nothing["results"] == []
+
+
+OPTICS = [["Optics - lecture script", "1 Light", "Light travels in straight lines through a uniform medium."],
+          ["2 Refraction", "When light enters another medium it changes direction.",
+           "The refractive index of water is 1.33; that of glass is about 1.5."],
+          ["3 Lenses", "A convex lens focuses parallel light in its focal point."]]
+CITE_QUESTION = "Which passage gives the refractive index of water? Answer with its number in square brackets."
+
+
+def _optics_assistant(course: Course) -> str:
+    """A fresh assistant of course A with only the optics script (a real 3-page PDF) as its material."""
+    from tests.rag.pdf_maker import make_pdf
+
+    course_id = course.call("GET", f"/assistants/{course.slug}", "teacher").json()["course_id"]
+    slug = course.call("POST", "/assistants", "teacher", json={
+        "course_id": course_id, "name": "Optics", "model": MODEL, "system_prompt": "Cite passages as [n].",
+        "options": {"num_predict": 24, "temperature": 0}}).json()["slug"]
+    r = course.call("POST", f"/assistants/{slug}/documents", "teacher",
+                    files=[("file", ("optics-script.pdf", make_pdf(OPTICS), "application/pdf"))])
+    assert r.status_code == 202, r.text
+    assert course.ready(slug)[0]["status"] == "ready"
+    return slug
+
+
+def test_citations_point_to_the_right_document_and_page_through_api_chat_and_the_openai_client(course: Course) -> None:
+    """The model writes [1] (a tiny model needs a question that asks for the number; a bigger one cites on
+    its own) and the server maps it to the PDF's page 2, where the sentence is — in Ollama's /api/chat,
+    streamed, and in the official OpenAI client."""
+    import openai
+
+    slug = _optics_assistant(course)
+    question = [{"role": "user", "content": CITE_QUESTION}]
+    with httpx.stream("POST", course.srv.url + "/api/chat", headers=course.keys["student"], timeout=120,
+                      json={"model": f"assistant/{slug}", "messages": question}) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    answer = "".join(line.get("message", {}).get("content", "") for line in lines)
+    cited = lines[-1]["citations"]
+    assert cited, f"the model cited nothing: {answer!r}"
+    assert {(c["document"], c["page"]) for c in cited} == {("optics-script.pdf", 2)}, (answer, cited)
+    assert "1.33" in cited[0]["text"]
+    oa = openai.OpenAI(base_url=course.srv.url + "/v1", api_key=course.keys["student"]["Authorization"][7:])
+    done = oa.chat.completions.create(model=f"assistant/{slug}", messages=question)  # type: ignore[arg-type]
+    extra = done.choices[0].message.model_extra or {}
+    assert [(c["document"], c["page"]) for c in extra["citations"]] == [("optics-script.pdf", 2)], done
+
+
+def test_deleting_the_assistant_deletes_its_documents_chunks_and_vectors_in_the_database_and_on_disk(course: Course) -> None:
+    from sqlalchemy import func, select
+
+    from flexi.db.models import AssistantDocument, DocumentChunk
+
+    slug = _optics_assistant(course)
+    doc_id = course.call("GET", f"/assistants/{slug}/documents", "teacher").json()["documents"][0]["id"]
+    assert course.call("DELETE", f"/assistants/{slug}", "teacher").status_code == 204
+    with course.db.session() as s:
+        assert s.get(AssistantDocument, doc_id) is None
+        assert s.scalar(select(func.count()).select_from(DocumentChunk).where(DocumentChunk.document_id == doc_id)) == 0
+    marker = b"refractive index of water"  # nothing of the document is kept in files (the database aside)
+    leftovers = [p for p in course.srv.home.rglob("*") if p.is_file() and p.suffix not in (".db", ".db-wal", ".db-shm")
+                 and p.stat().st_size < 50_000_000 and marker in p.read_bytes()]
+    assert leftovers == []

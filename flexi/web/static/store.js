@@ -49,8 +49,10 @@ export class ServerStore {
   }
   async create(conversation) { return api("/me/conversations", { method: "POST", body: conversation }); }
   async saveMessages(id, messages) {
-    // the server stores role and content only (citations are not kept there yet)
-    const plain = messages.map(({ role, content }) => ({ role, content }));
+    // the server keeps role, content and an answer's sources (the fields it accepts, nothing else)
+    const source = ({ n, document_id, document, page, text }) => ({ n, document_id, document, page: page ?? null, text: text ?? "" });
+    const plain = messages.map(({ role, content, citations }) =>
+      (citations && citations.length ? { role, content, citations: citations.map(source) } : { role, content }));
     await api(`/me/conversations/${encodeURIComponent(id)}/messages`, { method: "PUT", body: { messages: plain } });
   }
   async rename(id, title) { await api(`/me/conversations/${encodeURIComponent(id)}`, { method: "PATCH", body: { title } }); }
