@@ -2,7 +2,8 @@
 
 Issue 13's target: embedding throughput within 10 % of calling llama-cpp-python directly. Course documents
 are embedded at ingest in requests of 32 chunk texts (`EngineEmbedder`), so both sides embed the same
-deterministic corpus (1,024 course-like passages of 100–200 words, German and English mixed) in batches of
+deterministic corpus (1,024 course-like passages of 60–120 words, about 110–220 tokens as ingest chunks are, German and
+English mixed) in batches of
 32, normalised, with the default embedding model all-minilm:l6-v2 (BERT, 384 dimensions), on the very GGUF
 blob the store registered:
 
@@ -43,6 +44,7 @@ PASSAGES = 1024
 BATCH = 32
 THREADS = os.cpu_count() or 2  # the runner's default (`num_threads`)
 TARGET = 0.9
+MIN_WORDS, MAX_WORDS = 60, 120  # ~110–220 MiniLM tokens: the size of an ingest chunk (chunking.DEFAULT_MAX_TOKENS 200)
 
 _DE = {
     "subjects": ["Die Vorlesung", "Das Skript", "Die Übung", "Der Satz von Bayes", "Die Klausur", "Das Tutorium",
@@ -76,12 +78,12 @@ _EN = {
 
 
 def corpus(n: int = PASSAGES, seed: int = 13) -> list[str]:
-    """n deterministic course-like passages of 100–200 words, every other one German."""
+    """n deterministic course-like passages of MIN_WORDS–MAX_WORDS words, every other one German."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         words = _DE if i % 2 else _EN
-        target = rng.randint(100, 200)
+        target = rng.randint(MIN_WORDS, MAX_WORDS)
         sentences: list[str] = []
         count = 0
         while count < target:
@@ -190,10 +192,17 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=PASSAGES)
     parser.add_argument("--chat", action="store_true", help="also measure Flexi with one chat stream running")
     parser.add_argument("--name", default=NAME)
+    parser.add_argument("--tree", help="serve Flexi from this checkout instead (e.g. `git archive 16e68e9` of the "
+                        "one-input-per-decode runner, for a before/after)")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="seconds to wait for other processes to leave the CPU before each pass")
     args = parser.parse_args()
     texts = corpus(args.passages)
     busy_before: list[float] = []
-    with FlexiServer(port=11511, env={"FLEXI_DEFAULT_EMBEDDING_MODEL": "true"}) as srv, \
+    env = {"FLEXI_DEFAULT_EMBEDDING_MODEL": "true"}
+    if args.tree:
+        env["PYTHONPATH"] = os.path.abspath(args.tree)
+    with FlexiServer(port=11511, env=env, cwd=os.path.abspath(args.tree) if args.tree else None) as srv, \
             httpx.Client(base_url=srv.url, timeout=600) as http:
         gguf = str(ModelStore(Path(srv.home) / "models").get(DEFAULT_EMBED_MODEL_NAME).model_path)
         peer = Peer(gguf)
@@ -210,7 +219,7 @@ def main() -> None:
         agreement: list[float] = []
         for run in range(args.runs):
             for variant in results:
-                busy_before.append(wait_for_quiet_cpu(0.15, timeout=120))
+                busy_before.append(wait_for_quiet_cpu(0.15, timeout=args.quiet_wait))
                 if variant == "peer_batched":
                     vecs, tokens, secs = peer.batched(texts)
                 elif variant == "peer_one_by_one":
@@ -238,7 +247,7 @@ def main() -> None:
             "gguf": os.path.basename(gguf), "passages": len(texts), "batch": BATCH, "threads": THREADS,
             "words_per_passage": {"min": min(lengths), "median": median(lengths), "max": max(lengths)},
             "tokens_per_passage_mean": out["flexi"]["tokens"] / len(texts), "runs": args.runs,
-            "results": out, "flexi_over_peer_batched": round(ratio, 3), "flexi_over_peer_one_by_one": round(ratio_obo, 3),
+            "flexi_tree": args.tree or "working tree", "results": out, "flexi_over_peer_batched": round(ratio, 3), "flexi_over_peer_one_by_one": round(ratio_obo, 3),
             "min_cosine_vs_peer": min(agreement) if agreement else None,
             "cpu_busy_before_each_run": busy_before, "cpu_busy_after": busy_after,
             "load_average_after": os.getloadavg(), "target": ">= 0.9 x llama-cpp-python (within 10 %)",
@@ -266,10 +275,10 @@ load average afterwards {data['load_average_after'][0]:.2f}.
 {table}
 
 Flexi / llama-cpp-python batched: **{ratio:.3f}** (target ≥ {TARGET}: {'met' if ratio >= TARGET else 'missed'}).
-Flexi / llama-cpp-python one by one: {ratio_obo:.3f}.
+Flexi / llama-cpp-python one by one: {ratio_obo:.3f}. Flexi served from: {data['flexi_tree']}.
 Smallest cosine between Flexi's and the peer's vectors for the same passage: {data['min_cosine_vs_peer']:.6f} (must be > 0.999).
 
-Reproduce: `python -m benchmarks.bench_embedding --runs {args.runs}{' --chat' if args.chat else ''}`
+Reproduce: `python -m benchmarks.bench_embedding --runs {args.runs} --passages {len(texts)}{' --chat' if args.chat else ''}{f' --tree {args.tree}' if args.tree else ''}`
 """
     write_results(args.name, data, md)
 
