@@ -5,8 +5,8 @@ whole input in one micro-batch), so they get separate contexts over the same
 weights; the weights are memory-mapped once.
 
 Several short inputs are embedded in one llama_decode as separate sequences (a "pack"): one pass over the
-weights for many chunks, as llama-cpp-python's `embed(list)` does. A pack holds at most PACK_TOKENS tokens,
-which bounds how long streams sharing the runner wait between two decode steps.
+weights for many short inputs, as llama-cpp-python's `embed(list)` does. A pack holds at most PACK_TOKENS
+tokens, which also bounds how long streams sharing the runner wait between two decode steps.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from flexi.engine.runner.errors import RequestError
 from flexi.engine.runner.model import LoadedModel
 from flexi.engine.types import MAX_EMBED_CONTEXT
 
-PACK_TOKENS = 512
-"""Token budget of one pack (an input longer than this, up to the context, goes alone)."""
+PACK_TOKENS = 128
+"""Token budget of one pack (an input longer than this, up to the context, goes alone). Small on purpose:
+attention over a pack grows with the square of its tokens, so on CPU all-MiniLM-L6-v2 embedded ingest chunks
+(~180 tokens) 1.4x faster one per decode than in 512-token packs (benchmarks/results/embedding.md); packing
+pays off for short inputs (queries, titles), where one decode per input is mostly fixed cost."""
 MAX_PACK_SEQS = 64
 """Sequences per pack: llama.cpp keeps one pooled output per sequence id."""
 
