@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +39,7 @@ WAIT = 60.0  # seconds; only a broken engine waits this long
 class EngineThread:
     """One BatchEngine on its own thread; records every event per request id, in order."""
 
-    def __init__(self, n_parallel: int, n_ctx_seq: int = 256) -> None:
+    def __init__(self, n_parallel: int, n_ctx_seq: int = 256, model: Path | None = None) -> None:
         from flexi.engine.runner.batch_engine import BatchEngine, EngineConfig
         from flexi.engine.runner.model import LoadedModel, quiet_llama_logs
 
@@ -51,7 +52,7 @@ class EngineThread:
 
         def main() -> None:  # like runner.server.serve: build and run on the same thread
             try:
-                self.engine = BatchEngine(LoadedModel(str(MODEL), repack=False),
+                self.engine = BatchEngine(LoadedModel(str(model or MODEL), repack=False),
                                           EngineConfig(n_ctx_seq=n_ctx_seq, n_parallel=n_parallel, n_threads=1),
                                           self._emit)
             except BaseException as exc:  # noqa: BLE001 - reported to the test

@@ -64,6 +64,7 @@ class EmbedJob:
     normalize: bool
     vectors: list[list[float]] = field(default_factory=list)
     tokens: int = 0
+    next_tokens: list[int] | None = None  # the next input, tokenized but left out of the last pack
 
 
 class BatchEngine:
@@ -171,13 +172,13 @@ class BatchEngine:
             self._events.append((req_id, Error(f"runner error: {exc}", 500)))
 
     def _embed_next(self) -> None:
-        """Embed one input of the oldest embedding request (interleaved with decode steps)."""
+        """Embed the next pack of inputs of the oldest embedding request (interleaved with decode steps)."""
         job = self._embed_jobs[0]
         if job.req_id not in self._cancelled_embeds:
             try:
-                vec, n = self.embedder.embed_one(job.inputs[len(job.vectors)], job.truncate, job.normalize)
-                job.vectors.append(vec)
-                job.tokens += n
+                pack = self._next_pack(job)
+                job.vectors += self.embedder.embed_pack(pack, job.normalize)
+                job.tokens += sum(map(len, pack))
             except RequestError as exc:
                 self._events.append((job.req_id, Error(str(exc), exc.status)))
                 self._embed_jobs.popleft()
@@ -192,6 +193,24 @@ class BatchEngine:
             self._events.append((job.req_id, Embedded(embeddings=job.vectors, prompt_tokens=job.tokens)))
         self._cancelled_embeds.discard(job.req_id)
         self._embed_jobs.popleft()
+
+    def _next_pack(self, job: EmbedJob) -> list[list[int]]:
+        """The job's next inputs, in order, as many as fit the embedder's pack budget (at least one: an input
+        longer than the budget goes alone). The first input that does not fit waits for the next pack."""
+        embedder = self.embedder
+        pack: list[list[int]] = []
+        used = 0
+        index = len(job.vectors)
+        while index < len(job.inputs) and len(pack) < embedder.max_pack_seqs:
+            tokens = job.next_tokens if job.next_tokens is not None else embedder.tokens_for(job.inputs[index], job.truncate)
+            job.next_tokens = None
+            if pack and used + len(tokens) > embedder.pack_tokens:
+                job.next_tokens = tokens
+                break
+            pack.append(tokens)
+            used += len(tokens)
+            index += 1
+        return pack
 
     def _new_sequence(self, req_id: int, p: Generate) -> None:
         prefix = p.prefix_tokens

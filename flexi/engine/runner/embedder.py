@@ -3,21 +3,31 @@
 Generation and embeddings need different context settings (pooled outputs,
 whole input in one micro-batch), so they get separate contexts over the same
 weights; the weights are memory-mapped once.
+
+Several short inputs are embedded in one llama_decode as separate sequences (a "pack"): one pass over the
+weights for many short inputs, as llama-cpp-python's `embed(list)` does. A pack holds at most PACK_TOKENS
+tokens, which also bounds how long streams sharing the runner wait between two decode steps.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
 from typing import Any
 
 import llama_cpp as ll
+import numpy as np
 
 from flexi.engine.runner.errors import RequestError
 from flexi.engine.runner.model import LoadedModel
 from flexi.engine.types import MAX_EMBED_CONTEXT
 
-
+PACK_TOKENS = 128
+"""Token budget of one pack (an input longer than this, up to the context, goes alone). Small on purpose:
+attention over a pack grows with the square of its tokens, so on CPU all-MiniLM-L6-v2 embedded ingest chunks
+(~180 tokens) 1.4x faster one per decode than in 512-token packs (benchmarks/results/embedding.md); packing
+pays off for short inputs (queries, titles), where one decode per input is mostly fixed cost."""
+MAX_PACK_SEQS = 64
+"""Sequences per pack: llama.cpp keeps one pooled output per sequence id."""
 
 
 class Embedder:
@@ -35,7 +45,8 @@ class Embedder:
         params.n_ctx = self.n_ctx
         params.n_batch = self.n_ctx
         params.n_ubatch = self.n_ctx
-        params.n_seq_max = 1
+        params.n_seq_max = min(MAX_PACK_SEQS, ll.llama_max_parallel_sequences())
+        params.kv_unified = True  # a pack's sequences share the n_ctx cells (not n_ctx / n_seq_max each)
         params.n_threads = self.n_threads
         params.n_threads_batch = self.n_threads
         params.embeddings = True
@@ -63,33 +74,60 @@ class Embedder:
         except ValueError:
             return False
 
-    def embed_one(self, text: str, truncate: bool, normalize: bool) -> tuple[list[float], int]:
-        """One input → (vector, tokens used). The engine calls this between decode steps, one input at a
-        time, so a large embedding request never freezes the streams sharing the runner."""
-        self._ensure_context()
+    @property
+    def pack_tokens(self) -> int:
+        return min(self.n_ctx, PACK_TOKENS)
+
+    @property
+    def max_pack_seqs(self) -> int:
+        return min(MAX_PACK_SEQS, ll.llama_max_parallel_sequences())
+
+    def tokens_for(self, text: str, truncate: bool) -> list[int]:
+        """The tokens embedded for `text`: cut to the context when truncating, else an error when too long."""
         tokens = self.model.tokenize(text, add_special=True) or [self.model.bos]
         if len(tokens) > self.n_ctx:
             if not truncate:
                 raise RequestError(f"input is too long: {len(tokens)} tokens, the context is {self.n_ctx} (set truncate to true)")
             tokens = tokens[: self.n_ctx]
+        return tokens
+
+    def embed_pack(self, inputs: list[list[int]], normalize: bool) -> list[list[float]]:
+        """Token lists (together at most the context, at most max_pack_seqs of them) → one vector each, in order,
+        from one llama_decode with one sequence per input."""
+        self._ensure_context()
+        assert 0 < len(inputs) <= self.max_pack_seqs and sum(map(len, inputs)) <= self.n_ctx
         ll.llama_memory_clear(ll.llama_get_memory(self.ctx), True)
         b = self.batch
-        for i, tok in enumerate(tokens):
-            b.token[i] = tok
-            b.pos[i] = i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = True
-        b.n_tokens = len(tokens)
+        i = 0
+        for seq, tokens in enumerate(inputs):
+            for pos, tok in enumerate(tokens):
+                b.token[i] = tok
+                b.pos[i] = pos
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = seq
+                b.logits[i] = True
+                i += 1
+        b.n_tokens = i
         rc = ll.llama_decode(self.ctx, b)
         if rc != 0:
             raise RuntimeError(f"llama.cpp embedding decode failed (code {rc})")
-        ptr = ll.llama_get_embeddings_seq(self.ctx, 0)
-        vec = [float(ptr[i]) for i in range(self.model.n_embd)]
+        n_embd = self.model.n_embd
+        vectors = np.empty((len(inputs), n_embd), dtype=np.float64)
+        for seq in range(len(inputs)):
+            ptr = ll.llama_get_embeddings_seq(self.ctx, seq)
+            if not ptr:
+                raise RuntimeError(f"llama.cpp returned no embedding for sequence {seq}")
+            vectors[seq] = np.ctypeslib.as_array(ptr, shape=(n_embd,))
         if normalize:
-            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-            vec = [v / norm for v in vec]
-        return vec, len(tokens)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            norms[norms == 0.0] = 1.0
+            vectors /= norms
+        return vectors.tolist()
+
+    def embed_one(self, text: str, truncate: bool, normalize: bool) -> tuple[list[float], int]:
+        """One input → (vector, tokens used)."""
+        tokens = self.tokens_for(text, truncate)
+        return self.embed_pack([tokens], normalize)[0], len(tokens)
 
     def close(self) -> None:
         if self.ctx:
