@@ -227,7 +227,7 @@ def main() -> None:
                 elif variant == "flexi":
                     vecs, tokens, secs = flexi_pass(http, texts)
                 else:
-                    with ChatStream(srv.url) as chat:
+                    with ChatStream(srv.url):
                         vecs, tokens, secs = flexi_pass(http, texts)
                 results[variant].append(rates(tokens, secs, len(texts)))
                 if variant == "peer_one_by_one" and reference is None:
