@@ -137,7 +137,7 @@ def main() -> None:
 
 `python -m benchmarks.bench_rag_ttft --questions {args.questions} --k {args.k}` — {data['machine'].get('cpu', '')}, warm server,
 model `{MODEL}`, embedding model `all-minilm:l6-v2`, document of {len(TOPICS)} sections ({docs[0]['chunks']} chunks).
-Medians over {args.questions} questions, each sent to both assistants in alternating order.
+Medians over {args.questions} questions; the three variants take turns in rotating order.
 
 | assistant | TTFT p50 (ms) | retrieval p50 (ms, Server-Timing) | prompt tokens p50 |
 |---|---:|---:|---:|
