@@ -15,9 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.access_helpers import ServerDB
-from tests.campus.test_documents import CITE_QUESTION, Course, _optics_assistant
-from tests.conftest import MODEL, start_server, stop_server
+from tests.campus.test_documents import CITE_QUESTION, Course, _optics_assistant, open_course
+from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -25,16 +24,11 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
     srv = start_server(tmp_path_factory.mktemp("citations") / "home", {"FLEXI_AUTH": "on"})
-    db = ServerDB(srv.home)
-    ids = {name: db.add_user(name, role=role) for name, role in (("teacher", "teacher"), ("student", "student"))}
-    course_id = db.add_course("optics", {ids["teacher"]: "teacher", ids["student"]: "student"})
-    keys = {name: {"Authorization": f"Bearer {db.add_key(uid)[1]}"} for name, uid in ids.items()}
-    slug = httpx.post(srv.url + "/assistants", headers=keys["teacher"], timeout=60,
-                      json={"course_id": course_id, "name": "Tutor", "model": MODEL}).json()["slug"]
+    c = open_course(srv)
     try:
-        yield Course(srv, keys, slug, slug, db)
+        yield c
     finally:
-        db.close()
+        c.db.close()
         stop_server(srv)
 
 

@@ -41,10 +41,10 @@ class Course:
         raise AssertionError(f"documents of {slug} not processed in time: {docs}")
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
-    srv = start_server(tmp_path_factory.mktemp("documents") / "home", {"FLEXI_AUTH": "on", "FLEXI_DEFAULT_EMBEDDING_MODEL": "true"})
-    db = ServerDB(srv.home)
+def open_course(srv: RunningServer, db_url: str | None = None) -> Course:
+    """Users (a teacher and a student of course A, an outsider, the teacher of course B), their keys, and
+    an assistant in each course, on a running server with authentication on."""
+    db = ServerDB(srv.home, db_url)
     ids = {name: db.add_user(name, role=role) for name, role in (
         ("teacher", "teacher"), ("student", "student"), ("outsider", "student"), ("teacher-b", "teacher"))}
     course_a = db.add_course("stats-a", {ids["teacher"]: "teacher", ids["student"]: "student"})
@@ -54,10 +54,17 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
                        json={"course_id": cid, "name": "Tutor", "model": MODEL,
                              "options": {"num_predict": 8, "temperature": 0}}).json()["slug"]
             for who, cid in (("teacher", course_a), ("teacher-b", course_b))]
+    return Course(srv, keys, made[0], made[1], db)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
+    srv = start_server(tmp_path_factory.mktemp("documents") / "home", {"FLEXI_AUTH": "on", "FLEXI_DEFAULT_EMBEDDING_MODEL": "true"})
+    c = open_course(srv)
     try:
-        yield Course(srv, keys, made[0], made[1], db)
+        yield c
     finally:
-        db.close()
+        c.db.close()
         stop_server(srv)
 
 

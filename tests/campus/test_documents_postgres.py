@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.access_helpers import ServerDB
-from tests.campus.test_documents import HANDBOOK, NOTES, Course
-from tests.conftest import MODEL, start_server, stop_server
+from tests.campus.test_documents import HANDBOOK, NOTES, Course, open_course
+from tests.conftest import start_server, stop_server
 from tests.pg import PostgresServer
 
 pytestmark = pytest.mark.e2e
@@ -25,20 +23,11 @@ def pg_course(tmp_path_factory: pytest.TempPathFactory, pgvector_server: Postgre
     srv = start_server(tmp_path_factory.mktemp("documents-pg") / "home",
                        {"FLEXI_AUTH": "on", "FLEXI_DEFAULT_EMBEDDING_MODEL": "true", "FLEXI_DATABASE_URL": url,
                         "FLEXI_RAG_INDEX": "postgres"})
-    db = ServerDB(srv.home, url)
-    ids = {name: db.add_user(name, role=role) for name, role in (
-        ("teacher", "teacher"), ("student", "student"), ("teacher-b", "teacher"))}
-    course_a = db.add_course("stats-a", {ids["teacher"]: "teacher", ids["student"]: "student"})
-    course_b = db.add_course("stats-b", {ids["teacher-b"]: "teacher"})
-    keys = {name: {"Authorization": f"Bearer {db.add_key(uid)[1]}"} for name, uid in ids.items()}
-    made = [httpx.post(srv.url + "/assistants", headers=keys[who], timeout=60,
-                       json={"course_id": cid, "name": "Tutor", "model": MODEL,
-                             "options": {"num_predict": 8, "temperature": 0}}).json()["slug"]
-            for who, cid in (("teacher", course_a), ("teacher-b", course_b))]
+    course = open_course(srv, url)
     try:
-        yield Course(srv, keys, made[0], made[1], db), url
+        yield course, url
     finally:
-        db.close()
+        course.db.close()
         stop_server(srv)
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +60,29 @@ def axe_source() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return script.read_text(encoding="utf-8")
+
+
+@contextmanager
+def watched_pages(browser: Any, server_url: str, default_locale: str) -> Iterator[Callable[..., Any]]:
+    """A factory of fresh pages (own cookies and storage), each watched for CSP violations, script errors,
+    alerts and requests that leave the server; at the end every page is closed and nothing may have happened."""
+    contexts: list[Any] = []
+    problems: list[str] = []
+
+    def make(locale: str = default_locale) -> Any:
+        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 860})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if "Content Security Policy" in m.text or m.type == "error" and "Failed to load resource" not in m.text
+                else None)  # HTTP errors are answers the page shows; script errors and CSP violations are bugs
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("dialog", lambda d: (problems.append(f"alert: {d.message}"), d.dismiss()) if d.type == "alert" else None)
+        page.on("request", lambda r: problems.append(f"foreign request: {r.url}")
+                if not r.url.startswith((server_url, "data:", "blob:")) else None)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert problems == []

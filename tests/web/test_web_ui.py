@@ -24,6 +24,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.web.conftest import watched_pages
+
 from flexi.access.passwords import hash_password
 from tests.access_helpers import ServerDB
 from tests.conftest import RunningServer, start_server, stop_server
@@ -78,28 +80,9 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
 
 @pytest.fixture()
 def page_of(browser: Any, campus: Campus) -> Iterator[Any]:
-    """A factory of fresh pages (own cookies and storage), each watched for CSP violations,
-    script errors, dialogs and requests that leave the server."""
-    contexts: list[Any] = []
-    problems: list[str] = []
-
-    def make(locale: str = "de-DE") -> Any:
-        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 860})
-        contexts.append(context)
-        page = context.new_page()
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                if "Content Security Policy" in m.text or m.type == "error" and "Failed to load resource" not in m.text
-                else None)  # HTTP errors are answers the page shows; script errors and CSP violations are bugs
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("dialog", lambda d: (problems.append(f"alert: {d.message}"), d.dismiss()) if d.type == "alert" else None)
-        page.on("request", lambda r: problems.append(f"foreign request: {r.url}")
-                if not r.url.startswith((campus.srv.url, "data:", "blob:")) else None)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert problems == []
+    """Fresh pages watched for script errors, CSP violations and requests leaving the server (tests/web/conftest.py)."""
+    with watched_pages(browser, campus.srv.url, "de-DE") as make:
+        yield make
 
 
 def sign_in(page: Any, campus: Campus, user: str) -> None:
