@@ -91,6 +91,13 @@ async def add_documents(request: Request, slug: str) -> dict[str, Any]:
     return {"documents": out}
 
 
+@router.post("/{slug}/documents/reembed", status_code=202,
+             summary="Embed the documents again with the current embedding model (after the operator switched models)")
+async def reembed_documents(request: Request, slug: str) -> dict[str, Any]:
+    a = await _assistant(request, slug, edit=True)
+    return {"documents": await library_of(request).reembed(a.id)}
+
+
 @router.get("/{slug}/documents", summary="The assistant's documents and how far each got")
 async def list_documents(request: Request, slug: str) -> dict[str, Any]:
     a = await _assistant(request, slug)

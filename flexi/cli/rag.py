@@ -190,6 +190,20 @@ def _delete(client: Client, slug: str, doc_id: int) -> bool:
     return True
 
 
+@rag_app.command("reembed")
+@handle_errors
+def reembed(slug: str = SLUG_ARG, as_json: bool = JSON_OPTION) -> None:
+    """Embed the assistant's documents again after the embedding model was switched (in the background)."""
+    with Client() as client:
+        docs = client.request("POST", f"{_documents_path(slug)}/reembed").get("documents") or []
+    if as_json:
+        _print_json(docs)
+        return
+    typer.echo(t("rag_reembedding", count=len(docs)) if docs else t("rag_nothing_to_reembed"))
+    if docs:
+        print_table(["ID", "NAME"], [[str(d.get("id", "")), _cell(d.get("name"))] for d in docs])
+
+
 @rag_app.command("search")
 @handle_errors
 def search(slug: str = SLUG_ARG,

@@ -164,6 +164,14 @@ ENTRIES: dict[str, dict[str, str]] = {
         "de": "Assistent {slug} hat kein Dokument {id}; siehe `flexi rag list {slug}`",
     },
     "rag_removed": {"en": "removed '{name}' ({id})", "de": "'{name}' ({id}) entfernt"},
+    "rag_reembedding": {
+        "en": "embedding {count} document(s) again with the current model in the background; `flexi rag list` shows when",
+        "de": "{count} Dokument(e) werden im Hintergrund mit dem aktuellen Modell neu eingebettet; `flexi rag list` zeigt den Stand",
+    },
+    "rag_nothing_to_reembed": {
+        "en": "every document already has vectors of the current embedding model",
+        "de": "alle Dokumente haben schon Vektoren des aktuellen Einbettungsmodells",
+    },
     "rag_no_results": {
         "en": "no passage found (only documents with status ready are searched)",
         "de": "keine Textstelle gefunden (durchsucht werden nur Dokumente mit Status ready)",

@@ -28,7 +28,7 @@ from flexi.rag.chunking import Chunk, chunk_document
 from flexi.rag.document import ParseError
 from flexi.rag.embedding import Embedder, embed_batches, to_bytes
 from flexi.rag.fusion import Hit
-from flexi.rag.index import Allowed, ChunkIndex, MemoryChunkIndex
+from flexi.rag.index import Allowed, ChunkIndex, MemoryChunkIndex, chunk_of
 from flexi.rag.loaders.sniff import base_name
 from flexi.rag.sandbox import ParseLimits, parse_document
 
@@ -155,6 +155,56 @@ class DocumentLibrary:
                 status="ready", error=WORDS_ONLY if words_only else None, pages=pages, chunks=len(chunks),
                 updated_at=utcnow()))
             s.commit()
+
+    # --- re-embedding ---------------------------------------------------------------------------------
+    async def reembed(self, assistant_id: int) -> list[dict[str, Any]]:
+        """Embed again, in the background, the ready documents whose chunks lack vectors of the current
+        embedding model (after an operator switched models, or an embedding failure); returns their views."""
+        model = self.embedder.model if self.embedder is not None else None
+        if model is None:
+            return []
+
+        def stale() -> list[AssistantDocument]:
+            with Session(self.engine) as s:
+                outdated = select(DocumentChunk.document_id).where(
+                    (DocumentChunk.embedding_model.is_(None)) | (DocumentChunk.embedding_model != model))
+                return list(s.scalars(select(AssistantDocument).where(
+                    AssistantDocument.assistant_id == assistant_id, AssistantDocument.status == "ready",
+                    AssistantDocument.id.in_(outdated)).order_by(AssistantDocument.name)))
+
+        docs = await asyncio.to_thread(stale)
+        for doc in docs:
+            task = asyncio.create_task(self._reembed(doc.id), name=f"flexi-reembed-{doc.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return [document_view(d) for d in docs]
+
+    async def _reembed(self, doc_id: int) -> None:
+        def load() -> list[Chunk]:
+            with Session(self.engine) as s:
+                rows = s.execute(select(DocumentChunk, AssistantDocument.name).join(
+                    AssistantDocument, AssistantDocument.id == DocumentChunk.document_id).where(
+                    DocumentChunk.document_id == doc_id).order_by(DocumentChunk.ordinal)).all()
+                return [chunk_of(row, name) for row, name in rows]
+
+        chunks = await asyncio.to_thread(load)
+        vectors, model = await self._embed(doc_id, chunks)
+        if vectors is None:
+            return  # the embedding model failed again: the document stays searchable by its words
+
+        def save() -> None:
+            with self.writes() as s:
+                for chunk, vector in zip(chunks, vectors):
+                    s.execute(update(DocumentChunk).where(DocumentChunk.document_id == doc_id,
+                                                          DocumentChunk.ordinal == chunk.ordinal)
+                              .values(embedding=to_bytes(vector), embedding_model=model))
+                s.flush()
+                self.index.stored(s, doc_id)
+                s.execute(update(AssistantDocument).where(AssistantDocument.id == doc_id)
+                          .values(error=None, updated_at=utcnow()))  # the new stamp makes every replica reload it
+                s.commit()
+
+        await asyncio.to_thread(save)
 
     async def idle(self) -> None:
         """Wait until every ingestion started so far has ended (tests, shutdown)."""

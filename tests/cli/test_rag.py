@@ -163,3 +163,12 @@ def test_german_messages(course: Course, tmp_path: Path) -> None:
     assert gone.exit_code == 1 and f"Fehler: Assistent {course.slug} hat kein Dokument 999999" in gone.stderr
     nothing = rag(course, "student", "search", course.slug, "Quantenchromodynamik", **de)
     assert nothing.exit_code == 0 and "keine Textstelle gefunden" in nothing.stdout
+
+
+def test_reembed_says_when_there_is_nothing_to_do_and_is_for_teachers_only(course: Course) -> None:
+    """Every document of this server was embedded by its one embedding model, so there is nothing to redo
+    (the re-embedding itself after a model switch is tested in tests/rag/test_library.py)."""
+    done = rag(course, "teacher", "reembed", course.slug)
+    assert done.exit_code == 0 and "already has vectors of the current embedding model" in done.stdout, done.output
+    student = rag(course, "student", "reembed", course.slug)
+    assert student.exit_code == 1 and "only the course's teachers and administrators" in student.stderr

@@ -132,3 +132,19 @@ async def test_without_an_embedding_model_nothing_is_embedded(db: Engine, model:
     doc = await ingest(library, aid, "notes.md", NOTES)
     assert doc["status"] == "ready" and doc["error"] is None and embedder.calls == []
     assert await library.search(aid, "regression", 1)
+
+
+async def test_after_a_model_switch_reembed_gives_the_documents_vectors_of_the_new_model(db: Engine) -> None:
+    embedder = WordVectors()
+    library = DocumentLibrary(db, ParseLimits(), embedder=embedder, min_similarity=-1.0)
+    aid = assistant(db, "course-h")
+    doc = await ingest(library, aid, "notes.md", NOTES)
+    embedder.model = "words-v2"
+    assert await library.search(aid, "zzz", 1) == []  # the old vectors are another model's: words only
+    views = await library.reembed(aid)
+    assert [v["id"] for v in views] == [doc["id"]]
+    await library.idle()
+    with Session(db) as s:
+        assert set(s.scalars(select(DocumentChunk.embedding_model).where(DocumentChunk.document_id == doc["id"]))) == {"words-v2"}
+    assert await library.search(aid, "zzz", 1)  # vectors of the current model again
+    assert await library.reembed(aid) == []  # nothing left to do
