@@ -38,7 +38,8 @@ from flexi.engine.types import (
 from flexi.prompt.grammar import grammar_for_format
 from flexi.prompt.render_pool import render_off_loop, render_turn
 from flexi.prompt.rendering import check_capabilities, render_generate, render_messages
-from flexi.service.backends import Backend, BackendSelector, Event
+from flexi.service.backends import Backend, BackendSelector, Event, renders_itself
+from flexi.service.remote import RemoteBackends
 from flexi.store.store import ModelRecord, ModelStore
 
 #: A retrieval step: given the caller and the chat's messages, return the messages to render
@@ -182,11 +183,13 @@ class ModelAliases(Protocol):
 
 
 class GenerationService:
-    def __init__(self, settings: Settings, store: ModelStore, gate: AccessGate, backends: BackendSelector) -> None:
+    def __init__(self, settings: Settings, store: ModelStore, gate: AccessGate, backends: BackendSelector,
+                 remote: RemoteBackends | None = None) -> None:
         self.settings = settings
         self.store = store
         self.gate = gate
         self.backends = backends
+        self.remote = remote  # models served by remote engines ([[backends]]); they win over a local namesake
         self.aliases: list[ModelAliases] = []
 
     async def target(self, caller: Caller, name: str | None) -> Target:
@@ -199,6 +202,8 @@ class GenerationService:
 
     async def listing(self, caller: Caller, records: list[ModelRecord]) -> list[tuple[str, ModelRecord]]:
         """The names a model list shows this caller: the stored models they may use, then their aliases."""
+        if self.remote is not None and self.remote.models:
+            records = [r for r in records if self.remote.record(r.name) is None] + self.remote.records()
         shown = [(r.name, r) for r in self.visible(caller, records)]
         for alias in self.aliases:
             shown += await alias.listed(caller)
@@ -210,7 +215,8 @@ class GenerationService:
         reported exactly like a missing one (no enumeration)."""
         if not name:
             raise BadRequest("model is required", param="model")
-        record = self.store.get(name)
+        remote = self.remote.record(name) if self.remote is not None else None
+        record = remote if remote is not None else self.store.get(name)
         if caller is not None and not self.gate.visible(caller.principal, record.name):
             raise ModelNotFound(name)
         return record
@@ -260,8 +266,11 @@ class GenerationService:
         admission = await self.gate.admit(caller, record.name, prompt_bound=bound)
         try:
             spec = draft.prompt() if callable(draft.prompt) else draft.prompt
-            prompt = await self._prompt(caller, record, spec)
-            req = self._resolve(caller, admission.limits, record, draft, options, prompt)
+            if renders_itself(backend):
+                prompt, messages = await self._remote_prompt(caller, record, draft, spec)
+            else:
+                prompt, messages = await self._prompt(caller, record, spec), None
+            req = self._resolve(caller, admission.limits, record, draft, options, prompt, messages)
         except BaseException:
             self.gate.release_unclaimed(admission)
             raise
@@ -292,6 +301,31 @@ class GenerationService:
             return await render_off_loop(render_generate, record, spec.prompt, system=spec.system,
                                          template=spec.template, suffix=spec.suffix, think=think)
 
+    async def _remote_prompt(self, caller: Caller, record: ModelRecord, draft: Draft,
+                             spec: ChatPrompt | TextPrompt) -> tuple[str, list[dict[str, Any]] | None]:
+        """For an engine that applies the chat template itself: the messages it gets (None for a raw
+        prompt) and their plain text, which sizes, reserves and bills the request like a rendered one."""
+        if draft.fmt is not None:
+            raise BadRequest(f'"{record.name}" runs on a remote backend, which does not take a {draft.format_param} '
+                             "(structured output) through Flexi yet", param=draft.format_param)
+        if isinstance(spec, ChatPrompt):
+            check_capabilities(record, tools=spec.tools, think=spec.think, images=spec.has_images)
+            for i, m in enumerate(spec.messages):
+                if not isinstance(m.get("role"), str) or not m["role"]:
+                    raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
+            chat = spec.messages if spec.augment is None else await spec.augment(caller, spec.messages)
+        else:
+            check_capabilities(record, think=spec.think, images=spec.has_images, suffix=spec.suffix)
+            if spec.template:
+                raise BadRequest(f'"{record.name}" runs on a remote backend, which applies its own template',
+                                 param="template")
+            if spec.raw:
+                return spec.prompt, None
+            chat = ([{"role": "system", "content": spec.system}] if spec.system else []) + \
+                [{"role": "user", "content": spec.prompt}]
+        messages = [{"role": m["role"], "content": m.get("content") or ""} for m in chat]
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages), messages
+
     @contextlib.asynccontextmanager
     async def _render_turn(self, caller: Caller, record: ModelRecord) -> AsyncIterator[None]:
         """One render at a time per person (the fair-queue identity, without an end-user suffix), at
@@ -303,7 +337,7 @@ class GenerationService:
             raise self.gate.too_many(caller, exc, record.name) from None
 
     def _resolve(self, caller: Caller, limits: Limits, record: ModelRecord, draft: Draft, options: ModelOptions,
-                 prompt: str) -> GenerationRequest:
+                 prompt: str, messages: list[dict[str, Any]] | None = None) -> GenerationRequest:
         """Every limit of the request, decided once (the quota reservation may only lower max_tokens)."""
         ctx = self.context(caller, limits, record, options.num_ctx)
         check_prompt_size(len(prompt.encode("utf-8")), len(draft.prefix_tokens), ctx.usable,
@@ -324,6 +358,7 @@ class GenerationService:
             user=caller.identity_for(draft.end_user),
             priority=caller.priority_for(draft.body_priority),
             max_concurrent=self.gate.max_concurrent_for(caller.principal),
+            messages=messages,
         )
 
     # --- embeddings --------------------------------------------------------------------------

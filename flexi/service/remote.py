@@ -1,0 +1,189 @@
+"""Remote engines as backends: the models `[[backends]]` serve, and which engine runs each request.
+
+A model served by remote engines has no GGUF here: it gets a `ModelRecord` of family "remote" so the
+generation service, policies, quotas and model lists treat it like any other model. Each configured
+backend has its own connection pool and a semaphore of `max_concurrency`, so requests beyond it wait in
+Flexi, not in the engine. Among the backends serving a model the least loaded goes first; when one fails
+before the first token the next one takes the request (never after: a started answer is not repeated).
+The backend URL comes from the configuration only, never from a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+from flexi.config import BackendConfig, Settings
+from flexi.engine.remote import ollama_wire, openai_wire
+from flexi.engine.remote.wire import BackendFailed
+from flexi.engine.types import EmbeddingRequest, EmbeddingResult, GenerationRequest, TextChunk
+from flexi.service.backends import Backend, BackendSelector, Event
+from flexi.store.gguf_meta import GGUFInfo
+from flexi.store.names import InvalidModelName, ModelName, parse_model_name
+from flexi.store.store import ModelRecord
+
+log = logging.getLogger("flexi.remote")
+
+OLLAMA_KINDS = ("ollama", "flexi")
+
+
+class RemoteEngine:
+    """One configured backend: its dialect, connections and concurrency limit."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self.name = config.name
+        headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
+        self.client = httpx.AsyncClient(base_url=config.url, headers=headers, follow_redirects=False,
+                                        timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+                                        limits=httpx.Limits(max_connections=config.max_concurrency))
+        self.slots = asyncio.Semaphore(config.max_concurrency)
+        self.in_flight = 0  # running and waiting for a slot: what "least loaded" compares
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        self.in_flight += 1
+        try:
+            async with self.slots:
+                yield
+        finally:
+            self.in_flight -= 1
+
+    async def generate(self, model: str, req: GenerationRequest) -> AsyncIterator[Event]:
+        async with self._slot():
+            if self.config.kind in OLLAMA_KINDS:
+                events = ollama_wire.generate(self.client, self.name, model, req)
+            else:
+                events = openai_wire.generate(self.client, self.name, model, req, self.config.kind)
+            try:
+                async for ev in events:
+                    yield ev
+            finally:
+                await events.aclose()
+
+    async def embed(self, model: str, req: EmbeddingRequest) -> EmbeddingResult:
+        async with self._slot():
+            if self.config.kind in OLLAMA_KINDS:
+                return await ollama_wire.embed(self.client, self.name, model, req)
+            return await openai_wire.embed(self.client, self.name, model, req)
+
+
+class RemoteModel:
+    """A `Backend` for one model name served by one or more remote engines."""
+
+    renders_itself = True  # the engine applies the chat template: it gets the messages, not a prompt
+
+    def __init__(self, record: ModelRecord, served_by: list[tuple[RemoteEngine, str]], context: int) -> None:
+        self.record = record
+        self.served_by = served_by  # (engine, the engine's name for the model), in configuration order
+        self.context = context
+
+    def _order(self) -> list[tuple[RemoteEngine, str]]:
+        return sorted(self.served_by, key=lambda pair: pair[0].in_flight)  # stable: ties keep config order
+
+    async def generate(self, req: GenerationRequest, record: ModelRecord | None = None) -> AsyncIterator[Event]:
+        failure: BackendFailed | None = None
+        for engine, model in self._order():
+            started = False
+            events = engine.generate(model, req)
+            try:
+                async for ev in events:
+                    started = started or isinstance(ev, TextChunk)
+                    yield ev
+                return
+            except BackendFailed as exc:
+                if started or not exc.retry:
+                    raise
+                log.warning("backend %s failed before the first token of %s (%s); trying the next one",
+                            engine.name, req.model, exc.message)
+                failure = exc
+            finally:
+                await events.aclose()
+        assert failure is not None
+        raise failure
+
+    async def embed(self, req: EmbeddingRequest, record: ModelRecord | None = None) -> EmbeddingResult:
+        failure: BackendFailed | None = None
+        for engine, model in self._order():
+            try:
+                return await engine.embed(model, req)
+            except BackendFailed as exc:
+                if not exc.retry:
+                    raise
+                log.warning("backend %s failed to embed for %s (%s); trying the next one", engine.name, req.model,
+                            exc.message)
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    def context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
+        return min(num_ctx, self.context) if num_ctx else self.context
+
+    def context_ceiling(self, record: ModelRecord) -> int:
+        return self.context
+
+    async def load(self, name: str, keep_alive: float | None) -> int:
+        return 0  # the engine loads its models itself
+
+    async def unload(self, name: str) -> None:
+        return None
+
+
+def _record(name: ModelName, backends: list[BackendConfig], context: int, started: datetime) -> ModelRecord:
+    digest = hashlib.sha256(("remote:" + name.display + ":" + ",".join(b.name for b in backends)).encode()).hexdigest()
+    info = GGUFInfo(architecture="remote", name=name.display, quantization_level="", context_length=context,
+                    capabilities=["completion"])
+    return ModelRecord(name=name.display, model_name=name, digest=digest, size=0, modified_at=started,
+                       model_path=Path("remote") / backends[0].name, info=info)
+
+
+class RemoteBackends:
+    """All configured backends and the models they serve; closes their connections at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engines = [RemoteEngine(c) for c in settings.backends if c.active]
+        self.models: dict[ModelName, RemoteModel] = {}
+        started = datetime.now(timezone.utc)
+        served: dict[ModelName, list[tuple[RemoteEngine, str]]] = {}
+        for engine in self.engines:
+            for ours, theirs in engine.config.models.items():
+                try:
+                    name = parse_model_name(ours).canonical()
+                except InvalidModelName as exc:
+                    raise ValueError(f"backend {engine.name!r}: {ours!r} is not a valid model name ({exc})") from None
+                served.setdefault(name, []).append((engine, theirs))
+        for name, pairs in served.items():
+            configs = [engine.config for engine, _ in pairs]
+            context = min(c.context_length or settings.context_length for c in configs)
+            self.models[name] = RemoteModel(_record(name, configs, context, started), pairs, context)
+
+    def record(self, name: str) -> ModelRecord | None:
+        """The remote model `name`, or None (then it is a local one, or unknown)."""
+        try:
+            key = parse_model_name(name).canonical()
+        except InvalidModelName:
+            return None
+        model = self.models.get(key)
+        return model.record if model is not None else None
+
+    def records(self) -> list[ModelRecord]:
+        return [m.record for m in self.models.values()]
+
+    def selector(self, local: Backend) -> BackendSelector:
+        """Remote models to their engines, everything else to the local scheduler."""
+        def select(record: ModelRecord) -> Backend:
+            model = self.models.get(record.model_name.canonical())
+            return model if model is not None and model.record is record else local
+
+        return select
+
+    async def close(self) -> None:
+        for engine in self.engines:
+            await engine.client.aclose()

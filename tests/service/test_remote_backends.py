@@ -1,0 +1,167 @@
+"""Remote backends end to end: server A serves server B's model through `[[backends]]`, in both dialects.
+
+B is a plain Flexi with the default model; A knows it twice (kind `flexi` over B's Ollama API, kind
+`openai` over B's /v1), plus a backend on a closed port and a model whose first backend is down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from tests.conftest import RunningServer, free_port, start_server, stop_server
+
+MODEL = "smollm2:135m"
+SECRET = "sk-remote-test-secret-4711"
+MESSAGES = [{"role": "user", "content": "Say hi."}]
+FEW = {"num_predict": 3, "temperature": 0}
+
+
+@dataclass
+class Pair:
+    a: RunningServer
+    b: RunningServer
+
+
+def _config(b_url: str, closed: str) -> str:
+    return f'''
+[[backends]]
+name = "b-ollama"
+url = "{b_url}"
+kind = "flexi"
+models = {{ "remote-ollama" = "{MODEL}" }}
+max_concurrency = 2
+
+[[backends]]
+name = "b-openai"
+url = "{b_url}/v1"
+kind = "openai"
+models = {{ "remote-openai" = "{MODEL}" }}
+api_key = "{SECRET}"
+
+[[backends]]
+name = "down"
+url = "{closed}"
+kind = "ollama"
+models = ["remote-down"]
+
+[[backends]]
+name = "down-first"
+url = "{closed}/v1"
+kind = "vllm"
+models = {{ "remote-retry" = "whatever" }}
+
+[[backends]]
+name = "b-second"
+url = "{b_url}"
+kind = "flexi"
+models = {{ "remote-retry" = "{MODEL}" }}
+'''
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    root = tmp_path_factory.mktemp("remote")
+    b = start_server(root / "b")
+    try:
+        home = root / "a"
+        home.mkdir()
+        (home / "config.toml").write_text(_config(b.url, f"http://127.0.0.1:{free_port()}"))
+        a = start_server(home)
+        try:
+            yield Pair(a, b)
+        finally:
+            stop_server(a)
+    finally:
+        stop_server(b)
+
+
+def _b_prompt_tokens(b: RunningServer) -> int:
+    """B's own count for the test conversation: what A must report as usage."""
+    r = httpx.post(b.url + "/api/chat", json={"model": MODEL, "messages": MESSAGES, "stream": False,
+                                              "options": FEW}, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()["prompt_eval_count"]
+
+
+@pytest.mark.parametrize("name", ["remote-ollama", "remote-openai"])
+def test_ollama_client_chat_on_remote_models(pair: Pair, name: str) -> None:
+    client = ollama.Client(host=pair.a.url, timeout=120)
+    answer = client.chat(model=name, messages=MESSAGES, options=FEW)
+    assert answer.message.content
+    assert answer.prompt_eval_count == _b_prompt_tokens(pair.b)
+    assert 1 <= answer.eval_count <= 3
+    parts = list(client.chat(model=name, messages=MESSAGES, options=FEW, stream=True))
+    assert "".join(p.message.content for p in parts)
+    assert parts[-1].done and parts[-1].prompt_eval_count == answer.prompt_eval_count
+    assert 1 <= parts[-1].eval_count <= 3
+
+
+@pytest.mark.parametrize("name", ["remote-ollama", "remote-openai"])
+def test_openai_client_chat_on_remote_models(pair: Pair, name: str) -> None:
+    client = openai.OpenAI(base_url=pair.a.url + "/v1", api_key="unused", timeout=120)
+    done = client.chat.completions.create(model=name, messages=MESSAGES, max_tokens=3, temperature=0)  # type: ignore[arg-type]
+    assert done.choices[0].message.content
+    assert done.usage is not None and done.usage.prompt_tokens == _b_prompt_tokens(pair.b)
+    assert 1 <= done.usage.completion_tokens <= 3
+    stream = client.chat.completions.create(model=name, messages=MESSAGES, max_tokens=3, temperature=0, stream=True,  # type: ignore[arg-type]
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == done.usage.prompt_tokens
+
+
+def test_raw_completion_on_remote_model(pair: Pair) -> None:
+    client = openai.OpenAI(base_url=pair.a.url + "/v1", api_key="unused", timeout=120)
+    done = client.completions.create(model="remote-openai", prompt="The capital of France is", max_tokens=3,
+                                     temperature=0)
+    assert done.choices[0].text and done.usage is not None and done.usage.prompt_tokens > 0
+
+
+def test_remote_models_are_listed(pair: Pair) -> None:
+    names = {m.model for m in ollama.Client(host=pair.a.url).list().models}
+    assert {"remote-ollama:latest", "remote-openai:latest", "remote-retry:latest", MODEL} <= names
+    ids = {m.id for m in openai.OpenAI(base_url=pair.a.url + "/v1", api_key="unused").models.list()}
+    assert {"remote-ollama:latest", "remote-openai:latest", MODEL} <= ids
+    assert httpx.get(pair.a.url + "/v1/models/remote-openai").json()["id"] == "remote-openai:latest"
+
+
+def test_backend_down_fails_that_request_only(pair: Pair) -> None:
+    r = httpx.post(pair.a.url + "/api/chat", json={"model": "remote-down", "messages": MESSAGES, "options": FEW},
+                   timeout=60)
+    assert r.status_code == 502
+    assert 'backend "down" is unreachable' in r.json()["error"]
+    with pytest.raises(openai.APIStatusError) as exc:
+        openai.OpenAI(base_url=pair.a.url + "/v1", api_key="unused", max_retries=0).chat.completions.create(
+            model="remote-down", messages=MESSAGES, max_tokens=3)  # type: ignore[arg-type]
+    assert exc.value.status_code == 502
+    local = ollama.Client(host=pair.a.url, timeout=120).chat(model=MODEL, messages=MESSAGES, options=FEW)
+    assert local.message.content  # A's own runner still serves
+
+
+def test_retry_on_the_next_backend_before_the_first_token(pair: Pair) -> None:
+    answer = ollama.Client(host=pair.a.url, timeout=120).chat(model="remote-retry", messages=MESSAGES, options=FEW)
+    assert answer.message.content and answer.prompt_eval_count == _b_prompt_tokens(pair.b)
+    assert "backend down-first failed before the first token" in pair.a.log()
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+def test_body_cannot_choose_the_backend_url(pair: Pair, path: str) -> None:
+    """LiteLLM CVE-2024-6587: a URL in the body would reach B here, so success would mean it was used."""
+    body = {"model": "remote-down", "messages": MESSAGES, "stream": False, "max_tokens": 3, "options": FEW,
+            "api_base": pair.b.url + "/v1", "base_url": pair.b.url + "/v1", "url": pair.b.url,
+            "api_key": "sk-other", "extra_body": {"api_base": pair.b.url}}
+    r = httpx.post(pair.a.url + path, json=body, timeout=60)
+    assert r.status_code == 502, r.text
+
+
+def test_api_key_never_shown(pair: Pair) -> None:
+    shown = httpx.post(pair.a.url + "/api/show", json={"model": "remote-openai"}, timeout=30)
+    assert shown.status_code == 200 and SECRET not in shown.text
+    assert SECRET not in httpx.get(pair.a.url + "/api/tags").text
+    assert SECRET not in pair.a.log()
