@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,7 +23,12 @@ import httpx
 from flexi.config import BackendConfig, Settings
 from flexi.engine.remote import ollama_wire, openai_wire
 from flexi.engine.remote.wire import BackendFailed
-from flexi.engine.types import EmbeddingRequest, EmbeddingResult, GenerationRequest, TextChunk
+from flexi.engine.types import (
+    EmbeddingRequest,
+    EmbeddingResult,
+    GenerationRequest,
+    TextChunk,
+)
 from flexi.service.backends import Backend, BackendSelector, Event
 from flexi.store.gguf_meta import GGUFInfo
 from flexi.store.names import InvalidModelName, ModelName, parse_model_name
@@ -150,7 +155,7 @@ class RemoteBackends:
     def __init__(self, settings: Settings) -> None:
         self.engines = [RemoteEngine(c) for c in settings.backends if c.active]
         self.models: dict[ModelName, RemoteModel] = {}
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         served: dict[ModelName, list[tuple[RemoteEngine, str]]] = {}
         for engine in self.engines:
             for ours, theirs in engine.config.models.items():

@@ -12,7 +12,17 @@ from typing import Any
 
 import httpx
 
-from flexi.engine.remote.wire import BackendFailed, Clock, as_int, cut_off, finish_reason, garbage, lines, open_stream, post_json
+from flexi.engine.remote.wire import (
+    BackendFailed,
+    Clock,
+    as_int,
+    cut_off,
+    finish_reason,
+    garbage,
+    lines,
+    open_stream,
+    post_json,
+)
 from flexi.engine.types import (
     EmbeddingRequest,
     EmbeddingResult,
