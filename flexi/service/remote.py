@@ -2,16 +2,14 @@
 
 A model served by remote engines has no GGUF here: it gets a `ModelRecord` of family "remote" so the
 generation service, policies, quotas and model lists treat it like any other model. Each configured
-backend has its own connection pool and a semaphore of `max_concurrency`, so requests beyond it wait in
-Flexi, not in the engine. Among the backends serving a model the least loaded goes first; when one fails
+backend has its own connection pool and a fair queue of `max_concurrency` slots, so requests beyond it
+wait in Flexi (priorities, round-robin across people, per-person cap), not in the engine. Among the backends serving a model the least loaded goes first; when one fails
 before the first token the next one takes the request (never after: a started answer is not repeated).
 The backend URL comes from the configuration only, never from a request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -27,8 +25,11 @@ from flexi.engine.types import (
     EmbeddingRequest,
     EmbeddingResult,
     GenerationRequest,
+    RequestTimeout,
+    StatusEvent,
     TextChunk,
 )
+from flexi.scheduler.fair_queue import FairQueue, Ticket
 from flexi.service.backends import Backend, BackendSelector, Event
 from flexi.store.gguf_meta import GGUFInfo
 from flexi.store.names import InvalidModelName, ModelName, parse_model_name
@@ -40,29 +41,36 @@ OLLAMA_KINDS = ("ollama", "flexi")
 
 
 class RemoteEngine:
-    """One configured backend: its dialect, connections and concurrency limit."""
+    """One configured backend: its dialect, connections and concurrency limit.
 
-    def __init__(self, config: BackendConfig) -> None:
+    At most `max_concurrency` requests run at the engine; the others wait in Flexi's fair queue (priority
+    classes, round-robin across people, the per-person cap, `max_queue`), as they would for a local model."""
+
+    def __init__(self, config: BackendConfig, max_queue: int = 512, wait_limit: float = 600.0) -> None:
         self.config = config
         self.name = config.name
         headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
         self.client = httpx.AsyncClient(base_url=config.url, headers=headers, follow_redirects=False,
                                         timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
                                         limits=httpx.Limits(max_connections=config.max_concurrency))
-        self.slots = asyncio.Semaphore(config.max_concurrency)
-        self.in_flight = 0  # running and waiting for a slot: what "least loaded" compares
+        self.queue = FairQueue(config.max_concurrency, max_queue)
+        self.wait_limit = wait_limit
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        self.in_flight += 1
-        try:
-            async with self.slots:
-                yield
-        finally:
-            self.in_flight -= 1
+    @property
+    def in_flight(self) -> int:
+        """Running and waiting requests: what "least loaded" compares."""
+        return self.queue.in_use + self.queue.waiting
+
+    async def _granted(self, ticket: Ticket) -> None:
+        if not await ticket.wait(self.wait_limit):
+            raise RequestTimeout(self.wait_limit)
 
     async def generate(self, model: str, req: GenerationRequest) -> AsyncIterator[Event]:
-        async with self._slot():
+        ticket = self.queue.enter(req.user, req.priority, req.max_concurrent)
+        try:
+            if not ticket.granted:
+                yield StatusEvent("queued", self.queue.position(ticket))
+                await self._granted(ticket)
             if self.config.kind in OLLAMA_KINDS:
                 events = ollama_wire.generate(self.client, self.name, model, req)
             else:
@@ -72,12 +80,18 @@ class RemoteEngine:
                     yield ev
             finally:
                 await events.aclose()
+        finally:
+            self.queue.leave(ticket)
 
     async def embed(self, model: str, req: EmbeddingRequest) -> EmbeddingResult:
-        async with self._slot():
+        ticket = self.queue.enter(req.user, req.priority, req.max_concurrent)
+        try:
+            await self._granted(ticket)
             if self.config.kind in OLLAMA_KINDS:
                 return await ollama_wire.embed(self.client, self.name, model, req)
             return await openai_wire.embed(self.client, self.name, model, req)
+        finally:
+            self.queue.leave(ticket)
 
 
 class RemoteModel:
@@ -153,7 +167,8 @@ class RemoteBackends:
     """All configured backends and the models they serve; closes their connections at shutdown."""
 
     def __init__(self, settings: Settings) -> None:
-        self.engines = [RemoteEngine(c) for c in settings.backends if c.active]
+        self.engines = [RemoteEngine(c, settings.max_queue, settings.request_timeout)
+                        for c in settings.backends if c.active]
         self.models: dict[ModelName, RemoteModel] = {}
         started = datetime.now(UTC)
         served: dict[ModelName, list[tuple[RemoteEngine, str]]] = {}

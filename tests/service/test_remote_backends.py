@@ -164,3 +164,15 @@ def test_api_key_never_shown(pair: Pair) -> None:
     assert shown.status_code == 200 and SECRET not in shown.text
     assert SECRET not in httpx.get(pair.a.url + "/api/tags").text
     assert SECRET not in pair.a.log()
+
+
+@pytest.mark.parametrize("name", ["remote-ollama", "remote-openai"])
+def test_embeddings_on_remote_models(pair: Pair, name: str) -> None:
+    direct = httpx.post(pair.b.url + "/api/embed", json={"model": MODEL, "input": ["hello", "world"]}, timeout=120)
+    assert direct.status_code == 200, direct.text
+    through = ollama.Client(host=pair.a.url, timeout=120).embed(model=name, input=["hello", "world"])
+    assert len(through.embeddings) == 2
+    assert through.embeddings[0] == pytest.approx(direct.json()["embeddings"][0], abs=1e-5)
+    assert through.prompt_eval_count == direct.json()["prompt_eval_count"]
+    vectors = openai.OpenAI(base_url=pair.a.url + "/v1", api_key="unused").embeddings.create(model=name, input="hello")
+    assert vectors.data[0].embedding == pytest.approx(direct.json()["embeddings"][0], abs=1e-5)
