@@ -31,7 +31,7 @@ from flexi.server.guard import BodyTooLarge, RequestGuard
 from flexi.engine.runner_isolation import UnsafeDirectory, ensure_private_dir
 from flexi.service.backends import local_only
 from flexi.service.generation import GenerationService
-from flexi.service.remote import RemoteBackends
+from flexi.service.remote import RemoteBackends, served_models
 from flexi.service.state import AppState
 from flexi.store.store import ModelStore
 from flexi.web import routes as web
@@ -127,6 +127,10 @@ def run_server(settings: Settings) -> None:
 
     if problem := settings.exposure_problem():
         raise SystemExit(problem)
+    try:
+        served_models(settings.backends)
+    except ValueError as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
     try:
         ensure_private_dir(settings.run_dir)  # also checked at startup; here it is a message, not a traceback
     except UnsafeDirectory as exc:

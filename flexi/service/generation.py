@@ -202,9 +202,7 @@ class GenerationService:
 
     async def listing(self, caller: Caller, records: list[ModelRecord]) -> list[tuple[str, ModelRecord]]:
         """The names a model list shows this caller: the stored models they may use, then their aliases."""
-        if self.remote is not None and self.remote.models:
-            records = [r for r in records if self.remote.record(r.name) is None] + self.remote.records()
-        shown = [(r.name, r) for r in self.visible(caller, records)]
+        shown = [(r.name, r) for r in self.visible(caller, self.with_remote(records))]
         for alias in self.aliases:
             shown += await alias.listed(caller)
         return shown
@@ -220,6 +218,12 @@ class GenerationService:
         if caller is not None and not self.gate.visible(caller.principal, record.name):
             raise ModelNotFound(name)
         return record
+
+    def with_remote(self, records: list[ModelRecord]) -> list[ModelRecord]:
+        """The stored models and those of remote backends (a remote model hides a stored namesake)."""
+        if self.remote is None or not self.remote.models:
+            return records
+        return [r for r in records if self.remote.record(r.name) is None] + self.remote.records()
 
     def visible(self, caller: Caller, records: list[ModelRecord]) -> list[ModelRecord]:
         """The models the caller may use (model lists show nothing else)."""

@@ -158,31 +158,47 @@ class RemoteModel:
 def _record(name: ModelName, backends: list[BackendConfig], context: int, started: datetime) -> ModelRecord:
     digest = hashlib.sha256(("remote:" + name.display + ":" + ",".join(b.name for b in backends)).encode()).hexdigest()
     info = GGUFInfo(architecture="remote", name=name.display, quantization_level="", context_length=context,
-                    capabilities=["completion"])
+                    capabilities=["completion"],
+                    model_info={"general.architecture": "remote", "flexi.external": any(b.external for b in backends)})
     return ModelRecord(name=name.display, model_name=name, digest=digest, size=0, modified_at=started,
                        model_path=Path("remote") / backends[0].name, info=info)
+
+
+def served_models(configs: list[BackendConfig]) -> dict[ModelName, list[tuple[BackendConfig, str]]]:
+    """Flexi's model names → the active backends serving each, with the backend's own name for it.
+    Raises ValueError (a start-up error) for a name Flexi cannot use as a model name."""
+    served: dict[ModelName, list[tuple[BackendConfig, str]]] = {}
+    for config in configs:
+        if not config.active:
+            continue
+        for ours, theirs in config.models.items():
+            try:
+                name = parse_model_name(ours).canonical()
+            except InvalidModelName as exc:
+                raise ValueError(f"backend {config.name!r}: {ours!r} is not a valid model name ({exc.message})") from None
+            served.setdefault(name, []).append((config, theirs))
+    return served
 
 
 class RemoteBackends:
     """All configured backends and the models they serve; closes their connections at shutdown."""
 
     def __init__(self, settings: Settings) -> None:
+        served_by = served_models(settings.backends)
         self.engines = [RemoteEngine(c, settings.max_queue, settings.request_timeout)
                         for c in settings.backends if c.active]
+        engine_of = {engine.config.name: engine for engine in self.engines}
         self.models: dict[ModelName, RemoteModel] = {}
         started = datetime.now(UTC)
-        served: dict[ModelName, list[tuple[RemoteEngine, str]]] = {}
-        for engine in self.engines:
-            for ours, theirs in engine.config.models.items():
-                try:
-                    name = parse_model_name(ours).canonical()
-                except InvalidModelName as exc:
-                    raise ValueError(f"backend {engine.name!r}: {ours!r} is not a valid model name ({exc})") from None
-                served.setdefault(name, []).append((engine, theirs))
+        served = {name: [(engine_of[c.name], theirs) for c, theirs in pairs] for name, pairs in served_by.items()}
         for name, pairs in served.items():
             configs = [engine.config for engine, _ in pairs]
             context = min(c.context_length or settings.context_length for c in configs)
             self.models[name] = RemoteModel(_record(name, configs, context, started), pairs, context)
+        for engine in self.engines:  # never the api_key
+            c = engine.config
+            log.info("backend %s (%s%s) at %s serves %s, at most %d at once", c.name, c.kind,
+                     ", external" if c.external else "", c.url, ", ".join(c.models), c.max_concurrency)
 
     def record(self, name: str) -> ModelRecord | None:
         """The remote model `name`, or None (then it is a local one, or unknown)."""

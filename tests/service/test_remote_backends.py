@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import ollama
@@ -54,6 +55,14 @@ name = "down-first"
 url = "{closed}/v1"
 kind = "vllm"
 models = {{ "remote-retry" = "whatever" }}
+
+[[backends]]
+name = "eu-cloud"
+url = "{b_url}/v1"
+kind = "openai"
+models = {{ "remote-cloud" = "{MODEL}" }}
+external = true
+enabled = true
 
 [[backends]]
 name = "b-second"
@@ -128,6 +137,9 @@ def test_remote_models_are_listed(pair: Pair) -> None:
     ids = {m.id for m in openai.OpenAI(base_url=pair.a.url + "/v1", api_key="unused").models.list()}
     assert {"remote-ollama:latest", "remote-openai:latest", MODEL} <= ids
     assert httpx.get(pair.a.url + "/v1/models/remote-openai").json()["id"] == "remote-openai:latest"
+    cards = {m["name"]: m for m in httpx.get(pair.a.url + "/ui/models").json()["models"]}  # the web chat's list
+    assert not cards["remote-ollama:latest"]["external"] and cards["remote-cloud:latest"]["external"]
+    assert not cards[MODEL]["external"]
 
 
 def test_backend_down_fails_that_request_only(pair: Pair) -> None:
@@ -176,3 +188,16 @@ def test_embeddings_on_remote_models(pair: Pair, name: str) -> None:
     assert through.prompt_eval_count == direct.json()["prompt_eval_count"]
     vectors = openai.OpenAI(base_url=pair.a.url + "/v1", api_key="unused").embeddings.create(model=name, input="hello")
     assert vectors.data[0].embedding == pytest.approx(direct.json()["embeddings"][0], abs=1e-5)
+
+
+def test_bad_backend_configuration_refuses_to_start(tmp_path: Path) -> None:
+    home = tmp_path / "bad"
+    home.mkdir()
+    (home / "config.toml").write_text('[[backends]]\nname = "cloud"\nurl = "https://llm.example.eu/v1"\n'
+                                      'kind = "openai"\nmodels = ["gpt-x"]\nexternal = true\n')
+    with pytest.raises(RuntimeError, match="is external .prompts leave the campus.: it stays off until an administrator"):
+        start_server(home)
+    (home / "config.toml").write_text('[[backends]]\nname = "b"\nurl = "http://127.0.0.1:9"\nkind = "flexi"\n'
+                                      'models = ["bad name!"]\n')
+    with pytest.raises(RuntimeError, match="refusing to start: backend 'b': 'bad name!' is not a valid model name"):
+        start_server(home)

@@ -4,6 +4,7 @@ streamed yet, and a backend's max_concurrency holds the rest of the requests in 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -12,7 +13,7 @@ import pytest
 
 from flexi.config import BackendConfig
 from flexi.engine.remote.wire import BackendFailed
-from flexi.engine.types import EngineError, TextChunk
+from flexi.engine.types import EngineError, TextChunk, TooManyRequests
 from flexi.service.remote import RemoteEngine, RemoteModel, _record
 from flexi.store.names import parse_model_name
 from tests.engine.test_remote_wire import CHAT, Body, client, collect, ndjson
@@ -81,3 +82,37 @@ def test_max_concurrency_holds_the_rest_in_flexi() -> None:
         return peak
 
     assert asyncio.run(run()) == 2
+
+
+def test_a_name_flexi_cannot_use_is_a_startup_error() -> None:
+    from flexi.service.remote import served_models
+
+    bad = BackendConfig(name="b", url="http://b", kind="openai", models={"bad name!": "x"})
+    with pytest.raises(ValueError, match="backend 'b': 'bad name!' is not a valid model name"):
+        served_models([bad])
+    off = BackendConfig(name="off", url="http://b", kind="openai", models={"m": "x"}, enabled=False)
+    on = BackendConfig(name="on", url="http://c", kind="flexi", models={"M:latest": "y"})
+    assert [(c.name, theirs) for c, theirs in served_models([off, on])[parse_model_name("m").canonical()]] == [("on", "y")]
+
+
+def test_a_person_at_their_cap_gets_429_from_the_remote_queue() -> None:
+    async def run() -> None:
+        hold = asyncio.Event()
+
+        async def slow(request: httpx.Request) -> httpx.Response:
+            await hold.wait()
+            return httpx.Response(200, stream=Body(GOOD))
+
+        engine = RemoteEngine(BackendConfig(name="e", url="http://engine", kind="flexi", models=["m"], max_concurrency=4))
+        engine.client = httpx.AsyncClient(transport=httpx.MockTransport(slow), base_url="http://engine")
+        capped = dataclasses.replace(CHAT, user="user:1", max_concurrent=2)
+        first = [asyncio.create_task(collect(engine.generate("m", capped))) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(TooManyRequests):
+            await collect(engine.generate("m", capped))
+        other = asyncio.create_task(collect(engine.generate("m", dataclasses.replace(capped, user="user:2"))))
+        await asyncio.sleep(0.05)
+        hold.set()
+        await asyncio.gather(*first, other)
+
+    asyncio.run(run())
