@@ -55,7 +55,7 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Short unique name (logs, errors).")
-    url: str = Field(description="Base URL, http(s)://host:port[/prefix], without /v1 or /api.")
+    url: str = Field(description="Base URL: for openai, vllm and llamacpp the OpenAI base URL the SDKs take (usually ending in /v1); for ollama and flexi the server's root (http://host:11434).")
     kind: BackendKind = Field(description="Wire dialect: openai, vllm, llamacpp (OpenAI API) or ollama, flexi (Ollama API).")
     models: dict[str, str] = Field(description="Flexi's model name -> the backend's name; a list means the same names.")
     api_key: SecretStr | None = Field(None, description="Sent as a bearer token; never logged or returned.")
@@ -63,7 +63,7 @@ class BackendConfig(BaseModel):
     external: bool = Field(False, description="Outside the campus (a cloud provider): prompts leave the university.")
     enabled: bool | None = Field(None, description="Internal backends are on unless false; external ones only with true.")
     context_length: int | None = Field(None, ge=256, description="Context the backend gives a request (default: FLEXI_CONTEXT_LENGTH).")
-    timeout: float = Field(600.0, gt=0, description="Seconds a request may take at this backend.")
+    timeout: float = Field(300.0, gt=0, description="Seconds Flexi waits for the backend's next bytes (the first token, then each chunk; connecting: at most 10 s); a backend silent longer fails the request with 504.")
 
     @field_validator("models", mode="before")
     @classmethod

@@ -60,6 +60,9 @@ class GenerationRequest:
     #: the chat itself, for engines that apply the model's template themselves (remote backends); then
     #: `prompt` is only its plain text for sizing and billing. None: `prompt` is what runs.
     messages: list[dict[str, Any]] | None = None
+    #: max_tokens is only "until the context is full" (nobody asked for or imposed a limit): a remote engine
+    #: that checks prompt + output against its own context (vLLM refuses more) is sent no limit at all
+    open_output: bool = False
 
 
 @dataclass(frozen=True)

@@ -282,8 +282,8 @@ class GenerationService:
         admission = await self.gate.reserve(admission, len(prompt.encode("utf-8")) + 1 + len(req.prefix_tokens),
                                             req.max_tokens)
         if admission.reservation.max_output is not None:
-            req = dataclasses.replace(req, max_tokens=output_limit(req.max_tokens, (admission.reservation.max_output,),
-                                                                   self.settings.max_predict))
+            capped = output_limit(req.max_tokens, (admission.reservation.max_output,), self.settings.max_predict)
+            req = dataclasses.replace(req, max_tokens=capped, open_output=req.open_output and capped == req.max_tokens)
         return self.gate.meter(admission, req, backend.generate(req, record))
 
     async def _prompt(self, caller: Caller, record: ModelRecord, spec: ChatPrompt | TextPrompt) -> str:
@@ -346,7 +346,10 @@ class GenerationService:
         ctx = self.context(caller, limits, record, options.num_ctx)
         check_prompt_size(len(prompt.encode("utf-8")), len(draft.prefix_tokens), ctx.usable,
                           self.settings.max_prompt_bytes_per_token)
-        max_tokens = output_limit(max_tokens_of(options), (limits.max_output, ctx.usable), self.settings.max_predict)
+        requested = max_tokens_of(options)
+        max_tokens = output_limit(requested, (limits.max_output, ctx.usable), self.settings.max_predict)
+        open_output = renders_itself(self.backends(record)) and requested < 0 and limits.max_output is None \
+            and max_tokens == ctx.usable
         return GenerationRequest(
             model=record.name,
             prompt=prompt,
@@ -363,6 +366,7 @@ class GenerationService:
             priority=caller.priority_for(draft.body_priority),
             max_concurrent=self.gate.max_concurrent_for(caller.principal),
             messages=messages,
+            open_output=open_output,
         )
 
     # --- embeddings --------------------------------------------------------------------------

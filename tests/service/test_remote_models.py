@@ -114,3 +114,13 @@ async def test_what_a_remote_engine_cannot_take_is_refused_before_it_runs(world:
         await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}],
                                                                     tools=[{"type": "function"}])))
     assert world.sent == []
+
+
+async def test_an_output_limited_only_by_the_context_is_left_to_the_engine(world: World) -> None:
+    """vLLM refuses prompt + max_tokens beyond its context: a limit nobody asked for is not sent."""
+    admin = _caller(world.access, world.db, "root", role="admin")
+    chat = ChatPrompt([{"role": "user", "content": "Hi"}])
+    await _chat(world, admin, "campus-llama", Draft(chat))
+    assert "num_predict" not in world.sent[-1]["options"]
+    await _chat(world, admin, "campus-llama", Draft(chat, options=ModelOptions(num_predict=5)))
+    assert world.sent[-1]["options"]["num_predict"] == 5

@@ -34,10 +34,12 @@ from flexi.engine.types import (
 
 def payload(model: str, req: GenerationRequest) -> dict[str, Any]:
     s = req.sampling
-    options: dict[str, Any] = {"num_predict": req.max_tokens, "temperature": s.temperature, "top_k": s.top_k,
+    options: dict[str, Any] = {"temperature": s.temperature, "top_k": s.top_k,
                                "top_p": s.top_p, "min_p": s.min_p, "typical_p": s.typical_p,
                                "repeat_penalty": s.repeat_penalty, "repeat_last_n": s.repeat_last_n,
                                "presence_penalty": s.presence_penalty, "frequency_penalty": s.frequency_penalty}
+    if not req.open_output:
+        options["num_predict"] = req.max_tokens
     if s.seed is not None:
         options["seed"] = s.seed
     if req.stop:

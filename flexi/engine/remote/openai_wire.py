@@ -38,8 +38,10 @@ def payload(model: str, req: GenerationRequest, kind: str) -> dict[str, Any]:
     llama-server (a public API may refuse fields it does not know)."""
     s = req.sampling
     body: dict[str, Any] = {"model": model, "stream": True, "stream_options": {"include_usage": True},
-                            "max_tokens": req.max_tokens, "temperature": s.temperature, "top_p": s.top_p,
+                            "temperature": s.temperature, "top_p": s.top_p,
                             "presence_penalty": s.presence_penalty, "frequency_penalty": s.frequency_penalty}
+    if not req.open_output:
+        body["max_tokens"] = req.max_tokens
     if req.messages is not None:
         body["messages"] = req.messages
     else:
