@@ -5,8 +5,12 @@ B is a plain Flexi with the default model; A knows it twice (kind `flexi` over B
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -28,7 +32,35 @@ class Pair:
     b: RunningServer
 
 
-def _config(b_url: str, closed: str) -> str:
+class FaultyEngine(BaseHTTPRequestHandler):
+    """An Ollama-dialect engine that misbehaves as its URL prefix says: /hang, /garbage, /500, /cut."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        fault = self.path.split("/")[1]
+        if fault == "hang":
+            time.sleep(4)
+            return
+        if fault == "500":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b'{"error": "CUDA error: out of memory"}')
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.end_headers()
+        if fault == "garbage":
+            self.wfile.write(b"<html>Bad Gateway</html>\n")
+        else:  # cut: one token, then the connection is gone
+            self.wfile.write(b'{"message": {"content": "Hel"}, "done": false}\n')
+            self.wfile.flush()
+        self.close_connection = True
+
+
+def _config(b_url: str, closed: str, faulty: str) -> str:
     return f'''
 [[backends]]
 name = "b-ollama"
@@ -65,6 +97,37 @@ external = true
 enabled = true
 
 [[backends]]
+name = "hangs"
+url = "{faulty}/hang"
+kind = "ollama"
+models = ["remote-hang"]
+timeout = 1
+
+[[backends]]
+name = "garbage"
+url = "{faulty}/garbage"
+kind = "ollama"
+models = ["remote-garbage"]
+
+[[backends]]
+name = "fails"
+url = "{faulty}/500"
+kind = "ollama"
+models = ["remote-500"]
+
+[[backends]]
+name = "cuts"
+url = "{faulty}/cut"
+kind = "ollama"
+models = ["remote-cut"]
+
+[[backends]]
+name = "cuts-spare"
+url = "{b_url}"
+kind = "flexi"
+models = {{ "remote-cut" = "{MODEL}" }}
+
+[[backends]]
 name = "b-second"
 url = "{b_url}"
 kind = "flexi"
@@ -76,16 +139,21 @@ models = {{ "remote-retry" = "{MODEL}" }}
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("remote")
     b = start_server(root / "b")
+    faulty = ThreadingHTTPServer(("127.0.0.1", 0), FaultyEngine)
+    faulty.daemon_threads = True
+    threading.Thread(target=faulty.serve_forever, daemon=True).start()
     try:
         home = root / "a"
         home.mkdir()
-        (home / "config.toml").write_text(_config(b.url, f"http://127.0.0.1:{free_port()}"))
+        (home / "config.toml").write_text(_config(b.url, f"http://127.0.0.1:{free_port()}",
+                                                  f"http://127.0.0.1:{faulty.server_address[1]}"))
         a = start_server(home)
         try:
             yield Pair(a, b)
         finally:
             stop_server(a)
     finally:
+        faulty.shutdown()
         stop_server(b)
 
 
@@ -201,3 +269,27 @@ def test_bad_backend_configuration_refuses_to_start(tmp_path: Path) -> None:
                                       'models = ["bad name!"]\n')
     with pytest.raises(RuntimeError, match="refusing to start: backend 'b': 'bad name!' is not a valid model name"):
         start_server(home)
+
+
+@pytest.mark.parametrize("model, status, message", [
+    ("remote-hang", 504, 'backend "hangs" did not answer in time'),
+    ("remote-garbage", 502, 'backend "garbage" sent an answer Flexi cannot read'),
+    ("remote-500", 502, 'backend "fails" failed (HTTP 500): CUDA error: out of memory'),
+])
+def test_a_misbehaving_backend_fails_that_request_clearly(pair: Pair, model: str, status: int, message: str) -> None:
+    r = httpx.post(pair.a.url + "/api/chat", json={"model": model, "messages": MESSAGES, "stream": False,
+                                                   "options": FEW}, timeout=60)
+    assert (r.status_code, r.json()["error"]) == (status, message)
+    assert ollama.Client(host=pair.a.url, timeout=120).chat(model="remote-ollama", messages=MESSAGES,
+                                                            options=FEW).message.content
+
+
+def test_a_stream_cut_after_its_first_token_is_not_repeated_elsewhere(pair: Pair) -> None:
+    """remote-cut has a healthy second backend, but the first one already streamed "Hel": the client gets
+    an error after it, not a second answer glued on."""
+    with httpx.stream("POST", pair.a.url + "/api/chat", json={"model": "remote-cut", "messages": MESSAGES,
+                                                              "options": FEW}, timeout=60) as r:
+        chunks = [json.loads(line) for line in r.iter_lines() if line.strip()]
+    assert chunks[0]["message"]["content"] == "Hel"
+    assert chunks[-1]["error"] == 'backend "cuts" closed the stream before the answer was complete'
+    assert not any(c.get("done") for c in chunks)
