@@ -291,11 +291,7 @@ class GenerationService:
         caller's turn at the render pool."""
         think = bool(spec.think) if spec.think is not None else None
         if isinstance(spec, ChatPrompt):
-            check_capabilities(record, tools=spec.tools, think=spec.think, images=spec.has_images)
-            for i, m in enumerate(spec.messages):
-                if not isinstance(m.get("role"), str) or not m["role"]:
-                    raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
-            messages = spec.messages if spec.augment is None else await spec.augment(caller, spec.messages)
+            messages = await self._chat_messages(caller, record, spec)
             async with self._render_turn(caller, record):
                 return await render_off_loop(render_messages, record, messages, tools=spec.tools, think=think)
         check_capabilities(record, think=spec.think, images=spec.has_images, suffix=spec.suffix)
@@ -305,6 +301,14 @@ class GenerationService:
             return await render_off_loop(render_generate, record, spec.prompt, system=spec.system,
                                          template=spec.template, suffix=spec.suffix, think=think)
 
+    async def _chat_messages(self, caller: Caller, record: ModelRecord, spec: ChatPrompt) -> list[dict[str, Any]]:
+        """A chat's messages, checked against what the model can do and augmented (retrieval)."""
+        check_capabilities(record, tools=spec.tools, think=spec.think, images=spec.has_images)
+        for i, m in enumerate(spec.messages):
+            if not isinstance(m.get("role"), str) or not m["role"]:
+                raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
+        return spec.messages if spec.augment is None else await spec.augment(caller, spec.messages)
+
     async def _remote_prompt(self, caller: Caller, record: ModelRecord, draft: Draft,
                              spec: ChatPrompt | TextPrompt) -> tuple[str, list[dict[str, Any]] | None]:
         """For an engine that applies the chat template itself: the messages it gets (None for a raw
@@ -313,11 +317,7 @@ class GenerationService:
             raise BadRequest(f'"{record.name}" runs on a remote backend, which does not take a {draft.format_param} '
                              "(structured output) through Flexi yet", param=draft.format_param)
         if isinstance(spec, ChatPrompt):
-            check_capabilities(record, tools=spec.tools, think=spec.think, images=spec.has_images)
-            for i, m in enumerate(spec.messages):
-                if not isinstance(m.get("role"), str) or not m["role"]:
-                    raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
-            chat = spec.messages if spec.augment is None else await spec.augment(caller, spec.messages)
+            chat = await self._chat_messages(caller, record, spec)
         else:
             check_capabilities(record, think=spec.think, images=spec.has_images, suffix=spec.suffix)
             if spec.template:
