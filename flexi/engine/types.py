@@ -63,6 +63,9 @@ class GenerationRequest:
     #: max_tokens is only "until the context is full" (nobody asked for or imposed a limit): a remote engine
     #: that checks prompt + output against its own context (vLLM refuses more) is sent no limit at all
     open_output: bool = False
+    #: the output format as asked ("json" or a JSON schema), for remote engines, which constrain it
+    #: themselves (`grammar` is its compiled form for the local runner)
+    output_format: str | dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

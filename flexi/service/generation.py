@@ -313,9 +313,6 @@ class GenerationService:
                              spec: ChatPrompt | TextPrompt) -> tuple[str, list[dict[str, Any]] | None]:
         """For an engine that applies the chat template itself: the messages it gets (None for a raw
         prompt) and their plain text, which sizes, reserves and bills the request like a rendered one."""
-        if draft.fmt is not None:
-            raise BadRequest(f'"{record.name}" runs on a remote backend, which does not take a {draft.format_param} '
-                             "(structured output) through Flexi yet", param=draft.format_param)
         if isinstance(spec, ChatPrompt):
             chat = await self._chat_messages(caller, record, spec)
         else:
@@ -348,8 +345,8 @@ class GenerationService:
                           self.settings.max_prompt_bytes_per_token)
         requested = max_tokens_of(options)
         max_tokens = output_limit(requested, (limits.max_output, ctx.usable), self.settings.max_predict)
-        open_output = renders_itself(self.backends(record)) and requested < 0 and limits.max_output is None \
-            and max_tokens == ctx.usable
+        remote = renders_itself(self.backends(record))  # the engine gets the format and the limit as asked
+        open_output = remote and requested < 0 and limits.max_output is None and max_tokens == ctx.usable
         return GenerationRequest(
             model=record.name,
             prompt=prompt,
@@ -367,6 +364,7 @@ class GenerationService:
             max_concurrent=self.gate.max_concurrent_for(caller.principal),
             messages=messages,
             open_output=open_output,
+            output_format=(draft.fmt or None) if remote else None,
         )
 
     # --- embeddings --------------------------------------------------------------------------

@@ -120,3 +120,14 @@ def test_ollama_stream_status_lines_and_counts() -> None:
     assert events[0].kind == "queued" and events[0].position == 2
     stats = events[-1]
     assert (stats.prompt_tokens, stats.completion_tokens, stats.prompt_eval_ns, stats.eval_ns) == (9, 1, 5, 7)
+
+
+def test_output_formats_in_the_openai_dialect() -> None:
+    import dataclasses
+
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    assert openai_wire.payload("m", dataclasses.replace(CHAT, output_format="json"), "openai")["response_format"] == \
+        {"type": "json_object"}
+    fmt = openai_wire.payload("m", dataclasses.replace(CHAT, output_format=schema), "vllm")["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == schema
+    assert "response_format" not in openai_wire.payload("m", CHAT, "openai")

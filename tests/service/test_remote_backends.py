@@ -293,3 +293,18 @@ def test_a_stream_cut_after_its_first_token_is_not_repeated_elsewhere(pair: Pair
     assert chunks[0]["message"]["content"] == "Hel"
     assert chunks[-1]["error"] == 'backend "cuts" closed the stream before the answer was complete'
     assert not any(c.get("done") for c in chunks)
+
+
+SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+@pytest.mark.parametrize("name", ["remote-ollama", "remote-openai"])
+def test_structured_output_through_remote_models(pair: Pair, name: str) -> None:
+    answer = ollama.Client(host=pair.a.url, timeout=120).chat(
+        model=name, messages=[{"role": "user", "content": "Is water wet? Answer in JSON."}], format=SCHEMA,
+        options={"num_predict": 24, "temperature": 0})
+    assert isinstance(json.loads(answer.message.content)["ok"], bool)
+    done = openai.OpenAI(base_url=pair.a.url + "/v1", api_key="unused", timeout=120).chat.completions.create(
+        model=name, messages=[{"role": "user", "content": "Is water wet? Answer in JSON."}], max_tokens=24,  # type: ignore[arg-type]
+        temperature=0, response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}})
+    assert isinstance(json.loads(done.choices[0].message.content or "")["ok"], bool)

@@ -108,8 +108,8 @@ async def test_local_models_stay_local_and_text_prompts_become_chats(world: Worl
 
 async def test_what_a_remote_engine_cannot_take_is_refused_before_it_runs(world: World) -> None:
     caller = _caller(world.access, world.db, "dora")
-    with pytest.raises(BadRequest, match="structured output"):
-        await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}]), fmt="json"))
+    with pytest.raises(BadRequest, match="invalid format 'yaml'"):
+        await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}]), fmt="yaml"))
     with pytest.raises(BadRequest, match="does not support tools"):
         await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}],
                                                                     tools=[{"type": "function"}])))
@@ -124,3 +124,10 @@ async def test_an_output_limited_only_by_the_context_is_left_to_the_engine(world
     assert "num_predict" not in world.sent[-1]["options"]
     await _chat(world, admin, "campus-llama", Draft(chat, options=ModelOptions(num_predict=5)))
     assert world.sent[-1]["options"]["num_predict"] == 5
+
+
+async def test_output_formats_go_to_the_engine_as_asked(world: World) -> None:
+    caller = _caller(world.access, world.db, "eva")
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}]), fmt=schema))
+    assert world.sent[-1]["format"] == schema

@@ -45,6 +45,8 @@ def payload(model: str, req: GenerationRequest) -> dict[str, Any]:
     if req.stop:
         options["stop"] = list(req.stop)
     body: dict[str, Any] = {"model": model, "stream": True, "options": options}
+    if req.output_format is not None:
+        body["format"] = req.output_format
     if req.messages is not None:
         body["messages"] = req.messages
     else:

@@ -53,8 +53,11 @@ def payload(model: str, req: GenerationRequest, kind: str) -> dict[str, Any]:
     if kind in ("vllm", "llamacpp"):
         body.update(top_k=s.top_k, min_p=s.min_p)
         body["repetition_penalty" if kind == "vllm" else "repeat_penalty"] = s.repeat_penalty
-    if kind == "llamacpp" and req.grammar:
-        body["grammar"] = req.grammar
+    if isinstance(req.output_format, str):  # "json" (the service refused any other text)
+        body["response_format"] = {"type": "json_object"}
+    elif isinstance(req.output_format, dict):
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "output", "schema": req.output_format, "strict": True}}
     return body
 
 
