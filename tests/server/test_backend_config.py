@@ -65,3 +65,8 @@ def test_backends_come_from_config_toml(tmp_path: Path, monkeypatch: pytest.Monk
     backend = Settings().backends[0]
     assert (backend.name, backend.url, backend.kind, backend.models) == ("b", "http://127.0.0.1:9", "flexi",
                                                                          {"remote": "smollm2:135m"})
+
+
+def test_backends_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEXI_BACKENDS", '[{"name": "b", "url": "http://b:8000/v1", "kind": "llamacpp", "models": ["m"]}]')
+    assert Settings().backends[0].kind == "llamacpp"

@@ -116,3 +116,25 @@ def test_a_person_at_their_cap_gets_429_from_the_remote_queue() -> None:
         await asyncio.gather(*first, other)
 
     asyncio.run(run())
+
+
+def test_the_least_loaded_backend_takes_the_next_request() -> None:
+    async def run() -> list[int]:
+        hold = asyncio.Event()
+
+        async def slow(request: httpx.Request) -> httpx.Response:
+            await hold.wait()
+            return httpx.Response(200, stream=Body(GOOD))
+
+        model, calls = _model(lambda r: httpx.Response(200, stream=Body(GOOD)), lambda r: httpx.Response(200, stream=Body(GOOD)))
+        first, second = (engine for engine, _ in model.served_by)
+        first.client = httpx.AsyncClient(transport=httpx.MockTransport(slow), base_url="http://engine")
+        busy = asyncio.create_task(collect(model.generate(CHAT)))  # ties go to the first in the configuration
+        await asyncio.sleep(0.05)
+        assert (first.in_flight, second.in_flight) == (1, 0)
+        await collect(model.generate(CHAT))  # the first is busy: the second one answers
+        hold.set()
+        await busy
+        return calls
+
+    assert asyncio.run(run()) == [0, 1]  # the first engine's original handler was replaced by `slow`
