@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -40,6 +42,66 @@ def _default_home() -> Path:
 def config_file_path() -> Path:
     explicit = os.environ.get("FLEXI_CONFIG")
     return Path(explicit) if explicit else _default_home() / "config.toml"
+
+
+BackendKind = Literal["openai", "ollama", "vllm", "llamacpp", "flexi"]
+
+
+class BackendConfig(BaseModel):
+    """One remote engine (`[[backends]]` in config.toml): which models it serves under which names.
+
+    The URL comes from here only; nothing in a request body can choose it (LiteLLM's CVE-2024-6587)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Short unique name (logs, errors).")
+    url: str = Field(description="Base URL: for openai, vllm and llamacpp the OpenAI base URL the SDKs take (usually ending in /v1); for ollama and flexi the server's root (http://host:11434).")
+    kind: BackendKind = Field(description="Wire dialect: openai, vllm, llamacpp (OpenAI API) or ollama, flexi (Ollama API).")
+    models: dict[str, str] = Field(description="Flexi's model name -> the backend's name; a list means the same names.")
+    api_key: SecretStr | None = Field(None, description="Sent as a bearer token; never logged or returned.")
+    max_concurrency: int = Field(8, ge=1, le=4096, description="Most requests Flexi sends to this backend at once; the rest wait in Flexi.")
+    external: bool = Field(False, description="Outside the campus (a cloud provider): prompts leave the university.")
+    enabled: bool | None = Field(None, description="Internal backends are on unless false; external ones only with true.")
+    context_length: int | None = Field(None, ge=256, description="Context the backend gives a request (default: FLEXI_CONTEXT_LENGTH).")
+    timeout: float = Field(300.0, gt=0, description="Seconds Flexi waits for the backend's next bytes (the first token, then each chunk; connecting: at most 10 s); a backend silent longer fails the request with 504.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return {str(name): str(name) for name in value}
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("a backend must serve at least one model")
+        for ours, theirs in value.items():
+            if not ours.strip() or not theirs.strip():
+                raise ValueError("model names must not be empty")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"{value!r}: no query, fragment or credentials in a backend URL (use api_key)")
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _external_needs_consent(self) -> BackendConfig:
+        if self.external and self.enabled is not True:
+            raise ValueError(f"backend {self.name!r} is external (prompts leave the campus): it stays off until an "
+                             "administrator sets enabled = true for it")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.enabled is not False
 
 
 class Settings(BaseSettings):
@@ -185,6 +247,19 @@ class Settings(BaseSettings):
     rag_min_similarity: float = Field(0.25, ge=-1.0, le=1.0, description="A retrieved passage that shares no word with the question must reach this cosine similarity to be quoted; below it the assistant answers that the material does not cover the question. 0.25 suits all-MiniLM-L6-v2; calibrate it for another model with `flexi rag eval`.")
     rag_index: Literal["memory", "postgres"] = Field("memory", description="Where course documents are searched: `memory` (embedded: per assistant in this process, rebuilt from the database) or `postgres` (in the PostgreSQL of FLEXI_DATABASE_URL: BM25 + pgvector, the same ranking, nothing held in memory; for campus scale and several replicas). Install pgvector for `postgres` (PGDG package `postgresql-16-pgvector` or the `pgvector/pgvector` image); without it dense ranking runs in Flexi (same results, slower).")
     rag_top_k: int = Field(5, ge=1, le=20, description="Passages quoted into a course assistant's prompt.")
+
+    # --- issue 14: remote backends ---
+    backends: list[BackendConfig] = Field(default_factory=list, description="Remote engines ([[backends]] in config.toml, or JSON in FLEXI_BACKENDS): vLLM, Ollama, llama-server, another Flexi or an OpenAI-compatible service, each serving named models. Empty = local runners only.")
+
+    @field_validator("backends")
+    @classmethod
+    def _unique_backend_names(cls, value: list[BackendConfig]) -> list[BackendConfig]:
+        seen: set[str] = set()
+        for backend in value:
+            if backend.name.lower() in seen:
+                raise ValueError(f"two backends are named {backend.name!r}; names must be unique")
+            seen.add(backend.name.lower())
+        return value
 
     log_level: str = Field("info")
 

@@ -502,7 +502,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
     try:
-        record = await asyncio.to_thread(state_of(request).store.get, model_id)
+        record = await asyncio.to_thread(generation_of(request).model, None, model_id)
         if not generation_of(request).visible(caller_of(request), [record]):
             raise ModelNotFound(model_id)
     except BadRequest:  # not even a valid name: certainly not a model we have

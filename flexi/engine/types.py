@@ -8,7 +8,7 @@ dialect-free: no Ollama or OpenAI field names leak below the API layer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 #: Longest input the embedder takes (tokens). Pooled embeddings need the whole input in one ubatch,
 #: and llama.cpp then keeps a compute and an output buffer of one logits row per input token: at the
@@ -57,6 +57,15 @@ class GenerationRequest:
     user: str = "anonymous"  # whose turn it is in the fair queue (API key or client identity)
     priority: int = 0  # 0 = interactive, 1 = batch; lower is served first
     max_concurrent: int | None = None  # most running + waiting requests of `user` on this model (None = no cap)
+    #: the chat itself, for engines that apply the model's template themselves (remote backends); then
+    #: `prompt` is only its plain text for sizing and billing. None: `prompt` is what runs.
+    messages: list[dict[str, Any]] | None = None
+    #: max_tokens is only "until the context is full" (nobody asked for or imposed a limit): a remote engine
+    #: that checks prompt + output against its own context (vLLM refuses more) is sent no limit at all
+    open_output: bool = False
+    #: the output format as asked ("json" or a JSON schema), for remote engines, which constrain it
+    #: themselves (`grammar` is its compiled form for the local runner)
+    output_format: str | dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from flexi.server.guard import BodyTooLarge, RequestGuard
 from flexi.engine.runner_isolation import UnsafeDirectory, ensure_private_dir
 from flexi.service.backends import local_only
 from flexi.service.generation import GenerationService
+from flexi.service.remote import RemoteBackends, served_models
 from flexi.service.state import AppState
 from flexi.store.store import ModelStore
 from flexi.web import routes as web
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.home.mkdir(parents=True, exist_ok=True)
+        remote = RemoteBackends(settings)  # [[backends]]: none configured = every model runs here
         set_render_timeout(settings.template_timeout)
         store = ModelStore(settings.models_dir)
         if store.ensure_default_model() is None:
@@ -57,7 +59,8 @@ def create_app(settings: Settings) -> FastAPI:
         await access.start()
         manager = ModelManager(settings, store)
         await manager.start()
-        generation = GenerationService(settings, store, access.gate, local_only(manager))
+        generation = GenerationService(settings, store, access.gate,
+                                       remote.selector(manager) if remote.models else local_only(manager), remote)
         index = await asyncio.to_thread(PostgresChunkIndex, access.engine) if settings.rag_index == "postgres" else None
         documents = DocumentLibrary(access.engine, ParseLimits.from_settings(settings), embedder=EngineEmbedder(generation),
                                     index=index, min_similarity=settings.rag_min_similarity, top_k=settings.rag_top_k)
@@ -68,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await manager.shutdown()
+            await remote.close()
             await access.close()
 
     # docs_url/redoc_url off: FastAPI's pages load Swagger UI and ReDoc from a CDN; flexi.web serves
@@ -123,6 +127,10 @@ def run_server(settings: Settings) -> None:
 
     if problem := settings.exposure_problem():
         raise SystemExit(problem)
+    try:
+        served_models(settings.backends)
+    except ValueError as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
     try:
         ensure_private_dir(settings.run_dir)  # also checked at startup; here it is a message, not a traceback
     except UnsafeDirectory as exc:

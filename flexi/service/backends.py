@@ -1,8 +1,8 @@
 """Where a resolved request runs: the seam between the generation service and the engines.
 
-Today every model runs on the local scheduler (`ModelManager`: runner processes on this machine).
-Remote engines (vLLM, Ollama, another Flexi) will implement the same `Backend` protocol and be
-chosen per model by a `BackendSelector`, without the service or the routers changing.
+Local models run on the local scheduler (`ModelManager`: runner processes on this machine); models
+of remote engines (vLLM, Ollama, llama-server, another Flexi: `[[backends]]`, flexi/service/remote.py)
+implement the same `Backend` protocol and are chosen per model by a `BackendSelector`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ class Backend(Protocol):
     def context_ceiling(self, record: ModelRecord) -> int:
         """The largest context a request may get without reloading the model beyond its configuration."""
         ...
+
+
+def renders_itself(backend: Backend) -> bool:
+    """Whether `backend` applies the model's chat template itself (a remote engine): then it gets the
+    request's messages instead of a prompt Flexi rendered."""
+    return bool(getattr(backend, "renders_itself", False))
 
 
 class BackendSelector(Protocol):

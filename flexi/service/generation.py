@@ -38,7 +38,8 @@ from flexi.engine.types import (
 from flexi.prompt.grammar import grammar_for_format
 from flexi.prompt.render_pool import render_off_loop, render_turn
 from flexi.prompt.rendering import check_capabilities, render_generate, render_messages
-from flexi.service.backends import Backend, BackendSelector, Event
+from flexi.service.backends import Backend, BackendSelector, Event, renders_itself
+from flexi.service.remote import RemoteBackends
 from flexi.store.store import ModelRecord, ModelStore
 
 #: A retrieval step: given the caller and the chat's messages, return the messages to render
@@ -182,11 +183,13 @@ class ModelAliases(Protocol):
 
 
 class GenerationService:
-    def __init__(self, settings: Settings, store: ModelStore, gate: AccessGate, backends: BackendSelector) -> None:
+    def __init__(self, settings: Settings, store: ModelStore, gate: AccessGate, backends: BackendSelector,
+                 remote: RemoteBackends | None = None) -> None:
         self.settings = settings
         self.store = store
         self.gate = gate
         self.backends = backends
+        self.remote = remote  # models served by remote engines ([[backends]]); they win over a local namesake
         self.aliases: list[ModelAliases] = []
 
     async def target(self, caller: Caller, name: str | None) -> Target:
@@ -199,7 +202,7 @@ class GenerationService:
 
     async def listing(self, caller: Caller, records: list[ModelRecord]) -> list[tuple[str, ModelRecord]]:
         """The names a model list shows this caller: the stored models they may use, then their aliases."""
-        shown = [(r.name, r) for r in self.visible(caller, records)]
+        shown = [(r.name, r) for r in self.visible(caller, self.with_remote(records))]
         for alias in self.aliases:
             shown += await alias.listed(caller)
         return shown
@@ -210,10 +213,17 @@ class GenerationService:
         reported exactly like a missing one (no enumeration)."""
         if not name:
             raise BadRequest("model is required", param="model")
-        record = self.store.get(name)
+        remote = self.remote.record(name) if self.remote is not None else None
+        record = remote if remote is not None else self.store.get(name)
         if caller is not None and not self.gate.visible(caller.principal, record.name):
             raise ModelNotFound(name)
         return record
+
+    def with_remote(self, records: list[ModelRecord]) -> list[ModelRecord]:
+        """The stored models and those of remote backends (a remote model hides a stored namesake)."""
+        if self.remote is None or not self.remote.models:
+            return records
+        return [r for r in records if self.remote.record(r.name) is None] + self.remote.records()
 
     def visible(self, caller: Caller, records: list[ModelRecord]) -> list[ModelRecord]:
         """The models the caller may use (model lists show nothing else)."""
@@ -260,8 +270,11 @@ class GenerationService:
         admission = await self.gate.admit(caller, record.name, prompt_bound=bound)
         try:
             spec = draft.prompt() if callable(draft.prompt) else draft.prompt
-            prompt = await self._prompt(caller, record, spec)
-            req = self._resolve(caller, admission.limits, record, draft, options, prompt)
+            if renders_itself(backend):
+                prompt, messages = await self._remote_prompt(caller, record, draft, spec)
+            else:
+                prompt, messages = await self._prompt(caller, record, spec), None
+            req = self._resolve(caller, admission.limits, record, draft, options, prompt, messages)
         except BaseException:
             self.gate.release_unclaimed(admission)
             raise
@@ -269,8 +282,8 @@ class GenerationService:
         admission = await self.gate.reserve(admission, len(prompt.encode("utf-8")) + 1 + len(req.prefix_tokens),
                                             req.max_tokens)
         if admission.reservation.max_output is not None:
-            req = dataclasses.replace(req, max_tokens=output_limit(req.max_tokens, (admission.reservation.max_output,),
-                                                                   self.settings.max_predict))
+            capped = output_limit(req.max_tokens, (admission.reservation.max_output,), self.settings.max_predict)
+            req = dataclasses.replace(req, max_tokens=capped, open_output=req.open_output and capped == req.max_tokens)
         return self.gate.meter(admission, req, backend.generate(req, record))
 
     async def _prompt(self, caller: Caller, record: ModelRecord, spec: ChatPrompt | TextPrompt) -> str:
@@ -278,11 +291,7 @@ class GenerationService:
         caller's turn at the render pool."""
         think = bool(spec.think) if spec.think is not None else None
         if isinstance(spec, ChatPrompt):
-            check_capabilities(record, tools=spec.tools, think=spec.think, images=spec.has_images)
-            for i, m in enumerate(spec.messages):
-                if not isinstance(m.get("role"), str) or not m["role"]:
-                    raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
-            messages = spec.messages if spec.augment is None else await spec.augment(caller, spec.messages)
+            messages = await self._chat_messages(caller, record, spec)
             async with self._render_turn(caller, record):
                 return await render_off_loop(render_messages, record, messages, tools=spec.tools, think=think)
         check_capabilities(record, think=spec.think, images=spec.has_images, suffix=spec.suffix)
@@ -291,6 +300,32 @@ class GenerationService:
         async with self._render_turn(caller, record):
             return await render_off_loop(render_generate, record, spec.prompt, system=spec.system,
                                          template=spec.template, suffix=spec.suffix, think=think)
+
+    async def _chat_messages(self, caller: Caller, record: ModelRecord, spec: ChatPrompt) -> list[dict[str, Any]]:
+        """A chat's messages, checked against what the model can do and augmented (retrieval)."""
+        check_capabilities(record, tools=spec.tools, think=spec.think, images=spec.has_images)
+        for i, m in enumerate(spec.messages):
+            if not isinstance(m.get("role"), str) or not m["role"]:
+                raise BadRequest(f"messages[{i}].role is required", param=f"messages.{i}.role")
+        return spec.messages if spec.augment is None else await spec.augment(caller, spec.messages)
+
+    async def _remote_prompt(self, caller: Caller, record: ModelRecord, draft: Draft,
+                             spec: ChatPrompt | TextPrompt) -> tuple[str, list[dict[str, Any]] | None]:
+        """For an engine that applies the chat template itself: the messages it gets (None for a raw
+        prompt) and their plain text, which sizes, reserves and bills the request like a rendered one."""
+        if isinstance(spec, ChatPrompt):
+            chat = await self._chat_messages(caller, record, spec)
+        else:
+            check_capabilities(record, think=spec.think, images=spec.has_images, suffix=spec.suffix)
+            if spec.template:
+                raise BadRequest(f'"{record.name}" runs on a remote backend, which applies its own template',
+                                 param="template")
+            if spec.raw:
+                return spec.prompt, None
+            chat = ([{"role": "system", "content": spec.system}] if spec.system else []) + \
+                [{"role": "user", "content": spec.prompt}]
+        messages = [{"role": m["role"], "content": m.get("content") or ""} for m in chat]
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages), messages
 
     @contextlib.asynccontextmanager
     async def _render_turn(self, caller: Caller, record: ModelRecord) -> AsyncIterator[None]:
@@ -303,12 +338,15 @@ class GenerationService:
             raise self.gate.too_many(caller, exc, record.name) from None
 
     def _resolve(self, caller: Caller, limits: Limits, record: ModelRecord, draft: Draft, options: ModelOptions,
-                 prompt: str) -> GenerationRequest:
+                 prompt: str, messages: list[dict[str, Any]] | None = None) -> GenerationRequest:
         """Every limit of the request, decided once (the quota reservation may only lower max_tokens)."""
         ctx = self.context(caller, limits, record, options.num_ctx)
         check_prompt_size(len(prompt.encode("utf-8")), len(draft.prefix_tokens), ctx.usable,
                           self.settings.max_prompt_bytes_per_token)
-        max_tokens = output_limit(max_tokens_of(options), (limits.max_output, ctx.usable), self.settings.max_predict)
+        requested = max_tokens_of(options)
+        max_tokens = output_limit(requested, (limits.max_output, ctx.usable), self.settings.max_predict)
+        remote = renders_itself(self.backends(record))  # the engine gets the format and the limit as asked
+        open_output = remote and requested < 0 and limits.max_output is None and max_tokens == ctx.usable
         return GenerationRequest(
             model=record.name,
             prompt=prompt,
@@ -324,6 +362,9 @@ class GenerationService:
             user=caller.identity_for(draft.end_user),
             priority=caller.priority_for(draft.body_priority),
             max_concurrent=self.gate.max_concurrent_for(caller.principal),
+            messages=messages,
+            open_output=open_output,
+            output_format=(draft.fmt or None) if remote else None,
         )
 
     # --- embeddings --------------------------------------------------------------------------

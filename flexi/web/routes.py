@@ -104,6 +104,7 @@ def _model_card(record: ModelRecord) -> dict[str, Any]:
         "license": record.info.license or _first_line(record.license),
         "context_length": record.info.context_length,
         "capabilities": list(record.info.capabilities),
+        "external": bool(info.get("flexi.external")),  # served by a cloud provider outside the campus
     }
 
 
@@ -112,7 +113,9 @@ async def ui_models(request: Request) -> dict[str, Any]:
     state = state_of(request)
     records = await asyncio.to_thread(state.store.list)
     loaded = {entry.record.name for entry in state.manager.ps()}
-    cards = [{**_model_card(r), "loaded": r.name in loaded} for r in generation_of(request).visible(caller_of(request), records)]
+    generation = generation_of(request)
+    cards = [{**_model_card(r), "loaded": r.name in loaded}
+             for r in generation.visible(caller_of(request), generation.with_remote(records))]
     return {"models": sorted(cards, key=lambda m: m["name"]), "default": state.settings.default_model}
 
 

@@ -1,0 +1,132 @@
+"""What both remote dialects share: opening a streamed call, turning HTTP failures into clear errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from flexi.engine.types import EngineError, FinishReason, GenerationStats
+
+#: How much of a backend's error text reaches the client (it may be long or an HTML page).
+_DETAIL_CHARS = 200
+
+
+class BackendFailed(EngineError):
+    """A remote engine did not answer as it should. `retry`: nothing useful came back, so another backend
+    serving the same model may take the request (the caller still decides: never after a first token)."""
+
+    def __init__(self, message: str, status: int = 502, code: str = "backend_error", retry: bool = True) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retry = retry
+
+
+def _detail(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:_DETAIL_CHARS]
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        err = err.get("message")
+    return str(err if err is not None else text)[:_DETAIL_CHARS]
+
+
+def status_failure(backend: str, status: int, body: bytes) -> EngineError:
+    """The error a client sees for a backend's HTTP error status."""
+    detail = _detail(body)
+    if status in (400, 413, 422):  # the request itself: another backend would refuse it too
+        return EngineError(f'backend "{backend}" refused the request: {detail}', status=400, code="invalid_request")
+    if status in (401, 403):
+        return BackendFailed(f'backend "{backend}" refused Flexi\'s credentials (HTTP {status}); tell the administrator')
+    if status == 404:
+        return BackendFailed(f'backend "{backend}" does not serve this model (HTTP 404): {detail}')
+    if status in (408, 429, 503):
+        return BackendFailed(f'backend "{backend}" is busy (HTTP {status}); try again', status=503, code="backend_busy")
+    return BackendFailed(f'backend "{backend}" failed (HTTP {status}): {detail}')
+
+
+def transport_failure(backend: str, exc: httpx.HTTPError) -> BackendFailed:
+    if isinstance(exc, httpx.TimeoutException):
+        return BackendFailed(f'backend "{backend}" did not answer in time', status=504, code="backend_timeout")
+    return BackendFailed(f'backend "{backend}" is unreachable ({type(exc).__name__}); try again later',
+                         code="backend_unavailable")
+
+
+def garbage(backend: str) -> BackendFailed:
+    return BackendFailed(f'backend "{backend}" sent an answer Flexi cannot read')
+
+
+def cut_off(backend: str) -> BackendFailed:
+    return BackendFailed(f'backend "{backend}" closed the stream before the answer was complete')
+
+
+async def open_stream(client: httpx.AsyncClient, backend: str, path: str, payload: dict[str, Any]) -> httpx.Response:
+    """POST `payload` and return the streaming response once its status says it is an answer."""
+    try:
+        resp = await client.send(client.build_request("POST", path, json=payload), stream=True)
+    except httpx.HTTPError as exc:
+        raise transport_failure(backend, exc) from None
+    if resp.status_code >= 400:
+        try:
+            body = await resp.aread()
+        except httpx.HTTPError:
+            body = b""
+        finally:
+            await resp.aclose()
+        raise status_failure(backend, resp.status_code, body)
+    return resp
+
+
+async def post_json(client: httpx.AsyncClient, backend: str, path: str, payload: dict[str, Any]) -> Any:
+    """A non-streamed call (embeddings): the parsed JSON answer, or a clear error."""
+    try:
+        resp = await client.post(path, json=payload)
+    except httpx.HTTPError as exc:
+        raise transport_failure(backend, exc) from None
+    if resp.status_code >= 400:
+        raise status_failure(backend, resp.status_code, resp.content)
+    try:
+        return resp.json()
+    except ValueError:
+        raise garbage(backend) from None
+
+
+async def lines(resp: httpx.Response, backend: str) -> AsyncIterator[str]:
+    """The response's lines; a connection lost midway is the backend's fault, said clearly."""
+    try:
+        async for line in resp.aiter_lines():
+            yield line
+    except httpx.HTTPError:
+        raise cut_off(backend) from None
+
+
+@dataclass
+class Clock:
+    """Times one remote completion in Ollama's units: time to the first token, then the rest."""
+
+    start: int = field(default_factory=time.perf_counter_ns)
+    first: int | None = None
+
+    def token(self) -> None:
+        if self.first is None:
+            self.first = time.perf_counter_ns()
+
+    def stats(self, finish: FinishReason, prompt_tokens: int, completion_tokens: int) -> GenerationStats:
+        end = time.perf_counter_ns()
+        first = self.first if self.first is not None else end
+        return GenerationStats(finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                               prompt_eval_ns=first - self.start, eval_ns=end - first)
+
+
+def finish_reason(value: Any) -> FinishReason:
+    return "length" if value == "length" else "stop"
+
+
+def as_int(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0

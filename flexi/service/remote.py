@@ -1,0 +1,225 @@
+"""Remote engines as backends: the models `[[backends]]` serve, and which engine runs each request.
+
+A model served by remote engines has no GGUF here: it gets a `ModelRecord` of family "remote" so the
+generation service, policies, quotas and model lists treat it like any other model. Each configured
+backend has its own connection pool and a fair queue of `max_concurrency` slots, so requests beyond it
+wait in Flexi (priorities, round-robin across people, per-person cap), not in the engine. Among the backends serving a model the least loaded goes first; when one fails
+before the first token the next one takes the request (never after: a started answer is not repeated).
+The backend URL comes from the configuration only, never from a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from flexi.config import BackendConfig, Settings
+from flexi.engine.remote import ollama_wire, openai_wire
+from flexi.engine.remote.wire import BackendFailed
+from flexi.engine.types import (
+    EmbeddingRequest,
+    EmbeddingResult,
+    GenerationRequest,
+    RequestTimeout,
+    StatusEvent,
+    TextChunk,
+)
+from flexi.scheduler.fair_queue import FairQueue, Ticket
+from flexi.service.backends import Backend, BackendSelector, Event
+from flexi.store.gguf_meta import GGUFInfo
+from flexi.store.names import InvalidModelName, ModelName, parse_model_name
+from flexi.store.store import ModelRecord
+
+log = logging.getLogger("flexi.remote")
+
+OLLAMA_KINDS = ("ollama", "flexi")
+
+
+class RemoteEngine:
+    """One configured backend: its dialect, connections and concurrency limit.
+
+    At most `max_concurrency` requests run at the engine; the others wait in Flexi's fair queue (priority
+    classes, round-robin across people, the per-person cap, `max_queue`), as they would for a local model."""
+
+    def __init__(self, config: BackendConfig, max_queue: int = 512, wait_limit: float = 600.0) -> None:
+        self.config = config
+        self.name = config.name
+        headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
+        self.client = httpx.AsyncClient(base_url=config.url, headers=headers, follow_redirects=False,
+                                        timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+                                        limits=httpx.Limits(max_connections=config.max_concurrency))
+        self.queue = FairQueue(config.max_concurrency, max_queue)
+        self.wait_limit = wait_limit
+
+    @property
+    def in_flight(self) -> int:
+        """Running and waiting requests: what "least loaded" compares."""
+        return self.queue.in_use + self.queue.waiting
+
+    async def _granted(self, ticket: Ticket) -> None:
+        if not await ticket.wait(self.wait_limit):
+            raise RequestTimeout(self.wait_limit)
+
+    async def generate(self, model: str, req: GenerationRequest) -> AsyncIterator[Event]:
+        ticket = self.queue.enter(req.user, req.priority, req.max_concurrent)
+        try:
+            if not ticket.granted:
+                yield StatusEvent("queued", self.queue.position(ticket))
+                await self._granted(ticket)
+            if self.config.kind in OLLAMA_KINDS:
+                events = ollama_wire.generate(self.client, self.name, model, req)
+            else:
+                events = openai_wire.generate(self.client, self.name, model, req, self.config.kind)
+            try:
+                async for ev in events:
+                    yield ev
+            finally:
+                await events.aclose()
+        finally:
+            self.queue.leave(ticket)
+
+    async def embed(self, model: str, req: EmbeddingRequest) -> EmbeddingResult:
+        ticket = self.queue.enter(req.user, req.priority, req.max_concurrent)
+        try:
+            await self._granted(ticket)
+            if self.config.kind in OLLAMA_KINDS:
+                return await ollama_wire.embed(self.client, self.name, model, req)
+            return await openai_wire.embed(self.client, self.name, model, req)
+        finally:
+            self.queue.leave(ticket)
+
+
+class RemoteModel:
+    """A `Backend` for one model name served by one or more remote engines."""
+
+    renders_itself = True  # the engine applies the chat template: it gets the messages, not a prompt
+
+    def __init__(self, record: ModelRecord, served_by: list[tuple[RemoteEngine, str]], context: int) -> None:
+        self.record = record
+        self.served_by = served_by  # (engine, the engine's name for the model), in configuration order
+        self.context = context
+
+    def _order(self) -> list[tuple[RemoteEngine, str]]:
+        return sorted(self.served_by, key=lambda pair: pair[0].in_flight)  # stable: ties keep config order
+
+    async def generate(self, req: GenerationRequest, record: ModelRecord | None = None) -> AsyncIterator[Event]:
+        failure: BackendFailed | None = None
+        for engine, model in self._order():
+            started = False
+            events = engine.generate(model, req)
+            try:
+                async for ev in events:
+                    started = started or isinstance(ev, TextChunk)
+                    yield ev
+                return
+            except BackendFailed as exc:
+                if started or not exc.retry:
+                    raise
+                log.warning("backend %s failed before the first token of %s (%s); trying the next one",
+                            engine.name, req.model, exc.message)
+                failure = exc
+            finally:
+                await events.aclose()
+        assert failure is not None
+        raise failure
+
+    async def embed(self, req: EmbeddingRequest, record: ModelRecord | None = None) -> EmbeddingResult:
+        failure: BackendFailed | None = None
+        for engine, model in self._order():
+            try:
+                return await engine.embed(model, req)
+            except BackendFailed as exc:
+                if not exc.retry:
+                    raise
+                log.warning("backend %s failed to embed for %s (%s); trying the next one", engine.name, req.model,
+                            exc.message)
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    def context_for(self, record: ModelRecord, num_ctx: int | None) -> int:
+        return min(num_ctx, self.context) if num_ctx else self.context
+
+    def context_ceiling(self, record: ModelRecord) -> int:
+        return self.context
+
+    async def load(self, name: str, keep_alive: float | None) -> int:
+        return 0  # the engine loads its models itself
+
+    async def unload(self, name: str) -> None:
+        return None
+
+
+def _record(name: ModelName, backends: list[BackendConfig], context: int, started: datetime) -> ModelRecord:
+    digest = hashlib.sha256(("remote:" + name.display + ":" + ",".join(b.name for b in backends)).encode()).hexdigest()
+    info = GGUFInfo(architecture="remote", name=name.display, quantization_level="", context_length=context,
+                    capabilities=["completion"],
+                    model_info={"general.architecture": "remote", "flexi.external": any(b.external for b in backends)})
+    return ModelRecord(name=name.display, model_name=name, digest=digest, size=0, modified_at=started,
+                       model_path=Path("remote") / backends[0].name, info=info)
+
+
+def served_models(configs: list[BackendConfig]) -> dict[ModelName, list[tuple[BackendConfig, str]]]:
+    """Flexi's model names → the active backends serving each, with the backend's own name for it.
+    Raises ValueError (a start-up error) for a name Flexi cannot use as a model name."""
+    served: dict[ModelName, list[tuple[BackendConfig, str]]] = {}
+    for config in configs:
+        if not config.active:
+            continue
+        for ours, theirs in config.models.items():
+            try:
+                name = parse_model_name(ours).canonical()
+            except InvalidModelName as exc:
+                raise ValueError(f"backend {config.name!r}: {ours!r} is not a valid model name ({exc.message})") from None
+            served.setdefault(name, []).append((config, theirs))
+    return served
+
+
+class RemoteBackends:
+    """All configured backends and the models they serve; closes their connections at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        served_by = served_models(settings.backends)
+        self.engines = [RemoteEngine(c, settings.max_queue, settings.request_timeout)
+                        for c in settings.backends if c.active]
+        engine_of = {engine.config.name: engine for engine in self.engines}
+        self.models: dict[ModelName, RemoteModel] = {}
+        started = datetime.now(UTC)
+        served = {name: [(engine_of[c.name], theirs) for c, theirs in pairs] for name, pairs in served_by.items()}
+        for name, pairs in served.items():
+            configs = [engine.config for engine, _ in pairs]
+            context = min(c.context_length or settings.context_length for c in configs)
+            self.models[name] = RemoteModel(_record(name, configs, context, started), pairs, context)
+        for engine in self.engines:  # never the api_key
+            c = engine.config
+            log.info("backend %s (%s%s) at %s serves %s, at most %d at once", c.name, c.kind,
+                     ", external" if c.external else "", c.url, ", ".join(c.models), c.max_concurrency)
+
+    def record(self, name: str) -> ModelRecord | None:
+        """The remote model `name`, or None (then it is a local one, or unknown)."""
+        try:
+            key = parse_model_name(name).canonical()
+        except InvalidModelName:
+            return None
+        model = self.models.get(key)
+        return model.record if model is not None else None
+
+    def records(self) -> list[ModelRecord]:
+        return [m.record for m in self.models.values()]
+
+    def selector(self, local: Backend) -> BackendSelector:
+        """Remote models to their engines, everything else to the local scheduler."""
+        def select(record: ModelRecord) -> Backend:
+            model = self.models.get(record.model_name.canonical())
+            return model if model is not None and model.record is record else local
+
+        return select
+
+    async def close(self) -> None:
+        for engine in self.engines:
+            await engine.client.aclose()
