@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     rag_index: Literal["memory", "postgres"] = Field("memory", description="Where course documents are searched: `memory` (embedded: per assistant in this process, rebuilt from the database) or `postgres` (in the PostgreSQL of FLEXI_DATABASE_URL: BM25 + pgvector, the same ranking, nothing held in memory; for campus scale and several replicas). Install pgvector for `postgres` (PGDG package `postgresql-16-pgvector` or the `pgvector/pgvector` image); without it dense ranking runs in Flexi (same results, slower).")
     rag_top_k: int = Field(5, ge=1, le=20, description="Passages quoted into a course assistant's prompt.")
 
+    # --- issue 14: operations ---
+    metrics: bool = Field(True, description="Serve Prometheus metrics at GET /metrics (text exposition format): requests and errors by type, time to first token, time per output token, latency, queue depth and wait, tokens, loaded models and their memory, runner restarts, embeddings; labelled by model, endpoint and course id, never by user. With FLEXI_AUTH=on only admins may read it (a key needs scope `admin`); off = 404 and nothing is measured. Several worker processes: set PROMETHEUS_MULTIPROC_DIR (an empty directory) in the environment before starting, as prometheus-client documents.")
+
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", "document_url_allow_hosts",

@@ -7,7 +7,7 @@ itself), `/terms` (what one is asked to accept) and the web interface's shell:
 page signs in by itself).
 
 Endpoint classes:
-- `/admin/…`: admins only (role admin; a key needs scope `admin` if it has scopes);
+- `/admin/…` and `/metrics` (Prometheus): admins only (role admin; a key needs scope `admin` if it has scopes);
 - model management (`pull`, `create`, `delete`, `copy`, `push`, blob upload): admins only (scope `manage`);
 - `/me…`: a signed-in user (not the anonymous local user of auth=off);
 - everything else: scope `inference`.
@@ -42,6 +42,7 @@ CSRF_HEADER_BYTES = CSRF_HEADER.encode()
 
 PUBLIC_PREFIXES = ("/auth/", "/ui/assets/")
 PUBLIC_PATHS = {"/terms", "/ui/config", "/favicon.ico"}
+ADMIN_PATHS = {"/metrics"}  # operators' view of the whole service (every model and course)
 MANAGE_PATHS = {"/api/pull", "/api/create", "/api/delete", "/api/copy", "/api/push"}
 MANAGE_PREFIXES = ("/api/blobs/",)
 TERMS_EXEMPT = {"/me", "/me/terms", "/me/export"}
@@ -57,7 +58,7 @@ def endpoint_class(path: str, method: str = "GET", accept: str | None = None) ->
         return "public"
     if path == "/" and method in ("GET", "HEAD") and wants_html(accept):
         return "public"  # the web page signs in by itself; API clients probing `/` still need a key
-    if path == "/admin" or path.startswith("/admin/"):
+    if path == "/admin" or path.startswith("/admin/") or path in ADMIN_PATHS:
         return "admin"
     if path in MANAGE_PATHS or path.startswith(MANAGE_PREFIXES):
         return "manage"
