@@ -38,7 +38,6 @@ from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow, iso_z
-from flexi.observability.metrics import Metrics
 from flexi.engine.types import (
     EngineError,
     GenerationRequest,
@@ -48,6 +47,7 @@ from flexi.engine.types import (
     TextChunk,
     TooManyRequests,
 )
+from flexi.observability.metrics import Metrics
 
 log = logging.getLogger("flexi.access")
 WATCH_INTERVAL = 1.0

@@ -33,9 +33,9 @@ def test_a_course_assistants_slug_never_becomes_a_label_value() -> None:
 
 
 def _generation(metrics: Metrics, model: str = "m", course_id: int | None = None, **kw: object) -> None:
-    args: dict[str, object] = dict(model=model, endpoint="/api/chat", course_id=course_id, status="ok", error=None,
-                                   prompt_tokens=5, output_tokens=3, ttft=0.2, tpot=0.05, duration=0.4,
-                                   queue_wait=0.01)
+    args: dict[str, object] = {"model": model, "endpoint": "/api/chat", "course_id": course_id, "status": "ok",
+                               "error": None, "prompt_tokens": 5, "output_tokens": 3, "ttft": 0.2, "tpot": 0.05,
+                               "duration": 0.4, "queue_wait": 0.01}
     metrics.generation(**{**args, **kw})  # type: ignore[arg-type]
 
 
