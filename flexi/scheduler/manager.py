@@ -397,9 +397,9 @@ class ModelManager:
     async def _unload(self, entry: Loaded) -> None:
         if self.loaded.get(entry.name) is entry:
             del self.loaded[entry.name]
-        dead = sum(not r.runner.alive for r in entry.replicas)
-        if dead and not self._closing:  # crashed: the next request starts a fresh runner
-            self.restarts[entry.name] = self.restarts.get(entry.name, 0) + dead
+            dead = sum(not r.runner.alive for r in entry.replicas)  # counted once per entry, however it is unloaded
+            if dead and not self._closing:  # crashed: the next request starts a fresh runner
+                self.restarts[entry.name] = self.restarts.get(entry.name, 0) + dead
         log.info("unloading %s", entry.name)
         await self._stop_entry(entry)
 
