@@ -109,7 +109,9 @@ def main() -> None:
     print(f"in process: {alone}", flush=True)
     runs: list[dict[str, Any]] = []
     scrape_ms: list[float] = []
-    with FlexiServer(port=11487, env={"FLEXI_METRICS": "on"}) as on, FlexiServer(port=11488, env={"FLEXI_METRICS": "off"}) as off:
+    common = {"FLEXI_NUM_THREADS": "1"}  # two runners on the shared cores: oversubscribed llama.cpp threads spin-wait
+    with FlexiServer(port=11487, env={**common, "FLEXI_METRICS": "on"}) as on, \
+            FlexiServer(port=11488, env={**common, "FLEXI_METRICS": "off"}) as off:
         for round_no in range(args.rounds):
             busy = wait_for_quiet_cpu(timeout=30)
             stop, scrapes = threading.Event(), []
@@ -141,7 +143,7 @@ def main() -> None:
             "rounds": args.rounds, "concurrency_per_server": args.concurrency, "scrape_every_s": args.scrape,
             "machine": machine(), "in_process": alone, "summary": summary, "runs": runs}
     lines = ["# What Prometheus metrics cost (issue 14)", "",
-             f"Two servers, FLEXI_METRICS=on and off, same model (`{MODEL}`), loaded side by side: per round "
+             f"Two servers, FLEXI_METRICS=on and off, same model (`{MODEL}`), loaded side by side (one runner thread each): per round "
              f"{args.concurrency} clients per server send `POST /api/generate` (`num_predict` 4) in a closed loop for "
              f"{args.seconds:.0f} s, {args.rounds} rounds; the metrics server is scraped every {args.scrape:g} s meanwhile.", "",
              f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, {data['machine']['memory_gib']} GiB, "

@@ -32,6 +32,7 @@ from flexi.access.credentials import CredentialError, extract
 from flexi.access.errors import AccessError, forbidden, unauthorized
 from flexi.access.caller import Caller
 from flexi.access.principal import Principal
+from flexi.observability.metrics import Metrics
 from flexi.http.sessions import scope_is_secure
 from flexi.http.errors import ollama_error, openai_error
 from flexi.http.caller import CALLER_STATE, build_caller, request_id_of
@@ -81,8 +82,14 @@ class AccessMiddleware:
             return
         t0 = time.perf_counter()
         request_id = request_id_of(scope)
+        path: str = scope["path"]
+        kind = endpoint_class(path, scope["method"], next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None) if path == "/" else None)
+        metrics = getattr(getattr(scope["app"].state, "flexi", None), "metrics", None)
+        if metrics is not None:  # every answer, refusals here included, by endpoint class and status class
+            send = _counted(send, metrics, kind)
         try:
-            principal = await self._principal(scope)
+            principal = await self._principal(scope, kind)
         except AccessError as exc:
             render = openai_error if scope["path"].startswith("/v1/") else ollama_error
             response = render(exc)
@@ -112,12 +119,10 @@ class AccessMiddleware:
 
         await self.app(scope, receive, send_with_timing)
 
-    async def _principal(self, scope: Scope) -> Principal | None:
+    async def _principal(self, scope: Scope, kind: str) -> Principal | None:
         access = scope["app"].state.flexi.access
         path: str = scope["path"]
         headers = scope["headers"]
-        kind = endpoint_class(path, scope["method"], next((v.decode("latin-1") for k, v in headers if k == b"accept"), None)
-                              if path == "/" else None)
         locale_hint = next((v.decode("latin-1") for k, v in headers if k == b"accept-language"), None)
         if kind == "public":
             return None
@@ -167,3 +172,14 @@ class AccessMiddleware:
             raise forbidden(i18n.text("forbidden_scope", locale, scope="account"))
         if kind == "inference" and not principal.has_scope("inference"):
             raise forbidden(i18n.text("forbidden_scope", locale, scope="inference"))
+
+
+def _counted(send: Send, metrics: Metrics, kind: str) -> Send:
+    """`send`, counting the response's status for /metrics when it starts."""
+
+    async def counting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            metrics.response(kind, message["status"])
+        await send(message)
+
+    return counting

@@ -208,6 +208,10 @@ class Metrics:
                                   "outcome.", ["model", "course", "status"], registry=r)
         self.embedding_tokens = Counter("flexi_embedding_tokens", "Input tokens embedded.", ["model", "course"],
                                         registry=r)
+        self.responses = Counter("flexi_http_responses", "Every HTTP answer, by endpoint class (inference, admin, "
+                                 "manage, me, public) and status class (2xx … 5xx): refusals before a request reaches "
+                                 "the gate (401, 403, 404, 400) included.", ["endpoint_class", "status_class"],
+                                 registry=r)
         self._scrape_extra: list[Collector] = []
         if self.multiprocess is None:
             for make in (ProcessCollector, PlatformCollector, GCCollector):
@@ -233,6 +237,10 @@ class Metrics:
         if queue_wait is not None:
             self.queue_wait.labels(m).observe(queue_wait)
         self.latency.labels(m, e).observe(duration)
+
+    def response(self, endpoint_class: str, status: int) -> None:
+        """One HTTP answer (the access middleware counts them all)."""
+        self.responses.labels(endpoint_class, f"{status // 100}xx").inc()
 
     def refused(self, *, model: str, endpoint: str, course_id: int | None, status: str, error: str | None) -> None:
         """A request that ended before generating (a quota refusal, a prompt that failed to render)."""

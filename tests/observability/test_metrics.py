@@ -57,6 +57,16 @@ def test_a_generation_is_counted_with_its_tokens_and_latencies() -> None:
     assert total(s, "process_cpu_seconds_total") > 0  # the process collectors come along
 
 
+def test_http_answers_are_counted_by_status_class() -> None:
+    metrics = Metrics()
+    for status in (200, 204, 401, 403, 503):
+        metrics.response("inference", status)
+    s = parse(metrics.exposition().decode())
+    assert total(s, "flexi_http_responses_total", endpoint_class="inference", status_class="2xx") == 2
+    assert total(s, "flexi_http_responses_total", status_class="4xx") == 2
+    assert total(s, "flexi_http_responses_total", status_class="5xx") == 1
+
+
 def test_model_and_course_labels_are_capped_so_clients_cannot_grow_the_series() -> None:
     metrics = Metrics(max_models=3, max_courses=2)
     for i in range(10):

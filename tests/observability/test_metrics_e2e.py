@@ -52,6 +52,8 @@ def test_both_dialects_are_counted_once_each(server: RunningServer, http: httpx.
     assert ttft == 1 and out == openai_out and prompt > 0
     assert total(after, "flexi_requests_total", model=MODEL, endpoint="/api/chat") == \
         total(middle, "flexi_requests_total", model=MODEL, endpoint="/api/chat")  # the second request only once
+    assert total(after, "flexi_http_responses_total", endpoint_class="inference", status_class="2xx") >= \
+        total(before, "flexi_http_responses_total", endpoint_class="inference", status_class="2xx") + 2
     assert total(after, "flexi_loaded_models") >= 1
     assert total(after, "flexi_model_memory_bytes", model=MODEL) > 0
     assert total(after, "flexi_queue_capacity", model=MODEL) >= 1
@@ -84,6 +86,9 @@ def test_with_auth_on_only_admins_read_the_metrics(campus: tuple[RunningServer, 
     assert httpx.get(srv.url + "/metrics", headers=_bearer(inference_only)).status_code == 403
     for key in (admin_key, scraper):
         assert total(_scrape(srv.url, _bearer(key)), "flexi_loaded_models") >= 0
+    refused = total(_scrape(srv.url, _bearer(scraper)), "flexi_http_responses_total", endpoint_class="admin",
+                    status_class="4xx")
+    assert refused >= 3  # the refusals above are counted, though they never reached a route
 
 
 def test_switched_off_there_is_no_metrics_route(tmp_path: Path) -> None:
