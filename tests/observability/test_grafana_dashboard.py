@@ -21,6 +21,7 @@ def _exported() -> set[str]:
     metrics.generation(model="m", endpoint="/api/chat", course_id=1, status="error", error="timeout", prompt_tokens=1,
                        output_tokens=2, ttft=0.1, tpot=0.1, duration=0.2, queue_wait=0.0)
     metrics.embedding(model="m", endpoint="/api/embed", course_id=None, status="ok", error=None, tokens=3)
+    metrics.response("inference", 200)
     return {name for name, _, _ in parse(metrics.exposition().decode())}
 
 
