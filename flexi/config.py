@@ -261,6 +261,9 @@ class Settings(BaseSettings):
             seen.add(backend.name.lower())
         return value
 
+    # --- issue 14: operations ---
+    metrics: bool = Field(True, description="Serve Prometheus metrics at GET /metrics (text exposition format): requests and errors by type, time to first token, time per output token, latency, queue depth and wait, tokens, loaded models and their memory, runner restarts, embeddings; labelled by model, endpoint and course id, never by user. With FLEXI_AUTH=on only admins may read it (a key needs scope `admin`); off = 404 and nothing is measured. Several worker processes: set PROMETHEUS_MULTIPROC_DIR (an empty directory) in the environment before starting, as prometheus-client documents.")
+
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", "document_url_allow_hosts",

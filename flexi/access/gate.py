@@ -39,6 +39,7 @@ from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow, iso_z
 from flexi.engine.types import (
+    EngineError,
     GenerationRequest,
     GenerationStats,
     ModelNotFound,
@@ -46,6 +47,7 @@ from flexi.engine.types import (
     TextChunk,
     TooManyRequests,
 )
+from flexi.observability.metrics import Metrics
 
 log = logging.getLogger("flexi.access")
 WATCH_INTERVAL = 1.0
@@ -90,6 +92,7 @@ class AccessGate:
         self._ids = itertools.count()
         self._courses: dict[str, tuple[int | None, float]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self.metrics: Metrics | None = None  # Prometheus metrics (/metrics), set by the app when FLEXI_METRICS is on
 
     # --- models -------------------------------------------------------------------
     def limits(self, principal: Principal, model: str) -> Limits:
@@ -153,10 +156,13 @@ class AccessGate:
         admission.caller.timings.add_gate((time.perf_counter() - t0) * 1000)
         return dataclasses.replace(admission, reservation=reserved.reservation)
 
-    def release_unclaimed(self, admission: Admission) -> None:
+    def release_unclaimed(self, admission: Admission, error: BaseException | None = None) -> None:
         """Record an admitted request that never started generating (a 400 while rendering its
         prompt, say): it counted for the rate limits, and the usage record says so."""
         self.usage.submit(self._entry(admission, status="error"))
+        if self.metrics is not None:
+            self.metrics.refused(model=admission.model, endpoint=admission.endpoint, course_id=admission.course_id,
+                                 status="error", error=_error_type(error))
 
     async def meter(self, admission: Admission, req: GenerationRequest,
                     events: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -168,6 +174,8 @@ class AccessGate:
         self._streams[stream_id] = handle
         self._ensure_watcher()
         delivered, prefill, stats, status = 0, 0, None, "error"
+        first: float | None = None  # when the first token came (time to first token)
+        error: str | None = None  # the error type, for the metrics
         parts: list[str] | None = [] if self.usage.content_logging else None
         try:
             async for ev in events:
@@ -178,6 +186,8 @@ class AccessGate:
                     continue
                 if isinstance(ev, TextChunk):
                     delivered = ev.n_tokens
+                    if first is None and delivered:
+                        first = time.perf_counter()
                     if parts is not None:
                         parts.append(ev.text)
                 elif isinstance(ev, GenerationStats):
@@ -188,16 +198,34 @@ class AccessGate:
             status = "cancelled"
             raise
         except TooManyRequests as exc:  # the scheduler's per-person cap: nothing ran, nothing is billed
-            status = "rejected"
+            status, error = "rejected", exc.code
             raise self.too_many(caller, exc, req.model) from None
+        except BaseException as exc:
+            error = _error_type(exc)
+            raise
         finally:
             self._streams.pop(stream_id, None)
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
-            self._record(admission, req, stats, delivered, prefill, status, parts)
+            prompt, completion = self._record(admission, req, stats, delivered, prefill, status, parts)
+            if self.metrics is not None:
+                self._observe(admission, stats, prompt, completion, status, error, first)
+
+    def _observe(self, admission: Admission, stats: GenerationStats | None, prompt: int, completion: int, status: str,
+                 error: str | None, first: float | None) -> None:
+        """One generation for the Prometheus metrics (the same token figures as the usage record)."""
+        assert self.metrics is not None
+        end = time.perf_counter()
+        ttft = first - admission.started if first is not None else None
+        tpot = (end - first) / (completion - 1) if first is not None and completion > 1 else None
+        self.metrics.generation(model=admission.model, endpoint=admission.endpoint, course_id=admission.course_id,
+                                status=status, error=error, prompt_tokens=prompt, output_tokens=completion,
+                                ttft=ttft, tpot=tpot, duration=end - admission.started,
+                                queue_wait=stats.queue_ns / 1e9 if stats is not None else None)
 
     def _record(self, admission: Admission, req: GenerationRequest, stats: GenerationStats | None, delivered: int,
-                prefill: int, status: str, parts: list[str] | None) -> None:
+                prefill: int, status: str, parts: list[str] | None) -> tuple[int, int]:
+        """Submit the usage record; returns the (prompt, completion) tokens billed."""
         if stats is not None:
             prompt, completion = stats.prompt_tokens, stats.completion_tokens
             queue_ms, gen_ms = stats.queue_ns // 1_000_000, (stats.prompt_eval_ns + stats.eval_ns) // 1_000_000
@@ -212,25 +240,32 @@ class AccessGate:
             status=status, reservation=admission.reservation, assistant_id=admission.assistant_id,
             prompt_text=req.prompt if parts is not None else None,
             response_text="".join(parts) if parts is not None else None))
+        return prompt, completion
 
     async def embed(self, caller: Caller, model: str, inputs: list[str], run: Callable[[], Awaitable[T]],
                     tokens_of: Callable[[T], int]) -> T:
         """Admit an embedding request (prompt tokens only), run it, record it."""
         t0 = time.perf_counter()
         bound = sum(len(text.encode("utf-8")) + 1 for text in inputs)
-        admission = await self._admit(caller, self.limits(caller.principal, model), bound, 0, model)
+        admission = await self._admit(caller, self.limits(caller.principal, model), bound, 0, model, embedding=True)
         caller.timings.add_gate((time.perf_counter() - t0) * 1000)
-        status, tokens = "error", 0
+        status, tokens, error = "error", 0, None
         try:
             result = await run()
             tokens, status = tokens_of(result), "ok"
             return result
         except TooManyRequests as exc:
-            status = "rejected"
+            status, error = "rejected", exc.code
             raise self.too_many(caller, exc, model) from None
+        except BaseException as exc:
+            error = _error_type(exc)
+            raise
         finally:
             self.usage.submit(self._entry(admission, status=status, prompt_tokens=tokens,
                                           generation_ms=int((time.perf_counter() - admission.started) * 1000)))
+            if self.metrics is not None:
+                self.metrics.embedding(model=model, endpoint=admission.endpoint, course_id=admission.course_id,
+                                       status=status, error=error, tokens=tokens)
 
     def _entry(self, admission: Admission, *, status: str, prompt_tokens: int = 0, generation_ms: int = 0) -> UsageEntry:
         """The usage record of a request that produced no completion figures (loads, embeddings,
@@ -243,7 +278,7 @@ class AccessGate:
 
     # --- admission ---------------------------------------------------------------------
     async def _admit(self, caller: Caller, limits: Limits, prompt_bound: int, max_output: int,
-                     model: str, phase: str = "all") -> Admission:
+                     model: str, phase: str = "all", embedding: bool = False) -> Admission:
         principal = caller.principal
         course_id = await self._course_of(caller)
         billing = caller.billing
@@ -262,17 +297,24 @@ class AccessGate:
                 lambda done: self._release(done, principal, course_id, endpoint, model, assistant_id))
             raise  # ...so its reservation is handed back once it is in
         except QuotaRefusal as refusal:
-            raise self._refused(caller, refusal, course_id, endpoint, model, assistant_id) from None
+            raise self._refused(caller, refusal, course_id, endpoint, model, assistant_id, embedding) from None
         return Admission(caller, course_id, limits, reservation, endpoint, model, assistant_id=assistant_id)
 
     def _refused(self, caller: Caller, refusal: QuotaRefusal, course_id: int | None,
-                 endpoint: str, model: str, assistant_id: int | None = None) -> AccessError:
+                 endpoint: str, model: str, assistant_id: int | None = None, embedding: bool = False) -> AccessError:
         principal = caller.principal
         self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
             user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
             endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected",
             assistant_id=assistant_id))
-        return self._refusal(caller.locale, refusal)
+        error = self._refusal(caller.locale, refusal)
+        if self.metrics is not None and embedding:
+            self.metrics.embedding(model=model, endpoint=endpoint, course_id=course_id, status="rejected",
+                                   error=error.code, tokens=0)
+        elif self.metrics is not None:
+            self.metrics.refused(model=model, endpoint=endpoint, course_id=course_id, status="rejected",
+                                 error=error.code)
+        return error
 
     def _release(self, done: asyncio.Future[Reservation], principal: Principal, course_id: int | None, endpoint: str,
                  model: str, assistant_id: int | None = None) -> None:
@@ -382,3 +424,10 @@ class AccessGate:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
 
+
+def _error_type(exc: BaseException | None) -> str | None:
+    """The metrics' error type: the API error code (bounded: Flexi's own codes), "internal" otherwise;
+    None for a client that left (not an error of the service)."""
+    if exc is None or isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+        return None
+    return exc.code if isinstance(exc, EngineError) else "internal"

@@ -7,7 +7,7 @@ itself), `/terms` (what one is asked to accept) and the web interface's shell:
 page signs in by itself).
 
 Endpoint classes:
-- `/admin/…`: admins only (role admin; a key needs scope `admin` if it has scopes);
+- `/admin/…` and `/metrics` (Prometheus): admins only (role admin; a key needs scope `admin` if it has scopes);
 - model management (`pull`, `create`, `delete`, `copy`, `push`, blob upload): admins only (scope `manage`);
 - `/me…`: a signed-in user (not the anonymous local user of auth=off);
 - everything else: scope `inference`.
@@ -32,6 +32,7 @@ from flexi.access.credentials import CredentialError, extract
 from flexi.access.errors import AccessError, forbidden, unauthorized
 from flexi.access.caller import Caller
 from flexi.access.principal import Principal
+from flexi.observability.metrics import Metrics
 from flexi.http.sessions import scope_is_secure
 from flexi.http.errors import ollama_error, openai_error
 from flexi.http.caller import CALLER_STATE, build_caller, request_id_of
@@ -42,6 +43,7 @@ CSRF_HEADER_BYTES = CSRF_HEADER.encode()
 
 PUBLIC_PREFIXES = ("/auth/", "/ui/assets/")
 PUBLIC_PATHS = {"/terms", "/ui/config", "/favicon.ico"}
+ADMIN_PATHS = {"/metrics"}  # operators' view of the whole service (every model and course)
 MANAGE_PATHS = {"/api/pull", "/api/create", "/api/delete", "/api/copy", "/api/push"}
 MANAGE_PREFIXES = ("/api/blobs/",)
 TERMS_EXEMPT = {"/me", "/me/terms", "/me/export"}
@@ -57,7 +59,7 @@ def endpoint_class(path: str, method: str = "GET", accept: str | None = None) ->
         return "public"
     if path == "/" and method in ("GET", "HEAD") and wants_html(accept):
         return "public"  # the web page signs in by itself; API clients probing `/` still need a key
-    if path == "/admin" or path.startswith("/admin/"):
+    if path == "/admin" or path.startswith("/admin/") or path in ADMIN_PATHS:
         return "admin"
     if path in MANAGE_PATHS or path.startswith(MANAGE_PREFIXES):
         return "manage"
@@ -80,8 +82,14 @@ class AccessMiddleware:
             return
         t0 = time.perf_counter()
         request_id = request_id_of(scope)
+        path: str = scope["path"]
+        kind = endpoint_class(path, scope["method"], next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None) if path == "/" else None)
+        metrics = getattr(getattr(scope["app"].state, "flexi", None), "metrics", None)
+        if metrics is not None:  # every answer, refusals here included, by endpoint class and status class
+            send = _counted(send, metrics, kind)
         try:
-            principal = await self._principal(scope)
+            principal = await self._principal(scope, kind)
         except AccessError as exc:
             render = openai_error if scope["path"].startswith("/v1/") else ollama_error
             response = render(exc)
@@ -111,12 +119,10 @@ class AccessMiddleware:
 
         await self.app(scope, receive, send_with_timing)
 
-    async def _principal(self, scope: Scope) -> Principal | None:
+    async def _principal(self, scope: Scope, kind: str) -> Principal | None:
         access = scope["app"].state.flexi.access
         path: str = scope["path"]
         headers = scope["headers"]
-        kind = endpoint_class(path, scope["method"], next((v.decode("latin-1") for k, v in headers if k == b"accept"), None)
-                              if path == "/" else None)
         locale_hint = next((v.decode("latin-1") for k, v in headers if k == b"accept-language"), None)
         if kind == "public":
             return None
@@ -166,3 +172,14 @@ class AccessMiddleware:
             raise forbidden(i18n.text("forbidden_scope", locale, scope="account"))
         if kind == "inference" and not principal.has_scope("inference"):
             raise forbidden(i18n.text("forbidden_scope", locale, scope="inference"))
+
+
+def _counted(send: Send, metrics: Metrics, kind: str) -> Send:
+    """`send`, counting the response's status for /metrics when it starts."""
+
+    async def counting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            metrics.response(kind, message["status"])
+        await send(message)
+
+    return counting

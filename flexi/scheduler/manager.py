@@ -115,6 +115,7 @@ class ModelManager:
         self._placement = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False  # set by shutdown: no new runner may start, waiting requests end
+        self.restarts: dict[str, int] = {}  # model -> runners found dead and replaced (for /metrics)
 
     async def start(self) -> None:
         ensure_private_dir(self.settings.run_dir)  # refuse to start on a socket directory others could tamper with
@@ -396,6 +397,9 @@ class ModelManager:
     async def _unload(self, entry: Loaded) -> None:
         if self.loaded.get(entry.name) is entry:
             del self.loaded[entry.name]
+            dead = sum(not r.runner.alive for r in entry.replicas)  # counted once per entry, however it is unloaded
+            if dead and not self._closing:  # crashed: the next request starts a fresh runner
+                self.restarts[entry.name] = self.restarts.get(entry.name, 0) + dead
         log.info("unloading %s", entry.name)
         await self._stop_entry(entry)
 

@@ -17,6 +17,9 @@ from flexi.access.service import AccessService
 from flexi.api import ollama, openai
 from flexi.campus import admin, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations, documents as course_documents
+from flexi.campus import metrics as metrics_routes
+from flexi.observability.metrics import Metrics
+from flexi.scheduler.metrics_view import ManagerView
 from flexi.rag.library import DocumentLibrary
 from flexi.rag.pgindex import PostgresChunkIndex
 from flexi.service.embedder import EngineEmbedder
@@ -65,8 +68,12 @@ def create_app(settings: Settings) -> FastAPI:
         documents = DocumentLibrary(access.engine, ParseLimits.from_settings(settings), embedder=EngineEmbedder(generation),
                                     index=index, min_similarity=settings.rag_min_similarity, top_k=settings.rag_top_k)
         generation.aliases.append(assistants.AssistantModels(access, generation, documents))  # `assistant/<slug>`
+        metrics = Metrics() if settings.metrics else None
+        if metrics is not None:  # requests are observed where the gate meters them; the scheduler at scrape time
+            metrics.watch(ManagerView(manager))
+            access.gate.metrics = metrics
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
-                                   documents=documents)
+                                   documents=documents, metrics=metrics)
         try:
             yield
         finally:
@@ -93,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations.router)  # /me/conversations: server-side chat history (FLEXI_CHAT_HISTORY=server)
     app.include_router(course_documents.router)  # /assistants/{slug}/documents, /search: course documents
     app.include_router(assistants.router)  # /assistants: teacher-made course assistants
+    if settings.metrics:
+        app.include_router(metrics_routes.router)  # /metrics: Prometheus (admins only with auth on)
 
     @app.exception_handler(EngineError)
     async def _engine_error(request: Request, exc: EngineError) -> Response:

@@ -275,8 +275,8 @@ class GenerationService:
             else:
                 prompt, messages = await self._prompt(caller, record, spec), None
             req = self._resolve(caller, admission.limits, record, draft, options, prompt, messages)
-        except BaseException:
-            self.gate.release_unclaimed(admission)
+        except BaseException as exc:
+            self.gate.release_unclaimed(admission, exc)
             raise
         # the tokens of exactly this prompt and output; a refusal here is recorded by the gate itself
         admission = await self.gate.reserve(admission, len(prompt.encode("utf-8")) + 1 + len(req.prefix_tokens),

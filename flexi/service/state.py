@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flexi.access.service import AccessService
 from flexi.config import Settings
+from flexi.observability.metrics import Metrics
 from flexi.rag.library import DocumentLibrary
 from flexi.scheduler.manager import ModelManager
 from flexi.service.generation import GenerationService
@@ -20,3 +21,4 @@ class AppState:
     access: AccessService
     generation: GenerationService
     documents: DocumentLibrary
+    metrics: Metrics | None = None  # None when FLEXI_METRICS is off

@@ -1,0 +1,1 @@
+"""What Flexi reports about itself to operators (Prometheus metrics)."""
