@@ -105,6 +105,13 @@ class Client:
         except ValueError:
             raise CLIError(t("bad_stream", line=response.text[:200])) from None
 
+    def text(self, path: str) -> str:
+        """A GET whose body is text (e.g. Prometheus metrics)."""
+        with self._transport_errors():
+            response = self._http.get(path, headers={"Accept": "text/plain"})
+        self._check(response)
+        return response.text
+
     def post_files(self, path: str, field: str, files: Sequence[Path]) -> Any:
         """POST `files` as multipart parts that all carry the form field `field`; the decoded JSON body."""
         with ExitStack() as stack, self._transport_errors():

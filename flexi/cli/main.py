@@ -19,6 +19,7 @@ from flexi.cli.admin import SUB_APPS as ADMIN_APPS
 from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
 from flexi.cli.errors import fail, handle_errors
+from flexi.cli.monitor import monitor_app
 from flexi.cli.rag import rag_app
 from flexi.cli.rag_eval import register as register_rag_eval
 from flexi.cli.create import create as create_model
@@ -41,6 +42,7 @@ for _sub_app, _name in ADMIN_APPS + PRIVACY_APPS:  # users, keys, groups, course
     app.add_typer(_sub_app, name=_name)
 register_rag_eval(rag_app)  # `flexi rag eval`
 app.add_typer(rag_app, name="rag")
+app.add_typer(monitor_app, name="monitor")
 
 
 def stdin_is_tty() -> bool:

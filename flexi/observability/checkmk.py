@@ -1,0 +1,121 @@
+"""Checkmk local checks from Flexi's Prometheus metrics (`flexi monitor checkmk`).
+
+A data centre that watches its servers with Checkmk (as FLEXI at FernUniversität does) runs this from
+the agent's `local/` directory once a minute. Each line is a local check: status (0 OK, 1 WARN, 2 CRIT,
+3 UNKNOWN), service name, metrics as `name=value;warn;crit` joined by `|`, and a text. Counters and
+histograms are cumulative, so rates and percentiles are computed against the previous run's sample
+(kept in a small state file); the first run reports since the server started.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    queue_warn: float = 10
+    queue_crit: float = 50
+    error_warn: float = 5.0  # percent of requests
+    error_crit: float = 20.0
+    latency_warn: float = 30.0  # seconds, p95 of the whole request
+    latency_crit: float = 120.0
+
+
+@dataclass(frozen=True)
+class Check:
+    status: int
+    service: str
+    metrics: tuple[tuple[str, float, float | None, float | None], ...]
+    text: str
+
+    def line(self) -> str:
+        perf = "|".join(f"{n}={_num(v)}" + (f";{_num(w)};{_num(c)}" if w is not None else "") for n, v, w, c in self.metrics)
+        return f"{self.status} {self.service} {perf or '-'} {self.text}"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else (f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}")
+
+
+def _level(value: float, warn: float, crit: float) -> int:
+    return 2 if value >= crit else 1 if value >= warn else 0
+
+
+def sample(text: str) -> dict[str, Any]:
+    """The figures the checks need from one scrape: sums over models, histogram buckets by bound."""
+    sums: dict[str, float] = defaultdict(float)
+    buckets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith("_bucket"):
+                buckets[s.name][s.labels.get("le", "+Inf")] += s.value
+            else:
+                sums[s.name] += s.value
+    return {"sums": dict(sums), "buckets": {k: dict(v) for k, v in buckets.items()}}
+
+
+def _delta(now: dict[str, Any], before: dict[str, Any] | None, name: str) -> float:
+    value = now["sums"].get(name, 0.0)
+    if before is not None and before["sums"].get(name, 0.0) <= value:  # a restarted server starts from zero
+        value -= before["sums"].get(name, 0.0)
+    return value
+
+
+def quantile(now: dict[str, Any], before: dict[str, Any] | None, name: str, q: float) -> float | None:
+    """The q-quantile of a histogram over the interval (upper bucket bound, as Prometheus' histogram_quantile
+    without interpolation); None without observations, +inf when it lies beyond the largest bound."""
+    current = now["buckets"].get(f"{name}_bucket", {})
+    previous = (before or {}).get("buckets", {}).get(f"{name}_bucket", {})
+    if previous and all(previous.get(le, 0.0) <= count for le, count in current.items()):
+        current = {le: count - previous.get(le, 0.0) for le, count in current.items()}
+    bounds = sorted(((math.inf if le == "+Inf" else float(le)), count) for le, count in current.items())
+    total = bounds[-1][1] if bounds else 0.0
+    if total <= 0:
+        return None
+    return next(bound for bound, count in bounds if count >= q * total)
+
+
+def checks(now: dict[str, Any], before: dict[str, Any] | None, limits: Thresholds = Thresholds()) -> list[Check]:
+    since = "since the last check" if before is not None else "since the server started"
+    waiting = now["sums"].get("flexi_queue_waiting", 0.0)
+    running = now["sums"].get("flexi_queue_running", 0.0)
+    out = [Check(_level(waiting, limits.queue_warn, limits.queue_crit), "Flexi_Queue",
+                 (("waiting", waiting, limits.queue_warn, limits.queue_crit), ("running", running, None, None)),
+                 f"{waiting:.0f} requests waiting, {running:.0f} running")]
+    requests = _delta(now, before, "flexi_requests_total")
+    errors = _delta(now, before, "flexi_request_errors_total")
+    share = 100.0 * errors / requests if requests else 0.0
+    out.append(Check(_level(share, limits.error_warn, limits.error_crit), "Flexi_Errors",
+                     (("error_rate", share, limits.error_warn, limits.error_crit), ("requests", requests, None, None)),
+                     f"{share:.1f} % of {requests:.0f} requests failed {since}"))
+    p95 = quantile(now, before, "flexi_request_duration_seconds", 0.95)
+    ttft = quantile(now, before, "flexi_time_to_first_token_seconds", 0.95)
+    if p95 is None:
+        out.append(Check(0, "Flexi_Latency", (), f"no requests {since}"))
+    else:
+        shown = min(p95, 1e9)
+        metrics: list[tuple[str, float, float | None, float | None]] = [("p95", shown, limits.latency_warn, limits.latency_crit)]
+        if ttft is not None:
+            metrics.append(("ttft_p95", min(ttft, 1e9), None, None))
+        text = f"p95 request time {'over the largest bucket' if math.isinf(p95) else f'{p95:g} s'} {since}"
+        out.append(Check(_level(p95, limits.latency_warn, limits.latency_crit), "Flexi_Latency", tuple(metrics), text))
+    loaded = now["sums"].get("flexi_loaded_models", 0.0)
+    memory = now["sums"].get("flexi_model_memory_bytes", 0.0)
+    out.append(Check(0, "Flexi_Models", (("loaded", loaded, None, None), ("memory", memory, None, None)),
+                     f"{loaded:.0f} models loaded, {memory / 2**30:.2f} GiB"))
+    return out
+
+
+def unreachable(reason: str) -> list[Check]:
+    return [Check(2, "Flexi", (), f"Flexi not reachable: {reason}")]
+
+
+def render(lines: Iterable[Check]) -> str:
+    return "\n".join(c.line() for c in lines) + "\n"
