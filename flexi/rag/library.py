@@ -119,7 +119,7 @@ class DocumentLibrary:
         await asyncio.to_thread(self._store, doc_id, chunks, parsed.page_count or 0, vectors, model)
 
     async def _embed(self, doc_id: int, chunks: list[Chunk]) -> tuple[np.ndarray | None, str | None]:
-        """The chunks' vectors and the model that made them; (None, None) without an embedding model."""
+        """The chunks' vectors and the embedding model; (None, None) without a model, (None, model) when it failed."""
         model = self.embedder.model if self.embedder is not None else None
         if self.embedder is None or model is None or not chunks:
             return None, None
@@ -130,7 +130,7 @@ class DocumentLibrary:
             return vectors, model
         except Exception:
             log.exception("embedding document %s with %s failed; it is searched by its words only", doc_id, model)
-            return None, None
+            return None, model
         finally:
             self._progress.pop(doc_id, None)
 
@@ -150,7 +150,7 @@ class DocumentLibrary:
                        for i, c in enumerate(chunks)])
             s.flush()
             self.index.stored(s, doc_id)
-            words_only = self.embedder is not None and self.embedder.model is not None and vectors is None and chunks
+            words_only = model is not None and vectors is None and bool(chunks)  # the model failed on this document
             s.execute(update(AssistantDocument).where(AssistantDocument.id == doc_id).values(
                 status="ready", error=WORDS_ONLY if words_only else None, pages=pages, chunks=len(chunks),
                 updated_at=utcnow()))
