@@ -9,6 +9,7 @@ pass by skipping them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -43,6 +44,17 @@ def binary() -> Path:
     pytest.skip(message)
 
 
+@functools.cache
+def no_repack_flag(path: Path) -> tuple[str, ...]:
+    """The switch that turns off CPU weight repacking, whichever this build has (as the batching benchmark
+    does): the repacked AMX path dies with SIGILL where the kernel does not grant AMX to the process."""
+    help_text = subprocess.run([str(path), "--help"], capture_output=True, text=True, check=False).stdout
+    for flag in ("--no-repack", "--no-extra-bufts", "-nr"):
+        if flag in help_text.split():
+            return (flag,)
+    return ()
+
+
 @dataclass
 class LlamaServer:
     url: str  # the server's root; its OpenAI base URL is url + "/v1"
@@ -74,8 +86,10 @@ def start_llama_server(log_path: Path, port: int, slots: int = 4, context: int =
     model = default_model_file()
     if model is None:
         pytest.skip("the default model is not installed")
-    cmd = [str(binary()), "-m", str(model), "-np", str(slots), "-c", str(context), "-t", str(threads),
-           "-tb", str(threads), "--host", "127.0.0.1", "--port", str(port), "--metrics"]
+    path = binary()
+    cmd = [str(path), "-m", str(model), "-np", str(slots), "-c", str(context), "-t", str(threads),
+           "-tb", str(threads), "--host", "127.0.0.1", "--port", str(port), "--metrics",
+           *no_repack_flag(path)]
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     server = LlamaServer(f"http://127.0.0.1:{port}", proc, log_path)
