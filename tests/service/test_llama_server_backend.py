@@ -274,7 +274,9 @@ def test_killing_a_backend_mid_load(stack: Stack, tmp_path: Path) -> None:
     assert len(unstarted) >= 5
     for o in finished:  # the others, queued on the victim included, answered once on the survivor
         assert o.chunks[-1]["done"] and o.text and not any("error" in c for c in o.chunks)
-        assert sum(bool(c.get("done")) for c in o.chunks) == 1
+        assert sum(bool(c.get("done")) for c in o.chunks) == 1 and o.tokens == o.chunks[-1]["eval_count"]
+    assert len({o.text for o in finished}) == 1  # temperature 0, one engine at a time: the same answer...
+    assert finished[0].text.startswith(cut[0].text)  # ...of which the cut stream got a part, and nothing glued on
     prompt_tokens, _ = _direct_usage(stack.llama, COUNT, 1)
     records = _records(stack.flexi.home, model, before + 8)[before:]
     assert sorted(r.status for r in records) == ["error"] + ["ok"] * 7
