@@ -123,6 +123,10 @@ def _records(home: Path, model: str, n: int, timeout: float = 15) -> list[UsageR
         db.close()
 
 
+def _flexi_metrics(stack: Stack) -> list[tuple[str, dict[str, str], float]]:
+    return parse(httpx.get(stack.flexi.url + "/metrics", timeout=10).text)
+
+
 def _llama_metric(llama: LlamaServer, name: str) -> float:
     text = httpx.get(llama.url + "/metrics", timeout=10).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
@@ -156,6 +160,11 @@ def test_openai_client_on_llama_server(stack: Stack, name: str) -> None:
                                                  stream=True, stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == prompt_tokens
+    raw = client.completions.create(model=name, prompt="The capital of France is", max_tokens=3, temperature=0)
+    direct = httpx.post(stack.llama.url + "/v1/completions", json={"prompt": "The capital of France is",
+                                                                   "max_tokens": 3, "temperature": 0}, timeout=120)
+    assert raw.choices[0].text and raw.usage is not None
+    assert raw.usage.prompt_tokens == direct.json()["usage"]["prompt_tokens"]
 
 
 def test_usage_is_llama_servers_own_count(stack: Stack) -> None:
@@ -163,11 +172,11 @@ def test_usage_is_llama_servers_own_count(stack: Stack) -> None:
     model = "llama-chat:latest"
     before = len(_records(stack.flexi.home, model, 0))
     predicted = _llama_metric(stack.llama, "llamacpp:tokens_predicted_total")
-    ours = parse(httpx.get(stack.flexi.url + "/metrics", timeout=10).text)
+    ours = _flexi_metrics(stack)
     answer = ollama.Client(host=stack.flexi.url, timeout=120).chat(model="llama-chat", messages=MESSAGES,
                                                                    options={"num_predict": 5, "temperature": 0})
     assert _llama_metric(stack.llama, "llamacpp:tokens_predicted_total") - predicted == answer.eval_count
-    after = parse(httpx.get(stack.flexi.url + "/metrics", timeout=10).text)
+    after = _flexi_metrics(stack)
     for metric, count in (("flexi_prompt_tokens_total", answer.prompt_eval_count),
                           ("flexi_generated_tokens_total", answer.eval_count)):
         assert total(after, metric, model=model) - total(ours, metric, model=model) == count
@@ -199,7 +208,7 @@ def test_tools_are_refused_clearly(stack: Stack) -> None:
 
 def test_dns_failure_fails_that_request_only(stack: Stack) -> None:
     home, model = stack.flexi.home, "remote-dns:latest"
-    before = len(_records(home, model, 0))
+    before, metrics = len(_records(home, model, 0)), _flexi_metrics(stack)
     r = httpx.post(stack.flexi.url + "/api/chat", json={"model": "remote-dns", "messages": MESSAGES, "stream": False,
                                                         "options": FEW}, timeout=60)
     assert r.status_code == 502
@@ -210,6 +219,10 @@ def test_dns_failure_fails_that_request_only(stack: Stack) -> None:
     assert exc.value.status_code == 502 and 'backend "nowhere" is unreachable' in str(exc.value)
     records = _records(home, model, before + 2)[before:]
     assert [(x.status, x.prompt_tokens, x.completion_tokens) for x in records] == [("error", 0, 0)] * 2
+    now = _flexi_metrics(stack)
+    errors = "flexi_request_errors_total"
+    assert total(now, errors, model=model, type="backend_unavailable") - \
+        total(metrics, errors, model=model, type="backend_unavailable") == 2
     assert ollama.Client(host=stack.flexi.url, timeout=120).chat(model="llama-chat", messages=MESSAGES,
                                                                  options=FEW).message.content
 
@@ -249,7 +262,7 @@ def test_killing_a_backend_mid_load(stack: Stack, tmp_path: Path) -> None:
     record, and Flexi serves on."""
     victim = start_llama_server(tmp_path / "victim.log", stack.victim_port, slots=1, context=1024)
     model = "kill-pair:latest"
-    before = len(_records(stack.flexi.home, model, 0))
+    before, metrics = len(_records(stack.flexi.home, model, 0)), _flexi_metrics(stack)
     outcomes = [Outcome([]) for _ in range(8)]
     started = threading.Semaphore(0)
     threads = [threading.Thread(target=_stream, args=(stack.flexi.url, o, started), daemon=True) for o in outcomes]
@@ -285,6 +298,11 @@ def test_killing_a_backend_mid_load(stack: Stack, tmp_path: Path) -> None:
             assert record.prompt_tokens == prompt_tokens and 1 <= record.completion_tokens <= 40
         else:  # billed for what it delivered and an estimate of its prompt
             assert record.completion_tokens == cut[0].tokens and record.prompt_tokens > 0
+    now = _flexi_metrics(stack)
+    for name, labels, count in (("flexi_requests_total", {"status": "ok"}, 7),
+                                ("flexi_requests_total", {"status": "error"}, 1),
+                                ("flexi_request_errors_total", {"type": "backend_error"}, 1)):
+        assert total(now, name, model=model, **labels) - total(metrics, name, model=model, **labels) == count
     assert "backend victim failed before the first token" in stack.flexi.log()
     after = ollama.Client(host=stack.flexi.url, timeout=120).chat(model="kill-pair", messages=MESSAGES, options=FEW)
     assert after.message.content and after.prompt_eval_count == _direct_usage(stack.llama, MESSAGES, 3)[0]
