@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Build llama.cpp's own server (the reference peer) from the sources inside the llama-cpp-python
 # sdist that Flexi uses, so both run the same llama.cpp. The binary stays in benchmarks/.cache
-# (git-ignored); it is never committed. About 6 minutes on 2 cores.
+# (git-ignored); it is never committed. About 6 minutes on 2 cores. Prints the binary's path.
+# FLEXI_LLAMA_SERVER names a binary built before (another worktree, a CI cache): then nothing is built.
+# The tests (tests/llama_server.py) look in the same two places.
 set -euo pipefail
+if [ -n "${FLEXI_LLAMA_SERVER:-}" ]; then
+  if [ -x "$FLEXI_LLAMA_SERVER" ]; then echo "$FLEXI_LLAMA_SERVER"; exit 0; fi
+  echo "FLEXI_LLAMA_SERVER=$FLEXI_LLAMA_SERVER is not an executable file" >&2; exit 1
+fi
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="$here/.cache"
 version="$(python -c 'import llama_cpp; print(llama_cpp.__version__)')"
