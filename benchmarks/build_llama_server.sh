@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build llama.cpp's own server (the reference peer) from the sources inside the llama-cpp-python
-# sdist that Flexi uses, so both run the same llama.cpp. The binary stays in benchmarks/.cache
-# (git-ignored); it is never committed. About 6 minutes on 2 cores. Prints the binary's path.
+# sdist that Flexi uses, so both run the same llama.cpp. The build stays in the user's cache
+# (${XDG_CACHE_HOME:-~/.cache}/flexi-build, or FLEXI_BUILD_CACHE), outside the checkout, so a fresh clone (CI)
+# finds it again, as pip finds its wheels. About 6 minutes on 2 cores. Prints the binary's path.
 # FLEXI_LLAMA_SERVER names a binary built before (another worktree, a CI cache): then nothing is built.
 # The tests (tests/llama_server.py) look in the same two places.
 set -euo pipefail
@@ -9,8 +10,7 @@ if [ -n "${FLEXI_LLAMA_SERVER:-}" ]; then
   if [ -x "$FLEXI_LLAMA_SERVER" ]; then echo "$FLEXI_LLAMA_SERVER"; exit 0; fi
   echo "FLEXI_LLAMA_SERVER=$FLEXI_LLAMA_SERVER is not an executable file" >&2; exit 1
 fi
-here="$(cd "$(dirname "$0")" && pwd)"
-cache="$here/.cache"
+cache="${FLEXI_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flexi-build}"
 version="$(python -c 'import llama_cpp; print(llama_cpp.__version__)')"
 bin="$cache/llama.cpp-$version/build/bin/llama-server"
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi

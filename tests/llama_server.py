@@ -1,7 +1,7 @@
 """llama.cpp's own `llama-server` as a real remote engine for the tests (it speaks the OpenAI API vLLM speaks).
 
 The binary is built from the llama-cpp-python sdist's vendored llama.cpp by benchmarks/build_llama_server.sh
-(about 6 minutes, cached in benchmarks/.cache). FLEXI_LLAMA_SERVER names a binary built elsewhere (another
+(about 6 minutes, cached in ~/.cache/flexi-build). FLEXI_LLAMA_SERVER names a binary built elsewhere (another
 worktree, CI). Without one the tests skip, or fail when FLEXI_REQUIRE_LLAMA_SERVER=1 (as in CI), so CI cannot
 pass by skipping them.
 """
@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cached_binary() -> Path:
     """Where benchmarks/build_llama_server.sh puts the binary for the installed llama-cpp-python."""
-    return ROOT / "benchmarks" / ".cache" / f"llama.cpp-{version('llama-cpp-python')}" / "build" / "bin" / "llama-server"
+    cache = os.environ.get("FLEXI_BUILD_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "flexi-build")
+    return Path(cache) / f"llama.cpp-{version('llama-cpp-python')}" / "build" / "bin" / "llama-server"
 
 
 def binary() -> Path:
