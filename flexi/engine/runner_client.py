@@ -25,6 +25,7 @@ from flexi.engine.runner.protocol import (
     Done,
     Error,
     Event,
+    Prefill,
     ProtocolError,
     Request,
     RunnerInfo,
@@ -79,6 +80,7 @@ class RunnerProcess:
         self._tasks: list[asyncio.Task[None]] = []
         self._dead = False
         self._cancelled: set[int] = set()  # ids we cancelled: their final event is only logged
+        self.kv_cells: tuple[int, int] = (0, 0)  # KV cells held by running requests / in all, as of the last start or end
 
     # --- lifecycle -------------------------------------------------------
     async def start(self, timeout: float) -> None:
@@ -159,6 +161,8 @@ class RunnerProcess:
                 if not line:
                     break
                 req_id, event = decode_event(line)
+                if isinstance(event, (Prefill, Done)) and event.kv is not None:
+                    self.kv_cells = event.kv
                 queue = self._streams.get(req_id)
                 if queue is not None:
                     queue.put_nowait(event)

@@ -19,6 +19,7 @@ several apps in one process).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -94,6 +95,9 @@ class LoadedModel:
     memory_bytes: int
     replicas: int
     active: int
+    kv_running_cells: int = 0  # KV cells held by running requests (as of the last request start or end)
+    kv_held_cells: int = 0  # … and in all, with prefixes kept for reuse
+    kv_capacity_cells: int = 0  # context per slot × slots × replicas
 
 
 @dataclass(frozen=True)
@@ -130,11 +134,24 @@ class SchedulerCollector(Collector):
                                    labels=["model"])
         replicas = GaugeMetricFamily("flexi_model_replicas", "Runner processes of a loaded model.", labels=["model"])
         active = GaugeMetricFamily("flexi_model_active_requests", "Requests a loaded model runs now.", labels=["model"])
+        kv_cells = GaugeMetricFamily("flexi_kv_cache_cells", "KV-cache cells in use, held by running requests or "
+                                     "kept as a reusable prompt prefix (as of the last request start or end).",
+                                     labels=["model", "held_by"])
+        kv_capacity = GaugeMetricFamily("flexi_kv_cache_capacity_cells", "KV-cache cells of a loaded model's runners.",
+                                        labels=["model"])
+        kv_usage = GaugeMetricFamily("flexi_kv_cache_usage_ratio", "Share of the KV cache held by running requests "
+                                     "(0–1; prefixes kept for reuse not counted, as vLLM's kv_cache_usage_perc).",
+                                     labels=["model"])
         for m in _summed(models, self.model):
             memory.add_metric([m.name], m.memory_bytes)
             replicas.add_metric([m.name], m.replicas)
             active.add_metric([m.name], m.active)
-        yield from (memory, replicas, active)
+            if m.kv_capacity_cells:
+                kv_cells.add_metric([m.name, "running"], m.kv_running_cells)
+                kv_cells.add_metric([m.name, "prefix_cache"], m.kv_held_cells - m.kv_running_cells)
+                kv_capacity.add_metric([m.name], m.kv_capacity_cells)
+                kv_usage.add_metric([m.name], m.kv_running_cells / m.kv_capacity_cells)
+        yield from (memory, replicas, active, kv_cells, kv_capacity, kv_usage)
         running = GaugeMetricFamily("flexi_queue_running", "Requests holding one of a model's slots.", labels=["model"])
         waiting = GaugeMetricFamily("flexi_queue_waiting", "Requests waiting in a model's fair queue (queue depth).",
                                     labels=["model"])
@@ -168,9 +185,11 @@ def _summed(models: Iterable[LoadedModel], label: BoundedLabel) -> list[LoadedMo
     for m in models:
         name = label(m.name)
         prev = out.get(name)
-        out[name] = m if prev is None and name == m.name else LoadedModel(
-            name, m.memory_bytes + (prev.memory_bytes if prev else 0), m.replicas + (prev.replicas if prev else 0),
-            m.active + (prev.active if prev else 0))
+        if prev is None:
+            out[name] = m if name == m.name else dataclasses.replace(m, name=name)
+        else:
+            out[name] = LoadedModel(name, *(getattr(prev, f.name) + getattr(m, f.name)
+                                            for f in dataclasses.fields(LoadedModel) if f.name != "name"))
     return list(out.values())
 
 

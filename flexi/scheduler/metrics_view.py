@@ -13,7 +13,11 @@ class ManagerView:
         self.manager = manager
 
     def loaded_models(self) -> list[LoadedModel]:
-        return [LoadedModel(name=e.name, memory_bytes=e.size, replicas=len(e.replicas), active=e.active)
+        return [LoadedModel(name=e.name, memory_bytes=e.size, replicas=len(e.replicas), active=e.active,
+                            kv_running_cells=sum(r.runner.kv_cells[0] for r in e.replicas),
+                            kv_held_cells=sum(r.runner.kv_cells[1] for r in e.replicas),
+                            kv_capacity_cells=sum(r.runner.info.n_ctx * r.runner.info.n_parallel
+                                                  for r in e.replicas if r.runner.info is not None))
                 for e in self.manager.ps()]
 
     def queue_states(self) -> list[QueueState]:

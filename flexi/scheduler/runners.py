@@ -20,6 +20,7 @@ class Runner(Protocol):
     """One runner of a loaded model, as the manager uses it (`RunnerProcess` is the real one)."""
 
     info: RunnerInfo | None  # what the runner reported once ready; the manager reads `n_ctx`
+    kv_cells: tuple[int, int]  # KV cells held by running requests / in all, as of the last request start or end
 
     async def start(self, timeout: float) -> None:
         """Load the model; raise `EngineError` if it does not come up within `timeout` seconds."""

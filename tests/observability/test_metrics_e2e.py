@@ -98,3 +98,23 @@ def test_switched_off_there_is_no_metrics_route(tmp_path: Path) -> None:
         assert httpx.get(srv.url + "/api/version").status_code == 200
     finally:
         stop_server(srv)
+
+
+def test_kv_cache_use_follows_the_runner(server: RunningServer, http: httpx.Client) -> None:
+    """While a request runs its prompt holds KV cells; once it ends they stay as a reusable prefix."""
+    body = {"model": MODEL, "prompt": "Count from one to fifty: one, two, three,", "stream": True,
+            "options": {"num_predict": 48, "temperature": 0}}
+    with http.stream("POST", "/api/generate", json=body) as r:
+        lines = r.iter_lines()
+        next(lines)  # the first token: the request holds its slot now
+        during = _scrape(server.url)
+        final = [line for line in lines if line][-1]
+    prompt_tokens = httpx.Response(200, content=final).json()["prompt_eval_count"]
+    after = _scrape(server.url)
+    capacity = total(during, "flexi_kv_cache_capacity_cells", model=MODEL)
+    assert capacity >= 2048
+    assert total(during, "flexi_kv_cache_cells", model=MODEL, held_by="running") >= prompt_tokens
+    assert total(during, "flexi_kv_cache_usage_ratio", model=MODEL) > 0
+    assert total(after, "flexi_kv_cache_cells", model=MODEL, held_by="running") == 0
+    assert total(after, "flexi_kv_cache_usage_ratio", model=MODEL) == 0
+    assert total(after, "flexi_kv_cache_cells", model=MODEL, held_by="prefix_cache") >= prompt_tokens

@@ -49,6 +49,7 @@ class FakeRunner:
         self.spec = spec
         self.socket_path = socket_path
         self.info: RunnerInfo | None = None
+        self.kv_cells = (0, 0)
         self.started = self.stopped = False
         self.in_flight: list[str] = []  # prompts being generated now
         self.requests: list[Request] = []

@@ -265,7 +265,8 @@ class BatchEngine:
             seq.pending = seq.prompt[keep:]
             self.active.append(seq)
             # told before the prefill runs: a client that leaves during a long prefill still pays for it
-            self._events.append((seq.req_id, Prefill(prompt_tokens=len(seq.prompt), cached_tokens=keep)))
+            self._events.append((seq.req_id, Prefill(prompt_tokens=len(seq.prompt), cached_tokens=keep,
+                                                             kv=self._kv(len(seq.pending)))))
 
     def _step(self) -> None:
         for seq in [s for s in self.active if s.cancelled]:
@@ -332,8 +333,19 @@ class BatchEngine:
             tail = seq.stops.flush() + seq.decoder.decode(b"", final=True)
             if tail:
                 self._events.append((seq.req_id, Text(tail, len(seq.generated))))
-        self._events.append((seq.req_id, seq.stats(reason)))
+        done = seq.stats(reason)
         self._release(seq)
+        self._events.append((seq.req_id, msgspec.structs.replace(done, kv=self._kv())))
+
+    def _kv(self, admitted: int = 0) -> tuple[int, int]:
+        """KV cells in use: by running requests, and in all (with the prefixes kept for reuse). `admitted`: the
+        prompt tokens a request just admitted is about to prefill, counted as held already."""
+        active = held = admitted
+        for slot in self.slots:
+            held += len(slot.cached)
+            if slot.busy:
+                active += len(slot.cached)
+        return active, held
 
     def _fail(self, seq: Sequence, message: str, status: int) -> None:
         self._events.append((seq.req_id, Error(message, status)))

@@ -98,6 +98,7 @@ Request = Union[Generate, Cancel, Embed, Tokenize, Detokenize]
 class Prefill(_Event, tag="prefill"):
     prompt_tokens: int
     cached_tokens: int = 0
+    kv: tuple[int, int] | None = None  # KV cells (held by running requests, held in all) once admitted: the KV-cache metric
 
 
 class Text(_Event, tag="text"):
@@ -113,6 +114,7 @@ class Done(_Event, tag="done"):
     eval_ns: int
     cached_tokens: int = 0
     tokens: list[int] | None = None  # prompt + output tokens when requested
+    kv: tuple[int, int] | None = None  # KV cells (held by running requests, held in all) once this one ended
 
 
 class Error(_Event, tag="error"):
