@@ -37,13 +37,12 @@ class Probed(Protocol):
     """What a probe needs of a backend (a `RemoteEngine`)."""
 
     config: BackendConfig
-    client: httpx.AsyncClient
     health: BackendHealth
 
 
 def server_root(url: str) -> str:
     """The engine's root for an OpenAI base URL (…/v1 → …): /health and /metrics live there."""
-    return url[:-3] if url.endswith("/v1") else url
+    return url.removesuffix("/v1")
 
 
 def probe_url(config: BackendConfig) -> str:
@@ -68,19 +67,22 @@ def engine_queue(text: str, kind: str) -> tuple[int, int] | None:
                 if s.name in totals and math.isfinite(s.value):
                     totals[s.name] += s.value
                     found = True
-    except ValueError:
+    except (ValueError, IndexError, KeyError, TypeError):  # a page that is not the exposition format
         return None
     if not found:
         return None
     return max(0, int(totals[names[0]])), max(0, int(totals[names[1]]))
 
 
-async def probe(engine: Probed) -> None:
-    """Probe one backend and report the result to its health."""
+async def probe(engine: Probed, client: httpx.AsyncClient) -> None:
+    """Probe one backend and report the result to its health. `client` is the probes' own: the backend's
+    connection pool may be full of long answers, and a probe must not wait behind them and call a busy
+    engine dead."""
     config, health = engine.config, engine.health
     timeout = min(PROBE_TIMEOUT, config.timeout)
+    headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
     try:
-        resp = await engine.client.get(probe_url(config), timeout=timeout)
+        resp = await client.get(probe_url(config), headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         kind = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else f"unreachable ({type(exc).__name__})"
         _verdict(engine, False, f"health probe: {kind}")
@@ -92,7 +94,7 @@ async def probe(engine: Probed) -> None:
     if config.kind in ENGINE_QUEUE:
         queue = None
         with contextlib.suppress(httpx.HTTPError):
-            metrics = await engine.client.get(server_root(config.url) + "/metrics", timeout=timeout)
+            metrics = await client.get(server_root(config.url) + "/metrics", headers=headers, timeout=timeout)
             if metrics.status_code == 200:
                 queue = engine_queue(metrics.text, config.kind)
         health.engine_waiting, health.engine_running = queue or (0, 0)
@@ -111,9 +113,11 @@ class Prober:
     """The background task probing every backend `engines()` returns (read each round, so a changed backend
     list is probed from the next round on)."""
 
-    def __init__(self, engines: Callable[[], list[Probed]], interval: float) -> None:
+    def __init__(self, engines: Callable[[], list[Probed]], interval: float,
+                 client: httpx.AsyncClient | None = None) -> None:
         self.engines = engines
         self.interval = interval
+        self.client = client or httpx.AsyncClient(follow_redirects=False)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -122,7 +126,7 @@ class Prober:
 
     async def round(self) -> None:
         """Probe all backends at once (one slow backend does not delay the others' verdicts)."""
-        await asyncio.gather(*(probe(engine) for engine in self.engines()), return_exceptions=True)
+        await asyncio.gather(*(probe(engine, self.client) for engine in self.engines()), return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
@@ -138,3 +142,4 @@ class Prober:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.client.aclose()

@@ -4,6 +4,7 @@ health probes of each backend kind over httpx's mock transport."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -103,12 +104,17 @@ def test_threshold_zero_turns_the_breaker_off() -> None:
     assert health.failures == {"connect": 10, "probe": 1}
 
 
-def _engine(kind: str, url: str, handler: httpx.MockTransport, api_key: str | None = None) -> RemoteEngine:
-    engine = RemoteEngine(BackendConfig(name="e", url=url, kind=kind, models=["m"], api_key=api_key),  # type: ignore[arg-type]
-                          health=BackendHealth(3, 30))
-    engine.client = httpx.AsyncClient(transport=handler, base_url=url,
-                                      headers=engine.client.headers)
-    return engine
+def _engine(kind: str, url: str, api_key: str | None = None, max_concurrency: int = 8) -> RemoteEngine:
+    return RemoteEngine(BackendConfig(name="e", url=url, kind=kind, models=["m"], api_key=api_key,  # type: ignore[arg-type]
+                                      max_concurrency=max_concurrency), health=BackendHealth(3, 30))
+
+
+def _probe(engine: RemoteEngine, handler: Callable[[httpx.Request], httpx.Response]) -> None:
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            await probe(engine, client)
+
+    asyncio.run(run())
 
 
 @pytest.mark.parametrize("kind, url, path", [
@@ -125,9 +131,9 @@ def test_each_kind_is_probed_where_it_documents_health(kind: str, url: str, path
         seen.append(request)
         return httpx.Response(200, json={}) if request.url.path == path else httpx.Response(404)
 
-    engine = _engine(kind, url, httpx.MockTransport(handler), api_key="sk-1")
+    engine = _engine(kind, url, api_key="sk-1")
     engine.health.probed(False, "was down")
-    asyncio.run(probe(engine))
+    _probe(engine, handler)
     assert seen[0].url.path == path and seen[0].headers["authorization"] == "Bearer sk-1"
     assert probe_url(engine.config).endswith(path)
     assert engine.health.circuit == "closed" and engine.health.up
@@ -141,8 +147,8 @@ def test_a_failing_probe_opens_the_circuit(answer: httpx.Response | Exception) -
             raise answer
         return answer
 
-    engine = _engine("llamacpp", "http://gpu:8080/v1", httpx.MockTransport(handler))
-    asyncio.run(probe(engine))
+    engine = _engine("llamacpp", "http://gpu:8080/v1")
+    _probe(engine, handler)
     assert engine.health.circuit == "open" and not engine.health.up
     assert engine.health.last_error is not None and engine.health.last_error.startswith("health probe: ")
 
@@ -177,12 +183,12 @@ def test_the_engine_queue_becomes_an_extra_load_term_and_absent_metrics_count_ze
         status, text = body.get(request.url.path, (404, ""))
         return httpx.Response(status, text=text)
 
-    engine = _engine("vllm", "http://gpu:8000/v1", httpx.MockTransport(handler))
-    asyncio.run(probe(engine))
+    engine = _engine("vllm", "http://gpu:8000/v1")
+    _probe(engine, handler)
     assert (engine.health.engine_waiting, engine.health.engine_running) == (7, 5)
     assert engine.load == 7 + 5  # nothing of Flexi's runs there: all five running are someone else's
     body["/metrics"] = (404, "")  # llama-server without --metrics, or metrics switched off
-    asyncio.run(probe(engine))
+    _probe(engine, handler)
     assert engine.load == 0
 
 
@@ -193,10 +199,11 @@ def test_the_prober_probes_every_backend_each_round_until_stopped() -> None:
         hits.append(request.url.host)
         return httpx.Response(500)
 
-    engines = [_engine("ollama", f"http://{host}:11434", httpx.MockTransport(handler)) for host in ("a", "b")]
+    engines = [_engine("ollama", f"http://{host}:11434") for host in ("a", "b")]
 
     async def run() -> None:
-        prober = Prober(lambda: engines, interval=0.05)  # type: ignore[arg-type, return-value]
+        prober = Prober(lambda: engines, interval=0.05,  # type: ignore[arg-type, return-value]
+                        client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
         prober.start()
         await asyncio.sleep(0.12)
         await prober.stop()
@@ -210,3 +217,4 @@ def test_the_prober_probes_every_backend_each_round_until_stopped() -> None:
     off = Prober(lambda: engines, interval=0)  # type: ignore[arg-type, return-value]
     off.start()  # FLEXI_BACKEND_HEALTH_INTERVAL=0: no probes
     assert off._task is None
+
