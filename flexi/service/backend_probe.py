@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import httpx
@@ -113,7 +113,7 @@ class Prober:
     """The background task probing every backend `engines()` returns (read each round, so a changed backend
     list is probed from the next round on)."""
 
-    def __init__(self, engines: Callable[[], list[Probed]], interval: float,
+    def __init__(self, engines: Callable[[], Sequence[Probed]], interval: float,
                  client: httpx.AsyncClient | None = None) -> None:
         self.engines = engines
         self.interval = interval

@@ -176,6 +176,8 @@ def test_failures_open_the_circuit_and_a_trial_after_the_cooldown_closes_it(star
     openai_shape = httpx.post(s.a.url + "/v1/chat/completions", json={"model": "lonely", "messages": MESSAGES}, timeout=30)
     assert openai_shape.status_code == 503 and openai_shape.json()["error"]["code"] == "backend_unavailable"
     assert "Retry-After" in openai_shape.headers
+    embed = httpx.post(s.a.url + "/api/embed", json={"model": "lonely", "input": ["x"]}, timeout=30)
+    assert embed.status_code == 503 and "Retry-After" in embed.headers and s.switch.chats == 3
 
     s.switch.chat_status = 200  # the engine recovers; after the cooldown one trial request finds out
     _until(lambda: _backend(s.a, "flexi_backend_circuit_state") == 1)  # half-open: no probes, no request yet
