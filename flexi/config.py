@@ -261,6 +261,10 @@ class Settings(BaseSettings):
             seen.add(backend.name.lower())
         return value
 
+    backend_health_interval: float = Field(15.0, ge=0, description="Seconds between health probes of each remote backend (llamacpp, vllm: GET /health; openai: GET /v1/models; ollama, flexi: GET /api/version; vllm and llamacpp also /metrics for the engine's own queue, used in least-loaded routing when it answers). A failing probe opens the backend's circuit, a good one closes it. 0 = no probes.")
+    backend_failure_threshold: int = Field(3, ge=0, description="Consecutive failures of a remote backend (unreachable, timeout, HTTP 5xx, an unreadable or broken answer; not a 4xx refusal of the request) after which its circuit opens: no requests go there until FLEXI_BACKEND_COOLDOWN has passed, then one trial request (or a good probe) closes it again. A model whose backends are all open answers 503 with Retry-After at once. 0 = no circuit breaker.")
+    backend_cooldown: float = Field(30.0, gt=0, description="Seconds an open circuit keeps a remote backend out of routing before one trial request may go there.")
+
     # --- issue 14: operations ---
     metrics: bool = Field(True, description="Serve Prometheus metrics at GET /metrics (text exposition format): requests and errors by type, time to first token, time per output token, latency, queue depth and wait, tokens, loaded models and their memory, runner restarts, embeddings; labelled by model, endpoint and course id, never by user. With FLEXI_AUTH=on only admins may read it (a key needs scope `admin`); off = 404 and nothing is measured. Several worker processes: set PROMETHEUS_MULTIPROC_DIR (an empty directory) in the environment before starting, as prometheus-client documents.")
 

@@ -38,6 +38,7 @@ from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow, iso_z
+from flexi.engine.remote.wire import BackendsDown
 from flexi.engine.types import (
     EngineError,
     GenerationRequest,
@@ -127,6 +128,12 @@ class AccessGate:
         return too_many_requests(text, exc.retry_after, limit="concurrent_requests", value=exc.limit,
                                  scope="user")
 
+    def backends_down(self, caller: Caller, exc: BackendsDown) -> BackendsDown:
+        """The localized 503 for a model whose remote backends all have their circuit open."""
+        exc.message = i18n.text("backends_down", caller.locale, model=exc.model, retry=exc.retry_after)
+        exc.args = (exc.message,)
+        return exc
+
     async def count_request(self, caller: Caller, model: str) -> None:
         """Admit and record a request that generates nothing (loading a model)."""
         admission = await self._admit(caller, self.limits(caller.principal, model), 0, 0, model)
@@ -200,6 +207,9 @@ class AccessGate:
         except TooManyRequests as exc:  # the scheduler's per-person cap: nothing ran, nothing is billed
             status, error = "rejected", exc.code
             raise self.too_many(caller, exc, req.model) from None
+        except BackendsDown as exc:  # nothing was sent to any backend, nothing is billed
+            status, error = "rejected", exc.code
+            raise self.backends_down(caller, exc) from None
         except BaseException as exc:
             error = _error_type(exc)
             raise
@@ -257,6 +267,9 @@ class AccessGate:
         except TooManyRequests as exc:
             status, error = "rejected", exc.code
             raise self.too_many(caller, exc, model) from None
+        except BackendsDown as exc:
+            status, error = "rejected", exc.code
+            raise self.backends_down(caller, exc) from None
         except BaseException as exc:
             error = _error_type(exc)
             raise

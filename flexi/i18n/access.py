@@ -148,4 +148,8 @@ ENTRIES: dict[str, dict[str, str]] = {
         "en": "too many requests at once: you already have {limit} requests running or waiting for {model}; wait for one to finish and try again in {retry} s",
         "de": "zu viele gleichzeitige Anfragen: Sie haben bereits {limit} laufende oder wartende Anfragen an {model}; bitte warten, bis eine fertig ist, und in {retry} s erneut versuchen",
     },
+    "backends_down": {
+        "en": "every backend serving {model} is unavailable at the moment; try again in {retry} s",
+        "de": "alle Backends, die {model} bereitstellen, sind gerade nicht erreichbar; bitte in {retry} s erneut versuchen",
+    },
 }

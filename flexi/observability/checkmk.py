@@ -4,7 +4,9 @@ A data centre that watches its servers with Checkmk (as FLEXI at FernUniversitä
 the agent's `local/` directory once a minute. Each line is a local check: status (0 OK, 1 WARN, 2 CRIT,
 3 UNKNOWN), service name, metrics as `name=value;warn;crit` joined by `|`, and a text. Counters and
 histograms are cumulative, so rates and percentiles are computed against the previous run's sample
-(kept in a small state file); the first run reports since the server started.
+(kept in a small state file); the first run reports since the server started. Each remote backend gets
+its own service, `Flexi_Backend_<name>`: OK while its circuit is closed and it is up, WARN half-open (a trial
+request is deciding), CRIT down or open.
 """
 
 from __future__ import annotations
@@ -48,17 +50,28 @@ def _level(value: float, warn: float, crit: float) -> int:
     return 2 if value >= crit else 1 if value >= warn else 0
 
 
+#: Per-backend figures and how several samples of one backend combine (worst state, summed load).
+_BACKEND = {"flexi_backend_up": min, "flexi_backend_circuit_state": max, "flexi_backend_in_flight": sum,
+            "flexi_backend_failures_total": sum}
+
+
 def sample(text: str) -> dict[str, Any]:
-    """The figures the checks need from one scrape: sums over models, histogram buckets by bound."""
+    """The figures the checks need from one scrape: sums over models, histogram buckets by bound, and
+    each remote backend's health."""
     sums: dict[str, float] = defaultdict(float)
     buckets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    per_backend: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name.endswith("_bucket"):
                 buckets[s.name][s.labels.get("le", "+Inf")] += s.value
             else:
                 sums[s.name] += s.value
-    return {"sums": dict(sums), "buckets": {k: dict(v) for k, v in buckets.items()}}
+            if s.name in _BACKEND and "backend" in s.labels:
+                per_backend[s.labels["backend"]][s.name].append(s.value)
+    backends = {name: {metric: _BACKEND[metric](values) for metric, values in figures.items()}
+                for name, figures in per_backend.items()}
+    return {"sums": dict(sums), "buckets": {k: dict(v) for k, v in buckets.items()}, "backends": backends}
 
 
 def _delta(now: dict[str, Any], before: dict[str, Any] | None, name: str) -> float:
@@ -110,6 +123,30 @@ def checks(now: dict[str, Any], before: dict[str, Any] | None, limits: Threshold
     memory = now["sums"].get("flexi_model_memory_bytes", 0.0)
     out.append(Check(0, "Flexi_Models", (("loaded", loaded, None, None), ("memory", memory, None, None)),
                      f"{loaded:.0f} models loaded, {memory / 2**30:.2f} GiB"))
+    out.extend(backend_checks(now, before))
+    return out
+
+
+_CIRCUIT = {0: "closed", 1: "half-open", 2: "open"}
+
+
+def backend_checks(now: dict[str, Any], before: dict[str, Any] | None) -> list[Check]:
+    """One service per remote backend: OK up and closed, WARN half-open, CRIT down or open."""
+    out = []
+    previous = (before or {}).get("backends", {})
+    for name, b in sorted(now.get("backends", {}).items()):
+        up = b.get("flexi_backend_up", 0.0) >= 1
+        circuit = int(b.get("flexi_backend_circuit_state", 0.0))
+        in_flight = b.get("flexi_backend_in_flight", 0.0)
+        failures = b.get("flexi_backend_failures_total", 0.0)
+        earlier = previous.get(name, {}).get("flexi_backend_failures_total", 0.0)
+        if earlier <= failures:  # a restarted server starts from zero
+            failures -= earlier
+        status = 2 if circuit == 2 or (circuit == 0 and not up) else 1 if circuit == 1 else 0
+        text = (f"{'up' if up else 'down'}, circuit {_CIRCUIT.get(circuit, circuit)}, {in_flight:.0f} requests in "
+                f"flight, {failures:.0f} failures {'since the last check' if before is not None else 'since the server started'}")
+        out.append(Check(status, f"Flexi_Backend_{name}", (("in_flight", in_flight, None, None),
+                                                           ("failures", failures, None, None)), text))
     return out
 
 

@@ -3,9 +3,11 @@
 Requests are observed once, where the access gate meters them (`AccessGate.meter` and friends), so
 both dialects and course assistants count the same way and exactly once. What the scheduler holds
 right now (loaded models, their memory, queue depth, runner restarts) is read when Prometheus scrapes,
-through a collector over a `SchedulerView`, instead of being copied into gauges on every change.
+through a collector over a `SchedulerView`, instead of being copied into gauges on every change; the
+remote backends' health (up, circuit, in flight, failures by reason) likewise through a `BackendView`.
 
-Labels are model, endpoint, course (the billed course's id) and status or error type; never a user.
+Labels are model, endpoint, course (the billed course's id), backend (configured by an admin) and status,
+error type or failure reason; never a user.
 Label values a client can influence are capped: beyond `max_models` / `max_courses` / `max_endpoints`
 distinct values per process, new ones are reported as "other", so no client can grow the series
 count without bound.
@@ -46,6 +48,7 @@ MAX_MODELS = 64
 MAX_COURSES = 256
 MAX_ENDPOINTS = 32
 MAX_ERROR_TYPES = 32
+MAX_BACKENDS = 64
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # seconds; generation on CPUs is slow, on GPUs fast: the buckets cover both
@@ -179,6 +182,51 @@ class SchedulerCollector(Collector):
         yield restarts
 
 
+@dataclass(frozen=True)
+class BackendState:
+    """One remote backend's health at scrape time. `circuit`: 0 closed, 1 half-open, 2 open; `failures`:
+    counts since start by reason (a fixed set: connect, timeout, http_5xx, garbage, cut, error, probe)."""
+
+    name: str
+    up: bool
+    circuit: int
+    in_flight: int
+    failures: dict[str, int]
+
+
+class BackendView(Protocol):
+    """The remote backends as the collector reads them (implemented by `RemoteBackends`)."""
+
+    def backend_states(self) -> list[BackendState]: ...
+
+
+class BackendCollector(Collector):
+    """flexi_backend_* read from the backends' health when Prometheus scrapes."""
+
+    def __init__(self, view: BackendView) -> None:
+        self.view = view
+        self.backend = BoundedLabel(MAX_BACKENDS)
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("flexi_backend_up", "1 when a remote backend's circuit is closed and its last health "
+                               "probe (if any) was good, else 0.", labels=["backend"])
+        circuit = GaugeMetricFamily("flexi_backend_circuit_state", "A remote backend's circuit breaker: 0 closed, "
+                                    "1 half-open (one trial request), 2 open (no requests).", labels=["backend"])
+        in_flight = GaugeMetricFamily("flexi_backend_in_flight", "Requests running at or waiting in Flexi for a "
+                                      "remote backend.", labels=["backend"])
+        failures = CounterMetricFamily("flexi_backend_failures", "Failures of a remote backend by reason (connect, "
+                                       "timeout, http_5xx, garbage, cut, error, probe); refused requests (4xx) are "
+                                       "not counted.", labels=["backend", "reason"])
+        for b in self.view.backend_states():
+            name = self.backend(b.name)
+            up.add_metric([name], 1 if b.up else 0)
+            circuit.add_metric([name], b.circuit)
+            in_flight.add_metric([name], b.in_flight)
+            for reason, n in sorted(b.failures.items()):
+                failures.add_metric([name, reason], n)
+        yield from (up, circuit, in_flight, failures)
+
+
 def _summed(models: Iterable[LoadedModel], label: BoundedLabel) -> list[LoadedModel]:
     """Loaded models by label value (models beyond the cap add up under "other")."""
     out: dict[str, LoadedModel] = {}
@@ -285,6 +333,14 @@ class Metrics:
             self.registry.register(collector)
         else:
             self._scrape_extra.append(collector)  # this process's scheduler; counters come from the files
+
+    def watch_backends(self, view: BackendView) -> None:
+        """Report the remote backends' health at each scrape (this process's view, as for the scheduler)."""
+        collector = BackendCollector(view)
+        if self.multiprocess is None:
+            self.registry.register(collector)
+        else:
+            self._scrape_extra.append(collector)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric (all processes' in multi-process mode)."""

@@ -71,7 +71,10 @@ def create_app(settings: Settings) -> FastAPI:
         metrics = Metrics() if settings.metrics else None
         if metrics is not None:  # requests are observed where the gate meters them; the scheduler at scrape time
             metrics.watch(ManagerView(manager))
+            if remote.engines:
+                metrics.watch_backends(remote)
             access.gate.metrics = metrics
+        remote.start()  # health probes of the backends (FLEXI_BACKEND_HEALTH_INTERVAL)
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
                                    documents=documents, metrics=metrics)
         try:

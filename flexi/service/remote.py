@@ -5,6 +5,9 @@ generation service, policies, quotas and model lists treat it like any other mod
 backend has its own connection pool and a fair queue of `max_concurrency` slots, so requests beyond it
 wait in Flexi (priorities, round-robin across people, per-person cap), not in the engine. Among the backends serving a model the least loaded goes first; when one fails
 before the first token the next one takes the request (never after: a started answer is not repeated).
+Each backend has a circuit breaker (`backend_health.py`, fed by requests and by the probes of
+`backend_probe.py`): an open one gets no requests, and a model whose backends are all open answers 503
+at once instead of queueing work for a dead engine.
 The backend URL comes from the configuration only, never from a request.
 """
 
@@ -12,24 +15,30 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from flexi.config import BackendConfig, Settings
 from flexi.engine.remote import ollama_wire, openai_wire
-from flexi.engine.remote.wire import BackendFailed
+from flexi.engine.remote.wire import BackendFailed, BackendsDown
 from flexi.engine.types import (
     EmbeddingRequest,
     EmbeddingResult,
     GenerationRequest,
+    GenerationStats,
     RequestTimeout,
     StatusEvent,
     TextChunk,
 )
+from flexi.observability.metrics import BackendState
 from flexi.scheduler.fair_queue import FairQueue, Ticket
+from flexi.service.backend_health import CIRCUIT_CODES, OPEN, BackendHealth
+from flexi.service.backend_probe import Prober
 from flexi.service.backends import Backend, BackendSelector, Event
 from flexi.store.gguf_meta import GGUFInfo
 from flexi.store.names import InvalidModelName, ModelName, parse_model_name
@@ -46,9 +55,11 @@ class RemoteEngine:
     At most `max_concurrency` requests run at the engine; the others wait in Flexi's fair queue (priority
     classes, round-robin across people, the per-person cap, `max_queue`), as they would for a local model."""
 
-    def __init__(self, config: BackendConfig, max_queue: int = 512, wait_limit: float = 600.0) -> None:
+    def __init__(self, config: BackendConfig, max_queue: int = 512, wait_limit: float = 600.0,
+                 health: BackendHealth | None = None) -> None:
         self.config = config
         self.name = config.name
+        self.health = health or BackendHealth()
         headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
         self.client = httpx.AsyncClient(base_url=config.url, headers=headers, follow_redirects=False,
                                         timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
@@ -61,6 +72,20 @@ class RemoteEngine:
         """Running and waiting requests: what "least loaded" compares."""
         return self.queue.in_use + self.queue.waiting
 
+    @property
+    def load(self) -> int:
+        """What least-loaded routing compares: Flexi's own requests plus, when the engine publishes its queue
+        (vLLM, llama-server), what waits there and what runs there beyond Flexi's requests."""
+        h = self.health
+        return self.in_flight + h.engine_waiting + max(0, h.engine_running - self.queue.in_use)
+
+    def _still_open(self) -> None:
+        """A request that waited in Flexi's queue while the circuit opened is not sent to the dead engine:
+        it goes to the next backend (or fails) without counting as another failure."""
+        if self.health.circuit == OPEN:
+            raise BackendFailed(f'backend "{self.name}" is unavailable ({self.health.last_error or "circuit open"})',
+                                code="backend_unavailable", reason=None)
+
     async def _granted(self, ticket: Ticket) -> None:
         if not await ticket.wait(self.wait_limit):
             raise RequestTimeout(self.wait_limit)
@@ -71,6 +96,7 @@ class RemoteEngine:
             if not ticket.granted:
                 yield StatusEvent("queued", self.queue.position(ticket))
                 await self._granted(ticket)
+            self._still_open()
             if self.config.kind in OLLAMA_KINDS:
                 events = ollama_wire.generate(self.client, self.name, model, req)
             else:
@@ -87,6 +113,7 @@ class RemoteEngine:
         ticket = self.queue.enter(req.user, req.priority, req.max_concurrent)
         try:
             await self._granted(ticket)
+            self._still_open()
             if self.config.kind in OLLAMA_KINDS:
                 return await ollama_wire.embed(self.client, self.name, model, req)
             return await openai_wire.embed(self.client, self.name, model, req)
@@ -105,40 +132,67 @@ class RemoteModel:
         self.context = context
 
     def _order(self) -> list[tuple[RemoteEngine, str]]:
-        return sorted(self.served_by, key=lambda pair: pair[0].in_flight)  # stable: ties keep config order
+        return sorted(self.served_by, key=lambda pair: pair[0].load)  # stable: ties keep config order
+
+    def _admitted(self) -> Iterator[tuple[RemoteEngine, str]]:
+        """The backends to try, least loaded first, skipping open circuits (a half-open one only for its
+        single trial request). None admitted at all: 503 at once, with Retry-After = the shortest cooldown."""
+        order = self._order()
+        tried = False
+        for engine, model in order:
+            if engine.health.admit():  # decided just before the attempt: an earlier one may have changed it
+                tried = True
+                yield engine, model
+        if not tried:
+            wait = min(engine.health.remaining() for engine, _ in order)
+            raise BackendsDown(self.record.name, max(1, math.ceil(wait)))
 
     async def generate(self, req: GenerationRequest, record: ModelRecord | None = None) -> AsyncIterator[Event]:
         failure: BackendFailed | None = None
-        for engine, model in self._order():
-            started = False
+        for engine, model in self._admitted():
+            started = answered = False
             events = engine.generate(model, req)
             try:
                 async for ev in events:
+                    if not answered and isinstance(ev, (TextChunk, GenerationStats)):
+                        answered = True
+                        engine.health.succeeded()
                     started = started or isinstance(ev, TextChunk)
                     yield ev
                 return
             except BackendFailed as exc:
+                _report(engine, exc)
+                answered = True
                 if started or not exc.retry:
                     raise
                 log.warning("backend %s failed before the first token of %s (%s); trying the next one",
                             engine.name, req.model, exc.message)
                 failure = exc
             finally:
+                if not answered:  # cancelled, refused as invalid, timed out in Flexi's queue: no verdict
+                    engine.health.release()
                 await events.aclose()
         assert failure is not None
         raise failure
 
     async def embed(self, req: EmbeddingRequest, record: ModelRecord | None = None) -> EmbeddingResult:
         failure: BackendFailed | None = None
-        for engine, model in self._order():
+        for engine, model in self._admitted():
             try:
-                return await engine.embed(model, req)
+                result = await engine.embed(model, req)
             except BackendFailed as exc:
+                _report(engine, exc)
                 if not exc.retry:
                     raise
                 log.warning("backend %s failed to embed for %s (%s); trying the next one", engine.name, req.model,
                             exc.message)
                 failure = exc
+                continue
+            except BaseException:
+                engine.health.release()
+                raise
+            engine.health.succeeded()
+            return result
         assert failure is not None
         raise failure
 
@@ -155,6 +209,18 @@ class RemoteModel:
         return None
 
 
+def _report(engine: RemoteEngine, exc: BackendFailed) -> None:
+    """Count a failure that says something about the backend; a refusal of this request only is no verdict."""
+    if exc.reason is None:
+        engine.health.release()
+        return
+    was = engine.health.circuit
+    engine.health.failed(exc.reason, exc.message)
+    if engine.health.circuit != was:
+        log.warning("backend %s: circuit %s after %d failures in a row (last: %s)", engine.name,
+                    engine.health.circuit, engine.health.consecutive, exc.message)
+
+
 def _record(name: ModelName, backends: list[BackendConfig], context: int, started: datetime) -> ModelRecord:
     digest = hashlib.sha256(("remote:" + name.display + ":" + ",".join(b.name for b in backends)).encode()).hexdigest()
     info = GGUFInfo(architecture="remote", name=name.display, quantization_level="", context_length=context,
@@ -162,6 +228,11 @@ def _record(name: ModelName, backends: list[BackendConfig], context: int, starte
                     model_info={"general.architecture": "remote", "flexi.external": any(b.external for b in backends)})
     return ModelRecord(name=name.display, model_name=name, digest=digest, size=0, modified_at=started,
                        model_path=Path("remote") / backends[0].name, info=info)
+
+
+def health_of(settings: Settings) -> BackendHealth:
+    """A fresh health state with the configured breaker (FLEXI_BACKEND_FAILURE_THRESHOLD, _COOLDOWN)."""
+    return BackendHealth(settings.backend_failure_threshold, settings.backend_cooldown)
 
 
 def served_models(configs: list[BackendConfig]) -> dict[ModelName, list[tuple[BackendConfig, str]]]:
@@ -185,8 +256,9 @@ class RemoteBackends:
 
     def __init__(self, settings: Settings) -> None:
         served_by = served_models(settings.backends)
-        self.engines = [RemoteEngine(c, settings.max_queue, settings.request_timeout)
+        self.engines = [RemoteEngine(c, settings.max_queue, settings.request_timeout, health_of(settings))
                         for c in settings.backends if c.active]
+        self.prober = Prober(lambda: list(self.engines), settings.backend_health_interval)
         engine_of = {engine.config.name: engine for engine in self.engines}
         self.models: dict[ModelName, RemoteModel] = {}
         started = datetime.now(UTC)
@@ -220,6 +292,27 @@ class RemoteBackends:
 
         return select
 
+    def start(self) -> None:
+        """Start the health probes (FLEXI_BACKEND_HEALTH_INTERVAL; none without backends)."""
+        if self.engines:
+            self.prober.start()
+
+    def health(self) -> list[dict[str, Any]]:
+        """Each active backend's status, in configuration order, as plain JSON-able values:
+        name, kind, url (never the api_key), external (bool), up (bool: circuit closed and the last probe,
+        if any, good), circuit ("closed" | "half-open" | "open"), in_flight (requests running or waiting in
+        Flexi for it), last_error (the last failure's message or None), last_checked (Unix time of the last
+        probe or None)."""
+        return [{"name": e.name, "kind": e.config.kind, "url": e.config.url, "external": e.config.external,
+                 "up": e.health.up, "circuit": e.health.circuit, "in_flight": e.in_flight,
+                 "last_error": e.health.last_error, "last_checked": e.health.last_checked} for e in self.engines]
+
+    def backend_states(self) -> list[BackendState]:
+        """The same for the metrics collector (`flexi/observability/metrics.py`), read at scrape time."""
+        return [BackendState(name=e.name, up=e.health.up, circuit=CIRCUIT_CODES[e.health.circuit],
+                             in_flight=e.in_flight, failures=dict(e.health.failures)) for e in self.engines]
+
     async def close(self) -> None:
+        await self.prober.stop()
         for engine in self.engines:
             await engine.client.aclose()

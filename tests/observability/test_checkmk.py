@@ -62,6 +62,38 @@ def test_rates_and_percentiles_cover_the_interval_since_the_last_check() -> None
     assert "0.0 % of 3 requests" in {c.service: c for c in checks(restarted, now)}["Flexi_Errors"].text
 
 
+def backends_text(failures: int) -> str:
+    """/metrics with three remote backends: one up, one half-open, one open (gauges as the collector writes them)."""
+    registry = CollectorRegistry()
+    up = Gauge("flexi_backend_up", "", ["backend"], registry=registry)
+    circuit = Gauge("flexi_backend_circuit_state", "", ["backend"], registry=registry)
+    in_flight = Gauge("flexi_backend_in_flight", "", ["backend"], registry=registry)
+    failed = Counter("flexi_backend_failures", "", ["backend", "reason"], registry=registry)
+    for name, is_up, state, busy in (("gpu1", 1, 0, 3), ("gpu2", 0, 1, 1), ("vllm-a", 0, 2, 0)):
+        up.labels(name).set(is_up)
+        circuit.labels(name).set(state)
+        in_flight.labels(name).set(busy)
+    failed.labels("vllm-a", "connect").inc(failures)
+    failed.labels("vllm-a", "probe").inc(1)
+    return generate_latest(registry).decode()
+
+
+def test_each_backend_is_a_service_ok_up_warn_half_open_crit_open() -> None:
+    before = sample(backends_text(failures=2))
+    now = sample(backends_text(failures=5))
+    by_name = {c.service: c for c in checks(now, before)}
+    assert by_name["Flexi_Backend_gpu1"].line() == ("0 Flexi_Backend_gpu1 in_flight=3|failures=0 up, circuit closed, "
+                                                    "3 requests in flight, 0 failures since the last check")
+    assert by_name["Flexi_Backend_gpu2"].status == 1 and "circuit half-open" in by_name["Flexi_Backend_gpu2"].text
+    assert by_name["Flexi_Backend_vllm-a"].status == 2
+    assert LINE.match(by_name["Flexi_Backend_vllm-a"].line()).group("perf") == "in_flight=0|failures=3"
+    assert "3 failures since the server started" in {c.service: c for c in checks(before, None)}["Flexi_Backend_vllm-a"].text
+    down_but_closed = sample(backends_text(0).replace('flexi_backend_circuit_state{backend="gpu2"} 1.0',
+                                                      'flexi_backend_circuit_state{backend="gpu2"} 0.0'))
+    assert {c.service: c for c in checks(down_but_closed, None)}["Flexi_Backend_gpu2"].status == 2  # a failing probe
+    assert not [c for c in checks(sample(metrics_text(1, 0, [0.1], 0)), None) if c.service.startswith("Flexi_Backend")]
+
+
 def run(server: RunningServer, state: Path, host: str | None = None) -> list[re.Match[str]]:
     result = CliRunner().invoke(app, ["monitor", "checkmk", "--state", str(state)],
                                 env={"FLEXI_HOST": host or server.host, "FLEXI_API_KEY": None, "LANG": "en_US.UTF-8"})

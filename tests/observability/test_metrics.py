@@ -1,4 +1,4 @@
-"""The metrics module alone: bounded labels, the scheduler collector, exposition, several processes."""
+"""The metrics module alone: bounded labels, the scheduler and backend collectors, exposition, several processes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flexi.observability.metrics import (
     OTHER,
+    BackendState,
     BoundedLabel,
     LoadedModel,
     Metrics,
@@ -107,6 +108,30 @@ def test_the_scheduler_is_read_at_scrape_time() -> None:
     view.models = []  # unloaded: gone from the next scrape, no stale gauge
     s = parse(metrics.exposition().decode())
     assert total(s, "flexi_loaded_models") == 0 and not label_values(s, "flexi_model_memory_bytes", "model")
+
+
+class FakeBackends:
+    def __init__(self) -> None:
+        self.states = [BackendState("gpu1", up=True, circuit=0, in_flight=3, failures={}),
+                       BackendState("gpu2", up=False, circuit=2, in_flight=0, failures={"connect": 3, "probe": 1})]
+
+    def backend_states(self) -> list[BackendState]:
+        return self.states
+
+
+def test_backend_health_is_read_at_scrape_time() -> None:
+    metrics = Metrics()
+    view = FakeBackends()
+    metrics.watch_backends(view)
+    s = parse(metrics.exposition().decode())
+    assert total(s, "flexi_backend_up", backend="gpu1") == 1 and total(s, "flexi_backend_up", backend="gpu2") == 0
+    assert total(s, "flexi_backend_circuit_state", backend="gpu2") == 2
+    assert total(s, "flexi_backend_in_flight", backend="gpu1") == 3
+    assert total(s, "flexi_backend_failures_total", backend="gpu2", reason="connect") == 3
+    assert label_values(s, "flexi_backend_failures_total", "reason") == {"connect", "probe"}
+    view.states[1] = BackendState("gpu2", up=True, circuit=1, in_flight=1, failures={"connect": 3, "probe": 1})
+    s = parse(metrics.exposition().decode())
+    assert total(s, "flexi_backend_circuit_state", backend="gpu2") == 1 and total(s, "flexi_backend_up") == 2
 
 
 WORKER = """

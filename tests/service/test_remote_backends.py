@@ -24,6 +24,9 @@ MODEL = "smollm2:135m"
 SECRET = "sk-remote-test-secret-4711"
 MESSAGES = [{"role": "user", "content": "Say hi."}]
 FEW = {"num_predict": 3, "temperature": 0}
+#: These tests send the same faulty backends many requests and want each one's own error: no probes or
+#: circuit breaker here (tests/service/test_backend_health_e2e.py covers those).
+NO_BREAKER = {"FLEXI_BACKEND_HEALTH_INTERVAL": "0", "FLEXI_BACKEND_FAILURE_THRESHOLD": "0"}
 
 
 @dataclass
@@ -147,7 +150,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         home.mkdir()
         (home / "config.toml").write_text(_config(b.url, f"http://127.0.0.1:{free_port()}",
                                                   f"http://127.0.0.1:{faulty.server_address[1]}"))
-        a = start_server(home)
+        a = start_server(home, NO_BREAKER)  # each fault's own error, every time (the breaker: test_backend_health_e2e)
         try:
             yield Pair(a, b)
         finally:

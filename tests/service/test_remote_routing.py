@@ -12,8 +12,10 @@ import httpx
 import pytest
 
 from flexi.config import BackendConfig
-from flexi.engine.remote.wire import BackendFailed
-from flexi.engine.types import EngineError, TextChunk, TooManyRequests
+from flexi.engine.remote.wire import BackendFailed, BackendsDown
+from flexi.engine.types import EmbeddingRequest, EngineError, TextChunk, TooManyRequests
+from flexi.scheduler.fair_queue import FairQueue
+from flexi.service.backend_health import BackendHealth
 from flexi.service.remote import RemoteEngine, RemoteModel, _record
 from flexi.store.names import parse_model_name
 from tests.engine.test_remote_wire import CHAT, Body, client, collect, ndjson
@@ -138,3 +140,116 @@ def test_the_least_loaded_backend_takes_the_next_request() -> None:
         return calls
 
     assert asyncio.run(run()) == [0, 1]  # the first engine's original handler was replaced by `slow`
+
+
+def _breakers(model: RemoteModel, threshold: int = 3, cooldown: float = 30.0) -> list[float]:
+    """Give each engine a breaker on a shared fake clock; returns the clock (a one-element list)."""
+    now = [0.0]
+    for engine, _ in model.served_by:
+        engine.health = BackendHealth(threshold, cooldown, clock=lambda: now[0])
+    return now
+
+
+def test_an_open_circuit_gets_no_requests_and_the_other_backend_answers() -> None:
+    model, calls = _model(lambda r: httpx.Response(500, text="boom"), lambda r: httpx.Response(200, stream=Body(GOOD)))
+    _breakers(model)
+    for _ in range(3):  # each fails over to e1 before the first token
+        assert [e.text for e in asyncio.run(collect(model.generate(CHAT))) if isinstance(e, TextChunk)] == ["Hi"]
+    first = model.served_by[0][0]
+    assert first.health.circuit == "open" and first.health.failures == {"http_5xx": 3} and calls == [3, 3]
+    for _ in range(5):
+        asyncio.run(collect(model.generate(CHAT)))
+    assert calls == [3, 8]  # not one more attempt at the dead backend
+
+
+def test_every_backend_open_is_503_at_once_with_the_shortest_cooldown() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    model, calls = _model(lambda r: httpx.Response(502, text="bad gateway"), refused)
+    now = _breakers(model, threshold=1, cooldown=30)
+    with pytest.raises(BackendFailed):  # both tried and failed: the last failure, as before
+        asyncio.run(collect(model.generate(CHAT)))
+    now[0] = 12.2  # e0 opened at 0, e1 too: 17.8 s left
+    model.served_by[1][0].health._opened_at = 5.0  # e1 opened later: 22.8 s left
+    with pytest.raises(BackendsDown) as exc:
+        asyncio.run(collect(model.generate(CHAT)))
+    assert (exc.value.status, exc.value.retry_after, exc.value.code) == (503, 18, "backend_unavailable")
+    assert "every backend serving m:latest is unavailable" in exc.value.message
+    with pytest.raises(BackendsDown):
+        asyncio.run(model.embed(EmbeddingRequest(model="m", inputs=["x"])))
+    assert calls == [1, 1]
+
+
+def test_half_open_sends_one_trial_and_its_success_closes_the_circuit() -> None:
+    async def run() -> None:
+        gate = asyncio.Event()
+        hits = 0
+
+        async def engine(request: httpx.Request) -> httpx.Response:
+            nonlocal hits
+            hits += 1
+            await gate.wait()
+            return httpx.Response(200, stream=Body(GOOD))
+
+        model, _ = _model(lambda r: httpx.Response(200, stream=Body(GOOD)))
+        now = _breakers(model, threshold=1, cooldown=10)
+        only = model.served_by[0][0]
+        only.client = httpx.AsyncClient(transport=httpx.MockTransport(engine), base_url="http://engine")
+        only.health.failed("connect", "refused")
+        now[0] = 10.0  # half-open
+        trial = asyncio.create_task(collect(model.generate(CHAT)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(BackendsDown) as exc:  # the trial is under way: nobody else gets in
+            await collect(model.generate(CHAT))
+        assert exc.value.retry_after == 1
+        gate.set()
+        await trial
+        assert only.health.circuit == "closed" and hits == 1
+        await collect(model.generate(CHAT))
+        assert hits == 2
+
+    asyncio.run(run())
+
+
+def test_a_refused_request_is_no_verdict_on_the_backend() -> None:
+    model, calls = _model(lambda r: httpx.Response(400, json={"error": "bad"}))
+    _breakers(model, threshold=1)
+    for _ in range(3):
+        with pytest.raises(EngineError, match="refused the request"):
+            asyncio.run(collect(model.generate(CHAT)))
+    health = model.served_by[0][0].health
+    assert health.circuit == "closed" and health.failures == {} and calls == [3]
+
+
+def test_a_request_that_waited_while_the_circuit_opened_is_not_sent_there() -> None:
+    async def run() -> tuple[list[int], int]:
+        hold = asyncio.Event()
+        hits = 0
+
+        async def dying(request: httpx.Request) -> httpx.Response:
+            nonlocal hits
+            hits += 1
+            await hold.wait()
+            return httpx.Response(500, text="CUDA error")
+
+        model, calls = _model(lambda r: httpx.Response(200, stream=Body(GOOD)), lambda r: httpx.Response(200, stream=Body(GOOD)))
+        _breakers(model)
+        first, second = (engine for engine, _ in model.served_by)
+        first.queue = FairQueue(1, 8)
+        first.client = httpx.AsyncClient(transport=httpx.MockTransport(dying), base_url="http://engine")
+        second.health.engine_waiting = 10  # the other engine reports a long queue of its own: e0 goes first
+        running = asyncio.create_task(collect(model.generate(CHAT)))
+        await asyncio.sleep(0.02)
+        waiting = asyncio.create_task(collect(model.generate(CHAT)))  # e0: 1 in flight < e1: 10 in its queue
+        await asyncio.sleep(0.02)
+        assert first.queue.waiting == 1
+        first.health.probed(False, "health probe: HTTP 503")  # the engine died meanwhile
+        hold.set()
+        for task in (running, waiting):  # the running one fails over before its first token; the waiting
+            events = await task          # one's turn came with the circuit open: it went to e1 directly
+            assert [e.text for e in events if isinstance(e, TextChunk)] == ["Hi"]
+        assert first.health.failures == {"probe": 1, "http_5xx": 1}
+        return calls, hits
+
+    assert asyncio.run(run()) == ([0, 2], 1)

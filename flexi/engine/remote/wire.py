@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from flexi.engine.types import EngineError, FinishReason, GenerationStats
+from flexi.engine.types import EngineError, FinishReason, GenerationStats, ServerBusy
 
 #: How much of a backend's error text reaches the client (it may be long or an HTML page).
 _DETAIL_CHARS = 200
@@ -18,11 +18,26 @@ _DETAIL_CHARS = 200
 
 class BackendFailed(EngineError):
     """A remote engine did not answer as it should. `retry`: nothing useful came back, so another backend
-    serving the same model may take the request (the caller still decides: never after a first token)."""
+    serving the same model may take the request (the caller still decides: never after a first token).
+    `reason`: what it says about the backend's health (connect, timeout, http_5xx, garbage, cut, error;
+    the circuit breaker counts it), None when the backend refused this request only (4xx)."""
 
-    def __init__(self, message: str, status: int = 502, code: str = "backend_error", retry: bool = True) -> None:
+    def __init__(self, message: str, status: int = 502, code: str = "backend_error", retry: bool = True,
+                 reason: str | None = "error") -> None:
         super().__init__(message, status=status, code=code)
         self.retry = retry
+        self.reason = reason
+
+
+class BackendsDown(ServerBusy):
+    """Every backend of a model has its circuit open: answered at once, nothing is sent or queued.
+    `retry_after`: when the first of them takes a trial request again. The access gate localizes it."""
+
+    def __init__(self, model: str, retry_after: int) -> None:
+        super().__init__(retry_after, f"every backend serving {model} is unavailable at the moment; "
+                                      f"try again in {retry_after} s")
+        self.code = "backend_unavailable"
+        self.model = model
 
 
 def _detail(body: bytes) -> str:
@@ -43,27 +58,31 @@ def status_failure(backend: str, status: int, body: bytes) -> EngineError:
     if status in (400, 413, 422):  # the request itself: another backend would refuse it too
         return EngineError(f'backend "{backend}" refused the request: {detail}', status=400, code="invalid_request")
     if status in (401, 403):
-        return BackendFailed(f'backend "{backend}" refused Flexi\'s credentials (HTTP {status}); tell the administrator')
+        return BackendFailed(f'backend "{backend}" refused Flexi\'s credentials (HTTP {status}); tell the administrator',
+                             reason=None)
     if status == 404:
-        return BackendFailed(f'backend "{backend}" does not serve this model (HTTP 404): {detail}')
+        return BackendFailed(f'backend "{backend}" does not serve this model (HTTP 404): {detail}', reason=None)
     if status in (408, 429, 503):
-        return BackendFailed(f'backend "{backend}" is busy (HTTP {status}); try again', status=503, code="backend_busy")
-    return BackendFailed(f'backend "{backend}" failed (HTTP {status}): {detail}')
+        return BackendFailed(f'backend "{backend}" is busy (HTTP {status}); try again', status=503, code="backend_busy",
+                             reason="http_5xx" if status >= 500 else None)
+    return BackendFailed(f'backend "{backend}" failed (HTTP {status}): {detail}',
+                         reason="http_5xx" if status >= 500 else None)
 
 
 def transport_failure(backend: str, exc: httpx.HTTPError) -> BackendFailed:
     if isinstance(exc, httpx.TimeoutException):
-        return BackendFailed(f'backend "{backend}" did not answer in time', status=504, code="backend_timeout")
+        return BackendFailed(f'backend "{backend}" did not answer in time', status=504, code="backend_timeout",
+                             reason="timeout")
     return BackendFailed(f'backend "{backend}" is unreachable ({type(exc).__name__}); try again later',
-                         code="backend_unavailable")
+                         code="backend_unavailable", reason="connect")
 
 
 def garbage(backend: str) -> BackendFailed:
-    return BackendFailed(f'backend "{backend}" sent an answer Flexi cannot read')
+    return BackendFailed(f'backend "{backend}" sent an answer Flexi cannot read', reason="garbage")
 
 
 def cut_off(backend: str) -> BackendFailed:
-    return BackendFailed(f'backend "{backend}" closed the stream before the answer was complete')
+    return BackendFailed(f'backend "{backend}" closed the stream before the answer was complete', reason="cut")
 
 
 async def open_stream(client: httpx.AsyncClient, backend: str, path: str, payload: dict[str, Any]) -> httpx.Response:
