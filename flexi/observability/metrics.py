@@ -3,7 +3,9 @@
 Requests are observed once, where the access gate meters them (`AccessGate.meter` and friends), so
 both dialects and course assistants count the same way and exactly once. What the scheduler holds
 right now (loaded models, their memory, queue depth, runner restarts) is read when Prometheus scrapes,
-through a collector over a `SchedulerView`, instead of being copied into gauges on every change.
+through a collector over a `SchedulerView`, instead of being copied into gauges on every change; power,
+energy and GPUs likewise through an `EnergyView` (the energy sampler, flexi/energy/, which sits above
+this module and implements it).
 
 Labels are model, endpoint, course (the billed course's id) and status or error type; never a user.
 Label values a client can influence are capped: beyond `max_models` / `max_courses` / `max_endpoints`
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -162,6 +164,62 @@ class SchedulerCollector(Collector):
         yield restarts
 
 
+class GpuState(Protocol):
+    """One GPU's last reading (flexi.energy.sources.Reading has these fields)."""
+
+    device: str
+    utilisation: float | None
+    memory_used: int | None
+    memory_total: int | None
+
+
+class EnergyView(Protocol):
+    """The energy sampler as the collector reads it. Devices are hardware ("cpu", "cpu:package-0",
+    "gpu:0"), so their number is bounded by the machine."""
+
+    def power(self) -> list[tuple[str, str, float]]:
+        """(device, source, watts in the last interval); source is nvml, rapl or estimate."""
+        ...
+
+    def energy_joules(self) -> dict[str, float]: ...
+
+    def gpus(self) -> Sequence[GpuState]: ...
+
+
+class EnergyCollector(Collector):
+    """Power, energy and GPU gauges read from the energy sampler at scrape time."""
+
+    def __init__(self, view: EnergyView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        power = GaugeMetricFamily("flexi_power_watts", "Power of a device over the last sample interval (source: "
+                                  "nvml or rapl = measured, estimate = from configured watts).", labels=["device", "source"])
+        for device, source, watts in self.view.power():
+            power.add_metric([device, source], watts)
+        yield power
+        energy = CounterMetricFamily("flexi_energy_joules", "Energy a device used since this process started.",
+                                     labels=["device"])
+        for device, joules in self.view.energy_joules().items():
+            energy.add_metric([device], joules)
+        yield energy
+        gpus = list(self.view.gpus())
+        if not gpus:
+            return  # CPU hosts have no GPU series at all
+        util = GaugeMetricFamily("flexi_gpu_utilization_ratio", "Share of time a GPU's kernels ran (NVML), 0 to 1.",
+                                 labels=["device"])
+        used = GaugeMetricFamily("flexi_gpu_memory_used_bytes", "GPU memory in use (NVML).", labels=["device"])
+        total = GaugeMetricFamily("flexi_gpu_memory_total_bytes", "GPU memory in all (NVML).", labels=["device"])
+        for gpu in gpus:
+            if gpu.utilisation is not None:
+                util.add_metric([gpu.device], gpu.utilisation)
+            if gpu.memory_used is not None:
+                used.add_metric([gpu.device], gpu.memory_used)
+            if gpu.memory_total is not None:
+                total.add_metric([gpu.device], gpu.memory_total)
+        yield from (util, used, total)
+
+
 def _summed(models: Iterable[LoadedModel], label: BoundedLabel) -> list[LoadedModel]:
     """Loaded models by label value (models beyond the cap add up under "other")."""
     out: dict[str, LoadedModel] = {}
@@ -266,6 +324,14 @@ class Metrics:
             self.registry.register(collector)
         else:
             self._scrape_extra.append(collector)  # this process's scheduler; counters come from the files
+
+    def watch_energy(self, view: EnergyView) -> None:
+        """Report power, energy and GPUs (this process's sampler) at each scrape."""
+        collector = EnergyCollector(view)
+        if self.multiprocess is None:
+            self.registry.register(collector)
+        else:
+            self._scrape_extra.append(collector)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric (all processes' in multi-process mode)."""

@@ -18,6 +18,7 @@ from flexi.api import ollama, openai
 from flexi.campus import admin, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations, documents as course_documents
 from flexi.campus import metrics as metrics_routes
+from flexi.energy.service import EnergyService
 from flexi.observability.metrics import Metrics
 from flexi.scheduler.metrics_view import ManagerView
 from flexi.rag.library import DocumentLibrary
@@ -72,12 +73,20 @@ def create_app(settings: Settings) -> FastAPI:
         if metrics is not None:  # requests are observed where the gate meters them; the scheduler at scrape time
             metrics.watch(ManagerView(manager))
             access.gate.metrics = metrics
+        energy = EnergyService(settings, access.engine) if settings.energy else None
+        if energy is not None:  # power sampled in the background, attributed by the time requests run
+            generation.energy = energy.tracker
+            await energy.start()
+            if metrics is not None:
+                metrics.watch_energy(energy)
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
-                                   documents=documents, metrics=metrics)
+                                   documents=documents, metrics=metrics, energy=energy)
         try:
             yield
         finally:
             await manager.shutdown()
+            if energy is not None:
+                await energy.stop()  # the last interval and what is not yet stored, before the database closes
             await remote.close()
             await access.close()
 
