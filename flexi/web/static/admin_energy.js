@@ -10,9 +10,10 @@ const DAYS = 30;
 
 export async function energyTab(body) {
   const lang = locale();
-  const charts = [["day", DAYS], ["week", 120], ["model", DAYS], ["hour", DAYS]].map(([view, days]) =>
+  const charts = [["day", DAYS, t("chart_energy_day")], ["week", 120, t("chart_energy_week")],
+    ["model", DAYS, t("chart_energy_model")], ["hour", DAYS, t("chart_energy_hour")]].map(([view, days, alt]) =>
     h("figure", {}, h("img", { src: `/admin/energy/chart.svg?view=${view}&days=${days}&lang=${lang}`,
-      alt: t(`chart_energy_${view}`), width: "640", height: "260", loading: "lazy" })));
+      alt, width: "640", height: "260", loading: "lazy" })));
   const report = await api(`/admin/energy?days=${DAYS}&by=model,course`);
   const total = report.total || {};
   const rows = (report.rows || []).map((r) => h("tr", {},
