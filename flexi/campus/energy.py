@@ -31,7 +31,7 @@ async def current_report(request: Request, days: int | None, start: str | None, 
     state = state_of(request)
     if state.energy is not None:
         try:
-            await state.energy.flush()  # the last minutes too, not only what the periodic flush wrote
+            await state.energy.bring_up_to_date()  # up to now, not only what the periodic flush wrote
         except Exception:  # noqa: BLE001 (the stored figures are still worth reporting)
             log.warning("storing the latest energy figures failed", exc_info=True)
     settings = state.settings

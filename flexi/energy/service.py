@@ -47,7 +47,8 @@ class EnergyService:
                                max_gap=max_gap(settings.energy_interval), clock=clock)
         self.replica = (settings.energy_replica or f"{socket.gethostname()}:{settings.bind_port}")[:128]
         self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one flush at a time
+        self._reading = asyncio.Lock()  # one sample at a time (sources keep counter state)
         self._purged = 0.0
 
     def _sources(self) -> list[PowerSource]:
@@ -87,8 +88,9 @@ class EnergyService:
                 log.exception("energy sampling failed; retrying at the next interval")
 
     async def _sample(self) -> None:
-        readings = await asyncio.to_thread(self.sampler.read)  # sysfs and NVML block briefly
-        self.sampler.record(readings, self.clock())
+        async with self._reading:
+            readings = await asyncio.to_thread(self.sampler.read)  # sysfs and NVML block briefly
+            self.sampler.record(readings, self.clock())
 
     async def flush(self) -> None:
         """Store what accumulated (kept for the next try when the database is unreachable); apply the
@@ -105,6 +107,11 @@ class EnergyService:
                 removed = await asyncio.to_thread(store.purge, self.engine, self.settings.energy_retention_days)
                 if removed:
                     log.info("energy retention removed %d hourly rows", removed)
+
+    async def bring_up_to_date(self) -> None:
+        """Sample now and store everything (a report then includes the last seconds)."""
+        await self._sample()
+        await self.flush()
 
     async def stop(self) -> None:
         if self._task is not None:
