@@ -23,6 +23,7 @@ class HostCpuTime:
     def __init__(self, path: Path = PROC_STAT) -> None:
         self.path = path
         self._last: tuple[int, int] | None = self._read()
+        self._share: float | None = None
 
     def _read(self) -> tuple[int, int] | None:
         try:
@@ -37,11 +38,15 @@ class HostCpuTime:
 
     def __call__(self) -> float | None:
         now = self._read()
-        before, self._last = self._last, now
-        if now is None or before is None or now[0] <= before[0]:
+        if now is None or self._last is None:
+            self._last = now
             return None
-        total, idle = now[0] - before[0], now[1] - before[1]
-        return min(1.0, max(0.0, 1.0 - idle / total))
+        if now[0] <= self._last[0]:
+            return self._share  # no tick since the last call (a report sampled in between): the last figure
+        total, idle = now[0] - self._last[0], now[1] - self._last[1]
+        self._last = now
+        self._share = min(1.0, max(0.0, 1.0 - idle / total))
+        return self._share
 
 
 class EstimatedSource:

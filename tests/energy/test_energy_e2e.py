@@ -95,3 +95,17 @@ def test_only_admins_read_energy_and_bad_windows_are_400(site: Site) -> None:
     assert _get(site, "/admin/energy?by=user", site.admin).status_code == 400
     r = _get(site, "/admin/energy?from=2026-01-01&to=2026-01-02&by=day", site.admin)
     assert r.status_code == 200 and r.json()["rows"] == [] and r.json()["total"]["kwh"] == 0
+
+
+def test_with_energy_off_nothing_is_sampled_or_stored(tmp_path_factory: pytest.TempPathFactory) -> None:
+    srv = start_server(tmp_path_factory.mktemp("energy-off") / "home", {"FLEXI_ENERGY": "off"})
+    try:
+        httpx.post(srv.url + "/api/generate", json={"model": MODEL, "prompt": "Hi", "stream": False,
+                                                     "options": {"num_predict": 4}}, timeout=180).raise_for_status()
+        report = httpx.get(srv.url + "/admin/energy?by=model", timeout=30).json()
+        assert report["sampling"] is False and report["rows"] == [] and report["peaks"] == []
+        metrics = httpx.get(srv.url + "/metrics", timeout=30).text
+        assert "flexi_power_watts" not in metrics and "flexi_energy_joules" not in metrics
+    finally:
+        stop_server(srv)
+    assert "energy sampling" not in srv.log_path.read_text()

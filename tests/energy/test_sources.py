@@ -107,3 +107,14 @@ def test_the_estimate_follows_host_cpu_time(tmp_path: Path) -> None:
 def test_the_estimate_falls_back_to_the_busy_share_without_proc_stat(tmp_path: Path) -> None:
     source = EstimatedSource(50.0, 150.0, HostCpuTime(tmp_path / "none"), lambda: 0.25)
     assert source.read()[0].watts == pytest.approx(75.0)
+
+
+def test_host_cpu_time_keeps_its_last_figure_until_the_next_tick(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  0 0 0 100 0 0 0 0\n")
+    cpu = HostCpuTime(stat)
+    stat.write_text("cpu  50 0 0 150 0 0 0 0\n")
+    assert cpu() == pytest.approx(0.5)
+    assert cpu() == pytest.approx(0.5)  # no jiffy in between
+    stat.write_text("cpu  50 0 0 250 0 0 0 0\n")
+    assert cpu() == pytest.approx(0.0)
