@@ -91,7 +91,10 @@ class Sampler:
         for reading in readings:
             self._integrate(reading, at)
             self.latest[reading.device] = reading
-        self.tracker.forget_before(at - self.max_gap)
+        # finished requests before the earliest start a later interval can have are accounted for: normally
+        # this sample's time, earlier only for a device that missed it (its next interval starts before)
+        pending = [t for t, _ in self._last.values() if at - t <= self.max_gap]
+        self.tracker.forget_before(min(pending, default=at))
 
     def _integrate(self, reading: Reading, at: float) -> None:
         previous = self._last.get(reading.device)

@@ -190,3 +190,15 @@ async def test_watch_marks_busy_from_the_first_engine_event_until_the_end() -> N
     assert len(seen) == 2
     busy = tracker.busy(T0, T0 + 10)
     assert busy.seconds == {("A", 2): pytest.approx(4.0)} and busy.union == pytest.approx(4.0)
+
+
+def test_finished_requests_are_forgotten_once_accounted_for() -> None:
+    sampler, tracker, clock = _sampler(Constant(100.0))
+    sampler.sample()
+    for i in range(100):
+        tracker.end(tracker.begin("A", None, at=T0 + i * 0.01), at=T0 + i * 0.01 + 0.005)
+    clock.now = T0 + 2
+    sampler.sample()
+    assert tracker._done == []  # nothing kept for intervals that are over
+    cells, _ = sampler.drain()
+    assert cells[(HOUR, BUSY_DEVICE, "A", 0)].busy_seconds == pytest.approx(0.5, abs=1e-4)
