@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flexi.db.models import Course, EnergyHour, EnergyPeak, iso_z
-from flexi.energy.sampler import BUSY_DEVICE, IDLE
+from flexi.energy.sampler import BUSY_DEVICE
 
 GROUPS = ("day", "week", "model", "course")
 IDLE_LABEL = "idle"

@@ -44,7 +44,7 @@ def hour_pieces(start: float, end: float) -> Iterator[tuple[int, float, float]]:
     """[start, end] cut at UTC hour boundaries: (hour start, piece start, piece end)."""
     a = start
     while a < end:
-        hour = int(math.floor(a / HOUR)) * HOUR
+        hour = math.floor(a / HOUR) * HOUR
         b = min(end, hour + HOUR)
         yield hour, a, b
         a = b
