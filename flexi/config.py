@@ -268,6 +268,23 @@ class Settings(BaseSettings):
     # --- issue 14: operations ---
     metrics: bool = Field(True, description="Serve Prometheus metrics at GET /metrics (text exposition format): requests and errors by type, time to first token, time per output token, latency, queue depth and wait, tokens, loaded models and their memory, runner restarts, embeddings; labelled by model, endpoint and course id, never by user. With FLEXI_AUTH=on only admins may read it (a key needs scope `admin`); off = 404 and nothing is measured. Several worker processes: set PROMETHEUS_MULTIPROC_DIR (an empty directory) in the environment before starting, as prometheus-client documents.")
 
+    # --- issue 14: energy and cost ---
+    energy: bool = Field(True, description="Sample power and attribute energy to models and courses (GET /admin/energy, `flexi energy`, the admin dashboard, flexi_power_watts in /metrics): NVIDIA GPUs through NVML, CPU packages through RAPL (/sys/class/powercap) when readable, else an estimate from FLEXI_ENERGY_IDLE_WATTS and FLEXI_ENERGY_BUSY_WATTS labelled \"estimated\". off = nothing is sampled, tracked or stored.")
+    energy_price: float = Field(0.30, ge=0, description="Electricity price in € per kWh for the energy reports.")
+    energy_co2: float = Field(380.0, ge=0, description="Grams of CO2 per kWh (the grid's emission factor) for the energy reports.")
+    energy_idle_watts: float = Field(50.0, ge=0, description="Estimated power of this host (without GPUs) when idle, in watts; used only where no meter (RAPL) is readable.")
+    energy_busy_watts: float = Field(150.0, ge=0, description="Estimated power of this host (without GPUs) at full CPU load, in watts; the estimate is idle + (busy - idle) x the host's CPU utilisation.")
+    energy_interval: float = Field(5.0, ge=0.1, le=300, description="Seconds between two power samples.")
+    energy_flush_interval: float = Field(300.0, ge=1, description="Seconds between two writes of the hourly energy aggregates to the database (also written at shutdown).")
+    energy_retention_days: int = Field(400, ge=1, description="Hourly energy aggregates older than this are deleted.")
+    energy_replica: str = Field("", max_length=128, description="This replica's name in the energy aggregates (each replica writes its own rows, reports add them up); empty = host name:port.")
+
+    @model_validator(mode="after")
+    def _busy_not_below_idle(self) -> Settings:
+        if self.energy_busy_watts < self.energy_idle_watts:
+            raise ValueError("FLEXI_ENERGY_BUSY_WATTS must be at least FLEXI_ENERGY_IDLE_WATTS")
+        return self
+
     log_level: str = Field("info")
 
     @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", "document_url_allow_hosts",

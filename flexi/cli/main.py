@@ -19,6 +19,7 @@ from flexi.cli.admin import SUB_APPS as ADMIN_APPS
 from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
 from flexi.cli.errors import fail, handle_errors
+from flexi.cli.energy import energy_app
 from flexi.cli.monitor import monitor_app
 from flexi.cli.rag import rag_app
 from flexi.cli.rag_eval import register as register_rag_eval
@@ -43,6 +44,7 @@ for _sub_app, _name in ADMIN_APPS + PRIVACY_APPS:  # users, keys, groups, course
 register_rag_eval(rag_app)  # `flexi rag eval`
 app.add_typer(rag_app, name="rag")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(energy_app, name="energy")
 
 
 def stdin_is_tty() -> bool:

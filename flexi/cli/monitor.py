@@ -35,8 +35,12 @@ def checkmk(state: Path = typer.Option(None, "--state", help="Where the previous
             error_warn: float = typer.Option(5.0, help="Percent failed requests for WARN."),
             error_crit: float = typer.Option(20.0, help="Percent failed requests for CRIT."),
             latency_warn: float = typer.Option(30.0, help="p95 request seconds for WARN."),
-            latency_crit: float = typer.Option(120.0, help="p95 request seconds for CRIT.")) -> None:
-    """Print Checkmk local checks: queue, errors, latency, loaded models."""
+            latency_crit: float = typer.Option(120.0, help="p95 request seconds for CRIT."),
+            gpu_util_warn: float = typer.Option(90.0, help="Percent GPU utilisation for WARN."),
+            gpu_util_crit: float = typer.Option(98.0, help="Percent GPU utilisation for CRIT."),
+            gpu_memory_warn: float = typer.Option(90.0, help="Percent GPU memory in use for WARN."),
+            gpu_memory_crit: float = typer.Option(95.0, help="Percent GPU memory in use for CRIT.")) -> None:
+    """Print Checkmk local checks: queue, errors, latency, loaded models, and each GPU's utilisation and memory."""
     path = state or _default_state()
     try:
         with Client() as client:
@@ -48,7 +52,8 @@ def checkmk(state: Path = typer.Option(None, "--state", help="Where the previous
         before = json.loads(path.read_text()) if path.exists() else None
     except (OSError, ValueError):
         before = None  # a damaged state file: report since the server started
-    limits = Thresholds(queue_warn, queue_crit, error_warn, error_crit, latency_warn, latency_crit)
+    limits = Thresholds(queue_warn, queue_crit, error_warn, error_crit, latency_warn, latency_crit,
+                        gpu_util_warn, gpu_util_crit, gpu_memory_warn, gpu_memory_crit)
     typer.echo(render(checks(now, before, limits)), nl=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,11 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -422,6 +424,37 @@ class DocumentChunk(Base):
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedding_model: Mapped[str | None] = mapped_column(String(255))
 
+
+
+class EnergyHour(Base):
+    """Energy and busy time of one hour (issue 14), downsampled by the sampler of each replica
+    (flexi.energy): joules of one device attributed to one model and course (model "" = idle, course 0 =
+    none), or, with device "", the busy seconds of that model and course. Each replica writes only its own
+    rows (`replica`), so reports add them up without any coordination; rows beyond the retention are
+    deleted. `estimated`: the joules come from configured watts, not from a meter. No foreign key on the
+    course: a deleted course's energy stays in the totals under its id."""
+
+    __tablename__ = "energy_hours"
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    course_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    joules: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    busy_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class EnergyPeak(Base):
+    """The most requests one replica ran at once in an hour (issue 14); summed over replicas it is an
+    upper bound of the service's peak."""
+
+    __tablename__ = "energy_peaks"
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)
+    peak: Mapped[int] = mapped_column(default=0, server_default="0")
 
 # Columns and indexes of `document_chunks` that exist on PostgreSQL only, for the campus-scale search index
 # (migration 0006, flexi.rag.pgindex): a pgvector column and the analysed terms with their GIN index. They are

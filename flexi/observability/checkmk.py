@@ -28,6 +28,10 @@ class Thresholds:
     error_crit: float = 20.0
     latency_warn: float = 30.0  # seconds, p95 of the whole request
     latency_crit: float = 120.0
+    gpu_util_warn: float = 90.0  # percent busy (NVML utilisation): a GPU at its limit makes requests wait
+    gpu_util_crit: float = 98.0
+    gpu_memory_warn: float = 90.0  # percent of the GPU's memory in use: the next model or KV cache may not fit
+    gpu_memory_crit: float = 95.0
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,17 @@ def _level(value: float, warn: float, crit: float) -> int:
 #: Per-backend figures and how several samples of one backend combine (worst state, summed load).
 _BACKEND = {"flexi_backend_up": min, "flexi_backend_circuit_state": max, "flexi_backend_in_flight": sum,
             "flexi_backend_failures_total": sum}
+GPU_SERIES = {"flexi_gpu_utilization_ratio": "util", "flexi_gpu_memory_used_bytes": "used",
+              "flexi_gpu_memory_total_bytes": "total"}
 
 
 def sample(text: str) -> dict[str, Any]:
-    """The figures the checks need from one scrape: sums over models, histogram buckets by bound, and
-    each remote backend's health."""
+    """The figures the checks need from one scrape: sums over models, histogram buckets by bound, each
+    remote backend's health, and each GPU's utilisation and memory (present only where the server samples GPUs)."""
     sums: dict[str, float] = defaultdict(float)
     buckets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     per_backend: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    gpus: dict[str, dict[str, float]] = defaultdict(dict)
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name.endswith("_bucket"):
@@ -69,9 +76,33 @@ def sample(text: str) -> dict[str, Any]:
                 sums[s.name] += s.value
             if s.name in _BACKEND and "backend" in s.labels:
                 per_backend[s.labels["backend"]][s.name].append(s.value)
+            if s.name in GPU_SERIES and "device" in s.labels:
+                gpus[s.labels["device"]][GPU_SERIES[s.name]] = s.value
     backends = {name: {metric: _BACKEND[metric](values) for metric, values in figures.items()}
                 for name, figures in per_backend.items()}
-    return {"sums": dict(sums), "buckets": {k: dict(v) for k, v in buckets.items()}, "backends": backends}
+    return {"sums": dict(sums), "buckets": {k: dict(v) for k, v in buckets.items()}, "backends": backends,
+            "gpus": dict(gpus)}
+
+
+def gpu_checks(now: dict[str, Any], limits: Thresholds) -> list[Check]:
+    """One utilisation and one memory service per GPU (none on CPU hosts)."""
+    out = []
+    for device in sorted(now.get("gpus", {})):
+        gpu = now["gpus"][device]
+        name = "Flexi_GPU_" + "".join(c if c.isalnum() else "_" for c in device.removeprefix("gpu:"))
+        if "util" in gpu:
+            util = 100.0 * gpu["util"]
+            out.append(Check(_level(util, limits.gpu_util_warn, limits.gpu_util_crit), f"{name}_Utilization",
+                             (("util", util, limits.gpu_util_warn, limits.gpu_util_crit),),
+                             f"{device} {util:.0f} % busy"))
+        if gpu.get("total"):
+            used = gpu.get("used", 0.0)
+            share = 100.0 * used / gpu["total"]
+            out.append(Check(_level(share, limits.gpu_memory_warn, limits.gpu_memory_crit), f"{name}_Memory",
+                             (("mem_used_percent", share, limits.gpu_memory_warn, limits.gpu_memory_crit),
+                              ("mem_used", used, None, None), ("mem_total", gpu["total"], None, None)),
+                             f"{device} memory {used / 2**30:.1f} of {gpu['total'] / 2**30:.1f} GiB ({share:.0f} %)"))
+    return out
 
 
 def _delta(now: dict[str, Any], before: dict[str, Any] | None, name: str) -> float:
@@ -124,7 +155,7 @@ def checks(now: dict[str, Any], before: dict[str, Any] | None, limits: Threshold
     out.append(Check(0, "Flexi_Models", (("loaded", loaded, None, None), ("memory", memory, None, None)),
                      f"{loaded:.0f} models loaded, {memory / 2**30:.2f} GiB"))
     out.extend(backend_checks(now, before))
-    return out
+    return out + gpu_checks(now, limits)
 
 
 _CIRCUIT = {0: "closed", 1: "half-open", 2: "open"}

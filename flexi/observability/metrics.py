@@ -4,7 +4,9 @@ Requests are observed once, where the access gate meters them (`AccessGate.meter
 both dialects and course assistants count the same way and exactly once. What the scheduler holds
 right now (loaded models, their memory, queue depth, runner restarts) is read when Prometheus scrapes,
 through a collector over a `SchedulerView`, instead of being copied into gauges on every change; the
-remote backends' health (up, circuit, in flight, failures by reason) likewise through a `BackendView`.
+remote backends' health (up, circuit, in flight, failures by reason) likewise through a `BackendView`, and
+power, energy and GPUs through an `EnergyView` (the energy sampler, flexi/energy/, which sits above this
+module and implements it).
 
 Labels are model, endpoint, course (the billed course's id), backend (configured by an admin) and status,
 error type or failure reason; never a user.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -225,6 +227,60 @@ class BackendCollector(Collector):
             for reason, n in sorted(b.failures.items()):
                 failures.add_metric([name, reason], n)
         yield from (up, circuit, in_flight, failures)
+class GpuState(Protocol):
+    """One GPU's last reading (flexi.energy.sources.Reading has these fields)."""
+
+    device: str
+    utilisation: float | None
+    memory_used: int | None
+    memory_total: int | None
+
+
+class EnergyView(Protocol):
+    """The energy sampler as the collector reads it. Devices are hardware ("cpu", "cpu:package-0",
+    "gpu:0"), so their number is bounded by the machine."""
+
+    def power(self) -> list[tuple[str, str, float]]:
+        """(device, source, watts in the last interval); source is nvml, rapl or estimate."""
+        ...
+
+    def energy_joules(self) -> dict[str, float]: ...
+
+    def gpus(self) -> Sequence[GpuState]: ...
+
+
+class EnergyCollector(Collector):
+    """Power, energy and GPU gauges read from the energy sampler at scrape time."""
+
+    def __init__(self, view: EnergyView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        power = GaugeMetricFamily("flexi_power_watts", "Power of a device over the last sample interval (source: "
+                                  "nvml or rapl = measured, estimate = from configured watts).", labels=["device", "source"])
+        for device, source, watts in self.view.power():
+            power.add_metric([device, source], watts)
+        yield power
+        energy = CounterMetricFamily("flexi_energy_joules", "Energy a device used since this process started.",
+                                     labels=["device"])
+        for device, joules in self.view.energy_joules().items():
+            energy.add_metric([device], joules)
+        yield energy
+        gpus = list(self.view.gpus())
+        if not gpus:
+            return  # CPU hosts have no GPU series at all
+        util = GaugeMetricFamily("flexi_gpu_utilization_ratio", "Share of time a GPU's kernels ran (NVML), 0 to 1.",
+                                 labels=["device"])
+        used = GaugeMetricFamily("flexi_gpu_memory_used_bytes", "GPU memory in use (NVML).", labels=["device"])
+        total = GaugeMetricFamily("flexi_gpu_memory_total_bytes", "GPU memory in all (NVML).", labels=["device"])
+        for gpu in gpus:
+            if gpu.utilisation is not None:
+                util.add_metric([gpu.device], gpu.utilisation)
+            if gpu.memory_used is not None:
+                used.add_metric([gpu.device], gpu.memory_used)
+            if gpu.memory_total is not None:
+                total.add_metric([gpu.device], gpu.memory_total)
+        yield from (util, used, total)
 
 
 def _summed(models: Iterable[LoadedModel], label: BoundedLabel) -> list[LoadedModel]:
@@ -336,7 +392,13 @@ class Metrics:
 
     def watch_backends(self, view: BackendView) -> None:
         """Report the remote backends' health at each scrape (this process's view, as for the scheduler)."""
-        collector = BackendCollector(view)
+        self._watch(BackendCollector(view))
+
+    def watch_energy(self, view: EnergyView) -> None:
+        """Report power, energy and GPUs (this process's sampler) at each scrape."""
+        self._watch(EnergyCollector(view))
+
+    def _watch(self, collector: Collector) -> None:
         if self.multiprocess is None:
             self.registry.register(collector)
         else:

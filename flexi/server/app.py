@@ -17,7 +17,9 @@ from flexi.access.service import AccessService
 from flexi.api import ollama, openai
 from flexi.campus import admin, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations, documents as course_documents
+from flexi.campus import energy as energy_routes
 from flexi.campus import metrics as metrics_routes
+from flexi.energy.service import EnergyService
 from flexi.observability.metrics import Metrics
 from flexi.scheduler.metrics_view import ManagerView
 from flexi.rag.library import DocumentLibrary
@@ -37,6 +39,7 @@ from flexi.service.generation import GenerationService
 from flexi.service.remote import RemoteBackends, served_models
 from flexi.service.state import AppState
 from flexi.store.store import ModelStore
+from flexi.web import energy_charts
 from flexi.web import routes as web
 from flexi.http.headers import SecurityHeaders
 
@@ -75,12 +78,20 @@ def create_app(settings: Settings) -> FastAPI:
                 metrics.watch_backends(remote)
             access.gate.metrics = metrics
         remote.start()  # health probes of the backends (FLEXI_BACKEND_HEALTH_INTERVAL)
+        energy = EnergyService(settings, access.engine) if settings.energy else None
+        if energy is not None:  # power sampled in the background, attributed by the time requests run
+            generation.energy = energy.tracker
+            await energy.start()
+            if metrics is not None:
+                metrics.watch_energy(energy)
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
-                                   documents=documents, metrics=metrics)
+                                   documents=documents, metrics=metrics, energy=energy)
         try:
             yield
         finally:
             await manager.shutdown()
+            if energy is not None:
+                await energy.stop()  # the last interval and what is not yet stored, before the database closes
             await remote.close()
             await access.close()
 
@@ -99,6 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(keys.router)  # /me/keys: self-service API keys
     app.include_router(me.router)  # /me, /me/usage, /me/export, DELETE /me, /me/terms, /terms
     app.include_router(admin_usage.router)  # /admin/usage, /admin/privacy/…
+    app.include_router(energy_routes.router)  # /admin/energy: kWh, € and CO2 from the stored hourly aggregates
+    app.include_router(energy_charts.router)  # /admin/energy/chart.svg: the dashboard's energy charts
     app.include_router(auth_routes.router)  # /auth/…: sign-in (public)
     app.include_router(conversations.router)  # /me/conversations: server-side chat history (FLEXI_CHAT_HISTORY=server)
     app.include_router(course_documents.router)  # /assistants/{slug}/documents, /search: course documents

@@ -27,6 +27,7 @@ from flexi.access.policy import Limits, allowed_context
 from flexi.service.options import ModelOptions, max_tokens_of, merged, sampling_of
 from flexi.config import Settings
 from flexi.durations import DurationError, parse_duration
+from flexi.energy.busy import BusyTracker
 from flexi.engine.types import (
     BadRequest,
     EmbeddingRequest,
@@ -191,6 +192,7 @@ class GenerationService:
         self.backends = backends
         self.remote = remote  # models served by remote engines ([[backends]]); they win over a local namesake
         self.aliases: list[ModelAliases] = []
+        self.energy: BusyTracker | None = None  # busy time per model and course (FLEXI_ENERGY); None = not tracked
 
     async def target(self, caller: Caller, name: str | None) -> Target:
         """What `name` means for this caller: an alias (a course assistant) or a stored model they may use."""
@@ -284,7 +286,10 @@ class GenerationService:
         if admission.reservation.max_output is not None:
             capped = output_limit(req.max_tokens, (admission.reservation.max_output,), self.settings.max_predict)
             req = dataclasses.replace(req, max_tokens=capped, open_output=req.open_output and capped == req.max_tokens)
-        return self.gate.meter(admission, req, backend.generate(req, record))
+        events = backend.generate(req, record)
+        if self.energy is not None:  # the energy report attributes power by the time requests run at the engine
+            events = self.energy.watch(events, record.name, admission.course_id)
+        return self.gate.meter(admission, req, events)
 
     async def _prompt(self, caller: Caller, record: ModelRecord, spec: ChatPrompt | TextPrompt) -> str:
         """The prompt text, rendered off the event loop (templates are untrusted CPU work), in the

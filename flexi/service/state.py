@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flexi.access.service import AccessService
 from flexi.config import Settings
+from flexi.energy.service import EnergyService
 from flexi.observability.metrics import Metrics
 from flexi.rag.library import DocumentLibrary
 from flexi.scheduler.manager import ModelManager
@@ -22,3 +23,4 @@ class AppState:
     generation: GenerationService
     documents: DocumentLibrary
     metrics: Metrics | None = None  # None when FLEXI_METRICS is off
+    energy: EnergyService | None = None  # None when FLEXI_ENERGY is off

@@ -1,16 +1,18 @@
 // Administration: users and roles, groups and courses with their members (admin_members.js),
 // API keys, quotas, model policies (admin_policies.js), models (pull with progress,
-// load/unload, memory) and the usage dashboard (charts rendered by the server as SVG).
+// load/unload, memory), the usage dashboard (charts rendered by the server as SVG) and energy (admin_energy.js).
 import { api, streamNdjson } from "./api.js";
 import { h, clear, field, decodePart } from "./dom.js";
 import { t, fmtNumber, fmtBytes, fmtDateTime, locale } from "./i18n.js";
 import { table } from "./admin_parts.js";
 import { memberSetTab } from "./admin_members.js";
 import { policiesTab } from "./admin_policies.js";
+import { energyTab } from "./admin_energy.js";
 
 const ROLES = ["student", "teacher", "researcher", "service", "admin"];
 const TABS = [["users", "admin_users"], ["groups", "admin_groups"], ["courses", "admin_courses"], ["keys", "admin_keys"],
-  ["quotas", "admin_quotas"], ["policies", "admin_policies"], ["models", "admin_models"], ["usage", "admin_usage"]];
+  ["quotas", "admin_quotas"], ["policies", "admin_policies"], ["models", "admin_models"], ["usage", "admin_usage"],
+  ["energy", "admin_energy"]];
 
 export async function adminView(outlet, path) {
   const parts = path.split("/"); // #/admin/<tab>[/<id>]
@@ -23,7 +25,7 @@ export async function adminView(outlet, path) {
   clear(outlet, main);
   main.append(h("h1", {}, t("nav_admin")), tabs, body);
   const view = { users, groups: memberSetTab("groups"), courses: memberSetTab("courses"), keys, quotas,
-    policies: policiesTab, models, usage }[tab] || users;
+    policies: policiesTab, models, usage, energy: energyTab }[tab] || users;
   await view(body, id);
 }
 

@@ -107,6 +107,12 @@ const TEXTS = {
     usage_per_model: "Use per model", user_create: "Add a user", username: "User name", welcome_message: "Welcome message",
     welcome_text: "The university's own AI chat: the models run on our servers and your prompts stay here.",
     welcome_title: "Welcome to Flexi", you: "You",
+    admin_energy: "Energy", energy_intro: "Energy of the last {days} days: {kwh} kWh, {eur} €, {co2} kg CO2 ({price} €/kWh, {factor} g CO2/kWh). Estimated: {estimated} kWh.",
+    energy_estimated_note: "“Estimated” figures come from configured watts (FLEXI_ENERGY_IDLE_WATTS, FLEXI_ENERGY_BUSY_WATTS), not from a meter.",
+    energy_off: "Energy sampling is off on this server (FLEXI_ENERGY); stored figures are shown.", energy_per_model: "Energy per model and course",
+    energy_kwh: "kWh", energy_eur: "€", energy_co2: "kg CO2", energy_measured: "Measured kWh", energy_estimated: "Estimated kWh",
+    energy_busy: "Busy hours", energy_idle: "idle", energy_no_course: "(no course)", chart_energy_day: "Energy per day",
+    chart_energy_week: "Energy per week", chart_energy_model: "Energy per model", chart_energy_hour: "Peak concurrent requests per hour of day",
   },
   de: {
     close: "Schließen", doc_chunks: "Textstellen", doc_delete_confirm: "Das Dokument „{name}“ löschen? Seine Textstellen verschwinden aus der Suche des Assistenten. Das kann nicht rückgängig gemacht werden.",
@@ -214,6 +220,12 @@ const TEXTS = {
     usage_per_model: "Nutzung pro Modell", user_create: "Person hinzufügen", username: "Benutzername", welcome_message: "Begrüßung",
     welcome_text: "Der KI-Chat der Hochschule: Die Modelle laufen auf unseren Servern, und Ihre Eingaben bleiben hier.",
     welcome_title: "Willkommen bei Flexi", you: "Sie",
+    admin_energy: "Energie", energy_intro: "Energie der letzten {days} Tage: {kwh} kWh, {eur} €, {co2} kg CO2 ({price} €/kWh, {factor} g CO2/kWh). Davon geschätzt: {estimated} kWh.",
+    energy_estimated_note: "„Geschätzte“ Werte beruhen auf eingestellten Watt-Angaben (FLEXI_ENERGY_IDLE_WATTS, FLEXI_ENERGY_BUSY_WATTS), nicht auf einer Messung.",
+    energy_off: "Die Energiemessung ist auf diesem Server ausgeschaltet (FLEXI_ENERGY); gezeigt werden die gespeicherten Werte.", energy_per_model: "Energie pro Modell und Kurs",
+    energy_kwh: "kWh", energy_eur: "€", energy_co2: "kg CO2", energy_measured: "Gemessen (kWh)", energy_estimated: "Geschätzt (kWh)",
+    energy_busy: "Belegte Stunden", energy_idle: "Leerlauf", energy_no_course: "(ohne Kurs)", chart_energy_day: "Energie pro Tag",
+    chart_energy_week: "Energie pro Woche", chart_energy_model: "Energie pro Modell", chart_energy_hour: "Höchste Zahl gleichzeitiger Anfragen je Tagesstunde",
   },
 };
 
