@@ -85,3 +85,56 @@ def test_compose_file_parses_and_wires_replicas_postgres_and_nginx() -> None:
     assert "proxy_buffering off" in conf and "server flexi:11434" in conf
     mounted = data["services"]["nginx"]["volumes"][0].split(":")[0]
     assert (ROOT / "deploy" / mounted).resolve() == (ROOT / "deploy" / "nginx" / "flexi.conf").resolve()
+
+
+GPU = K8S / "gpu"
+
+
+def _gpu_docs() -> dict[str, dict]:
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(GPU.glob("*.yaml")) if p.name != "kustomization.yaml"}
+
+
+def _with_backends_patch() -> dict:
+    """The base gateway Deployment with the overlay's env patch merged as kustomize does (env by name)."""
+    base = next(doc for _, doc in manifests() if doc["kind"] == "Deployment")
+    merged = yaml.safe_load(yaml.safe_dump(base))
+    patch = _gpu_docs()["flexi-backends.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    container = next(c for c in merged["spec"]["template"]["spec"]["containers"] if c["name"] == patch["name"])
+    names = {e["name"] for e in patch["env"]}
+    container["env"] = [e for e in container["env"] if e["name"] not in names] + patch["env"]
+    return merged
+
+
+def test_the_gpu_overlay_validates_and_lists_its_files() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kustomization = yaml.safe_load((GPU / "kustomization.yaml").read_text())
+    assert "../" in kustomization["resources"]
+    listed = set(kustomization["resources"]) | {p["path"] for p in kustomization.get("patches", [])}
+    assert listed - {"../"} == set(_gpu_docs())
+    for name, doc in _gpu_docs().items():
+        if name != "flexi-backends.yaml":  # a patch is a fragment; it is validated merged below
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    kubernetes_validate.validate(_with_backends_patch(), KUBERNETES_VERSION, strict=True)
+
+
+def test_the_gpu_overlay_wires_flexi_to_the_vllm_service() -> None:
+    """FLEXI_BACKENDS is valid Flexi configuration and names the Service, port and served model vLLM has."""
+    import json
+
+    from flexi.config import Settings
+
+    env = {e["name"]: e.get("value") for e in _with_backends_patch()["spec"]["template"]["spec"]["containers"][0]["env"]}
+    (backend,) = Settings(backends=json.loads(env["FLEXI_BACKENDS"])).backends
+    docs = _gpu_docs()
+    service, vllm = docs["vllm-service.yaml"], docs["vllm.yaml"]
+    container = vllm["spec"]["template"]["spec"]["containers"][0]
+    args = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+    port = service["spec"]["ports"][0]["port"]
+    assert backend.kind == "vllm" and backend.url.rstrip("/") == f"http://{service['metadata']['name']}:{port}/v1"
+    assert args["served-model-name"] in backend.models.values()
+    assert int(args["port"]) == container["ports"][0]["containerPort"]
+    assert backend.context_length == int(args["max-model-len"])
+    assert backend.max_concurrency <= int(args["max-num-seqs"]) * vllm["spec"]["replicas"]  # Flexi's queue decides
+    limits = container["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == container["resources"]["requests"]["nvidia.com/gpu"]
+    assert service["spec"]["selector"] == vllm["spec"]["selector"]["matchLabels"]
