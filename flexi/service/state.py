@@ -8,6 +8,7 @@ from flexi.access.service import AccessService
 from flexi.config import Settings
 from flexi.observability.metrics import Metrics
 from flexi.rag.library import DocumentLibrary
+from flexi.service.backend_sync import BackendSync
 from flexi.scheduler.manager import ModelManager
 from flexi.service.generation import GenerationService
 from flexi.store.store import ModelStore
@@ -22,3 +23,4 @@ class AppState:
     generation: GenerationService
     documents: DocumentLibrary
     metrics: Metrics | None = None  # None when FLEXI_METRICS is off
+    backends: BackendSync | None = None  # remote backends: config.toml's and those admins add at run time
