@@ -11,7 +11,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,3 +267,33 @@ def test_cli_refuses_bad_input_before_sending(site: Site) -> None:
     assert prompted.returncode == 0, prompted.stderr
     assert site.admin_key not in prompted.stdout + prompted.stderr
     assert _flexi(site, "rm", "prompted").returncode == 0
+
+
+def test_another_replica_follows_within_seconds(site: Site, tmp_path: Path) -> None:
+    """A second Flexi on the same database sees an added backend and its removal without a restart."""
+    db_url = f"sqlite:///{site.srv.home / 'flexi.db'}"
+    replica = start_server(tmp_path / "replica", {"FLEXI_AUTH": "on", "FLEXI_DATABASE_URL": db_url})
+    try:
+        def replica_tags() -> set[str]:
+            r = httpx.get(replica.url + "/api/tags", headers={"Authorization": f"Bearer {site.admin_key}"}, timeout=30)
+            assert r.status_code == 200, r.text
+            return {m["name"].removesuffix(":latest") for m in r.json()["models"]}
+
+        def within(seconds: float, check: Callable[[], bool]) -> bool:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if check():
+                    return True
+                time.sleep(0.2)
+            return check()
+
+        assert "shared-model" not in replica_tags()
+        assert site.call("POST", "/admin/backends", json=site.backend("shared")).status_code == 201
+        try:
+            assert within(6, lambda: "shared-model" in replica_tags())
+        finally:
+            assert site.call("DELETE", "/admin/backends/shared").status_code == 204
+        assert within(6, lambda: "shared-model" not in replica_tags())
+        assert site.admin_key not in replica.log()
+    finally:
+        stop_server(replica)
