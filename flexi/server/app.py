@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(store.ensure_default_embedding_model)
         access = await asyncio.to_thread(AccessService.open, settings)  # connects and migrates the database
         await access.start()
-        backends = BackendSync(settings, access.sessions, remote)  # + those admins added (database), on every replica
+        backends = BackendSync(settings, access.engine, remote)  # + those admins added (database), on every replica
         await backends.start()
         manager = ModelManager(settings, store)
         await manager.start()

@@ -2,7 +2,7 @@
 
 Several Flexi processes share one database, and an admin's change reaches only one of them. So each
 process reads the backends' change counter (`config_versions`, one row) every `interval` seconds off
-the event loop and reloads when it moved; the process that made the change reloads at once
+the event loop (a read that never takes SQLite's write lock) and reloads when it moved; the process that made the change reloads at once
 (`refresh`). A backend of config.toml wins over an admin-added one of the same name (the API refuses
 such a name; this covers a config file edited afterwards).
 """
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from flexi.access import admin_ops as ops
@@ -27,10 +28,11 @@ POLL_SECONDS = 2.0
 class BackendSync:
     """The backends of config.toml (read-only) and of the database, applied to `remote`."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], remote: RemoteBackends,
+    def __init__(self, settings: Settings, engine: Engine, remote: RemoteBackends,
                  interval: float = POLL_SECONDS) -> None:
         self.configured = list(settings.backends)
-        self.sessions = sessions
+        # plain sessions: read-only, so on SQLite they never take the write lock (admin sessions BEGIN IMMEDIATE)
+        self.sessions: sessionmaker[Session] = sessionmaker(engine)
         self.remote = remote
         self.interval = interval
         self.version: int | None = None
