@@ -230,7 +230,8 @@ class RemoteBackends:
             self._retire(engine)
 
     def _retire(self, engine: RemoteEngine) -> None:
-        log.info("backend %s removed; it closes after its %d requests in flight", engine.name, engine.in_flight)
+        log.info("backend %s removed or changed; its old connections close after its %d requests in flight",
+                 engine.name, engine.in_flight)
         task = asyncio.get_running_loop().create_task(self._close_when_idle(engine), name=f"flexi-retire-{engine.name}")
         self._retiring[task] = engine
         task.add_done_callback(lambda done: self._retiring.pop(done, None))
