@@ -88,8 +88,10 @@ class BackendConfig(BaseModel):
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError(f"{value!r}: no query, fragment or credentials in a backend URL (use api_key)")
+        if parts.username or parts.password:  # not echoed: the message may reach a log or a response
+            raise ValueError("no credentials in a backend URL (use api_key)")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{value!r}: no query or fragment in a backend URL")
         return value.strip().rstrip("/")
 
     @model_validator(mode="after")

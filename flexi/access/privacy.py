@@ -17,12 +17,13 @@ import contextlib
 import logging
 import secrets
 from datetime import datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
-from flexi.config import Settings
+from flexi.config import BackendConfig, Settings
 from flexi.db.engine import write_transaction
 from flexi.db.models import (
     iso_z,
@@ -54,10 +55,13 @@ def _iso(value: datetime | None) -> str | None:
     return iso_z(value) if value else None
 
 
-def processing_info(settings: Settings) -> dict[str, Any]:
+def processing_info(settings: Settings, stored: Sequence[BackendConfig] = ()) -> dict[str, Any]:
     """What Art. 15(1) GDPR asks to tell beside the data: purposes, retention, recipients, source,
-    taken from the running configuration (the same source as the Art. 30 record)."""
-    from flexi.access.report import backends
+    taken from the running configuration (the same source as the Art. 30 record); `stored`: the
+    backends admins added at run time."""
+    from flexi.access.report import backends, external_backends
+
+    external = external_backends(settings, stored)
 
     return {
         "purposes": ["access control, quotas and usage accounting for the institution's language models"]
@@ -68,8 +72,12 @@ def processing_info(settings: Settings) -> dict[str, Any]:
                            "sign_in_sessions_hours": settings.session_hours},
         "content_logging": settings.content_log_purpose or None,
         "chat_history": settings.chat_history,
-        "recipients": "none outside the institution",
-        "processing_locations": [{"name": b.name, "local": b.local, "location": b.location} for b in backends(settings)],
+        "recipients": "none outside the institution" if not external else
+                      "prompts sent to the models of these external backends leave the institution: "
+                      + "; ".join(f"{e['name']} ({e['host']})" for e in external),
+        "external_backends": external,
+        "processing_locations": [{"name": b.name, "local": b.local, "location": b.location}
+                                 for b in backends(settings, stored)],
         "source": "your sign-in (single sign-on or local account) and your requests",
         "rights": "erase: DELETE /me?confirm=true; complaints: the institution's data protection officer "
                   "or the supervisory authority",
@@ -139,7 +147,9 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
                               "created_at": _iso(a.created_at), "updated_at": _iso(a.updated_at)} for a in assistants],
     }
     if settings is not None:
-        data["processing"] = processing_info(settings)
+        from flexi.access.admin_ops.backends import stored_backends
+
+        data["processing"] = processing_info(settings, stored_backends(session))
     return data
 
 

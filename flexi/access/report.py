@@ -4,10 +4,12 @@ cannot drift from what the server actually does."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flexi import __version__
-from flexi.config import Settings
+from flexi.config import BackendConfig, Settings
 from flexi.db.engine import resolve_url
 from flexi.db.models import utcnow
 
@@ -22,10 +24,31 @@ class Backend:
     location: str
 
 
-def backends(settings: Settings) -> list[Backend]:
-    """Every place prompts go. Today Flexi runs models only in its own llama.cpp runner
-    processes; remote backends (Ollama, vLLM, OpenAI-compatible) will be listed here."""
-    return [Backend("llama.cpp runners", "built-in", True, f"this server ({settings.bind_host}), models in {settings.models_dir}")]
+def active_backends(settings: Settings, stored: Sequence[BackendConfig] = ()) -> list[BackendConfig]:
+    """The remote backends in use: config.toml's and the admin-added ones (`stored`), each name once."""
+    seen: set[str] = set()
+    out = []
+    for config in [*settings.backends, *stored]:
+        if config.active and config.name.lower() not in seen:
+            seen.add(config.name.lower())
+            out.append(config)
+    return out
+
+
+def external_backends(settings: Settings, stored: Sequence[BackendConfig] = ()) -> list[dict[str, str]]:
+    """Enabled backends outside the campus, by name and host: prompts sent to their models leave the university."""
+    return [{"name": c.name, "host": urlsplit(c.url).hostname or "", "models": ", ".join(c.models)}
+            for c in active_backends(settings, stored) if c.external]
+
+
+def backends(settings: Settings, stored: Sequence[BackendConfig] = ()) -> list[Backend]:
+    """Every place prompts go: the llama.cpp runner processes here, and each remote backend in use
+    (`stored`: those admins added at run time)."""
+    local = [Backend("llama.cpp runners", "built-in", True, f"this server ({settings.bind_host}), models in {settings.models_dir}")]
+    return local + [Backend(c.name, c.kind, not c.external,
+                            f"{urlsplit(c.url).hostname} (models {', '.join(c.models)})"
+                            + ("; prompts sent to these models leave the university" if c.external else ""))
+                    for c in active_backends(settings, stored)]
 
 
 def _database(settings: Settings) -> str:
@@ -35,13 +58,20 @@ def _database(settings: Settings) -> str:
     return f"PostgreSQL `{url.host or 'localhost'}/{url.database}` (credentials not shown)"
 
 
-def processing_report(settings: Settings) -> str:
+def processing_report(settings: Settings, stored: Sequence[BackendConfig] = ()) -> str:
+    """The record as Markdown; `stored`: the backends admins added at run time (database)."""
+    places = backends(settings, stored)
+    external = external_backends(settings, stored)
+    recipients = ("Keine Übermittlung an Dritte / no transfer to third parties." if not external else
+                  "**Externe Backends / external backends** — Eingaben an ihre Modelle verlassen die Hochschule / "
+                  "prompts sent to their models leave the university: "
+                  + "; ".join(f"{e['name']} ({e['host']}: {e['models']})" for e in external) + ".")
     content = settings.content_log_purpose
     auth = ("on: every request needs an API key or a sign-in" if settings.auth == "on"
             else "off: no sign-in (only acceptable on a single-user machine bound to loopback)")
     sso = f"OpenID Connect, issuer `{settings.oidc_issuer}`" if settings.oidc_issuer else "none configured"
     rows = "\n".join(f"| {b.name} | {b.kind} | {'lokal / local' if b.local else '**extern / external**'} | {b.location} |"
-                     for b in backends(settings))
+                     for b in places)
     content_row = (f"| Prompt- und Antworttexte / prompt and response texts | only for the purpose "
                    f"\"{content}\" | {settings.content_log_retention_days} days |" if content else
                    "| Prompt- und Antworttexte / prompt and response texts | **not stored** (content logging is off) | — |")
@@ -87,7 +117,7 @@ Studierende, Lehrende, Forschende, Beschäftigte und Dienstkonten der Einrichtun
 Server-Protokolle enthalten keine Texte und keine vollständigen API-Schlüssel / server logs contain no prompt or response text and no full API keys.
 
 ## 5. Empfänger / Recipients
-Keine Übermittlung an Dritte / no transfer to third parties. Where prompts are processed:
+{recipients} Where prompts are processed:
 
 | Backend | Art / kind | lokal oder extern / local or external | Ort / location |
 |---|---|---|---|
@@ -96,7 +126,7 @@ Keine Übermittlung an Dritte / no transfer to third parties. Where prompts are 
 Datenbank / database: {_database(settings)}.
 
 ## 6. Übermittlung in Drittländer / Transfers to third countries
-{'Keine / none: all backends are local.' if all(b.local for b in backends(settings)) else '*[fill in: external backends are configured, see section 5]*'}
+{'Keine / none: all backends are local.' if all(b.local for b in places) else '*[fill in: external backends are configured, see section 5]*'}
 
 ## 7. Technische und organisatorische Maßnahmen / Technical and organisational measures
 - Authentifizierung / authentication: {auth}; single sign-on: {sso}.

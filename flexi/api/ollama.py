@@ -50,8 +50,11 @@ NDJSON = "application/x-ndjson"
 
 def _model_entry(record: ModelRecord, name: str | None = None) -> dict[str, Any]:
     name = name or record.name
-    return {"name": name, "model": name, "modified_at": record.modified_at.isoformat(),
-            "size": record.size, "digest": record.digest, "details": record.details}
+    entry: dict[str, Any] = {"name": name, "model": name, "modified_at": record.modified_at.isoformat(),
+                             "size": record.size, "digest": record.digest, "details": record.details}
+    if record.external:  # Flexi extension (clients ignore it): prompts to this model leave the campus
+        entry["external"] = True
+    return entry
 
 
 def _status_fields(ev: StatusEvent) -> dict[str, Any]:

@@ -488,8 +488,11 @@ async def embeddings(request: Request) -> Response:
 
 # --- models -------------------------------------------------------------------------------
 def _model_object(record: ModelRecord, name: str | None = None) -> dict[str, Any]:
-    return {"id": name or record.name, "object": "model", "created": int(record.modified_at.timestamp()),
-            "owned_by": record.model_name.namespace or "library"}
+    out: dict[str, Any] = {"id": name or record.name, "object": "model", "created": int(record.modified_at.timestamp()),
+                           "owned_by": record.model_name.namespace or "library"}
+    if record.external:  # Flexi extension (clients ignore it): prompts to this model leave the campus
+        out["external"] = True
+    return out
 
 
 @router.get("/v1/models")

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from flexi.access import admin_ops as ops
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.report import processing_report
 from flexi.access.usage_queries import usage_summary
@@ -67,4 +68,6 @@ def erase(request: Request, user_id: int) -> dict[str, Any]:
 
 @router.get("/privacy/report", summary="Record of processing activities (Art. 30 GDPR), Markdown")
 def report(request: Request) -> Response:
-    return Response(processing_report(access_of(request).settings), media_type="text/markdown; charset=utf-8")
+    with transaction(request) as s:
+        stored = ops.stored_backends(s)
+    return Response(processing_report(access_of(request).settings, stored), media_type="text/markdown; charset=utf-8")

@@ -87,10 +87,11 @@ def erase(user: str = typer.Argument(..., help="User id or subject."),
 @handle
 def report(output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file.")) -> None:
     """The record of processing activities (Art. 30 GDPR) from the current configuration, Markdown."""
+    from flexi.access.admin_ops import stored_backends
     from flexi.access.report import processing_report
-    from flexi.config import load_settings
 
-    text = processing_report(load_settings())
+    with database() as s:  # with the backends admins added at run time
+        text = processing_report(s.info["settings"], stored_backends(s))
     if output:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"written to {output}")

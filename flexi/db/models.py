@@ -455,6 +455,37 @@ class EnergyPeak(Base):
     hour: Mapped[datetime] = mapped_column(primary_key=True, index=True)
     replica: Mapped[str] = mapped_column(String(128), primary_key=True)
     peak: Mapped[int] = mapped_column(default=0, server_default="0")
+class RemoteBackend(Base):
+    """A remote engine an administrator added at run time (`/admin/backends`, `flexi backend add`), next to
+    the `[[backends]]` of config.toml. The columns are `flexi.config.BackendConfig`'s fields, which validate
+    a row before it is stored and again when it is read. `api_key` is stored as given (the server sends it
+    as a bearer token, so it cannot be hashed); no route, CLI output or log ever shows it."""
+
+    __tablename__ = "remote_backends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    models: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    api_key: Mapped[str | None] = mapped_column(Text)
+    max_concurrency: Mapped[int] = mapped_column(default=8, server_default="8")
+    external: Mapped[bool] = mapped_column(default=False, server_default=false())
+    enabled: Mapped[bool | None]
+    context_length: Mapped[int | None]
+    timeout: Mapped[float] = mapped_column(Float, default=300.0, server_default="300")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class ConfigVersion(Base):
+    """A counter per kind of run-time configuration ("backends"), raised in the transaction of every change:
+    each replica reads this one row every few seconds and reloads only when it moved."""
+
+    __tablename__ = "config_versions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0, server_default="0")
 
 # Columns and indexes of `document_chunks` that exist on PostgreSQL only, for the campus-scale search index
 # (migration 0006, flexi.rag.pgindex): a pgvector column and the analysed terms with their GIN index. They are

@@ -176,4 +176,32 @@ ENTRIES: dict[str, dict[str, str]] = {
         "en": "no passage found (only documents with status ready are searched)",
         "de": "keine Textstelle gefunden (durchsucht werden nur Dokumente mit Status ready)",
     },
+    # --- flexi backend add|list|rm|check ---
+    "backend_no_models": {"en": "name at least one model with --model", "de": "mindestens ein Modell mit --model angeben"},
+    "backend_key_env_empty": {
+        "en": "the environment variable {name} is not set or empty",
+        "de": "die Umgebungsvariable {name} ist nicht gesetzt oder leer",
+    },
+    "backend_key_prompt": {"en": "API key of the backend", "de": "API-Schlüssel des Backends"},
+    "backend_bad_kind": {"en": "unknown kind '{kind}'; one of: {kinds}", "de": "unbekannte Art '{kind}'; erlaubt: {kinds}"},
+    "backend_external_consent": {
+        "en": "{name} is external (prompts leave the university): add --enable to switch it on",
+        "de": "{name} ist extern (Eingaben verlassen die Hochschule): zum Einschalten --enable angeben",
+    },
+    "backend_added": {
+        "en": "added backend '{name}' serving {models}; in use now",
+        "de": "Backend '{name}' für {models} hinzugefügt; ab sofort in Betrieb",
+    },
+    "backend_none": {"en": "no remote backends", "de": "keine entfernten Backends"},
+    "backend_removed": {
+        "en": "removed backend '{name}'; requests it is running finish first",
+        "de": "Backend '{name}' entfernt; laufende Anfragen werden noch beendet",
+    },
+    "backend_reachable": {"en": "{name} is reachable ({ms} ms)", "de": "{name} ist erreichbar ({ms} ms)"},
+    "backend_lists": {"en": "models offered: {models}", "de": "angebotene Modelle: {models}"},
+    "backend_missing": {
+        "en": "configured but not offered by the engine: {models}",
+        "de": "konfiguriert, aber von der Engine nicht angeboten: {models}",
+    },
+    "backend_unreachable": {"en": "{name} is unreachable: {detail}", "de": "{name} ist nicht erreichbar: {detail}"},
 }

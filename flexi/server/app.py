@@ -15,7 +15,7 @@ from flexi import __version__
 from flexi.http.access_middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import ollama, openai
-from flexi.campus import admin, admin_usage, auth_routes, keys, me
+from flexi.campus import admin, admin_backends, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations, documents as course_documents
 from flexi.campus import energy as energy_routes
 from flexi.campus import metrics as metrics_routes
@@ -34,7 +34,7 @@ from flexi.engine.types import BadRequest, EngineError
 from flexi.scheduler.manager import ModelManager
 from flexi.server.guard import BodyTooLarge, RequestGuard
 from flexi.engine.runner_isolation import UnsafeDirectory, ensure_private_dir
-from flexi.service.backends import local_only
+from flexi.service.backend_sync import BackendSync
 from flexi.service.generation import GenerationService
 from flexi.service.remote import RemoteBackends, served_models
 from flexi.service.state import AppState
@@ -63,10 +63,11 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(store.ensure_default_embedding_model)
         access = await asyncio.to_thread(AccessService.open, settings)  # connects and migrates the database
         await access.start()
+        backends = BackendSync(settings, access.engine, remote)  # + those admins added (database), on every replica
+        await backends.start()
         manager = ModelManager(settings, store)
         await manager.start()
-        generation = GenerationService(settings, store, access.gate,
-                                       remote.selector(manager) if remote.models else local_only(manager), remote)
+        generation = GenerationService(settings, store, access.gate, remote.selector(manager), remote)
         index = await asyncio.to_thread(PostgresChunkIndex, access.engine) if settings.rag_index == "postgres" else None
         documents = DocumentLibrary(access.engine, ParseLimits.from_settings(settings), embedder=EngineEmbedder(generation),
                                     index=index, min_similarity=settings.rag_min_similarity, top_k=settings.rag_top_k)
@@ -74,8 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics = Metrics() if settings.metrics else None
         if metrics is not None:  # requests are observed where the gate meters them; the scheduler at scrape time
             metrics.watch(ManagerView(manager))
-            if remote.engines:
-                metrics.watch_backends(remote)
+            metrics.watch_backends(remote)  # also for backends an admin adds later
             access.gate.metrics = metrics
         remote.start()  # health probes of the backends (FLEXI_BACKEND_HEALTH_INTERVAL)
         energy = EnergyService(settings, access.engine) if settings.energy else None
@@ -85,13 +85,14 @@ def create_app(settings: Settings) -> FastAPI:
             if metrics is not None:
                 metrics.watch_energy(energy)
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
-                                   documents=documents, metrics=metrics, energy=energy)
+                                   documents=documents, metrics=metrics, energy=energy, backends=backends)
         try:
             yield
         finally:
             await manager.shutdown()
             if energy is not None:
                 await energy.stop()  # the last interval and what is not yet stored, before the database closes
+            await backends.close()
             await remote.close()
             await access.close()
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.include_router(admin.router)  # /admin/…: users, groups, courses, keys, quotas, policies
+    app.include_router(admin_backends.router)  # /admin/backends: remote engines, changed at run time
     app.include_router(keys.router)  # /me/keys: self-service API keys
     app.include_router(me.router)  # /me, /me/usage, /me/export, DELETE /me, /me/terms, /terms
     app.include_router(admin_usage.router)  # /admin/usage, /admin/privacy/…

@@ -13,6 +13,7 @@ The backend URL comes from the configuration only, never from a request.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -31,6 +32,7 @@ from flexi.engine.types import (
     EmbeddingResult,
     GenerationRequest,
     GenerationStats,
+    ModelNotFound,
     RequestTimeout,
     StatusEvent,
     TextChunk,
@@ -252,25 +254,66 @@ def served_models(configs: list[BackendConfig]) -> dict[ModelName, list[tuple[Ba
 
 
 class RemoteBackends:
-    """All configured backends and the models they serve; closes their connections at shutdown."""
+    """All configured backends and the models they serve; closes their connections at shutdown.
+
+    `reload` swaps in a new list of backends while requests run (admins add and remove backends at run time)."""
 
     def __init__(self, settings: Settings) -> None:
-        served_by = served_models(settings.backends)
-        self.engines = [RemoteEngine(c, settings.max_queue, settings.request_timeout, health_of(settings))
-                        for c in settings.backends if c.active]
+        self.max_queue, self.wait_limit = settings.max_queue, settings.request_timeout
+        self.context_length = settings.context_length
+        self.settings = settings  # the breaker's threshold and cooldown for each new engine (health_of)
+        self.engines: list[RemoteEngine] = []
         self.prober = Prober(lambda: list(self.engines), settings.backend_health_interval)
-        engine_of = {engine.config.name: engine for engine in self.engines}
         self.models: dict[ModelName, RemoteModel] = {}
+        self._retiring: dict[asyncio.Task[None], RemoteEngine] = {}
+        self.reload(settings.backends)
+
+    def reload(self, configs: list[BackendConfig]) -> None:
+        """Serve `configs` from now on, in one step (nothing here awaits, so a request sees the old set or the
+        new one). An unchanged backend keeps its engine (connections, queue, requests in flight); a removed or
+        changed one finishes what it runs and waits for, then closes; a new one starts. Raises ValueError
+        (nothing changes) for a model name Flexi cannot use."""
+        served_by = served_models(configs)
+        previous = {engine.name: engine for engine in self.engines}
+        engines: list[RemoteEngine] = []
+        for config in configs:
+            if not config.active:
+                continue
+            engine = previous.get(config.name)
+            if engine is None or engine.config != config:
+                engine = RemoteEngine(config, self.max_queue, self.wait_limit, health_of(self.settings))
+                log.info("backend %s (%s%s) at %s serves %s, at most %d at once", config.name, config.kind,
+                         ", external" if config.external else "", config.url, ", ".join(config.models),
+                         config.max_concurrency)  # never the api_key
+            engines.append(engine)
+        engine_of = {engine.name: engine for engine in engines}
+        models: dict[ModelName, RemoteModel] = {}
         started = datetime.now(UTC)
-        served = {name: [(engine_of[c.name], theirs) for c, theirs in pairs] for name, pairs in served_by.items()}
-        for name, pairs in served.items():
-            configs = [engine.config for engine, _ in pairs]
-            context = min(c.context_length or settings.context_length for c in configs)
-            self.models[name] = RemoteModel(_record(name, configs, context, started), pairs, context)
-        for engine in self.engines:  # never the api_key
-            c = engine.config
-            log.info("backend %s (%s%s) at %s serves %s, at most %d at once", c.name, c.kind,
-                     ", external" if c.external else "", c.url, ", ".join(c.models), c.max_concurrency)
+        for name, pairs in served_by.items():
+            served = [(engine_of[c.name], theirs) for c, theirs in pairs]
+            context = min(c.context_length or self.context_length for c, _ in pairs)
+            kept = self.models.get(name)
+            if kept is not None and kept.served_by == served and kept.context == context:
+                models[name] = kept  # the same record: a request resolved before the reload still finds it
+            else:
+                models[name] = RemoteModel(_record(name, [c for c, _ in pairs], context, started), served, context)
+        retired = [engine for engine in self.engines if engine_of.get(engine.name) is not engine]
+        self.engines, self.models = engines, models
+        for engine in retired:
+            self._retire(engine)
+
+    def _retire(self, engine: RemoteEngine) -> None:
+        log.info("backend %s removed or changed; its old connections close after its %d requests in flight",
+                 engine.name, engine.in_flight)
+        task = asyncio.get_running_loop().create_task(self._close_when_idle(engine), name=f"flexi-retire-{engine.name}")
+        self._retiring[task] = engine
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
+
+    @staticmethod
+    async def _close_when_idle(engine: RemoteEngine) -> None:
+        while engine.in_flight:
+            await asyncio.sleep(0.2)
+        await engine.client.aclose()
 
     def record(self, name: str) -> ModelRecord | None:
         """The remote model `name`, or None (then it is a local one, or unknown)."""
@@ -288,14 +331,17 @@ class RemoteBackends:
         """Remote models to their engines, everything else to the local scheduler."""
         def select(record: ModelRecord) -> Backend:
             model = self.models.get(record.model_name.canonical())
-            return model if model is not None and model.record is record else local
+            if model is not None and model.record is record:
+                return model
+            if record.info.architecture == "remote":  # its backend was removed after the request found it
+                raise ModelNotFound(record.name)
+            return local
 
         return select
 
     def start(self) -> None:
-        """Start the health probes (FLEXI_BACKEND_HEALTH_INTERVAL; none without backends)."""
-        if self.engines:
-            self.prober.start()
+        """Start the health probes (FLEXI_BACKEND_HEALTH_INTERVAL), also with no backend yet: an admin may add one."""
+        self.prober.start()
 
     def health(self) -> list[dict[str, Any]]:
         """Each active backend's status, in configuration order, as plain JSON-able values:
@@ -314,5 +360,7 @@ class RemoteBackends:
 
     async def close(self) -> None:
         await self.prober.stop()
-        for engine in self.engines:
+        for task in list(self._retiring):
+            task.cancel()
+        for engine in [*self.engines, *self._retiring.values()]:
             await engine.client.aclose()

@@ -70,6 +70,11 @@ class ModelRecord:
     manifest: Manifest | None = None
 
     @property
+    def external(self) -> bool:
+        """Served by a backend outside the campus (a cloud provider): prompts leave the university."""
+        return bool(self.info.model_info.get("flexi.external"))
+
+    @property
     def details(self) -> dict[str, Any]:
         """Ollama's `details` object for /api/tags and /api/show."""
         return {

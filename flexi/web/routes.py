@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from flexi import __version__
 from flexi.http.locale import locale_of
+from flexi.access.report import external_backends
 from flexi.access.usage_queries import usage_summary
 from flexi.campus.admin_common import transaction
 from flexi.http.app_state import access_of, generation_of, state_of
@@ -82,8 +83,15 @@ def ui_config(request: Request) -> dict[str, Any]:
             "usage_retention_days": settings.usage_retention_days,
             "content_log_purpose": settings.content_log_purpose,
             "content_log_retention_days": settings.content_log_retention_days if settings.content_log_purpose else None,
+            "external_backends": _external(request),  # prompts to their models leave the university
         },
     }
+
+
+def _external(request: Request) -> list[dict[str, str]]:
+    sync = getattr(getattr(request.app.state, "flexi", None), "backends", None)
+    stored = sync.stored if sync is not None else []
+    return [{"name": e["name"], "host": e["host"]} for e in external_backends(access_of(request).settings, stored)]
 
 
 def _first_line(text: str | None) -> str | None:
@@ -104,7 +112,7 @@ def _model_card(record: ModelRecord) -> dict[str, Any]:
         "license": record.info.license or _first_line(record.license),
         "context_length": record.info.context_length,
         "capabilities": list(record.info.capabilities),
-        "external": bool(info.get("flexi.external")),  # served by a cloud provider outside the campus
+        "external": record.external,  # served by a cloud provider outside the campus
     }
 
 

@@ -6,7 +6,7 @@ functions and only translate input and output. Every function takes a `Session`,
 the commit to the caller, so a REST request or a CLI command is one transaction.
 
 One module per entity: `users`, `keys`, `memberships` (groups and courses, one code path), `quotas`,
-`policies`; `checks` holds the input checks they share and `errors` the `AdminError` they raise. Each
+`policies`, `backends` (remote engines added at run time); `checks` holds the input checks they share and `errors` the `AdminError` they raise. Each
 entity's `*_view` turns rows into JSON-ready dicts and never includes secrets (no password or key
 hashes; keys by prefix only). The names below are the package's API: callers write `ops.create_user`
 after `from flexi.access import admin_ops as ops`.
@@ -14,6 +14,13 @@ after `from flexi.access import admin_ops as ops`.
 
 from __future__ import annotations
 
+from flexi.access.admin_ops.backends import (
+    add_backend,
+    backend_view,
+    backends_version,
+    delete_backend,
+    stored_backends,
+)
 from flexi.access.admin_ops.checks import MAX_ID, MAX_LIMIT, MAX_OFFSET, clean_text, filter_text, valid_id
 from flexi.access.admin_ops.errors import AdminError
 from flexi.access.admin_ops.keys import (
@@ -95,7 +102,8 @@ __all__ = [
     "ADMIN_SCOPES", "COURSES", "DEFAULT_SCOPES", "GROUPS", "KINDS", "MAX_ID", "MAX_KEY_DAYS", "MAX_KEY_MODELS", "MAX_LIMIT",
     "MAX_LIST_ITEMS", "MAX_OFFSET", "MAX_OWN_KEYS", "QUOTA_FIELDS", "QUOTA_KINDS", "SCOPES",
     "AdminError", "Membership", "UserChange",
-    "active_key_count", "add_group_member", "clean_text", "clear_quota", "course_members", "course_view",
+    "active_key_count", "add_backend", "add_group_member", "backend_view", "backends_version", "delete_backend",
+    "stored_backends", "clean_text", "clear_quota", "course_members", "course_view",
     "create_api_key", "create_course", "create_group", "create_policy", "create_user", "delete_course",
     "delete_group", "delete_policy", "delete_user", "expiry_from", "filter_text", "find_api_key", "find_course",
     "find_group", "find_policy", "find_user", "get_api_key", "get_course", "get_group", "get_policy", "get_user",

@@ -85,13 +85,20 @@ async function termsView() {
   root.setAttribute("aria-busy", "false");
 }
 
+// Where prompts are processed: each external backend (a cloud provider) by name and host, then the rest.
+function placesNotice(external) {
+  if (!external.length) return [h("li", {}, t("privacy_local"))];
+  return [...external.map((b) => h("li", { class: "privacy-external" }, t("privacy_external", { name: b.name, host: b.host }))),
+    h("li", {}, t("privacy_local_rest"))];
+}
+
 // What Flexi itself stores, generated from the server's configuration (the operator's terms come first).
 function privacyNotice() {
   const p = session.config.privacy || {};
   const history = session.config.chat_history === "server"
     ? t("privacy_history_server", { days: session.config.chat_retention_days }) : t("privacy_history_browser");
   return h("section", { "aria-labelledby": "privacy-heading" }, h("h2", { id: "privacy-heading" }, t("privacy_title")),
-    h("ul", {}, h("li", {}, t("privacy_local")), h("li", {}, history),
+    h("ul", {}, ...placesNotice(p.external_backends || []), h("li", {}, history),
       h("li", {}, t("privacy_usage", { days: p.usage_retention_days })),
       h("li", {}, p.content_log_purpose ? t("privacy_content_on", { purpose: p.content_log_purpose, days: p.content_log_retention_days })
         : t("privacy_content_off")),

@@ -132,14 +132,22 @@ class ChatPage {
       this.settings.model = select.value;
       saveSettings(this.settings);
       facts.textContent = this.facts(select.value);
+      badge.hidden = !this.models.find((m) => m.name === select.value)?.external;
     } });
     const known = (name) => (name && this.models.some((m) => m.name === name) ? name : null);
     const preferred = known(this.conversation?.model) || known(this.settings.model) || known(this.fallback);
-    for (const m of this.models) select.append(h("option", { value: m.name, selected: m.name === preferred }, m.name));
+    for (const m of this.models) {
+      select.append(h("option", { value: m.name, selected: m.name === preferred, title: m.external ? t("external_hint") : null },
+        m.external ? `${m.name} (${t("external")})` : m.name));
+    }
     if (!this.models.length) select.append(h("option", { value: "" }, t("no_models")));
     const facts = h("span", { class: "model-facts", id: "model-facts" }, this.facts(select.value));
+    // prompts to a cloud provider's model leave the university: say so next to the choice
+    const badge = h("span", { class: "badge-external", id: "model-external", title: t("external_hint"), role: "note",
+      "aria-label": t("external_hint") }, t("external"));
+    badge.hidden = !this.models.find((m) => m.name === select.value)?.external;
     this.modelSelect = select;
-    return h("div", { class: "field" }, h("label", { for: "model-select" }, t("model")), select, facts);
+    return h("div", { class: "field" }, h("label", { for: "model-select" }, t("model")), select, badge, facts);
   }
 
   facts(name) {
