@@ -90,7 +90,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         home = root / "home"
         home.mkdir()
         (home / "config.toml").write_text(_config(llama.url, f"http://127.0.0.1:{victim_port}"))
-        flexi = start_server(home)
+        flexi = start_server(home, {"FLEXI_BACKEND_HEALTH_INTERVAL": "1"})  # quick probe verdicts for the tests
         try:
             yield Stack(flexi, llama, victim_port)
         finally:
@@ -206,19 +206,34 @@ def test_tools_are_refused_clearly(stack: Stack) -> None:
     assert r.status_code == 400 and r.json()["error"] == '"llama-chat:latest" does not support tools'
 
 
+def _wait_for_probe_verdict(stack: Stack, backend: str, up: bool = False, timeout: float = 30) -> None:
+    """The health probe runs at start and every second here: wait until it has marked `backend` down
+    (circuit open) or up (circuit closed)."""
+    deadline = time.monotonic() + timeout
+    want = (1, 0) if up else (0, 2)
+    while (total(_flexi_metrics(stack), "flexi_backend_up", backend=backend),
+           total(_flexi_metrics(stack), "flexi_backend_circuit_state", backend=backend)) != want:
+        assert time.monotonic() < deadline, f"the probe never marked {backend} {'up' if up else 'down'}"
+        time.sleep(0.2)
+
+
 def test_dns_failure_fails_that_request_only(stack: Stack) -> None:
+    """A host name that does not resolve: the health probe opens its circuit, so requests get 503 with
+    Retry-After at once (before the probe or with probes off they get 502 "unreachable", tested with the
+    fake engines); either way only that model's requests fail, each with a usage record."""
     home, model = stack.flexi.home, "remote-dns:latest"
+    _wait_for_probe_verdict(stack, "nowhere")
     before, metrics = len(_records(home, model, 0)), _flexi_metrics(stack)
     r = httpx.post(stack.flexi.url + "/api/chat", json={"model": "remote-dns", "messages": MESSAGES, "stream": False,
                                                         "options": FEW}, timeout=60)
-    assert r.status_code == 502
-    assert r.json()["error"] == 'backend "nowhere" is unreachable (ConnectError); try again later'
+    assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+    assert r.json()["error"].startswith("every backend serving remote-dns:latest is unavailable at the moment")
     with pytest.raises(openai.APIStatusError) as exc:
         openai.OpenAI(base_url=stack.flexi.url + "/v1", api_key="unused", max_retries=0).chat.completions.create(
             model="remote-dns", messages=MESSAGES, max_tokens=3)  # type: ignore[arg-type]
-    assert exc.value.status_code == 502 and 'backend "nowhere" is unreachable' in str(exc.value)
+    assert exc.value.status_code == 503 and "is unavailable at the moment" in str(exc.value)
     records = _records(home, model, before + 2)[before:]
-    assert [(x.status, x.prompt_tokens, x.completion_tokens) for x in records] == [("error", 0, 0)] * 2
+    assert [(x.status, x.prompt_tokens, x.completion_tokens) for x in records] == [("rejected", 0, 0)] * 2
     now = _flexi_metrics(stack)
     errors = "flexi_request_errors_total"
     assert total(now, errors, model=model, type="backend_unavailable") - \
@@ -261,6 +276,7 @@ def test_killing_a_backend_mid_load(stack: Stack, tmp_path: Path) -> None:
     second answer), every request that had not started finishes on the other engine, each leaves a usage
     record, and Flexi serves on."""
     victim = start_llama_server(tmp_path / "victim.log", stack.victim_port, slots=1, context=1024)
+    _wait_for_probe_verdict(stack, "victim", up=True)  # probed down before it started: routing skips it until then
     model = "kill-pair:latest"
     before, metrics = len(_records(stack.flexi.home, model, 0)), _flexi_metrics(stack)
     outcomes = [Outcome([]) for _ in range(8)]
