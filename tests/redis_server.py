@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,19 +64,26 @@ def redis_binary() -> str | None:
     return shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+@contextmanager
+def running_redis(directory: Path) -> Iterator[RedisServer]:
+    """A redis-server with its files in `directory`, killed on exit; skips (or fails with
+    FLEXI_REQUIRE_REDIS=1, as in CI) when redis-server is not installed."""
     binary = redis_binary()
     if binary is None:
         message = "redis-server is not installed: apt-get install redis-server"
         if os.environ.get("FLEXI_REQUIRE_REDIS") == "1":
             pytest.fail(f"FLEXI_REQUIRE_REDIS=1 but {message}", pytrace=False)
         pytest.skip(message)
-    directory = tmp_path / "redis"
-    directory.mkdir()
+    directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(binary, directory)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_redis(tmp_path / "redis") as server:
+        yield server
