@@ -191,6 +191,7 @@ class Stream:
         self.started = threading.Event()
         self.status: int | None = None
         self.done = False  # the final `done: true` line arrived
+        self.lines = 0
         self.error: str | None = None
         self.body = {"model": MODEL, "prompt": "Write a long story about a lighthouse.", "stream": True,
                      "options": {"num_predict": tokens, "temperature": 0, "ignore_eos": True}}
@@ -207,6 +208,7 @@ class Stream:
                     if not line.strip():
                         continue
                     self.started.set()
+                    self.lines += 1
                     msg = json.loads(line)
                     if msg.get("error"):
                         self.error = msg["error"]
@@ -232,7 +234,7 @@ def _parallel(n: int, call) -> list[httpx.Response]:  # type: ignore[no-untyped-
 def test_rate_limit_is_exact_across_replicas(cluster: Cluster) -> None:
     n = 6
     key = cluster.person("rate-user", role="service", requests_per_minute=n)  # a service: no tight per-person cap
-    fresh_minute(40)  # the per-minute window must not turn over during the burst
+    fresh_minute(15)  # the per-minute window must not turn over during the burst (a few seconds)
     before = len(cluster.nginx.upstreams())
     codes = [r.status_code for r in _parallel(3 * n, lambda i: generate(cluster.nginx.url, key, 1))]
     assert codes.count(200) == n, codes  # exactly N, though both replicas admitted requests at once
@@ -343,8 +345,8 @@ def test_killed_replica_affects_only_its_own_streams(cluster: Cluster) -> None:
     """SIGKILL one replica mid-load (last test: it stays dead). Its own streams break; the other's finish;
     new requests through nginx all succeed (a POST that never reached the dead replica goes to the live
     one); the dead replica's leases expire after FLEXI_REDIS_LEASE_SECONDS, its usage rows are lost with it."""
-    survivor_key, victim_key = cluster.person("survivor"), cluster.person("victim")
-    on_a = [Stream(cluster.a.url, survivor_key, 150) for _ in range(2)]
+    survivor_key, victim_key = cluster.person("survivor", role="service"), cluster.person("victim")
+    on_a = [Stream(cluster.a.url, survivor_key, 60) for _ in range(2)]
     on_b = [Stream(cluster.b.url, victim_key, 400) for _ in range(CAP)]  # the victim's whole cap, on B
     for s in on_a + on_b:
         assert s.started.wait(60) and s.status == 200, s.error
@@ -353,7 +355,7 @@ def test_killed_replica_affects_only_its_own_streams(cluster: Cluster) -> None:
     assert generate(cluster.nginx.url, victim_key, 1).status_code == 429  # B's leases still count...
     for s in on_a:
         s.thread.join(90)
-        assert s.done and s.error is None, s.error  # the other replica's streams finish
+        assert s.done and s.error is None, (s.thread.is_alive(), s.status, s.error, s.lines)  # the other replica's streams finish
     for s in on_b:
         s.thread.join(30)
         assert not s.done  # cut off with their replica
