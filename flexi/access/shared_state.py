@@ -42,6 +42,7 @@ log = logging.getLogger("flexi.access.shared")
 PREFIX = "flexi:"
 RETRY_AFTER = 5  # seconds a client is asked to wait while Redis is unreachable (fail closed)
 WARN_EVERY = 30.0  # seconds between warnings about an unreachable Redis (fail open)
+OUTAGE_PAUSE = 1.0  # seconds Redis is not asked again after a failure (no connection timeout per request)
 
 # KEYS[1] the person's leases on a model; ARGV: cap, lease ms, lease id. 1 = taken, 0 = at the cap.
 _ACQUIRE = """
@@ -128,6 +129,23 @@ class _Warner:
                         "own limits", type(exc).__name__, exc, what)
 
 
+class _Outage:
+    """After a failure, Redis is not asked again for `pause` seconds: while it is down, requests are
+    answered at once (503, or the fallback) instead of each waiting for a connection timeout."""
+
+    def __init__(self, pause: float = OUTAGE_PAUSE, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pause = pause
+        self.clock = clock
+        self._until = -math.inf
+
+    def check(self) -> None:
+        if self.clock() < self._until:
+            raise redis.ConnectionError("Redis was unreachable moments ago")
+
+    def failed(self) -> None:
+        self._until = self.clock() + self.pause
+
+
 def _client_options() -> dict[str, object]:
     # Short timeouts: a request waits at most about a second for a Redis that is gone. One quick
     # retry covers a pooled connection that a Redis restart closed.
@@ -147,6 +165,7 @@ class ConcurrencyLeases:
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _refresher: asyncio.Task[None] | None = None
     _warn: _Warner = field(default_factory=_Warner)
+    _outage: _Outage = field(default_factory=_Outage)
 
     def __post_init__(self) -> None:
         self._acquire = self.client.register_script(_ACQUIRE)
@@ -163,8 +182,10 @@ class ConcurrencyLeases:
         an empty lease (only this replica's own cap applies then)."""
         key, member = self.key(holder, model), f"{self.replica}:{next(self._ids)}"
         try:
+            self._outage.check()
             taken = await self._acquire(keys=[key], args=[limit, int(self.lease_seconds * 1000), member])
         except redis.RedisError as exc:
+            self._outage.failed()
             if not self.fail_open:
                 raise SharedStateUnavailable() from exc
             self._warn("the per-person request cap", exc)
@@ -225,18 +246,21 @@ class SharedLoginThrottle(LoginThrottle):
         self._failed = client.register_script(_FAILED)
         self._retry_after = client.register_script(_RETRY_AFTER)
         self._warn = _Warner()
+        self._outage = _Outage()
 
     @staticmethod
     def _redis_keys(account: str, address: str) -> list[tuple[str, Rule]]:
         return [(PREFIX + "login:" + key, rule) for key, rule in LoginThrottle._keys(account, address)]
 
     def _fallback(self, exc: BaseException) -> None:
+        self._outage.failed()
         if not self.fail_open:
             raise SharedStateUnavailable() from exc
         self._warn("the sign-in throttle", exc)
 
     def retry_after(self, account: str, address: str) -> int:
         try:
+            self._outage.check()
             return int(self._retry_after(keys=[k for k, _ in self._redis_keys(account, address)]))
         except redis.RedisError as exc:
             self._fallback(exc)
@@ -248,6 +272,7 @@ class SharedLoginThrottle(LoginThrottle):
         for _, rule in keys:
             args += [rule.free, rule.leak_seconds, rule.base, rule.cap]
         try:
+            self._outage.check()
             self._failed(keys=[k for k, _ in keys], args=args)
         except redis.RedisError as exc:
             self._fallback(exc)
@@ -255,6 +280,7 @@ class SharedLoginThrottle(LoginThrottle):
 
     def succeeded(self, account: str, address: str) -> None:
         try:
+            self._outage.check()
             self.client.delete(self._redis_keys(account, address)[0][0])
         except redis.RedisError as exc:
             self._fallback(exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 import redis
@@ -16,8 +17,10 @@ from flexi.access.shared_state import (
     Lease,
     SharedLoginThrottle,
     SharedState,
+    OUTAGE_PAUSE,
     SharedStateUnavailable,
     _client_options,
+    _Outage,
 )
 from flexi.access.throttle import PAIR, LoginThrottle
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
@@ -82,7 +85,8 @@ async def test_unreachable_redis_fails_closed_by_default_and_recovers(redis_serv
             await leases.acquire("user:1", "m", 1)
         assert refused.value.retry_after > 0
         await leases.release(held)  # does not raise: the lease would expire by itself
-        redis_server.start()  # same port, empty: the client reconnects on its own
+        redis_server.start()  # same port, empty: the client reconnects on its own (after the outage pause)
+        await asyncio.sleep(OUTAGE_PAUSE)
         assert await leases.acquire("user:1", "m", 1)
         assert await leases.acquire("user:1", "m", 1) is None
     finally:
@@ -100,6 +104,7 @@ async def test_fail_open_falls_back_to_the_replica_and_warns(redis_server: Redis
         assert second is not None and not second.key  # not refused: only this replica's own cap applies now
         assert sum("FLEXI_REDIS_FAILURE=open" in r.message for r in caplog.records) == 1  # warned once, not per request
         redis_server.start()
+        await asyncio.sleep(OUTAGE_PAUSE)
         assert (await leases.acquire("user:1", "m", 1)).key  # type: ignore[union-attr]
         assert await leases.acquire("user:1", "m", 1) is None
     finally:
@@ -139,6 +144,7 @@ def test_sign_in_throttle_without_redis(redis_server: RedisServer) -> None:
         open_.failed("alice", "203.0.113.5")
     assert open_.retry_after("alice", "203.0.113.5") == PAIR.base
     redis_server.start()
+    time.sleep(OUTAGE_PAUSE)
     assert closed.retry_after("alice", "203.0.113.5") == 0  # back (and empty) without a restart
 
 
@@ -149,3 +155,14 @@ async def test_shared_state_connects_lazily_and_closes(redis_server: RedisServer
     assert shared.leases.lease_seconds == 5.0 and not shared.leases.fail_open and not shared.throttle.fail_open
     assert await shared.leases.acquire("u", "m", 1)
     await shared.close()
+
+
+def test_after_a_failure_redis_is_not_asked_again_for_a_moment() -> None:
+    now = [100.0]
+    outage = _Outage(pause=1.0, clock=lambda: now[0])
+    outage.check()  # nothing failed yet
+    outage.failed()
+    with pytest.raises(redis.ConnectionError):
+        outage.check()  # answered at once, no connection timeout per request while Redis is down
+    now[0] += 1.0
+    outage.check()  # asked again: recovery needs no restart
