@@ -140,10 +140,15 @@ class _Outage:
 
     def check(self) -> None:
         if self.clock() < self._until:
-            raise redis.ConnectionError("Redis was unreachable moments ago")
+            raise _Paused("Redis was unreachable moments ago")
 
-    def failed(self) -> None:
-        self._until = self.clock() + self.pause
+    def failed(self, exc: BaseException) -> None:
+        if not isinstance(exc, _Paused):  # only a real failure starts a pause: refusals must not extend it
+            self._until = self.clock() + self.pause
+
+
+class _Paused(redis.ConnectionError):
+    """Redis was not asked: it failed less than OUTAGE_PAUSE seconds ago."""
 
 
 def _client_options() -> dict[str, object]:
@@ -185,7 +190,7 @@ class ConcurrencyLeases:
             self._outage.check()
             taken = await self._acquire(keys=[key], args=[limit, int(self.lease_seconds * 1000), member])
         except redis.RedisError as exc:
-            self._outage.failed()
+            self._outage.failed(exc)
             if not self.fail_open:
                 raise SharedStateUnavailable() from exc
             self._warn("the per-person request cap", exc)
@@ -253,7 +258,7 @@ class SharedLoginThrottle(LoginThrottle):
         return [(PREFIX + "login:" + key, rule) for key, rule in LoginThrottle._keys(account, address)]
 
     def _fallback(self, exc: BaseException) -> None:
-        self._outage.failed()
+        self._outage.failed(exc)
         if not self.fail_open:
             raise SharedStateUnavailable() from exc
         self._warn("the sign-in throttle", exc)

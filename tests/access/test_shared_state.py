@@ -161,8 +161,10 @@ def test_after_a_failure_redis_is_not_asked_again_for_a_moment() -> None:
     now = [100.0]
     outage = _Outage(pause=1.0, clock=lambda: now[0])
     outage.check()  # nothing failed yet
-    outage.failed()
-    with pytest.raises(redis.ConnectionError):
+    outage.failed(redis.ConnectionError("refused"))
+    now[0] += 0.5
+    with pytest.raises(redis.ConnectionError) as paused:
         outage.check()  # answered at once, no connection timeout per request while Redis is down
-    now[0] += 1.0
-    outage.check()  # asked again: recovery needs no restart
+    outage.failed(paused.value)  # a request refused during the pause does not extend it...
+    now[0] += 0.5
+    outage.check()  # ...so Redis is asked again one pause after the real failure: recovery needs no restart
