@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -151,11 +152,11 @@ class _Paused(redis.ConnectionError):
     """Redis was not asked: it failed less than OUTAGE_PAUSE seconds ago."""
 
 
-def _client_options() -> dict[str, object]:
-    # Short timeouts: a request waits at most about a second for a Redis that is gone. One quick
-    # retry covers a pooled connection that a Redis restart closed.
-    return {"socket_connect_timeout": 1.0, "socket_timeout": 1.0,
-            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)}
+def _client_options(asynchronous: bool = True) -> dict[str, object]:
+    """Short timeouts: a request waits at most about a second for a Redis that is gone. One quick
+    retry (on a fresh connection) covers a pooled connection that a Redis restart closed."""
+    retry = (AsyncRetry if asynchronous else Retry)(ExponentialBackoff(cap=0.05, base=0.01), 1)
+    return {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "retry": retry}
 
 
 @dataclass(eq=False)
@@ -304,7 +305,7 @@ class SharedState:
         """Clients for `url` (nothing is sent yet: an unreachable Redis at start-up is handled per request)."""
         fail_open = failure == "open"
         leases = ConcurrencyLeases(aioredis.Redis.from_url(url, **_client_options()), fail_open, lease_seconds)
-        throttle = SharedLoginThrottle(redis.Redis.from_url(url, **_client_options()), fail_open)
+        throttle = SharedLoginThrottle(redis.Redis.from_url(url, **_client_options(asynchronous=False)), fail_open)
         return cls(leases, throttle)
 
     async def close(self) -> None:

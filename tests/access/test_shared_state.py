@@ -23,7 +23,7 @@ from flexi.access.shared_state import (
     _Outage,
 )
 from flexi.access.throttle import PAIR, LoginThrottle
-from tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+from tests.redis_server import RedisServer
 
 
 def _leases(server: RedisServer, replica: str, *, fail_open: bool = False, seconds: float = 30.0) -> ConcurrencyLeases:
@@ -112,7 +112,7 @@ async def test_fail_open_falls_back_to_the_replica_and_warns(redis_server: Redis
 
 
 def _throttle(server: RedisServer, fail_open: bool = False) -> SharedLoginThrottle:
-    return SharedLoginThrottle(redis.Redis.from_url(server.url, **_client_options()), fail_open)
+    return SharedLoginThrottle(redis.Redis.from_url(server.url, **_client_options(asynchronous=False)), fail_open)
 
 
 def test_sign_in_throttle_is_shared_and_matches_the_local_arithmetic(redis_server: RedisServer) -> None:
@@ -168,3 +168,16 @@ def test_after_a_failure_redis_is_not_asked_again_for_a_moment() -> None:
     outage.failed(paused.value)  # a request refused during the pause does not extend it...
     now[0] += 0.5
     outage.check()  # ...so Redis is asked again one pause after the real failure: recovery needs no restart
+
+
+async def test_connections_pooled_before_a_redis_restart_do_not_fail_requests(redis_server: RedisServer) -> None:
+    leases = _leases(redis_server, "a")
+    try:
+        first = await asyncio.gather(*(leases.acquire(f"user:{i}", "m", 1) for i in range(8)))  # several connections
+        assert all(first)
+        redis_server.stop()
+        redis_server.start()  # nothing was asked meanwhile: every pooled connection is stale now
+        again = await asyncio.gather(*(leases.acquire(f"user:{i}", "m", 1) for i in range(8)))
+        assert all(again)  # each retried once on a fresh connection (Redis forgot the old leases)
+    finally:
+        await _close(leases)

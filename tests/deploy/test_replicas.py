@@ -12,108 +12,24 @@ import json
 import os
 import secrets
 import signal
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from flexi.access.passwords import hash_password
 from flexi.http.csrf import CSRF_HEADER
 from tests.access_helpers import ServerDB, fresh_minute
-from tests.conftest import MODEL, RunningServer, free_port, start_server, stop_server
+from tests.conftest import MODEL, RunningServer, start_server, stop_server
 from tests.pg import PostgresServer
+from tests.nginx import Nginx, nginx_binary, start_nginx
 from tests.redis_server import RedisServer, running_redis
 
 CAP = 2  # a student's cap on concurrent requests per model (FLEXI_ROLE_MAX_REQUESTS)
 LEASE_SECONDS = 3
-
-
-def _nginx() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if found is None:
-        message = "nginx is not installed: apt-get install nginx"
-        if os.environ.get("FLEXI_REQUIRE_REDIS") == "1":  # CI installs both (.ci/run)
-            pytest.fail(f"FLEXI_REQUIRE_REDIS=1 but {message}", pytrace=False)
-        pytest.skip(message)
-    return found
-
-
-NGINX_CONF = """
-{user}
-worker_processes 1;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    log_format up '$status $upstream_addr $upstream_status';
-    access_log {root}/access.log up;
-    upstream flexi_replicas {{
-        least_conn;
-        server 127.0.0.1:{a} max_fails=1 fail_timeout=30s;
-        server 127.0.0.1:{b} max_fails=1 fail_timeout=30s;
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://flexi_replicas;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_buffering off;
-            proxy_read_timeout 120s;
-            proxy_next_upstream error timeout;  # default: a POST is retried only if it never reached a replica
-        }}
-    }}
-}}
-"""
-
-
-@dataclass
-class Nginx:
-    url: str
-    root: Path
-    proc: subprocess.Popen[bytes]
-
-    def upstreams(self) -> list[str]:
-        """The upstream address of every logged request (several when nginx tried the next one)."""
-        return [line.split()[1] for line in (self.root / "access.log").read_text().splitlines() if line.strip()]
-
-
-def start_nginx(root: Path, a: RunningServer, b: RunningServer) -> Nginx:
-    """Debian's nginx in the foreground with everything in `root` (no root rights needed)."""
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user="user root;" if os.geteuid() == 0 else "", root=root, port=port,
-                                      a=a.url.rsplit(":", 1)[1], b=b.url.rsplit(":", 1)[1]))
-    proc = subprocess.Popen([_nginx(), "-p", str(root), "-c", str(conf), "-e", str(root / "error.log"),
-                             "-g", f"daemon off; pid {root / 'nginx.pid'};"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"nginx exited:\n{(root / 'error.log').read_text(errors='replace')}", pytrace=False)
-        try:
-            httpx.get(url + "/api/version", timeout=1)
-            return Nginx(url, root, proc)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    pytest.fail("nginx did not answer within 10 s", pytrace=False)
 
 
 @dataclass
@@ -141,7 +57,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("replicas")
-    _nginx()
+    nginx_binary()  # skip (or fail in CI) before starting anything
     with running_redis(root / "redis") as redis_server:
         database = postgres_server.create_database()
         url = postgres_server.url(database)
@@ -161,7 +77,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresS
                 os.environ.pop("FLEXI_PSEUDONYM_KEY")
             else:
                 os.environ["FLEXI_PSEUDONYM_KEY"] = old_key
-        nginx = start_nginx(root / "nginx", a, b)
+        nginx = start_nginx(root / "nginx", [a.url, b.url])
         cluster = Cluster(redis_server, postgres_server, database, a, b, nginx, db)
         try:
             warm = cluster.person("warm-up")
