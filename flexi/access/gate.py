@@ -1,8 +1,9 @@
 """The gate every generation and embedding passes, whichever API dialect
 received it: model policy, course billing, quota reservation, usage record,
 the per-person cap on concurrent requests (across replicas with FLEXI_REDIS_URL:
-flexi.access.shared_state), and the end of open streams when access is revoked. It knows callers, not HTTP: every method takes the `Caller`
-the access middleware resolved.
+flexi.access.shared_state), and the end of open streams when access is revoked.
+It knows callers, not HTTP: every method takes the `Caller` the access
+middleware resolved.
 
 Admission comes in two steps around the prompt's rendering (the generation
 service drives them): `admit` (policy, rate, and room for what the request
