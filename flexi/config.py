@@ -138,6 +138,9 @@ class Settings(BaseSettings):
         None,
         description="State database (users, keys, quotas, usage) as an SQLAlchemy URL, e.g. postgresql://user:pass@host/flexi for several replicas; unset = SQLite file $FLEXI_HOME/flexi.db.",
     )
+    redis_url: str | None = Field(None, description="Redis shared by several replicas (redis://host:6379/0): the per-person cap on concurrent requests counts every replica's requests, and failed sign-ins are throttled across replicas. Quotas and rate limits need no Redis (atomic in the database). Unset = each process keeps these on its own (one replica).")
+    redis_failure: Literal["closed", "open"] = Field("closed", description="When Redis is unreachable: closed = requests under a per-person cap and password sign-ins get 503 with Retry-After; open = each replica falls back to its own cap and throttle and logs a warning. Both recover by themselves when Redis is back.")
+    redis_lease_seconds: float = Field(30.0, ge=1, le=3600, description="Lifetime of a request's lease in Redis, renewed while it runs: how long the requests of a replica that died still count against their person's cap.")
     auth: str = Field("off", pattern="^(on|off)$", description="on = every request needs an API key or a sign-in; off = open (laptop default; refused on a non-loopback address unless insecure_no_auth).")
     insecure_no_auth: bool = Field(False, description="Allow auth=off on a non-loopback address (anyone who can reach the port can use and manage Flexi).")
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Subjects (OIDC `sub` or local user names) that are always admins (comma separated in the env).")

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from flexi.db.engine import make_engine, session_factory
 from flexi.db.migrate import upgrade
 from tests.pg import PostgresServer, postgres_server, pgvector_server  # noqa: F401  (session fixtures: database and end-to-end tests share one server)
+from tests.redis_server import redis_server  # noqa: F401  (a throwaway redis-server per test: tests/access/test_shared_state.py)
 
 MODEL = "smollm2:135m"
 

@@ -35,3 +35,8 @@ def too_many_requests(message: str, retry_after: int, **fields: Any) -> AccessEr
     """429 for the per-person cap on concurrent requests (the same shape as a quota refusal)."""
     return AccessError(message, 429, "too_many_requests", headers={"Retry-After": str(max(1, retry_after))},
                        fields=fields)
+
+
+def shared_state_unavailable(message: str, retry_after: int) -> AccessError:
+    """503 while the replicas' shared state (Redis) is unreachable and FLEXI_REDIS_FAILURE=closed."""
+    return AccessError(message, 503, "shared_state_unavailable", headers={"Retry-After": str(max(1, retry_after))})

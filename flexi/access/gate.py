@@ -1,8 +1,9 @@
 """The gate every generation and embedding passes, whichever API dialect
 received it: model policy, course billing, quota reservation, usage record,
-the per-person cap on concurrent requests, and the end of open streams when
-access is revoked. It knows callers, not HTTP: every method takes the `Caller`
-the access middleware resolved.
+the per-person cap on concurrent requests (across replicas with FLEXI_REDIS_URL:
+flexi.access.shared_state), and the end of open streams when access is revoked.
+It knows callers, not HTTP: every method takes the `Caller` the access
+middleware resolved.
 
 Admission comes in two steps around the prompt's rendering (the generation
 service drives them): `admit` (policy, rate, and room for what the request
@@ -31,10 +32,11 @@ from sqlalchemy import Engine, or_, select
 from flexi import i18n
 from flexi.access.authn import Authenticator
 from flexi.access.caller import Caller
-from flexi.access.errors import AccessError, forbidden, quota_exceeded, too_many_requests
+from flexi.access.errors import AccessError, forbidden, quota_exceeded, shared_state_unavailable, too_many_requests
 from flexi.access.policy import Limits, PolicyBook
 from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
+from flexi.access.shared_state import ConcurrencyLeases, Lease, SharedStateUnavailable
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow, iso_z
@@ -94,6 +96,7 @@ class AccessGate:
         self._courses: dict[str, tuple[int | None, float]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.metrics: Metrics | None = None  # Prometheus metrics (/metrics), set by the app when FLEXI_METRICS is on
+        self.leases: ConcurrencyLeases | None = None  # the per-person cap across replicas (FLEXI_REDIS_URL)
 
     # --- models -------------------------------------------------------------------
     def limits(self, principal: Principal, model: str) -> Limits:
@@ -133,6 +136,24 @@ class AccessGate:
         exc.message = i18n.text("backends_down", caller.locale, model=exc.model, retry=exc.retry_after)
         exc.args = (exc.message,)
         return exc
+
+    async def _lease(self, caller: Caller, model: str, limit: int | None) -> Lease | None:
+        """A place under the caller's per-person cap on all replicas together (FLEXI_REDIS_URL); each
+        replica's scheduler still applies the same cap to its own requests. Over it: the same 429."""
+        if self.leases is None or limit is None:
+            return None
+        try:
+            lease = await self.leases.acquire(caller.identity, model, limit)
+        except SharedStateUnavailable as exc:
+            raise shared_state_unavailable(i18n.text("shared_state_unavailable", caller.locale, retry=exc.retry_after),
+                                           exc.retry_after) from None
+        if lease is None:
+            raise TooManyRequests(limit)
+        return lease
+
+    async def _unlease(self, lease: Lease | None) -> None:
+        if lease is not None and self.leases is not None:
+            await asyncio.shield(self.leases.release(lease))
 
     async def count_request(self, caller: Caller, model: str) -> None:
         """Admit and record a request that generates nothing (loading a model)."""
@@ -184,7 +205,9 @@ class AccessGate:
         first: float | None = None  # when the first token came (time to first token)
         error: str | None = None  # the error type, for the metrics
         parts: list[str] | None = [] if self.usage.content_logging else None
+        lease: Lease | None = None
         try:
+            lease = await self._lease(caller, req.model, req.max_concurrent)
             async for ev in events:
                 if handle.revoked:
                     raise forbidden(i18n.text("revoked", caller.locale), code="access_revoked")
@@ -217,6 +240,8 @@ class AccessGate:
             self._streams.pop(stream_id, None)
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
+            with contextlib.suppress(Exception):
+                await self._unlease(lease)
             prompt, completion = self._record(admission, req, stats, delivered, prefill, status, parts)
             if self.metrics is not None:
                 self._observe(admission, stats, prompt, completion, status, error, first)
@@ -260,7 +285,9 @@ class AccessGate:
         admission = await self._admit(caller, self.limits(caller.principal, model), bound, 0, model, embedding=True)
         caller.timings.add_gate((time.perf_counter() - t0) * 1000)
         status, tokens, error = "error", 0, None
+        lease: Lease | None = None
         try:
+            lease = await self._lease(caller, model, self.max_concurrent_for(caller.principal))
             result = await run()
             tokens, status = tokens_of(result), "ok"
             return result
@@ -274,6 +301,8 @@ class AccessGate:
             error = _error_type(exc)
             raise
         finally:
+            with contextlib.suppress(Exception):
+                await self._unlease(lease)
             self.usage.submit(self._entry(admission, status=status, prompt_tokens=tokens,
                                           generation_ms=int((time.perf_counter() - admission.started) * 1000)))
             if self.metrics is not None:

@@ -14,6 +14,8 @@ from flexi.access.gate import AccessGate
 from flexi.access.policy import PolicyBook
 from flexi.access.privacy import purge_loop
 from flexi.access.quota import QuotaLedger
+from flexi.access.shared_state import SharedState
+from flexi.access.throttle import LoginThrottle
 from flexi.access.usage import UsageWriter
 from flexi.config import Settings
 from flexi.db.engine import make_engine, session_factory
@@ -32,6 +34,8 @@ class AccessService:
     quotas: QuotaLedger
     usage: UsageWriter
     gate: AccessGate
+    throttle: LoginThrottle  # failed sign-ins: in memory, or in Redis shared by the replicas
+    shared: SharedState | None = None  # FLEXI_REDIS_URL: what replicas share beyond the database
 
     @classmethod
     def open(cls, settings: Settings) -> AccessService:
@@ -50,7 +54,12 @@ class AccessService:
         usage = UsageWriter(engine, quotas, settings)
         authn.on_touch = usage.touch
         gate = AccessGate(settings, engine, authn, policies, quotas, usage)
-        return cls(settings, engine, session_factory(engine), key, authn, policies, quotas, usage, gate)
+        shared = SharedState.connect(settings.redis_url, settings.redis_failure, settings.redis_lease_seconds) \
+            if settings.redis_url else None
+        gate.leases = shared.leases if shared is not None else None
+        throttle = shared.throttle if shared is not None else LoginThrottle()
+        return cls(settings, engine, session_factory(engine), key, authn, policies, quotas, usage, gate, throttle,
+                   shared)
 
     async def start(self) -> None:
         await self.usage.start()
@@ -64,5 +73,7 @@ class AccessService:
                 await purge
         await self.gate.stop()
         await self.usage.stop()
+        if self.shared is not None:
+            await self.shared.close()
         self.authn.engine.dispose()
         self.engine.dispose()

@@ -9,7 +9,8 @@ Secure over HTTPS). `/auth/login` first sets the short-lived pre-auth cookie
 `flexi_signin` that binds the sign-in to this browser (see flexi.access.oidc).
 Nobody becomes admin by signing in first: admins come from FLEXI_ADMINS, the
 CLI or an explicitly mapped role claim. Password guessing is slowed down per
-account and address (flexi.access.throttle), never locked.
+account and address (flexi.access.throttle; across replicas in Redis with
+FLEXI_REDIS_URL, flexi.access.shared_state), never locked.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from flexi.access.credentials import session_token
 from flexi.access.oidc import PENDING_SECONDS, Identity, OidcClient, OidcError, new_browser_secret
 from flexi.access.passwords import hash_password, verify_password
 from flexi.http.sessions import clear_cookie, create_session, end_session, is_secure, set_cookie
-from flexi.access.throttle import LoginThrottle
+from flexi.access.shared_state import SharedStateUnavailable
 from flexi.http.app_state import access_of
 from flexi.http.caller import request_address
 from flexi.campus.admin_common import AdminRoute
@@ -167,15 +168,21 @@ class PasswordLogin(BaseModel):
     password: str = Field(default="", max_length=1024)
 
 
-_throttle = LoginThrottle()
-
-
 @router.post("/password", summary="Sign in with a local account (user name and password)")
 def password_login(request: Request, body: PasswordLogin) -> Response:
+    try:
+        return _password_login(request, body)
+    except SharedStateUnavailable as exc:  # the throttle's buckets live in Redis and it is gone (fail closed)
+        retry = exc.retry_after
+        return _error(i18n.text("login_unavailable", _locale(request), retry=retry), 503, {"Retry-After": str(retry)})
+
+
+def _password_login(request: Request, body: PasswordLogin) -> Response:
     access = access_of(request)
+    throttle = access.throttle  # in memory, or shared by the replicas in Redis (FLEXI_REDIS_URL)
     locale = _locale(request)
     address = address_key(request_address(request))  # the real client behind FLEXI_TRUSTED_PROXIES
-    if retry := _throttle.retry_after(body.username, address):
+    if retry := throttle.retry_after(body.username, address):
         return _error(i18n.text("login_throttled", locale, retry=retry), 429, {"Retry-After": str(retry)})
     with access.engine.connect() as conn:  # read only: no write lock is held while scrypt runs
         user = conn.execute(select(User.id, User.subject, User.display_name, User.role, User.locale, User.password_hash,
@@ -183,9 +190,9 @@ def password_login(request: Request, body: PasswordLogin) -> Response:
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH  # same work either way
     ok = verify_password(body.password, stored)
     if user is None or not ok or user.disabled_at is not None or not user.password_hash:
-        _throttle.failed(body.username, address)
+        throttle.failed(body.username, address)
         return _error(i18n.text("login_failed", locale), 401)
-    _throttle.succeeded(body.username, address)
+    throttle.succeeded(body.username, address)
     with access.sessions() as s:
         token = create_session(s, user.id, access.settings, "password")
         s.commit()

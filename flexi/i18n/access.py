@@ -144,6 +144,14 @@ ENTRIES: dict[str, dict[str, str]] = {
         "en": "too many failed sign-ins; try again in {retry} s",
         "de": "zu viele fehlgeschlagene Anmeldungen; bitte in {retry} s erneut versuchen",
     },
+    "shared_state_unavailable": {
+        "en": "the service cannot check its limits right now (its shared state is unreachable); please try again in {retry} s",
+        "de": "der Dienst kann seine Grenzen gerade nicht prüfen (der gemeinsame Zustand ist nicht erreichbar); bitte in {retry} s erneut versuchen",
+    },
+    "login_unavailable": {
+        "en": "sign-in is unavailable right now (the service's shared state is unreachable); please try again in {retry} s",
+        "de": "die Anmeldung ist gerade nicht möglich (der gemeinsame Zustand des Dienstes ist nicht erreichbar); bitte in {retry} s erneut versuchen",
+    },
     "too_many_requests": {
         "en": "too many requests at once: you already have {limit} requests running or waiting for {model}; wait for one to finish and try again in {retry} s",
         "de": "zu viele gleichzeitige Anfragen: Sie haben bereits {limit} laufende oder wartende Anfragen an {model}; bitte warten, bis eine fertig ist, und in {retry} s erneut versuchen",

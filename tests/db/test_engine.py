@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 from flexi.config import Settings
@@ -57,3 +58,31 @@ def test_sessions_work_across_threads(db: Engine) -> None:
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(count, range(8))) == [0] * 8
+
+
+def test_postgres_connections_killed_by_the_server_are_replaced(postgres_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """pg_terminate_backend on every pooled connection (a failover, an admin, an idle timeout): the next
+    checkout notices (pool_pre_ping) and reconnects, so no request fails; without the ping it would."""
+    from sqlalchemy.exc import OperationalError
+
+    name = postgres_server.create_database()
+    engines = {ping: make_engine(postgres_server.url(name), tmp_path, pool_size=3, pool_pre_ping=ping)
+               for ping in (True, False)}
+    try:
+        for engine in engines.values():
+            with engine.connect() as c:
+                assert c.execute(text("SELECT 1")).scalar_one() == 1
+        with postgres_server.admin() as admin:
+            killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = %s", (name,)).fetchone()
+        assert killed is not None and killed[0] == 2
+        for _ in range(3):
+            with engines[True].connect() as c:  # Flexi's engines: make_engine's default
+                assert c.execute(text("SELECT 1")).scalar_one() == 1
+        with pytest.raises(OperationalError):
+            with engines[False].connect() as c:
+                c.execute(text("SELECT 1"))
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+        postgres_server.drop_database(name)
