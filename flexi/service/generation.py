@@ -39,7 +39,7 @@ from flexi.engine.types import (
 )
 from flexi.prompt.grammar import grammar_for_format
 from flexi.prompt.render_pool import render_off_loop, render_turn
-from flexi.prompt.rendering import check_capabilities, render_generate, render_messages
+from flexi.prompt.rendering import check_capabilities, render_generate, render_messages, supports_thinking
 from flexi.service.backends import Backend, BackendSelector, Event, renders_itself
 from flexi.service.remote import RemoteBackends
 from flexi.store.store import ModelRecord, ModelStore
@@ -280,7 +280,8 @@ class GenerationService:
                 prompt, messages = await self._prompt(caller, record, spec), None
             req = self._resolve(caller, admission.limits, record, draft, options, prompt, messages)
             if renders_itself(backend):  # the engine gets tools and thinking as asked, not rendered
-                req = dataclasses.replace(req, think=spec.think, **_remote_tools(spec))
+                think = spec.think if supports_thinking(record) else None  # an explicit false stays with us
+                req = dataclasses.replace(req, think=think, **_remote_tools(spec))
         except BaseException as exc:
             self.gate.release_unclaimed(admission, exc)
             raise

@@ -157,6 +157,8 @@ async def test_tools_and_their_results_go_to_the_engine_in_its_dialect(world: Wo
                                 {"role": "assistant", "content": "",
                                  "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Ulm"}}}]},
                                 {"role": "tool", "content": "sunny", "tool_name": "weather"}]
+    await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}], think=False)))
+    assert "think" not in world.sent[-1] and "tools" not in world.sent[-1]  # not declared: an explicit false stays here
 
 
 async def test_an_output_limited_only_by_the_context_is_left_to_the_engine(world: World) -> None:
