@@ -337,7 +337,7 @@ class GenerationService:
         messages = [_engine_message(m) for m in chat]
         tools = spec.tools if isinstance(spec, ChatPrompt) and spec.tools else None
         text = "\n".join(f"{m['role']}: {m['content']}" + (" " + json.dumps(m["tool_calls"]) if m.get("tool_calls") else "")
-                         for m in messages)
+                         for m in messages)  # calls and tools count for the size, as the engine renders them
         return (text + ("\n" + json.dumps(tools) if tools else "")), messages
 
     @contextlib.asynccontextmanager

@@ -14,7 +14,13 @@ import pytest
 
 from flexi.engine.remote import ollama_wire, openai_wire
 from flexi.engine.remote.wire import BackendFailed, image_data_url
-from flexi.engine.types import GenerationRequest, GenerationStats, TextChunk, ThinkingChunk, ToolCalls
+from flexi.engine.types import (
+    GenerationRequest,
+    GenerationStats,
+    TextChunk,
+    ThinkingChunk,
+    ToolCalls,
+)
 from tests.engine.test_remote_wire import Body, client, collect, ndjson, sse
 
 TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object",

@@ -1,7 +1,8 @@
 """The Ollama dialect (Ollama itself and another Flexi): /api/chat, /api/generate, /api/embed.
 
 The backend's URL is the server's root (http://host:11434). A Flexi backend's queue and loading
-status lines become Flexi's own status events, so a client still sees why it waits."""
+status lines become Flexi's own status events, so a client still sees why it waits. Tools, `think` and images
+pass as Ollama takes them; `message.tool_calls` and `thinking` come back as `ToolCalls` and `ThinkingChunk`."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from flexi.engine.types import (
     ThinkingChunk,
     ToolCalls,
 )
+
+Event = TextChunk | ThinkingChunk | ToolCalls | GenerationStats | StatusEvent
 
 
 def messages(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -79,7 +82,7 @@ def payload(model: str, req: GenerationRequest) -> dict[str, Any]:
 
 
 async def generate(client: httpx.AsyncClient, backend: str, model: str,
-                   req: GenerationRequest) -> AsyncIterator[TextChunk | ThinkingChunk | ToolCalls | GenerationStats | StatusEvent]:
+                   req: GenerationRequest) -> AsyncIterator[Event]:
     clock = Clock()
     chat = req.messages is not None
     resp = await open_stream(client, backend, "/api/chat" if chat else "/api/generate", payload(model, req))
@@ -109,8 +112,9 @@ async def generate(client: httpx.AsyncClient, backend: str, model: str,
                 if not isinstance(message["tool_calls"], list):
                     raise garbage(backend)
                 for c in message["tool_calls"]:
-                    fn = c.get("function") if isinstance(c, dict) and isinstance(c.get("function"), dict) else {}
-                    calls.append(tool_call(fn.get("name"), fn.get("arguments"), backend, c.get("id") if isinstance(c, dict) else None))
+                    if not isinstance(c, dict) or not isinstance(c.get("function"), dict):
+                        raise garbage(backend)
+                    calls.append(tool_call(c["function"].get("name"), c["function"].get("arguments"), backend, c.get("id")))
             text = message.get("content") if chat else chunk.get("response")
             if isinstance(text, str) and text:
                 clock.token()

@@ -2,7 +2,9 @@
 
 The backend's URL is its OpenAI base URL (the one the `openai` SDK takes, usually ending in /v1).
 Every call streams (`stream_options.include_usage`, so the usage comes from the backend's own token
-counts); non-streamed answers are collected above, like local ones."""
+counts); non-streamed answers are collected above, like local ones. Tools, tool results and images go in
+OpenAI's shapes; the engine's tool calls (streamed in pieces, by index) come back as one `ToolCalls` event and
+its separate reasoning (`reasoning_content`, vLLM and llama-server) as `ThinkingChunk`s when thinking was asked."""
 
 from __future__ import annotations
 
@@ -63,7 +65,8 @@ def messages(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if m["role"] == "tool":
             call_id = m.get("tool_call_id")
             if not call_id:
-                match = next((pair for pair in open_calls if pair[1] == m.get("name")), open_calls[0] if open_calls else None)
+                named = [pair for pair in open_calls if pair[1] == m.get("name")] or open_calls
+                match = named[0] if named else None
                 call_id = match[0] if match else f"call_{i}"
             open_calls = [pair for pair in open_calls if pair[0] != call_id]
             msg["tool_call_id"] = call_id
