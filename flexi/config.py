@@ -47,6 +47,9 @@ def config_file_path() -> Path:
 BackendKind = Literal["openai", "ollama", "vllm", "llamacpp", "flexi"]
 
 
+BackendCapability = Literal["completion", "tools", "vision", "thinking"]
+
+
 class BackendConfig(BaseModel):
     """One remote engine (`[[backends]]` in config.toml): which models it serves under which names.
 
@@ -63,6 +66,9 @@ class BackendConfig(BaseModel):
     external: bool = Field(False, description="Outside the campus (a cloud provider): prompts leave the university.")
     enabled: bool | None = Field(None, description="Internal backends are on unless false; external ones only with true.")
     context_length: int | None = Field(None, ge=256, description="Context the backend gives a request (default: FLEXI_CONTEXT_LENGTH).")
+    capabilities: tuple[BackendCapability, ...] = Field(
+        ("completion", "tools"), description="What the engine's models can do beyond text: tools (function calling), "
+        "vision (images), thinking (reasoning output); a model served by several backends can what all of them can.")
     timeout: float = Field(300.0, gt=0, description="Seconds Flexi waits for the backend's next bytes (the first token, then each chunk; connecting: at most 10 s); a backend silent longer fails the request with 504.")
 
     @field_validator("models", mode="before")

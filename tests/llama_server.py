@@ -82,16 +82,16 @@ class LlamaServer:
 
 
 def start_llama_server(log_path: Path, port: int, slots: int = 4, context: int = 4096, threads: int = 1,
-                       timeout: float = 120) -> LlamaServer:
+                       timeout: float = 120, extra: tuple[str, ...] = ()) -> LlamaServer:
     """llama-server on Flexi's default model with `slots` parallel slots sharing `context` tokens and
-    --metrics, once /health answers 200."""
+    --metrics (plus `extra` arguments), once /health answers 200."""
     model = default_model_file()
     if model is None:
         pytest.skip("the default model is not installed")
     path = binary()
     cmd = [str(path), "-m", str(model), "-np", str(slots), "-c", str(context), "-t", str(threads),
            "-tb", str(threads), "--host", "127.0.0.1", "--port", str(port), "--metrics",
-           *no_repack_flag(path)]
+           *no_repack_flag(path), *extra]
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     server = LlamaServer(f"http://127.0.0.1:{port}", proc, log_path)

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from flexi.engine.types import GenerationStats, StatusEvent, TextChunk
+from flexi.engine.types import GenerationStats, StatusEvent, TextChunk, ThinkingChunk, ToolCalls
 from flexi.prompt.toolcalls import parse_tool_calls
 
 
@@ -24,7 +24,8 @@ class Completion:
 
     text: str
     stats: GenerationStats
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # those the engine returned as data
+    thinking: str = ""  # reasoning the engine returned apart from the text
 
 
 class ClientDisconnected(Exception):
@@ -62,14 +63,35 @@ async def _wait_for_disconnect(request: Request) -> None:
 
 async def collect(events: AsyncIterator[TextChunk | GenerationStats | StatusEvent]) -> Completion:
     parts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
     stats: GenerationStats | None = None
     async for ev in events:
         if isinstance(ev, TextChunk):
             parts.append(ev.text)
+        elif isinstance(ev, ThinkingChunk):
+            thinking.append(ev.text)
+        elif isinstance(ev, ToolCalls):
+            calls.extend(ev.calls)
         elif isinstance(ev, GenerationStats):
             stats = ev
     assert stats is not None
-    return Completion(text="".join(parts), stats=stats)
+    return Completion(text="".join(parts), stats=stats, tool_calls=calls, thinking="".join(thinking))
+
+
+def answer_tool_calls(done: Completion, tools: list[dict[str, Any]] | None) -> tuple[str, list[dict[str, Any]]]:
+    """(content, tool calls) of a finished answer: the engine's own calls (remote engines), else those the
+    model wrote into its text (local models)."""
+    if done.tool_calls:
+        return done.text, done.tool_calls
+    return split_tool_calls(done.text, tools)
+
+
+def answer_thinking(done: Completion, text: str) -> tuple[str, str]:
+    """(thinking, answer): the engine's separate reasoning, else a leading <think> block of the text."""
+    if done.thinking:
+        return done.thinking.strip(), text
+    return split_thinking(text)
 
 
 def split_tool_calls(text: str, tools: list[dict[str, Any]] | None) -> tuple[str, list[dict[str, Any]]]:

@@ -176,7 +176,7 @@ async def generate(request: Request) -> Response:
     if not body.stream or body.think:
         # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.
         done = await gen.collect_while_connected(request, events)
-        thinking, text = gen.split_thinking(done.text) if body.think else ("", done.text)
+        thinking, text = gen.answer_thinking(done, done.text) if body.think else ("", done.text)
         out = {"model": shown, "created_at": rfc3339_nano(), "response": text, "done": True,
                **_stats_fields(done.stats, t0)}
         if thinking:
@@ -224,6 +224,8 @@ def _chat_messages(body: ChatRequest) -> list[dict[str, Any]]:
                                  for c in m.tool_calls]
         if m.tool_name:
             msg["name"] = m.tool_name
+        if m.images:  # for engines that take them (remote ones with vision)
+            msg["images"] = list(m.images)
         out.append(msg)
     return out
 
@@ -257,10 +259,10 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
     events = await primed(await service.generate(target.caller, record, draft))
     want_thinking = bool(body.think)
 
-    def message(text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def message(done: gen.Completion, text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         msg: dict[str, Any] = {"role": "assistant", "content": text}
         if want_thinking:
-            thinking, msg["content"] = gen.split_thinking(text)
+            thinking, msg["content"] = gen.answer_thinking(done, text)
             if thinking:
                 msg["thinking"] = thinking
         if calls:
@@ -270,8 +272,8 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
     if not body.stream or tools or want_thinking:
         # Tool calls and thinking are parsed from the whole answer; streamed as one chunk then.
         done = await gen.collect_while_connected(request, events)
-        content, calls = gen.split_tool_calls(done.text, tools)
-        final = {"model": shown, "created_at": rfc3339_nano(), "message": message(content, calls), "done": True,
+        content, calls = gen.answer_tool_calls(done, tools)
+        final = {"model": shown, "created_at": rfc3339_nano(), "message": message(done, content, calls), "done": True,
                  **_stats_fields(done.stats, t0)}
         if grounding is not None:
             final["citations"] = grounding.citations(done.text)

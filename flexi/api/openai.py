@@ -131,15 +131,25 @@ def _options(body: SamplingFields, max_tokens: int | None) -> ModelOptions:
     )
 
 
-def _content_text(content: Any, i: int) -> tuple[str, bool]:
-    """Message content (string or list of parts) → (text, has images)."""
+def _image(part: dict[str, Any]) -> str | None:
+    """An image part's base64 data (Flexi's image shape, Ollama's), or None for anything but a data: URL
+    (Flexi fetches no URLs for anyone)."""
+    url = part.get("image_url")
+    url = url.get("url") if isinstance(url, dict) else url
+    if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
+        return url.split(";base64,", 1)[1]
+    return None
+
+
+def _content_text(content: Any, i: int) -> tuple[str, list[str | None]]:
+    """Message content (string or list of parts) → (text, its images: base64 data, None for a URL)."""
     where, param = f"messages[{i}]", f"messages.{i}"
     if content is None:
-        return "", False
+        return "", []
     if isinstance(content, str):
-        return content, False
+        return content, []
     texts: list[str] = []
-    images = False
+    images: list[str | None] = []
     for j, part in enumerate(content):
         kind = part.get("type")
         if kind in ("text", "input_text", "refusal"):
@@ -148,7 +158,7 @@ def _content_text(content: Any, i: int) -> tuple[str, bool]:
                 raise BadRequest(f"{where}.content[{j}].text must be a string", param=f"{param}.content.{j}.text")
             texts.append(text)
         elif kind in ("image_url", "input_image"):
-            images = True
+            images.append(_image(part))
         else:
             raise BadRequest(f"{where}.content[{j}]: content parts of type {kind!r} are not supported",
                              param=f"{param}.content.{j}.type")
@@ -181,8 +191,10 @@ def _chat_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], b
             raise BadRequest(f"{where}.role {m.role!r} is not one of system, developer, user, assistant, tool",
                              param=f"messages.{i}.role")
         text, images = _content_text(m.content, i)
-        has_images = has_images or images
+        has_images = has_images or bool(images)
         msg: dict[str, Any] = {"role": role, "content": text}
+        if images:  # for engines that take them (remote ones with vision); a URL stays None and is refused
+            msg["images"] = images
         if m.tool_calls:
             if role != "assistant":
                 raise BadRequest(f"{where}: only assistant messages can have tool_calls", param=f"messages.{i}.tool_calls")
@@ -231,6 +243,17 @@ def _tools(body: ChatCompletionRequest) -> list[dict[str, Any]] | None:
                      param="tool_choice")
 
 
+def _tool_choice(body: ChatCompletionRequest) -> str | None:
+    """Whether the model must call a tool: "required", a function's name, or None (it decides). `_tools`
+    has already checked the value and offers a named function alone."""
+    choice = body.tool_choice
+    if choice == "required":
+        return "required"
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict) and body.tools:
+        return str(choice["function"].get("name"))
+    return None
+
+
 def _response_format(value: Any) -> Any:
     """OpenAI's response_format → the internal format: None, "json" or a JSON schema dict."""
     if value is None:
@@ -266,7 +289,7 @@ async def _start(service: GenerationService, caller: Caller, record: ModelRecord
 def _tool_calls_out(calls: list[dict[str, Any]], streaming: bool = False) -> list[dict[str, Any]]:
     out = []
     for i, c in enumerate(calls):
-        item: dict[str, Any] = {"id": _random_id("call_"), "type": "function",
+        item: dict[str, Any] = {"id": c.get("id") or _random_id("call_"), "type": "function",
                                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
         out.append({"index": i, **item} if streaming else item)
     return out
@@ -293,7 +316,11 @@ async def chat_completions(request: Request) -> Response:
 
     def prompt() -> ChatPrompt:  # content parts are converted after admission (over quota: 429 first)
         messages, has_images = _chat_messages(body.messages)
-        return ChatPrompt(target.messages(messages), tools=tools, has_images=has_images,
+        if has_images and "vision" in record.info.capabilities and \
+                any(None in m.get("images", []) for m in messages):
+            raise BadRequest("images must be sent as data: URLs (base64); Flexi does not fetch image URLs",
+                             param="messages")
+        return ChatPrompt(target.messages(messages), tools=tools, has_images=has_images, tool_choice=_tool_choice(body),
                           augment=grounding.augment if grounding is not None else None)
 
     draft = Draft(prompt, options=target.merged_options(_options(body, max_tokens)),
@@ -305,7 +332,7 @@ async def chat_completions(request: Request) -> Response:
 
     if not body.stream:
         done = await gen.collect_while_connected(request, events)
-        content, calls = gen.split_tool_calls(done.text, tools)
+        content, calls = gen.answer_tool_calls(done, tools)
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
         if calls:
             message["tool_calls"] = _tool_calls_out(calls)
@@ -340,7 +367,7 @@ async def chat_completions(request: Request) -> Response:
             if tools:
                 # Tool calls are parsed from the whole answer, then sent as one delta.
                 done = await gen.collect(events)
-                content, calls = gen.split_tool_calls(done.text, tools)
+                content, calls = gen.answer_tool_calls(done, tools)
                 if content:
                     yield chunk({"content": content})
                 if calls:
@@ -356,7 +383,7 @@ async def chat_completions(request: Request) -> Response:
                         if ev.text:
                             said.append(ev.text)
                             yield chunk({"content": ev.text})
-                    else:
+                    elif isinstance(ev, GenerationStats):
                         for part in ending(ev, _finish_reason(ev), "".join(said)):
                             yield part
         except EngineError as exc:

@@ -66,6 +66,12 @@ class GenerationRequest:
     #: the output format as asked ("json" or a JSON schema), for remote engines, which constrain it
     #: themselves (`grammar` is its compiled form for the local runner)
     output_format: str | dict[str, Any] | None = None
+    #: for remote engines: the tools offered ({"type": "function", "function": {...}}), whether one must be
+    #: called (None: the model decides; "required": some tool; else the name of the one to call), and
+    #: thinking as asked (True/False or a level); local runners get all of it rendered into `prompt`
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | None = None
+    think: bool | str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,21 @@ class TextChunk:
 
     text: str
     n_tokens: int  # tokens generated so far in total
+
+
+@dataclass
+class ToolCalls:
+    """Tool calls an engine returned as structured data (remote engines; local models write them as text,
+    which the API layer parses): [{"name", "arguments": dict, "id"?}], Flexi's one internal shape."""
+
+    calls: list[dict[str, Any]]
+
+
+@dataclass
+class ThinkingChunk:
+    """Reasoning an engine returned apart from the answer (a remote engine's `thinking`/`reasoning_content`)."""
+
+    text: str
 
 
 @dataclass

@@ -43,11 +43,20 @@ def model_template(record: ModelRecord) -> str:
     return record.template or record.info.chat_template or CHATML_TEMPLATE
 
 
+def _remote(record: ModelRecord) -> bool:
+    """A remote engine's model: it applies its own template, so its configured capabilities decide."""
+    return record.info.architecture == "remote"
+
+
 def supports_tools(record: ModelRecord) -> bool:
+    if _remote(record):
+        return "tools" in record.info.capabilities
     return template_supports_tools(model_template(record))
 
 
 def supports_thinking(record: ModelRecord) -> bool:
+    if _remote(record):
+        return "thinking" in record.info.capabilities
     return template_supports_thinking(model_template(record))
 
 

@@ -18,10 +18,12 @@ from flexi.engine.types import (
     Prefill,
     StatusEvent,
     TextChunk,
+    ThinkingChunk,
+    ToolCalls,
 )
 from flexi.store.store import ModelRecord
 
-Event = Prefill | TextChunk | GenerationStats | StatusEvent
+Event = Prefill | TextChunk | GenerationStats | StatusEvent | ToolCalls | ThinkingChunk
 
 
 class Backend(Protocol):

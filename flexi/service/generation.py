@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,7 +39,7 @@ from flexi.engine.types import (
 )
 from flexi.prompt.grammar import grammar_for_format
 from flexi.prompt.render_pool import render_off_loop, render_turn
-from flexi.prompt.rendering import check_capabilities, render_generate, render_messages
+from flexi.prompt.rendering import check_capabilities, render_generate, render_messages, supports_thinking
 from flexi.service.backends import Backend, BackendSelector, Event, renders_itself
 from flexi.service.remote import RemoteBackends
 from flexi.store.store import ModelRecord, ModelStore
@@ -55,6 +56,7 @@ class ChatPrompt:
     think: Any = None
     has_images: bool = False
     augment: Augment | None = None
+    tool_choice: str | None = None  # None: the model decides; "required": some tool; else the tool's name
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,9 @@ class GenerationService:
             else:
                 prompt, messages = await self._prompt(caller, record, spec), None
             req = self._resolve(caller, admission.limits, record, draft, options, prompt, messages)
+            if renders_itself(backend):  # the engine gets tools and thinking as asked, not rendered
+                think = spec.think if supports_thinking(record) else None  # an explicit false stays with us
+                req = dataclasses.replace(req, think=think, **_remote_tools(spec))
         except BaseException as exc:
             self.gate.release_unclaimed(admission, exc)
             raise
@@ -329,8 +334,11 @@ class GenerationService:
                 return spec.prompt, None
             chat = ([{"role": "system", "content": spec.system}] if spec.system else []) + \
                 [{"role": "user", "content": spec.prompt}]
-        messages = [{"role": m["role"], "content": m.get("content") or ""} for m in chat]
-        return "\n".join(f"{m['role']}: {m['content']}" for m in messages), messages
+        messages = [_engine_message(m) for m in chat]
+        tools = spec.tools if isinstance(spec, ChatPrompt) and spec.tools else None
+        text = "\n".join(f"{m['role']}: {m['content']}" + (" " + json.dumps(m["tool_calls"]) if m.get("tool_calls") else "")
+                         for m in messages)  # calls and tools count for the size, as the engine renders them
+        return (text + ("\n" + json.dumps(tools) if tools else "")), messages
 
     @contextlib.asynccontextmanager
     async def _render_turn(self, caller: Caller, record: ModelRecord) -> AsyncIterator[None]:
@@ -393,6 +401,22 @@ class GenerationService:
         backend: Backend = self.backends(record)
         return await self.gate.embed(caller, record.name, draft.inputs, lambda: backend.embed(req, record),
                                      lambda result: result.prompt_tokens)
+
+
+#: what of a chat message a remote engine gets: Flexi's message shape (Ollama's), which each wire translates
+_ENGINE_KEYS = ("tool_calls", "tool_call_id", "name", "images")
+
+
+def _engine_message(m: dict[str, Any]) -> dict[str, Any]:
+    out = {"role": m["role"], "content": m.get("content") or ""}
+    out.update({k: m[k] for k in _ENGINE_KEYS if m.get(k)})
+    return out
+
+
+def _remote_tools(spec: ChatPrompt | TextPrompt) -> dict[str, Any]:
+    if isinstance(spec, ChatPrompt) and spec.tools:
+        return {"tools": spec.tools, "tool_choice": spec.tool_choice}
+    return {}
 
 
 def runner_request(record: ModelRecord, prompt: str, options: ModelOptions, *, return_tokens: bool = False,

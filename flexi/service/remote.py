@@ -36,6 +36,8 @@ from flexi.engine.types import (
     RequestTimeout,
     StatusEvent,
     TextChunk,
+    ThinkingChunk,
+    ToolCalls,
 )
 from flexi.observability.metrics import BackendState
 from flexi.scheduler.fair_queue import FairQueue, Ticket
@@ -156,10 +158,10 @@ class RemoteModel:
             events = engine.generate(model, req)
             try:
                 async for ev in events:
-                    if not answered and isinstance(ev, (TextChunk, GenerationStats)):
+                    if not answered and isinstance(ev, (TextChunk, ToolCalls, ThinkingChunk, GenerationStats)):
                         answered = True
                         engine.health.succeeded()
-                    started = started or isinstance(ev, TextChunk)
+                    started = started or isinstance(ev, (TextChunk, ToolCalls, ThinkingChunk))
                     yield ev
                 return
             except BackendFailed as exc:
@@ -225,8 +227,11 @@ def _report(engine: RemoteEngine, exc: BackendFailed) -> None:
 
 def _record(name: ModelName, backends: list[BackendConfig], context: int, started: datetime) -> ModelRecord:
     digest = hashlib.sha256(("remote:" + name.display + ":" + ",".join(b.name for b in backends)).encode()).hexdigest()
+    # every backend may take any request: the model can what all of them can
+    capabilities = [c for c in ("completion", "tools", "vision", "thinking")
+                    if c == "completion" or all(c in b.capabilities for b in backends)]
     info = GGUFInfo(architecture="remote", name=name.display, quantization_level="", context_length=context,
-                    capabilities=["completion"],
+                    capabilities=capabilities,
                     model_info={"general.architecture": "remote", "flexi.external": any(b.external for b in backends)})
     return ModelRecord(name=name.display, model_name=name, digest=digest, size=0, modified_at=started,
                        model_path=Path("remote") / backends[0].name, info=info)

@@ -197,13 +197,12 @@ def test_structured_output_on_llama_server(stack: Stack, name: str) -> None:
     assert isinstance(json.loads(done.choices[0].message.content or "")["ok"], bool)
 
 
-def test_tools_are_refused_clearly(stack: Stack) -> None:
-    """The remote wire does not carry tool calls yet: a clear 400, never an answer that ignored the tools."""
-    tool = {"type": "function", "function": {"name": "time", "description": "The time.",
-                                             "parameters": {"type": "object", "properties": {}}}}
-    r = httpx.post(stack.flexi.url + "/api/chat", json={"model": "llama-chat", "messages": MESSAGES, "tools": [tool],
+def test_undeclared_capabilities_are_refused_clearly(stack: Stack) -> None:
+    """What a backend does not declare (thinking is not in the default capabilities) is a clear 400, never an
+    answer that ignored the request's thinking switch (tools: tests/service/test_remote_tools_e2e.py)."""
+    r = httpx.post(stack.flexi.url + "/api/chat", json={"model": "llama-chat", "messages": MESSAGES, "think": True,
                                                         "stream": False, "options": FEW}, timeout=60)
-    assert r.status_code == 400 and r.json()["error"] == '"llama-chat:latest" does not support tools'
+    assert r.status_code == 400 and r.json()["error"] == '"llama-chat:latest" does not support thinking'
 
 
 def _wait_for_probe_verdict(stack: Stack, backend: str, up: bool = False, timeout: float = 30) -> None:

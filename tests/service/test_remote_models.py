@@ -17,6 +17,7 @@ from flexi.access.caller import Caller
 from flexi.access.service import AccessService
 from flexi.config import load_settings
 from flexi.engine.types import BadRequest, ModelNotFound, TextChunk
+from flexi.prompt.rendering import check_capabilities
 from flexi.service.generation import ChatPrompt, Draft, GenerationService, TextPrompt
 from flexi.service.options import ModelOptions
 from flexi.service.remote import RemoteBackends
@@ -110,10 +111,54 @@ async def test_what_a_remote_engine_cannot_take_is_refused_before_it_runs(world:
     caller = _caller(world.access, world.db, "dora")
     with pytest.raises(BadRequest, match="invalid format 'yaml'"):
         await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}]), fmt="yaml"))
-    with pytest.raises(BadRequest, match="does not support tools"):
-        await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}],
-                                                                    tools=[{"type": "function"}])))
+    with pytest.raises(BadRequest, match="does not support thinking"):  # not in the default capabilities
+        await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}], think=True)))
+    with pytest.raises(BadRequest, match="does not support images"):
+        await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi", "images": ["aGk="]}],
+                                                                    has_images=True)))
     assert world.sent == []
+
+
+async def test_a_model_can_what_all_its_backends_declare(tmp_path: Path) -> None:
+    """Any of a model's backends may get a request: a capability one of them lacks is refused with 400."""
+    both = [{"name": "a", "url": "http://a:11434", "kind": "ollama", "models": ["shared"],
+             "capabilities": ["completion", "tools", "vision", "thinking"]},
+            {"name": "b", "url": "http://b:8000/v1", "kind": "vllm", "models": ["shared"], "capabilities": ["completion"]},
+            {"name": "c", "url": "http://c:8000/v1", "kind": "vllm", "models": ["seeing"],
+             "capabilities": ["completion", "vision", "thinking"]}]
+    remote = RemoteBackends(load_settings(home=tmp_path, backends=both))
+    try:
+        shared, seeing = remote.record("shared"), remote.record("seeing")
+        assert shared is not None and seeing is not None
+        assert (shared.info.capabilities, seeing.info.capabilities) == (["completion"], ["completion", "vision", "thinking"])
+        with pytest.raises(BadRequest, match="does not support tools"):
+            check_capabilities(shared, tools=[{"type": "function"}])
+        with pytest.raises(BadRequest, match="does not support tools"):
+            check_capabilities(seeing, tools=[{"type": "function"}])
+        check_capabilities(seeing, think=True, images=["aGk="])  # declared: no refusal
+    finally:
+        await remote.close()
+
+
+async def test_tools_and_their_results_go_to_the_engine_in_its_dialect(world: World) -> None:
+    """A remote engine with tools (the default) gets the tools, the earlier call and its result as data;
+    the capabilities a model shows are what its backends declare."""
+    assert world.service.model(None, "campus-llama").info.capabilities == ["completion", "tools"]
+    caller = _caller(world.access, world.db, "erik")
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    chat = [{"role": "user", "content": "Weather in Ulm?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "id": "c1",
+                                                                 "function": {"name": "weather", "arguments": {"city": "Ulm"}}}]},
+            {"role": "tool", "content": "sunny", "name": "weather", "tool_call_id": "c1"}]
+    await _chat(world, caller, "campus-llama", Draft(ChatPrompt(chat, tools=[tool])))
+    [sent] = world.sent
+    assert sent["tools"] == [tool] and "think" not in sent
+    assert sent["messages"] == [{"role": "user", "content": "Weather in Ulm?"},
+                                {"role": "assistant", "content": "",
+                                 "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Ulm"}}}]},
+                                {"role": "tool", "content": "sunny", "tool_name": "weather"}]
+    await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}], think=False)))
+    assert "think" not in world.sent[-1] and "tools" not in world.sent[-1]  # not declared: an explicit false stays here
 
 
 async def test_an_output_limited_only_by_the_context_is_left_to_the_engine(world: World) -> None:

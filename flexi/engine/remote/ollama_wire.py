@@ -1,7 +1,8 @@
 """The Ollama dialect (Ollama itself and another Flexi): /api/chat, /api/generate, /api/embed.
 
 The backend's URL is the server's root (http://host:11434). A Flexi backend's queue and loading
-status lines become Flexi's own status events, so a client still sees why it waits."""
+status lines become Flexi's own status events, so a client still sees why it waits. Tools, `think` and images
+pass as Ollama takes them; `message.tool_calls` and `thinking` come back as `ToolCalls` and `ThinkingChunk`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from flexi.engine.remote.wire import (
     lines,
     open_stream,
     post_json,
+    tool_call,
 )
 from flexi.engine.types import (
     EmbeddingRequest,
@@ -29,7 +31,28 @@ from flexi.engine.types import (
     GenerationStats,
     StatusEvent,
     TextChunk,
+    ThinkingChunk,
+    ToolCalls,
 )
+
+Event = TextChunk | ThinkingChunk | ToolCalls | GenerationStats | StatusEvent
+
+
+def messages(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flexi's messages in Ollama's shape: tool calls with object arguments, a tool result naming its tool."""
+    out = []
+    for m in chat:
+        msg: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
+        if m.get("images"):
+            msg["images"] = list(m["images"])
+        if m.get("tool_calls"):
+            msg["tool_calls"] = [{"function": {"name": (c.get("function") or {}).get("name"),
+                                               "arguments": (c.get("function") or {}).get("arguments") or {}}}
+                                 for c in m["tool_calls"]]
+        if m["role"] == "tool" and m.get("name"):
+            msg["tool_name"] = m["name"]
+        out.append(msg)
+    return out
 
 
 def payload(model: str, req: GenerationRequest) -> dict[str, Any]:
@@ -45,21 +68,25 @@ def payload(model: str, req: GenerationRequest) -> dict[str, Any]:
     if req.stop:
         options["stop"] = list(req.stop)
     body: dict[str, Any] = {"model": model, "stream": True, "options": options}
+    if req.think is not None:
+        body["think"] = req.think
     if req.output_format is not None:
         body["format"] = req.output_format
     if req.messages is not None:
-        body["messages"] = req.messages
+        body["messages"] = messages(req.messages)
+        if req.tools:
+            body["tools"] = req.tools  # Ollama has no tool_choice: the model decides
     else:
         body.update(prompt=req.prompt, raw=True)
     return body
 
 
 async def generate(client: httpx.AsyncClient, backend: str, model: str,
-                   req: GenerationRequest) -> AsyncIterator[TextChunk | GenerationStats | StatusEvent]:
+                   req: GenerationRequest) -> AsyncIterator[Event]:
     clock = Clock()
     chat = req.messages is not None
     resp = await open_stream(client, backend, "/api/chat" if chat else "/api/generate", payload(model, req))
-    n, final = 0, None
+    n, final, calls = 0, None, []
     try:
         async for line in lines(resp, backend):
             if not line.strip():
@@ -77,6 +104,17 @@ async def generate(client: httpx.AsyncClient, backend: str, model: str,
                 yield StatusEvent(chunk["status"], position if isinstance(position, int) else None)
                 continue
             message = chunk.get("message") if isinstance(chunk.get("message"), dict) else {}
+            thinking = message.get("thinking") if chat else chunk.get("thinking")
+            if req.think and isinstance(thinking, str) and thinking:
+                clock.token()
+                yield ThinkingChunk(thinking)
+            if req.tools and message.get("tool_calls"):
+                if not isinstance(message["tool_calls"], list):
+                    raise garbage(backend)
+                for c in message["tool_calls"]:
+                    if not isinstance(c, dict) or not isinstance(c.get("function"), dict):
+                        raise garbage(backend)
+                    calls.append(tool_call(c["function"].get("name"), c["function"].get("arguments"), backend, c.get("id")))
             text = message.get("content") if chat else chunk.get("response")
             if isinstance(text, str) and text:
                 clock.token()
@@ -89,6 +127,8 @@ async def generate(client: httpx.AsyncClient, backend: str, model: str,
         await resp.aclose()
     if final is None:
         raise cut_off(backend)
+    if calls:
+        yield ToolCalls(calls)
     stats: GenerationStats = clock.stats(finish_reason(final.get("done_reason")), as_int(final.get("prompt_eval_count")),
                                          as_int(final.get("eval_count")) or n)
     if as_int(final.get("eval_duration")):  # the engine's own timings when it reports them

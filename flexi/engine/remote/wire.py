@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from collections.abc import AsyncIterator
@@ -149,3 +151,35 @@ def finish_reason(value: Any) -> FinishReason:
 
 def as_int(value: Any) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
+
+
+def tool_call(name: Any, arguments: Any, backend: str, call_id: Any = None) -> dict[str, Any]:
+    """One engine tool call in Flexi's shape {"name", "arguments": dict, "id"?}; arguments may come as a JSON
+    string (OpenAI) or an object (Ollama). Anything else is an answer Flexi cannot read."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            raise garbage(backend) from None
+    if arguments is None:
+        arguments = {}
+    if not isinstance(name, str) or not name or not isinstance(arguments, dict):
+        raise garbage(backend)
+    call: dict[str, Any] = {"name": name, "arguments": arguments}
+    if isinstance(call_id, str) and call_id:
+        call["id"] = call_id
+    return call
+
+
+_IMAGE_TYPES = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
+                (b"RIFF", "image/webp"))
+
+
+def image_data_url(image: str) -> str:
+    """An Ollama-style base64 image as the data URL OpenAI's `image_url` takes (the type from its first bytes)."""
+    try:
+        head = base64.b64decode(image[:16] + "=" * (-len(image[:16]) % 4), validate=False)
+    except (binascii.Error, ValueError):
+        head = b""
+    kind = next((t for magic, t in _IMAGE_TYPES if head.startswith(magic)), "image/png")
+    return f"data:{kind};base64,{image}"
