@@ -73,6 +73,8 @@ def add(
     max_concurrency: int = typer.Option(8, "--max-concurrency", min=1, max=1024, help="Most requests sent at once; the rest wait in Flexi."),
     external: bool = typer.Option(False, "--external", help="Outside the campus (a cloud provider): prompts leave the university."),
     enable: bool = typer.Option(False, "--enable", help="Consent for an external backend: without it, it stays off."),
+    capability: List[str] = typer.Option(["completion", "tools"], "--capability",
+                                         help="What the engine's models can do: completion, tools, vision, thinking; repeat for more."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add a remote backend; its models are served at once, without a restart."""
@@ -81,7 +83,7 @@ def add(
     if external and not enable:
         raise CLIError(t("backend_external_consent", name=name))
     body: dict[str, Any] = {"name": name, "url": url, "kind": kind, "models": _models(model),
-                            "max_concurrency": max_concurrency, "external": external}
+                            "max_concurrency": max_concurrency, "external": external, "capabilities": capability}
     if enable:
         body["enabled"] = True
     key = _api_key(api_key_env, api_key_prompt)

@@ -474,6 +474,8 @@ class RemoteBackend(Base):
     enabled: Mapped[bool | None]
     context_length: Mapped[int | None]
     timeout: Mapped[float] = mapped_column(Float, default=300.0, server_default="300")
+    capabilities: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["completion", "tools"],
+                                                    server_default='["completion", "tools"]')
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
 

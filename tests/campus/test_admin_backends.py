@@ -173,6 +173,26 @@ def test_disabled_backend_serves_nothing(site: Site) -> None:
         site.call("DELETE", "/admin/backends/resting")
 
 
+def test_capabilities_are_stored_and_shown(site: Site) -> None:
+    """An engine without tool calling is declared so: its model then refuses tools and says so in /api/show."""
+    r = site.call("POST", "/admin/backends", json=site.backend("plain", capabilities=["completion"]))
+    assert r.status_code == 201, r.text
+    try:
+        assert r.json()["capabilities"] == ["completion"]
+        listed = {b["name"]: b for b in site.call("GET", "/admin/backends").json()["backends"]}
+        assert listed["plain"]["capabilities"] == ["completion"]
+        shown = site.call("POST", "/api/show", json={"model": "plain-model"}).json()
+        assert "tools" not in shown["capabilities"] and "completion" in shown["capabilities"]
+        tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+        refused = site.call("POST", "/api/chat", json={"model": "plain-model", "stream": False, "tools": [tool],
+                                                        "messages": [{"role": "user", "content": "Hi"}]})
+        assert refused.status_code == 400 and "does not support tools" in refused.json()["error"]
+        bad = site.call("POST", "/admin/backends", json=site.backend("wrong", capabilities=["telepathy"]))
+        assert bad.status_code == 422 and "capabilities" in bad.text
+    finally:
+        site.call("DELETE", "/admin/backends/plain")
+
+
 def test_non_admins_are_refused(site: Site) -> None:
     for method, path in [("GET", "/admin/backends"), ("POST", "/admin/backends"), ("DELETE", "/admin/backends/x"),
                          ("POST", "/admin/backends/campus-gpu/check")]:

@@ -48,7 +48,8 @@ def _changed(session: Session) -> None:
 def _config(row: RemoteBackend) -> BackendConfig:
     return BackendConfig(name=row.name, kind=row.kind, url=row.url, models=row.models, api_key=row.api_key,
                          max_concurrency=row.max_concurrency, external=row.external, enabled=row.enabled,
-                         context_length=row.context_length, timeout=row.timeout)  # type: ignore[arg-type]
+                         context_length=row.context_length, timeout=row.timeout,
+                         capabilities=tuple(row.capabilities))  # type: ignore[arg-type]
 
 
 def stored_backends(session: Session) -> list[BackendConfig]:
@@ -75,7 +76,8 @@ def add_backend(session: Session, config: BackendConfig, config_names: Collectio
     row = RemoteBackend(name=config.name, kind=config.kind, url=config.url, models=dict(config.models),
                         api_key=config.api_key.get_secret_value() if config.api_key else None,
                         max_concurrency=config.max_concurrency, external=config.external, enabled=config.enabled,
-                        context_length=config.context_length, timeout=config.timeout, created_by=created_by)
+                        context_length=config.context_length, timeout=config.timeout,
+                        capabilities=list(config.capabilities), created_by=created_by)
     add_row(session, row, f"a backend named {config.name!r} exists already")
     _changed(session)
     return row
@@ -98,4 +100,5 @@ def backend_view(config: BackendConfig, source: str) -> dict[str, Any]:
     return {"name": config.name, "source": source, "kind": config.kind, "url": config.url,
             "models": dict(config.models), "max_concurrency": config.max_concurrency, "external": config.external,
             "enabled": config.active, "api_key_set": config.api_key is not None,
-            "context_length": config.context_length, "timeout": config.timeout}
+            "context_length": config.context_length, "timeout": config.timeout,
+            "capabilities": list(config.capabilities)}

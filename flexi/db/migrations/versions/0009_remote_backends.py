@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=True),
         sa.Column("context_length", sa.Integer(), nullable=True),
         sa.Column("timeout", sa.Float(), server_default="300", nullable=False),
+        sa.Column("capabilities", sa.JSON(), server_default='["completion", "tools"]', nullable=False),
         sa.Column("created_by", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
         sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_remote_backends_created_by_users"),
