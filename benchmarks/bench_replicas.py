@@ -3,8 +3,8 @@
 The setup of tests/deploy/test_replicas.py: PostgreSQL and redis-server started here, two `flexi serve`
 with FLEXI_AUTH=on (an API key of a service account with quotas, so authentication, quota admission, the
 Redis lease of the per-person cap and the usage record are on the path), and Debian's nginx. The model
-is served by a fast fake OpenAI-compatible engine (one token, usage included, answered at once by a small
-asyncio server in its own process), so the gateway is what is measured, not a model.
+is served by a fast OpenAI-compatible engine (`benchmarks/fast_engine.py`: a short answer with usage,
+answered at once by a small asyncio server in its own process), so the gateway is what is measured, not a model.
 
 Rounds alternate nginx with one upstream and nginx with both (1, 2, 2, 1, …), each a closed loop of
 `--concurrency` clients for `--seconds`, from a load generator in its own process. The ratio is the
@@ -36,38 +36,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TARGET = 1.8
 MODEL = "fast"
-
-
-# --- the fake engine --------------------------------------------------------------------------------
-def _answer() -> bytes:
-    chunks = [{"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": None}]},
-              {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-              {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}]
-    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n"
-    return (head + body).encode()
-
-
-async def _engine(port: int) -> None:
-    answer = _answer()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                await reader.readexactly(length)
-                writer.write(answer)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-    async with server:
-        await server.serve_forever()
 
 
 # --- the load generator -----------------------------------------------------------------------------
@@ -109,12 +77,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--name", default="replicas")
-    parser.add_argument("--engine", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.engine:
-        asyncio.run(_engine(args.engine))
-        return
     if args.load:
         url, key, concurrency, seconds = args.load
         print(json.dumps(asyncio.run(_load(url, key, int(concurrency), float(seconds)))))
@@ -132,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
 
     root = Path(tempfile.mkdtemp(prefix="flexi-bench-replicas-"))
     engine_port = free_port()
-    engine = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_replicas", "--engine", str(engine_port)], cwd=ROOT)
+    engine = subprocess.Popen([sys.executable, "-m", "benchmarks.fast_engine", "--port", str(engine_port)], cwd=ROOT)
     bindir = _pg_bin()
     if bindir is None:
         raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
@@ -182,7 +146,7 @@ def run(args: argparse.Namespace) -> None:
     verdict = "met" if ratio >= TARGET else "not met"
     cores = data["machine"]["cores"]
     markdown = (f"# Two replicas versus one ({data['machine']['date']})\n\n"
-                f"{cores} cores; nginx, two `flexi serve` (auth on, PostgreSQL, Redis), a fake one-token OpenAI engine "
+                f"{cores} cores; nginx, two `flexi serve` (auth on, PostgreSQL, Redis), a fast OpenAI-compatible engine (`benchmarks/fast_engine.py`) "
                 f"and the load generator ({args.concurrency} clients, closed loop, {args.rounds} rounds of "
                 f"{args.seconds:.0f} s) share them.\n\n"
                 "| replicas | requests/s (median) |\n|---|---|\n"
