@@ -37,8 +37,9 @@ REQUESTS = {
 GENERATE_EVERY = 10
 
 
-def _provision(home: str) -> str:
-    """A student with a key, quotas and a policy rule in the auth-on server's database."""
+def _provision(home: str, subject: str = "bench-student", role: str = "student", pattern: str = "smollm2*",
+               database_url: str | None = None) -> str:
+    """A person (`role`) with a key, quotas and a policy rule (`pattern`) in the auth-on server's database."""
     from sqlalchemy.orm import Session
 
     from flexi.db.apikeys import create_key
@@ -46,15 +47,15 @@ def _provision(home: str) -> str:
     from flexi.db.models import ModelPolicy, Quota, RoleQuota, User
     from flexi.db.pseudonym import load_key, pseudonymize
 
-    engine = make_engine(None, Path(home))
+    engine = make_engine(database_url, Path(home))
     with Session(engine) as s:
-        user = User(subject="bench-student", pseudonym=pseudonymize("bench-student", load_key(Path(home))), role="student")
+        user = User(subject=subject, pseudonym=pseudonymize(subject, load_key(Path(home))), role=role)
         s.add(user)
         s.flush()
         s.add(Quota(subject_kind="user", subject_id=user.id, requests_per_minute=10**7, tokens_per_day=10**12,
                     tokens_per_week=10**13))
-        s.add(RoleQuota(role="student", requests_per_minute=10**7))
-        s.add(ModelPolicy(pattern="smollm2*", allowed_roles=["student", "teacher"]))
+        s.add(RoleQuota(role=role, requests_per_minute=10**7))
+        s.add(ModelPolicy(pattern=pattern, allowed_roles=["student", "teacher"] if role == "student" else [role]))
         key = create_key(s, user.id, "bench").key
         s.commit()
     engine.dispose()

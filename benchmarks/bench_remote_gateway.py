@@ -26,11 +26,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from benchmarks.bench_access import _provision as provision, _server_timing
 from benchmarks.bench_batching import LeanHttp
 from benchmarks.common import FlexiServer, machine, wait_for_quiet_cpu, write_results
 
@@ -44,35 +44,7 @@ def _provision(home: str) -> str:
     """A service account (as a Moodle site would have: one key for many people) with quotas and a policy
     rule allowing the remote model. A student's per-person cap (4 requests at once) would refuse an open
     loop of 200 requests/s as soon as one stall lets requests pile up; a service key may have 32."""
-    from sqlalchemy.orm import Session
-
-    from flexi.db.apikeys import create_key
-    from flexi.db.engine import make_engine
-    from flexi.db.models import ModelPolicy, Quota, RoleQuota, User
-    from flexi.db.pseudonym import load_key, pseudonymize
-
-    engine = make_engine(None, Path(home))
-    with Session(engine) as s:
-        user = User(subject="bench-service", pseudonym=pseudonymize("bench-service", load_key(Path(home))), role="service")
-        s.add(user)
-        s.flush()
-        s.add(Quota(subject_kind="user", subject_id=user.id, requests_per_minute=10**7, tokens_per_day=10**12,
-                    tokens_per_week=10**13))
-        s.add(RoleQuota(role="service", requests_per_minute=10**7))
-        s.add(ModelPolicy(pattern="echo*", allowed_roles=["service"]))
-        key = create_key(s, user.id, "bench").key
-        s.commit()
-    engine.dispose()
-    return key
-
-
-def _server_timing(header: str) -> float:
-    total = 0.0
-    for part in header.split(","):
-        for field in part.split(";"):
-            if field.strip().startswith("dur="):
-                total += float(field.strip()[4:])
-    return total
+    return provision(home, subject="bench-service", role="service", pattern="echo*")
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
