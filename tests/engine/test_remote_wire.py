@@ -131,3 +131,63 @@ def test_output_formats_in_the_openai_dialect() -> None:
     fmt = openai_wire.payload("m", dataclasses.replace(CHAT, output_format=schema), "vllm")["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == schema
     assert "response_format" not in openai_wire.payload("m", CHAT, "openai")
+
+
+class CountingEngine:
+    """A real HTTP/1.1 engine on a loopback port that answers every request with `body` in chunked encoding
+    (as vLLM, llama-server and Ollama stream) and counts the TCP connections it accepted."""
+
+    def __init__(self, body: bytes, content_type: bytes) -> None:
+        self.body, self.content_type, self.connections = body, content_type, 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                half = len(self.body) // 2
+                chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (self.body[:half], self.body[half:]))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + self.content_type +
+                             b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("dialect", ["openai", "ollama"])
+def test_a_finished_stream_gives_its_connection_back(dialect: str) -> None:
+    """Requests after the first reuse the connection: the end of the body is read after the last event
+    (closing a half-read response would cost every request a new TCP handshake)."""
+    if dialect == "openai":
+        events = [{"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]},
+                  {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}]
+        body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+        engine = CountingEngine(body, b"text/event-stream")
+    else:
+        lines = [{"message": {"role": "assistant", "content": "Hi"}, "done": False},
+                 {"message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
+                  "prompt_eval_count": 3, "eval_count": 1}]
+        engine = CountingEngine(b"".join(json.dumps(x).encode() + b"\n" for x in lines), b"application/x-ndjson")
+
+    async def run() -> list[list[object]]:
+        server = await asyncio.start_server(engine.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        results = []
+        async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1/" if dialect == "openai"
+                                             else f"http://127.0.0.1:{port}") as http:
+            for _ in range(3):
+                if dialect == "openai":
+                    events = openai_wire.generate(http, "b", "m", CHAT, "openai")
+                else:
+                    events = ollama_wire.generate(http, "b", "m", CHAT)
+                results.append([e async for e in events])
+        return results
+
+    results = asyncio.run(run())
+    assert all(isinstance(r[0], TextChunk) and r[0].text == "Hi" and isinstance(r[-1], GenerationStats) for r in results)
+    assert engine.connections == 1

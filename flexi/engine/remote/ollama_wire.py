@@ -17,6 +17,7 @@ from flexi.engine.remote.wire import (
     Clock,
     as_int,
     cut_off,
+    finish_reading,
     finish_reason,
     garbage,
     lines,
@@ -87,8 +88,9 @@ async def generate(client: httpx.AsyncClient, backend: str, model: str,
     chat = req.messages is not None
     resp = await open_stream(client, backend, "/api/chat" if chat else "/api/generate", payload(model, req))
     n, final, calls = 0, None, []
+    stream = lines(resp, backend)
     try:
-        async for line in lines(resp, backend):
+        async for line in stream:
             if not line.strip():
                 continue
             try:
@@ -122,6 +124,7 @@ async def generate(client: httpx.AsyncClient, backend: str, model: str,
                 yield TextChunk(text, n)
             if chunk.get("done"):
                 final = chunk
+                await finish_reading(stream)  # the connection goes back to the pool
                 break
     finally:
         await resp.aclose()

@@ -19,6 +19,7 @@ from flexi.engine.remote.wire import (
     Clock,
     as_int,
     cut_off,
+    finish_reading,
     finish_reason,
     garbage,
     image_data_url,
@@ -152,13 +153,15 @@ async def generate(client: httpx.AsyncClient, backend: str, model: str, req: Gen
     resp = await open_stream(client, backend, path, payload(model, req, kind))
     n, finish, usage, done = 0, None, {}, False
     calls = _Calls()
+    stream = lines(resp, backend)
     try:
-        async for line in lines(resp, backend):
+        async for line in stream:
             if not line.startswith("data:"):
                 continue  # SSE comments (keep-alives, Flexi's queue status) and blank separators
             data = line[5:].strip()
             if data == "[DONE]":
                 done = True
+                await finish_reading(stream)  # the connection goes back to the pool
                 break
             try:
                 chunk = json.loads(data)

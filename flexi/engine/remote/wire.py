@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -125,6 +127,19 @@ async def lines(resp: httpx.Response, backend: str) -> AsyncIterator[str]:
             yield line
     except httpx.HTTPError:
         raise cut_off(backend) from None
+
+
+DRAIN_SECONDS = 1.0  # how long the end of a body may take after the engine's last event
+
+
+async def finish_reading(stream: AsyncIterator[str], seconds: float = DRAIN_SECONDS) -> None:
+    """Read what follows the engine's last event (the end of the chunked body) before the response is closed:
+    only a response read to its end returns its connection to the pool, so the next request skips a new TCP
+    (and TLS) handshake. An engine that keeps talking after its last event just loses that connection."""
+    with contextlib.suppress(TimeoutError, BackendFailed):
+        async with asyncio.timeout(seconds):
+            async for _ in stream:
+                pass
 
 
 @dataclass
