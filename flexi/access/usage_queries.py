@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, window_end, window_start
+from flexi.access.usage_journal import INTERRUPTED, RUNNING
 from flexi.db.models import ApiKey, Course, UsageRecord, utcnow, iso_z
 
 GROUPS = ("user", "course", "model", "key", "day")
@@ -23,6 +24,10 @@ def _day(session: Session) -> Any:
 
 
 def _totals() -> list[Any]:
+    """Every row is one request, journaled generations included (one row from start to end). A request
+    still "running" counts as a request only; an "interrupted" one (its replica died mid-request) also
+    as an error. Neither has known times, so the means leave them out."""
+    timed = UsageRecord.status.not_in((RUNNING, INTERRUPTED))
     return [
         func.count().label("requests"),
         func.coalesce(func.sum(UsageRecord.prompt_tokens), 0).label("prompt_tokens"),
@@ -30,9 +35,9 @@ def _totals() -> list[Any]:
         func.sum(case((UsageRecord.status == "ok", 1), else_=0)).label("ok"),
         func.sum(case((UsageRecord.status == "rejected", 1), else_=0)).label("rejected"),
         func.sum(case((UsageRecord.status == "cancelled", 1), else_=0)).label("cancelled"),
-        func.sum(case((UsageRecord.status == "error", 1), else_=0)).label("errors"),
-        cast(func.avg(UsageRecord.queue_ms), Integer).label("mean_queue_ms"),
-        cast(func.avg(UsageRecord.generation_ms), Integer).label("mean_generation_ms"),
+        func.sum(case((UsageRecord.status.in_(("error", INTERRUPTED)), 1), else_=0)).label("errors"),
+        cast(func.avg(case((timed, UsageRecord.queue_ms))), Integer).label("mean_queue_ms"),
+        cast(func.avg(case((timed, UsageRecord.generation_ms))), Integer).label("mean_generation_ms"),
     ]
 
 
