@@ -241,13 +241,15 @@ class AccessGate:
             raise
         finally:
             self._streams.pop(stream_id, None)
+            # record first, before any await: a client that left cancels this task again at every await
+            # (anyio's cancel scopes), and a record behind one would be lost with its quota settlement
+            prompt, completion = self._record(admission, req, stats, delivered, prefill, status, parts, journal)
+            if self.metrics is not None:
+                self._observe(admission, stats, prompt, completion, status, error, first)
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
             with contextlib.suppress(Exception):
                 await self._unlease(lease)
-            prompt, completion = self._record(admission, req, stats, delivered, prefill, status, parts, journal)
-            if self.metrics is not None:
-                self._observe(admission, stats, prompt, completion, status, error, first)
 
     def _observe(self, admission: Admission, stats: GenerationStats | None, prompt: int, completion: int, status: str,
                  error: str | None, first: float | None) -> None:
@@ -320,13 +322,13 @@ class AccessGate:
             error = _error_type(exc)
             raise
         finally:
-            with contextlib.suppress(Exception):
-                await self._unlease(lease)
-            self.usage.submit(self._entry(admission, status=status, prompt_tokens=tokens,
+            self.usage.submit(self._entry(admission, status=status, prompt_tokens=tokens,  # before any await
                                           generation_ms=int((time.perf_counter() - admission.started) * 1000)))
             if self.metrics is not None:
                 self.metrics.embedding(model=model, endpoint=admission.endpoint, course_id=admission.course_id,
                                        status=status, error=error, tokens=tokens)
+            with contextlib.suppress(Exception):
+                await self._unlease(lease)
 
     def _entry(self, admission: Admission, *, status: str, prompt_tokens: int = 0, generation_ms: int = 0) -> UsageEntry:
         """The usage record of a request that produced no completion figures (loads, embeddings,

@@ -18,6 +18,7 @@ from flexi.access.caller import Caller
 from flexi.access.credentials import Credential
 from flexi.access.quota import QuotaLedger
 from flexi.access.service import AccessService
+from flexi.access.shared_state import Lease
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.access.usage_journal import interrupt_own, interrupt_stale, stale_before
 from flexi.access.usage_queries import usage_summary
@@ -183,5 +184,44 @@ async def test_a_stream_is_on_record_while_it_runs(access: AccessService, tmp_pa
         [ended] = helper.usage(helper.pseudonym("ada"))
         assert (ended.id, ended.request_id, ended.status, ended.prompt_tokens, ended.completion_tokens) == \
             (running.id, running.request_id, "ok", 7, 2)
+    finally:
+        helper.close()
+
+
+class _Leases:
+    """Redis leases whose release is cancelled again, as anyio re-cancels a request task at every await
+    once its client has left."""
+
+    async def acquire(self, holder: str, model: str, limit: int) -> Lease:
+        return Lease("k", "m")
+
+    async def release(self, lease: Lease) -> None:
+        raise asyncio.CancelledError
+
+
+async def test_a_stream_cancelled_again_while_giving_its_lease_back_is_still_recorded(
+        access: AccessService, tmp_path: Path) -> None:
+    helper = ServerDB(tmp_path)
+    try:
+        uid = helper.add_user("bo", role="student")
+        principal = access.authn.authenticate(Credential("key", helper.add_key(uid, name="k")[1]))
+        assert principal is not None
+        caller = Caller(principal=principal, locale="en", identity=f"user:{uid}", endpoint="/api/chat")
+        access.gate.leases = _Leases()  # type: ignore[assignment]
+        admission = await access.gate.reserve(await access.gate.admit(caller, MODEL, prompt_bound=20), 10, 8)
+
+        async def events() -> AsyncIterator[Any]:
+            yield TextChunk("hi", 1)
+            yield TextChunk("hi", 2)
+
+        stream = access.gate.meter(admission, GenerationRequest(model=MODEL, prompt="hello", max_tokens=8, max_concurrent=2),
+                                   events())
+        assert isinstance(await anext(stream), TextChunk)
+        with pytest.raises(asyncio.CancelledError):
+            await stream.athrow(asyncio.CancelledError())  # the client left
+        await access.usage.flush()
+        [record] = helper.usage(helper.pseudonym("bo"))
+        assert (record.status, record.completion_tokens) == ("cancelled", 1)
+        assert len(record.request_id) == 32  # no request id from the client: a random one
     finally:
         helper.close()
