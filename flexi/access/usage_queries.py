@@ -24,10 +24,11 @@ def _day(session: Session) -> Any:
 
 
 def _totals() -> list[Any]:
-    """Every row is one request, journaled generations included (one row from start to end). A request
-    still "running" counts as a request only; an "interrupted" one (its replica died mid-request) also
-    as an error. Neither has known times, so the means leave them out."""
-    timed = UsageRecord.status.not_in((RUNNING, INTERRUPTED))
+    """Every row is one request (a journaled generation keeps one row from start to end). The summaries
+    count requests once they ended, as before the journal ("running" rows are left out by `usage_summary`);
+    an "interrupted" one (its replica died mid-request) counts as a request and an error, with its tokens
+    (0) and without times (unknown), so the means leave it out."""
+    timed = UsageRecord.status != INTERRUPTED
     return [
         func.count().label("requests"),
         func.coalesce(func.sum(UsageRecord.prompt_tokens), 0).label("prompt_tokens"),
@@ -57,7 +58,7 @@ def usage_summary(session: Session, by: str, *, since: datetime | None = None, u
         key = ApiKey.prefix
     else:
         key = _day(session)
-    stmt = select(key.label("group"), *_totals()).select_from(UsageRecord)
+    stmt = select(key.label("group"), *_totals()).select_from(UsageRecord).where(UsageRecord.status != RUNNING)
     if by == "course" or course is not None:
         stmt = stmt.outerjoin(Course, Course.id == UsageRecord.course_id)
     if by == "key":

@@ -132,13 +132,13 @@ def test_the_sweep_interrupts_stale_and_own_running_rows(db: Engine, writer: Usa
     assert interrupt_stale(db, stale_before(settings, now)) == 0  # nothing left: a second sweep changes nothing
 
 
-def test_reports_count_running_and_interrupted_rows_once(db: Engine, writer: UsageWriter) -> None:
+def test_reports_count_ended_and_interrupted_requests_once(db: Engine, writer: UsageWriter) -> None:
     writer._write([_start("r"), _start("i"), _end("o", "ok", 10, 5)])
     interrupt_own(db, "r1", utcnow())
-    writer._write([_start("r2")])
+    writer._write([_start("r2")])  # still running: counted once it ends, as before the journal
     with session_factory(db)() as s:
         [total] = usage_summary(s, "model")
-    assert (total["requests"], total["ok"], total["errors"], total["cancelled"], total["rejected"]) == (4, 1, 2, 0, 0)
+    assert (total["requests"], total["ok"], total["errors"], total["cancelled"], total["rejected"]) == (3, 1, 2, 0, 0)
     assert (total["prompt_tokens"], total["completion_tokens"]) == (10, 5)
     assert (total["mean_queue_ms"], total["mean_generation_ms"]) == (5, 50)  # only the ended request has times
 
