@@ -196,9 +196,10 @@ class AccessGate:
 
     async def meter(self, admission: Admission, req: GenerationRequest,
                     events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """Pass `events` through while watching for revocation, and record the usage once at the end:
-        the runner's figures when it finished, else the prefill a runner slot took on and what was
-        delivered. `Prefill` events stop here (billing facts, not output)."""
+        """Pass `events` through while watching for revocation, and record the usage: journaled as
+        "running" when the stream starts (a replica killed mid-stream leaves it on record), completed at
+        the end with the runner's figures when it finished, else the prefill a runner slot took on and
+        what was delivered. `Prefill` events stop here (billing facts, not output)."""
         caller = admission.caller
         stream_id, handle = next(self._ids), _Stream(caller.principal)
         self._streams[stream_id] = handle
