@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from flexi.access import usage_journal
 from flexi.access.authn import Authenticator
 from flexi.access.gate import AccessGate
 from flexi.access.policy import PolicyBook
@@ -16,7 +17,6 @@ from flexi.access.privacy import purge_loop
 from flexi.access.quota import QuotaLedger
 from flexi.access.shared_state import SharedState
 from flexi.access.throttle import LoginThrottle
-from flexi.access import usage_journal
 from flexi.access.usage import UsageWriter
 from flexi.access.usage_journal import sweep_loop
 from flexi.config import Settings
