@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -288,7 +289,7 @@ class Settings(BaseSettings):
     energy_interval: float = Field(5.0, ge=0.1, le=300, description="Seconds between two power samples.")
     energy_flush_interval: float = Field(300.0, ge=1, description="Seconds between two writes of the hourly energy aggregates to the database (also written at shutdown).")
     energy_retention_days: int = Field(400, ge=1, description="Hourly energy aggregates older than this are deleted.")
-    energy_replica: str = Field("", max_length=128, description="This replica's name in the energy aggregates (each replica writes its own rows, reports add them up); empty = host name:port.")
+    energy_replica: str = Field("", max_length=128, description="This replica's name in the energy aggregates (each replica writes its own rows, reports add them up) and on the usage rows of the requests it runs (a restarted replica marks its own unfinished ones interrupted); empty = host name:port.")
 
     @model_validator(mode="after")
     def _busy_not_below_idle(self) -> Settings:
@@ -341,6 +342,12 @@ class Settings(BaseSettings):
         return None
 
     # --- derived values -------------------------------------------------
+    @property
+    def replica_name(self) -> str:
+        """This replica's name (FLEXI_ENERGY_REPLICA, else host name:port): its energy rows and the usage
+        rows of the requests it runs carry it, so each replica tells its own rows from the others'."""
+        return (self.energy_replica or f"{socket.gethostname()}:{self.bind_port}")[:128]
+
     @property
     def bind_host(self) -> str:
         return split_host(self.host)[0]

@@ -142,11 +142,11 @@ class ServerDB:
                                   .order_by(UsageRecord.id)))
 
     def wait_usage(self, subject: str, n: int, timeout: float = 15) -> list[UsageRecord]:
-        """The usage records of `subject` once there are at least `n` (the server writes them in batches, off
-        the request path)."""
+        """The usage records of `subject`'s ended requests once there are at least `n` (the server writes them
+        in batches, off the request path; a generation's row is "running" until its end is written)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            records = self.usage(self.pseudonym(subject))
+            records = [r for r in self.usage(self.pseudonym(subject)) if r.status != "running"]
             if len(records) >= n:
                 return records
             time.sleep(0.1)

@@ -23,6 +23,7 @@ import itertools
 import logging
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
 from flexi.access.shared_state import ConcurrencyLeases, Lease, SharedStateUnavailable
 from flexi.access.usage import UsageEntry, UsageWriter
+from flexi.access.usage_journal import RUNNING
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow, iso_z
 from flexi.engine.remote.wire import BackendsDown
@@ -194,9 +196,10 @@ class AccessGate:
 
     async def meter(self, admission: Admission, req: GenerationRequest,
                     events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """Pass `events` through while watching for revocation, and record the usage once at the end:
-        the runner's figures when it finished, else the prefill a runner slot took on and what was
-        delivered. `Prefill` events stop here (billing facts, not output)."""
+        """Pass `events` through while watching for revocation, and record the usage: journaled as
+        "running" when the stream starts (a replica killed mid-stream leaves it on record), completed at
+        the end with the runner's figures when it finished, else the prefill a runner slot took on and
+        what was delivered. `Prefill` events stop here (billing facts, not output)."""
         caller = admission.caller
         stream_id, handle = next(self._ids), _Stream(caller.principal)
         self._streams[stream_id] = handle
@@ -206,6 +209,7 @@ class AccessGate:
         error: str | None = None  # the error type, for the metrics
         parts: list[str] | None = [] if self.usage.content_logging else None
         lease: Lease | None = None
+        journal = self._journal(admission)
         try:
             lease = await self._lease(caller, req.model, req.max_concurrent)
             async for ev in events:
@@ -238,13 +242,15 @@ class AccessGate:
             raise
         finally:
             self._streams.pop(stream_id, None)
+            # record first, before any await: a client that left cancels this task again at every await
+            # (anyio's cancel scopes), and a record behind one would be lost with its quota settlement
+            prompt, completion = self._record(admission, req, stats, delivered, prefill, status, parts, journal)
+            if self.metrics is not None:
+                self._observe(admission, stats, prompt, completion, status, error, first)
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
             with contextlib.suppress(Exception):
                 await self._unlease(lease)
-            prompt, completion = self._record(admission, req, stats, delivered, prefill, status, parts)
-            if self.metrics is not None:
-                self._observe(admission, stats, prompt, completion, status, error, first)
 
     def _observe(self, admission: Admission, stats: GenerationStats | None, prompt: int, completion: int, status: str,
                  error: str | None, first: float | None) -> None:
@@ -258,9 +264,24 @@ class AccessGate:
                                 ttft=ttft, tpot=tpot, duration=end - admission.started,
                                 queue_wait=stats.queue_ns / 1e9 if stats is not None else None)
 
+    def _journal(self, admission: Admission) -> str:
+        """Journal the start of a generation (a "running" usage row, written with the next batch unless
+        its end comes first: flexi.access.usage); returns the id its end carries. The caller's request
+        id joins the row to the logs; the random suffix keeps it unique, as a client may send one id twice."""
+        principal = admission.principal
+        request_id = admission.caller.request_id
+        journal = f"{request_id}@{uuid.uuid4().hex[:16]}" if request_id else uuid.uuid4().hex
+        self.usage.submit(UsageEntry(
+            user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
+            model=admission.model, endpoint=admission.endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0,
+            generation_ms=0, status=RUNNING, assistant_id=admission.assistant_id, request_id=journal,
+            replica=self.settings.replica_name))
+        return journal
+
     def _record(self, admission: Admission, req: GenerationRequest, stats: GenerationStats | None, delivered: int,
-                prefill: int, status: str, parts: list[str] | None) -> tuple[int, int]:
-        """Submit the usage record; returns the (prompt, completion) tokens billed."""
+                prefill: int, status: str, parts: list[str] | None, journal: str | None = None) -> tuple[int, int]:
+        """Submit the usage record (the end of the journaled start `journal`); returns the (prompt,
+        completion) tokens billed."""
         if stats is not None:
             prompt, completion = stats.prompt_tokens, stats.completion_tokens
             queue_ms, gen_ms = stats.queue_ns // 1_000_000, (stats.prompt_eval_ns + stats.eval_ns) // 1_000_000
@@ -274,7 +295,8 @@ class AccessGate:
             prompt_tokens=prompt, completion_tokens=completion, queue_ms=queue_ms, generation_ms=gen_ms,
             status=status, reservation=admission.reservation, assistant_id=admission.assistant_id,
             prompt_text=req.prompt if parts is not None else None,
-            response_text="".join(parts) if parts is not None else None))
+            response_text="".join(parts) if parts is not None else None,
+            request_id=journal, replica=self.settings.replica_name if journal else None))
         return prompt, completion
 
     async def embed(self, caller: Caller, model: str, inputs: list[str], run: Callable[[], Awaitable[T]],
@@ -301,13 +323,13 @@ class AccessGate:
             error = _error_type(exc)
             raise
         finally:
-            with contextlib.suppress(Exception):
-                await self._unlease(lease)
-            self.usage.submit(self._entry(admission, status=status, prompt_tokens=tokens,
+            self.usage.submit(self._entry(admission, status=status, prompt_tokens=tokens,  # before any await
                                           generation_ms=int((time.perf_counter() - admission.started) * 1000)))
             if self.metrics is not None:
                 self.metrics.embedding(model=model, endpoint=admission.endpoint, course_id=admission.course_id,
                                        status=status, error=error, tokens=tokens)
+            with contextlib.suppress(Exception):
+                await self._unlease(lease)
 
     def _entry(self, admission: Admission, *, status: str, prompt_tokens: int = 0, generation_ms: int = 0) -> UsageEntry:
         """The usage record of a request that produced no completion figures (loads, embeddings,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from flexi.access import usage_journal
 from flexi.access.authn import Authenticator
 from flexi.access.gate import AccessGate
 from flexi.access.policy import PolicyBook
@@ -17,6 +18,7 @@ from flexi.access.quota import QuotaLedger
 from flexi.access.shared_state import SharedState
 from flexi.access.throttle import LoginThrottle
 from flexi.access.usage import UsageWriter
+from flexi.access.usage_journal import sweep_loop
 from flexi.config import Settings
 from flexi.db.engine import make_engine, session_factory
 from flexi.db.migrate import upgrade
@@ -64,6 +66,7 @@ class AccessService:
     async def start(self) -> None:
         await self.usage.start()
         self._purge = asyncio.create_task(purge_loop(self.engine, self.settings), name="flexi-retention-purge")
+        self._sweep = asyncio.create_task(sweep_loop(self.engine, self.settings), name="flexi-usage-sweep")
 
     async def close(self) -> None:
         purge = getattr(self, "_purge", None)
@@ -71,6 +74,7 @@ class AccessService:
             purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
+        await usage_journal.stop(getattr(self, "_sweep", None))
         await self.gate.stop()
         await self.usage.stop()
         if self.shared is not None:

@@ -5,6 +5,17 @@ writes whatever has accumulated in one transaction (usage rows, the quota
 corrections and, only when an admin enabled content logging for a named
 purpose, the prompt and response text). Requests never wait for this write,
 and a burst of 100 finishing streams costs one transaction, not 100.
+
+A generation is journaled: the gate also hands in a "running" entry when it
+starts, so that a replica killed mid-stream leaves its in-flight requests on
+record (flexi.access.usage_journal closes them). Start and end share a
+`request_id`, and the writer keeps the database work as it was:
+- a start whose end is in the same batch is dropped (one INSERT of the end, as before);
+- a start alone is INSERTed as a "running" row;
+- an end whose start row was committed by an earlier batch UPDATEs that row
+  (status, tokens, times) — or is INSERTed if the row is not there after all.
+Refusals, loads and embeddings are not journaled (one INSERT at their end), and
+quota settlement happens once, with the end, exactly as before.
 """
 
 from __future__ import annotations
@@ -15,10 +26,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from flexi.access.quota import QuotaLedger, Reservation
+from flexi.access.usage_journal import RUNNING
 from flexi.config import Settings
 from flexi.db.engine import write_transaction
 from flexi.db.models import ApiKey, ContentRecord, UsageRecord, utcnow
@@ -40,12 +53,14 @@ class UsageEntry:
     completion_tokens: int
     queue_ms: int
     generation_ms: int
-    status: str  # ok | cancelled | error | rejected
+    status: str  # ok | cancelled | error | rejected, or "running" for the start of a journaled generation
     reservation: Reservation = field(default_factory=Reservation)
     at: datetime = field(default_factory=utcnow)
     prompt_text: str | None = None
     response_text: str | None = None
     assistant_id: int | None = None  # a chat through a course assistant
+    request_id: str | None = None  # a journaled generation: joins its start to its end (unique)
+    replica: str | None = None  # the replica that runs it (Settings.replica_name)
 
     @property
     def billed_tokens(self) -> int:
@@ -63,6 +78,7 @@ class UsageWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._touches: set[int] = set()
+        self._journaled: set[str] = set()  # request ids whose "running" row is committed, not yet ended
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -131,30 +147,78 @@ class UsageWriter:
 
     def _write(self, batch: list[UsageEntry], touches: set[int] = frozenset()) -> None:  # type: ignore[assignment]
         try:
-            self._write_once(batch, touches)
+            started, ended = self._write_once(batch, touches)
         except IntegrityError:
             # a key, course or assistant was deleted while its request ran: keep the numbers, drop the dangling ids
             for entry in batch:
                 entry.key_id = entry.course_id = entry.assistant_id = None
-            self._write_once(batch, touches)
+            started, ended = self._write_once(batch, touches)
+        self._journaled |= started
+        self._journaled -= ended
 
-    def _write_once(self, batch: list[UsageEntry], touches: set[int]) -> None:
+    def _write_once(self, batch: list[UsageEntry], touches: set[int]) -> tuple[set[str], set[str]]:
+        """One transaction; returns the request ids whose "running" row it inserted, and those it ended."""
         with write_transaction(self.engine) as conn:
             if touches:
                 conn.execute(update(ApiKey).where(ApiKey.id.in_(sorted(touches))).values(last_used_at=utcnow()))
             if not batch:
-                return
+                return set(), set()
+            inserts, updates = self._plan(batch)
+            ends = [e for e in batch if e.status != RUNNING]
             # counters in primary-key order, as admission takes them: no lock-order deadlock between replicas
-            for entry in sorted(batch, key=lambda e: sorted(e.reservation.counters)):
+            for entry in sorted(ends, key=lambda e: sorted(e.reservation.counters)):
                 self.quotas.settle(conn, entry.reservation, entry.billed_tokens)
-            conn.execute(insert(UsageRecord), [
-                {"at": e.at, "user_pseudonym": e.user_pseudonym, "key_id": e.key_id, "course_id": e.course_id,
-                 "model": e.model, "endpoint": e.endpoint, "prompt_tokens": e.prompt_tokens,
-                 "completion_tokens": e.completion_tokens, "queue_ms": e.queue_ms,
-                 "generation_ms": e.generation_ms, "status": e.status, "assistant_id": e.assistant_id} for e in batch])
-            content = [e for e in batch if e.prompt_text is not None and self.settings.content_log_purpose]
+            inserts += _update(conn, updates)
+            if inserts:
+                conn.execute(insert(UsageRecord), [_row(e) for e in inserts])
+            content = [e for e in ends if e.prompt_text is not None and self.settings.content_log_purpose]
             if content:
                 conn.execute(insert(ContentRecord), [
                     {"at": e.at, "user_pseudonym": e.user_pseudonym, "purpose": self.settings.content_log_purpose,
                      "model": e.model, "endpoint": e.endpoint, "prompt": e.prompt_text or "",
                      "response": e.response_text or ""} for e in content])
+        started = {e.request_id for e in inserts if e.status == RUNNING and e.request_id}
+        return started, {e.request_id for e in ends if e.request_id}
+
+    def _plan(self, batch: list[UsageEntry]) -> tuple[list[UsageEntry], list[UsageEntry]]:
+        """Which entries become new rows, and which ends update the "running" row an earlier batch wrote."""
+        ended = {e.request_id for e in batch if e.status != RUNNING and e.request_id}
+        started_here = {e.request_id for e in batch if e.status == RUNNING}
+        inserts: list[UsageEntry] = []
+        updates: list[UsageEntry] = []
+        for e in batch:
+            if e.status == RUNNING:
+                if e.request_id not in ended:  # an end in this batch replaces its start
+                    inserts.append(e)
+            elif e.request_id and e.request_id not in started_here and e.request_id in self._journaled:
+                updates.append(e)
+            else:
+                inserts.append(e)
+        return inserts, updates
+
+
+def _row(e: UsageEntry) -> dict[str, object]:
+    return {"at": e.at, "user_pseudonym": e.user_pseudonym, "key_id": e.key_id, "course_id": e.course_id,
+            "model": e.model, "endpoint": e.endpoint, "prompt_tokens": e.prompt_tokens,
+            "completion_tokens": e.completion_tokens, "queue_ms": e.queue_ms, "generation_ms": e.generation_ms,
+            "status": e.status, "assistant_id": e.assistant_id, "request_id": e.request_id, "replica": e.replica}
+
+
+_END = update(UsageRecord).where(UsageRecord.request_id == bindparam("rid")).values(
+    at=bindparam("e_at"), prompt_tokens=bindparam("e_prompt"), completion_tokens=bindparam("e_completion"),
+    queue_ms=bindparam("e_queue"), generation_ms=bindparam("e_generation"), status=bindparam("e_status"))
+
+
+def _update(conn: Connection, ends: list[UsageEntry]) -> list[UsageEntry]:
+    """Complete the "running" rows of `ends` (who and what stay as the start wrote them: an erasure
+    meanwhile keeps its effect); returns the ends whose row is not there, to be inserted instead."""
+    if not ends:
+        return []
+    ids = [e.request_id for e in ends]
+    present = set(conn.scalars(select(UsageRecord.request_id).where(UsageRecord.request_id.in_(ids))))
+    found = [e for e in ends if e.request_id in present]
+    if found:
+        conn.execute(_END, [{"rid": e.request_id, "e_at": e.at, "e_prompt": e.prompt_tokens,
+                             "e_completion": e.completion_tokens, "e_queue": e.queue_ms,
+                             "e_generation": e.generation_ms, "e_status": e.status} for e in found])
+    return [e for e in ends if e.request_id not in present]

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, window_end, window_start
+from flexi.access.usage_journal import INTERRUPTED, RUNNING
 from flexi.db.models import ApiKey, Course, UsageRecord, utcnow, iso_z
 
 GROUPS = ("user", "course", "model", "key", "day")
@@ -23,6 +24,11 @@ def _day(session: Session) -> Any:
 
 
 def _totals() -> list[Any]:
+    """Every row is one request (a journaled generation keeps one row from start to end). The summaries
+    count requests once they ended, as before the journal ("running" rows are left out by `usage_summary`);
+    an "interrupted" one (its replica died mid-request) counts as a request and an error, with its tokens
+    (0) and without times (unknown), so the means leave it out."""
+    timed = UsageRecord.status != INTERRUPTED
     return [
         func.count().label("requests"),
         func.coalesce(func.sum(UsageRecord.prompt_tokens), 0).label("prompt_tokens"),
@@ -30,9 +36,9 @@ def _totals() -> list[Any]:
         func.sum(case((UsageRecord.status == "ok", 1), else_=0)).label("ok"),
         func.sum(case((UsageRecord.status == "rejected", 1), else_=0)).label("rejected"),
         func.sum(case((UsageRecord.status == "cancelled", 1), else_=0)).label("cancelled"),
-        func.sum(case((UsageRecord.status == "error", 1), else_=0)).label("errors"),
-        cast(func.avg(UsageRecord.queue_ms), Integer).label("mean_queue_ms"),
-        cast(func.avg(UsageRecord.generation_ms), Integer).label("mean_generation_ms"),
+        func.sum(case((UsageRecord.status.in_(("error", INTERRUPTED)), 1), else_=0)).label("errors"),
+        cast(func.avg(case((timed, UsageRecord.queue_ms))), Integer).label("mean_queue_ms"),
+        cast(func.avg(case((timed, UsageRecord.generation_ms))), Integer).label("mean_generation_ms"),
     ]
 
 
@@ -52,7 +58,7 @@ def usage_summary(session: Session, by: str, *, since: datetime | None = None, u
         key = ApiKey.prefix
     else:
         key = _day(session)
-    stmt = select(key.label("group"), *_totals()).select_from(UsageRecord)
+    stmt = select(key.label("group"), *_totals()).select_from(UsageRecord).where(UsageRecord.status != RUNNING)
     if by == "course" or course is not None:
         stmt = stmt.outerjoin(Course, Course.id == UsageRecord.course_id)
     if by == "key":

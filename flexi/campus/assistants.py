@@ -38,6 +38,7 @@ from flexi.access.errors import forbidden
 from flexi.access.caller import Billing, Caller
 from flexi.access.service import AccessService
 from flexi.access.principal import Principal
+from flexi.access.usage_journal import RUNNING
 from flexi.http.caller import caller_of
 from flexi.campus.admin_common import AdminRoute, transaction
 from flexi.http.app_state import access_of, generation_of, state_of
@@ -296,7 +297,8 @@ def assistant_usage(request: Request, slug: str, days: int = 30) -> dict[str, An
         if not r.see_usage:
             raise forbidden(i18n.text("assistant_usage", locale))
         since = utcnow() - timedelta(days=days)
-        where = (UsageRecord.assistant_id == a.id, UsageRecord.at >= since)
+        where = (UsageRecord.assistant_id == a.id, UsageRecord.at >= since,
+                 UsageRecord.status != RUNNING)  # requests count once they ended (flexi.access.usage_journal)
         day = _day(s)
         rows = s.execute(select(day.label("day"), func.count(), func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
                                 func.coalesce(func.sum(UsageRecord.completion_tokens), 0))

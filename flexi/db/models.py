@@ -31,6 +31,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -275,13 +276,22 @@ class ContentRecord(Base):
 
 
 class UsageRecord(Base):
-    """One record per request, written at its end. Identifies the user only by
-    pseudonym and holds no prompt or response text. Keys and courses may be
-    deleted later; their records stay (ids set to NULL) for the totals.
+    """One record per request. Identifies the user only by pseudonym and holds no
+    prompt or response text. Keys and courses may be deleted later; their records
+    stay (ids set to NULL) for the totals.
     `assistant_id` marks chats through a course assistant (billed to its course).
-    `status`: ok | cancelled | error | rejected."""
+    `status`: ok | cancelled | error | rejected, and for a generation still in
+    flight "running" (its start journaled, flexi.access.usage_journal) or
+    "interrupted" (its replica died or lost the database before its end).
+    `request_id` (unique, NULL for requests that were never journaled) joins a
+    generation's start to its end; `replica` names the replica that ran it.
+    `at` is the end of the request, or its start while it is running."""
 
     __tablename__ = "usage_records"
+    __table_args__ = (  # the sweep's query: the few rows still running, by age
+        Index("ix_usage_records_running", "at", sqlite_where=text("status = 'running'"),
+              postgresql_where=text("status = 'running'")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW, index=True)
@@ -296,6 +306,8 @@ class UsageRecord(Base):
     generation_ms: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(String(16), default="ok")
     assistant_id: Mapped[int | None] = mapped_column(ForeignKey("assistants.id", ondelete="SET NULL"), index=True)  # chats through a course assistant
+    request_id: Mapped[str | None] = mapped_column(String(96), index=True, unique=True)
+    replica: Mapped[str | None] = mapped_column(String(128))
 
 
 class TermsAcceptance(Base):

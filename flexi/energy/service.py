@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable, Sequence
 
@@ -45,7 +44,7 @@ class EnergyService:
         self.tracker = BusyTracker(clock)
         self.sampler = Sampler(sources if sources is not None else self._sources(), self.tracker,
                                max_gap=max_gap(settings.energy_interval), clock=clock)
-        self.replica = (settings.energy_replica or f"{socket.gethostname()}:{settings.bind_port}")[:128]
+        self.replica = settings.replica_name
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one flush at a time
         self._reading = asyncio.Lock()  # one sample at a time (sources keep counter state)

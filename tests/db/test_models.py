@@ -177,6 +177,7 @@ def test_usage_records_have_no_text_columns(db: Engine) -> None:
     assert names == {
         "id", "at", "user_pseudonym", "key_id", "course_id", "model", "endpoint",
         "prompt_tokens", "completion_tokens", "queue_ms", "generation_ms", "status", "assistant_id",
+        "request_id", "replica",  # the usage journal's join of start and end, and who ran the request
     }
     for column in columns:
         kind = column["type"]

@@ -12,15 +12,19 @@ import json
 import os
 import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from flexi.access.passwords import hash_password
+from flexi.access.usage_journal import interrupt_stale
+from flexi.db.models import UsageRecord, utcnow
 from flexi.http.csrf import CSRF_HEADER
 from tests.access_helpers import ServerDB, fresh_minute
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
@@ -52,6 +56,10 @@ class Cluster:
     def ok_rows(self, subject: str) -> int:
         """Usage rows of `subject` that record a completed request (the usage writer batches: wait a moment)."""
         return sum(1 for r in self.db.usage(self.db.pseudonym(subject)) if r.status == "ok")
+
+    def rows(self, subject: str, status: str) -> list[UsageRecord]:
+        """Usage rows of `subject` with `status`, oldest first."""
+        return [r for r in self.db.usage(self.db.pseudonym(subject)) if r.status == status]
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +207,12 @@ def test_per_person_cap_holds_across_replicas(cluster: Cluster) -> None:
     time.sleep(1.0)  # the replicas notice the closed streams and hand their leases back
     results = _parallel(CAP, lambda i: generate(cluster.nginx.url, key, 1))
     assert [r.status_code for r in results] == [200] * CAP
+    # the closed streams are on record as cancelled: giving their leases back to Redis must not lose them
+    deadline = time.monotonic() + 15
+    while (len(cluster.rows("cap-user", "cancelled")) < 2 or cluster.ok_rows("cap-user") < CAP) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(cluster.rows("cap-user", "cancelled")) == 2 and cluster.ok_rows("cap-user") == CAP
 
 
 def test_postgres_connections_killed_recover(cluster: Cluster) -> None:
@@ -260,12 +274,20 @@ def test_redis_restarted_during_load_fails_closed_then_recovers(cluster: Cluster
 def test_killed_replica_affects_only_its_own_streams(cluster: Cluster) -> None:
     """SIGKILL one replica mid-load (last test: it stays dead). Its own streams break; the other's finish;
     new requests through nginx all succeed (a POST that never reached the dead replica goes to the live
-    one); the dead replica's leases expire after FLEXI_REDIS_LEASE_SECONDS, its usage rows are lost with it."""
+    one); the dead replica's leases expire after FLEXI_REDIS_LEASE_SECONDS. No usage record is lost: the
+    dead replica's in-flight requests were journaled "running" when they started, and the sweep (every
+    replica's, here called directly instead of waiting FLEXI_REQUEST_TIMEOUT + grace) marks them "interrupted"."""
     survivor_key, victim_key = cluster.person("survivor", role="service"), cluster.person("victim")
     on_a = [Stream(cluster.a.url, survivor_key, 60) for _ in range(2)]
     on_b = [Stream(cluster.b.url, victim_key, 400) for _ in range(CAP)]  # the victim's whole cap, on B
     for s in on_a + on_b:
         assert s.started.wait(60) and s.status == 200, s.error
+    deadline = time.monotonic() + 10  # the journal is written with the usage writer's next batch (~0.1 s)
+    while len(cluster.rows("victim", "running")) < CAP and time.monotonic() < deadline:
+        time.sleep(0.1)
+    running = cluster.rows("victim", "running")
+    assert len(running) == CAP, [(r.status, r.replica) for r in cluster.db.usage(cluster.db.pseudonym("victim"))]
+    assert {r.replica for r in running} == {f"{socket.gethostname()}:{urlsplit(cluster.b.url).port}"}
     os.kill(cluster.b.proc.pid, signal.SIGKILL)
     cluster.b.proc.wait(10)
     assert generate(cluster.nginx.url, victim_key, 1).status_code == 429  # B's leases still count...
@@ -282,3 +304,10 @@ def test_killed_replica_affects_only_its_own_streams(cluster: Cluster) -> None:
     while cluster.ok_rows("survivor") < 6 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert cluster.ok_rows("survivor") == 2 + (6 - CAP)  # both finished streams and the new requests
+    while cluster.ok_rows("victim") < CAP and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [r.id for r in cluster.rows("victim", "running")] == [r.id for r in running]  # on record, still running
+    assert interrupt_stale(cluster.db.engine, utcnow()) == CAP  # only the dead replica's rows were still running
+    interrupted = cluster.rows("victim", "interrupted")
+    assert [r.id for r in interrupted] == [r.id for r in running] and cluster.ok_rows("victim") == CAP
+    assert all(r.prompt_tokens == r.completion_tokens == 0 for r in interrupted)
