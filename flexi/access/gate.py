@@ -266,11 +266,10 @@ class AccessGate:
 
     def _journal(self, admission: Admission) -> str:
         """Journal the start of a generation (a "running" usage row, written with the next batch unless
-        its end comes first: flexi.access.usage); returns the id its end carries. The caller's request
-        id joins the row to the logs; the random suffix keeps it unique, as a client may send one id twice."""
+        its end comes first: flexi.access.usage); returns the id its end carries. A random id, never the
+        client's X-Request-ID: a client chooses that text, and usage rows hold no text a person wrote."""
         principal = admission.principal
-        request_id = admission.caller.request_id
-        journal = f"{request_id}@{uuid.uuid4().hex[:16]}" if request_id else uuid.uuid4().hex
+        journal = uuid.uuid4().hex
         self.usage.submit(UsageEntry(
             user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
             model=admission.model, endpoint=admission.endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0,
