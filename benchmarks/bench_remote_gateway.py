@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--name", default="remote_gateway", help="result file name (e.g. for another --rate)")
     args = parser.parse_args()
 
     engine_url = f"http://127.0.0.1:{ENGINE_PORT}"
@@ -186,8 +187,8 @@ def main() -> None:
     for r in runs:
         lines.append(f"| {r['round']} | {r['path']} | {r['achieved_rps']} | {r['ok']} | {r['errors']} | {r['p50_ms']:.2f} | "
                      f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_busy_before']:.0%} |")
-    lines += ["", "Reproduce: `python -m benchmarks.bench_remote_gateway`", ""]
-    write_results("remote_gateway", data, "\n".join(lines))
+    lines += ["", f"Reproduce: `python -m benchmarks.bench_remote_gateway --rate {args.rate:g} --name {args.name}`", ""]
+    write_results(args.name, data, "\n".join(lines))
 
 
 if __name__ == "__main__":
