@@ -139,13 +139,15 @@ class AccessGate:
         exc.args = (exc.message,)
         return exc
 
-    async def _lease(self, caller: Caller, model: str, limit: int | None) -> Lease | None:
+    async def _lease(self, caller: Caller, model: str, limit: int | None, identity: str | None = None) -> Lease | None:
         """A place under the caller's per-person cap on all replicas together (FLEXI_REDIS_URL); each
-        replica's scheduler still applies the same cap to its own requests. Over it: the same 429."""
+        replica's scheduler still applies the same cap to its own requests. Over it: the same 429.
+        `identity`: the person the scheduler's fair queue caps (a service key's end user, `identity_for`),
+        so Redis counts exactly who the local cap counts; default the caller."""
         if self.leases is None or limit is None:
             return None
         try:
-            lease = await self.leases.acquire(caller.identity, model, limit)
+            lease = await self.leases.acquire(identity or caller.identity, model, limit)
         except SharedStateUnavailable as exc:
             raise shared_state_unavailable(i18n.text("shared_state_unavailable", caller.locale, retry=exc.retry_after),
                                            exc.retry_after) from None
@@ -211,7 +213,7 @@ class AccessGate:
         lease: Lease | None = None
         journal = self._journal(admission)
         try:
-            lease = await self._lease(caller, req.model, req.max_concurrent)
+            lease = await self._lease(caller, req.model, req.max_concurrent, req.user)
             async for ev in events:
                 if handle.revoked:
                     raise forbidden(i18n.text("revoked", caller.locale), code="access_revoked")

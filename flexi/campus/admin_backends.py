@@ -63,7 +63,10 @@ def _all(sync: BackendSync) -> list[tuple[BackendConfig, str]]:
 async def list_backends(request: Request) -> dict[str, Any]:
     sync = _sync(request)
     await sync.refresh(force=False)  # what another replica changed, too
-    return {"backends": [ops.backend_view(c, source) for c, source in _all(sync)]}
+    health = {h["name"]: h for h in sync.remote.health()}  # this replica's view; disabled backends have none
+    keys = ("up", "circuit", "in_flight", "last_error", "last_checked")
+    return {"backends": [{**ops.backend_view(c, source), "health": {k: health[c.name][k] for k in keys}
+                          if c.name in health else None} for c, source in _all(sync)]}
 
 
 @router.post("/backends", status_code=201, summary="Add a remote backend (applies at once, no restart)")

@@ -24,7 +24,7 @@ backend_app = typer.Typer(help="Remote engines (vLLM, Ollama, llama-server, anot
                                "add, list, remove, check.", no_args_is_help=True)
 
 KINDS = ("openai", "ollama", "vllm", "llamacpp", "flexi")
-HEADERS = ["NAME", "SOURCE", "KIND", "URL", "MODELS", "MAX", "EXTERNAL", "ENABLED"]
+HEADERS = ["NAME", "SOURCE", "KIND", "URL", "MODELS", "MAX", "EXTERNAL", "ENABLED", "CIRCUIT", "IN FLIGHT"]
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
@@ -58,7 +58,8 @@ def _models_text(models: dict[str, str]) -> str:
 
 def _row(b: dict[str, Any]) -> list[str]:
     return [b["name"], b["source"], b["kind"], b["url"], _models_text(b.get("models") or {}),
-            str(b.get("max_concurrency", "")), "yes" if b.get("external") else "no", "yes" if b.get("enabled") else "no"]
+            str(b.get("max_concurrency", "")), "yes" if b.get("external") else "no", "yes" if b.get("enabled") else "no",
+            (b.get("health") or {}).get("circuit", "-"), str((b.get("health") or {}).get("in_flight", "-"))]
 
 
 @backend_app.command("add")

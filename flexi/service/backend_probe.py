@@ -74,6 +74,10 @@ def engine_queue(text: str, kind: str) -> tuple[int, int] | None:
     return max(0, int(totals[names[0]])), max(0, int(totals[names[1]]))
 
 
+#: Probe answers that say nothing about the engine's health: the path does not exist behind this URL (a
+#: proxy forwarding only /v1, a gateway without GET /models) or the engine is busy (429). Requests decide.
+NO_VERDICT = frozenset({404, 405, 429, 501})
+
 async def probe(engine: Probed, client: httpx.AsyncClient) -> None:
     """Probe one backend and report the result to its health. `client` is the probes' own: the backend's
     connection pool may be full of long answers, and a probe must not wait behind them and call a busy
@@ -86,6 +90,9 @@ async def probe(engine: Probed, client: httpx.AsyncClient) -> None:
     except httpx.HTTPError as exc:
         kind = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else f"unreachable ({type(exc).__name__})"
         _verdict(engine, False, f"health probe: {kind}")
+        return
+    if resp.status_code in NO_VERDICT:  # no health endpoint behind this URL (a proxy, a gateway), or busy
+        _verdict(engine, None)
         return
     if resp.status_code >= 400:
         _verdict(engine, False, f"health probe: HTTP {resp.status_code}")
@@ -100,7 +107,7 @@ async def probe(engine: Probed, client: httpx.AsyncClient) -> None:
         health.engine_waiting, health.engine_running = queue or (0, 0)
 
 
-def _verdict(engine: Probed, ok: bool, error: str | None = None) -> None:
+def _verdict(engine: Probed, ok: bool | None, error: str | None = None) -> None:
     health = engine.health
     was = health.circuit
     health.probed(ok, error)

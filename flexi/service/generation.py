@@ -292,8 +292,8 @@ class GenerationService:
             capped = output_limit(req.max_tokens, (admission.reservation.max_output,), self.settings.max_predict)
             req = dataclasses.replace(req, max_tokens=capped, open_output=req.open_output and capped == req.max_tokens)
         events = backend.generate(req, record)
-        if self.energy is not None:  # the energy report attributes power by the time requests run at the engine
-            events = self.energy.watch(events, record.name, admission.course_id)
+        if self.energy is not None and not renders_itself(backend):  # this host's power, by the time requests
+            events = self.energy.watch(events, record.name, admission.course_id)  # run here: remote engines draw elsewhere
         return self.gate.meter(admission, req, events)
 
     async def _prompt(self, caller: Caller, record: ModelRecord, spec: ChatPrompt | TextPrompt) -> str:

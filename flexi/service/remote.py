@@ -41,7 +41,7 @@ from flexi.engine.types import (
 )
 from flexi.observability.metrics import BackendState
 from flexi.scheduler.fair_queue import FairQueue, Ticket
-from flexi.service.backend_health import CIRCUIT_CODES, OPEN, BackendHealth
+from flexi.service.backend_health import CIRCUIT_CODES, OPEN, Admission, BackendHealth
 from flexi.service.backend_probe import Prober
 from flexi.service.backends import Backend, BackendSelector, Event
 from flexi.store.gguf_meta import GGUFInfo
@@ -138,22 +138,23 @@ class RemoteModel:
     def _order(self) -> list[tuple[RemoteEngine, str]]:
         return sorted(self.served_by, key=lambda pair: pair[0].load)  # stable: ties keep config order
 
-    def _admitted(self) -> Iterator[tuple[RemoteEngine, str]]:
+    def _admitted(self) -> Iterator[tuple[RemoteEngine, str, Admission]]:
         """The backends to try, least loaded first, skipping open circuits (a half-open one only for its
         single trial request). None admitted at all: 503 at once, with Retry-After = the shortest cooldown."""
         order = self._order()
         tried = False
         for engine, model in order:
-            if engine.health.admit():  # decided just before the attempt: an earlier one may have changed it
+            granted = engine.health.admit()  # decided just before the attempt: an earlier one may have changed it
+            if granted is not None:
                 tried = True
-                yield engine, model
+                yield engine, model, granted
         if not tried:
             wait = min(engine.health.remaining() for engine, _ in order)
             raise BackendsDown(self.record.name, max(1, math.ceil(wait)))
 
     async def generate(self, req: GenerationRequest, record: ModelRecord | None = None) -> AsyncIterator[Event]:
         failure: BackendFailed | None = None
-        for engine, model in self._admitted():
+        for engine, model, granted in self._admitted():
             started = answered = False
             events = engine.generate(model, req)
             try:
@@ -165,7 +166,7 @@ class RemoteModel:
                     yield ev
                 return
             except BackendFailed as exc:
-                _report(engine, exc)
+                _report(engine, exc, granted)
                 answered = True
                 if started or not exc.retry:
                     raise
@@ -173,7 +174,7 @@ class RemoteModel:
                             engine.name, req.model, exc.message)
                 failure = exc
             finally:
-                if not answered:  # cancelled, refused as invalid, timed out in Flexi's queue: no verdict
+                if not answered and granted == "trial":  # cancelled, refused, timed out in the queue: no verdict
                     engine.health.release()
                 await events.aclose()
         assert failure is not None
@@ -181,11 +182,11 @@ class RemoteModel:
 
     async def embed(self, req: EmbeddingRequest, record: ModelRecord | None = None) -> EmbeddingResult:
         failure: BackendFailed | None = None
-        for engine, model in self._admitted():
+        for engine, model, granted in self._admitted():
             try:
                 result = await engine.embed(model, req)
             except BackendFailed as exc:
-                _report(engine, exc)
+                _report(engine, exc, granted)
                 if not exc.retry:
                     raise
                 log.warning("backend %s failed to embed for %s (%s); trying the next one", engine.name, req.model,
@@ -193,7 +194,8 @@ class RemoteModel:
                 failure = exc
                 continue
             except BaseException:
-                engine.health.release()
+                if granted == "trial":
+                    engine.health.release()
                 raise
             engine.health.succeeded()
             return result
@@ -213,10 +215,12 @@ class RemoteModel:
         return None
 
 
-def _report(engine: RemoteEngine, exc: BackendFailed) -> None:
-    """Count a failure that says something about the backend; a refusal of this request only is no verdict."""
+def _report(engine: RemoteEngine, exc: BackendFailed, granted: Admission) -> None:
+    """Count a failure that says something about the backend; a refusal of this request only is no verdict
+    (the trial, if this request held it, passes to the next)."""
     if exc.reason is None:
-        engine.health.release()
+        if granted == "trial":
+            engine.health.release()
         return
     was = engine.health.circuit
     engine.health.failed(exc.reason, exc.message)

@@ -101,6 +101,7 @@ def test_add_use_remove_without_restart(site: Site) -> None:
     assert "self-model" in site.tags() and "external" not in site.tags()["self-model"]
     listed = {b["name"]: b for b in site.call("GET", "/admin/backends").json()["backends"]}
     assert listed["self"]["source"] == "admin" and "api_key" not in listed["self"]
+    assert listed["self"]["health"]["circuit"] == "closed" and listed["self"]["health"]["in_flight"] == 0
     chat = {"model": "self-model", "messages": [{"role": "user", "content": "Hi"}], "stream": False, "options": FEW}
     answer = site.call("POST", "/api/chat", json=chat)
     assert answer.status_code == 200, answer.text
@@ -257,6 +258,7 @@ def test_cli_add_list_check_rm(site: Site) -> None:
     assert "cli-model" in site.tags()
     listed = _flexi(site, "list")
     assert listed.returncode == 0 and "cli-self" in listed.stdout and "campus-gpu" in listed.stdout
+    assert "CIRCUIT" in listed.stdout and "closed" in listed.stdout  # health: this replica's view
     as_json = {b["name"]: b for b in json.loads(_flexi(site, "list", "--json").stdout)}
     assert as_json["cli-self"]["max_concurrency"] == 3 and as_json["cli-self"]["source"] == "admin"
     assert site.admin_key not in _flexi(site, "list", "--json").stdout

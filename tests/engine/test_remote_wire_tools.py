@@ -100,12 +100,15 @@ def test_a_whole_answer_with_tool_calls_is_read_too() -> None:
                                                                       "id": "x"}]]
 
 
-def test_unreadable_tool_arguments_are_the_backends_fault() -> None:
+@pytest.mark.parametrize("arguments", ["{not json", "[1, 2]", '"Paris"'])
+def test_unreadable_tool_arguments_fail_that_request_only(arguments: str) -> None:
+    """What the model wrote is the answer's content, which any user can provoke: the request fails clearly,
+    but the backend's circuit does not count it and no other backend is asked (no outage by prompt)."""
     with pytest.raises(BackendFailed, match="cannot read") as failed:
         _openai(REQ, {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "weather",
-                                                                                        "arguments": "{not json"}}]}}]},
+                                                                                        "arguments": arguments}}]}}]},
                 {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}, "[DONE]")
-    assert failed.value.reason == "garbage"
+    assert failed.value.reason is None and failed.value.retry is False
 
 
 def test_reasoning_content_becomes_thinking_only_when_asked() -> None:

@@ -79,19 +79,47 @@ def test_failures_of_requests_sent_before_it_opened_do_not_extend_the_cooldown()
     assert health.remaining() == pytest.approx(4.0)
 
 
-def test_probes_open_at_once_and_close_again() -> None:
+def test_failing_probes_count_like_failing_requests_and_a_good_one_closes_what_probes_opened() -> None:
     health, clock = _health(threshold=3, cooldown=30)
     health.probed(False, "health probe: HTTP 503")
-    assert health.circuit == "open" and not health.up and health.last_checked == 1.7e9
-    assert health.failures == {"probe": 1} and health.last_error == "health probe: HTTP 503"
+    assert health.circuit == "closed" and not health.up and health.last_checked == 1.7e9  # one failure is no trip
+    health.probed(False, "health probe: HTTP 503")
+    health.probed(False, "health probe: HTTP 503")
+    assert health.circuit == "open" and health.failures == {"probe": 3}
+    assert health.last_error == "health probe: HTTP 503"
+    clock.now += 15
+    health.probed(True)  # probes opened it (e.g. llama-server reloading): a good probe closes it early
+    assert health.circuit == "closed" and health.up
+
+
+def test_a_good_probe_does_not_overrule_failing_requests() -> None:
+    """Health endpoints often pass while generation fails (Ollama's /api/version always answers): a circuit
+    that failing requests opened stays open for its cooldown, whatever the probe says."""
+    health, clock = _health(threshold=3, cooldown=30)
+    for message in "abc":
+        health.failed("http_5xx", message)
+    assert health.circuit == "open"
     clock.now += 15
     health.probed(True)
-    assert health.circuit == "closed" and health.up
+    assert health.circuit == "open" and not health.admit()
+    clock.now += 16
+    health.probed(True)  # the cooldown is over: a good probe may close it, as a good trial would
+    assert health.circuit == "closed"
     health.failed("http_5xx", "a")
     health.failed("http_5xx", "b")
     health.probed(True)  # a good probe does not forgive a closed circuit's failing requests
     health.failed("http_5xx", "c")
     assert health.circuit == "open"
+
+
+def test_admit_says_who_holds_the_trial() -> None:
+    health, clock = _health(threshold=1, cooldown=1)
+    assert health.admit() == "pass"
+    health.failed("connect", "refused")
+    clock.now += 2
+    assert health.admit() == "trial" and health.admit() is None  # only the holder may release it
+    health.release()
+    assert health.admit() == "trial"
 
 
 def test_threshold_zero_turns_the_breaker_off() -> None:
@@ -141,7 +169,7 @@ def test_each_kind_is_probed_where_it_documents_health(kind: str, url: str, path
 
 @pytest.mark.parametrize("answer", [httpx.Response(503, text="loading model"), httpx.ConnectError("refused"),
                                     httpx.ReadTimeout("slow")])
-def test_a_failing_probe_opens_the_circuit(answer: httpx.Response | Exception) -> None:
+def test_failing_probes_open_the_circuit(answer: httpx.Response | Exception) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if isinstance(answer, Exception):
             raise answer
@@ -149,8 +177,22 @@ def test_a_failing_probe_opens_the_circuit(answer: httpx.Response | Exception) -
 
     engine = _engine("llamacpp", "http://gpu:8080/v1")
     _probe(engine, handler)
+    assert engine.health.circuit == "closed" and not engine.health.up  # down, but one probe is no trip
+    _probe(engine, handler)
+    _probe(engine, handler)
     assert engine.health.circuit == "open" and not engine.health.up
     assert engine.health.last_error is not None and engine.health.last_error.startswith("health probe: ")
+
+
+@pytest.mark.parametrize("status", [404, 405, 429, 501])
+def test_a_probe_answer_without_a_verdict_changes_nothing(status: int) -> None:
+    """No health endpoint behind this URL (a proxy forwarding only /v1, a gateway without GET /models) or a
+    busy engine: the probe has no verdict, and the requests decide."""
+    engine = _engine("openai", "http://gateway.example/v1")
+    for _ in range(5):
+        _probe(engine, lambda request: httpx.Response(status))
+    assert engine.health.circuit == "closed" and engine.health.up and engine.health.failures == {}
+    assert engine.health.probe_ok is None and engine.health.last_checked is not None
 
 
 VLLM_METRICS = """# HELP vllm:num_requests_running Number of requests currently running on GPU.

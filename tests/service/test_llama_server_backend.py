@@ -108,13 +108,15 @@ def _direct_usage(llama: LlamaServer, messages: list[dict[str, str]], max_tokens
 
 
 def _records(home: Path, model: str, n: int, timeout: float = 15) -> list[UsageRecord]:
-    """The usage records of `model` once there are at least `n` (written in batches, off the request path)."""
+    """The usage records of `model` once at least `n` requests have ended (written in batches, off the request
+    path; a request's row reads "running" until its end is written)."""
     db = ServerDB(home)
     try:
         deadline = time.monotonic() + timeout
         while True:
             with db.session() as s:
-                records = list(s.scalars(select(UsageRecord).where(UsageRecord.model == model).order_by(UsageRecord.id)))
+                records = list(s.scalars(select(UsageRecord).where(UsageRecord.model == model,
+                                                                    UsageRecord.status != "running").order_by(UsageRecord.id)))
             if len(records) >= n or time.monotonic() > deadline:
                 assert len(records) >= n, f"expected {n} usage records for {model}, found {len(records)}"
                 return records

@@ -244,12 +244,13 @@ def test_a_request_that_waited_while_the_circuit_opened_is_not_sent_there() -> N
         waiting = asyncio.create_task(collect(model.generate(CHAT)))  # e0: 1 in flight < e1: 10 in its queue
         await asyncio.sleep(0.02)
         assert first.queue.waiting == 1
-        first.health.probed(False, "health probe: HTTP 503")  # the engine died meanwhile
+        for _ in range(3):  # the engine died meanwhile: three failing probes open its circuit
+            first.health.probed(False, "health probe: HTTP 503")
         hold.set()
         for task in (running, waiting):  # the running one fails over before its first token; the waiting
             events = await task          # one's turn came with the circuit open: it went to e1 directly
             assert [e.text for e in events if isinstance(e, TextChunk)] == ["Hi"]
-        assert first.health.failures == {"probe": 1, "http_5xx": 1}
+        assert first.health.failures == {"probe": 3, "http_5xx": 1}
         return calls, hits
 
     assert asyncio.run(run()) == ([0, 2], 1)

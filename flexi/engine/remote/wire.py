@@ -168,18 +168,26 @@ def as_int(value: Any) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
+def unusable_tool_call(backend: str) -> BackendFailed:
+    """The model wrote a tool call that is not a name with a JSON object of arguments. That is this answer's
+    content, which any user can provoke, not a sign the engine is sick: it fails this request only (no
+    circuit-breaker count, no retry on another backend)."""
+    return BackendFailed(f'the model on backend "{backend}" wrote a tool call Flexi cannot read (its arguments must '
+                         "be a JSON object); try again or rephrase", retry=False, reason=None)
+
+
 def tool_call(name: Any, arguments: Any, backend: str, call_id: Any = None) -> dict[str, Any]:
     """One engine tool call in Flexi's shape {"name", "arguments": dict, "id"?}; arguments may come as a JSON
-    string (OpenAI) or an object (Ollama). Anything else is an answer Flexi cannot read."""
+    string (OpenAI) or an object (Ollama). Anything else fails this request (`unusable_tool_call`)."""
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except ValueError:
-            raise garbage(backend) from None
+            raise unusable_tool_call(backend) from None
     if arguments is None:
         arguments = {}
     if not isinstance(name, str) or not name or not isinstance(arguments, dict):
-        raise garbage(backend)
+        raise unusable_tool_call(backend)
     call: dict[str, Any] = {"name": name, "arguments": arguments}
     if isinstance(call_id, str) and call_id:
         call["id"] = call_id
