@@ -152,9 +152,38 @@ class UsageWriter:
             # a key, course or assistant was deleted while its request ran: keep the numbers, drop the dangling ids
             for entry in batch:
                 entry.key_id = entry.course_id = entry.assistant_id = None
-            started, ended = self._write_once(batch, touches)
+            try:
+                started, ended = self._write_once(batch, touches)
+            except IntegrityError:
+                started, ended = self._write_each(batch)
         self._journaled |= started
         self._journaled -= ended
+
+    def _write_each(self, batch: list[UsageEntry]) -> tuple[set[str], set[str]]:
+        """A batch that still conflicts (written once already, when a COMMIT's answer was lost and the batch
+        came back): entry by entry, where a row that exists counts as written, so one entry never stalls
+        every later record (each retry would fail the same way)."""
+        started: set[str] = set()
+        ended: set[str] = set()
+        for entry in batch:
+            try:
+                s, e = self._write_once([entry], set())
+            except IntegrityError:
+                if not entry.request_id:
+                    log.error("usage record of %s at %s could not be written; dropped", entry.model, entry.at)
+                    continue
+                if entry.status == RUNNING:  # its row is there already
+                    started.add(entry.request_id)
+                    continue
+                self._journaled.add(entry.request_id)  # its row is there: end it by UPDATE
+                try:
+                    s, e = self._write_once([entry], set())
+                except IntegrityError:
+                    log.error("usage record %s could not be written; dropped", entry.request_id)
+                    continue
+            started |= s
+            ended |= e
+        return started, ended
 
     def _write_once(self, batch: list[UsageEntry], touches: set[int]) -> tuple[set[str], set[str]]:
         """One transaction; returns the request ids whose "running" row it inserted, and those it ended."""

@@ -66,6 +66,19 @@ def _rows(db: Engine) -> list[UsageRecord]:
         return list(s.scalars(select(UsageRecord).order_by(UsageRecord.id)))
 
 
+def test_a_batch_written_twice_stalls_nothing(db: Engine, writer: UsageWriter) -> None:
+    """A COMMIT whose answer was lost brings its batch back: the rows are there already. The writer must
+    not fail on it forever (every later record would queue behind it): existing rows count as written."""
+    first = [_start("x"), _start("y")]
+    writer._write(first)
+    again = [_start("x"), _end("y"), _start("z")]  # the batch came back, with new entries merged in
+    writer._write(again)
+    by_id = {row.request_id: row for row in _rows(db)}
+    assert sorted(by_id) == ["x", "y", "z"]
+    assert (by_id["x"].status, by_id["y"].status, by_id["z"].status) == ("running", "ok", "running")
+    assert by_id["y"].prompt_tokens == 7 and writer._journaled == {"x", "z"}
+
+
 def test_a_start_and_its_end_in_one_batch_are_one_insert(db: Engine, writer: UsageWriter,
                                                          statements: list[str]) -> None:
     writer._write([_start("a"), _end("a")])
