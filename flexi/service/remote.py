@@ -84,8 +84,12 @@ class RemoteEngine:
         return self.in_flight + h.engine_waiting + max(0, h.engine_running - self.queue.in_use)
 
     def _still_open(self) -> None:
-        """A request that waited in Flexi's queue while the circuit opened is not sent to the dead engine:
-        it goes to the next backend (or fails) without counting as another failure."""
+        """A request that waited in Flexi's queue while the circuit opened is not sent to the dead engine,
+        nor one whose backend an admin removed or changed after the request had picked it (its connections
+        are closed): it goes to the next backend (or fails) without counting as another failure."""
+        if self.client.is_closed:
+            raise BackendFailed(f'backend "{self.name}" was removed or changed while the request waited; try again',
+                                status=503, code="backend_unavailable", reason=None)
         if self.health.circuit == OPEN:
             raise BackendFailed(f'backend "{self.name}" is unavailable ({self.health.last_error or "circuit open"})',
                                 code="backend_unavailable", reason=None)
@@ -340,8 +344,8 @@ class RemoteBackends:
         """Remote models to their engines, everything else to the local scheduler."""
         def select(record: ModelRecord) -> Backend:
             model = self.models.get(record.model_name.canonical())
-            if model is not None and model.record is record:
-                return model
+            if model is not None and (model.record is record or record.info.architecture == "remote"):
+                return model  # a remote record from before a reload: the model as it is served now
             if record.info.architecture == "remote":  # its backend was removed after the request found it
                 raise ModelNotFound(record.name)
             return local

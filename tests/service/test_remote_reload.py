@@ -92,6 +92,34 @@ async def test_a_removed_backend_finishes_its_stream_then_closes() -> None:
     await remote.close()
 
 
+async def test_a_request_resolved_before_a_backend_changed_goes_to_the_backend_as_it_is_now() -> None:
+    """The record was looked up, then an admin changed the backend (a new engine, a new record): the request
+    is served by the model as it is now, not refused as unknown."""
+    remote = _remote(_backend("a", "model-a"))
+    select = remote.selector(object())  # type: ignore[arg-type]
+    record = remote.record("model-a")
+    assert record is not None
+    remote.reload([_backend("a", "model-a", url="http://elsewhere"), _backend("b", "model-a")])
+    assert remote.record("model-a") is not record
+    assert select(record) is remote.models[_key("model-a")]
+    await remote.close()
+
+
+async def test_a_request_that_picked_a_backend_just_before_it_was_removed_fails_over() -> None:
+    """Picked, then the backend was removed and its idle client closed before the request entered its queue:
+    the request goes to the next backend instead of failing on a closed client."""
+    remote = _remote(_backend("a", "model-a"), _backend("b", "model-a"))
+    model = remote.models[_key("model-a")]
+    first, second = (engine for engine, _ in model.served_by)
+    second.client = client(lambda request: httpx.Response(200, content=b"".join(ndjson(
+        {"message": {"content": "Hi"}, "done": False}, {"done": True, "prompt_eval_count": 2, "eval_count": 1}))))
+    await first.client.aclose()  # what _close_when_idle does to a removed backend with nothing in flight
+    events = [ev async for ev in model.generate(CHAT)]
+    assert [ev.text for ev in events if isinstance(ev, TextChunk)] == ["Hi"]
+    assert first.health.failures == {}  # a removed backend is no failing one
+    await remote.close()
+
+
 async def test_a_request_for_a_removed_model_is_not_found() -> None:
     remote = _remote(_backend("a", "model-a"))
     local = object()
