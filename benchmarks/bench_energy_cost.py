@@ -21,8 +21,8 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.bench_metrics_cost import BODY, MODEL, _side_by_side
-from benchmarks.common import FlexiServer, machine, wait_for_quiet_cpu, write_results
+from benchmarks.bench_metrics_cost import BODY, MODEL, on_off_round, on_off_summary
+from benchmarks.common import FlexiServer, machine, write_results
 
 
 def _in_process(n: int = 20000) -> dict[str, float]:
@@ -78,19 +78,12 @@ def main() -> None:
     with FlexiServer(port=11489, env={**common, "FLEXI_ENERGY": "on"}) as on, \
             FlexiServer(port=11490, env={**common, "FLEXI_ENERGY": "off"}) as off:
         for round_no in range(args.rounds):
-            busy = wait_for_quiet_cpu(timeout=30)
-            order = {"on": on.url, "off": off.url} if round_no % 2 == 0 else {"off": off.url, "on": on.url}
-            both = asyncio.run(_side_by_side(order, args.concurrency, args.seconds))
-            ratio = both["on"]["rps"] / both["off"]["rps"] if both["off"]["rps"] else float("nan")
-            runs.append({"round": round_no, "cpu_busy_before": round(busy, 2), "on": both["on"], "off": both["off"],
-                         "ratio_on_off": round(ratio, 4)})
-            print(f"round {round_no}: energy on {both['on']['rps']:.2f} req/s, off {both['off']['rps']:.2f} req/s, "
-                  f"on/off {ratio:.4f} (errors {both['on']['errors']}/{both['off']['errors']}, CPU {busy:.0%} busy "
-                  "before)", flush=True)
-    ratios = [r["ratio_on_off"] for r in runs]
-    ratio = statistics.median(ratios)
-    rps_on = statistics.mean(r["on"]["rps"] for r in runs)
-    rps_off = statistics.mean(r["off"]["rps"] for r in runs)
+            run = on_off_round(on.url, off.url, round_no, args.concurrency, args.seconds)
+            runs.append(run)
+            print(f"round {round_no}: energy on {run['on']['rps']:.2f} req/s, off {run['off']['rps']:.2f} req/s, "
+                  f"on/off {run['ratio_on_off']:.4f} (errors {run['on']['errors']}/{run['off']['errors']}, "
+                  f"CPU {run['cpu_busy_before']:.0%} busy before)", flush=True)
+    ratio, ratios, rps_on, rps_off = on_off_summary(runs)
     per_request_ms = 1000 / rps_on * args.concurrency
     share = alone["tracker_per_request_us"] / 1000 / per_request_ms
     summary = {"rps_on": round(rps_on, 3), "rps_off": round(rps_off, 3), "median_ratio_on_off": round(ratio, 4),

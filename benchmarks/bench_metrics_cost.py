@@ -97,6 +97,24 @@ async def _side_by_side(urls: dict[str, str], concurrency: int, seconds: float) 
     return dict(zip(urls, runs))
 
 
+def on_off_round(on: str, off: str, round_no: int, concurrency: int, seconds: float) -> dict[str, Any]:
+    """One round of the on/off comparison (this benchmark's and bench_energy_cost's): wait for a quiet CPU,
+    load both servers at once (who is named first alternates), and relate their throughputs."""
+    busy = wait_for_quiet_cpu(timeout=30)
+    order = {"on": on, "off": off} if round_no % 2 == 0 else {"off": off, "on": on}
+    both = asyncio.run(_side_by_side(order, concurrency, seconds))
+    ratio = both["on"]["rps"] / both["off"]["rps"] if both["off"]["rps"] else float("nan")
+    return {"round": round_no, "cpu_busy_before": round(busy, 2), "on": both["on"], "off": both["off"],
+            "ratio_on_off": round(ratio, 4)}
+
+
+def on_off_summary(runs: list[dict[str, Any]]) -> tuple[float, list[float], float, float]:
+    """Median on/off ratio over the rounds, the rounds' ratios, and mean throughput on and off."""
+    ratios = [r["ratio_on_off"] for r in runs]
+    return (statistics.median(ratios), ratios, statistics.mean(r["on"]["rps"] for r in runs),
+            statistics.mean(r["off"]["rps"] for r in runs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -113,25 +131,18 @@ def main() -> None:
     with FlexiServer(port=11487, env={**common, "FLEXI_METRICS": "on"}) as on, \
             FlexiServer(port=11488, env={**common, "FLEXI_METRICS": "off"}) as off:
         for round_no in range(args.rounds):
-            busy = wait_for_quiet_cpu(timeout=30)
             stop, scrapes = threading.Event(), []
             scraper = threading.Thread(target=_scraper, args=(on.url, args.scrape, stop, scrapes))
             scraper.start()
-            order = {"on": on.url, "off": off.url} if round_no % 2 == 0 else {"off": off.url, "on": on.url}
-            both = asyncio.run(_side_by_side(order, args.concurrency, args.seconds))
+            run = on_off_round(on.url, off.url, round_no, args.concurrency, args.seconds)
             stop.set()
             scraper.join()
             scrape_ms += scrapes
-            ratio = both["on"]["rps"] / both["off"]["rps"] if both["off"]["rps"] else float("nan")
-            runs.append({"round": round_no, "cpu_busy_before": round(busy, 2), "scrapes": len(scrapes),
-                         "on": both["on"], "off": both["off"], "ratio_on_off": round(ratio, 4)})
-            print(f"round {round_no}: metrics on {both['on']['rps']:.2f} req/s, off {both['off']['rps']:.2f} req/s, "
-                  f"on/off {ratio:.4f} (errors {both['on']['errors']}/{both['off']['errors']}, CPU {busy:.0%} busy "
-                  "before)", flush=True)
-    ratios = [r["ratio_on_off"] for r in runs]
-    ratio = statistics.median(ratios)
-    rps_on = statistics.mean(r["on"]["rps"] for r in runs)
-    rps_off = statistics.mean(r["off"]["rps"] for r in runs)
+            runs.append({**run, "scrapes": len(scrapes)})
+            print(f"round {round_no}: metrics on {run['on']['rps']:.2f} req/s, off {run['off']['rps']:.2f} req/s, "
+                  f"on/off {run['ratio_on_off']:.4f} (errors {run['on']['errors']}/{run['off']['errors']}, "
+                  f"CPU {run['cpu_busy_before']:.0%} busy before)", flush=True)
+    ratio, ratios, rps_on, rps_off = on_off_summary(runs)
     per_request_ms = 1000 / rps_on * args.concurrency  # each client's time per request
     share = alone["observe_per_request_us"] / 1000 / per_request_ms  # of a request's time
     summary = {"rps_on": round(rps_on, 3), "rps_off": round(rps_off, 3), "median_ratio_on_off": round(ratio, 4),
