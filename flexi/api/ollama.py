@@ -34,7 +34,7 @@ from flexi.api.ollama_types import (
     PullRequest,
     ShowRequest,
 )
-from flexi.api.wire import ndjson, primed, rfc3339_nano
+from flexi.api.wire import ndjson, primed, rfc3339_nano, stream_error
 from flexi.engine.types import BadRequest, EngineError, GenerationStats, StatusEvent, TextChunk
 from flexi.service.generation import ChatPrompt, Draft, EmbedDraft, Grounding, Target, TextPrompt
 from flexi.store.blobs import BlobWriter, validate_digest
@@ -209,8 +209,8 @@ async def generate(request: Request) -> Response:
                     if ev.tokens is not None:
                         final["context"] = ev.tokens
                     yield ndjson(final)
-        except EngineError as exc:
-            yield ndjson({"error": exc.message})
+        except Exception as exc:
+            yield ndjson({"error": stream_error(exc).message})
 
     return StreamingResponse(lines(), media_type=NDJSON)
 
@@ -304,8 +304,8 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
                     if grounding is not None:
                         last["citations"] = grounding.citations("".join(said))
                     yield ndjson(last)
-        except EngineError as exc:
-            yield ndjson({"error": exc.message})
+        except Exception as exc:
+            yield ndjson({"error": stream_error(exc).message})
 
     return StreamingResponse(lines(), media_type=NDJSON)
 

@@ -35,7 +35,7 @@ from flexi.api.openai_types import (
     SamplingFields,
 )
 from flexi.service.options import ModelOptions
-from flexi.api.wire import primed, sse
+from flexi.api.wire import primed, sse, stream_error
 from flexi.engine.types import (
     BadRequest,
     EngineError,
@@ -386,8 +386,8 @@ async def chat_completions(request: Request) -> Response:
                     elif isinstance(ev, GenerationStats):
                         for part in ending(ev, _finish_reason(ev), "".join(said)):
                             yield part
-        except EngineError as exc:
-            yield _error_event(exc)
+        except Exception as exc:
+            yield _error_event(stream_error(exc))
         finally:
             await events.aclose()  # type: ignore[attr-defined]
         yield sse("[DONE]")
@@ -461,8 +461,8 @@ async def completions(request: Request) -> Response:
                     yield chunk("", _finish_reason(ev))
                     if include_usage:
                         yield sse({**base, "choices": [], "usage": _usage(ev)})
-        except EngineError as exc:
-            yield _error_event(exc)
+        except Exception as exc:
+            yield _error_event(stream_error(exc))
         finally:
             await events.aclose()  # type: ignore[attr-defined]
         yield sse("[DONE]")

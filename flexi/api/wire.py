@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from flexi.engine.types import EngineError
+
 T = TypeVar("T")
+log = logging.getLogger("flexi.api")
+
+
+def stream_error(exc: Exception) -> EngineError:
+    """What a stream that already answered 200 tells its client when it fails: the error itself when it is
+    one a person should read, else a generic one (logged here with its traceback, never sent). Without
+    this an unexpected exception would cut the response mid-body, which clients report as a broken
+    connection instead of an error."""
+    if isinstance(exc, EngineError):
+        return exc
+    log.error("a streamed answer failed unexpectedly", exc_info=exc)
+    return EngineError("the answer broke off because of an internal error; please retry", status=500,
+                       code="internal_error")
 
 
 def rfc3339_nano(ns: int | None = None) -> str:

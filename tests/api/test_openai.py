@@ -326,6 +326,22 @@ def test_error_mid_stream(client: openai.OpenAI, http: TestClient, manager: Fake
             pass
 
 
+def test_unexpected_failure_mid_stream_is_an_error_event(http: TestClient, manager: FakeManager,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A bug below the router (any exception that is not an EngineError) after the 200 went out: the client
+    gets a generic error event and the stream's proper end, never a connection cut mid-body; the traceback
+    goes to the log, never to the client."""
+    manager.script = ["Hel", KeyError("internal detail")]
+    with caplog.at_level("ERROR", logger="flexi.api"):
+        r = http.post("/v1/chat/completions", json={"model": "toolmodel", "messages": HI, "stream": True})
+    events = [e.removeprefix("data: ") for e in r.text.split("\n\n") if e]
+    assert json.loads(events[-2])["error"] == {
+        "message": "the answer broke off because of an internal error; please retry", "type": "server_error",
+        "param": None, "code": "internal_error"}
+    assert events[-1] == "[DONE]" and "internal detail" not in r.text
+    assert any(rec.exc_info and "internal detail" in str(rec.exc_info[1]) for rec in caplog.records)
+
+
 def test_error_before_output_is_http_status(http: TestClient, manager: FakeManager) -> None:
     manager.script = [EngineError("the prompt is too long", 400, "runner_error")]
     r = http.post("/v1/chat/completions", json={"model": "toolmodel", "messages": HI, "stream": True})
