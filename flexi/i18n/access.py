@@ -47,6 +47,8 @@ ENTRIES: dict[str, dict[str, str]] = {
     "subject_user": {"en": "your personal limit", "de": "Ihr persönliches Limit"},
     "subject_key": {"en": "limit of this API key", "de": "Limit dieses API-Schlüssels"},
     "subject_course": {"en": "limit of the course", "de": "Limit des Kurses"},
+    "subject_enduser": {"en": "your own share as a user of this application",
+                        "de": "Ihr eigener Anteil als Nutzer*in dieser Anwendung"},
     "course_unknown": {
         "en": "unknown course or not a member: {course}",
         "de": "unbekannter Kurs oder keine Mitgliedschaft: {course}",
