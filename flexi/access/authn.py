@@ -98,6 +98,8 @@ class Authenticator:
             addr = ipaddress.ip_address(address)
         except ValueError:
             return None
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # an IPv4 client of a dual-stack listener
         client = next((c for net, c in self._keyless if addr.version == net.version and addr in net), None)
         if client is None:
             return None

@@ -12,7 +12,7 @@ import typer
 
 from flexi.cli.admin import JSON_OPTION, CommandError, database, emit, handle
 
-usage_app = typer.Typer(help="Usage totals per user (pseudonym), course, model, key or day.", no_args_is_help=False)
+usage_app = typer.Typer(help="Usage totals per user (pseudonym), course, model, key, day or a key's end user.", no_args_is_help=False)
 privacy_app = typer.Typer(help="Data protection: export, erase, retention purge, record of processing activities.",
                           no_args_is_help=True)
 
