@@ -48,6 +48,59 @@ def config_file_path() -> Path:
 BackendKind = Literal["openai", "ollama", "vllm", "llamacpp", "flexi"]
 
 
+class KeylessClient(BaseModel):
+    """A client that may call the inference API without a credential (`[[keyless_clients]]` in config.toml):
+    requests from `network` that carry NO credential act as the service account `user` (its subject) or as
+    the API key `key` (its prefix, flx_…; the key's scopes, models, course and limits apply). Meant for
+    Moodle 5.0.0–5.0.6 / 5.1.0–5.1.3, whose Ollama provider cannot send a key. The address is the client's
+    behind FLEXI_TRUSTED_PROXIES; the account must have the role `service`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    network: str = Field(description="An IP address or CIDR network (10.1.2.3 or 10.1.2.0/28).")
+    user: str | None = Field(None, max_length=255, description="The subject of an existing service account.")
+    key: str | None = Field(None, pattern=r"^flx_[a-z0-9]{1,32}$", description="The prefix of an existing API key of a service account.")
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or CIDR network") from None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> "KeylessClient":
+        if (self.user is None) == (self.key is None):
+            raise ValueError(f"keyless client {self.network}: give exactly one of user or key")
+        return self
+
+
+def parse_keyless_clients(value: Any) -> Any:
+    """FLEXI_KEYLESS_CLIENTS: JSON (a list of tables as in config.toml), or `network=user` pairs separated by
+    commas, where the right side is a service account's subject or `key:flx_…`
+    (`10.1.2.3/32=moodle,10.1.9.0/28=key:flx_ab12cd34`)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        import json
+
+        return json.loads(text)
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        network, sep, who = item.partition("=")
+        if not sep or not who.strip():
+            raise ValueError(f"FLEXI_KEYLESS_CLIENTS: {item!r} is not network=user or network=key:flx_…")
+        who = who.strip()
+        out.append({"network": network.strip(), **({"key": who[4:]} if who.startswith("key:") else {"user": who})})
+    return out
+
+
 BackendCapability = Literal["completion", "tools", "vision", "thinking"]
 
 
@@ -182,6 +235,16 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Reverse proxies (IP addresses or CIDRs, comma separated in the env) whose X-Forwarded-For/-Proto/-Host are believed: the client address for per-address limits and the request's own origin come from them. Empty = trust no one (the connection's peer is the client).",
     )
+
+    keyless_clients: Annotated[list[KeylessClient], NoDecode] = Field(
+        default_factory=list,
+        description="Clients allowed to call the inference API (/api/…, /v1/…) WITHOUT a credential, by address: [[keyless_clients]] network = \"10.1.2.3/32\", user = \"moodle\" (a service account) or key = \"flx_…\" (an API key's prefix). In the env: JSON, or 10.1.2.3/32=moodle,10.1.9.0/28=key:flx_…. A request with any credential is authenticated normally; /admin, /me and model management always need one. Empty = every request needs a credential (with FLEXI_AUTH on).",
+    )
+
+    @field_validator("keyless_clients", mode="before")
+    @classmethod
+    def _parse_keyless_clients(cls, value: Any) -> Any:
+        return parse_keyless_clients(value)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +28,9 @@ from flexi.db.apikeys import hash_key, prefix_of
 from flexi.db.models import ApiKey, CourseMember, Group, GroupMember, LoginSession, TermsAcceptance, User, utcnow
 from flexi.db.pseudonym import pseudonymize
 
+log = logging.getLogger("flexi.access")
 MEMBERSHIP_TTL = 10.0
+KEYLESS_ROLE = "service"  # the only role a key-less client may act as
 TOUCH_INTERVAL = timedelta(minutes=1)
 
 
@@ -58,6 +62,11 @@ class Authenticator:
             .join(User, ApiKey.owner_id == User.id)
             .where(ApiKey.prefix == bindparam("prefix"))
         )  # built once: building a statement per request costs more than running it
+        self._subject_query = (
+            select(User.id, User.subject, User.pseudonym, User.role, User.locale, User.disabled_at)
+            .where(User.subject == bindparam("subject"))
+        )
+        self._keyless = [(ipaddress.ip_network(c.network), c) for c in settings.keyless_clients]
         self._session_query = (
             select(LoginSession.expires_at, User.id, User.subject, User.pseudonym, User.role, User.locale, User.disabled_at)
             .join(User, LoginSession.user_id == User.id)
@@ -79,13 +88,50 @@ class Authenticator:
     def effective_role(self, subject: str, stored: str) -> str:
         return ADMIN if subject in self.settings.admins else stored
 
+    def keyless(self, address: str) -> Principal | None:
+        """The principal of a request WITHOUT a credential from `address` (the client's, behind trusted
+        proxies), when FLEXI_KEYLESS_CLIENTS maps it to a service account or one of its keys; else None.
+        The account is read like a key on every request: disabling it or revoking the key stops it at once."""
+        if not self._keyless:
+            return None
+        try:
+            addr = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # an IPv4 client of a dual-stack listener
+        client = next((c for net, c in self._keyless if addr.version == net.version and addr in net), None)
+        if client is None:
+            return None
+        principal = self._by_prefix(client.key) if client.key else self._by_subject(client.user or "")
+        if principal is None or principal.role != KEYLESS_ROLE:
+            log.warning("key-less client %s: %s %s is missing, disabled, revoked or not a service account",
+                        client.network, "key" if client.key else "user", client.key or client.user)
+            return None
+        return principal
+
+    def _by_subject(self, subject: str) -> Principal | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._subject_query, {"subject": subject}).first()
+        if row is None or row[5] is not None:
+            return None
+        user_id, subject, pseudonym, role, locale, _disabled = row
+        groups, courses = self._member_of(user_id)
+        return Principal(user_id=user_id, subject=subject, pseudonym=pseudonym, role=self.effective_role(subject, role),
+                         locale=locale, groups=groups, courses=courses)
+
     def _by_key(self, presented: str) -> Principal | None:
         prefix = prefix_of(presented)
         if prefix is None:
             return None
+        return self._by_prefix(prefix, presented)
+
+    def _by_prefix(self, prefix: str, presented: str | None = None) -> Principal | None:
+        """The key `prefix`'s principal; with `presented`, only if it is that key's secret (None: a key-less
+        client the operator mapped to this key, by address)."""
         with self.engine.connect() as conn:
             row = conn.execute(self._key_query, {"prefix": prefix}).first()
-        if row is None or not hmac.compare_digest(row[1], hash_key(presented)):
+        if row is None or (presented is not None and not hmac.compare_digest(row[1], hash_key(presented))):
             return None
         (key_id, _h, revoked_at, expires_at, scopes, models, course_id, last_used, user_id, subject, pseudonym, role,
          locale, disabled_at) = row

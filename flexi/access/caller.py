@@ -57,6 +57,7 @@ class Caller:
     course: str | None = None  # a course named by the client (X-Flexi-Course), not yet checked
     billing: Billing | None = None
     priority_header: int | None = None  # X-Flexi-Priority, when the client sent a known value
+    end_user: str | None = None  # pseudonym of a service key's end user (AccessGate.for_end_user), never the raw id
     timings: RequestTimings = field(default_factory=RequestTimings, compare=False)
 
     def with_billing(self, billing: Billing) -> Caller:

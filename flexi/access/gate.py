@@ -36,12 +36,13 @@ from flexi.access.caller import Caller
 from flexi.access.errors import AccessError, forbidden, quota_exceeded, shared_state_unavailable, too_many_requests
 from flexi.access.policy import Limits, PolicyBook
 from flexi.access.principal import Principal
-from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation
+from flexi.access.quota import QuotaLedger, QuotaRefusal, Reservation, splits_end_users
 from flexi.access.shared_state import ConcurrencyLeases, Lease, SharedStateUnavailable
 from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.access.usage_journal import RUNNING
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow, iso_z
+from flexi.db.pseudonym import pseudonymize
 from flexi.engine.remote.wire import BackendsDown
 from flexi.engine.types import (
     EngineError,
@@ -164,6 +165,16 @@ class AccessGate:
         admission = await self._admit(caller, self.limits(caller.principal, model), 0, 0, model)
         self.usage.submit(self._entry(admission, status="ok"))
 
+    def for_end_user(self, caller: Caller, end_user: str | None) -> Caller:
+        """The caller acting for an application's own end user (OpenAI's `user`): a `service` key's
+        requests then count against the key's limits for each end user as well, and usage records carry
+        the end user's pseudonym - a keyed hash scoped to the key's owner, so the raw id (a Moodle user's
+        hash) is never stored and the same id at two sites never links. Anyone else: unchanged."""
+        if not end_user or not splits_end_users(caller.principal):
+            return caller
+        pseudonym = pseudonymize(f"end-user:{caller.principal.user_id}:{end_user}", self.authn.pseudonym_key)
+        return dataclasses.replace(caller, end_user=pseudonym)
+
     # --- generation --------------------------------------------------------------------
     async def admit(self, caller: Caller, model: str, *, prompt_bound: int) -> Admission:
         """Policy, rate and token admission for a generation before its prompt exists.
@@ -276,7 +287,7 @@ class AccessGate:
             user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
             model=admission.model, endpoint=admission.endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0,
             generation_ms=0, status=RUNNING, assistant_id=admission.assistant_id, request_id=journal,
-            replica=self.settings.replica_name))
+            replica=self.settings.replica_name, end_user=admission.caller.end_user))
         return journal
 
     def _record(self, admission: Admission, req: GenerationRequest, stats: GenerationStats | None, delivered: int,
@@ -297,7 +308,8 @@ class AccessGate:
             status=status, reservation=admission.reservation, assistant_id=admission.assistant_id,
             prompt_text=req.prompt if parts is not None else None,
             response_text="".join(parts) if parts is not None else None,
-            request_id=journal, replica=self.settings.replica_name if journal else None))
+            request_id=journal, replica=self.settings.replica_name if journal else None,
+            end_user=admission.caller.end_user))
         return prompt, completion
 
     async def embed(self, caller: Caller, model: str, inputs: list[str], run: Callable[[], Awaitable[T]],
@@ -339,7 +351,8 @@ class AccessGate:
         return UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
                           model=admission.model, endpoint=admission.endpoint, prompt_tokens=prompt_tokens,
                           completion_tokens=0, queue_ms=0, generation_ms=generation_ms, status=status,
-                          reservation=admission.reservation, assistant_id=admission.assistant_id)
+                          reservation=admission.reservation, assistant_id=admission.assistant_id,
+                          end_user=admission.caller.end_user)
 
     # --- admission ---------------------------------------------------------------------
     async def _admit(self, caller: Caller, limits: Limits, prompt_bound: int, max_output: int,
@@ -354,12 +367,12 @@ class AccessGate:
             return Admission(caller, course_id, limits, Reservation(), endpoint, model, assistant_id=assistant_id)
         admitting = asyncio.get_running_loop().run_in_executor(
             self.quotas.executor, functools.partial(self.quotas.admit, principal, course_id, prompt_bound, max_output,
-                                                    phase=phase))
+                                                    phase=phase, end_user=caller.end_user))
         try:
             reservation = await asyncio.shield(admitting)  # the thread commits even if the client leaves now...
         except asyncio.CancelledError:
             admitting.add_done_callback(
-                lambda done: self._release(done, principal, course_id, endpoint, model, assistant_id))
+                lambda done: self._release(done, principal, course_id, endpoint, model, assistant_id, caller.end_user))
             raise  # ...so its reservation is handed back once it is in
         except QuotaRefusal as refusal:
             raise self._refused(caller, refusal, course_id, endpoint, model, assistant_id, embedding) from None
@@ -371,7 +384,7 @@ class AccessGate:
         self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
             user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
             endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected",
-            assistant_id=assistant_id))
+            assistant_id=assistant_id, end_user=caller.end_user))
         error = self._refusal(caller.locale, refusal)
         if self.metrics is not None and embedding:
             self.metrics.embedding(model=model, endpoint=endpoint, course_id=course_id, status="rejected",
@@ -382,13 +395,13 @@ class AccessGate:
         return error
 
     def _release(self, done: asyncio.Future[Reservation], principal: Principal, course_id: int | None, endpoint: str,
-                 model: str, assistant_id: int | None = None) -> None:
+                 model: str, assistant_id: int | None = None, end_user: str | None = None) -> None:
         if done.cancelled() or done.exception() is not None:
             return
         self.usage.submit(UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id,
                                      model=model, endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0,
                                      generation_ms=0, status="cancelled", reservation=done.result(),
-                                     assistant_id=assistant_id))
+                                     assistant_id=assistant_id, end_user=end_user))
 
     def _refusal(self, locale: str, refusal: QuotaRefusal) -> AccessError:
         lim = refusal.limit

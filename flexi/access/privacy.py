@@ -131,7 +131,8 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
         "usage_records": [{"at": _iso(u.at), "key_id": u.key_id, "course_id": u.course_id, "model": u.model,
                            "endpoint": u.endpoint, "prompt_tokens": u.prompt_tokens,
                            "completion_tokens": u.completion_tokens, "queue_ms": u.queue_ms,
-                           "generation_ms": u.generation_ms, "status": u.status, "assistant_id": u.assistant_id}
+                           "generation_ms": u.generation_ms, "status": u.status, "assistant_id": u.assistant_id,
+                           "end_user": u.end_user}
                           for u in usage],
         "content_records": [{"at": _iso(c.at), "purpose": c.purpose, "model": c.model, "endpoint": c.endpoint,
                              "prompt": c.prompt, "response": c.response} for c in content],
@@ -162,15 +163,16 @@ def erase_user(session: Session, user_id: int) -> dict[str, int] | None:
         return None
     pseudonym = user.pseudonym
     key_ids = list(session.scalars(select(ApiKey.id).where(ApiKey.owner_id == user_id)))
-    for kind, ids in (("user", [user_id]), ("key", key_ids)):
+    for kind, ids in (("user", [user_id]), ("key", key_ids), ("enduser", key_ids)):
         if ids:  # a later user or key with a reused id must not inherit limits or use
             session.execute(delete(Quota).where(Quota.subject_kind == kind, Quota.subject_id.in_(ids)))
             session.execute(delete(QuotaCounter).where(QuotaCounter.subject_kind == kind, QuotaCounter.subject_id.in_(ids)))
     counts = {
         "content_records": session.execute(delete(ContentRecord).where(ContentRecord.user_pseudonym == pseudonym)).rowcount,
+        # a service account's rows also lose its end users' pseudonyms (computable again from its id)
         "usage_records_unlinked": session.execute(
             update(UsageRecord).where(UsageRecord.user_pseudonym == pseudonym)
-            .values(user_pseudonym=ERASED_PREFIX + secrets.token_hex(28))).rowcount,
+            .values(user_pseudonym=ERASED_PREFIX + secrets.token_hex(28), end_user=None)).rowcount,
         "api_keys": session.execute(delete(ApiKey).where(ApiKey.owner_id == user_id)).rowcount,
         "login_sessions": session.execute(delete(LoginSession).where(LoginSession.user_id == user_id)).rowcount,
         "conversations": _delete_conversations(session, Conversation.user_id == user_id),

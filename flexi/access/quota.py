@@ -2,7 +2,9 @@
 
 Limits (requests per minute, tokens per day and per week) apply to the user
 (their own `quotas` row, else their role's `role_quotas` row), to the API key
-and to the course a request is billed to. Usage lives in `quota_counters`, one
+and to the course a request is billed to; and to each end user of a `service`
+key (kind `enduser`, subject = the key: the limits every end user of that key
+gets, counted per end user's pseudonym), in addition to the key's own. Usage lives in `quota_counters`, one
 row per subject and window, changed only by conditional atomic UPDATEs
 (`used = used + n WHERE used + n <= limit`): two requests, two processes or two
 replicas can never both take the last tokens, on SQLite (writers serialize)
@@ -27,6 +29,7 @@ with every limit empty (= unlimited), and clearing it brings the default back.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +47,21 @@ WINDOWS = {"requests_per_minute": "minute", "tokens_per_day": "day", "tokens_per
 LIMITS_TTL = 5.0  # seconds a subject's limits are cached; admin changes in this process clear it at once
 
 
+def splits_end_users(principal: Principal) -> bool:
+    """Whether a caller's requests are divided among its application's end users (OpenAI's `user`): only
+    a `service` user's API key (a Moodle site, a tenant) may; a student's key must not multiply its share."""
+    return principal.key_id is not None and principal.role == "service"
+
+
+def for_end_user(limits: list[Limit], end_user: str | None) -> list[Limit]:
+    """The limits of one request: a key's `enduser` limits counted for `end_user`, or dropped without one."""
+    if not any(lim.subject_kind == "enduser" for lim in limits):
+        return limits
+    if not end_user:
+        return [lim for lim in limits if lim.subject_kind != "enduser"]
+    return [dataclasses.replace(lim, end_user=end_user) if lim.subject_kind == "enduser" else lim for lim in limits]
+
+
 def window_start(window: str, now: datetime) -> datetime:
     now = now.astimezone(UTC)
     if window == "minute":
@@ -58,10 +76,11 @@ def window_end(window: str, start: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Limit:
-    subject_kind: str  # user | key | course
+    subject_kind: str  # user | key | course | enduser
     subject_id: int
     name: str  # requests_per_minute | tokens_per_day | tokens_per_week
     value: int
+    end_user: str = ""  # kind enduser: the pseudonym of the end user it is counted for ('' = a template)
 
     @property
     def window(self) -> str:
@@ -89,7 +108,7 @@ class Reservation:
 
     tokens: int = 0
     max_output: int | None = None  # cap for the request's output, None = no token quota applies
-    counters: list[tuple[str, int, str, datetime]] = field(default_factory=list)
+    counters: list[tuple[str, int, str, datetime, str]] = field(default_factory=list)  # kind, id, window, start, end user
 
 
 class QuotaLedger:
@@ -102,18 +121,23 @@ class QuotaLedger:
         self.role_defaults = {role: RoleDefault(**values) for role, values in (role_defaults or {}).items()}
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         ins = dialect_insert(QuotaCounter).values(subject_kind=bindparam("k"), subject_id=bindparam("i"),
-                                                  window=bindparam("w"), window_start=bindparam("s"), used=bindparam("n"))
+                                                  window=bindparam("w"), window_start=bindparam("s"), used=bindparam("n"),
+                                                  end_user=bindparam("e"))
         self._take_stmt = ins.on_conflict_do_update(
-            index_elements=[QuotaCounter.subject_kind, QuotaCounter.subject_id, QuotaCounter.window, QuotaCounter.window_start],
+            index_elements=[QuotaCounter.subject_kind, QuotaCounter.subject_id, QuotaCounter.window, QuotaCounter.window_start,
+                            QuotaCounter.end_user],
             set_={"used": QuotaCounter.used + ins.excluded.used},
             where=QuotaCounter.used + ins.excluded.used <= bindparam("limit"),
         ).returning(QuotaCounter.used)
         self._used_stmt = select(QuotaCounter.subject_kind, QuotaCounter.subject_id, QuotaCounter.window,
-                                 QuotaCounter.used).where(QuotaCounter.window_start.in_(bindparam("starts", expanding=True)),
-                                                          QuotaCounter.subject_id.in_(bindparam("ids", expanding=True)))
+                                 QuotaCounter.end_user, QuotaCounter.used).where(
+            QuotaCounter.window_start.in_(bindparam("starts", expanding=True)),
+            QuotaCounter.subject_id.in_(bindparam("ids", expanding=True)),
+            QuotaCounter.end_user.in_(bindparam("ends", expanding=True)))  # never a whole key's end users
         self._settle_stmt = (update(QuotaCounter)
                              .where(QuotaCounter.subject_kind == bindparam("k"), QuotaCounter.subject_id == bindparam("i"),
-                                    QuotaCounter.window == bindparam("w"), QuotaCounter.window_start == bindparam("s"))
+                                    QuotaCounter.window == bindparam("w"), QuotaCounter.window_start == bindparam("s"),
+                                    QuotaCounter.end_user == bindparam("e"))
                              .values(used=QuotaCounter.used + bindparam("delta")))
         self._limits: dict[tuple[Any, ...], tuple[list[Limit], float]] = {}
         # SQLite: one server process owns the file and writers take one lock. All of this process's
@@ -146,6 +170,8 @@ class QuotaLedger:
         subjects = [("user", principal.user_id)]
         if principal.key_id is not None:
             subjects.append(("key", principal.key_id))
+            if splits_end_users(principal):
+                subjects.append(("enduser", principal.key_id))
         if course_id is not None:
             subjects.append(("course", course_id))
         rows = {(q.subject_kind, q.subject_id): q for q in conn.execute(select(Quota).where(
@@ -169,18 +195,21 @@ class QuotaLedger:
 
     # --- admission -------------------------------------------------------------------
     def admit(self, principal: Principal, course_id: int | None, prompt_bound: int, max_output: int,
-              *, now: datetime | None = None, phase: str = "all") -> Reservation:
+              *, now: datetime | None = None, phase: str = "all", end_user: str | None = None) -> Reservation:
         """Count the request and reserve its tokens, or raise QuotaRefusal naming the limit hit.
 
         A generation is admitted in two phases around its prompt's rendering: `"rate"` before it
         (count the request per minute; refuse if a token window has less than `prompt_bound` + 1
         left, reserving nothing), `"tokens"` after it (reserve the real prompt's bound and the
-        output, without counting the request again). `"all"` does both at once."""
+        output, without counting the request again). `"all"` does both at once.
+        `end_user`: the pseudonym of the key's end user the request is for; the key's `enduser` limits
+        apply to exactly that end user (without one they do not apply: the key's own limits still do)."""
         now = now or utcnow()
         limits = self.cached_limits(principal, course_id)
         if limits is None:
             with self.engine.connect() as probe:
                 limits = self.limits_for(probe, principal, course_id)
+        limits = for_end_user(limits, end_user)
         if not limits:
             return Reservation()
         token_limits = [lim for lim in limits if lim.window != "minute"]
@@ -205,26 +234,29 @@ class QuotaLedger:
             reservation = Reservation(tokens=tokens, max_output=output)
             for lim in token_limits:
                 self._take(conn, lim, tokens, now)  # still conditional: another replica may have been faster
-                reservation.counters.append((lim.subject_kind, lim.subject_id, lim.window, window_start(lim.window, now)))
+                reservation.counters.append((lim.subject_kind, lim.subject_id, lim.window, window_start(lim.window, now),
+                                             lim.end_user))
             return reservation
 
     def _left(self, conn: Connection, token_limits: list[Limit], prompt_bound: int, now: datetime) -> tuple[Limit, int]:
         """The tightest token window and what it has left; QuotaRefusal if not even the prompt fits."""
         used = self._used(conn, token_limits, now)
-        left = {lim: lim.value - used.get((lim.subject_kind, lim.subject_id, lim.window), 0) for lim in token_limits}
+        left = {lim: lim.value - used.get((lim.subject_kind, lim.subject_id, lim.window, lim.end_user), 0)
+                for lim in token_limits}
         tightest = min(token_limits, key=lambda lim: left[lim])
         if left[tightest] < prompt_bound + 1:
             raise QuotaRefusal(tightest, window_end(tightest.window, window_start(tightest.window, now)))
         return tightest, left[tightest]
 
-    def _used(self, conn: Connection, limits: list[Limit], now: datetime) -> dict[tuple[str, int, str], int]:
+    def _used(self, conn: Connection, limits: list[Limit], now: datetime) -> dict[tuple[str, int, str, str], int]:
         starts = sorted({window_start(lim.window, now) for lim in limits})
         ids = sorted({lim.subject_id for lim in limits})
-        wanted = {(lim.subject_kind, lim.subject_id, lim.window) for lim in limits}
-        out: dict[tuple[str, int, str], int] = {}
-        for kind, sid, window, used in conn.execute(self._used_stmt, {"starts": starts, "ids": ids}):
-            if (kind, sid, window) in wanted:
-                out[(kind, sid, window)] = int(used)
+        ends = sorted({lim.end_user for lim in limits})
+        wanted = {(lim.subject_kind, lim.subject_id, lim.window, lim.end_user) for lim in limits}
+        out: dict[tuple[str, int, str, str], int] = {}
+        for kind, sid, window, end, used in conn.execute(self._used_stmt, {"starts": starts, "ids": ids, "ends": ends}):
+            if (kind, sid, window, end) in wanted:
+                out[(kind, sid, window, end)] = int(used)
         return out
 
     def _take(self, conn: Connection, lim: Limit, amount: int, now: datetime) -> None:
@@ -232,7 +264,7 @@ class QuotaLedger:
         if amount > lim.value:
             raise QuotaRefusal(lim, window_end(lim.window, start))
         row = conn.execute(self._take_stmt, {"k": lim.subject_kind, "i": lim.subject_id, "w": lim.window, "s": start,
-                                             "n": amount, "limit": lim.value}).first()
+                                             "n": amount, "limit": lim.value, "e": lim.end_user}).first()
         if row is None:  # the row exists and the condition failed: the limit is reached
             raise QuotaRefusal(lim, window_end(lim.window, start))
 
@@ -242,16 +274,17 @@ class QuotaLedger:
         delta = actual_tokens - reservation.tokens
         if not reservation.counters or delta == 0:
             return
-        conn.execute(self._settle_stmt, [{"k": kind, "i": sid, "w": window, "s": start, "delta": delta}
-                                         for kind, sid, window, start in sorted(reservation.counters)])
+        conn.execute(self._settle_stmt, [{"k": kind, "i": sid, "w": window, "s": start, "e": end, "delta": delta}
+                                         for kind, sid, window, start, end in sorted(reservation.counters)])
 
-    def usage_of(self, conn: Connection, kind: str, sid: int, now: datetime | None = None) -> dict[str, int]:
+    def usage_of(self, conn: Connection, kind: str, sid: int, now: datetime | None = None,
+                 end_user: str = "") -> dict[str, int]:
         """Current use per window for one subject (for /me and admin views)."""
         now = now or utcnow()
         out = {}
         for name, window in WINDOWS.items():
             used = conn.scalar(select(QuotaCounter.used).where(
                 QuotaCounter.subject_kind == kind, QuotaCounter.subject_id == sid, QuotaCounter.window == window,
-                QuotaCounter.window_start == window_start(window, now)))
+                QuotaCounter.window_start == window_start(window, now), QuotaCounter.end_user == end_user))
             out[name] = int(used or 0)
         return out

@@ -61,6 +61,7 @@ class UsageEntry:
     assistant_id: int | None = None  # a chat through a course assistant
     request_id: str | None = None  # a journaled generation: joins its start to its end (unique)
     replica: str | None = None  # the replica that runs it (Settings.replica_name)
+    end_user: str | None = None  # pseudonym of a service key's end user (OpenAI `user`), never the raw id
 
     @property
     def billed_tokens(self) -> int:
@@ -230,7 +231,8 @@ def _row(e: UsageEntry) -> dict[str, object]:
     return {"at": e.at, "user_pseudonym": e.user_pseudonym, "key_id": e.key_id, "course_id": e.course_id,
             "model": e.model, "endpoint": e.endpoint, "prompt_tokens": e.prompt_tokens,
             "completion_tokens": e.completion_tokens, "queue_ms": e.queue_ms, "generation_ms": e.generation_ms,
-            "status": e.status, "assistant_id": e.assistant_id, "request_id": e.request_id, "replica": e.replica}
+            "status": e.status, "assistant_id": e.assistant_id, "request_id": e.request_id, "replica": e.replica,
+            "end_user": e.end_user}
 
 
 _END = update(UsageRecord).where(UsageRecord.request_id == bindparam("rid")).values(

@@ -10,11 +10,11 @@ from sqlalchemy import Date, Integer, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from flexi.access.principal import Principal
-from flexi.access.quota import QuotaLedger, window_end, window_start
+from flexi.access.quota import QuotaLedger, for_end_user, window_end, window_start
 from flexi.access.usage_journal import INTERRUPTED, RUNNING
 from flexi.db.models import ApiKey, Course, UsageRecord, utcnow, iso_z
 
-GROUPS = ("user", "course", "model", "key", "day")
+GROUPS = ("user", "course", "model", "key", "day", "end_user")  # end_user: a service key's end users (pseudonyms)
 
 
 def _day(session: Session) -> Any:
@@ -44,8 +44,9 @@ def _totals() -> list[Any]:
 
 def usage_summary(session: Session, by: str, *, since: datetime | None = None, until: datetime | None = None,
                   model: str | None = None, course: str | None = None, pseudonym: str | None = None,
-                  limit: int = 1000) -> list[dict[str, Any]]:
-    """Totals grouped `by` one of GROUPS, newest/largest first."""
+                  key_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """Totals grouped `by` one of GROUPS, newest/largest first (`key_id`: one key's requests only, e.g.
+    a Moodle site's key grouped by its end users: who they are stays unknown, only their pseudonyms)."""
     if by not in GROUPS:
         raise ValueError(f"group by one of {', '.join(GROUPS)}")
     if by == "user":
@@ -56,6 +57,8 @@ def usage_summary(session: Session, by: str, *, since: datetime | None = None, u
         key = UsageRecord.model
     elif by == "key":
         key = ApiKey.prefix
+    elif by == "end_user":
+        key = UsageRecord.end_user
     else:
         key = _day(session)
     stmt = select(key.label("group"), *_totals()).select_from(UsageRecord).where(UsageRecord.status != RUNNING)
@@ -73,6 +76,8 @@ def usage_summary(session: Session, by: str, *, since: datetime | None = None, u
         stmt = stmt.where(Course.name == course)
     if pseudonym:
         stmt = stmt.where(UsageRecord.user_pseudonym == pseudonym)
+    if key_id is not None:
+        stmt = stmt.where(UsageRecord.key_id == key_id)
     order = key.desc() if by == "day" else func.count().desc()
     stmt = stmt.group_by(key).order_by(order).limit(max(1, min(limit, 10000)))
     out = []
@@ -97,7 +102,8 @@ def own_usage(session: Session, principal: Principal, quotas: QuotaLedger, days:
         if course is not None and course not in principal.courses and not principal.is_admin:
             course = None
         used: dict[tuple[str, int], dict[str, int]] = {}
-        for lim in quotas.limits_for(conn, principal, course):
+        for lim in for_end_user(quotas.limits_for(conn, principal, course), None):  # a key's share per end user: not
+            # the caller's own (an application's users see theirs only in the 429 that names it)
             subject = (lim.subject_kind, lim.subject_id)
             if subject not in used:
                 used[subject] = quotas.usage_of(conn, lim.subject_kind, lim.subject_id, now)

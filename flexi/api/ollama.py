@@ -171,7 +171,7 @@ async def generate(request: Request) -> Response:
     prompt = TextPrompt(body.prompt, system=system, template=body.template, suffix=body.suffix, raw=body.raw,
                         think=body.think, has_images=bool(body.images))
     draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format, keep_alive=body.keep_alive,
-                  prefix_tokens=list(body.context or []), return_tokens=not body.raw)
+                  prefix_tokens=list(body.context or []), return_tokens=not body.raw, end_user=body.user)
     events = await primed(await service.generate(target.caller, record, draft))
     if not body.stream or body.think:
         # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.
@@ -255,7 +255,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
                         has_images=any(m.images for m in body.messages),
                         augment=grounding.augment if grounding is not None else None)
     draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format,
-                  keep_alive=body.keep_alive)
+                  keep_alive=body.keep_alive, end_user=body.user)
     events = await primed(await service.generate(target.caller, record, draft))
     want_thinking = bool(body.think)
 
@@ -323,7 +323,7 @@ async def embed(request: Request) -> dict[str, Any]:
     opts = body.options
     result = await service.embed(caller, record, EmbedDraft(inputs, truncate=body.truncate, normalize=True,
                                                             num_ctx=opts.num_ctx if opts else None,
-                                                            keep_alive=body.keep_alive))
+                                                            keep_alive=body.keep_alive, end_user=body.user))
     vectors = result.embeddings
     if body.dimensions:
         vectors = [gen.truncate_embedding(v, body.dimensions) for v in vectors]

@@ -48,6 +48,7 @@ class _Generation(_ModelRef):
     stream: bool = True
     keep_alive: str | int | float | None = None
     think: bool | Literal["low", "medium", "high"] | None = None
+    user: str | None = None  # not Ollama's: Moodle's Ollama provider sends its user hash here, as OpenAI's `user`
 
 
 class GenerateRequest(_Generation):
@@ -71,6 +72,7 @@ class EmbedRequest(_ModelRef):
     options: ModelOptions | None = None
     keep_alive: str | int | float | None = None
     dimensions: int | None = Field(None, ge=1)
+    user: str | None = None  # an application's end user, as in /api/generate
 
 
 class EmbeddingsRequest(_ModelRef):

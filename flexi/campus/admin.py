@@ -64,6 +64,12 @@ class PasswordSet(Strict):
     password: str | None = Field(max_length=1024, description="null removes the password (SSO only).")
 
 
+class QuotaSet(Strict):
+    requests_per_minute: int | None = Field(None, ge=0, le=ops.MAX_ID)
+    tokens_per_day: int | None = Field(None, ge=0, le=ops.MAX_ID)
+    tokens_per_week: int | None = Field(None, ge=0, le=ops.MAX_ID)
+
+
 class KeyCreate(Strict):
     name: str = Field("", max_length=100)
     scopes: list[Scope] | None = Field(None, max_length=3, description="Default: [\"inference\"].")
@@ -71,6 +77,8 @@ class KeyCreate(Strict):
     expires_in_days: int | None = Field(None, ge=1, le=ops.MAX_KEY_DAYS)
     expires_at: str | None = Field(None, max_length=40, description="ISO date (valid through that day, UTC) or datetime.")
     course_id: Id | None = Field(None, description="Bill usage and quota to this course.")
+    end_user_limits: QuotaSet | None = Field(None, description="A service account's key (a Moodle site): the limits "
+                                             "EACH of its end users (OpenAI `user`) gets, besides the key's own.")
 
     def expiry(self) -> object:
         """Days or ISO date; raises AdminError if both are given (call inside a transaction)."""
@@ -84,12 +92,6 @@ class NamedCreate(Strict):
 
 class CourseMemberSet(Strict):
     role: CourseRole = "student"
-
-
-class QuotaSet(Strict):
-    requests_per_minute: int | None = Field(None, ge=0, le=ops.MAX_ID)
-    tokens_per_day: int | None = Field(None, ge=0, le=ops.MAX_ID)
-    tokens_per_week: int | None = Field(None, ge=0, le=ops.MAX_ID)
 
 
 class PolicyCreate(Strict):
@@ -188,7 +190,10 @@ def create_user_key(request: Request, user_id: PathId, body: KeyCreate) -> dict[
     with transaction(request) as s:
         created, row = ops.create_api_key(s, user_id, admins=access_of(request).settings.admins, name=body.name, scopes=body.scopes, models=body.models,
                                           expires=body.expiry(), course_id=body.course_id)
-        return {**ops.key_view(row), "key": created.key,
+        extra = {}
+        if body.end_user_limits is not None:  # a new key: no limits of it are cached anywhere yet
+            extra["end_user_limits"] = ops.set_quota(s, "enduser", row.id, body.end_user_limits.given())
+        return {**ops.key_view(row), **extra, "key": created.key,
                 "warning": "this is the only time the full key is shown; store it now"}
 
 
@@ -282,11 +287,12 @@ _membership_routes(ops.COURSES)
 
 
 # --- quotas --------------------------------------------------------------------------------------------------------
-QuotaKind = Literal["user", "key", "course", "role"]
-SubjectRef = Annotated[str, Path(max_length=32, description="An id (user, key, course) or a role name.")]
+QuotaKind = Literal["user", "key", "course", "role", "enduser"]
+SubjectRef = Annotated[str, Path(max_length=32, description="An id (user, key, course; enduser: the key whose end "
+                                                            "users each get these limits) or a role name.")]
 
 
-@router.get("/quotas", summary="List quotas (roles, users, keys, courses)")
+@router.get("/quotas", summary="List quotas (roles, users, keys, courses, end users of keys)")
 def list_quotas(request: Request, kind: QuotaKind | None = None) -> dict[str, Any]:
     with transaction(request) as s:
         return {"quotas": ops.list_quotas(s, kind, access_of(request).settings.default_role_quotas)}

@@ -25,15 +25,18 @@ def _text_filter(value: str | None, name: str) -> str | None:
     return value
 
 
-@router.get("/usage", summary="Usage totals grouped by user (pseudonym), course, model, key or day")
-def usage(request: Request, by: Literal["user", "course", "model", "key", "day"] = "day",
+@router.get("/usage", summary="Usage totals grouped by user (pseudonym), course, model, key, day or end user")
+def usage(request: Request, by: Literal["user", "course", "model", "key", "day", "end_user"] = "day",
           since: datetime | None = None, until: datetime | None = None, model: str | None = None,
-          course: str | None = None, limit: int = 1000) -> dict[str, Any]:
+          course: str | None = None, key_id: int | None = None, limit: int = 1000) -> dict[str, Any]:
+    """`by=end_user&key_id=…`: a service key's usage per end user (OpenAI `user`), by pseudonym only."""
     if not 1 <= limit <= 10000:
         raise BadRequest("limit must be between 1 and 10000", param="limit")
+    if key_id is not None and not 1 <= key_id <= 2**31 - 1:
+        raise BadRequest("key_id must be a key's id", param="key_id")
     with transaction(request) as s:
         rows = usage_summary(s, by, since=since, until=until, model=_text_filter(model, "model"),
-                             course=_text_filter(course, "course"), limit=limit)
+                             course=_text_filter(course, "course"), key_id=key_id, limit=limit)
     return {"by": by, "rows": rows}
 
 

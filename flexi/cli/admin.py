@@ -329,16 +329,22 @@ def keys_create(user: str = typer.Argument(..., help="Owner (subject or id)."),
                 model: list[str] | None = typer.Option(None, "--model", help="Allowed model name or glob; repeat (default: all the owner may use)."),
                 expires: str | None = typer.Option(None, "--expires", help="Days (30) or an ISO date (2030-12-31); default: never."),
                 course: str | None = typer.Option(None, "--course", help="Bill usage to this course (name or id)."),
+                end_user_rpm: str | None = typer.Option(None, "--end-user-requests-per-minute", help="A service account's key (a Moodle site): requests per minute EACH end user (OpenAI `user`) may make."),
+                end_user_day: str | None = typer.Option(None, "--end-user-tokens-per-day", help="Tokens per day for each end user of the key."),
+                end_user_week: str | None = typer.Option(None, "--end-user-tokens-per-week", help="Tokens per week for each end user of the key."),
                 as_json: bool = JSON_OPTION) -> None:
     """Create an API key; the full key is printed once."""
     from flexi.access import admin_ops as ops
 
+    end_user_limits = _limits(end_user_rpm, end_user_day, end_user_week, "--end-user-")
     with database() as s:
         owner = ops.find_user(s, user)
         course_id = ops.find_course(s, course).id if course else None
         created, row = ops.create_api_key(s, owner.id, admins=s.info["settings"].admins, name=name, scopes=_split(scope), models=_split(model),
                                           expires=expires, course_id=course_id)
         view = {**ops.key_view(row), "owner": owner.subject}
+        if end_user_limits:
+            view["end_user_limits"] = ops.set_quota(s, "enduser", row.id, end_user_limits)
     if as_json:
         emit({**view, "key": created.key, "warning": t("key_once")}, True)
         return
@@ -478,16 +484,18 @@ def _limit_text(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def _subject(session: Any, role: str | None, user: str | None, key: str | None, course: str | None) -> tuple[str, Any]:
+def _subject(session: Any, role: str | None, user: str | None, key: str | None, course: str | None,
+             end_users_of: str | None = None) -> tuple[str, Any]:
     from flexi.access import admin_ops as ops
 
-    given = [(k, v) for k, v in (("role", role), ("user", user), ("key", key), ("course", course)) if v is not None]
+    given = [(k, v) for k, v in (("role", role), ("user", user), ("key", key), ("course", course),
+                                 ("enduser", end_users_of)) if v is not None]
     if len(given) != 1:
         raise CommandError(t("one_subject"))
     kind, ref = given[0]
     if kind == "user":
         return kind, ops.find_user(session, ref).id
-    if kind == "key":
+    if kind in ("key", "enduser"):
         return kind, ops.find_api_key(session, ref).id
     if kind == "course":
         return kind, ops.find_course(session, ref).id
@@ -498,6 +506,17 @@ ROLE_OPT = typer.Option(None, "--role", help="Default limits for everyone with t
 USER_OPT = typer.Option(None, "--user", help="A user (subject or id).")
 KEY_OPT = typer.Option(None, "--key", help="An API key (id or prefix).")
 COURSE_OPT = typer.Option(None, "--course", help="A course (name or id).")
+END_USERS_OPT = typer.Option(None, "--end-users-of", help="EACH end user (OpenAI `user`) of this service account's API key (id or prefix), e.g. every student of a Moodle site.")
+
+
+def _limits(rpm: str | None, day: str | None, week: str | None, prefix: str = "--") -> dict[str, int | None]:
+    """The limits given as options (a number, or 'none' = no limit); absent ones are left out."""
+    values = {}
+    for name, raw in (("requests_per_minute", rpm), ("tokens_per_day", day), ("tokens_per_week", week)):
+        given, value = _number(prefix + name.replace("_", "-"), raw)
+        if given:
+            values[name] = value
+    return values
 
 
 def _role_defaults() -> dict[str, dict[str, int | None]]:
@@ -509,7 +528,7 @@ def _role_defaults() -> dict[str, dict[str, int | None]]:
 
 @quotas_app.command("list")
 @handle
-def quotas_list(kind: str | None = typer.Option(None, "--kind", help="role, user, key or course."),
+def quotas_list(kind: str | None = typer.Option(None, "--kind", help="role, user, key, course or enduser."),
                 as_json: bool = JSON_OPTION) -> None:
     """List all quotas."""
     from flexi.access import admin_ops as ops
@@ -523,7 +542,7 @@ def quotas_list(kind: str | None = typer.Option(None, "--kind", help="role, user
 @quotas_app.command("set")
 @handle
 def quotas_set(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: str | None = KEY_OPT,
-               course: str | None = COURSE_OPT,
+               course: str | None = COURSE_OPT, end_users_of: str | None = END_USERS_OPT,
                requests_per_minute: str | None = typer.Option(None, "--requests-per-minute", help="Number or 'none'."),
                tokens_per_day: str | None = typer.Option(None, "--tokens-per-day", help="Number or 'none'."),
                tokens_per_week: str | None = typer.Option(None, "--tokens-per-week", help="Number or 'none'."),
@@ -531,17 +550,11 @@ def quotas_set(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: st
     """Set limits, e.g. --role student --tokens-per-day 50000 (others stay as they are)."""
     from flexi.access import admin_ops as ops
 
-    values = {}
-    for name, option, raw in (("requests_per_minute", "--requests-per-minute", requests_per_minute),
-                              ("tokens_per_day", "--tokens-per-day", tokens_per_day),
-                              ("tokens_per_week", "--tokens-per-week", tokens_per_week)):
-        given, value = _number(option, raw)
-        if given:
-            values[name] = value
+    values = _limits(requests_per_minute, tokens_per_day, tokens_per_week)
     if not values:
         raise CommandError(t("nothing_to_set"))
     with database() as s:
-        kind, subject = _subject(s, role, user, key, course)
+        kind, subject = _subject(s, role, user, key, course, end_users_of)
         view = ops.set_quota(s, kind, subject, values, _role_defaults())
     emit(view, as_json, message=t("quota_set", kind=view["kind"], label=view["label"]))
 
@@ -549,15 +562,16 @@ def quotas_set(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: st
 @quotas_app.command("clear")
 @handle
 def quotas_clear(role: str | None = ROLE_OPT, user: str | None = USER_OPT, key: str | None = KEY_OPT,
-                 course: str | None = COURSE_OPT, as_json: bool = JSON_OPTION) -> None:
-    """Remove the limits of one role, user, key or course."""
+                 course: str | None = COURSE_OPT, end_users_of: str | None = END_USERS_OPT,
+                 as_json: bool = JSON_OPTION) -> None:
+    """Remove the limits of one role, user, key or course (or those of each end user of a key)."""
     from flexi.access import admin_ops as ops
 
     with database() as s:
-        kind, subject = _subject(s, role, user, key, course)
+        kind, subject = _subject(s, role, user, key, course, end_users_of)
         ops.clear_quota(s, kind, subject)
     emit({"kind": kind, "subject": subject}, as_json,
-         message=t("quota_cleared", kind=kind, label=role or user or key or course))
+         message=t("quota_cleared", kind=kind, label=role or user or key or course or end_users_of))
 
 
 @quotas_app.command("show")

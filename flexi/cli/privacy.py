@@ -12,7 +12,7 @@ import typer
 
 from flexi.cli.admin import JSON_OPTION, CommandError, database, emit, handle
 
-usage_app = typer.Typer(help="Usage totals per user (pseudonym), course, model, key or day.", no_args_is_help=False)
+usage_app = typer.Typer(help="Usage totals per user (pseudonym), course, model, key, day or a key's end user.", no_args_is_help=False)
 privacy_app = typer.Typer(help="Data protection: export, erase, retention purge, record of processing activities.",
                           no_args_is_help=True)
 
@@ -31,19 +31,22 @@ def _when(value: Optional[str], option: str) -> Optional[datetime]:
 
 @usage_app.callback(invoke_without_command=True)
 @handle
-def usage(by: str = typer.Option("day", "--by", help="user | course | model | key | day"),
+def usage(by: str = typer.Option("day", "--by", help="user | course | model | key | day | end_user"),
           since: Optional[str] = typer.Option(None, "--since", help="From this UTC date/time (ISO 8601)."),
           until: Optional[str] = typer.Option(None, "--until", help="Before this UTC date/time."),
           model: Optional[str] = typer.Option(None, "--model"), course: Optional[str] = typer.Option(None, "--course"),
+          key: Optional[str] = typer.Option(None, "--key", help="Only this API key's requests (id or prefix); with --by end_user: a service key's end users."),
           as_json: bool = JSON_OPTION) -> None:
-    """Usage totals (no texts; users appear only as pseudonyms)."""
+    """Usage totals (no texts; users and end users appear only as pseudonyms)."""
+    from flexi.access.admin_ops import find_api_key
     from flexi.access.usage_queries import GROUPS, usage_summary
 
     if by not in GROUPS:
         raise CommandError(f"--by must be one of {', '.join(GROUPS)}")
     with database() as s:
+        key_id = find_api_key(s, key).id if key is not None else None
         rows = usage_summary(s, by, since=_when(since, "--since"), until=_when(until, "--until"), model=model,
-                             course=course)
+                             course=course, key_id=key_id)
     columns = [by, "requests", "prompt_tokens", "completion_tokens", "ok", "rejected", "cancelled", "errors",
                "mean_queue_ms", "mean_generation_ms"]
     emit(rows, as_json, columns, [[r[c] for c in columns] for r in rows])

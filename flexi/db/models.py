@@ -48,7 +48,7 @@ from flexi.i18n import LOCALES  # the languages of users' messages; a new one ne
 
 ROLES = ("admin", "teacher", "student", "researcher", "service")
 COURSE_ROLES = ("teacher", "tutor", "student")
-QUOTA_SUBJECTS = ("user", "key", "course")
+QUOTA_SUBJECTS = ("user", "key", "course", "enduser")  # enduser: each end user of the key `subject_id`
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -234,7 +234,9 @@ class RoleQuota(Base):
 class QuotaCounter(Base):
     """What one subject used in one window (`minute`, `day`, `week` starting at
     `window_start`, UTC). Changed only by conditional atomic UPDATEs, so
-    concurrent requests and several server replicas cannot overspend."""
+    concurrent requests and several server replicas cannot overspend.
+    `end_user`: for kind `enduser` the pseudonym of one end user of the key
+    `subject_id` (an application's own user id, keyed hash), else empty."""
 
     __tablename__ = "quota_counters"
     __table_args__ = (CheckConstraint(f"subject_kind IN ({_in(QUOTA_SUBJECTS)})", name="subject_kind"),)
@@ -243,6 +245,7 @@ class QuotaCounter(Base):
     subject_id: Mapped[int] = mapped_column(primary_key=True)
     window: Mapped[str] = mapped_column(String(8), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    end_user: Mapped[str] = mapped_column(String(64), primary_key=True, default="", server_default="")
     used: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
@@ -308,6 +311,7 @@ class UsageRecord(Base):
     assistant_id: Mapped[int | None] = mapped_column(ForeignKey("assistants.id", ondelete="SET NULL"), index=True)  # chats through a course assistant
     request_id: Mapped[str | None] = mapped_column(String(96), index=True, unique=True)
     replica: Mapped[str | None] = mapped_column(String(128))
+    end_user: Mapped[str | None] = mapped_column(String(64), index=True)  # pseudonym of an application's end user (OpenAI `user` of a service key)
 
 
 class TermsAcceptance(Base):

@@ -13,6 +13,10 @@ Endpoint classes:
 - everything else: scope `inference`.
 Exporting, erasing or re-keying one's own account needs a browser sign-in or a
 key with scope `account` (a leaked inference key must not do that).
+A request with no credential at all to the inference API of either dialect
+(`/api/…`, `/v1/…`) from an address FLEXI_KEYLESS_CLIENTS names acts as the
+service account (or key) it is mapped to (Moodle's Ollama provider before 5.0.7
+and 5.1.4 sends none); the address is the client's behind FLEXI_TRUSTED_PROXIES.
 A browser user who has not accepted the current terms of use gets 403 with a
 link, except on the routes needed to read and accept them.
 A request signed in by cookie that changes something must carry the session's
@@ -37,6 +41,7 @@ from flexi.http.sessions import scope_is_secure
 from flexi.http.errors import ollama_error, openai_error
 from flexi.http.caller import CALLER_STATE, build_caller, request_id_of
 from flexi.http.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
+from flexi.http.forwarded import client_address_of
 from flexi.http.negotiate import wants_html
 
 CSRF_HEADER_BYTES = CSRF_HEADER.encode()
@@ -47,6 +52,7 @@ ADMIN_PATHS = {"/metrics"}  # operators' view of the whole service (every model 
 MANAGE_PATHS = {"/api/pull", "/api/create", "/api/delete", "/api/copy", "/api/push"}
 MANAGE_PREFIXES = ("/api/blobs/",)
 TERMS_EXEMPT = {"/me", "/me/terms", "/me/export"}
+KEYLESS_PREFIXES = ("/api/", "/v1/")  # the two dialects' inference routes: what a key-less client may reach
 
 
 def account_action(method: str, path: str) -> bool:
@@ -136,14 +142,16 @@ class AccessMiddleware:
             except CredentialError:
                 raise unauthorized(i18n.text("invalid_credentials", locale)) from None
             if credential is None:
-                raise unauthorized(i18n.text("unauthorized", locale))
-            if access.authn.reads_inline:
+                principal = await self._keyless(scope, access, kind)
+                if principal is None:
+                    raise unauthorized(i18n.text("unauthorized", locale))
+            elif access.authn.reads_inline:
                 principal = access.authn.authenticate(credential)
             else:
                 principal = await anyio.to_thread.run_sync(access.authn.authenticate, credential)
             if principal is None:
                 raise unauthorized(i18n.text("invalid_credentials", locale))
-            if credential.kind == "session" and scope["method"] not in SAFE_METHODS and not csrf_ok(
+            if credential is not None and credential.kind == "session" and scope["method"] not in SAFE_METHODS and not csrf_ok(
                     credential.value, next((v.decode("latin-1") for k, v in headers if k == CSRF_HEADER_BYTES), None)):
                 raise forbidden(i18n.text("csrf", locale), code="csrf_failed")
         self._check(access, principal, kind, i18n.request_locale(locale_hint, principal.locale), scope["method"], path)
@@ -155,6 +163,16 @@ class AccessMiddleware:
             text = i18n.text("terms", i18n.request_locale(locale_hint, principal.locale), version=version, url=url)
             raise forbidden(text, code="terms_not_accepted", terms_url=url, terms_version=version)
         return principal
+
+    async def _keyless(self, scope: Scope, access, kind: str) -> Principal | None:  # type: ignore[no-untyped-def]
+        """The service account a credential-less inference request from a FLEXI_KEYLESS_CLIENTS address acts as."""
+        settings = access.settings
+        if not settings.keyless_clients or kind != "inference" or not scope["path"].startswith(KEYLESS_PREFIXES):
+            return None
+        address = client_address_of(scope, settings.trusted_proxies)
+        if access.authn.reads_inline:
+            return access.authn.keyless(address)  # type: ignore[no-any-return]
+        return await anyio.to_thread.run_sync(access.authn.keyless, address)  # type: ignore[no-any-return]
 
     def _check(self, access, principal: Principal, kind: str, locale: str, method: str = "GET",  # type: ignore[no-untyped-def]
                path: str = "") -> None:

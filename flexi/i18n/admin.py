@@ -50,8 +50,8 @@ ENTRIES: dict[str, dict[str, str]] = {
     "policy_changed": {"en": "updated policy for '{pattern}'", "de": "Richtlinie für '{pattern}' geändert"},
     "policy_removed": {"en": "deleted policy for '{pattern}'", "de": "Richtlinie für '{pattern}' gelöscht"},
     "one_subject": {
-        "en": "name exactly one of --role, --user, --key, --course",
-        "de": "genau eine der Optionen --role, --user, --key, --course angeben",
+        "en": "name exactly one of --role, --user, --key, --course, --end-users-of",
+        "de": "genau eine der Optionen --role, --user, --key, --course, --end-users-of angeben",
     },
     "bad_number": {
         "en": "{option}: expected a whole number or 'none', got '{value}'",

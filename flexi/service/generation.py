@@ -266,6 +266,7 @@ class GenerationService:
 
         Everything before the stream that fails hands the admission back (`release_unclaimed`), so a
         request refused while rendering still counts for the rate limits and leaves a usage record."""
+        caller = self.gate.for_end_user(caller, draft.end_user)  # a service key's end user: own limits, pseudonym
         options = merged(record.parameters, draft.options)
         backend = self.backends(record)
         brought = len(draft.body.model_dump_json(exclude=_NOT_PROMPT, exclude_none=True).encode("utf-8")) \
@@ -387,6 +388,7 @@ class GenerationService:
         if len(draft.inputs) > limit:
             raise BadRequest(f"too many inputs: {len(draft.inputs)}, at most {limit} are allowed per request "
                              "(FLEXI_MAX_EMBEDDING_INPUTS)", param="input")
+        caller = self.gate.for_end_user(caller, draft.end_user)
         limits = self.gate.limits(caller.principal, record.name)
         ctx = self.context(caller, limits, record, draft.num_ctx)
         if not draft.truncate:  # truncated inputs are cut to the context by the runner; the body size bounds them

@@ -263,3 +263,29 @@ def test_policies(session: Session, admin: User) -> None:
     with pytest.raises(ops.AdminError) as err:
         ops.get_policy(session, row.id)
     assert err.value.status == 404
+
+
+def test_end_user_quotas_only_on_a_service_accounts_key(session: Session, admin: User) -> None:
+    """Kind `enduser`: the limits each end user (OpenAI `user`) of a key gets; only a service account's key may
+    split, so a person's key is refused (German and English), and deleting the owner takes the limits along."""
+    site = ops.create_user(session, KEY, "moodle", role="service")
+    person = ops.create_user(session, KEY, "stu", role="student")
+    _, site_key = ops.create_api_key(session, site.id)
+    _, person_key = ops.create_api_key(session, person.id)
+    session.commit()
+    view = ops.set_quota(session, "enduser", site_key.id, {"tokens_per_day": 2000, "requests_per_minute": 5})
+    assert (view["kind"], view["subject"], view["label"]) == ("enduser", site_key.id, site_key.prefix)
+    assert ("enduser", site_key.prefix) in {(q["kind"], q["label"]) for q in ops.list_quotas(session, "enduser")}
+    with pytest.raises(ops.AdminError) as err:
+        ops.set_quota(session, "enduser", person_key.id, {"tokens_per_day": 1})
+    assert err.value.status == 400 and "service" in err.value.message
+    assert "Dienstkontos" in err.value.localized("de")
+    with pytest.raises(ops.AdminError) as err:
+        ops.set_quota(session, "enduser", 99999, {"tokens_per_day": 1})
+    assert err.value.status == 404
+    with pytest.raises(ops.AdminError):
+        ops.quota_usage(session, "enduser", site_key.id)  # counted one by one: see the usage by end user
+    session.commit()
+    ops.delete_user(session, site.id)
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(Quota).where(Quota.subject_kind == "enduser")) == 0

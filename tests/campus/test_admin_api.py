@@ -269,3 +269,24 @@ def test_full_keys_never_in_the_log(site: Site) -> None:
     for full in [*site.keys, broken]:
         assert full not in log
     assert "Traceback" not in log and "unhandled error" not in log  # no request of this module caused a 500
+
+
+def test_admin_sets_limits_for_each_end_user_of_a_service_key(site: Site) -> None:
+    """POST /admin/users/{id}/keys with end_user_limits (a Moodle site's key), then PUT /admin/quotas/enduser/{key};
+    a person's key is refused, and nothing is created then."""
+    service_id, _ = site.user("moodle-rest", role="service")
+    r = site.call("POST", f"/admin/users/{service_id}/keys", site.admin_key,
+                  json={"name": "moodle", "end_user_limits": {"tokens_per_day": 30000, "requests_per_minute": 4}})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["end_user_limits"]["tokens_per_day"] == 30000 and made["key"].startswith(made["prefix"])
+    r = site.call("PUT", f"/admin/quotas/enduser/{made['id']}", site.admin_key, json={"tokens_per_week": 90000})
+    assert r.status_code == 200 and r.json()["tokens_per_week"] == 90000 and r.json()["requests_per_minute"] == 4
+    kinds = {(q["kind"], q["label"]) for q in site.call("GET", "/admin/quotas?kind=enduser", site.admin_key).json()["quotas"]}
+    assert kinds == {("enduser", made["prefix"])}
+    student_id, _ = site.user("stud-rest")
+    before = site.count("api_keys")
+    r = site.call("POST", f"/admin/users/{student_id}/keys", site.admin_key, json={"end_user_limits": {"tokens_per_day": 1}},
+                  headers={"Accept-Language": "de"})
+    assert r.status_code == 400 and site.count("api_keys") == before
+    assert site.call("DELETE", f"/admin/quotas/enduser/{made['id']}", site.admin_key).status_code == 204

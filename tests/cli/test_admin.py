@@ -124,3 +124,22 @@ def test_groups_courses_quotas_policies(home: Path) -> None:
     js(home, "courses", "rm", "INF-101")
     js(home, "groups", "rm", "staff")
     assert js(home, "groups", "list") == [] and js(home, "courses", "list") == []
+
+
+def test_end_user_limits_of_a_service_key(home: Path) -> None:
+    """A Moodle site's key with limits for each of its end users, at creation and later; a person's key refused."""
+    js(home, "users", "add", "moodle", "--role", "service")
+    js(home, "users", "add", "erin")
+    key = js(home, "keys", "create", "moodle", "--end-user-tokens-per-day", "20000", "--end-user-requests-per-minute", "6")
+    assert key["end_user_limits"]["tokens_per_day"] == 20000 and key["end_user_limits"]["requests_per_minute"] == 6
+    changed = js(home, "quotas", "set", "--end-users-of", key["prefix"], "--tokens-per-week", "50000")
+    assert (changed["kind"], changed["tokens_per_week"], changed["tokens_per_day"]) == ("enduser", 50000, 20000)
+    assert [(q["kind"], q["label"]) for q in js(home, "quotas", "list", "--kind", "enduser")] == [("enduser", key["prefix"])]
+    code, _out, err = run(home, "keys", "create", "erin", "--end-user-tokens-per-day", "5")
+    assert code == 1 and "service" in err
+    assert [k["owner"] for k in js(home, "keys", "list")] == ["moodle"]  # the refused key was not created either
+    code, _out, err = run(home, "keys", "create", "moodle", "--end-user-tokens-per-day", "many")
+    assert code == 1 and "--end-user-tokens-per-day" in err
+    js(home, "quotas", "clear", "--end-users-of", key["prefix"])
+    assert js(home, "quotas", "list", "--kind", "enduser") == []
+    assert js(home, "usage", "--by", "end_user", "--key", key["prefix"]) == []

@@ -17,7 +17,7 @@ from flexi.db.models import Base, include_object
 def test_empty_database_upgrades_to_head(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0010"
+    assert current_revision(engine) == head_revision() == "0012"
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
 
 
@@ -122,7 +122,7 @@ def test_upgrade_from_0003_keeps_rows_and_adds_assistants(engine: Engine) -> Non
 
     before = counts()
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0010"
+    assert current_revision(engine) == head_revision() == "0012"
     assert counts() == before
     with engine.connect() as c:
         row = c.execute(text("SELECT key_id, course_id, prompt_tokens, assistant_id FROM usage_records")).one()
@@ -176,3 +176,29 @@ def _counts(engine: Engine) -> dict[str, int]:
     tables = ["users", "courses", "course_members", "groups", "group_members", "api_keys", "usage_records", "terms_acceptances"]
     with engine.connect() as c:
         return {t: c.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
+
+
+def test_upgrade_to_0012_keeps_counters_and_allows_end_users(engine: Engine) -> None:
+    """0012 widens the quota subject kinds to `enduser` and adds `end_user` to the counters' primary key:
+    existing counters keep their use (end_user ''), and one key's end users each get their own row."""
+    upgrade(engine, "0010")
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO quota_counters (subject_kind, subject_id, \"window\", window_start, used)"
+                       " VALUES ('key', 1, 'day', :t, 42)"), {"t": at})
+        c.execute(text("INSERT INTO quotas (subject_kind, subject_id, tokens_per_day) VALUES ('key', 1, 100)"))
+    upgrade(engine)
+    with engine.begin() as c:
+        assert tuple(c.execute(text("SELECT subject_kind, used, end_user FROM quota_counters")).one()) == ("key", 42, "")
+        c.execute(text("INSERT INTO quotas (subject_kind, subject_id, tokens_per_day) VALUES ('enduser', 1, 10)"))
+        c.execute(text("INSERT INTO quota_counters (subject_kind, subject_id, \"window\", window_start, used, end_user)"
+                       " VALUES ('enduser', 1, 'day', :t, 1, 'a'), ('enduser', 1, 'day', :t, 2, 'b')"), {"t": at})
+    with pytest.raises(IntegrityError), engine.begin() as c:  # still one row per subject, window and end user
+        c.execute(text("INSERT INTO quota_counters (subject_kind, subject_id, \"window\", window_start, used, end_user)"
+                       " VALUES ('enduser', 1, 'day', :t, 3, 'a')"), {"t": at})
+    with pytest.raises(IntegrityError), engine.begin() as c:  # the CHECK came along through the rebuild
+        c.execute(text("INSERT INTO quotas (subject_kind, subject_id) VALUES ('planet', 1)"))
+    downgrade(engine, "0010")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM quota_counters")).scalar_one() == 1
+        assert c.execute(text("SELECT count(*) FROM quotas")).scalar_one() == 1

@@ -1,4 +1,6 @@
-"""Quotas: requests per minute and tokens per day/week for a role, user, key or course.
+"""Quotas: requests per minute and tokens per day/week for a role, user, key or course, and for each end
+user of a service key (kind `enduser`, subject = the key: what every one of the application's users gets,
+OpenAI's `user`; only a `service` user's key may split its requests among end users).
 
 A role's limits start from FLEXI_DEFAULT_ROLE_QUOTAS until an administrator sets them; `quota_usage`
 shows which limits are in force and what was used in the current windows (from the quota ledger).
@@ -13,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flexi.access.admin_ops.checks import choice, get_row, limit_value
-from flexi.access.admin_ops.errors import AdminError
+from flexi.access.admin_ops.errors import AdminError, refusal
 from flexi.access.quota import QuotaLedger
 from flexi.db.models import QUOTA_SUBJECTS, ROLES, ApiKey, Base, Course, Quota, RoleQuota, User
 
@@ -27,16 +29,17 @@ def _quota_subject(session: Session, kind: str, subject: object) -> tuple[str, i
     if kind == "role":
         role = choice(subject, ROLES, "role")
         return kind, role, role
-    model: type[Base] = {"user": User, "key": ApiKey, "course": Course}[kind]
-    row = get_row(session, model, subject, kind)
-    label = {"user": lambda r: r.subject, "key": lambda r: r.prefix, "course": lambda r: r.name}[kind](row)
+    model: type[Base] = {"user": User, "key": ApiKey, "enduser": ApiKey, "course": Course}[kind]
+    row = get_row(session, model, subject, "key" if kind == "enduser" else kind)
+    label = {"user": lambda r: r.subject, "key": lambda r: r.prefix, "enduser": lambda r: r.prefix,
+             "course": lambda r: r.name}[kind](row)
     return kind, row.id, label  # type: ignore[attr-defined]
 
 
 def _quota_label(session: Session, kind: str, sid: int) -> str | None:
     if kind == "user":
         return session.scalar(select(User.subject).where(User.id == sid))
-    if kind == "key":
+    if kind in ("key", "enduser"):
         return session.scalar(select(ApiKey.prefix).where(ApiKey.id == sid))
     return session.scalar(select(Course.name).where(Course.id == sid))
 
@@ -60,6 +63,8 @@ def set_quota(session: Session, kind: str, subject: object, values: Mapping[str,
         raise AdminError(f"give at least one of {', '.join(QUOTA_FIELDS)}")
     checked = {name: limit_value(value, name) for name, value in values.items()}
     kind, sid, label = _quota_subject(session, kind, subject)
+    if kind == "enduser":
+        _require_service_key(session, sid)  # type: ignore[arg-type]
     row: Quota | RoleQuota | None
     if kind == "role":
         row = session.get(RoleQuota, sid)
@@ -75,6 +80,13 @@ def set_quota(session: Session, kind: str, subject: object, values: Mapping[str,
         setattr(row, name, value)
     session.flush()
     return quota_view(kind, sid, label, row)
+
+
+def _require_service_key(session: Session, key_id: int) -> None:
+    """End-user limits only on a key a `service` user owns: a person's key must not multiply its share."""
+    role = session.scalar(select(User.role).join(ApiKey, ApiKey.owner_id == User.id).where(ApiKey.id == key_id))
+    if role != "service":
+        raise refusal("end_user_quota_service_only", prefix=_quota_label(session, "enduser", key_id) or "?")
 
 
 def clear_quota(session: Session, kind: str, subject: object) -> None:
@@ -117,6 +129,8 @@ def quota_usage(session: Session, kind: str, subject: object,
     kind, sid, label = _quota_subject(session, kind, subject)
     if kind == "role":
         raise AdminError("usage is counted per user, key or course, not per role")
+    if kind == "enduser":
+        raise AdminError("end users are counted one by one: see /admin/usage?key_id= grouped by end_user")
     assert isinstance(sid, int)
     row: Quota | RoleQuota | None = session.scalar(
         select(Quota).where(Quota.subject_kind == kind, Quota.subject_id == sid))

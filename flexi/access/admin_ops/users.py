@@ -186,7 +186,7 @@ def delete_user(session: Session, user_id: object, *, force: bool = False) -> Us
     user = get_user(session, user_id)
     _guard_last_admin(session, user, force)
     key_ids = list(session.scalars(select(ApiKey.id).where(ApiKey.owner_id == user.id)))
-    for kind, ids in (("user", [user.id]), ("key", key_ids)):
+    for kind, ids in (("user", [user.id]), ("key", key_ids), ("enduser", key_ids)):
         if ids:
             session.execute(delete(Quota).where(Quota.subject_kind == kind, Quota.subject_id.in_(ids)))
             session.execute(delete(QuotaCounter).where(QuotaCounter.subject_kind == kind,
