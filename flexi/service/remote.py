@@ -26,7 +26,7 @@ import httpx
 
 from flexi.config import BackendConfig, Settings
 from flexi.engine.remote import ollama_wire, openai_wire
-from flexi.engine.remote.wire import BackendFailed, BackendsDown
+from flexi.engine.remote.wire import KEEPALIVE_SECONDS, BackendFailed, BackendsDown
 from flexi.engine.types import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -67,7 +67,8 @@ class RemoteEngine:
         headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
         self.client = httpx.AsyncClient(base_url=config.url, headers=headers, follow_redirects=False,
                                         timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-                                        limits=httpx.Limits(max_connections=config.max_concurrency))
+                                        limits=httpx.Limits(max_connections=config.max_concurrency,
+                                                            keepalive_expiry=KEEPALIVE_SECONDS))
         self.queue = FairQueue(config.max_concurrency, max_queue)
         self.wait_limit = wait_limit
 

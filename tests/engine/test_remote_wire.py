@@ -191,3 +191,52 @@ def test_a_finished_stream_gives_its_connection_back(dialect: str) -> None:
     results = asyncio.run(run())
     assert all(isinstance(r[0], TextChunk) and r[0].text == "Hi" and isinstance(r[-1], GenerationStats) for r in results)
     assert engine.connections == 1
+
+
+class ClosingEngine(CountingEngine):
+    """Like `CountingEngine`, but the first connection is closed after reading its second request without any
+    answer: what a keep-alive timeout in the engine does to a connection Flexi is just reusing."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections:
+            return await super().handle(reader, writer)
+        self.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + self.content_type + b"\r\nContent-Length: %d\r\n\r\n"
+                     % len(self.body) + self.body)
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the reused connection's request ...
+        writer.close()  # ... is dropped without a status line
+
+
+@pytest.mark.parametrize("dialect", ["openai", "ollama"])
+def test_a_connection_the_engine_closed_while_idle_is_retried_once(dialect: str) -> None:
+    """The engine dropped the pooled connection just as Flexi sent on it (no answer at all): the request goes
+    once more over a fresh connection to the same engine instead of failing as "unreachable"."""
+    if dialect == "openai":
+        events = [{"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]}]
+        engine = ClosingEngine(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+                               + b"data: [DONE]\n\n", b"text/event-stream")
+    else:
+        engine = ClosingEngine(json.dumps({"message": {"role": "assistant", "content": "Hi"}, "done": True,
+                                           "done_reason": "stop", "eval_count": 1}).encode() + b"\n",
+                               b"application/x-ndjson")
+
+    async def run() -> list[list[object]]:
+        server = await asyncio.start_server(engine.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1/" if dialect == "openai"
+                                             else f"http://127.0.0.1:{port}") as http:
+            results = []
+            for _ in range(2):
+                events = openai_wire.generate(http, "b", "m", CHAT, "openai") if dialect == "openai" \
+                    else ollama_wire.generate(http, "b", "m", CHAT)
+                results.append([e async for e in events])
+            return results
+
+    results = asyncio.run(run())
+    assert [r[0].text for r in results] == ["Hi", "Hi"]  # type: ignore[union-attr]
+    assert engine.connections == 2  # the second request: dropped on the old connection, answered on a new one

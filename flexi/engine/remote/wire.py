@@ -89,10 +89,27 @@ def cut_off(backend: str) -> BackendFailed:
     return BackendFailed(f'backend "{backend}" closed the stream before the answer was complete', reason="cut")
 
 
+#: How long an idle connection to an engine is kept for reuse: below the 5 s after which llama-server (cpp-httplib)
+#: and uvicorn close idle keep-alive connections, so Flexi rarely picks one the engine is just closing.
+KEEPALIVE_SECONDS = 3.0
+#: Failures of a request that got no answer at all on a reused connection: the engine closed it while idle
+#: (a keep-alive race) before reading the request. Sent once more on a fresh connection, to the same engine.
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+async def _post(client: httpx.AsyncClient, path: str, payload: dict[str, Any], stream: bool) -> httpx.Response:
+    """POST once more when the first attempt died without any answer on a connection the engine had closed;
+    a second such failure (or any other) is the engine's."""
+    try:
+        return await client.send(client.build_request("POST", path, json=payload), stream=stream)
+    except _STALE_CONNECTION:
+        return await client.send(client.build_request("POST", path, json=payload), stream=stream)
+
+
 async def open_stream(client: httpx.AsyncClient, backend: str, path: str, payload: dict[str, Any]) -> httpx.Response:
     """POST `payload` and return the streaming response once its status says it is an answer."""
     try:
-        resp = await client.send(client.build_request("POST", path, json=payload), stream=True)
+        resp = await _post(client, path, payload, stream=True)
     except httpx.HTTPError as exc:
         raise transport_failure(backend, exc) from None
     if resp.status_code >= 400:
@@ -109,7 +126,7 @@ async def open_stream(client: httpx.AsyncClient, backend: str, path: str, payloa
 async def post_json(client: httpx.AsyncClient, backend: str, path: str, payload: dict[str, Any]) -> Any:
     """A non-streamed call (embeddings): the parsed JSON answer, or a clear error."""
     try:
-        resp = await client.post(path, json=payload)
+        resp = await _post(client, path, payload, stream=False)
     except httpx.HTTPError as exc:
         raise transport_failure(backend, exc) from None
     if resp.status_code >= 400:
