@@ -25,8 +25,8 @@ def _text_filter(value: str | None, name: str) -> str | None:
     return value
 
 
-@router.get("/usage", summary="Usage totals grouped by user (pseudonym), course, model, key or day")
-def usage(request: Request, by: Literal["user", "course", "model", "key", "day"] = "day",
+@router.get("/usage", summary="Usage totals grouped by user (pseudonym), course, model, key, prompt template or day")
+def usage(request: Request, by: Literal["user", "course", "model", "key", "day", "template"] = "day",
           since: datetime | None = None, until: datetime | None = None, model: str | None = None,
           course: str | None = None, limit: int = 1000) -> dict[str, Any]:
     if not 1 <= limit <= 10000:

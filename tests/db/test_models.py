@@ -178,6 +178,7 @@ def test_usage_records_have_no_text_columns(db: Engine) -> None:
         "id", "at", "user_pseudonym", "key_id", "course_id", "model", "endpoint",
         "prompt_tokens", "completion_tokens", "queue_ms", "generation_ms", "status", "assistant_id",
         "request_id", "replica",  # the usage journal's join of start and end, and who ran the request
+        "template_id", "template_version",  # runs of a prompt template (numbers only, issue 15)
     }
     for column in columns:
         kind = column["type"]
