@@ -66,8 +66,8 @@ class ParamSpec(BaseModel):
     default: str | int | float | None = None
     max_length: int | None = Field(None, ge=1, le=MAX_STRING)  # string
     values: list[str] | None = Field(None, min_length=1, max_length=100)  # enum
-    min: float | None = None  # integer, number
-    max: float | None = None
+    min: int | float | None = None  # integer, number
+    max: int | float | None = None
     field: Literal["name", "title", "description", "learning_objectives"] | None = None  # course
 
     @model_validator(mode="after")
@@ -84,8 +84,10 @@ class ParamSpec(BaseModel):
                 raise ValueError(f"parameter {self.name}: an enum needs \"values\" (1 to 200 characters each)")
             if len(set(self.values)) != len(self.values):
                 raise ValueError(f"parameter {self.name}: the enum's values repeat")
-        if self.type == "integer" and any(v is not None and not float(v).is_integer() for v in (self.min, self.max)):
-            raise ValueError(f"parameter {self.name}: an integer's min and max must be whole numbers")
+        if self.type == "integer":
+            if any(v is not None and not float(v).is_integer() for v in (self.min, self.max)):
+                raise ValueError(f"parameter {self.name}: an integer's min and max must be whole numbers")
+            self.min, self.max = (int(v) if v is not None else None for v in (self.min, self.max))
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"parameter {self.name}: min is larger than max")
         if self.type == "course":
