@@ -42,10 +42,15 @@ class School:
         return httpx.request(method, self.url(path), headers={**self.keys[who], **headers}, json=body, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
-    srv = start_server(tmp_path_factory.mktemp("templates") / "home", {"FLEXI_AUTH": "on", "FLEXI_ADMINS": "t-boss"})
-    db = ServerDB(srv.home)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def school(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
+    env = {"FLEXI_AUTH": "on", "FLEXI_ADMINS": "t-boss"}
+    url = None
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("postgres_server")
+        url = env["FLEXI_DATABASE_URL"] = pg.url(pg.create_database())
+    srv = start_server(tmp_path_factory.mktemp(f"templates-{request.param}") / "home", env)
+    db = ServerDB(srv.home, url)
     ids = {name: db.add_user(name, role=role, locale="en") for name, role in (
         ("t-teacher", "teacher"), ("t-student", "student"), ("t-outsider", "student"), ("t-moodle", "service"),
         ("t-boss", "student"))}
