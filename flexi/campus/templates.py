@@ -43,11 +43,25 @@ from flexi.api.ollama import chat_response
 from flexi.api.ollama_types import ChatRequest
 from flexi.campus.admin_common import AdminRoute, transaction
 from flexi.campus.assistants import AssistantOptions
-from flexi.db.models import ROLES, Course, CourseMember, PromptTemplate, PromptTemplateVersion, iso_z, utcnow
-from flexi.engine.types import BadRequest, EngineError, ModelNotFound
+from flexi.db.models import (
+    ROLES,
+    Course,
+    CourseMember,
+    PromptTemplate,
+    PromptTemplateVersion,
+    iso_z,
+    utcnow,
+)
+from flexi.engine.types import EngineError, ModelNotFound
 from flexi.http.app_state import access_of, generation_of
 from flexi.http.caller import caller_of
-from flexi.prompt.template_params import ParamSpec, check_specs, check_values, parse_message, render
+from flexi.prompt.template_params import (
+    ParamSpec,
+    check_specs,
+    check_values,
+    parse_message,
+    render,
+)
 from flexi.service.generation import GenerationService, Target
 from flexi.store.store import ModelRecord
 
@@ -204,7 +218,9 @@ def _slug_from(name: str) -> str:
 
 
 def _free_slug(s: Session, wanted: str | None, name: str, locale: str) -> str:
-    taken = lambda slug: s.scalar(select(PromptTemplate.id).where(PromptTemplate.slug == slug)) is not None  # noqa: E731
+    def taken(slug: str) -> bool:
+        return s.scalar(select(PromptTemplate.id).where(PromptTemplate.slug == slug)) is not None
+
     if wanted is not None:
         if taken(wanted):
             raise EngineError(i18n.text("tpl_slug_taken", locale, slug=wanted), 409, "conflict")

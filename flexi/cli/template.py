@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from flexi.cli.client import CLIError, Client
+from flexi.cli.client import Client, CLIError
 from flexi.cli.errors import handle_errors
 from flexi.cli.ui import print_table
 from flexi.i18n import t
