@@ -25,12 +25,15 @@ PRIORITIES = {"interactive": 0, "batch": 1}
 class Billing:
     """Whom a request is billed to when the route decides it instead of the key's course or
     X-Flexi-Course: a course assistant's chat bills the assistant's course (the route has already
-    checked that the caller may use it) and marks the usage record with `assistant_id`. `endpoint`
+    checked that the caller may use it) and marks the usage record with `assistant_id`; a prompt
+    template's run bills the template's course and marks `template_id` and `template_version`. `endpoint`
     replaces the request path in the usage record."""
 
     course_id: int | None
     assistant_id: int | None = None
     endpoint: str | None = None
+    template_id: int | None = None  # a run of a prompt template (issue 15): which one and which version ran
+    template_version: int | None = None
 
 
 @dataclass

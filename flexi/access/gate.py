@@ -32,7 +32,7 @@ from sqlalchemy import Engine, or_, select
 
 from flexi import i18n
 from flexi.access.authn import Authenticator
-from flexi.access.caller import Caller
+from flexi.access.caller import Billing, Caller
 from flexi.access.errors import AccessError, forbidden, quota_exceeded, shared_state_unavailable, too_many_requests
 from flexi.access.policy import Limits, PolicyBook
 from flexi.access.principal import Principal
@@ -79,10 +79,26 @@ class Admission:
     model: str
     started: float = field(default_factory=time.perf_counter)
     assistant_id: int | None = None
+    template_id: int | None = None  # a prompt template's run (issue 15) and its version
+    template_version: int | None = None
+
+    @property
+    def marks(self) -> dict[str, int | None]:
+        """What the usage record says the request went through (an assistant, a template's version)."""
+        return {"assistant_id": self.assistant_id, "template_id": self.template_id,
+                "template_version": self.template_version}
 
     @property
     def principal(self) -> Principal:
         return self.caller.principal
+
+
+def _marks(billing: Billing | None) -> dict[str, int | None]:
+    """The usage record's marks a route's billing sets (a course assistant, a prompt template's version)."""
+    if billing is None:
+        return {}
+    return {"assistant_id": billing.assistant_id, "template_id": billing.template_id,
+            "template_version": billing.template_version}
 
 
 class AccessGate:
@@ -286,7 +302,7 @@ class AccessGate:
         self.usage.submit(UsageEntry(
             user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
             model=admission.model, endpoint=admission.endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0,
-            generation_ms=0, status=RUNNING, assistant_id=admission.assistant_id, request_id=journal,
+            generation_ms=0, status=RUNNING, **admission.marks, request_id=journal,
             replica=self.settings.replica_name, end_user=admission.caller.end_user))
         return journal
 
@@ -305,7 +321,7 @@ class AccessGate:
             user_pseudonym=admission.principal.pseudonym, key_id=admission.principal.key_id,
             course_id=admission.course_id, model=admission.model, endpoint=admission.endpoint,
             prompt_tokens=prompt, completion_tokens=completion, queue_ms=queue_ms, generation_ms=gen_ms,
-            status=status, reservation=admission.reservation, assistant_id=admission.assistant_id,
+            status=status, reservation=admission.reservation, **admission.marks,
             prompt_text=req.prompt if parts is not None else None,
             response_text="".join(parts) if parts is not None else None,
             request_id=journal, replica=self.settings.replica_name if journal else None,
@@ -351,8 +367,7 @@ class AccessGate:
         return UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=admission.course_id,
                           model=admission.model, endpoint=admission.endpoint, prompt_tokens=prompt_tokens,
                           completion_tokens=0, queue_ms=0, generation_ms=generation_ms, status=status,
-                          reservation=admission.reservation, assistant_id=admission.assistant_id,
-                          end_user=admission.caller.end_user)
+                          reservation=admission.reservation, **admission.marks, end_user=admission.caller.end_user)
 
     # --- admission ---------------------------------------------------------------------
     async def _admit(self, caller: Caller, limits: Limits, prompt_bound: int, max_output: int,
@@ -361,10 +376,10 @@ class AccessGate:
         course_id = await self._course_of(caller)
         billing = caller.billing
         endpoint = billing.endpoint if billing is not None and billing.endpoint else caller.endpoint
-        assistant_id = billing.assistant_id if billing is not None else None
+        marks = _marks(billing)
         if principal.user_id is None or self.quotas.cached_limits(principal, course_id) == []:
             # nothing to count: no thread, no write
-            return Admission(caller, course_id, limits, Reservation(), endpoint, model, assistant_id=assistant_id)
+            return Admission(caller, course_id, limits, Reservation(), endpoint, model, **marks)
         admitting = asyncio.get_running_loop().run_in_executor(
             self.quotas.executor, functools.partial(self.quotas.admit, principal, course_id, prompt_bound, max_output,
                                                     phase=phase, end_user=caller.end_user))
@@ -372,19 +387,20 @@ class AccessGate:
             reservation = await asyncio.shield(admitting)  # the thread commits even if the client leaves now...
         except asyncio.CancelledError:
             admitting.add_done_callback(
-                lambda done: self._release(done, principal, course_id, endpoint, model, assistant_id, caller.end_user))
+                lambda done: self._release(done, principal, course_id, endpoint, model, marks, caller.end_user))
             raise  # ...so its reservation is handed back once it is in
         except QuotaRefusal as refusal:
-            raise self._refused(caller, refusal, course_id, endpoint, model, assistant_id, embedding) from None
-        return Admission(caller, course_id, limits, reservation, endpoint, model, assistant_id=assistant_id)
+            raise self._refused(caller, refusal, course_id, endpoint, model, marks, embedding) from None
+        return Admission(caller, course_id, limits, reservation, endpoint, model, **marks)
 
     def _refused(self, caller: Caller, refusal: QuotaRefusal, course_id: int | None,
-                 endpoint: str, model: str, assistant_id: int | None = None, embedding: bool = False) -> AccessError:
+                 endpoint: str, model: str, marks: dict[str, int | None] | None = None,
+                 embedding: bool = False) -> AccessError:
         principal = caller.principal
         self.usage.submit(UsageEntry(  # refusals are counted too: admins see who hits which limit
             user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id, model=model,
             endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0, generation_ms=0, status="rejected",
-            assistant_id=assistant_id, end_user=caller.end_user))
+            **(marks or {}), end_user=caller.end_user))
         error = self._refusal(caller.locale, refusal)
         if self.metrics is not None and embedding:
             self.metrics.embedding(model=model, endpoint=endpoint, course_id=course_id, status="rejected",
@@ -395,13 +411,13 @@ class AccessGate:
         return error
 
     def _release(self, done: asyncio.Future[Reservation], principal: Principal, course_id: int | None, endpoint: str,
-                 model: str, assistant_id: int | None = None, end_user: str | None = None) -> None:
+                 model: str, marks: dict[str, int | None] | None = None, end_user: str | None = None) -> None:
         if done.cancelled() or done.exception() is not None:
             return
         self.usage.submit(UsageEntry(user_pseudonym=principal.pseudonym, key_id=principal.key_id, course_id=course_id,
                                      model=model, endpoint=endpoint, prompt_tokens=0, completion_tokens=0, queue_ms=0,
                                      generation_ms=0, status="cancelled", reservation=done.result(),
-                                     assistant_id=assistant_id, end_user=end_user))
+                                     **(marks or {}), end_user=end_user))
 
     def _refusal(self, locale: str, refusal: QuotaRefusal) -> AccessError:
         lim = refusal.limit

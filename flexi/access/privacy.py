@@ -29,6 +29,8 @@ from flexi.db.models import (
     iso_z,
     ApiKey,
     Assistant,
+    PromptTemplate,
+    PromptTemplateVersion,
     ChatMessage,
     ContentRecord,
     Conversation,
@@ -113,6 +115,10 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
                                  .order_by(ChatMessage.conversation_id, ChatMessage.position)):
             messages[m.conversation_id].append(m)
     assistants = session.scalars(select(Assistant).where(Assistant.owner_id == user_id).order_by(Assistant.id)).all()
+    templates = session.scalars(select(PromptTemplate).where(PromptTemplate.owner_id == user_id)
+                                .order_by(PromptTemplate.id)).all()
+    versions = session.scalars(select(PromptTemplateVersion).where(PromptTemplateVersion.created_by == user_id)
+                               .order_by(PromptTemplateVersion.template_id, PromptTemplateVersion.version)).all()
     data: dict[str, Any] = {
         "exported_at": _iso(utcnow()),
         "profile": {"id": user.id, "subject": user.subject, "pseudonym": user.pseudonym,
@@ -132,7 +138,8 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
                            "endpoint": u.endpoint, "prompt_tokens": u.prompt_tokens,
                            "completion_tokens": u.completion_tokens, "queue_ms": u.queue_ms,
                            "generation_ms": u.generation_ms, "status": u.status, "assistant_id": u.assistant_id,
-                           "end_user": u.end_user}
+                           "end_user": u.end_user,
+                           "template_id": u.template_id, "template_version": u.template_version}
                           for u in usage],
         "content_records": [{"at": _iso(c.at), "purpose": c.purpose, "model": c.model, "endpoint": c.endpoint,
                              "prompt": c.prompt, "response": c.response} for c in content],
@@ -146,6 +153,13 @@ def export_user(session: Session, user_id: int, settings: Settings | None = None
                               "options": dict(a.options), "audience": a.audience,
                               "show_system_prompt": a.show_system_prompt, "disabled": a.disabled,
                               "created_at": _iso(a.created_at), "updated_at": _iso(a.updated_at)} for a in assistants],
+        "templates_owned": [{"id": pt.id, "slug": pt.slug, "course_id": pt.course_id, "version": pt.version,
+                             "disabled": pt.disabled, "created_at": _iso(pt.created_at),
+                             "updated_at": _iso(pt.updated_at)} for pt in templates],
+        "template_versions_written": [{"template_id": v.template_id, "version": v.version, "name": v.name,
+                                       "description": v.description, "instructions": v.instructions,
+                                       "parameters": list(v.parameters), "model": v.model, "options": dict(v.options),
+                                       "created_at": _iso(v.created_at)} for v in versions],
     }
     if settings is not None:
         from flexi.access.admin_ops.backends import stored_backends

@@ -111,6 +111,7 @@ Studierende, Lehrende, Forschende, Beschäftigte und Dienstkonten der Einrichtun
 | Kontingentzähler / quota counters | used requests/tokens per user, key, course and window | 8 days after the window |
 | Zustimmung / terms acceptance | version and time of acceptance (current version: `{settings.terms_version or 'none configured'}`) | until erased with the account |
 | Kurs-Assistenten / course assistants | name, description, system prompt, model and options, welcome text, course, owner (user id) | until deleted by the course's teachers; the owner is removed when their account is erased |
+| Prompt-Vorlagen / prompt templates | every version's name, description, instructions, parameter declarations, model and options, who may run it, course, owner and author (user ids); runs are usage records with template and version — **no parameter values** | until deleted by the course's teachers; owner and author are removed when their account is erased |
 {history}
 {content_row}
 

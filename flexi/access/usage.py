@@ -59,6 +59,8 @@ class UsageEntry:
     prompt_text: str | None = None
     response_text: str | None = None
     assistant_id: int | None = None  # a chat through a course assistant
+    template_id: int | None = None  # a run of a prompt template, and its version
+    template_version: int | None = None
     request_id: str | None = None  # a journaled generation: joins its start to its end (unique)
     replica: str | None = None  # the replica that runs it (Settings.replica_name)
     end_user: str | None = None  # pseudonym of a service key's end user (OpenAI `user`), never the raw id
@@ -152,7 +154,7 @@ class UsageWriter:
         except IntegrityError:
             # a key, course or assistant was deleted while its request ran: keep the numbers, drop the dangling ids
             for entry in batch:
-                entry.key_id = entry.course_id = entry.assistant_id = None
+                entry.key_id = entry.course_id = entry.assistant_id = entry.template_id = None
             try:
                 started, ended = self._write_once(batch, touches)
             except IntegrityError:
@@ -232,7 +234,8 @@ def _row(e: UsageEntry) -> dict[str, object]:
             "model": e.model, "endpoint": e.endpoint, "prompt_tokens": e.prompt_tokens,
             "completion_tokens": e.completion_tokens, "queue_ms": e.queue_ms, "generation_ms": e.generation_ms,
             "status": e.status, "assistant_id": e.assistant_id, "request_id": e.request_id, "replica": e.replica,
-            "end_user": e.end_user}
+            "end_user": e.end_user,
+            "template_id": e.template_id, "template_version": e.template_version}
 
 
 _END = update(UsageRecord).where(UsageRecord.request_id == bindparam("rid")).values(

@@ -1,4 +1,4 @@
-"""Usage totals for admins (per user, course, model, key or day) and for each user
+"""Usage totals for admins (per user, course, model, key, prompt template or day) and for each user
 about themselves. Portable SQL (SQLite and PostgreSQL), bound parameters only."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from flexi.access.principal import Principal
 from flexi.access.quota import QuotaLedger, for_end_user, window_end, window_start
 from flexi.access.usage_journal import INTERRUPTED, RUNNING
-from flexi.db.models import ApiKey, Course, UsageRecord, utcnow, iso_z
+from flexi.db.models import ApiKey, Course, PromptTemplate, UsageRecord, utcnow, iso_z
 
-GROUPS = ("user", "course", "model", "key", "day", "end_user")  # end_user: a service key's end users (pseudonyms)
+GROUPS = ("user", "course", "model", "key", "day", "end_user", "template")  # end_user: a service key's end users (pseudonyms)
 
 
 def _day(session: Session) -> Any:
@@ -59,6 +59,8 @@ def usage_summary(session: Session, by: str, *, since: datetime | None = None, u
         key = ApiKey.prefix
     elif by == "end_user":
         key = UsageRecord.end_user
+    elif by == "template":  # runs of prompt templates only (issue 15), by the template's slug
+        key = PromptTemplate.slug
     else:
         key = _day(session)
     stmt = select(key.label("group"), *_totals()).select_from(UsageRecord).where(UsageRecord.status != RUNNING)
@@ -66,6 +68,9 @@ def usage_summary(session: Session, by: str, *, since: datetime | None = None, u
         stmt = stmt.outerjoin(Course, Course.id == UsageRecord.course_id)
     if by == "key":
         stmt = stmt.outerjoin(ApiKey, ApiKey.id == UsageRecord.key_id)
+    if by == "template":  # a deleted template's runs stay, under no name
+        stmt = stmt.outerjoin(PromptTemplate, PromptTemplate.id == UsageRecord.template_id) \
+            .where(UsageRecord.template_version.is_not(None))
     if since is not None:
         stmt = stmt.where(UsageRecord.at >= since)
     if until is not None:

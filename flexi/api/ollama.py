@@ -167,11 +167,14 @@ async def generate(request: Request) -> Response:
     record, shown = target.record, target.name
     if not body.prompt and not body.context and not body.suffix:
         return await _load_only(target, request, body.keep_alive, t0, chat=False)
-    system = "\n\n".join(part for part in (target.instructions, body.system or "") if part) or None
-    prompt = TextPrompt(body.prompt, system=system, template=body.template, suffix=body.suffix, raw=body.raw,
+    text, system = target.text_prompt(body.prompt, body.system)
+    fixed = target.builds_prompt  # a prompt template: the prompt is its own, the client's text only data
+    prompt = TextPrompt(text, system=system, template=None if fixed else body.template,
+                        suffix=None if fixed else body.suffix, raw=body.raw and not fixed,
                         think=body.think, has_images=bool(body.images))
     draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format, keep_alive=body.keep_alive,
-                  prefix_tokens=list(body.context or []), return_tokens=not body.raw, end_user=body.user)
+                  prefix_tokens=[] if fixed else list(body.context or []), return_tokens=not body.raw,
+                  end_user=body.user)
     events = await primed(await service.generate(target.caller, record, draft))
     if not body.stream or body.think:
         # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.

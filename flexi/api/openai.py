@@ -425,7 +425,12 @@ async def completions(request: Request) -> Response:
     service = generation_of(request)
     target = await _target(service, caller_of(request), body.model)
     record = target.record
-    draft = Draft(TextPrompt(text_in, suffix=body.suffix or None, raw=True),
+    if target.builds_prompt:  # a prompt template: the prompt carries its parameters, the template renders
+        text, system = target.text_prompt(text_in, None)
+        spec = TextPrompt(text, system=system)
+    else:
+        spec = TextPrompt(text_in, suffix=body.suffix or None, raw=True)
+    draft = Draft(spec,
                   options=target.merged_options(_options(body, body.max_tokens)),
                   body=body, keep_alive=body.keep_alive, end_user=body.user, body_priority=body.priority)
     events = await _start(service, target.caller, record, draft)

@@ -25,8 +25,8 @@ def _text_filter(value: str | None, name: str) -> str | None:
     return value
 
 
-@router.get("/usage", summary="Usage totals grouped by user (pseudonym), course, model, key, day or end user")
-def usage(request: Request, by: Literal["user", "course", "model", "key", "day", "end_user"] = "day",
+@router.get("/usage", summary="Usage totals grouped by user (pseudonym), course, model, key, day, end user or prompt template")
+def usage(request: Request, by: Literal["user", "course", "model", "key", "day", "end_user", "template"] = "day",
           since: datetime | None = None, until: datetime | None = None, model: str | None = None,
           course: str | None = None, key_id: int | None = None, limit: int = 1000) -> dict[str, Any]:
     """`by=end_user&key_id=…`: a service key's usage per end user (OpenAI `user`), by pseudonym only."""

@@ -23,6 +23,7 @@ from flexi.cli.errors import fail, handle_errors
 from flexi.cli.energy import energy_app
 from flexi.cli.monitor import monitor_app
 from flexi.cli.rag import rag_app
+from flexi.cli.template import template_app
 from flexi.cli.rag_eval import register as register_rag_eval
 from flexi.cli.create import create as create_model
 from flexi.cli.format import human_bytes, human_time, processor_text, short_digest, until_text
@@ -44,6 +45,7 @@ for _sub_app, _name in ADMIN_APPS + PRIVACY_APPS:  # users, keys, groups, course
     app.add_typer(_sub_app, name=_name)
 register_rag_eval(rag_app)  # `flexi rag eval`
 app.add_typer(rag_app, name="rag")
+app.add_typer(template_app, name="template")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(energy_app, name="energy")
 app.add_typer(backend_app, name="backend")

@@ -31,7 +31,7 @@ def _when(value: Optional[str], option: str) -> Optional[datetime]:
 
 @usage_app.callback(invoke_without_command=True)
 @handle
-def usage(by: str = typer.Option("day", "--by", help="user | course | model | key | day | end_user"),
+def usage(by: str = typer.Option("day", "--by", help="user | course | model | key | day | end_user | template"),
           since: Optional[str] = typer.Option(None, "--since", help="From this UTC date/time (ISO 8601)."),
           until: Optional[str] = typer.Option(None, "--until", help="Before this UTC date/time."),
           model: Optional[str] = typer.Option(None, "--model"), course: Optional[str] = typer.Option(None, "--course"),

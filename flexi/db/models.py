@@ -146,6 +146,9 @@ class Course(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     title: Mapped[str | None] = mapped_column(String(255))
+    # what prompt templates may take from their course (`course` parameters, flexi/prompt/template_params.py)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    learning_objectives: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class GroupMember(Base):
@@ -282,7 +285,8 @@ class UsageRecord(Base):
     """One record per request. Identifies the user only by pseudonym and holds no
     prompt or response text. Keys and courses may be deleted later; their records
     stay (ids set to NULL) for the totals.
-    `assistant_id` marks chats through a course assistant (billed to its course).
+    `assistant_id` marks chats through a course assistant (billed to its course),
+    `template_id` and `template_version` runs of a prompt template (billed to its course).
     `status`: ok | cancelled | error | rejected, and for a generation still in
     flight "running" (its start journaled, flexi.access.usage_journal) or
     "interrupted" (its replica died or lost the database before its end).
@@ -309,6 +313,8 @@ class UsageRecord(Base):
     generation_ms: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(String(16), default="ok")
     assistant_id: Mapped[int | None] = mapped_column(ForeignKey("assistants.id", ondelete="SET NULL"), index=True)  # chats through a course assistant
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_templates.id", ondelete="SET NULL"), index=True)  # runs of a prompt template
+    template_version: Mapped[int | None]  # which version of it ran (kept when the template is deleted)
     request_id: Mapped[str | None] = mapped_column(String(96), index=True, unique=True)
     replica: Mapped[str | None] = mapped_column(String(128))
     end_user: Mapped[str | None] = mapped_column(String(64), index=True)  # pseudonym of an application's end user (OpenAI `user` of a service key)
@@ -362,6 +368,46 @@ class Assistant(Base):
     disabled: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class PromptTemplate(Base):
+    """A prompt template (issue 15, "Caipi"): instructions with typed parameters that a course's
+    teachers keep and others run by name (`slug`, also the model name `template/<slug>`). Its content
+    lives in versions: every change adds one (`prompt_template_versions`) and moves `version` to it, so
+    a run names exactly what ran and old versions stay readable. Deleting it deletes its versions;
+    usage rows keep their numbers and the version (template_id SET NULL)."""
+
+    __tablename__ = "prompt_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(48), unique=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    version: Mapped[int] = mapped_column(default=1, server_default="1")  # the current version
+    disabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class PromptTemplateVersion(Base):
+    """One version of a template, never changed once written. `parameters` is the validated list of
+    parameter specs, `options` validated sampling options, `roles` the user roles and `courses` the
+    course ids whose members may run it (besides the course's teachers and administrators)."""
+
+    __tablename__ = "prompt_template_versions"
+
+    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    instructions: Mapped[str] = mapped_column(Text)
+    parameters: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    model: Mapped[str] = mapped_column(String(255))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    roles: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    courses: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
 
 
 class Conversation(Base):

@@ -16,7 +16,7 @@ from flexi.http.access_middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import ollama, openai
 from flexi.campus import admin, admin_backends, admin_usage, auth_routes, keys, me
-from flexi.campus import assistants, conversations, documents as course_documents
+from flexi.campus import assistants, conversations, documents as course_documents, templates as prompt_templates
 from flexi.campus import energy as energy_routes
 from flexi.campus import metrics as metrics_routes
 from flexi.energy.service import EnergyService
@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         documents = DocumentLibrary(access.engine, ParseLimits.from_settings(settings), embedder=EngineEmbedder(generation),
                                     index=index, min_similarity=settings.rag_min_similarity, top_k=settings.rag_top_k)
         generation.aliases.append(assistants.AssistantModels(access, generation, documents))  # `assistant/<slug>`
+        generation.aliases.append(prompt_templates.TemplateModels(access, generation))  # `template/<slug>`
         metrics = Metrics() if settings.metrics else None
         if metrics is not None:  # requests are observed where the gate meters them; the scheduler at scrape time
             metrics.watch(ManagerView(manager))
@@ -118,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations.router)  # /me/conversations: server-side chat history (FLEXI_CHAT_HISTORY=server)
     app.include_router(course_documents.router)  # /assistants/{slug}/documents, /search: course documents
     app.include_router(assistants.router)  # /assistants: teacher-made course assistants
+    app.include_router(prompt_templates.router)  # /templates: versioned prompt templates (issue 15)
     if settings.metrics:
         app.include_router(metrics_routes.router)  # /metrics: Prometheus (admins only with auth on)
 

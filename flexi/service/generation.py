@@ -161,10 +161,30 @@ class Target:
     instructions: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     grounding: Grounding | None = None  # a course assistant with documents answers from them
+    #: a prompt template (issue 15) builds the whole chat from the client's messages (its parameters, checked,
+    #: as delimited data); the client's other turns and system messages do not reach the model
+    builder: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+
+    @property
+    def builds_prompt(self) -> bool:
+        """True for a prompt template: the client supplies parameters, not a prompt (no raw mode, no
+        custom template, no Ollama `context`, no suffix)."""
+        return self.builder is not None
 
     def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The conversation with the assistant's instructions first (they keep their authority)."""
+        """The conversation with the assistant's instructions first (they keep their authority), or the
+        template's chat built from it."""
+        if self.builder is not None:
+            return self.builder(messages)
         return [{"role": "system", "content": self.instructions}, *messages] if self.instructions else messages
+
+    def text_prompt(self, prompt: str, system: str | None) -> tuple[str, str | None]:
+        """A text prompt's (/api/generate, /v1/completions) prompt and system message for this target: the
+        instructions join the client's system message; a template builds both from the prompt."""
+        if self.builder is not None:
+            built = self.builder([{"role": "user", "content": prompt}])
+            return built[-1]["content"], built[0]["content"]
+        return prompt, "\n\n".join(part for part in (self.instructions, system or "") if part) or None
 
     def merged_options(self, client: ModelOptions | None) -> ModelOptions | None:
         """The client's options under the assistant's: what the teacher set wins."""
@@ -175,8 +195,8 @@ class Target:
 
 
 class ModelAliases(Protocol):
-    """Names that stand for something else than a stored model (`assistant/<slug>`): registered by the
-    layer that owns them (course assistants live in flexi/campus/), so every dialect accepts them."""
+    """Names that stand for something else than a stored model (`assistant/<slug>`, `template/<slug>`):
+    registered by the layer that owns them (both live in flexi/campus/), so every dialect accepts them."""
 
     prefix: str
 

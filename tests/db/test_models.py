@@ -179,6 +179,7 @@ def test_usage_records_have_no_text_columns(db: Engine) -> None:
         "prompt_tokens", "completion_tokens", "queue_ms", "generation_ms", "status", "assistant_id",
         "request_id", "replica",  # the usage journal's join of start and end, and who ran the request
         "end_user",  # a keyed hash (64 hex) of a service key's end user, never the raw id
+        "template_id", "template_version",  # runs of a prompt template (numbers only, issue 15)
     }
     for column in columns:
         kind = column["type"]

@@ -152,6 +152,11 @@ async function usage(body) {
   const perModel = (await api("/admin/usage?by=model")).rows || [];
   const rows = perModel.map((r) => h("tr", {}, h("td", {}, String(r.model)), h("td", {}, fmtNumber(r.requests)),
     h("td", {}, fmtNumber(r.prompt_tokens)), h("td", {}, fmtNumber(r.completion_tokens))));
+  const perTemplate = (await api("/admin/usage?by=template")).rows || [];
+  const templateRows = perTemplate.map((r) => h("tr", {}, h("td", {}, r.template ?? "—"), h("td", {}, fmtNumber(r.requests)),
+    h("td", {}, fmtNumber(r.prompt_tokens)), h("td", {}, fmtNumber(r.completion_tokens))));
   clear(body, h("p", {}, t("usage_intro", { days })), h("div", { class: "charts" }, charts),
-    h("h2", {}, t("usage_per_model")), table([t("model"), t("requests"), t("prompt_tokens"), t("completion_tokens")], rows, t("usage_per_model")));
+    h("h2", {}, t("usage_per_model")), table([t("model"), t("requests"), t("prompt_tokens"), t("completion_tokens")], rows, t("usage_per_model")),
+    templateRows.length ? [h("h2", {}, t("usage_per_template")),
+      table([t("tpl_title"), t("requests"), t("prompt_tokens"), t("completion_tokens")], templateRows, t("usage_per_template"))] : null);
 }

@@ -6,6 +6,7 @@ import { BrowserStore, ServerStore } from "./store.js";
 import { renderMarkdown } from "./markdown.js";
 import { chatView, stopStreaming } from "./chat.js";
 import { assistantsView } from "./assistants.js";
+import { templatesView } from "./templates.js";
 import { adminView } from "./admin.js";
 import { accountView } from "./account.js";
 
@@ -140,6 +141,7 @@ async function frame() {
   const nav = h("nav", { "aria-label": t("main_nav") },
     h("a", { href: "#/", "data-route": "chat" }, t("nav_chat")),
     isTeacher() ? h("a", { href: "#/assistants", "data-route": "assistants" }, t("nav_assistants")) : null,
+    h("a", { href: "#/templates", "data-route": "templates" }, t("nav_templates")),
     isAdmin() ? h("a", { href: "#/admin/users", "data-route": "admin" }, t("nav_admin")) : null,
     session.me ? h("a", { href: "#/account", "data-route": "account" }, t("nav_account")) : null);
   const who = session.me ? h("span", { class: "hint" }, session.me.display_name || session.me.subject) : null;
@@ -160,7 +162,8 @@ async function route(outlet, nav) {
   const path = location.hash.replace(/^#/, "") || "/";
   const mine = ++routeCount;
   stopStreaming();
-  const section = path.startsWith("/assistants") ? "assistants" : path.startsWith("/admin") ? "admin"
+  const section = path.startsWith("/assistants") ? "assistants" : path.startsWith("/templates") ? "templates"
+    : path.startsWith("/admin") ? "admin"
     : path.startsWith("/account") ? "account" : "chat";
   for (const a of nav.querySelectorAll("a")) {
     if (a.dataset.route === section) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
@@ -169,6 +172,7 @@ async function route(outlet, nav) {
   delete outlet.dataset.ready;
   try {
     if (section === "assistants") await assistantsView(outlet, path);
+    else if (section === "templates") await templatesView(outlet, path);
     else if (section === "admin") await adminView(outlet, path);
     else if (section === "account") await accountView(outlet);
     else await chatView(outlet, path, () => mine === routeCount);

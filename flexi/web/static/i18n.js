@@ -2,6 +2,15 @@
 // the switch (remembered in this browser), else the account's setting, else the browser's.
 const TEXTS = {
   en: {
+    nav_templates: "Templates", tpl_title: "Prompt templates", tpl_intro: "Prepared prompts of your courses: fill in the form, the template does the rest. Your entries reach the model as data, never as instructions.",
+    tpl_new: "New template", tpl_none: "No templates are shared with you yet.", tpl_version: "version {n}", tpl_disabled: "switched off",
+    tpl_model_name: "As a model (e.g. in Moodle): {name}", tpl_run: "Run", tpl_optional: "(optional)", tpl_answer: "Answer",
+    tpl_hint_length: "At most {max} characters.", tpl_hint_range: "From {min} to {max}.", tpl_hint_course: "Taken from the course {course}.",
+    tpl_edit: "Edit template", tpl_slug: "Short name", tpl_slug_hint: "Lower-case letters, digits and hyphens; the model name becomes template/<short name>. Empty: from the name.",
+    tpl_instructions: "Instructions", tpl_instructions_hint: "What the model should do. {{name}} inserts an enum or number parameter; text parameters are referred to as [name].",
+    tpl_parameters: "Parameters (JSON)", tpl_parameters_hint: "A list of parameters: type string (max_length), enum (values), integer or number (min, max), or course (field: name, title, description, learning_objectives).",
+    tpl_roles: "Who else may run it", tpl_roles_hint: "The members of the course may always run it; tick roles that may run it too (service: e.g. a Moodle site's key).",
+    tpl_switch_off: "Switched off (nobody can run it)", tpl_versions: "Versions", usage_per_template: "Use per template",
     close: "Close", doc_chunks: "Passages", doc_delete_confirm: "Delete the document “{name}”? Its passages are removed from the assistant's search. This cannot be undone.",
     doc_delete_named: "Delete document {name}", doc_deleted: "“{name}” deleted.", doc_fetching: "Fetching the page…",
     doc_files: "Upload files", doc_files_hint: "PDF, DOCX, PPTX, ODT, HTML, Markdown or plain text; choose several at once or drop them here.",
@@ -118,6 +127,15 @@ const TEXTS = {
     chart_energy_week: "Energy per week", chart_energy_model: "Energy per model", chart_energy_hour: "Peak concurrent requests per hour of day",
   },
   de: {
+    nav_templates: "Vorlagen", tpl_title: "Prompt-Vorlagen", tpl_intro: "Vorbereitete Prompts Ihrer Kurse: Formular ausfüllen, den Rest erledigt die Vorlage. Ihre Eingaben erreichen das Modell als Daten, nie als Anweisungen.",
+    tpl_new: "Neue Vorlage", tpl_none: "Noch keine Vorlagen für Sie freigegeben.", tpl_version: "Version {n}", tpl_disabled: "abgeschaltet",
+    tpl_model_name: "Als Modell (z. B. in Moodle): {name}", tpl_run: "Ausführen", tpl_optional: "(optional)", tpl_answer: "Antwort",
+    tpl_hint_length: "Höchstens {max} Zeichen.", tpl_hint_range: "Von {min} bis {max}.", tpl_hint_course: "Aus dem Kurs {course}.",
+    tpl_edit: "Vorlage bearbeiten", tpl_slug: "Kurzname", tpl_slug_hint: "Kleinbuchstaben, Ziffern und Bindestriche; der Modellname wird template/<Kurzname>. Leer: aus dem Namen.",
+    tpl_instructions: "Anweisungen", tpl_instructions_hint: "Was das Modell tun soll. {{name}} setzt einen Auswahl- oder Zahlparameter ein; auf Textparameter wird mit [name] verwiesen.",
+    tpl_parameters: "Parameter (JSON)", tpl_parameters_hint: "Eine Liste von Parametern: Typ string (max_length), enum (values), integer oder number (min, max) oder course (field: name, title, description, learning_objectives).",
+    tpl_roles: "Wer sie außerdem ausführen darf", tpl_roles_hint: "Die Mitglieder des Kurses dürfen sie immer ausführen; Rollen ankreuzen, die sie auch ausführen dürfen (service: z. B. der Schlüssel einer Moodle-Seite).",
+    tpl_switch_off: "Abgeschaltet (niemand kann sie ausführen)", tpl_versions: "Versionen", usage_per_template: "Nutzung pro Vorlage",
     close: "Schließen", doc_chunks: "Textstellen", doc_delete_confirm: "Das Dokument „{name}“ löschen? Seine Textstellen verschwinden aus der Suche des Assistenten. Das kann nicht rückgängig gemacht werden.",
     doc_delete_named: "Dokument {name} löschen", doc_deleted: "„{name}“ gelöscht.", doc_fetching: "Die Seite wird abgerufen…",
     doc_files: "Dateien hochladen", doc_files_hint: "PDF, DOCX, PPTX, ODT, HTML, Markdown oder Text; mehrere auf einmal wählen oder hierher ziehen.",
