@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Request, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from flexi import i18n
 from flexi.api import openai
@@ -30,6 +31,22 @@ from flexi.engine.types import BadRequest, EngineError, ModelNotFound
 from flexi.http.caller import caller_of
 from flexi.http.errors import parse_body
 
+
+
+class _AnyPath(Convertor[str]):
+    """Like Starlette's `path`, but also across control characters (its `.*` stops at a newline, so a
+    deployment with an encoded `%0A` would miss the route and get a bare 404 instead of the 400 it deserves)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("flexi_anypath", _AnyPath())
 router = APIRouter()
 
 PREFIX = "/openai/deployments/"
@@ -70,7 +87,7 @@ def _not_found(request: Request, name: str) -> EngineError:
                        "DeploymentNotFound")
 
 
-@router.post("/openai/deployments/{rest:path}", include_in_schema=True,
+@router.post("/openai/deployments/{rest:flexi_anypath}", include_in_schema=True,
              summary="Azure OpenAI: chat/completions, completions, embeddings of a deployment (= model or alias)")
 async def deployment_operation(request: Request, rest: str) -> Response:
     deployment, operation = _split(rest)
