@@ -26,11 +26,14 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from flexi import i18n
 from flexi.api import openai
-from flexi.api.openai_types import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
+from flexi.api.openai_types import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+)
 from flexi.engine.types import BadRequest, EngineError, ModelNotFound
 from flexi.http.caller import caller_of
 from flexi.http.errors import parse_body
-
 
 
 class _AnyPath(Convertor[str]):

@@ -212,9 +212,11 @@ class GenerationService:
         shown = [(r.name, r) for r in self.visible(caller, self.with_remote(records))]
         if self.model_aliases is not None:
             for entry in self.model_aliases.entries():
+                if self.alias_of(entry.name) is None:  # a real model of that name hides it (listed above)
+                    continue
                 try:
                     shown.append((entry.name, self.model(caller, entry.name)))
-                except (ModelNotFound, BadRequest):  # dangling, forbidden or hidden by a real model of its name
+                except (ModelNotFound, BadRequest):  # dangling, or its target is forbidden for this caller
                     continue
         for alias in self.aliases:
             shown += await alias.listed(caller)

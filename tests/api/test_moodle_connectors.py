@@ -231,8 +231,8 @@ def test_local_ai_manager_ollama(moodle: httpx.Client) -> None:
                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json;charset=utf-8"})
     assert r.status_code == 200, r.text
     obj = r.json()
-    prompt_tokens = obj["prompt_eval_count"] if "prompt_eval_count" in obj else 0.0
-    response_tokens = obj["eval_count"] if "eval_count" in obj else 0.0
+    prompt_tokens = obj.get("prompt_eval_count", 0.0)  # isset(...) ? ... : 0.0
+    response_tokens = obj.get("eval_count", 0.0)
     assert obj["model"] and obj["message"]["content"] and prompt_tokens > 0 and response_tokens > 0
 
 

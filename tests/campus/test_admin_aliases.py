@@ -235,3 +235,20 @@ def test_azure_429_has_retry_after(site: Site) -> None:
         assert int(refused.headers["Retry-After"]) >= 1
     finally:
         site.call("PUT", "/admin/quotas/role/student", json={"requests_per_minute": None})
+
+
+def test_a_model_created_later_under_an_alias_name_wins(site: Site) -> None:
+    assert site.call("POST", "/admin/aliases", json={"name": "later", "target": MODEL}).status_code == 201
+    try:
+        made = site.call("POST", "/api/create", json={"model": "later", "from": MODEL, "stream": False,
+                                                      "parameters": {"num_predict": 1}})
+        assert made.status_code == 200, made.text
+        tags = [m["name"] for m in site.call("GET", "/api/tags").json()["models"]]
+        assert tags.count("later:latest") == 1 and "later" not in tags  # listed once, as the model
+        listed = {a["name"]: a for a in site.call("GET", "/admin/aliases").json()["aliases"]}
+        assert listed["later"]["available"] is False
+        one = site.call("POST", "/v1/chat/completions", json={"model": "later", "messages": CHAT["messages"]})
+        assert one.status_code == 200 and one.json()["usage"]["completion_tokens"] == 1
+    finally:
+        site.call("DELETE", "/api/delete", json={"model": "later"})
+        site.call("DELETE", "/admin/aliases/later")

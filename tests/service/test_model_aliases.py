@@ -104,11 +104,10 @@ def test_no_chain_in_either_direction(engine: Engine) -> None:
         add(engine, "second", "first")  # onto an alias
     with pytest.raises(ops.AdminError, match="exists already"):
         add(engine, "first", "llama3.3")  # without replace
-    with pytest.raises(ops.AdminError, match="points at") as chained:  # a deleted model's name, now an alias's target
-        with session_factory(engine)() as session:
-            ops.set_alias(session, "qwen:7b", "llama3.3", model_exists=lambda n: n != "qwen:7b", configured={})
+    with pytest.raises(ops.AdminError, match="points at") as chained, session_factory(engine)() as session:
+        # a deleted model's name, now an alias's target
+        ops.set_alias(session, "qwen:7b", "llama3.3", model_exists=lambda n: n != "qwen:7b", configured={})
     assert chained.value.key == "alias_chain"
-    with pytest.raises(ops.AdminError, match="not found") as info:
-        with session_factory(engine)() as session:
-            ops.delete_alias(session, "nothing", [])
+    with pytest.raises(ops.AdminError, match="not found") as info, session_factory(engine)() as session:
+        ops.delete_alias(session, "nothing", [])
     assert info.value.status == 404
