@@ -19,6 +19,7 @@ one is a 400 like Azure's "API version not supported".
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from fastapi import APIRouter, Request, Response
@@ -32,7 +33,7 @@ from flexi.api.openai_types import (
     EmbeddingsRequest,
 )
 from flexi.engine.types import BadRequest, EngineError, ModelNotFound
-from flexi.http.caller import caller_of
+from flexi.http.caller import CALLER_STATE, caller_of
 from flexi.http.errors import parse_body
 
 
@@ -90,12 +91,21 @@ def _not_found(request: Request, name: str) -> EngineError:
                        "DeploymentNotFound")
 
 
+def _name_route(request: Request, operation: str) -> None:
+    """Usage records and metrics name the route, not the path: the deployment is the client's choice (unbounded
+    label values, longer than the usage record's endpoint column); the model column says what ran."""
+    caller = caller_of(request)
+    route = f"/openai/deployments/{{deployment}}/{operation}"
+    request.scope["state"][CALLER_STATE] = dataclasses.replace(caller, endpoint=route)
+
+
 @router.post("/openai/deployments/{rest:flexi_anypath}", include_in_schema=True,
              summary="Azure OpenAI: chat/completions, completions, embeddings of a deployment (= model or alias)")
 async def deployment_operation(request: Request, rest: str) -> Response:
     deployment, operation = _split(rest)
     deployment = _deployment(request, deployment)
     _api_version(request)
+    _name_route(request, operation)
     try:
         if operation == "chat/completions":
             chat = await parse_body(request, ChatCompletionRequest)

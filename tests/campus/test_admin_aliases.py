@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -197,6 +198,16 @@ def test_azure_needs_a_key(site: Site) -> None:
     assert site.azure(MODEL.split(":")[0], "flexi-wrong-key").status_code == 401
     ok = site.azure(MODEL, site.user_key)
     assert ok.status_code == 200, ok.text
+    db = ServerDB(site.srv.home)
+    try:  # the usage record names the route, not the (client-chosen, unbounded) deployment
+        deadline = time.monotonic() + 15
+        while not (azure := [r for r in db.usage(db.pseudonym("stud")) if r.endpoint.startswith("/openai/")]):
+            assert time.monotonic() < deadline, "no usage record of the Azure request"
+            time.sleep(0.1)
+        assert {r.endpoint for r in azure} == {"/openai/deployments/{deployment}/chat/completions"}
+        assert {r.model for r in azure} == {MODEL}
+    finally:
+        db.close()
 
 
 @pytest.mark.parametrize("deployment", ["a..b", "a%2Fb", "a%2fb", "a%5Cb", "a%00b", "a%0Ab", "a/b", "%2E%2E"])
