@@ -144,8 +144,7 @@ def test_core_azureai_streaming_like_azure(moodle: httpx.Client) -> None:
 def test_core_azureai_generate_image_fails_clearly(moodle: httpx.Client) -> None:
     """ai/provider/azureai/classes/process_generate_image.php @ 471cd4775467e6b41279e729c1531980d2e6361a:
     `…/openai/deployments/{deployment}/images/generations?api-version=…`; a 4xx's `error.message` is shown."""
-    body = {"prompt": "A cat", "n": 1, "quality": "standard", "response_format": "url", "size": "1024x1024",
-            "style": "vivid", "user": SITE_USER}
+    body = {"prompt": "A cat", "n": 1, "quality": "standard", "size": "1024x1024", "style": "vivid", "user": SITE_USER}
     r = _azure(moodle, "dall-e-3", "images/generations", body)
     assert r.status_code == 400 and "images" in r.json()["error"]["message"]
 
