@@ -277,6 +277,20 @@ def test_local_aiquestions(moodle: httpx.Client) -> None:
     assert isinstance(r.json()["choices"][0]["message"]["content"], str) and r.json()["choices"][0]["message"]["content"]
 
 
+# --- mod_longpage (CATALPAresearch) --------------------------------------------------------------------
+def test_mod_longpage_check_models(moodle: httpx.Client) -> None:
+    """check_models.php @ 278c36173e98f0e4cfa2bd2d3523e04cd5fbe526 (CATALPAresearch/moodle_mod_longpage): the
+    settings' model check asks `{scheme}://{host}[:port]/api/tags` of the configured `aiurl` with the `aitoken`
+    as Bearer and shows name, size (display_size) and modified_at (strtotime) of each model."""
+    r = moodle.get("/api/tags", headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 200
+    models = r.json()["models"]
+    assert isinstance(models, list) and len(models) > 0
+    for model in models:
+        assert model["name"] and isinstance(model["size"], int) and model["modified_at"]
+    assert "gpt-4o" in [m["name"] for m in models]
+
+
 # --- aliases in the lists the connectors read ----------------------------------------------------------
 def test_aliases_listed_and_shown(moodle: httpx.Client) -> None:
     tags = [m["name"] for m in moodle.get("/api/tags").json()["models"]]
