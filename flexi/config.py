@@ -336,6 +336,9 @@ class Settings(BaseSettings):
             seen.add(backend.name.lower())
         return value
 
+    # --- issue 15: model aliases ---
+    aliases: dict[str, str] = Field(default_factory=dict, description="Model aliases (`[aliases]` in config.toml, or JSON in FLEXI_ALIASES): `gpt-4o = \"llama3.3\"` lets clients with fixed model lists (Moodle plugins) name a model Flexi has. An alias follows its target (resolved on every request), the target's policy applies, a real model of the same name wins, and an alias may not point at another alias. Admins add more at run time (`/admin/aliases`, `flexi alias add`).")
+
     backend_health_interval: float = Field(15.0, ge=0, description="Seconds between health probes of each remote backend (llamacpp, vllm: GET /health; openai: GET /v1/models; ollama, flexi: GET /api/version; vllm and llamacpp also /metrics for the engine's own queue, used in least-loaded routing when it answers). A failing probe opens the backend's circuit, a good one closes it. 0 = no probes.")
     backend_failure_threshold: int = Field(3, ge=0, description="Consecutive failures of a remote backend (unreachable, timeout, HTTP 5xx, an unreadable or broken answer; not a 4xx refusal of the request) after which its circuit opens: no requests go there until FLEXI_BACKEND_COOLDOWN has passed, then one trial request (or a good probe) closes it again. A model whose backends are all open answers 503 with Retry-After at once. 0 = no circuit breaker.")
     backend_cooldown: float = Field(30.0, gt=0, description="Seconds an open circuit keeps a remote backend out of routing before one trial request may go there.")

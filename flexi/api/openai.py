@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from flexi import i18n
 from flexi.access.caller import Caller
 from flexi.api import completion as gen
 from flexi.http.app_state import generation_of, state_of
@@ -298,7 +299,11 @@ def _tool_calls_out(calls: list[dict[str, Any]], streaming: bool = False) -> lis
 # --- chat completions -------------------------------------------------------------------
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    body = await parse_body(request, ChatCompletionRequest)
+    return await chat_completion_response(request, await parse_body(request, ChatCompletionRequest))
+
+
+async def chat_completion_response(request: Request, body: ChatCompletionRequest) -> Response:
+    """A parsed chat completion request → its answer (JSON or SSE); Azure's deployment route comes here too."""
     _refuse_unsupported(body)
     if body.logprobs:
         raise BadRequest("logprobs are not supported yet", param="logprobs")
@@ -415,7 +420,11 @@ def _prompt_text(prompt: Any) -> str:
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
-    body = await parse_body(request, CompletionRequest)
+    return await completion_response(request, await parse_body(request, CompletionRequest))
+
+
+async def completion_response(request: Request, body: CompletionRequest) -> Response:
+    """A parsed text completion request → its answer (JSON or SSE); Azure's deployment route comes here too."""
     _refuse_unsupported(body)
     if body.logprobs:
         raise BadRequest("logprobs are not supported yet", param="logprobs")
@@ -503,7 +512,11 @@ def _base64_floats(vec: list[float]) -> str:
 
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
-    body = await parse_body(request, EmbeddingsRequest)
+    return await embeddings_response(request, await parse_body(request, EmbeddingsRequest))
+
+
+async def embeddings_response(request: Request, body: EmbeddingsRequest) -> Response:
+    """A parsed embeddings request → its vectors; Azure's deployment route comes here too."""
     if body.encoding_format not in ("float", "base64"):
         raise BadRequest('encoding_format must be "float" or "base64"', param="encoding_format")
     inputs = _embedding_inputs(body.input)
@@ -516,6 +529,17 @@ async def embeddings(request: Request) -> Response:
             for i, vec in enumerate(result.embeddings)]
     return JSONResponse({"object": "list", "data": data, "model": body.model,
                          "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}})
+
+
+# --- images -------------------------------------------------------------------------------
+def images_not_supported(request: Request) -> EngineError:
+    """Flexi generates no images: Moodle's image action (and any client) gets a message it shows as it is."""
+    return EngineError(i18n.text("images_not_supported", caller_of(request).locale), 400, "unsupported_endpoint")
+
+
+@router.post("/v1/images/generations")
+async def image_generations(request: Request) -> Response:
+    raise images_not_supported(request)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -536,10 +560,9 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
+    service = generation_of(request)
     try:
-        record = await asyncio.to_thread(generation_of(request).model, None, model_id)
-        if not generation_of(request).visible(caller_of(request), [record]):
-            raise ModelNotFound(model_id)
+        record = await asyncio.to_thread(service.model, caller_of(request), model_id)
     except BadRequest:  # not even a valid name: certainly not a model we have
         exc = ModelNotFound(model_id)
         exc.param = "model"  # type: ignore[attr-defined]
@@ -547,4 +570,4 @@ async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
     except ModelNotFound as exc:
         exc.param = "model"  # type: ignore[attr-defined]
         raise
-    return _model_object(record)
+    return _model_object(record, model_id if service.alias_of(model_id) is not None else None)

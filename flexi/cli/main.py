@@ -16,6 +16,7 @@ import typer
 from flexi import __version__
 from flexi.cli import chat
 from flexi.cli.admin import SUB_APPS as ADMIN_APPS
+from flexi.cli.alias import alias_app
 from flexi.cli.backend import backend_app
 from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
@@ -49,6 +50,7 @@ app.add_typer(template_app, name="template")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(energy_app, name="energy")
 app.add_typer(backend_app, name="backend")
+app.add_typer(alias_app, name="alias")
 
 
 def stdin_is_tty() -> bool:

@@ -542,6 +542,21 @@ class RemoteBackend(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
 
 
+class ModelAlias(Base):
+    """A model name an administrator maps to a real model at run time (`/admin/aliases`, `flexi alias add`),
+    next to the `[aliases]` of config.toml: `gpt-4o` → `llama3.3`, for Moodle plugins with fixed model lists.
+    It follows its target (resolved on every request, unlike `flexi cp`); the target's policy applies."""
+
+    __tablename__ = "model_aliases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # canonical (lower-case, with tag)
+    display: Mapped[str] = mapped_column(String(200))  # as the admin wrote it: what model lists show
+    target: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
 class ConfigVersion(Base):
     """A counter per kind of run-time configuration ("backends"), raised in the transaction of every change:
     each replica reads this one row every few seconds and reloads only when it moved."""

@@ -38,7 +38,7 @@ from flexi.access.caller import Caller
 from flexi.access.principal import Principal
 from flexi.observability.metrics import Metrics
 from flexi.http.sessions import scope_is_secure
-from flexi.http.errors import ollama_error, openai_error
+from flexi.http.errors import error_renderer
 from flexi.http.caller import CALLER_STATE, build_caller, request_id_of
 from flexi.http.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
 from flexi.http.forwarded import client_address_of
@@ -97,8 +97,7 @@ class AccessMiddleware:
         try:
             principal = await self._principal(scope, kind)
         except AccessError as exc:
-            render = openai_error if scope["path"].startswith("/v1/") else ollama_error
-            response = render(exc)
+            response = error_renderer(scope["path"])(exc)
             response.headers["x-request-id"] = request_id
             await response(scope, receive, send)
             return

@@ -1,6 +1,7 @@
 """Error bodies in each dialect's shape, and request-body parsing with clear messages.
 
-Ollama: {"error": "message"}. OpenAI: {"error": {"message", "type", "param", "code"}}.
+Ollama: {"error": "message"}. OpenAI: {"error": {"message", "type", "param", "code"}}. Azure OpenAI
+(/openai/deployments/…): {"error": {"code", "message"}}.
 Never a stack trace: unexpected exceptions become a generic 500 and are logged.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -39,6 +41,31 @@ def openai_error(exc: EngineError) -> JSONResponse:
     body = {"error": {"message": exc.message, "type": OPENAI_TYPES.get(exc.status, "server_error"),
                       "param": getattr(exc, "param", None), "code": exc.code, **(getattr(exc, "fields", None) or {})}}
     return JSONResponse(body, status_code=exc.status, headers=_headers(exc))
+
+
+#: Azure OpenAI's codes where they differ from the internal ones (its 401, 404 and 429 carry the status as text)
+AZURE_CODES = {401: "401", 404: "404", 429: "429"}
+AZURE_PREFIX = "/openai/"
+
+
+def azure_error(exc: EngineError) -> JSONResponse:
+    """Azure OpenAI's shape: `{"error": {"code", "message"}}` (SDKs and Moodle read these two); request errors
+    keep OpenAI's `type` and `param` as Azure's own 400s do. Retry-After goes with 429 and 503."""
+    error: dict[str, Any] = {"code": exc.code if exc.code[:1].isupper() else AZURE_CODES.get(exc.status, exc.code),
+                             "message": exc.message}
+    if exc.status == 400:
+        error.update(type=OPENAI_TYPES[400], param=getattr(exc, "param", None))
+    error.update(getattr(exc, "fields", None) or {})
+    return JSONResponse({"error": error}, status_code=exc.status, headers=_headers(exc))
+
+
+def error_renderer(path: str) -> Callable[[EngineError], JSONResponse]:
+    """Each dialect's error shape, by the path the client called."""
+    if path.startswith("/v1/"):
+        return openai_error
+    if path.startswith(AZURE_PREFIX):
+        return azure_error
+    return ollama_error
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "bytes"}

@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from flexi import __version__
 from flexi.http.access_middleware import AccessMiddleware
 from flexi.access.service import AccessService
-from flexi.api import ollama, openai
-from flexi.campus import admin, admin_backends, admin_usage, auth_routes, keys, me
+from flexi.api import azure, ollama, openai
+from flexi.campus import admin, admin_aliases, admin_backends, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations, documents as course_documents, templates as prompt_templates
 from flexi.campus import energy as energy_routes
 from flexi.campus import metrics as metrics_routes
@@ -27,13 +27,14 @@ from flexi.rag.pgindex import PostgresChunkIndex
 from flexi.service.embedder import EngineEmbedder
 from flexi.rag.sandbox import ParseLimits
 from flexi.api.completion import ClientDisconnected
-from flexi.http.errors import ollama_error, openai_error
+from flexi.http.errors import error_renderer
 from flexi.config import Settings
 from flexi.prompt.render_budget import set_render_timeout
 from flexi.engine.types import BadRequest, EngineError
 from flexi.scheduler.manager import ModelManager
 from flexi.server.guard import BodyTooLarge, RequestGuard
 from flexi.engine.runner_isolation import UnsafeDirectory, ensure_private_dir
+from flexi.service.aliases import ModelAliasTable
 from flexi.service.backend_sync import BackendSync
 from flexi.service.generation import GenerationService
 from flexi.service.remote import RemoteBackends, served_models
@@ -47,7 +48,7 @@ log = logging.getLogger("flexi.server")
 
 
 def _error_response(request: Request, exc: EngineError) -> JSONResponse:
-    return openai_error(exc) if request.url.path.startswith("/v1/") else ollama_error(exc)
+    return error_renderer(request.url.path)(exc)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -68,6 +69,9 @@ def create_app(settings: Settings) -> FastAPI:
         manager = ModelManager(settings, store)
         await manager.start()
         generation = GenerationService(settings, store, access.gate, remote.selector(manager), remote)
+        aliases = ModelAliasTable(settings.aliases, access.engine)  # `gpt-4o` → a real model, on every replica
+        await aliases.start()
+        generation.model_aliases = aliases
         index = await asyncio.to_thread(PostgresChunkIndex, access.engine) if settings.rag_index == "postgres" else None
         documents = DocumentLibrary(access.engine, ParseLimits.from_settings(settings), embedder=EngineEmbedder(generation),
                                     index=index, min_similarity=settings.rag_min_similarity, top_k=settings.rag_top_k)
@@ -86,7 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
             if metrics is not None:
                 metrics.watch_energy(energy)
         app.state.flexi = AppState(settings=settings, store=store, manager=manager, access=access, generation=generation,
-                                   documents=documents, metrics=metrics, energy=energy, backends=backends)
+                                   documents=documents, metrics=metrics, energy=energy, backends=backends,
+                                   aliases=aliases)
         try:
             yield
         finally:
@@ -94,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
             if energy is not None:
                 await energy.stop()  # the last interval and what is not yet stored, before the database closes
             await backends.close()
+            await aliases.close()
             await remote.close()
             await access.close()
 
@@ -108,8 +114,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount(web.ASSETS_PREFIX, web.assets_app(), name="ui-assets")
     app.include_router(ollama.router)
     app.include_router(openai.router)
+    app.include_router(azure.router)  # /openai/deployments/…: Azure OpenAI's routes over the OpenAI ones
     app.include_router(admin.router)  # /admin/…: users, groups, courses, keys, quotas, policies
     app.include_router(admin_backends.router)  # /admin/backends: remote engines, changed at run time
+    app.include_router(admin_aliases.router)  # /admin/aliases: model aliases (gpt-4o → a real model)
     app.include_router(keys.router)  # /me/keys: self-service API keys
     app.include_router(me.router)  # /me, /me/usage, /me/export, DELETE /me, /me/terms, /terms
     app.include_router(admin_usage.router)  # /admin/usage, /admin/privacy/…

@@ -148,6 +148,6 @@ class RequestGuard:
     @staticmethod
     def _too_large(scope: Scope, limit: int) -> dict[str, Any]:
         message = f"request body too large: the limit is {limit} bytes (FLEXI_MAX_REQUEST_BYTES)"
-        if scope["path"].startswith("/v1/"):
+        if scope["path"].startswith(("/v1/", "/openai/")):  # OpenAI's shape; Azure's clients read the same code + message
             return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "request_too_large"}}
         return {"error": message}

@@ -40,6 +40,7 @@ from flexi.engine.types import (
 from flexi.prompt.grammar import grammar_for_format
 from flexi.prompt.render_pool import render_off_loop, render_turn
 from flexi.prompt.rendering import check_capabilities, render_generate, render_messages, supports_thinking
+from flexi.service.aliases import ModelAliasTable
 from flexi.service.backends import Backend, BackendSelector, Event, renders_itself
 from flexi.service.remote import RemoteBackends
 from flexi.store.store import ModelRecord, ModelStore
@@ -214,6 +215,7 @@ class GenerationService:
         self.backends = backends
         self.remote = remote  # models served by remote engines ([[backends]]); they win over a local namesake
         self.aliases: list[ModelAliases] = []
+        self.model_aliases: ModelAliasTable | None = None  # `gpt-4o` → a real model ([aliases], /admin/aliases)
         self.energy: BusyTracker | None = None  # busy time per model and course (FLEXI_ENERGY); None = not tracked
 
     async def target(self, caller: Caller, name: str | None) -> Target:
@@ -222,26 +224,64 @@ class GenerationService:
             if name and name.startswith(alias.prefix):
                 return await alias.resolve(caller, name)
         record = self.model(caller, name)
-        return Target(record, caller, record.name)
+        return Target(record, caller, name if self.alias_of(name) is not None else record.name)
 
     async def listing(self, caller: Caller, records: list[ModelRecord]) -> list[tuple[str, ModelRecord]]:
-        """The names a model list shows this caller: the stored models they may use, then their aliases."""
+        """The names a model list shows this caller: the stored models they may use, the model aliases whose
+        target they may use, then their course assistants."""
         shown = [(r.name, r) for r in self.visible(caller, self.with_remote(records))]
+        if self.model_aliases is not None:
+            for entry in self.model_aliases.entries():
+                if self.alias_of(entry.name) is None:  # a real model of that name hides it (listed above)
+                    continue
+                try:
+                    shown.append((entry.name, self.model(caller, entry.name)))
+                except (ModelNotFound, BadRequest):  # dangling, or its target is forbidden for this caller
+                    continue
         for alias in self.aliases:
             shown += await alias.listed(caller)
         return shown
 
+    def alias_of(self, name: str | None) -> str | None:
+        """The model the alias `name` stands for right now, or None when `name` is no alias (or a real model
+        of that name hides it)."""
+        if not name or self.model_aliases is None:
+            return None
+        entry = self.model_aliases.get(name)
+        if entry is None or self.stored_model(name) is not None:
+            return None
+        return entry.target
+
     # --- models ----------------------------------------------------------------------------
     def model(self, caller: Caller | None, name: str | None) -> ModelRecord:
         """The model `name`; with a caller, only if they may use it. A model the caller may not use is
-        reported exactly like a missing one (no enumeration)."""
+        reported exactly like a missing one (no enumeration). With a caller, a model alias stands for its
+        target (for requests); without one (model management: delete, create from) only real models count,
+        so deleting an alias's name can never delete its target."""
         if not name:
             raise BadRequest("model is required", param="model")
-        remote = self.remote.record(name) if self.remote is not None else None
-        record = remote if remote is not None else self.store.get(name)
+        record = self.stored_model(name)
+        if record is None:
+            target = self.alias_of(name) if caller is not None else None
+            if target is None:
+                record = self.store.get(name)  # raises the store's own error: not found, or not a valid name
+            else:  # one hop, resolved now: the alias follows its target; the target's policy decides below
+                record = self.stored_model(target)
+                if record is None:
+                    raise ModelNotFound(name)  # dangling: like a missing model (the target is not revealed)
         if caller is not None and not self.gate.visible(caller.principal, record.name):
             raise ModelNotFound(name)
         return record
+
+    def stored_model(self, name: str) -> ModelRecord | None:
+        """The model (remote or in the store) of exactly this name, or None."""
+        remote = self.remote.record(name) if self.remote is not None else None
+        if remote is not None:
+            return remote
+        try:
+            return self.store.get(name)
+        except ModelNotFound:
+            return None
 
     def with_remote(self, records: list[ModelRecord]) -> list[ModelRecord]:
         """The stored models and those of remote backends (a remote model hides a stored namesake)."""

@@ -9,6 +9,7 @@ from flexi.config import Settings
 from flexi.energy.service import EnergyService
 from flexi.observability.metrics import Metrics
 from flexi.rag.library import DocumentLibrary
+from flexi.service.aliases import ModelAliasTable
 from flexi.service.backend_sync import BackendSync
 from flexi.scheduler.manager import ModelManager
 from flexi.service.generation import GenerationService
@@ -26,3 +27,4 @@ class AppState:
     metrics: Metrics | None = None  # None when FLEXI_METRICS is off
     energy: EnergyService | None = None  # None when FLEXI_ENERGY is off
     backends: BackendSync | None = None  # remote backends: config.toml's and those admins add at run time
+    aliases: ModelAliasTable | None = None  # model aliases: config.toml's and those admins add at run time

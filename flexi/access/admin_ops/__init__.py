@@ -6,7 +6,7 @@ functions and only translate input and output. Every function takes a `Session`,
 the commit to the caller, so a REST request or a CLI command is one transaction.
 
 One module per entity: `users`, `keys`, `memberships` (groups and courses, one code path), `quotas`,
-`policies`, `backends` (remote engines added at run time); `checks` holds the input checks they share and `errors` the `AdminError` they raise. Each
+`policies`, `backends` (remote engines added at run time), `aliases` (model aliases); `checks` holds the input checks they share and `errors` the `AdminError` they raise. Each
 entity's `*_view` turns rows into JSON-ready dicts and never includes secrets (no password or key
 hashes; keys by prefix only). The names below are the package's API: callers write `ops.create_user`
 after `from flexi.access import admin_ops as ops`.
@@ -14,6 +14,15 @@ after `from flexi.access import admin_ops as ops`.
 
 from __future__ import annotations
 
+from flexi.access.admin_ops.aliases import (
+    AliasEntry,
+    alias_key,
+    alias_view,
+    aliases_version,
+    delete_alias,
+    set_alias,
+    stored_aliases,
+)
 from flexi.access.admin_ops.backends import (
     add_backend,
     backend_view,
@@ -101,7 +110,8 @@ from flexi.access.admin_ops.users import (
 __all__ = [
     "ADMIN_SCOPES", "COURSES", "DEFAULT_SCOPES", "GROUPS", "KINDS", "MAX_ID", "MAX_KEY_DAYS", "MAX_KEY_MODELS", "MAX_LIMIT",
     "MAX_LIST_ITEMS", "MAX_OFFSET", "MAX_OWN_KEYS", "QUOTA_FIELDS", "QUOTA_KINDS", "SCOPES",
-    "AdminError", "Membership", "UserChange",
+    "AdminError", "AliasEntry", "Membership", "UserChange",
+    "alias_key", "alias_view", "aliases_version", "delete_alias", "set_alias", "stored_aliases",
     "active_key_count", "add_backend", "add_group_member", "backend_view", "backends_version", "delete_backend",
     "stored_backends", "clean_text", "clear_quota", "course_members", "course_view",
     "create_api_key", "create_course", "create_group", "create_policy", "create_user", "delete_course",

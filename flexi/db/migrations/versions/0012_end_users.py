@@ -7,7 +7,7 @@ other kind) joins the primary key, so one conditional upsert per window stays th
 `usage_records.end_user`: the end user's pseudonym (NULL for every request without one, all old rows).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-03
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
