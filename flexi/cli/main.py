@@ -17,6 +17,7 @@ from flexi import __version__
 from flexi.cli import chat
 from flexi.cli.admin import SUB_APPS as ADMIN_APPS
 from flexi.cli.backend import backend_app
+from flexi.cli.lti import lti_app
 from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
 from flexi.cli.errors import fail, handle_errors
@@ -47,6 +48,7 @@ app.add_typer(rag_app, name="rag")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(energy_app, name="energy")
 app.add_typer(backend_app, name="backend")
+app.add_typer(lti_app, name="lti")
 
 
 def stdin_is_tty() -> bool:

@@ -553,15 +553,6 @@ class LtiLogin(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
-class LtiNonce(Base):
-    """A nonce an accepted id_token carried: a token bearing it again is a replay (kept until it expires)."""
-
-    __tablename__ = "lti_nonces"
-
-    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    expires_at: Mapped[datetime] = mapped_column(index=True)
-
-
 class LtiLink(Base):
     """A resource link (an activity placed in a platform's course) and the assistant it opens."""
 

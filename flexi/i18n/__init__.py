@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from flexi.i18n import access, admin, bench, cli, energy, rag, rag_eval
+from flexi.i18n import access, admin, bench, cli, energy, lti, rag, rag_eval
 
 LOCALES = ("de", "en")
 DEFAULT_LOCALE = "en"
@@ -33,7 +33,7 @@ def _merge(domains: Iterable[Mapping[str, dict[str, str]]]) -> dict[str, dict[st
 
 
 CATALOGUE: dict[str, dict[str, str]] = _merge([access.ENTRIES, admin.ENTRIES, cli.ENTRIES, bench.ENTRIES, rag.ENTRIES,
-                                             rag_eval.ENTRIES, energy.ENTRIES])
+                                             rag_eval.ENTRIES, energy.ENTRIES, lti.ENTRIES])
 
 
 def text(key: str, locale: str, **values: object) -> str:

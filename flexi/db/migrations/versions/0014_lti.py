@@ -1,4 +1,4 @@
-"""LTI 1.3 (issue 15): platforms, started logins (state, nonce), used nonces, resource links → assistants,
+"""LTI 1.3 (issue 15): platforms, started logins (state, nonce; deleting one is the nonce's single use), resource links → assistants,
 open deep-linking requests, Flexi's signing keys and one-time dynamic-registration tokens.
 
 Revision ID: 0014
@@ -53,13 +53,6 @@ def upgrade() -> None:
     op.create_index(op.f("ix_lti_logins_platform_id"), "lti_logins", ["platform_id"])
     op.create_index(op.f("ix_lti_logins_expires_at"), "lti_logins", ["expires_at"])
     op.create_table(
-        "lti_nonces",
-        sa.Column("nonce_hash", sa.String(64), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("nonce_hash", name=op.f("pk_lti_nonces")),
-    )
-    op.create_index(op.f("ix_lti_nonces_expires_at"), "lti_nonces", ["expires_at"])
-    op.create_table(
         "lti_links",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("platform_id", sa.Integer(), nullable=False),
@@ -110,6 +103,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("lti_registration_tokens", "lti_keys", "lti_deep_links", "lti_links", "lti_nonces", "lti_logins",
+    for table in ("lti_registration_tokens", "lti_keys", "lti_deep_links", "lti_links", "lti_logins",
                   "lti_platforms"):
         op.drop_table(table)
