@@ -70,8 +70,9 @@ def _state_cookie(secure: bool) -> str:
 def _third_party_cookie(response: Response, name: str, value: str, max_age: int) -> None:
     """A cookie that reaches Flexi inside the platform's iframe: SameSite=None needs Secure (browsers treat
     http://localhost as secure, so development works); Partitioned keeps it to that platform's frames."""
-    response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="none", secure=True,
-                        partitioned=True)
+    # written by hand: Starlette's `partitioned` needs Python 3.14's http.cookies (values are URL-safe tokens)
+    response.headers.append("set-cookie", f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=None; "
+                                          "Secure; Partitioned")
 
 
 def _refused(request: Request, exc: LtiError, step: str, platform_id: int | None = None,
@@ -98,21 +99,23 @@ async def login(request: Request) -> Response:
     secure = is_secure(request, access.settings)
     existing = request.cookies.get(_state_cookie(secure), "")
     browser_secret = existing if SECRET.fullmatch(existing) else secrets.token_urlsafe(32)
-    with access.sessions() as s:
-        platform = platforms.find(s, params.get("iss", ""), params.get("client_id"))
-        try:
+    platform_id: int | None = None
+    try:
+        with access.sessions() as s:
+            platform = platforms.find(s, params.get("iss", ""), params.get("client_id"))
             if platform is None:
                 raise LtiError("lti_unknown_platform", 400, "unknown issuer or client id")
+            platform_id = platform.id
             deployment = params.get("lti_deployment_id")
             if deployment is not None and deployment not in (platform.deployment_ids or []):
                 raise LtiError("lti_deployment", 403, "unknown deployment id")
             if not params.get("login_hint"):
                 raise LtiError("lti_no_user", 400, "no login_hint")
-        except LtiError as exc:
-            return _refused(request, exc, "login", platform.id if platform else None)
-        state, nonce = logins.start(s, platform.id, browser_secret)
-        auth_url, client_id, platform_id = platform.auth_url, platform.client_id, platform.id
-        s.commit()
+            state, nonce = logins.start(s, platform.id, browser_secret)
+            auth_url, client_id = platform.auth_url, platform.client_id
+            s.commit()
+    except LtiError as exc:
+        return _refused(request, exc, "login", platform_id)
     query = {"scope": "openid", "response_type": "id_token", "response_mode": "form_post", "prompt": "none",
              "client_id": client_id, "redirect_uri": base_url(request) + "/lti/launch",
              "login_hint": params["login_hint"], "state": state, "nonce": nonce}
@@ -313,9 +316,12 @@ async def register(request: Request, token: str = "", openid_configuration: str 
     locale = _locale(request)
     try:
         with access.sessions() as s:
-            registration.use_token(s, token)  # spent only if the registration succeeds (same transaction)
-            platform = await registration.register(s, openid_configuration, registration_token, base_url(request),
-                                                   list(access.settings.lti_allow_hosts))
+            registration.check_token(s, token)  # nothing is fetched for someone without a registration link
+        spec = await registration.register(openid_configuration, registration_token, base_url(request),
+                                           list(access.settings.lti_allow_hosts))
+        with access.sessions() as s:
+            registration.use_token(s, token)  # spent only when the registration succeeded (same transaction)
+            platform = platforms.add(s, spec)
             name, origins, platform_id = platform.name or platform.issuer, platforms.origins_of(platform), platform.id
             s.commit()
     except LtiError as exc:

@@ -9,6 +9,7 @@ the computing centre's Flexi admin. No known role → student (least privilege).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,14 @@ def _text(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) and value.strip() else None
 
 
+def _opaque(value: Any) -> str | None:
+    """The platform's opaque deep-linking `data`, kept as JSON to be echoed unchanged (bounded)."""
+    if value is None:
+        return None
+    text = json.dumps(value)
+    return text if len(text) <= 4000 else None
+
+
 @dataclass(frozen=True)
 class Launch:
     """What Flexi takes from a verified launch (the token itself is not kept)."""
@@ -88,7 +97,7 @@ class Launch:
     email: str | None
     locale: str | None  # "de" or "en" when the platform says so
     deep_link_return_url: str | None
-    deep_link_data: str | None
+    deep_link_data: str | None  # JSON of the platform's opaque `data`, echoed in the answer
 
     @property
     def course_role(self) -> str:
@@ -118,5 +127,5 @@ def launch_from_claims(claims: dict[str, Any], platform_id: int) -> Launch:
         name=_text(claims.get("name"), 255), email=_text(claims.get("email"), 320),
         locale=locale[:2].lower() if locale and locale[:2].lower() in ("de", "en") else None,
         deep_link_return_url=_text(dl.get("deep_link_return_url"), 2000),
-        deep_link_data=_text(dl.get("data"), 4000),
+        deep_link_data=_opaque(dl.get("data")),
     )

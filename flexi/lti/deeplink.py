@@ -9,6 +9,7 @@ parameter `assistant=<slug>` names the assistant; its first launch remembers the
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -63,7 +64,7 @@ def response_jwt(s: Session, platform: LtiPlatform, row: LtiDeepLink, launch_url
         DEPLOYMENT_ID: row.deployment_id, DL_CONTENT_ITEMS: [item],
     }
     if row.data is not None:
-        claims[DL_DATA] = row.data
+        claims[DL_DATA] = json.loads(row.data)
     return keys.sign(s, claims)
 
 

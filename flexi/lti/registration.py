@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from flexi.db.models import LtiPlatform, LtiRegistrationToken, utcnow
+from flexi.db.models import LtiRegistrationToken, utcnow
 from flexi.lti import platforms
 from flexi.lti.claims import DEEP_LINKING_REQUEST, PLATFORM_CONFIGURATION, TOOL_CONFIGURATION
 from flexi.lti.errors import LtiError
@@ -38,6 +38,13 @@ def new_token(s: Session, hours: int = TOKEN_HOURS) -> tuple[str, Any]:
     s.add(LtiRegistrationToken(token_hash=digest(token), expires_at=expires))
     s.flush()
     return token, expires
+
+
+def check_token(s: Session, token: str | None) -> None:
+    """Refuse an unknown or expired registration token (before Flexi fetches anything for it)."""
+    row = s.get(LtiRegistrationToken, digest(token)) if token and len(token) <= 200 else None
+    if row is None or row.expires_at < utcnow():
+        raise LtiError("lti_registration_token", 403, "no valid registration token")
 
 
 def use_token(s: Session, token: str | None) -> None:
@@ -71,9 +78,10 @@ def _same_origin(a: str, b: str) -> bool:
     return platforms.origin(a) == platforms.origin(b)
 
 
-async def register(s: Session, config_url: str | None, registration_token: str | None, base_url: str,
-                   allow_hosts: list[str]) -> LtiPlatform:
-    """Fetch the platform's configuration, register Flexi there, store the platform."""
+async def register(config_url: str | None, registration_token: str | None, base_url: str,
+                   allow_hosts: list[str]) -> platforms.PlatformSpec:
+    """Fetch the platform's configuration and register Flexi there; the platform to store (no database
+    work here: nothing is held open while the platform answers)."""
     url = platforms.check_url(config_url or "", "openid_configuration")
     guard = policy(allow_hosts)
     config = await request_json("GET", url, guard)
@@ -95,7 +103,7 @@ async def register(s: Session, config_url: str | None, registration_token: str |
     product = config.get(PLATFORM_CONFIGURATION) if isinstance(config.get(PLATFORM_CONFIGURATION), dict) else {}
     name = product.get("product_family_code") if isinstance(product.get("product_family_code"), str) else ""
     token_url = config.get("token_endpoint") if isinstance(config.get("token_endpoint"), str) else ""
-    return platforms.add(s, platforms.PlatformSpec(
+    return platforms.PlatformSpec(
         issuer=issuer, client_id=client_id, auth_url=config["authorization_endpoint"], jwks_url=config["jwks_uri"],
         token_url=token_url, deployment_ids=(deployment,) if isinstance(deployment, str) else (),
-        name=f"{name} {urlsplit(issuer).hostname}".strip(), registered_by="dynamic"))
+        name=f"{name} {urlsplit(issuer).hostname}".strip(), registered_by="dynamic")
