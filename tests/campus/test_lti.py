@@ -43,15 +43,19 @@ class Campus:
         return self.srv.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def campus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
     port = free_port()
     tool = f"http://localhost:{port}"  # another site than the platform's 127.0.0.1: cookies are kept apart
+    env = {"FLEXI_AUTH": "on", "FLEXI_ADMINS": "lti-boss", "FLEXI_LTI_ALLOW_HOSTS": "127.0.0.1"}
+    url = None
+    if request.param == "postgresql":  # logins, links and tickets live in the shared database (replicas)
+        pg = request.getfixturevalue("postgres_server")
+        url = env["FLEXI_DATABASE_URL"] = pg.url(pg.create_database())
     platform = start_platform(tool)
-    srv = start_server(tmp_path_factory.mktemp("lti") / "home", {
-        "FLEXI_AUTH": "on", "FLEXI_ADMINS": "lti-boss", "FLEXI_LTI_ALLOW_HOSTS": "127.0.0.1"}, port=port)
+    srv = start_server(tmp_path_factory.mktemp(f"lti-{request.param}") / "home", env, port=port)
     srv.url = tool
-    db = ServerDB(srv.home)
+    db = ServerDB(srv.home, url)
     boss = db.add_user("lti-boss", role="admin", locale="en")
     admin = {"Authorization": f"Bearer {db.add_key(boss)[1]}"}
     r = httpx.post(tool + "/admin/lti/platforms", json=platform.admin_body(), headers=admin, timeout=30)
