@@ -67,3 +67,15 @@ def test_an_expired_login_is_refused(db: Engine) -> None:
         with pytest.raises(LtiError) as err:
             logins.consume(s, state, "secret-A")
         assert err.value.key == "lti_state"
+
+
+def test_a_flood_of_logins_evicts_the_oldest(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logins, "MAX_LOGINS", 3)
+    with session_factory(db)() as s:
+        pid = _platform(s)
+        states = [logins.start(s, pid, "secret-A")[0] for _ in range(5)]
+        s.commit()
+        assert s.query(LtiLogin).count() == 3
+        with pytest.raises(LtiError):
+            logins.consume(s, states[0], "secret-A")
+        assert logins.consume(s, states[-1], "secret-A").platform_id == pid
