@@ -32,7 +32,7 @@ from flexi.access.credentials import Credential, lti_session_cookie_name, sessio
 from flexi.access.oidc import Identity
 from flexi.campus.auth_routes import base_url, upsert_user
 from flexi.campus import lti_pages
-from flexi.db.models import Assistant, Course, CourseMember, LtiLink, LtiPlatform, User, utcnow
+from flexi.db.models import Assistant, Course, CourseMember, Group, GroupMember, LtiLink, LtiPlatform, User, utcnow
 from flexi.engine.types import EngineError
 from flexi.http.app_state import access_of, generation_of, state_of
 from flexi.http.caller import build_caller, request_id_of
@@ -189,7 +189,9 @@ def _enter(s: Session, access: Any, platform: LtiPlatform, facts: Launch) -> tup
     known = s.scalar(select(User.id).where(User.subject == subject)) is not None
     admin = platform.trust_admins and is_platform_admin(facts.roles)
     role = "admin" if admin else (None if known else "student")
-    user, demoted = upsert_user(s, Identity(subject, facts.name, facts.email, role, []), access)
+    groups = list(s.scalars(select(Group.name).join(GroupMember, GroupMember.group_id == Group.id).join(
+        User, User.id == GroupMember.user_id).where(User.subject == subject)).all())  # an admin's groups stay
+    user, demoted = upsert_user(s, Identity(subject, facts.name, facts.email, role, groups), access)
     if not known and facts.locale:
         user.locale = facts.locale
     name = platforms.course_name_of(platform.issuer, facts.context_id or "")

@@ -1,6 +1,7 @@
 """`flexi lti add-platform|list|rm|registration-url|rotate-key`: the LTI 1.3 platforms (Moodle sites) that
 may launch Flexi's course assistants. HTTP clients of the server's `/admin/lti/…` (FLEXI_HOST, an admin
-key in FLEXI_API_KEY), like `flexi backend`: every replica sees a change at once (it is in the database)."""
+key in FLEXI_API_KEY), like `flexi backend`: every replica sees a change at once (it is in the database).
+Table headers stay English (scripts parse them); messages follow LC_ALL/LC_MESSAGES/LANG."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import typer
 from flexi.cli.client import Client
 from flexi.cli.errors import handle_errors
 from flexi.cli.ui import print_table
+from flexi.i18n import t
 
 lti_app = typer.Typer(help="LTI 1.3 platforms (Moodle) that launch course assistants: add, list, remove; "
                            "dynamic-registration links; signing keys.", no_args_is_help=True)
@@ -35,7 +37,8 @@ def add_platform(
     out = Client().request("POST", "/admin/lti/platforms", {
         "issuer": issuer, "client_id": client_id, "deployment_ids": deployment_id, "auth_url": auth_url,
         "token_url": token_url, "jwks_url": jwks_url, "name": name, "trust_admins": trust_admins})
-    typer.echo(json.dumps(out, indent=2) if as_json else f"platform {out['id']}: {out['issuer']} ({out['client_id']})")
+    typer.echo(json.dumps(out, indent=2) if as_json else t("lti_cli_added", id=out["id"], issuer=out["issuer"],
+                                                            client_id=out["client_id"]))
 
 
 @lti_app.command("list")
@@ -56,7 +59,7 @@ def list_platforms(as_json: bool = JSON_OPTION) -> None:
 def remove_platform(platform_id: int = typer.Argument(..., help="The platform's ID (see `flexi lti list`).")) -> None:
     """Remove a platform: its launches stop; its courses, users and assistants stay."""
     Client().request("DELETE", f"/admin/lti/platforms/{platform_id}")
-    typer.echo(f"removed platform {platform_id}")
+    typer.echo(t("lti_cli_removed", id=platform_id))
 
 
 @lti_app.command("registration-url")
@@ -74,4 +77,4 @@ def rotate_key(retire: bool = typer.Option(False, "--retire", help="Stop publish
                as_json: Optional[bool] = JSON_OPTION) -> None:
     """A new signing key for deep-linking answers (older keys stay published unless --retire)."""
     out = Client().request("POST", "/admin/lti/keys/rotate", {"retire": retire})
-    typer.echo(json.dumps(out) if as_json else f"new signing key {out['kid']}")
+    typer.echo(json.dumps(out) if as_json else t("lti_cli_rotated", kid=out["kid"]))

@@ -51,4 +51,7 @@ ENTRIES: dict[str, dict[str, str]] = {
     "lti_registered_title": {"en": "Flexi is registered", "de": "Flexi ist registriert"},
     "lti_registered_text": {"en": "The learning platform {platform} can now launch Flexi. This window closes by itself.",
                             "de": "Die Lernplattform {platform} kann Flexi jetzt starten. Dieses Fenster schließt sich selbst."},
+    "lti_cli_added": {"en": "platform {id}: {issuer} (client id {client_id})", "de": "Plattform {id}: {issuer} (Client-ID {client_id})"},
+    "lti_cli_removed": {"en": "removed platform {id}", "de": "Plattform {id} entfernt"},
+    "lti_cli_rotated": {"en": "new signing key {kid}", "de": "neuer Signaturschlüssel {kid}"},
 }
