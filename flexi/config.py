@@ -313,6 +313,8 @@ class Settings(BaseSettings):
     rag_max_pages: int = Field(2000, ge=1, description="Most pages (or slides) one document may have; a document claiming more is refused before its pages are read.")
     rag_parse_timeout: float = Field(120.0, gt=0, description="Seconds of wall clock one document may take to parse in its separate parser process (also its CPU-time limit); beyond it the process is killed and the document fails.")
     document_url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Hosts a course document URL may reach although they are private, loopback or link-local (comma separated in the env): host names exactly as in the URL, or addresses/CIDR networks. Empty = public web pages only.")
+    # --- issue 15: LTI 1.3 ---
+    lti_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Hosts LTI dynamic registration and platform key fetches may reach although they are private, loopback or link-local (comma separated in the env): host names exactly as in the URL, or addresses/CIDR networks (a Moodle on the campus network). Also the only hosts reached over plain http. Empty = public hosts over https only; the hosts of platforms an admin registered by hand always count.")
     rag_parse_memory_mib: int = Field(1024, ge=128, description="Address-space limit of the parser process in MiB; a document that needs more fails alone. Office/ODF files may unpack to at most half of it.")
 
     # --- issue 13: retrieval ---
@@ -365,7 +367,7 @@ class Settings(BaseSettings):
 
     log_level: str = Field("info")
 
-    @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", "document_url_allow_hosts",
+    @field_validator("origins", "allowed_hosts", "admins", "pull_allow_hosts", "runner_env", "document_url_allow_hosts", "lti_allow_hosts",
                      mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:

@@ -23,8 +23,21 @@ SESSION_COOKIE = "flexi_session"
 SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 
 
+# The LTI session (flexi.campus.lti): a launch inside a platform's iframe is a third-party context, where
+# browsers do not send the SameSite=Lax session cookie. So a launch sets this one instead: SameSite=None,
+# Secure, Partitioned (CHIPS: kept apart per top-level site, so it exists only inside that platform's
+# frames). It counts only when the first-party session cookie is absent. Cross-site requests still need
+# the CSRF header (the access middleware), and foreign origins are refused by the request guard.
+LTI_SESSION_COOKIE = "flexi_lti_session"
+SECURE_LTI_SESSION_COOKIE = "__Host-" + LTI_SESSION_COOKIE
+
+
 def session_cookie_name(secure: bool) -> str:
     return SECURE_SESSION_COOKIE if secure else SESSION_COOKIE
+
+
+def lti_session_cookie_name(secure: bool) -> str:
+    return SECURE_LTI_SESSION_COOKIE if secure else LTI_SESSION_COOKIE
 MAX_CREDENTIAL_CHARS = 512
 
 
@@ -86,12 +99,16 @@ def extract(headers: Iterable[tuple[bytes, bytes]], cookie_header: str | None = 
 
 
 def session_token(cookie_header: str | None, secure: bool = False) -> str | None:
-    """The session cookie's token; behind HTTPS only the __Host- cookie counts (a plain one may be planted)."""
+    """The session cookie's token; behind HTTPS only the __Host- cookie counts (a plain one may be planted).
+    Without a first-party session cookie, the LTI session cookie of a launch inside a platform counts."""
     if not cookie_header:
         return None
-    wanted = session_cookie_name(secure)
+    wanted, lti = session_cookie_name(secure), lti_session_cookie_name(secure)
+    found = None
     for part in cookie_header.split(";"):
         name, _, value = part.strip().partition("=")
         if name == wanted and value:
             return value[:MAX_CREDENTIAL_CHARS]
-    return None
+        if name == lti and value and found is None:
+            found = value[:MAX_CREDENTIAL_CHARS]
+    return found

@@ -66,7 +66,7 @@ def _oidc(request: Request) -> OidcClient:
     return client
 
 
-def _base_url(request: Request) -> str:
+def base_url(request: Request) -> str:
     settings = access_of(request).settings
     if settings.public_url:
         return settings.public_url.rstrip("/")
@@ -91,7 +91,7 @@ async def login(request: Request, next: str | None = None) -> Response:
     settings = access_of(request).settings
     secure = is_secure(request, settings)
     browser_secret = new_browser_secret(_signin_cookie(request, secure))
-    base = _base_url(request)
+    base = base_url(request)
     try:
         url = await _oidc(request).login_url(base + "/auth/callback", next,
                                              address_key(request_address(request)), browser_secret)
@@ -121,7 +121,7 @@ async def callback(request: Request, state: str | None = None, code: str | None 
         return _error(exc.message, exc.status)
     access = access_of(request)
     with access.sessions() as s:
-        user, demoted = _upsert_user(s, identity, access)
+        user, demoted = upsert_user(s, identity, access)
         token = create_session(s, user.id, access.settings, "oidc")
         s.commit()
         user_id = user.id
@@ -133,11 +133,11 @@ async def callback(request: Request, state: str | None = None, code: str | None 
     if is_secure(request, access.settings):
         response.delete_cookie(SECURE_SIGNIN_COOKIE, path="/", httponly=True, samesite="lax", secure=True)
     else:
-        response.delete_cookie(SIGNIN_COOKIE, path=_auth_path(_base_url(request)), httponly=True, samesite="lax")
+        response.delete_cookie(SIGNIN_COOKIE, path=_auth_path(base_url(request)), httponly=True, samesite="lax")
     return response
 
 
-def _upsert_user(s: Session, identity: Identity, access: Any) -> tuple[User, bool]:
+def upsert_user(s: Session, identity: Identity, access: Any) -> tuple[User, bool]:
     """Find or create the user of `identity`, update profile, role and groups; (user, role changed)."""
     user = s.scalar(select(User).where(User.subject == identity.subject))
     changed = False

@@ -40,6 +40,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -576,3 +577,93 @@ SEARCH_ENGINE_OBJECTS = frozenset({"embedding_vec", "search_terms", "search_leng
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """Alembic's `include_object` hook: everything but the search index's PostgreSQL-only objects."""
     return not (type_ in ("column", "index") and name in SEARCH_ENGINE_OBJECTS)
+
+
+# --- LTI 1.3 (issue 15): Flexi as a tool inside Moodle and other platforms (flexi.lti, flexi.campus.lti) ---
+
+
+class LtiPlatform(Base):
+    """A platform (a Moodle site) that may launch Flexi: its issuer and the client id it gave Flexi, where to
+    send the browser (auth_url), and where its signing keys are (jwks_url). `deployment_ids`: the
+    deployments Flexi accepts (a JSON list). `trust_admins`: its Administrator role makes a Flexi admin
+    (off: an Administrator is a teacher of the launched course only)."""
+
+    __tablename__ = "lti_platforms"
+    __table_args__ = (UniqueConstraint("issuer", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    issuer: Mapped[str] = mapped_column(String(255))
+    client_id: Mapped[str] = mapped_column(String(255))
+    deployment_ids: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    auth_url: Mapped[str] = mapped_column(Text)
+    token_url: Mapped[str] = mapped_column(Text, default="", server_default="")
+    jwks_url: Mapped[str] = mapped_column(Text)
+    trust_admins: Mapped[bool] = mapped_column(default=False, server_default=false())
+    registered_by: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")  # admin | dynamic
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class LtiLogin(Base):
+    """A started LTI login (OIDC third-party initiated login): the `state` sent to the platform (its SHA-256),
+    the nonce, and the SHA-256 of the browser's state cookie. Deleted when the launch uses it (single use on
+    every replica), or when it expires."""
+
+    __tablename__ = "lti_logins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    binding: Mapped[str] = mapped_column(String(64))
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LtiLink(Base):
+    """A resource link (an activity placed in a platform's course) and the assistant it opens."""
+
+    __tablename__ = "lti_links"
+    __table_args__ = (UniqueConstraint("platform_id", "resource_link_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    resource_link_id: Mapped[str] = mapped_column(String(255))
+    assistant_id: Mapped[int] = mapped_column(ForeignKey("assistants.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class LtiDeepLink(Base):
+    """An open deep-linking request: a teacher is choosing an assistant. The ticket (its SHA-256 here) is in the
+    choice form and is good once; the answer goes to `return_url`, echoing the platform's `data`."""
+
+    __tablename__ = "lti_deep_links"
+
+    ticket_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    return_url: Mapped[str] = mapped_column(Text)
+    data: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LtiKey(Base):
+    """Flexi's own RSA signing keys (deep-linking responses), published at /lti/jwks. The newest active key
+    signs; older ones stay published until removed, so platforms can still check what they signed."""
+
+    __tablename__ = "lti_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+
+class LtiRegistrationToken(Base):
+    """A one-time permission for dynamic registration: an administrator makes the registration URL
+    (`/lti/register?token=…`), a platform uses it once."""
+
+    __tablename__ = "lti_registration_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime]

@@ -2,7 +2,8 @@
 
 One place decides for every route of both dialects (and for docs, metrics and
 admin routes alike): no route can forget a check. Public: `/auth/…` (sign-in
-itself), `/terms` (what one is asked to accept) and the web interface's shell:
+itself), `/terms` (what one is asked to accept), `/lti/…` (LTI launches carry their own signed
+tokens, checked by flexi.campus.lti) and the web interface's shell:
 `GET /` asked for as HTML, `/ui/assets/…`, `/ui/config` (no data in them; the
 page signs in by itself).
 
@@ -46,7 +47,7 @@ from flexi.http.negotiate import wants_html
 
 CSRF_HEADER_BYTES = CSRF_HEADER.encode()
 
-PUBLIC_PREFIXES = ("/auth/", "/ui/assets/")
+PUBLIC_PREFIXES = ("/auth/", "/ui/assets/", "/lti/")  # /lti/: each route checks its own token (flexi.campus.lti)
 PUBLIC_PATHS = {"/terms", "/ui/config", "/favicon.ico"}
 ADMIN_PATHS = {"/metrics"}  # operators' view of the whole service (every model and course)
 MANAGE_PATHS = {"/api/pull", "/api/create", "/api/delete", "/api/copy", "/api/push"}

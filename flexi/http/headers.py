@@ -24,7 +24,7 @@ ALWAYS = [(b"x-content-type-options", b"nosniff")]
 
 
 def _is_page(path: str) -> bool:
-    return path in ("/", "/docs") or path.startswith("/ui/") or path.startswith("/admin/usage/chart")
+    return path in ("/", "/docs") or path.startswith(("/ui/", "/lti/")) or path.startswith("/admin/usage/chart")
 
 
 class SecurityHeaders:
@@ -42,6 +42,10 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
+                if b"content-security-policy" in present:
+                    # a page with its own CSP (the LTI pages: frame-ancestors names the launching platform)
+                    # must not be denied framing by X-Frame-Options, which cannot name an origin
+                    present.add(b"x-frame-options")
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + [(k, v) for k, v in extra if k not in present]
             await send(message)

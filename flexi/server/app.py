@@ -18,6 +18,7 @@ from flexi.api import azure, ollama, openai
 from flexi.campus import admin, admin_aliases, admin_backends, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations, documents as course_documents, templates as prompt_templates
 from flexi.campus import energy as energy_routes
+from flexi.campus import admin_lti, lti
 from flexi.campus import metrics as metrics_routes
 from flexi.energy.service import EnergyService
 from flexi.observability.metrics import Metrics
@@ -128,6 +129,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(course_documents.router)  # /assistants/{slug}/documents, /search: course documents
     app.include_router(assistants.router)  # /assistants: teacher-made course assistants
     app.include_router(prompt_templates.router)  # /templates: versioned prompt templates (issue 15)
+    app.include_router(lti.router)  # /lti/…: LTI 1.3 tool (launches from Moodle); /lti/app is in web.router
+    app.include_router(admin_lti.router)  # /admin/lti/…: LTI platforms, registration links, signing keys
     if settings.metrics:
         app.include_router(metrics_routes.router)  # /metrics: Prometheus (admins only with auth on)
 

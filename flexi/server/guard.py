@@ -26,6 +26,10 @@ _DEFAULT_ORIGIN_SCHEMES = ("app://", "file://", "tauri://", "vscode-webview://",
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0", ""}
 _UNLIMITED_PREFIXES = ("/api/blobs/",)
 _DOCUMENT_UPLOADS = re.compile(r"^/assistants/[^/]{1,64}/documents$")
+# An LTI platform's pages post the login initiation and the launch to Flexi from their own origin (forms, not
+# scripts: no CORS answer is given). They carry no ambient credential; the signed id_token and the
+# browser-bound state are checked by flexi.campus.lti.
+_LTI_ENTRY_POINTS = frozenset({"/lti/login", "/lti/launch"})
 
 
 
@@ -96,7 +100,7 @@ class RequestGuard:
             return
         cors: list[tuple[bytes, bytes]] = []
         origin = headers.get("origin")
-        if origin:
+        if origin and scope["path"] not in _LTI_ENTRY_POINTS:
             own = request_origin(scope, trusted_networks(tuple(self.settings.trusted_proxies)))
             if not origin_allowed(origin, self.settings, own):
                 await _send_json(send, 403, {"error": f"origin not allowed: {origin} (add it to FLEXI_ORIGINS)"})

@@ -28,7 +28,10 @@ from flexi.access.usage_queries import usage_summary
 from flexi.campus.admin_common import transaction
 from flexi.http.app_state import access_of, generation_of, state_of
 from flexi.http.caller import caller_of
-from flexi.db.models import utcnow
+from flexi.db.models import LtiPlatform, utcnow
+from flexi.campus import lti_pages
+from flexi.http.headers import PAGE_HEADERS
+from flexi.lti import platforms as lti_platforms
 from flexi.engine.types import BadRequest
 from flexi.store.store import ModelRecord
 from flexi.web.charts import bar_chart
@@ -58,6 +61,19 @@ async def root(request: Request) -> Response:
     if wants_html(request.headers.get("accept")):
         return HTMLResponse(_page_html("index"), headers={"Cache-Control": "no-cache", "Vary": "Accept"})
     return Response("Ollama is running", media_type="text/plain", headers={"Vary": "Accept"})
+
+
+@router.get("/lti/app")
+def lti_app(request: Request, platform: int = 0) -> Response:
+    """The chat page for a person launched from an LTI platform (flexi.campus.lti), framable by that
+    platform's origin only; every other page keeps `frame-ancestors 'none'`. The shell holds no data:
+    it signs in with the LTI session cookie like the main page with its own."""
+    with access_of(request).sessions() as s:
+        row = s.get(LtiPlatform, platform) if 0 < platform < 2**31 else None
+        origins = lti_platforms.origins_of(row) if row is not None else []
+    headers = {k.decode(): v.decode() for k, v in PAGE_HEADERS if k not in (b"content-security-policy", b"x-frame-options")}
+    headers.update({"Content-Security-Policy": lti_pages.csp(origins), "Cache-Control": "no-cache"})
+    return HTMLResponse(_page_html("index"), headers=headers)
 
 
 @router.get("/docs")

@@ -3,6 +3,7 @@ import { api } from "./api.js";
 import { h, clear, field } from "./dom.js";
 import { t, fmtNumber, fmtDateTime } from "./i18n.js";
 import { session } from "./state.js";
+import { storage } from "./storage.js";
 
 export async function accountView(outlet) {
   const main = h("main", { id: "main", class: "page" });
@@ -22,7 +23,7 @@ export async function accountView(outlet) {
     if (!window.confirm(t("erase_confirm"))) return;
     try {
       await api("/me?confirm=true", { method: "DELETE" });
-      localStorage.removeItem(`flexi.conversations.${me.subject}`);
+      storage.removeItem(`flexi.conversations.${me.subject}`);
       location.hash = "#/";
       location.reload();
     } catch (err) { error.textContent = err.message; }
@@ -30,7 +31,7 @@ export async function accountView(outlet) {
   const exportButton = h("button", { type: "button", class: "secondary", onclick: async () => {
     try {
       const data = await api("/me/export");
-      const local = localStorage.getItem(`flexi.conversations.${me.subject}`);
+      const local = storage.getItem(`flexi.conversations.${me.subject}`);
       if (local) data.browser_conversations = JSON.parse(local);  // what only this browser holds
       const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
       const url = URL.createObjectURL(blob);

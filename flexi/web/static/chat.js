@@ -6,6 +6,7 @@ import { t, fmtNumber, fmtBytes, fmtDateTime } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
 import { linkMarkers, openPassage, sourcesList } from "./citations.js";
 import { session } from "./state.js";
+import { storage } from "./storage.js";
 
 const TITLE_CHARS = 60;
 let running = null; // { controller } of the answer being streamed
@@ -386,6 +387,6 @@ class ChatPage {
 }
 
 function loadSettings() {
-  try { return JSON.parse(localStorage.getItem("flexi.chat.settings") || "{}"); } catch { return {}; }
+  try { return JSON.parse(storage.getItem("flexi.chat.settings") || "{}"); } catch { return {}; }
 }
-function saveSettings(s) { localStorage.setItem("flexi.chat.settings", JSON.stringify(s)); }
+function saveSettings(s) { storage.setItem("flexi.chat.settings", JSON.stringify(s)); }

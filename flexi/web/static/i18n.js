@@ -1,5 +1,6 @@
 // German and English texts, and localized numbers and dates (Intl). The language comes from
 // the switch (remembered in this browser), else the account's setting, else the browser's.
+import { storage } from "./storage.js";
 const TEXTS = {
   en: {
     nav_templates: "Templates", tpl_title: "Prompt templates", tpl_intro: "Prepared prompts of your courses: fill in the form, the template does the rest. Your entries reach the model as data, never as instructions.",
@@ -256,7 +257,7 @@ const TEXTS = {
 let current = "en";
 
 export function detectLocale(fallback = "en") {
-  const stored = localStorage.getItem("flexi.locale");
+  const stored = storage.getItem("flexi.locale");
   if (stored === "de" || stored === "en") return stored;
   for (const lang of navigator.languages || [navigator.language]) {
     const short = String(lang).slice(0, 2).toLowerCase();
@@ -267,7 +268,7 @@ export function detectLocale(fallback = "en") {
 
 export function setLocale(lang, remember = false) {
   current = lang === "de" ? "de" : "en";
-  if (remember) localStorage.setItem("flexi.locale", current);
+  if (remember) storage.setItem("flexi.locale", current);
   document.documentElement.lang = current;
   const skip = document.querySelector(".skip-link");
   if (skip) skip.textContent = current === "de" ? "Zum Inhalt springen" : "Skip to content";

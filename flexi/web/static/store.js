@@ -2,15 +2,16 @@
 // server. With FLEXI_CHAT_HISTORY=server: the server's /me/conversations, with retention,
 // included in the account export and erasure.
 import { api } from "./api.js";
+import { storage } from "./storage.js";
 
 const MAX_CONVERSATIONS = 200;
 
 export class BrowserStore {
   constructor(owner) { this.key = `flexi.conversations.${owner || "local"}`; this.where = "browser"; }
   _load() {
-    try { return JSON.parse(localStorage.getItem(this.key) || "[]"); } catch { return []; }
+    try { return JSON.parse(storage.getItem(this.key) || "[]"); } catch { return []; }
   }
-  _save(all) { localStorage.setItem(this.key, JSON.stringify(all.slice(0, MAX_CONVERSATIONS))); }
+  _save(all) { storage.setItem(this.key, JSON.stringify(all.slice(0, MAX_CONVERSATIONS))); }
   async list() {
     return this._load().map(({ messages, ...rest }) => ({ ...rest, message_count: messages.length }))
       .sort((a, b) => (b.updated_at || "").localeCompare(a.updated_at || ""));
