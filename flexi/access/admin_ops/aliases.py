@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flexi.access.admin_ops.checks import add_row
+from flexi.access.admin_ops.config_versions import bump_config_version, config_version
 from flexi.access.admin_ops.errors import AdminError
-from flexi.db.models import ConfigVersion, ModelAlias
+from flexi.db.models import ModelAlias
 from flexi.store.names import InvalidModelName, ModelName, parse_model_name
 
 VERSION_NAME = "aliases"
@@ -48,16 +49,11 @@ def _key(name: str, what: str) -> ModelName:
 
 def aliases_version(session: Session) -> int:
     """The change counter of admin-added aliases (0 before the first change)."""
-    return session.scalar(select(ConfigVersion.version).where(ConfigVersion.name == VERSION_NAME)) or 0
+    return config_version(session, VERSION_NAME)
 
 
 def _changed(session: Session) -> None:
-    row = session.get(ConfigVersion, VERSION_NAME)
-    if row is None:
-        add_row(session, ConfigVersion(name=VERSION_NAME, version=1), "a concurrent change conflicted; try again")
-    else:
-        row.version += 1
-    session.flush()
+    bump_config_version(session, VERSION_NAME)
 
 
 def stored_aliases(session: Session) -> list[AliasEntry]:

@@ -21,9 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flexi.access.admin_ops.checks import add_row
+from flexi.access.admin_ops.config_versions import bump_config_version, config_version
 from flexi.access.admin_ops.errors import AdminError
 from flexi.config import BackendConfig
-from flexi.db.models import ConfigVersion, RemoteBackend
+from flexi.db.models import RemoteBackend
 
 log = logging.getLogger("flexi.admin.backends")
 
@@ -33,16 +34,11 @@ SOURCES = ("config", "admin")
 
 def backends_version(session: Session) -> int:
     """The change counter of admin-added backends (0 before the first change)."""
-    return session.scalar(select(ConfigVersion.version).where(ConfigVersion.name == VERSION_NAME)) or 0
+    return config_version(session, VERSION_NAME)
 
 
 def _changed(session: Session) -> None:
-    row = session.get(ConfigVersion, VERSION_NAME)
-    if row is None:
-        add_row(session, ConfigVersion(name=VERSION_NAME, version=1), "a concurrent change conflicted; try again")
-    else:
-        row.version += 1
-    session.flush()
+    bump_config_version(session, VERSION_NAME)
 
 
 def _config(row: RemoteBackend) -> BackendConfig:
