@@ -388,10 +388,4 @@ class AssistantModels:
                     stmt = stmt.where(or_(Assistant.course_id.in_(mine), Assistant.owner_id == principal.user_id))
                 return [(slug, model) for slug, model in s.execute(stmt.order_by(Assistant.slug).limit(500))]
 
-        out: list[tuple[str, ModelRecord]] = []
-        for slug, model in await asyncio.to_thread(load):
-            try:
-                out.append((self.prefix + slug, self.generation.model(caller, model)))
-            except EngineError:  # its model is gone or not for this caller
-                continue
-        return out
+        return self.generation.listed_as(caller, self.prefix, await asyncio.to_thread(load))

@@ -499,10 +499,4 @@ class TemplateModels:
                         if principal.local or (principal.user_id is not None
                                                and _listed(principal, t, v, roles, rights(principal, t, v, roles)))]
 
-        out: list[tuple[str, ModelRecord]] = []
-        for slug, model in await asyncio.to_thread(load):
-            try:
-                out.append((self.prefix + slug, self.generation.model(caller, model)))
-            except EngineError:  # its model is gone or not for this caller
-                continue
-        return out
+        return self.generation.listed_as(caller, self.prefix, await asyncio.to_thread(load))

@@ -33,6 +33,7 @@ from flexi.engine.types import (
     BadRequest,
     EmbeddingRequest,
     EmbeddingResult,
+    EngineError,
     GenerationRequest,
     ModelNotFound,
     TooManyRequests,
@@ -253,6 +254,17 @@ class GenerationService:
         return entry.target
 
     # --- models ----------------------------------------------------------------------------
+    def listed_as(self, caller: Caller, prefix: str, named: list[tuple[str, str]]) -> list[tuple[str, ModelRecord]]:
+        """Model-list entries for aliases (`prefix` + slug, the model behind it), leaving out those whose
+        model is gone or not for this caller (an `assistant/…` or `template/…` is never a way around a policy)."""
+        out: list[tuple[str, ModelRecord]] = []
+        for slug, model in named:
+            try:
+                out.append((prefix + slug, self.model(caller, model)))
+            except EngineError:
+                continue
+        return out
+
     def model(self, caller: Caller | None, name: str | None) -> ModelRecord:
         """The model `name`; with a caller, only if they may use it. A model the caller may not use is
         reported exactly like a missing one (no enumeration). With a caller, a model alias stands for its
