@@ -30,6 +30,11 @@ SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 # the CSRF header (the access middleware), and foreign origins are refused by the request guard.
 LTI_SESSION_COOKIE = "flexi_lti_session"
 SECURE_LTI_SESSION_COOKIE = "__Host-" + LTI_SESSION_COOKIE
+# The web app started from /lti/app sends this header on every call: then only the LTI session cookie counts.
+# When Moodle and Flexi share a site, the browser sends the first-party (SameSite=Lax) cookie inside the
+# platform's iframe too; without the header the framed page would act as that first-party account. The
+# header only ever narrows the choice to the LTI cookie (no LTI cookie → no session), it never adds one.
+LTI_HEADER = "x-flexi-lti"
 
 
 def session_cookie_name(secure: bool) -> str:
@@ -72,12 +77,18 @@ def _from_authorization(value: str) -> str:
     raise CredentialError("unsupported Authorization scheme; use Bearer or Basic")
 
 
+def lti_only(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether the request comes from the LTI shell (the `X-Flexi-LTI` header, any value)."""
+    return any(name.lower() == LTI_HEADER.encode() for name, _ in headers)
+
+
 def extract(headers: Iterable[tuple[bytes, bytes]], cookie_header: str | None = None,
             secure: bool = False) -> Credential | None:
     """The one credential of a request, or None if it carries none.
 
     API-key headers win over a session cookie (a script with a key in a browser
-    tab is the script)."""
+    tab is the script). From the LTI shell (`X-Flexi-LTI`), only the LTI session cookie counts."""
+    headers = list(headers)  # read twice
     found: list[str] = []
     for raw_name, raw_value in headers:
         name = raw_name.decode("latin-1").lower()
@@ -94,20 +105,21 @@ def extract(headers: Iterable[tuple[bytes, bytes]], cookie_header: str | None = 
         if len(set(found)) > 1:
             raise CredentialError("conflicting credentials in several headers")
         return Credential("key", found[0])
-    token = session_token(cookie_header, secure)
+    token = session_token(cookie_header, secure, lti_only(headers))
     return Credential("session", token) if token else None
 
 
-def session_token(cookie_header: str | None, secure: bool = False) -> str | None:
+def session_token(cookie_header: str | None, secure: bool = False, only_lti: bool = False) -> str | None:
     """The session cookie's token; behind HTTPS only the __Host- cookie counts (a plain one may be planted).
-    Without a first-party session cookie, the LTI session cookie of a launch inside a platform counts."""
+    Without a first-party session cookie, the LTI session cookie of a launch inside a platform counts;
+    `only_lti` (the LTI shell's requests, the /lti/ routes): the LTI session cookie alone counts."""
     if not cookie_header:
         return None
     wanted, lti = session_cookie_name(secure), lti_session_cookie_name(secure)
     found = None
     for part in cookie_header.split(";"):
         name, _, value = part.strip().partition("=")
-        if name == wanted and value:
+        if name == wanted and value and not only_lti:
             return value[:MAX_CREDENTIAL_CHARS]
         if name == lti and value and found is None:
             found = value[:MAX_CREDENTIAL_CHARS]

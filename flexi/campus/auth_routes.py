@@ -25,10 +25,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from flexi import i18n
-from flexi.access.credentials import session_token
+from flexi.access.credentials import lti_only, session_token
 from flexi.access.oidc import PENDING_SECONDS, Identity, OidcClient, OidcError, new_browser_secret
 from flexi.access.passwords import hash_password, verify_password
-from flexi.http.sessions import clear_cookie, create_session, end_session, is_secure, set_cookie
+from flexi.http.sessions import clear_cookie, clear_lti_cookie, create_session, end_session, is_secure, set_cookie
 from flexi.access.shared_state import SharedStateUnavailable
 from flexi.http.app_state import access_of
 from flexi.http.caller import request_address
@@ -207,7 +207,8 @@ def _password_login(request: Request, body: PasswordLogin) -> Response:
 @router.post("/logout", status_code=204, summary="Sign out (ends this browser's session)")
 def logout(request: Request) -> Response:
     access = access_of(request)
-    token = session_token(request.headers.get("cookie"), is_secure(request, access.settings))
+    shell = lti_only(request.headers.raw)  # the LTI shell ends its LTI session, never the first-party one
+    token = session_token(request.headers.get("cookie"), is_secure(request, access.settings), shell)
     if token and not csrf_ok(token, request.headers.get(CSRF_HEADER)):
         # /auth/ is public, so the middleware's CSRF check does not run here: a same-site page
         # (SameSite=Lax sends the cookie) must not be able to sign people out.
@@ -217,5 +218,8 @@ def logout(request: Request) -> Response:
             end_session(s, token)
             s.commit()
     response = Response(status_code=204)
-    clear_cookie(response, request, access.settings)
+    if shell:
+        clear_lti_cookie(response, request, access.settings)
+    else:
+        clear_cookie(response, request, access.settings)
     return response

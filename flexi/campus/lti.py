@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flexi.access.credentials import Credential, lti_session_cookie_name, session_token
@@ -37,7 +38,7 @@ from flexi.engine.types import EngineError
 from flexi.http.app_state import access_of, generation_of, state_of
 from flexi.http.caller import build_caller, request_id_of
 from flexi.http.locale import locale_of
-from flexi.http.sessions import create_session, is_secure
+from flexi.http.sessions import create_session, is_secure, third_party_cookie
 from flexi.lti import deeplink, keys, launch as lti_launch, logins, platforms, registration
 from flexi.lti.claims import DEEP_LINKING_REQUEST, Launch, is_platform_admin, launch_from_claims
 from flexi.lti.errors import LtiError
@@ -65,14 +66,6 @@ def _keys(request: Request) -> PlatformKeys:
 
 def _state_cookie(secure: bool) -> str:
     return ("__Host-" + STATE_COOKIE) if secure else STATE_COOKIE
-
-
-def _third_party_cookie(response: Response, name: str, value: str, max_age: int) -> None:
-    """A cookie that reaches Flexi inside the platform's iframe: SameSite=None needs Secure (browsers treat
-    http://localhost as secure, so development works); Partitioned keeps it to that platform's frames."""
-    # written by hand: Starlette's `partitioned` needs Python 3.14's http.cookies (values are URL-safe tokens)
-    response.headers.append("set-cookie", f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=None; "
-                                          "Secure; Partitioned")
 
 
 def _refused(request: Request, exc: LtiError, step: str, platform_id: int | None = None,
@@ -123,7 +116,7 @@ async def login(request: Request) -> Response:
         query["lti_message_hint"] = params["lti_message_hint"]
     log.info("LTI login started (platform %s)", platform_id)
     response = RedirectResponse(auth_url + ("&" if "?" in auth_url else "?") + urlencode(query), status_code=302)
-    _third_party_cookie(response, _state_cookie(secure), browser_secret, logins.LOGIN_SECONDS)
+    third_party_cookie(response, _state_cookie(secure), browser_secret, logins.LOGIN_SECONDS)
     return response
 
 
@@ -157,18 +150,7 @@ async def launch(request: Request) -> Response:
             platforms.check_url(facts.deep_link_return_url, "deep_link_return_url")
     except LtiError as exc:
         return _refused(request, exc, "launch", platform_id, locale)
-    with access.sessions() as s:
-        user_id, course_id = _enter(s, access, platform, facts)
-        token = create_session(s, user_id, access.settings, "lti")
-        if facts.message_type == DEEP_LINKING_REQUEST:
-            ticket = deeplink.open_ticket(s, platform.id, facts.deployment_id, user_id, course_id,
-                                          facts.deep_link_return_url or "", facts.deep_link_data)
-            choices = [(a.slug, a.name) for a in s.scalars(select(Assistant).where(
-                Assistant.course_id == course_id, Assistant.disabled.is_(False)).order_by(Assistant.name)).all()]
-            target = None
-        else:
-            target = _assistant_of(s, platform.id, course_id, facts)
-        s.commit()
+    user_id, token, ticket, choices, target = _admitted(access, platform, facts)
     access.authn.forget(user_id)  # the new course membership counts at once
     log.info("LTI launch accepted (platform %s, %s, course role %s)", platform.id, facts.message_type,
              facts.course_role)
@@ -179,23 +161,73 @@ async def launch(request: Request) -> Response:
     else:
         response = RedirectResponse(f"/lti/app?platform={platform.id}#/" + (f"a/{target}" if target else ""),
                                     status_code=303)
-    _third_party_cookie(response, lti_session_cookie_name(secure), token, int(access.settings.session_hours * 3600))
+    third_party_cookie(response, lti_session_cookie_name(secure), token, int(access.settings.session_hours * 3600))
     return response
+
+
+def _admitted(access: Any, platform: LtiPlatform,
+              facts: Launch) -> tuple[int, str, str, list[tuple[str, str]], str | None]:
+    """The launch's writes in one transaction: (user id, session token, deep-linking ticket or "", the
+    course's assistants to choose from, the assistant to open). Two first launches at once (the same person,
+    course or resource link) both read "missing" and both insert: the loser's unique violation rolls back and
+    it tries once more, now finding the winner's rows."""
+    for attempt in (1, 2):
+        try:
+            with access.sessions() as s:
+                user_id, course_id = _enter(s, access, platform, facts)
+                token = create_session(s, user_id, access.settings, "lti")
+                ticket, choices, target = "", [], None
+                if facts.message_type == DEEP_LINKING_REQUEST:
+                    ticket = deeplink.open_ticket(s, platform.id, facts.deployment_id, user_id, course_id,
+                                                  facts.deep_link_return_url or "", facts.deep_link_data)
+                    choices = [(a.slug, a.name) for a in s.scalars(select(Assistant).where(
+                        Assistant.course_id == course_id, Assistant.disabled.is_(False)).order_by(Assistant.name)).all()]
+                else:
+                    target = _assistant_of(s, platform.id, course_id, facts)
+                s.commit()
+                return user_id, token, ticket, choices, target
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            log.info("LTI launch met a concurrent first launch; trying again (platform %s)", platform.id)
+    raise AssertionError("unreachable")
+
+
+def lti_admin_group(platform_id: int) -> str:
+    """The group that marks an admin role granted by this platform's launches (so a later launch can take it
+    back); an admin without it got the role elsewhere and is never demoted by a launch."""
+    return f"lti-admins:{platform_id}"
+
+
+def _role_and_groups(user: User | None, platform: LtiPlatform, facts: Launch,
+                     groups: list[str]) -> tuple[str | None, list[str]]:
+    """The role to set (None: keep) and the groups after this launch: the platform grants admin only with
+    `trust_admins` and a system or institution Administrator role, and takes back only what it granted."""
+    marker = lti_admin_group(platform.id)
+    granted = platform.trust_admins and is_platform_admin(facts.roles)
+    if user is None:
+        return ("admin", groups + [marker]) if granted else ("student", groups)
+    if granted:
+        if user.role != "admin":
+            return "admin", (groups if marker in groups else groups + [marker])
+        return None, groups  # an admin already: from this platform (marker kept) or elsewhere (no marker)
+    if marker in groups:  # the platform's grant ends: no longer an administrator, or no longer trusted
+        return ("student" if user.role == "admin" else None), [g for g in groups if g != marker]
+    return None, groups
 
 
 def _enter(s: Session, access: Any, platform: LtiPlatform, facts: Launch) -> tuple[int, int]:
     """The launching person (a pseudonymous user) and their course (made on its first launch)."""
     subject = platforms.subject_of(platform.issuer, facts.subject)
-    known = s.scalar(select(User.id).where(User.subject == subject)) is not None
-    admin = platform.trust_admins and is_platform_admin(facts.roles)
-    role = "admin" if admin else (None if known else "student")
+    existing = s.scalar(select(User).where(User.subject == subject))
     groups = list(s.scalars(select(Group.name).join(GroupMember, GroupMember.group_id == Group.id).join(
         User, User.id == GroupMember.user_id).where(User.subject == subject)).all())  # an admin's groups stay
+    role, groups = _role_and_groups(existing, platform, facts, groups)
     user, demoted = upsert_user(s, Identity(subject, facts.name, facts.email, role, groups), access)
-    if not known and facts.locale:
+    if existing is None and facts.locale:
         user.locale = facts.locale
     name = platforms.course_name_of(platform.issuer, facts.context_id or "")
-    course = s.scalar(select(Course).where(Course.name == name))
+    course = _course_named(s, name)
     if course is None:
         course = Course(name=name, title=facts.context_title)
         s.add(course)
@@ -211,6 +243,10 @@ def _enter(s: Session, access: Any, platform: LtiPlatform, facts: Launch) -> tup
     if demoted:
         access.gate.end_streams(user_id=user.id)
     return user.id, course.id
+
+
+def _course_named(s: Session, name: str) -> Course | None:
+    return s.scalar(select(Course).where(Course.name == name))
 
 
 def _assistant_of(s: Session, platform_id: int, course_id: int, facts: Launch) -> str | None:
@@ -252,7 +288,8 @@ async def deep_link_answer(request: Request) -> Response:
     access = access_of(request)
     params = await _params(request)
     locale = _locale(request)
-    token = session_token(request.headers.get("cookie"), is_secure(request, access.settings))
+    # only the LTI session: a first-party session cookie (same site as the platform) is not the launched person
+    token = session_token(request.headers.get("cookie"), is_secure(request, access.settings), only_lti=True)
     principal = access.authn.authenticate(Credential("session", token)) if token else None
     platform_id: int | None = None
     try:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from flexi import i18n
-from flexi.access.credentials import session_token
+from flexi.access.credentials import lti_only, session_token
 from flexi.access.errors import forbidden
 from flexi.access.principal import Principal
 from flexi.http.app_state import access_of
@@ -64,7 +64,8 @@ def me(request: Request) -> dict[str, Any]:
 
 def _csrf_of(request: Request) -> str | None:
     """The token the web page sends back on changes (flexi.http.csrf); only for cookie sign-ins."""
-    token = session_token(request.headers.get("cookie"), is_secure(request, access_of(request).settings))
+    token = session_token(request.headers.get("cookie"), is_secure(request, access_of(request).settings),
+                          lti_only(request.headers.raw))
     return csrf_token(token) if token else None
 
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flexi.access.authn import session_hash
-from flexi.access.credentials import session_cookie_name
+from flexi.access.credentials import lti_session_cookie_name, session_cookie_name
 from flexi.config import Settings
 from flexi.db.models import LoginSession, utcnow
 from flexi.http.forwarded import request_scheme, trusted_networks
@@ -58,3 +58,16 @@ def set_cookie(response: Response, request: Request, settings: Settings, token: 
 def clear_cookie(response: Response, request: Request, settings: Settings) -> None:
     secure = is_secure(request, settings)
     response.delete_cookie(session_cookie_name(secure), path="/", httponly=True, samesite="lax", secure=secure)
+
+
+def third_party_cookie(response: Response, name: str, value: str, max_age: int) -> None:
+    """A cookie that reaches Flexi inside an LTI platform's iframe: SameSite=None needs Secure (browsers treat
+    http://localhost as secure, so development works); Partitioned keeps it to that platform's frames."""
+    # written by hand: Starlette's `partitioned` needs Python 3.14's http.cookies (values are URL-safe tokens)
+    response.headers.append("set-cookie", f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=None; "
+                                          "Secure; Partitioned")
+
+
+def clear_lti_cookie(response: Response, request: Request, settings: Settings) -> None:
+    """Sign-out in the LTI shell: the LTI session cookie goes (same attributes, or the browser keeps it)."""
+    third_party_cookie(response, lti_session_cookie_name(is_secure(request, settings)), "", 0)

@@ -3,7 +3,8 @@
 Roles (LTI 1.3 §5.3.7, LIS vocabulary; Moodle sends the full URIs): Instructor (and ContentDeveloper,
 Mentor is not) → teacher of the launched course; TeachingAssistant → tutor; Learner → student. An
 Administrator (membership, institution or system role) is a teacher of the launched course only — never
-a Flexi admin, unless the platform is registered with `trust_admins`, because a Moodle site admin is not
+a Flexi admin, unless the platform is registered with `trust_admins` and the role is the system or
+institution Administrator (a course's Administrator is no site admin), because a Moodle site admin is not
 the computing centre's Flexi admin. No known role → student (least privilege).
 """
 
@@ -63,8 +64,9 @@ def course_role(roles: list[str]) -> str:
 
 
 def is_platform_admin(roles: list[str]) -> bool:
-    """Whether the roles name a platform administrator (system, institution or course membership)."""
-    return any(uri in _ADMINS or _context_role(uri) == "Administrator" for uri in roles)
+    """Whether the roles name a platform administrator: the system or institution role only. A course's
+    `membership#Administrator` (or the short `Administrator`) administers that course, not the site."""
+    return any(uri in _ADMINS for uri in roles)
 
 
 def _text(value: Any, limit: int) -> str | None:

@@ -30,9 +30,12 @@ def test_roles_map_to_course_roles(roles: list[str], expected: str) -> None:
     assert course_role(roles) == expected
 
 
-def test_only_administrator_roles_count_as_platform_admin() -> None:
+def test_only_site_administrator_roles_count_as_platform_admin() -> None:
     assert is_platform_admin(["http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator"])
-    assert is_platform_admin([M + "Administrator"])
+    assert is_platform_admin(["http://purl.imsglobal.org/vocab/lis/v2/system/person#Administrator"])
+    # a course's Administrator (membership role, or the deprecated short form) administers that course only
+    assert not is_platform_admin([M + "Administrator"])
+    assert not is_platform_admin(["Administrator"])
     assert not is_platform_admin([M + "Instructor", "admin", "http://x.example/#Administrator"])
 
 

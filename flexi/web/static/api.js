@@ -7,9 +7,14 @@ export class ApiError extends Error {
   constructor(status, message, body) { super(message); this.status = status; this.body = body; }
 }
 
+// Started from /lti/app (inside an LTI platform's frame): every call says so, and the server then uses
+// only the LTI session cookie, never a first-party session the browser also holds (flexi.access.credentials).
+const ltiShell = location.pathname === "/lti/app";
+
 function headers(extra = {}) {
   const out = { Accept: "application/json", ...extra };
   if (csrf) out["X-Flexi-CSRF"] = csrf;
+  if (ltiShell) out["X-Flexi-LTI"] = "1";
   return out;
 }
 
