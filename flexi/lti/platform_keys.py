@@ -1,6 +1,7 @@
 """The platforms' signing keys (JWKS), cached per URL and fetched again when a token names a key id the
 cache does not know (the platform rotated its keys) — at most once per REFRESH_SECONDS per URL, so a
-stream of tokens with made-up key ids cannot make Flexi hammer a platform."""
+stream of tokens with made-up key ids cannot make Flexi hammer a platform. Each URL has its own lock: a
+slow or hanging platform holds up launches from that platform only, never the others'."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ class PlatformKeys:
     def __init__(self, allow_hosts: Iterable[str] = ()) -> None:
         self.allow_hosts = tuple(allow_hosts)
         self._sets: dict[str, tuple[KeySet, float]] = {}
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}  # per registered jwks_url (bounded by the platforms)
 
     async def key_set(self, jwks_url: str, kid: str | None, trusted: bool) -> KeySet:
         """The key set holding `kid` (fetched again if needed); `trusted`: an admin registered this URL."""
-        async with self._lock:
+        lock = self._locks.setdefault(jwks_url, asyncio.Lock())  # no await in between: no shared lock needed
+        async with lock:
             cached = self._sets.get(jwks_url)
             now = time.monotonic()
             stale = cached is None or now - cached[1] > MAX_AGE

@@ -3,6 +3,7 @@ REFRESH_SECONDS per URL: tokens with made-up key ids cannot make Flexi hammer a 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -56,3 +57,23 @@ async def test_dynamic_platforms_get_no_host_exception_and_bad_sets_are_refused(
     with pytest.raises(LtiError) as err:
         await keys.key_set("https://other.example/jwks", "k1", trusted=False)
     assert err.value.key == "lti_fetch_failed"
+
+
+async def test_a_hanging_platform_does_not_hold_up_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    hang = asyncio.Event()
+    started = asyncio.Event()
+
+    async def request_json(method: str, url: str, policy: Any, **kw: Any) -> dict[str, Any]:
+        if "slow" in url:
+            started.set()
+            await hang.wait()  # a platform whose JWKS endpoint never answers (until the test lets it)
+        return _jwks("k1")
+
+    monkeypatch.setattr(platform_keys, "request_json", request_json)
+    keys = PlatformKeys()
+    slow = asyncio.create_task(keys.key_set("https://slow.example/jwks", "k1", True))
+    await asyncio.wait_for(started.wait(), 5)
+    fast = await asyncio.wait_for(keys.key_set("https://fast.example/jwks", "k1", True), 2)
+    assert [k.kid for k in fast.keys] == ["k1"] and not slow.done()
+    hang.set()
+    assert [k.kid for k in (await asyncio.wait_for(slow, 5)).keys] == ["k1"]
