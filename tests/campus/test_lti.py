@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
@@ -172,6 +172,42 @@ def test_other_platform_courses_are_apart_and_admins_are_not_flexi_admins(campus
     assert me["role"] == "student"  # a Moodle site admin is not Flexi's admin (trust_admins is off)
     assert [c["role"] for c in me["courses"]] == ["teacher"]  # … but teaches the launched course
     assert browser.get(campus.url + "/admin/users").status_code == 403
+
+
+def test_inside_the_shell_only_the_lti_session_counts(campus: Campus) -> None:
+    """Moodle and Flexi on one site: the browser sends the first-party (SameSite=Lax) session cookie inside
+    the iframe too. The shell's calls (X-Flexi-LTI) and the /lti/ routes act as the launched person only."""
+    teacher = Browser()
+    own = campus.db.add_user("fp-teacher", role="admin")
+    first_party = campus.db.add_session(own)
+    teacher.cookies.setdefault(urlsplit(campus.url).netloc, {})["flexi_session"] = first_party
+    page = _launch_page(teacher, campus, "t-500", [INSTRUCTOR], context="course-50", link=None, deep_link=True)
+    choice = teacher.submit(page)
+    action, fields = form_of(choice.text)
+    shell = {"X-Flexi-LTI": "1"}
+    me = teacher.get(campus.url + "/me", headers=shell)
+    assert me.status_code == 200 and me.json()["subject"].startswith("lti:"), me.text
+    assert [c["role"] for c in me.json()["courses"]] == ["teacher"] and me.json()["role"] == "student"
+    assert teacher.get(campus.url + "/me").json()["subject"] == "fp-teacher"  # the first-party page is unchanged
+    assert teacher.get(campus.url + "/admin/users", headers=shell).status_code == 403  # not the admin in the frame
+    answer = teacher.request("POST", campus.url + action, data={
+        "ticket": fields["ticket"], "new_name": "Shell-Tutor", "new_model": MODEL})
+    assert answer.status_code == 200 and "data-autosubmit" in answer.text, answer.text[:500]
+    assert teacher.submit(answer).json() == {"saved": 1}
+    # the header only narrows: without an LTI session it signs nobody in, whatever other cookie is there
+    other = Browser()
+    other.cookies.setdefault(urlsplit(campus.url).netloc, {})["flexi_session"] = first_party
+    assert other.get(campus.url + "/me", headers=shell).status_code == 401
+    assert other.get(campus.url + "/me").status_code == 200
+    # signing out in the shell ends the LTI session, not the first-party one
+    jar = teacher.cookies[urlsplit(campus.url).netloc]
+    lti_token = jar["flexi_lti_session"]
+    out = teacher.request("POST", campus.url + "/auth/logout", headers={**shell, "X-Flexi-CSRF": me.json()["csrf_token"]})
+    assert out.status_code == 204, out.text
+    assert "flexi_lti_session" not in jar and jar["flexi_session"] == first_party
+    jar["flexi_lti_session"] = lti_token  # even a browser that kept the cookie: the session is over
+    assert teacher.get(campus.url + "/me", headers=shell).status_code == 401
+    assert teacher.get(campus.url + "/me").json()["subject"] == "fp-teacher"
 
 
 # --- refused launches ---------------------------------------------------------------------------------
