@@ -2,7 +2,8 @@
 
 - `GET|POST /lti/login`: OIDC third-party initiated login → the platform's auth URL with state and nonce;
   the state is bound to this browser by a cookie (SameSite=None; Secure; Partitioned: the launch
-  happens in the platform's iframe, a third-party context);
+  happens in the platform's iframe, a third-party context); at most `login_limit.PER_ADDRESS` logins
+  per client address in ten minutes (per replica);
 - `POST /lti/launch`: the platform posts `id_token` and `state`; checked in `flexi.lti.launch`. A resource
   link opens its assistant's chat (`/lti/app`) signed in with an LTI session cookie; a deep-linking
   request shows teachers the choice page;
@@ -36,12 +37,14 @@ from flexi.campus import lti_pages
 from flexi.db.models import Assistant, Course, CourseMember, Group, GroupMember, LtiLink, LtiPlatform, User, utcnow
 from flexi.engine.types import EngineError
 from flexi.http.app_state import access_of, generation_of, state_of
-from flexi.http.caller import build_caller, request_id_of
+from flexi.http.caller import build_caller, request_address, request_id_of
+from flexi.http.forwarded import address_key
 from flexi.http.locale import locale_of
 from flexi.http.sessions import create_session, is_secure, third_party_cookie
 from flexi.lti import deeplink, keys, launch as lti_launch, logins, platforms, registration
 from flexi.lti.claims import DEEP_LINKING_REQUEST, Launch, is_platform_admin, launch_from_claims
 from flexi.lti.errors import LtiError
+from flexi.lti.login_limit import LoginLimit
 from flexi.lti.platform_keys import PlatformKeys
 
 router = APIRouter(prefix="/lti", tags=["lti"], include_in_schema=False)
@@ -61,6 +64,14 @@ def _keys(request: Request) -> PlatformKeys:
     found = getattr(state, "lti_platform_keys", None)
     if found is None:
         found = state.lti_platform_keys = PlatformKeys(access_of(request).settings.lti_allow_hosts)
+    return found
+
+
+def _login_limit(request: Request) -> LoginLimit:
+    state = request.app.state
+    found = getattr(state, "lti_login_limit", None)
+    if found is None:
+        found = state.lti_login_limit = LoginLimit()
     return found
 
 
@@ -94,6 +105,8 @@ async def login(request: Request) -> Response:
     browser_secret = existing if SECRET.fullmatch(existing) else secrets.token_urlsafe(32)
     platform_id: int | None = None
     try:
+        if not _login_limit(request).allow(address_key(request_address(request))):
+            raise LtiError("lti_too_many_logins", 429, "too many logins started from one address")
         with access.sessions() as s:
             platform = platforms.find(s, params.get("iss", ""), params.get("client_id"))
             if platform is None:

@@ -13,6 +13,8 @@ ENTRIES: dict[str, dict[str, str]] = {
     "lti_fetch_failed": {"en": "the learning platform could not be reached or answered badly (details are in the server log)",
                          "de": "die Lernplattform war nicht erreichbar oder hat fehlerhaft geantwortet (Einzelheiten im Server-Log)"},
     "lti_unknown_platform": {"en": "this learning platform is not registered with Flexi", "de": "diese Lernplattform ist bei Flexi nicht registriert"},
+    "lti_too_many_logins": {"en": "too many launches from this network right now; please try again in a few minutes",
+                            "de": "gerade zu viele Starts aus diesem Netz; bitte in ein paar Minuten erneut versuchen"},
     "lti_state": {"en": "this launch is unknown, was already used or has expired", "de": "dieser Start ist unbekannt, wurde schon verwendet oder ist abgelaufen"},
     "lti_other_browser": {"en": "this launch was not started in this browser", "de": "dieser Start wurde nicht in diesem Browser begonnen"},
     "lti_token": {"en": "the launch message from the learning platform is malformed", "de": "die Startnachricht der Lernplattform ist fehlerhaft"},

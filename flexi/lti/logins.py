@@ -6,7 +6,9 @@ taken to another browser is refused and left for its own browser). A login is us
 deletes its row, and only the request whose DELETE removed it goes on — on every replica, since the
 rows are in the shared database. The id_token's nonce must be the one stored with that row, so a
 replayed token has no login left to match. Anyone can start a login, so at most MAX_LOGINS are kept:
-beyond, the oldest are dropped (a flood costs the flooder's own logins first, never blocks everyone).
+beyond, the oldest are dropped — whoever started them, so a flood from many addresses can evict real
+people's logins (they click the activity again). What bounds a flood from one address is the per-address
+limit at /lti/login (flexi.lti.login_limit); the table stores no address.
 """
 
 from __future__ import annotations
