@@ -105,3 +105,25 @@ def test_a_student_chats_with_the_course_assistant_inside_the_platform_frame(bro
         assert not problems, problems
     finally:
         context.close()
+
+
+def test_the_shell_acts_as_the_launched_person_even_beside_a_first_party_session(browser: Any, lti_campus: Any) -> None:
+    """Moodle and Flexi on one site send Flexi's first-party session cookie into the frame too: every call of
+    the shell says X-Flexi-LTI, so the server uses the LTI session and the person is the launched student."""
+    tool, platform, slug = lti_campus
+    platform.frame_html = COURSE_PAGE.format(src=escape(platform.start_url(
+        "s-2", [LEARNER], context="course-1", link="link-1", custom={"assistant": slug}, name="Sina Student")))
+    context = browser.new_context(locale="de-DE")
+    calls: list[dict[str, str]] = []  # a first-party cookie that is no session: used, it would mean 401
+    try:
+        context.add_cookies([{"name": "flexi_session", "value": "first-party-token", "domain": "localhost", "path": "/",
+                              "httpOnly": True, "secure": True, "sameSite": "None"}])
+        page = context.new_page()
+        page.on("request", lambda r: calls.append(r.headers) if r.url.startswith(tool + "/me") else None)
+        page.goto(platform.url + "/frame")
+        frame = page.frame_locator("#activity")
+        frame.locator("#prompt").wait_for(timeout=60_000)  # signed in: the (bogus) first-party cookie was not used
+        assert frame.locator("#login-user").count() == 0
+        assert calls and all(c.get("x-flexi-lti") == "1" for c in calls), calls
+    finally:
+        context.close()
