@@ -14,7 +14,15 @@ from sqlalchemy import select
 
 from flexi.campus import lti
 from flexi.config import load_settings
-from flexi.db.models import Assistant, Course, CourseMember, LtiLink, LtiPlatform, User, utcnow
+from flexi.db.models import (
+    Assistant,
+    Course,
+    CourseMember,
+    LtiLink,
+    LtiPlatform,
+    User,
+    utcnow,
+)
 from flexi.lti.claims import RESOURCE_LINK_REQUEST, Launch
 from flexi.server.app import create_app
 from tests.access_helpers import ServerDB
