@@ -67,6 +67,11 @@ class Authenticator:
             .where(User.subject == bindparam("subject"))
         )
         self._keyless = [(ipaddress.ip_network(c.network), c) for c in settings.keyless_clients]
+        for c in settings.keyless_clients:
+            if c.user is not None:  # per-end-user shares and quotas are a key's (flexi.access.principal.splits_end_users)
+                log.warning("key-less client %s acts as the user %s, not one of its keys: all its end users share one "
+                            "budget and one turn in the queue; map it with key = \"flx_…\" for shares per student",
+                            c.network, c.user)
         self._session_query = (
             select(LoginSession.expires_at, User.id, User.subject, User.pseudonym, User.role, User.locale, User.disabled_at)
             .join(User, LoginSession.user_id == User.id)

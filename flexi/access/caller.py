@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
-from flexi.access.principal import Principal
+from flexi.access.principal import Principal, splits_end_users
 
 PRIORITIES = {"interactive": 0, "batch": 1}
 
@@ -68,11 +68,13 @@ class Caller:
 
     def identity_for(self, end_user: str | None) -> str:
         """The fair-queue identity, subdivided by an application's own end-user id (OpenAI's `user`)
-        so a Moodle server relaying many students is not one user. With authentication on, only
-        the `service` role may split its turn this way (a student must not multiply their share)."""
+        so a Moodle server relaying many students is not one user. With authentication on, only a
+        `service` account's API key may split its turn this way (a student must not multiply their share),
+        the same rule as per-end-user quotas (`splits_end_users`): the queue never splits what the budget
+        does not. With auth=off (no users) every client may."""
         if not end_user:
             return self.identity
-        if self.principal.user_id is not None and self.principal.role != "service":
+        if self.principal.user_id is not None and not splits_end_users(self.principal):
             return self.identity
         return self.identity + "/user:" + hashlib.sha256(end_user.encode()).hexdigest()[:16]
 

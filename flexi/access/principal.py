@@ -36,3 +36,11 @@ class Principal:
         """Keys with no scopes carry all of their owner's rights; otherwise only the named ones."""
         return self.key_id is None or not self.key_scopes or scope in self.key_scopes
 
+
+
+def splits_end_users(principal: Principal) -> bool:
+    """Whether a caller's requests are divided among its application's end users (OpenAI's `user`): only
+    a `service` user's API key (a Moodle site, a tenant) may; a student's key must not multiply its share.
+    The one rule for both per-end-user quotas (flexi.access.quota) and the fair queue (`Caller.identity_for`):
+    a key-less client mapped to a service USER (not a key) splits neither, its end users share one budget."""
+    return principal.key_id is not None and principal.role == "service"

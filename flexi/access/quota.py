@@ -39,18 +39,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from flexi.access.principal import Principal
+from flexi.access.principal import Principal, splits_end_users  # noqa: F401 (re-exported: the gate and tests import it here)
 from flexi.db.engine import write_transaction
 from flexi.db.models import Quota, QuotaCounter, RoleQuota, utcnow
 
 WINDOWS = {"requests_per_minute": "minute", "tokens_per_day": "day", "tokens_per_week": "week"}
 LIMITS_TTL = 5.0  # seconds a subject's limits are cached; admin changes in this process clear it at once
-
-
-def splits_end_users(principal: Principal) -> bool:
-    """Whether a caller's requests are divided among its application's end users (OpenAI's `user`): only
-    a `service` user's API key (a Moodle site, a tenant) may; a student's key must not multiply its share."""
-    return principal.key_id is not None and principal.role == "service"
 
 
 def for_end_user(limits: list[Limit], end_user: str | None) -> list[Limit]:

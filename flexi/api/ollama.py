@@ -164,7 +164,7 @@ async def generate(request: Request) -> Response:
     body = await parse_body(request, GenerateRequest)
     service = generation_of(request)
     target = await service.target(caller_of(request), body.model)
-    record, shown = target.record, target.name
+    shown = target.name
     if not body.prompt and not body.context and not body.suffix:
         return await _load_only(target, request, body.keep_alive, t0, chat=False)
     text, system = target.text_prompt(body.prompt, body.system)
@@ -175,7 +175,7 @@ async def generate(request: Request) -> Response:
     draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format, keep_alive=body.keep_alive,
                   prefix_tokens=[] if fixed else list(body.context or []), return_tokens=not body.raw,
                   end_user=body.user)
-    events = await primed(await service.generate(target.caller, record, draft))
+    events = await primed(await service.run(target, draft))
     if not body.stream or body.think:
         # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.
         done = await gen.collect_while_connected(request, events)
@@ -249,7 +249,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
     caller, service = caller or caller_of(request), generation_of(request)
     service.check_message_count(len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
     target = await service.target(caller, body.model)
-    record, shown = target.record, target.name
+    shown = target.name
     if not body.messages:
         return await _load_only(target, request, body.keep_alive, t0, chat=True)
     tools = body.tools or None
@@ -259,7 +259,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
                         augment=grounding.augment if grounding is not None else None)
     draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format,
                   keep_alive=body.keep_alive, end_user=body.user)
-    events = await primed(await service.generate(target.caller, record, draft))
+    events = await primed(await service.run(target, draft))
     want_thinking = bool(body.think)
 
     def message(done: gen.Completion, text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:

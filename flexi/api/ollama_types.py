@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flexi.api.end_user import EndUser
 from flexi.service.options import ModelOptions
 
 
@@ -48,7 +49,7 @@ class _Generation(_ModelRef):
     stream: bool = True
     keep_alive: str | int | float | None = None
     think: bool | Literal["low", "medium", "high"] | None = None
-    user: str | None = None  # not Ollama's: Moodle's Ollama provider sends its user hash here, as OpenAI's `user`
+    user: EndUser = None  # not Ollama's: Moodle's Ollama provider sends its user hash here, as OpenAI's `user`
 
 
 class GenerateRequest(_Generation):
@@ -72,7 +73,7 @@ class EmbedRequest(_ModelRef):
     options: ModelOptions | None = None
     keep_alive: str | int | float | None = None
     dimensions: int | None = Field(None, ge=1)
-    user: str | None = None  # an application's end user, as in /api/generate
+    user: EndUser = None  # an application's end user, as in /api/generate
 
 
 class EmbeddingsRequest(_ModelRef):

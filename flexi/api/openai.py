@@ -278,9 +278,9 @@ def _response_format(value: Any) -> Any:
     raise BadRequest('response_format.type must be "text", "json_object" or "json_schema"', param="response_format")
 
 
-async def _start(service: GenerationService, caller: Caller, record: ModelRecord, draft: Draft) -> AsyncIterator[Any]:
+async def _start(service: GenerationService, target: Target, draft: Draft) -> AsyncIterator[Any]:
     try:
-        return await primed(await service.generate(caller, record, draft))
+        return await primed(await service.run(target, draft))
     except BadRequest as exc:
         if exc.param == "images":  # name the field the OpenAI client actually sent
             exc.param = "messages"
@@ -331,7 +331,7 @@ async def chat_completion_response(request: Request, body: ChatCompletionRequest
     draft = Draft(prompt, options=target.merged_options(_options(body, max_tokens)),
                   body=body, fmt=fmt, format_param="response_format", keep_alive=body.keep_alive, end_user=body.user,
                   body_priority=body.priority)
-    events = await _start(service, target.caller, record, draft)
+    events = await _start(service, target, draft)
 
     base = _response_base("chatcmpl-", "chat.completion", body.model, record)
 
@@ -442,7 +442,7 @@ async def completion_response(request: Request, body: CompletionRequest) -> Resp
     draft = Draft(spec,
                   options=target.merged_options(_options(body, body.max_tokens)),
                   body=body, keep_alive=body.keep_alive, end_user=body.user, body_priority=body.priority)
-    events = await _start(service, target.caller, record, draft)
+    events = await _start(service, target, draft)
 
     base = _response_base("cmpl-", "text_completion", body.model, record)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flexi.api.end_user import EndUser
 from flexi.service.options import MAX_REPEAT_PENALTY, MAX_TOKENS_FIELD, MAX_TOP_K, SEED_MAX, SEED_MIN
 
 
@@ -91,7 +92,7 @@ class SamplingFields(_Base):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     n: int = Field(1, ge=1, le=128)  # OpenAI's own bound; Flexi supports only 1 (a clear 400 names it)
-    user: str | None = None
+    user: EndUser = None
     priority: int | None = Field(None, ge=-(2**31), le=2**31 - 1)  # vLLM extension: lower is served first (Flexi: <=0 interactive, >0 batch)
     keep_alive: Any = None  # Ollama extension: duration string or seconds
     # vLLM / llama.cpp server extensions
@@ -129,7 +130,7 @@ class EmbeddingsRequest(_Base):
     input: Any = None  # str or [str]
     encoding_format: str = "float"
     dimensions: int | None = Field(None, ge=1, le=65536)
-    user: str | None = None
+    user: EndUser = None
     keep_alive: Any = None
     truncate: bool = True  # Ollama extension
 

@@ -179,8 +179,9 @@ def _options(options: AssistantOptions) -> dict[str, Any]:
 
 
 def _check_model(request: Request, name: str) -> str:
-    """The model's canonical name, if it exists and the caller may use it (else 404 like Ollama)."""
-    return generation_of(request).model(caller_of(request), name).name
+    """The name to keep: an admin alias as named (it follows the alias), else the model's canonical name; only if
+    the caller may use it (else 404 like Ollama)."""
+    return generation_of(request).saved_name(caller_of(request), name)
 
 
 # --- routes ----------------------------------------------------------------------------

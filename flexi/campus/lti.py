@@ -347,7 +347,7 @@ async def deep_link_answer(request: Request) -> Response:
 async def _checked_model(request: Request, principal: Any, name: str) -> str:
     caller = build_caller(request.scope, principal, access_of(request).settings.trusted_proxies, request_id_of(request.scope))
     try:
-        return generation_of(request).model(caller, name[:255] or access_of(request).settings.default_model).name
+        return generation_of(request).saved_name(caller, name[:255] or access_of(request).settings.default_model)
     except EngineError:
         raise LtiError("lti_assistant_missing", 400, "model not available") from None
 

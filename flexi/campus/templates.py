@@ -241,15 +241,16 @@ def _check_courses(s: Session, courses: list[int], locale: str) -> list[int]:
 
 
 def _content(request: Request, s: Session, locale: str, fields: dict[str, Any], check_model: bool = True) -> dict[str, Any]:
-    """A version's content from validated fields: parameters as plain dicts, the model's canonical name
-    (checked when it is given: it must exist and the teacher must be allowed to use it)."""
+    """A version's content from validated fields: parameters as plain dicts, the model's canonical name or
+    an admin alias as named, so the template follows it (checked when it is given: it must exist and the
+    teacher must be allowed to use it; every run checks again)."""
     params = [p if isinstance(p, ParamSpec) else ParamSpec.model_validate(p) for p in fields["parameters"]]
     check_specs(params, fields["instructions"])
     options = fields["options"]
     return {
         "name": fields["name"], "description": fields["description"], "instructions": fields["instructions"],
         "parameters": [p.model_dump(exclude_none=True) for p in params],
-        "model": generation_of(request).model(caller_of(request), fields["model"]).name if check_model else fields["model"],
+        "model": generation_of(request).saved_name(caller_of(request), fields["model"]) if check_model else fields["model"],
         "options": options.model_dump(exclude_none=True) if isinstance(options, AssistantOptions) else dict(options),
         "roles": sorted(set(fields["roles"])), "courses": _check_courses(s, list(fields["courses"]), locale),
     }

@@ -27,6 +27,14 @@ ENTRIES: dict[str, dict[str, str]] = {
         "en": "parameter {name} must be between {min} and {max}",
         "de": "der Parameter {name} muss zwischen {min} und {max} liegen",
     },
+    "tpl_param_huge": {
+        "en": "parameter {name} is too large: numbers may be at most {max} in size",
+        "de": "der Parameter {name} ist zu groß: Zahlen dürfen höchstens den Betrag {max} haben",
+    },
+    "tpl_client_field": {
+        "en": "a prompt template builds its own prompt from its parameters: {field} cannot be sent with it",
+        "de": "eine Vorlage baut ihren Prompt selbst aus ihren Parametern: {field} kann nicht mitgeschickt werden",
+    },
     "tpl_param_enum": {
         "en": "parameter {name} must be one of: {values}",
         "de": "der Parameter {name} muss einer dieser Werte sein: {values}",

@@ -34,6 +34,7 @@ MAX_STRING = 100_000  # the longest string parameter a teacher may allow (charac
 DEFAULT_MAX_LENGTH = 2000
 MAX_COURSE_TEXT = 20_000
 MAX_PARAMETERS = 30
+MAX_NUMBER = 2**53  # the largest magnitude of a bound or a number value (exact in a float; a 400-digit int is not)
 
 OPEN, CLOSE = "<<<param", "param>>>"
 _MARKERS = re.compile(r"<<<\s*param|param\s*>>>|</?\s*parameters\s*>", re.I)
@@ -66,8 +67,8 @@ class ParamSpec(BaseModel):
     default: str | int | float | None = None
     max_length: int | None = Field(None, ge=1, le=MAX_STRING)  # string
     values: list[str] | None = Field(None, min_length=1, max_length=100)  # enum
-    min: int | float | None = None  # integer, number
-    max: int | float | None = None
+    min: int | float | None = Field(None, ge=-MAX_NUMBER, le=MAX_NUMBER)  # integer, number
+    max: int | float | None = Field(None, ge=-MAX_NUMBER, le=MAX_NUMBER)
     field: Literal["name", "title", "description", "learning_objectives"] | None = None  # course
 
     @model_validator(mode="after")
@@ -144,6 +145,8 @@ def _check(spec: ParamSpec, value: Any, locale: str) -> str | int | float:
     if isinstance(value, bool) or not isinstance(value, int | float) or \
             (isinstance(value, float) and not math.isfinite(value)):
         raise _fail("tpl_param_integer" if spec.type == "integer" else "tpl_param_number", locale, name)
+    if abs(value) > MAX_NUMBER:  # before any float(): a huge int would overflow it
+        raise _fail("tpl_param_huge", locale, name, max=MAX_NUMBER)
     if spec.type == "integer":
         if isinstance(value, float) and not value.is_integer():
             raise _fail("tpl_param_integer", locale, name)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from flexi import i18n
 from flexi.access.caller import Caller
 from flexi.access.gate import AccessGate
 from flexi.access.policy import Limits, allowed_context
@@ -253,6 +254,18 @@ class GenerationService:
             return None
         return entry.target
 
+    def saved_name(self, caller: Caller, name: str) -> str:
+        """The model name a saved reference (a course assistant, a prompt template, an LTI deep link) keeps:
+        an admin alias as its own name, so the reference follows the alias when an admin repoints it; else
+        the model's canonical name. Checks now that the caller may use what it stands for (every run checks
+        again, through `model`)."""
+        record = self.model(caller, name)
+        if self.alias_of(name) is not None and self.model_aliases is not None:
+            entry = self.model_aliases.get(name)
+            if entry is not None:
+                return entry.name
+        return record.name
+
     # --- models ----------------------------------------------------------------------------
     def listed_as(self, caller: Caller, prefix: str, named: list[tuple[str, str]]) -> list[tuple[str, ModelRecord]]:
         """Model-list entries for aliases (`prefix` + slug, the model behind it), leaving out those whose
@@ -333,8 +346,15 @@ class GenerationService:
         return "load", await manager.load(record.name, keep)  # type: ignore[attr-defined]
 
     # --- generation ----------------------------------------------------------------------------
-    async def generate(self, caller: Caller, record: ModelRecord, draft: Draft) -> AsyncIterator[Event]:
+    async def run(self, target: Target, draft: Draft) -> AsyncIterator[Event]:
+        """`draft` for what its `model` named (the routers' one way in): billed as the target says, and for
+        a target that builds its own prompt (a prompt template) without the client's prompt parts."""
+        return await self.generate(target.caller, target.record, draft, builds_prompt=target.builds_prompt)
+
+    async def generate(self, caller: Caller, record: ModelRecord, draft: Draft, *,
+                       builds_prompt: bool = False) -> AsyncIterator[Event]:
         """Admit, render and resolve `draft`, and return its metered event stream (not yet started).
+        `builds_prompt`: the prompt is a template's, which refuses tools, formats and images (`_refuse_for_template`).
 
         Everything before the stream that fails hands the admission back (`release_unclaimed`), so a
         request refused while rendering still counts for the rate limits and leaves a usage record."""
@@ -347,6 +367,8 @@ class GenerationService:
         admission = await self.gate.admit(caller, record.name, prompt_bound=bound)
         try:
             spec = draft.prompt() if callable(draft.prompt) else draft.prompt
+            if builds_prompt:
+                _refuse_for_template(caller.locale, draft, spec)
             if renders_itself(backend):
                 prompt, messages = await self._remote_prompt(caller, record, draft, spec)
             else:
@@ -485,6 +507,22 @@ def _engine_message(m: dict[str, Any]) -> dict[str, Any]:
     out = {"role": m["role"], "content": m.get("content") or ""}
     out.update({k: m[k] for k in _ENGINE_KEYS if m.get(k)})
     return out
+
+
+def _refuse_for_template(locale: str, draft: Draft, spec: ChatPrompt | TextPrompt) -> None:
+    """A prompt template's run takes its parameters and nothing else into the prompt: tool and schema
+    descriptions are rendered as instructions and images are content, so each of them would bypass "the
+    parameters are data, never instructions". Refused with a 400 naming the field the client sent."""
+    body = draft.body
+    sent = (
+        ("tools", bool(getattr(spec, "tools", None) or getattr(body, "tools", None))),
+        ("tool_choice", getattr(spec, "tool_choice", None) is not None or getattr(body, "tool_choice", None) is not None),
+        (draft.format_param, bool(draft.fmt)),
+        ("images", spec.has_images),
+    )
+    for field_name, given in sent:
+        if given:
+            raise BadRequest(i18n.text("tpl_client_field", locale, field=field_name), param=field_name)
 
 
 def _remote_tools(spec: ChatPrompt | TextPrompt) -> dict[str, Any]:

@@ -54,3 +54,13 @@ def test_which_address_acts_as_whom(db: Engine) -> None:
     for address in ("10.0.0.2", "10.0.2.1", "10.0.3.1", "10.0.4.1", "unknown", "", "::ffff:10.0.0.2"):
         assert authn.keyless(address) is None, address  # not listed, a teacher, disabled, missing, no address
     assert Authenticator(db, Settings(), b"k" * 32).keyless("10.0.0.1") is None
+
+
+def test_a_user_mapping_is_warned_about_at_start(db: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Per-student shares and quotas need a key (`key = "flx_…"`); a `user =` mapping shares one budget."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, "flexi"):
+        Authenticator(db, Settings(keyless_clients="10.0.1.0/24=moodle,10.0.0.1=key:flx_site0001"), b"k" * 32)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "10.0.1.0/24" in warned[0] and "moodle" in warned[0] and "one budget" in warned[0]

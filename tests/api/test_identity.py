@@ -77,3 +77,17 @@ def test_authenticated_user_is_one_client_whatever_key_and_service_role_is_batch
     assert priority_of(_signed_in("student", 7)) == 0
     assert priority_of(_signed_in("service", 8)) == 1
     assert priority_of(_signed_in("service", 8, {"X-Flexi-Priority": "interactive"})) == 0
+
+
+def test_the_queue_splits_exactly_where_the_budget_does() -> None:
+    """A key-less Moodle mapped to a service USER (no key) gets no per-end-user quotas, so its end users must
+    not get separate turns either: one predicate (`splits_end_users`) decides both."""
+    from flexi.access.principal import splits_end_users
+
+    keyless_user = _request({}, principal=Principal(user_id=9, subject="moodle", pseudonym="p" * 64, role="service",
+                                                    locale="en"))
+    assert not splits_end_users(keyless_user.principal)
+    assert client_identity(keyless_user, end_user="bob") == "user:9"
+    with_key = _signed_in("service", 9)
+    assert splits_end_users(with_key.principal) and client_identity(with_key, end_user="bob") != "user:9"
+    assert client_identity(_request({}), end_user="bob") != client_identity(_request({}))  # auth=off: no budgets, splits

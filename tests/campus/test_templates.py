@@ -235,3 +235,25 @@ def test_disable_and_delete(school: School) -> None:
         time.sleep(0.1)
     (record,) = kept
     assert record.template_id is None and record.template_version == 1  # the numbers stay, unlinked
+
+
+def test_a_template_on_an_alias_follows_it_and_takes_no_tools(school: School) -> None:
+    """A template naming an admin's alias keeps the alias (not today's target), so it follows the alias; and a
+    run refuses what would enter its prompt besides the parameters (tools, formats, images)."""
+    assert school.call("POST", "/admin/aliases", "t-boss", {"name": "course-gpt", "target": MODEL}).status_code == 201
+    r = school.call("POST", "/templates", "t-teacher", {
+        "course_id": school.course, "name": "Alias", "slug": "on-alias", "instructions": "Summarize [text].",
+        "model": "Course-GPT", "parameters": [{"name": "text", "type": "string"}], "options": FEW})
+    assert r.status_code == 201, r.text
+    assert r.json()["model"] == "course-gpt"
+    chat = {"model": "template/on-alias", "stream": False, "messages": [{"role": "user", "content": "Varianz"}]}
+    assert school.call("POST", "/api/chat", "t-student", chat).status_code == 200
+    refused = school.call("POST", "/api/chat", "t-student", {**chat, "format": "json"}, **{"Accept-Language": "de"})
+    assert refused.status_code == 400 and "format kann nicht mitgeschickt werden" in refused.json()["error"]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    refused = school.call("POST", "/v1/chat/completions", "t-student", {**chat, "tools": tools})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "tools"
+    assert school.call("DELETE", "/admin/aliases/course-gpt", "t-boss").status_code == 204
+    gone = school.call("POST", "/api/chat", "t-student", chat)
+    assert gone.status_code == 404, gone.text  # it followed the alias: without it, the template's model is gone
+    assert school.call("DELETE", "/templates/on-alias", "t-teacher").status_code == 204

@@ -159,3 +159,31 @@ def test_the_message_of_a_plugin() -> None:
     one = [ParamSpec.model_validate({"name": "text", "type": "string"}), SPECS[5]]
     assert parse_message("Bitte zusammenfassen: …", one) == {"text": "Bitte zusammenfassen: …"}  # plain text
     assert parse_message('{"text": "json"}', one) == {"text": "json"}
+
+
+@pytest.mark.parametrize("field", ["min", "max"])
+@pytest.mark.parametrize("kind", ["integer", "number"])
+def test_huge_bounds_are_a_validation_error_not_an_overflow(field: str, kind: str) -> None:
+    huge = int("9" * 401)  # float(huge) raises OverflowError
+    for value in (huge, -huge, 2**53 + 1, 1e300):
+        with pytest.raises(ValidationError) as caught:
+            ParamSpec.model_validate({"name": "n", "type": kind, field: value})
+        assert caught.value.errors()[0]["loc"] == (field,)
+    assert ParamSpec.model_validate({"name": "n", "type": kind, field: 2**53}).model_dump()[field] == 2**53
+
+
+def test_huge_values_are_refused_naming_the_parameter() -> None:
+    specs = [ParamSpec.model_validate(p) for p in [{"name": "n", "type": "integer"}, {"name": "x", "type": "number"},
+                                                    {"name": "b", "type": "integer", "min": 1, "max": 5}]]
+    huge = int("9" * 401)
+    for name in ("n", "x", "b"):
+        for value in (huge, -huge, float(2**60)):
+            with pytest.raises(BadRequest) as caught:
+                check_values(specs, {"n": 1, "x": 1, "b": 1, name: value}, COURSE)
+            assert caught.value.param == f"parameters.{name}" and "too large" in caught.value.message
+    with pytest.raises(BadRequest) as caught:
+        check_values(specs, {"n": huge, "x": 1, "b": 1}, COURSE, "de")
+    assert caught.value.message.startswith("der Parameter n ist zu groß")
+    assert check_values(specs, {"n": 2**53, "x": -(2**53), "b": 5}, COURSE) == {"n": 2**53, "x": -(2**53), "b": 5}
+    with pytest.raises(ValidationError):  # a default is a value too
+        ParamSpec.model_validate({"name": "n", "type": "integer", "default": huge})
