@@ -42,7 +42,7 @@ from flexi.access.usage import UsageEntry, UsageWriter
 from flexi.access.usage_journal import RUNNING
 from flexi.config import Settings
 from flexi.db.models import ApiKey, Course, User, utcnow, iso_z
-from flexi.db.pseudonym import pseudonymize
+from flexi.access.end_user_privacy import end_user_pseudonym
 from flexi.engine.remote.wire import BackendsDown
 from flexi.engine.types import (
     EngineError,
@@ -188,7 +188,7 @@ class AccessGate:
         hash) is never stored and the same id at two sites never links. Anyone else: unchanged."""
         if not end_user or not splits_end_users(caller.principal):
             return caller
-        pseudonym = pseudonymize(f"end-user:{caller.principal.user_id}:{end_user}", self.authn.pseudonym_key)
+        pseudonym = end_user_pseudonym(caller.principal.user_id, end_user, self.authn.pseudonym_key)
         return dataclasses.replace(caller, end_user=pseudonym)
 
     # --- generation --------------------------------------------------------------------

@@ -7,14 +7,17 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
 
 from flexi.access import admin_ops as ops
+from flexi.access.end_user_privacy import MAX_END_USER_CHARS, end_user_pseudonym, erase_end_user, export_end_user
 from flexi.access.privacy import erase_user, export_user
 from flexi.access.report import processing_report
 from flexi.access.usage_queries import usage_summary
 from flexi.campus.admin_common import AdminRoute, require_admin, transaction
 from flexi.http.app_state import access_of
 from flexi.engine.types import BadRequest, EngineError
+from flexi.db.models import User
 
 router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute, dependencies=[Depends(require_admin)])
 
@@ -67,6 +70,34 @@ def erase(request: Request, user_id: int) -> dict[str, Any]:
     access.authn.forget(user_id)
     access.quotas.forget()
     return {"erased": user_id, "removed": removed}
+
+
+class EndUserRef(BaseModel):
+    """One end user of a site account: the account (id) and the value its application sends as `user`
+    (in the body, never in a URL that logs keep)."""
+
+    account: int = Field(ge=1, le=2**31 - 1)
+    user: str = Field(min_length=1, max_length=MAX_END_USER_CHARS)
+
+
+def _end_user(request: Request, s: Any, ref: EndUserRef) -> str:
+    if s.get(User, ref.account) is None:
+        raise EngineError("no such user", 404, "not_found")
+    return end_user_pseudonym(ref.account, ref.user, access_of(request).pseudonym_key)
+
+
+@router.post("/privacy/end-users/export", summary="Every usage record of one end user of a site account (Art. 15)")
+def export_end_user_route(request: Request, ref: EndUserRef) -> dict[str, Any]:
+    with transaction(request) as s:
+        return export_end_user(s, _end_user(request, s, ref))
+
+
+@router.post("/privacy/end-users/erase", summary="Unlink one end user's usage records, delete their counters (Art. 17)")
+def erase_end_user_route(request: Request, ref: EndUserRef) -> dict[str, Any]:
+    with transaction(request) as s:
+        removed = erase_end_user(s, _end_user(request, s, ref))
+    access_of(request).quotas.forget()
+    return {"removed": removed}
 
 
 @router.get("/privacy/report", summary="Record of processing activities (Art. 30 GDPR), Markdown")

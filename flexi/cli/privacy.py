@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -84,6 +84,43 @@ def erase(user: str = typer.Argument(..., help="User id or subject."),
         target = find_user(s, user)
         removed = erase_user(s, target.id)
     typer.echo(f"erased user {target.id}: " + ", ".join(f"{k} {v}" for k, v in (removed or {}).items()))
+
+
+def _end_user_pseudonym(s: Any, account: str, value: str) -> str:
+    from flexi.access.admin_ops import find_user
+    from flexi.access.end_user_privacy import MAX_END_USER_CHARS, end_user_pseudonym
+    from flexi.db.pseudonym import load_key
+
+    if not 1 <= len(value) <= MAX_END_USER_CHARS:
+        raise CommandError(f"the end user's value must be 1 to {MAX_END_USER_CHARS} characters")
+    return end_user_pseudonym(find_user(s, account).id, value, load_key(s.info["settings"].home))
+
+
+@privacy_app.command("export-end-user")
+@handle
+def export_end_user(account: str = typer.Argument(..., help="The site account (id or subject), e.g. moodle-site."),
+                    value: str = typer.Argument(..., help="What the application sends as `user` for this person "
+                                                          "(Moodle: SHA-256 of its site identifier and the user id).")) -> None:
+    """Every usage record of one end user of a site account, as JSON (GDPR Art. 15)."""
+    from flexi.access.end_user_privacy import export_end_user as export_records
+
+    with database() as s:
+        typer.echo(json.dumps(export_records(s, _end_user_pseudonym(s, account, value)), ensure_ascii=False, indent=2))
+
+
+@privacy_app.command("erase-end-user")
+@handle
+def erase_end_user(account: str = typer.Argument(..., help="The site account (id or subject)."),
+                   value: str = typer.Argument(..., help="What the application sends as `user` for this person."),
+                   yes: bool = typer.Option(False, "--yes", help="Really erase (cannot be undone).")) -> None:
+    """Unlink one end user's usage records and delete their quota counters (GDPR Art. 17)."""
+    from flexi.access.end_user_privacy import erase_end_user as erase_records
+
+    if not yes:
+        raise CommandError("erasing cannot be undone; repeat with --yes")
+    with database() as s:
+        removed = erase_records(s, _end_user_pseudonym(s, account, value))
+    typer.echo("erased: " + ", ".join(f"{k} {v}" for k, v in removed.items()))
 
 
 @privacy_app.command("report")

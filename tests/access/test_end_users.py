@@ -6,12 +6,16 @@ never the value the client sent. Real server, FLEXI_AUTH=on, the official `opena
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import openai
 import pytest
+from sqlalchemy import select
+
+from flexi.db.models import User
 
 from tests.access_helpers import ServerDB, fresh_minute
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
@@ -125,3 +129,77 @@ def test_the_ollama_dialect_takes_moodles_user_field(site: Site) -> None:
     assert r.status_code == 200, r.text
     rows = site.db.wait_usage("moodle-site", len(site.db.wait_usage("moodle-site", 1)) + 1)
     assert {row.end_user for row in rows} - before  # a new end user's pseudonym
+
+
+def test_one_end_user_is_exported_and_erased_by_the_value_the_site_sends(site: Site) -> None:
+    """Art. 15/17 for one Moodle student: Flexi holds only a keyed pseudonym, so the admin brings the value
+    Moodle sends for that student. Export lists exactly their records; erasing unlinks them (the site's
+    totals stay) and deletes their quota counters, so they start afresh; another student is untouched."""
+    admin = site.db.add_user("privacy-admin", role="admin")
+    _, admin_key = site.db.add_key(admin)
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    client = _client(site, site.moodle_key)
+    fresh_minute()
+    erased, kept = _moodle_user(9001), _moodle_user(9002)
+    for _ in range(3):
+        _ask(client, erased)
+    _ask(client, kept)
+    with pytest.raises(openai.RateLimitError):  # the student's own share (3 a minute) is used up
+        _ask(client, erased)
+    site.db.wait_usage("moodle-site", 5)
+    with site.db.session() as s:
+        account = s.scalar(select(User.id).where(User.subject == "moodle-site"))
+
+    def export(value: str) -> list[dict[str, object]]:
+        r = httpx.post(site.srv.url + "/admin/privacy/end-users/export", json={"account": account, "user": value},
+                       headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()["usage"]
+
+    deadline = time.monotonic() + 15  # usage rows are written in batches, off the request path
+    while (len(export(erased)) < 4 or len(export(kept)) < 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [row["status"] for row in export(erased)].count("ok") == 3 and len(export(kept)) == 1
+    r = httpx.post(site.srv.url + "/admin/privacy/end-users/erase", json={"account": account, "user": erased},
+                   headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["removed"]["usage_records_unlinked"] >= 4 and r.json()["removed"]["quota_counters"] >= 1
+    assert export(erased) == [] and len(export(kept)) == 1
+    assert _ask(client, erased) is not None  # counters gone: a fresh share (the records stay unlinked)
+    bad = httpx.post(site.srv.url + "/admin/privacy/end-users/erase", json={"account": account, "user": ""},
+                     headers=headers, timeout=30)
+    assert bad.status_code == 422 and "error" in bad.json()  # as every admin body that fails validation
+    missing = httpx.post(site.srv.url + "/admin/privacy/end-users/export", json={"account": 999999, "user": kept},
+                         headers=headers, timeout=30)
+    assert missing.status_code == 404
+    student = site.db.add_user("curious-student", role="student")
+    _, student_key = site.db.add_key(student)
+    assert httpx.post(site.srv.url + "/admin/privacy/end-users/export", json={"account": account, "user": kept},
+                      headers={"Authorization": f"Bearer {student_key}"}, timeout=30).status_code == 403
+
+
+def test_the_cli_exports_and_erases_one_end_user(site: Site) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    value = _moodle_user(9100)
+    _ask(_client(site, site.moodle_key), value)
+    env = {**os.environ, "FLEXI_HOME": str(site.srv.home), "LANG": "C"}
+
+    def flexi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flexi", "privacy", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    deadline = time.monotonic() + 15  # usage rows are written in batches, off the request path
+    while True:
+        out = flexi("export-end-user", "moodle-site", value)
+        assert out.returncode == 0, out.stderr
+        if json.loads(out.stdout)["usage"] or time.monotonic() > deadline:
+            break
+    assert len(json.loads(out.stdout)["usage"]) >= 1
+    assert flexi("erase-end-user", "moodle-site", value).returncode != 0  # needs --yes
+    done = flexi("erase-end-user", "moodle-site", value, "--yes")
+    assert done.returncode == 0 and "usage_records_unlinked" in done.stdout, done.stderr
+    assert json.loads(flexi("export-end-user", "moodle-site", value).stdout)["usage"] == []
