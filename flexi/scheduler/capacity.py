@@ -15,7 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flexi.scheduler.memory import CACHE_TYPES, KVShape, RunnerMemory, kv_shape, runner_memory
+from flexi.scheduler.memory import (
+    CACHE_TYPES,
+    KVShape,
+    RunnerMemory,
+    kv_shape,
+    runner_memory,
+)
 from flexi.store.gguf_meta import GGUFInfo
 
 GIB = 1024**3

@@ -18,7 +18,13 @@ from typing import Any
 import httpx
 
 from flexi.engine.types import BadRequest, EngineError
-from flexi.store.gguf_meta import MAX_METADATA_BYTES, GGUFInfo, InvalidModelFile, MetadataIncomplete, info_from_prefix
+from flexi.store.gguf_meta import (
+    MAX_METADATA_BYTES,
+    GGUFInfo,
+    InvalidModelFile,
+    MetadataIncomplete,
+    info_from_prefix,
+)
 from flexi.store.names import parse_model_name
 from flexi.store.netguard import guarded_client
 from flexi.store.pull import TIMEOUT, hf_source, policy_from, url_source

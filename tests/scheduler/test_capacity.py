@@ -7,7 +7,13 @@ from dataclasses import replace
 import pytest
 
 from flexi.scheduler.capacity import GIB, MAX_SLOTS, Device, gpu, max_users, plan
-from flexi.scheduler.memory import GENERATION_OVERHEAD, estimate_runner_bytes, kv_cache_bytes, kv_shape, runner_memory
+from flexi.scheduler.memory import (
+    GENERATION_OVERHEAD,
+    estimate_runner_bytes,
+    kv_cache_bytes,
+    kv_shape,
+    runner_memory,
+)
 from flexi.store.gguf_meta import GGUFInfo, read_gguf_info
 from tests.store.test_gguf_meta import SMOLLM2
 

@@ -31,7 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.server.paths.append(self.path)
         if self.path.startswith("/api/models/org/repo/tree/main"):
             body = json.dumps([{"type": "file", "path": "README.md", "size": 10},
