@@ -75,7 +75,10 @@ USE_TOKENS = 600  # more than one 512-token ubatch, so the compute graphs are re
 
 
 def measure(model: Path, ctx: int, parallel: int, threads: int) -> dict[str, Any]:
-    """Start one runner, generate and embed once, report its memory and llama.cpp's buffer sizes."""
+    """Start one runner, generate and embed once, report its memory and llama.cpp's buffer sizes.
+
+    The prompt is USE_TOKENS long, or just under the context when that is smaller (`flexi plan`'s check at 512)."""
+    use_tokens = min(USE_TOKENS, ctx - 16)
     with tempfile.TemporaryDirectory() as tmp:
         sock_path = Path(tmp) / "r.sock"
         log_path = Path(tmp) / "stderr.log"
@@ -92,7 +95,7 @@ def measure(model: Path, ctx: int, parallel: int, threads: int) -> dict[str, Any
             else:
                 raise RuntimeError(f"runner did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
             ready = _status(proc.pid)
-            text = "word " * (USE_TOKENS - 8)
+            text = "word " * (use_tokens - 8)
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.connect(str(sock_path))
                 done = _request(sock, 1, Generate(prompt=text, sampling=GREEDY, max_tokens=4, ignore_eos=True))

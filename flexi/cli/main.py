@@ -27,6 +27,7 @@ from flexi.cli.monitor import monitor_app
 from flexi.cli.rag import rag_app
 from flexi.cli.template import template_app
 from flexi.cli.rag_eval import register as register_rag_eval
+from flexi.cli.plan import register as register_plan
 from flexi.cli.create import create as create_model
 from flexi.cli.format import human_bytes, human_time, processor_text, short_digest, until_text
 from flexi.i18n import t
@@ -46,6 +47,7 @@ app = typer.Typer(
 for _sub_app, _name in ADMIN_APPS + PRIVACY_APPS:  # users, keys, groups, courses, quotas, policies; usage, privacy
     app.add_typer(_sub_app, name=_name)
 register_rag_eval(rag_app)  # `flexi rag eval`
+register_plan(app)  # `flexi plan`
 app.add_typer(rag_app, name="rag")
 app.add_typer(template_app, name="template")
 app.add_typer(monitor_app, name="monitor")

@@ -97,8 +97,11 @@ class _Skipped:
         self.count = count
 
 
-class _NeedMore(Exception):
-    """The buffer holds only the start of the file and the metadata goes on."""
+class MetadataIncomplete(Exception):
+    """The buffer holds only the start of the file and the metadata goes on (read more and try again)."""
+
+
+_NeedMore = MetadataIncomplete
 
 
 class _Cursor:
@@ -169,6 +172,11 @@ def check_gguf_header(path: Path | str) -> tuple[int, int, int]:
             head = f.read(HEADER_SIZE)
     except OSError as exc:
         raise InvalidModelFile(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    return check_header_bytes(head, size)
+
+
+def check_header_bytes(head: bytes, size: int) -> tuple[int, int, int]:
+    """The header check on bytes already read (a local file's start or a ranged download's)."""
     if size < HEADER_SIZE or len(head) < HEADER_SIZE:
         raise InvalidModelFile(f"file is only {size} bytes")
     if head[:4] != MAGIC:
@@ -314,6 +322,26 @@ def read_gguf_info(path: Path | str) -> GGUFInfo:
     """Validate a GGUF file and summarise it; raises InvalidModelFile on anything odd."""
     _, n_tensors, n_kv = check_gguf_header(path)
     kv, tensor_params = _read_metadata(Path(path), n_tensors, n_kv)
+    return _summary(kv, tensor_params)
+
+
+def info_from_prefix(buf: bytes, file_size: int) -> GGUFInfo:
+    """Summarise a GGUF file from its first bytes (e.g. a ranged download of a model not yet pulled).
+
+    Raises MetadataIncomplete while `buf` ends inside the metadata (fetch more and call again), and
+    InvalidModelFile on anything odd; the tensor bounds are checked against `file_size`.
+    """
+    _, n_tensors, n_kv = check_header_bytes(buf[:HEADER_SIZE], file_size)
+    try:
+        kv, tensor_params = _parse(buf, file_size, n_tensors, n_kv)
+    except (InvalidModelFile, MetadataIncomplete):
+        raise
+    except (ValueError, OverflowError, struct.error, MemoryError) as exc:
+        raise InvalidModelFile(f"cannot parse: {exc}") from exc
+    return _summary(kv, tensor_params)
+
+
+def _summary(kv: dict[str, Any], tensor_params: int) -> GGUFInfo:
     arch = kv.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise InvalidModelFile("general.architecture is missing")
