@@ -7,7 +7,15 @@ metadata. Openness follows Liesenfeld & Dingemanse (European Open Source AI Inde
 in the data file and in `Catalog.framework`.
 """
 
-from flexi.catalog.families import DIMENSIONS, LEVELS, Catalog, CatalogError, Family, load_catalog, parse_catalog
+from flexi.catalog.families import (
+           DIMENSIONS,
+           LEVELS,
+           Catalog,
+           CatalogError,
+           Family,
+           load_catalog,
+           parse_catalog,
+)
 from flexi.catalog.matching import FamilyMatch, installed_by_family, match_family
 
 __all__ = ["DIMENSIONS", "LEVELS", "Catalog", "CatalogError", "Family", "FamilyMatch", "installed_by_family", "load_catalog",

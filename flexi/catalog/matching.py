@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from flexi.catalog.families import Catalog, Family, normal_name, load_catalog
+from flexi.catalog.families import Catalog, Family, load_catalog, normal_name
 from flexi.store.gguf_meta import GGUFInfo
 
 
