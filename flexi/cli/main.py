@@ -18,6 +18,7 @@ from flexi.cli import chat
 from flexi.cli.admin import SUB_APPS as ADMIN_APPS
 from flexi.cli.alias import alias_app
 from flexi.cli.backend import backend_app
+from flexi.cli.catalog import catalog as catalog_command
 from flexi.cli.lti import lti_app
 from flexi.cli.privacy import SUB_APPS as PRIVACY_APPS
 from flexi.cli.client import CLIError, Client
@@ -55,6 +56,7 @@ app.add_typer(energy_app, name="energy")
 app.add_typer(backend_app, name="backend")
 app.add_typer(alias_app, name="alias")
 app.add_typer(lti_app, name="lti")
+app.command("catalog")(catalog_command)
 
 
 def stdin_is_tty() -> bool:

@@ -6,6 +6,7 @@
 - `GET /ui/config`: what the page needs before sign-in (public).
 - `GET /docs`: the interactive API documentation (Swagger UI, vendored; no ReDoc).
 - `GET /ui/models`: models the caller may use, with size, languages and licence.
+- `GET /ui/catalog`: the catalogue of open-weight model families (flexi.catalog) with the caller's installed models.
 - `GET /admin/usage/chart.svg`: usage charts for the admin dashboard.
 """
 
@@ -30,6 +31,7 @@ from flexi.http.app_state import access_of, generation_of, state_of
 from flexi.http.caller import caller_of
 from flexi.db.models import LtiPlatform, utcnow
 from flexi.campus import lti_pages
+from flexi.catalog import installed_by_family, load_catalog, match_family
 from flexi.http.headers import PAGE_HEADERS
 from flexi.lti import platforms as lti_platforms
 from flexi.engine.types import BadRequest
@@ -129,7 +131,18 @@ def _model_card(record: ModelRecord) -> dict[str, Any]:
         "context_length": record.info.context_length,
         "capabilities": list(record.info.capabilities),
         "external": record.external,  # served by a cloud provider outside the campus
+        "catalog": _catalog_badge(record),
     }
+
+
+def _catalog_badge(record: ModelRecord) -> dict[str, Any] | None:
+    """The catalogue family of a local model: what the picker shows next to it (licence, openness)."""
+    match = None if record.external else match_family(record.info, record.name)
+    if match is None:
+        return None
+    family = match.family
+    return {"family": family.id, "name": family.name, "licence": family.licence_id,
+            "openness": family.score(), "by": match.by}
 
 
 @router.get("/ui/models")
@@ -141,6 +154,18 @@ async def ui_models(request: Request) -> dict[str, Any]:
     cards = [{**_model_card(r), "loaded": r.name in loaded}
              for r in generation.visible(caller_of(request), generation.with_remote(records))]
     return {"models": sorted(cards, key=lambda m: m["name"]), "default": state.settings.default_model}
+
+
+@router.get("/ui/catalog")
+async def ui_catalog(request: Request) -> dict[str, Any]:
+    """The model-family catalogue, each family with the installed models this caller may use."""
+    state = state_of(request)
+    records = await asyncio.to_thread(state.store.list)
+    visible = generation_of(request).visible(caller_of(request), records)
+    catalog = load_catalog()
+    installed = installed_by_family((r.name, r.info) for r in visible if not r.external)
+    return {"framework": catalog.framework,
+            "families": [{**f.to_dict(), "installed": installed.get(f.id, [])} for f in catalog.families]}
 
 
 _CHART_TITLES = {

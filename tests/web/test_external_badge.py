@@ -4,6 +4,7 @@ badge whose tooltip says that prompts leave the university, and local models car
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +79,11 @@ def test_external_models_carry_a_badge_and_the_notice_names_the_backend(page_of:
     assert "verlassen die Hochschule" in (cloud.get_attribute("title") or "")
     page.select_option("#model-select", "cloud-model:latest")
     assert badge.is_visible() and badge.inner_text() == "extern"
+    assert "Familie" not in page.locator("#model-facts").inner_text()  # the catalogue links local models only
     assert "Ihre Eingaben verlassen die Hochschule" in (badge.get_attribute("title") or "")
     page.select_option("#model-select", MODEL)
     assert badge.is_hidden()
     local = page.locator("#model-select option", has_text=MODEL)
     assert local.inner_text() == MODEL and local.get_attribute("title") is None
+    facts = page.locator("#model-facts").inner_text()  # the catalogue family (flexi.catalog) next to the choice
+    assert "Lizenz: apache-2.0" in facts and "Familie: SmolLM2" in facts and re.search(r"Offenheit \d+/13 offen", facts)

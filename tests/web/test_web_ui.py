@@ -458,6 +458,7 @@ def test_admin_pulls_a_model_and_watches_progress_then_sees_usage(page_of: Any, 
         page.wait_for_selector("p.error[role=alert]:not(:empty)", timeout=60_000)
         assert "could not be loaded" in page.locator("p.error[role=alert]").first.inner_text()
         smol = page.locator("tr", has_text="smollm2:135m")
+        assert "SmolLM2 · Apache-2.0 · Offenheit" in smol.inner_text()  # its catalogue family (flexi.catalog)
         if smol.get_by_role("button", name="Entladen", exact=True).count():  # earlier tests left it loaded
             smol.get_by_role("button", name="Entladen", exact=True).click()
             page.wait_for_selector("tr:has-text('smollm2:135m') td:has-text('nicht geladen')", timeout=60_000)

@@ -100,9 +100,15 @@ let modelsRender = 0; // only the newest rendering of the models tab may draw (a
 
 async function models(body) {
   const mine = ++modelsRender;
-  const [tags, ps] = await Promise.all([api("/api/tags"), api("/api/ps")]);
+  const [tags, ps, cards] = await Promise.all([api("/api/tags"), api("/api/ps"), api("/ui/models")]);
   if (mine !== modelsRender) return;
   const loaded = new Map(ps.models.map((m) => [m.name, m]));
+  // the catalogue family of each model (flexi.catalog): licence and openness after Liesenfeld & Dingemanse
+  const families = new Map(cards.models.filter((m) => m.catalog).map((m) => [m.name, m.catalog]));
+  const family = (name) => {
+    const c = families.get(name);
+    return c ? `${c.name} · ${c.licence} · ${t("openness_score", { score: c.openness })}` : "";
+  };
   const error = h("p", { class: "error", role: "alert" });
   const rows = tags.models.map((m) => {
     const live = loaded.get(m.name);
@@ -110,7 +116,7 @@ async function models(body) {
       ? h("button", { type: "button", class: "secondary", onclick: () => keepAlive(m.name, 0) }, t("unload"))
       : h("button", { type: "button", onclick: () => keepAlive(m.name, "30m") }, t("load"));
     return h("tr", {}, h("td", {}, m.name), h("td", {}, m.details?.parameter_size || ""), h("td", {}, m.details?.quantization_level || ""),
-      h("td", {}, fmtBytes(m.size)), h("td", {}, live ? t("loaded_memory", { size: fmtBytes(live.size), until: fmtDateTime(live.expires_at) }) : t("not_loaded")),
+      h("td", {}, family(m.name)), h("td", {}, fmtBytes(m.size)), h("td", {}, live ? t("loaded_memory", { size: fmtBytes(live.size), until: fmtDateTime(live.expires_at) }) : t("not_loaded")),
       h("td", {}, action));
   });
   async function keepAlive(name, value) {
@@ -140,7 +146,7 @@ async function models(body) {
     } catch (err) { status.textContent = `${t("error")}: ${err.message}`; status.classList.add("error"); }
     finally { pullButton.disabled = false; }
   } }, h("h2", {}, t("pull_title")), field(t("pull_source"), source, t("pull_hint")), pullButton, bar, status);
-  clear(body, error, table([t("model"), t("parameters_col"), t("quantization"), t("size"), t("memory"), ""], rows, t("admin_models")), pull);
+  clear(body, error, table([t("model"), t("parameters_col"), t("quantization"), t("model_family"), t("size"), t("memory"), ""], rows, t("admin_models")), pull);
 }
 
 async function usage(body) {

@@ -159,7 +159,9 @@ class ChatPage {
     if (m.quantization) parts.push(m.quantization);
     parts.push(fmtBytes(m.size));
     parts.push(`${t("languages")}: ${m.languages.length ? m.languages.join(", ") : t("unknown")}`);
-    parts.push(`${t("license")}: ${m.license || t("unknown")}`);
+    parts.push(`${t("license")}: ${m.license || m.catalog?.licence || t("unknown")}`);
+    // the family from Flexi's catalogue (GET /ui/catalog): openness after Liesenfeld & Dingemanse
+    if (m.catalog) parts.push(`${t("model_family")}: ${m.catalog.name}`, t("openness_score", { score: m.catalog.openness }));
     if (m.loaded) parts.push(t("loaded"));
     return parts.join(" · ");
   }
