@@ -10,6 +10,7 @@ make prompt processing look faster than it is. Nothing is sent anywhere but the 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,7 +20,14 @@ from typing import Any
 import httpx
 
 from flexi import __version__
-from flexi.bench.clients import CONNECTION_ERROR, HTTP_ERROR, OK, STREAM_ERROR, TIMEOUT, error_text
+from flexi.bench.clients import (
+    CONNECTION_ERROR,
+    HTTP_ERROR,
+    OK,
+    STREAM_ERROR,
+    TIMEOUT,
+    error_text,
+)
 from flexi.bench.loadtest import LoadTestError, normalize_url
 from flexi.bench.power import PowerMeter, open_sources
 from flexi.bench.report import machine_description, mean, percentile
@@ -27,7 +35,7 @@ from flexi.bench.runner_rss import runner_memory
 from flexi.i18n import t
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-_WORDS = ("the quick brown fox jumps over the lazy dog while a small bird sings in the old tree near "
+_WORDS = ("the quick brown fox jumps over the lazy dog while a small bird sings in the old tree near "  # noqa: SIM905
           "the river and the children play in the green field").split()
 
 
@@ -99,9 +107,10 @@ def check_config(config: BenchConfig) -> None:
 
 
 def build_prompt(tokens: int, tag: str) -> str:
-    """About `tokens` tokens of plain words (one token each in common vocabularies) after a unique tag."""
+    """About `tokens` tokens of plain words (one token each in common vocabularies) after a unique tag, which
+    comes first so that no two prompts share a cached prefix."""
     words = [_WORDS[i % len(_WORDS)] for i in range(max(tokens - 8, 1))]
-    return f"Text {tag}: " + " ".join(words)
+    return f"{tag}: " + " ".join(words)
 
 
 def _body(model: str, prompt: str, output_tokens: int) -> dict[str, Any]:
@@ -133,8 +142,6 @@ async def measure(client: httpx.AsyncClient, config: BenchConfig, model: str, pr
 
 
 async def _read(response: httpx.Response, m: Measurement, start: float) -> None:
-    import json
-
     done = False
     async for line in response.aiter_lines():
         if not line.strip():
@@ -204,7 +211,8 @@ async def _json(client: httpx.AsyncClient, config: BenchConfig, method: str, pat
 async def model_memory(client: httpx.AsyncClient, config: BenchConfig, model: str) -> dict[str, Any]:
     """The runner's measured RSS when the server is on this machine, else /api/ps `size` (the server's estimate)."""
     ps = (await _json(client, config, "GET", "/api/ps")).get("models") or []
-    mine = next((e for e in ps if e.get("name") == model or e.get("model") == model), None)
+    names = {model, model if ":" in model.rsplit("/", 1)[-1] else model + ":latest"}
+    mine = next((e for e in ps if e.get("name") in names or e.get("model") in names), None)
     estimate = mine.get("size") if mine else None
     memory: dict[str, Any] = {"source": None, "bytes": None, "peak_bytes": None, "estimate_bytes": estimate}
     if is_local(config.url) and mine is not None:
