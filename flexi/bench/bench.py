@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -254,7 +255,7 @@ async def bench_model(client: httpx.AsyncClient, config: BenchConfig, model: str
                     on_batch(model, streams, rep)
                 started = time.perf_counter()
                 level += await asyncio.gather(*(
-                    measure(client, config, model, build_prompt(config.prompt_tokens, f"{time.time_ns()}-{rep}-{i}"),
+                    measure(client, config, model, build_prompt(config.prompt_tokens, secrets.token_hex(3)),
                             config.output_tokens, streams, rep) for i in range(streams)))
                 walls.append(time.perf_counter() - started)
             energy = meter.stop().to_dict()
