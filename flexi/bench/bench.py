@@ -303,7 +303,11 @@ async def run_bench(config: BenchConfig, on_batch: Progress | None = None) -> di
             version = await client.get(config.url + "/api/version", headers=config.headers(), timeout=10)
         except httpx.TransportError as exc:
             raise LoadTestError(t("unreachable", url=config.url, detail=str(exc) or type(exc).__name__)) from None
-        info = version.json() if version.status_code == 200 else {}
+        try:
+            info = version.json() if version.status_code == 200 else {}
+        except ValueError:
+            info = {}
+        info = info if isinstance(info, dict) else {}
         results = [await bench_model(client, config, model, local, on_batch) for model in config.models]
     machine = machine_description()
     machine["gpus"] = _gpus()

@@ -94,7 +94,8 @@ class PowerMeter:
 
     def stop(self) -> Energy:
         if not self.sources:
-            return Energy(measured=False, reason="no readable power source (RAPL, NVML)")
+            return Energy(measured=False, reason=("no readable power source (NVML: no NVIDIA GPU or driver; RAPL: "
+                                                 "none, or readable by root only)"))
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -50,3 +50,14 @@ def test_bench_against_flexi(server, tmp_path: Path):
 def test_bench_rejects_bad_streams(tmp_path: Path):
     result = CliRunner().invoke(app, ["bench", MODEL, "--streams", "0", "--out", str(tmp_path)], env=ENGLISH)
     assert result.exit_code == 1 and 'invalid --streams "0"' in result.stderr
+
+
+def test_unknown_model_is_a_row_not_a_crash(server, tmp_path: Path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", "no-such-model:1b", "--url", server.url, "--streams", "1",
+                                      "--repeat", "1", "--out", str(out)], env=ENGLISH)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "Traceback" not in result.output + result.stderr and "1 of 1 requests failed" in result.stderr
+    [res] = json.loads((out / "bench.json").read_text(encoding="utf-8"))["results"]
+    assert res["rows"] == [] and "no-such-model" in res["warmup_error"]
+    assert "| no-such-model:1b | – |" in (out / "bench.md").read_text(encoding="utf-8")
