@@ -73,4 +73,32 @@ ENTRIES: dict[str, dict[str, str]] = {
         "en": "{count} of {total} requests failed or timed out (see results.json)",
         "de": "{count} von {total} Anfragen schlugen fehl oder überschritten die Zeit (siehe results.json)",
     },
+    # flexi bench
+    "bench_bad_streams": {
+        "en": 'invalid --streams "{value}"; use positive whole numbers separated by commas, e.g. 1,4',
+        "de": 'ungültige --streams "{value}"; positive ganze Zahlen durch Kommas getrennt, z. B. 1,4',
+    },
+    "bench_no_models": {"en": "name at least one model", "de": "mindestens ein Modell angeben"},
+    "bench_target": {
+        "en": "Benchmark of {url}: models {models} · streams {streams} · prompt ≈{prompt} tokens, {output} output tokens · {reps} repetition(s)",
+        "de": "Benchmark von {url}: Modelle {models} · Streams {streams} · Prompt ≈{prompt} Tokens, {output} Ausgabe-Tokens · {reps} Wiederholung(en)",
+    },
+    "bench_progress": {
+        "en": "{model} · {streams} stream(s) · run {rep}/{reps}",
+        "de": "{model} · {streams} Stream(s) · Lauf {rep}/{reps}",
+    },
+    "bench_col_model": {"en": "MODEL", "de": "MODELL"},
+    "bench_col_streams": {"en": "STREAMS", "de": "STREAMS"},
+    "bench_col_pp": {"en": "PROMPT TOK/S", "de": "PROMPT TOK/S"},
+    "bench_col_tg": {"en": "GEN TOK/S", "de": "GEN. TOK/S"},
+    "bench_col_tg_total": {"en": "GEN TOK/S (ALL)", "de": "GEN. TOK/S (GESAMT)"},
+    "bench_col_ttft": {"en": "TTFT MS", "de": "ERSTES TOKEN MS"},
+    "bench_col_memory": {"en": "MEMORY", "de": "SPEICHER"},
+    "bench_col_energy": {"en": "ENERGY/1K TOK", "de": "ENERGIE/1K TOK"},
+    "bench_col_errors": {"en": "ERRORS", "de": "FEHLER"},
+    "bench_not_measurable": {"en": "not measurable", "de": "nicht messbar"},
+    "bench_failures": {
+        "en": "{count} of {total} requests failed (see bench.json)",
+        "de": "{count} von {total} Anfragen schlugen fehl (siehe bench.json)",
+    },
 }
