@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.access_helpers import ServerDB
-from tests.campus.test_admin_api import cli
+from tests.campus.test_admin_api import admin_and_student_keys
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -55,15 +55,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     home = tmp_path_factory.mktemp("aliases") / "home"
     home.mkdir()
     (home / "config.toml").write_text(f'[aliases]\n"cfg-model" = "{MODEL}"\n')
-    assert cli(home, "users", "add", "root", "--role", "admin").returncode == 0
-    assert cli(home, "users", "add", "stud", "--role", "student").returncode == 0
-    admin = cli(home, "keys", "create", "root", "--scope", "admin,inference,manage", "--json")
-    user = cli(home, "keys", "create", "stud", "--json")
-    assert admin.returncode == 0 and user.returncode == 0, admin.stderr + user.stderr
+    admin_key, student_key = admin_and_student_keys(home, "admin,inference,manage")
     srv = start_server(home, {"FLEXI_AUTH": "on"})
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as http:
-            s = Site(srv, http, json.loads(admin.stdout)["key"], json.loads(user.stdout)["key"])
+            s = Site(srv, http, admin_key, student_key)
             for name, params in ((SECRET, {}), (SHORT, {"num_predict": 1})):
                 r = s.call("POST", "/api/create", json={"model": name, "from": MODEL, "stream": False, "parameters": params})
                 assert r.status_code == 200, r.text

@@ -37,6 +37,16 @@ def cli(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[
                           text=True, timeout=60)
 
 
+def admin_and_student_keys(home: Path, admin_scopes: str = "admin,inference") -> tuple[str, str]:
+    """Users `root` (admin) and `stud` (student) made with the CLI, and one key each: (admin key, student key)."""
+    assert cli(home, "users", "add", "root", "--role", "admin").returncode == 0
+    assert cli(home, "users", "add", "stud", "--role", "student").returncode == 0
+    admin = cli(home, "keys", "create", "root", "--scope", admin_scopes, "--json")
+    user = cli(home, "keys", "create", "stud", "--json")
+    assert admin.returncode == 0 and user.returncode == 0, admin.stderr + user.stderr
+    return json.loads(admin.stdout)["key"], json.loads(user.stdout)["key"]
+
+
 @dataclass
 class Site:
     srv: RunningServer

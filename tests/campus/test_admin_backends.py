@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.campus.test_admin_api import cli
+from tests.campus.test_admin_api import admin_and_student_keys
 from tests.conftest import MODEL, RunningServer, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -60,15 +60,11 @@ url = "http://127.0.0.1:{free_port()}/v1"
 kind = "vllm"
 models = {{ "gpu-model" = "meta/llama" }}
 ''')
-    assert cli(home, "users", "add", "root", "--role", "admin").returncode == 0
-    assert cli(home, "users", "add", "stud", "--role", "student").returncode == 0
-    admin = cli(home, "keys", "create", "root", "--scope", "admin,inference", "--json")
-    user = cli(home, "keys", "create", "stud", "--json")
-    assert admin.returncode == 0 and user.returncode == 0, admin.stderr + user.stderr
+    admin_key, student_key = admin_and_student_keys(home, "admin,inference")
     srv = start_server(home, {"FLEXI_AUTH": "on"})
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as http:
-            yield Site(srv, http, json.loads(admin.stdout)["key"], json.loads(user.stdout)["key"])
+            yield Site(srv, http, admin_key, student_key)
     finally:
         stop_server(srv)
 
