@@ -15,6 +15,8 @@ from typing import List, Optional
 
 import typer
 
+from flexi.cli.client import CLIError
+from flexi.cli.model_reports import SAVE_OPTION, save_report
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
 
@@ -32,6 +34,7 @@ def bench_command(
     url: Optional[str] = typer.Option(None, "--url", help="Server (default: FLEXI_HOST, else http://127.0.0.1:11434)."),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds per request before it counts as timed out."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
+    save: bool = SAVE_OPTION,
 ) -> None:
     """Measure prompt and generation tokens/s, time to first token, memory and energy per model (nothing leaves this machine)."""
     from flexi.bench import bench_report
@@ -81,6 +84,12 @@ def bench_command(
     if failed:
         typer.echo(t("warning", message=t("bench_failures", count=failed, total=total)), err=True)
     typer.echo(t("written", path=out_dir), err=True)
+    if save:
+        try:
+            save_report(doc, config.url, config.api_key)
+        except CLIError as exc:
+            typer.echo(t("error", message=str(exc)), err=True)
+            raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -56,10 +56,10 @@ def error_message(response: httpx.Response) -> str:
 class Client:
     """HTTP calls to one Flexi server; use as a context manager or call close()."""
 
-    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0, api_key: str | None = None) -> None:
         self.base_url = base_url or server_url()
         headers = {"User-Agent": f"flexi-cli/{__version__}", "Accept": "application/x-ndjson, application/json"}
-        api_key = os.environ.get("FLEXI_API_KEY")
+        api_key = api_key or os.environ.get("FLEXI_API_KEY")
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         if any(os.environ.get(name) for name in ("LC_ALL", "LC_MESSAGES", "LANG")):

@@ -17,6 +17,7 @@ from flexi import __version__
 from flexi.cli import chat
 from flexi.cli.admin import SUB_APPS as ADMIN_APPS
 from flexi.cli.alias import alias_app
+from flexi.cli.model_reports import reports_app
 from flexi.cli.backend import backend_app
 from flexi.cli.catalog import catalog as catalog_command
 from flexi.cli.lti import lti_app
@@ -57,6 +58,7 @@ app.add_typer(monitor_app, name="monitor")
 app.add_typer(energy_app, name="energy")
 app.add_typer(backend_app, name="backend")
 app.add_typer(alias_app, name="alias")
+app.add_typer(reports_app, name="reports")
 app.add_typer(lti_app, name="lti")
 app.command("catalog")(catalog_command)
 

@@ -558,6 +558,25 @@ class ModelAlias(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
 
 
+class ModelReport(Base):
+    """A measurement of one model (`flexi bench|eval|safety|quant-report --save`): the tool's per-model result
+    (`report`), a small `summary` the model picker and catalogue show, and the model file's `digest`, so a
+    model replaced under the same name does not inherit its predecessor's figures."""
+
+    __tablename__ = "model_reports"
+    __table_args__ = (Index("ix_model_reports_model_kind", "model", "kind", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))  # canonical name (lower-case, with tag)
+    digest: Mapped[str | None] = mapped_column(String(80))  # sha256 of the local file; None for remote models
+    kind: Mapped[str] = mapped_column(String(16))  # bench | eval | safety | quant
+    tool: Mapped[str] = mapped_column(String(64), default="", server_default="")  # e.g. "flexi eval 0.1.0"
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
 class ConfigVersion(Base):
     """A counter per kind of run-time configuration ("backends"), raised in the transaction of every change:
     each replica reads this one row every few seconds and reloads only when it moved."""

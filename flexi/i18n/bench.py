@@ -101,4 +101,18 @@ ENTRIES: dict[str, dict[str, str]] = {
         "en": "{count} of {total} requests failed (see bench.json)",
         "de": "{count} von {total} Anfragen schlugen fehl (siehe bench.json)",
     },
+    "reports_saved": {
+        "en": "Stored with the model on {url}: {models}",
+        "de": "Beim Modell auf {url} gespeichert: {models}",
+    },
+    "reports_nothing_to_save": {
+        "en": "nothing to store: no model in this report was measured successfully",
+        "de": "nichts zu speichern: kein Modell in diesem Bericht wurde erfolgreich gemessen",
+    },
+    "reports_bad_file": {
+        "en": "{path} is not a report of flexi bench, eval, safety or quant-report ({detail})",
+        "de": "{path} ist kein Bericht von flexi bench, eval, safety oder quant-report ({detail})",
+    },
+    "reports_deleted": {"en": "Report {id} deleted.", "de": "Bericht {id} gelöscht."},
+    "reports_none": {"en": "No stored reports.", "de": "Keine gespeicherten Berichte."},
 }

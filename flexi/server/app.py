@@ -15,7 +15,7 @@ from flexi import __version__
 from flexi.http.access_middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import azure, ollama, openai
-from flexi.campus import admin, admin_aliases, admin_backends, admin_usage, auth_routes, keys, me
+from flexi.campus import admin, admin_aliases, admin_backends, admin_model_reports, admin_usage, auth_routes, keys, me
 from flexi.campus import assistants, conversations, documents as course_documents, templates as prompt_templates
 from flexi.campus import energy as energy_routes
 from flexi.campus import admin_lti, lti
@@ -119,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)  # /admin/…: users, groups, courses, keys, quotas, policies
     app.include_router(admin_backends.router)  # /admin/backends: remote engines, changed at run time
     app.include_router(admin_aliases.router)  # /admin/aliases: model aliases (gpt-4o → a real model)
+    app.include_router(admin_model_reports.router)  # /admin/model-reports: bench/eval/safety results per model
     app.include_router(keys.router)  # /me/keys: self-service API keys
     app.include_router(me.router)  # /me, /me/usage, /me/export, DELETE /me, /me/terms, /terms
     app.include_router(admin_usage.router)  # /admin/usage, /admin/privacy/…

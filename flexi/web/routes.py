@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from flexi import __version__
 from flexi.http.locale import locale_of
+from flexi.access import admin_ops as ops
 from flexi.access.report import external_backends
 from flexi.access.usage_queries import usage_summary
 from flexi.campus.admin_common import transaction
@@ -145,14 +146,26 @@ def _catalog_badge(record: ModelRecord) -> dict[str, Any] | None:
             "openness": family.score(), "by": match.by}
 
 
+def _measured(request: Request, digests: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The newest stored measurements of each model (`flexi bench|eval|safety|quant-report --save`): what the
+    picker and the admin models tab show, e.g. the safety probes' pass rate before a teacher picks a model."""
+    if not digests:
+        return {}
+    with access_of(request).sessions() as session:
+        newest = ops.latest_model_reports(session, digests)
+    return {model: {kind: {"summary": r.summary, "created_at": r.created_at.isoformat(), "tool": r.tool}
+                    for kind, r in per_kind.items()} for model, per_kind in newest.items()}
+
+
 @router.get("/ui/models")
 async def ui_models(request: Request) -> dict[str, Any]:
     state = state_of(request)
     records = await asyncio.to_thread(state.store.list)
     loaded = {entry.record.name for entry in state.manager.ps()}
     generation = generation_of(request)
-    cards = [{**_model_card(r), "loaded": r.name in loaded}
-             for r in generation.visible(caller_of(request), generation.with_remote(records))]
+    visible = generation.visible(caller_of(request), generation.with_remote(records))
+    measured = await asyncio.to_thread(_measured, request, {r.name: r.digest for r in visible})
+    cards = [{**_model_card(r), "loaded": r.name in loaded, "measured": measured.get(r.name, {})} for r in visible]
     return {"models": sorted(cards, key=lambda m: m["name"]), "default": state.settings.default_model}
 
 

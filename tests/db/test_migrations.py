@@ -17,7 +17,7 @@ from flexi.db.models import Base, include_object
 def test_empty_database_upgrades_to_head(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0014"
+    assert current_revision(engine) == head_revision() == "0015"
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
 
 
@@ -122,7 +122,7 @@ def test_upgrade_from_0003_keeps_rows_and_adds_assistants(engine: Engine) -> Non
 
     before = counts()
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0014"
+    assert current_revision(engine) == head_revision() == "0015"
     assert counts() == before
     with engine.connect() as c:
         row = c.execute(text("SELECT key_id, course_id, prompt_tokens, assistant_id FROM usage_records")).one()

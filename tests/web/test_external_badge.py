@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from flexi.access import admin_ops as ops
 from flexi.access.passwords import hash_password
+from flexi.store.store import ModelStore
 from tests.access_helpers import ServerDB
 from tests.conftest import MODEL, RunningServer, start_server, stop_server
 from tests.web.conftest import watched_pages
@@ -46,6 +48,11 @@ enabled = true
     srv = start_server(home, {"FLEXI_AUTH": "on", "FLEXI_TERMS_VERSION": TERMS, "FLEXI_DEFAULT_LOCALE": "de"})
     db = ServerDB(home)
     db.add_user("anna", role="student", password_hash=hash_password(PASSWORD))
+    with db.session() as s:  # what `flexi safety --save` stores: the picker shows its pass rate
+        digest = ModelStore(home / "models").get(MODEL).digest
+        ops.save_model_report(s, model=MODEL, digest=digest, tool="flexi safety",
+                              result={"model": MODEL, "pass_rate": 0.875, "categories": {}})
+        s.commit()
     try:
         yield Site(srv, db)
     finally:
@@ -87,3 +94,4 @@ def test_external_models_carry_a_badge_and_the_notice_names_the_backend(page_of:
     assert local.inner_text() == MODEL and local.get_attribute("title") is None
     facts = page.locator("#model-facts").inner_text()  # the catalogue family (flexi.catalog) next to the choice
     assert "Lizenz: apache-2.0" in facts and "Familie: SmolLM2" in facts and re.search(r"Offenheit \d+/13 offen", facts)
+    assert "Sicherheitsproben 88 % bestanden (flexi safety)" in facts

@@ -6,7 +6,7 @@ functions and only translate input and output. Every function takes a `Session`,
 the commit to the caller, so a REST request or a CLI command is one transaction.
 
 One module per entity: `users`, `keys`, `memberships` (groups and courses, one code path), `quotas`,
-`policies`, `backends` (remote engines added at run time), `aliases` (model aliases); `checks` holds the input checks they share and `errors` the `AdminError` they raise. Each
+`policies`, `backends` (remote engines added at run time), `aliases` (model aliases), `model_reports` (measurements stored with a model); `checks` holds the input checks they share and `errors` the `AdminError` they raise. Each
 entity's `*_view` turns rows into JSON-ready dicts and never includes secrets (no password or key
 hashes; keys by prefix only). The names below are the package's API: callers write `ops.create_user`
 after `from flexi.access import admin_ops as ops`.
@@ -32,6 +32,18 @@ from flexi.access.admin_ops.backends import (
 )
 from flexi.access.admin_ops.checks import MAX_ID, MAX_LIMIT, MAX_OFFSET, clean_text, filter_text, valid_id
 from flexi.access.admin_ops.errors import AdminError
+from flexi.access.admin_ops.model_reports import (
+    KINDS as REPORT_KINDS,
+)
+from flexi.access.admin_ops.model_reports import (
+    StoredReport,
+    delete_model_report,
+    get_model_report,
+    latest_model_reports,
+    list_model_reports,
+    save_model_report,
+    summarize,
+)
 from flexi.access.admin_ops.keys import (
     ADMIN_SCOPES,
     DEFAULT_SCOPES,
@@ -111,6 +123,8 @@ __all__ = [
     "ADMIN_SCOPES", "COURSES", "DEFAULT_SCOPES", "GROUPS", "KINDS", "MAX_ID", "MAX_KEY_DAYS", "MAX_KEY_MODELS", "MAX_LIMIT",
     "MAX_LIST_ITEMS", "MAX_OFFSET", "MAX_OWN_KEYS", "QUOTA_FIELDS", "QUOTA_KINDS", "SCOPES",
     "AdminError", "AliasEntry", "Membership", "UserChange",
+    "REPORT_KINDS", "StoredReport", "delete_model_report", "get_model_report", "latest_model_reports",
+    "list_model_reports", "save_model_report", "summarize",
     "alias_key", "alias_view", "aliases_version", "delete_alias", "set_alias", "stored_aliases",
     "active_key_count", "add_backend", "add_group_member", "backend_view", "backends_version", "delete_backend",
     "stored_backends", "clean_text", "clear_quota", "course_members", "course_view",

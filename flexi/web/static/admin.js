@@ -8,6 +8,7 @@ import { table } from "./admin_parts.js";
 import { memberSetTab } from "./admin_members.js";
 import { policiesTab } from "./admin_policies.js";
 import { energyTab } from "./admin_energy.js";
+import { measuredFacts } from "./measured.js";
 
 const ROLES = ["student", "teacher", "researcher", "service", "admin"];
 const TABS = [["users", "admin_users"], ["groups", "admin_groups"], ["courses", "admin_courses"], ["keys", "admin_keys"],
@@ -105,6 +106,7 @@ async function models(body) {
   const loaded = new Map(ps.models.map((m) => [m.name, m]));
   // the catalogue family of each model (flexi.catalog): licence and openness after Liesenfeld & Dingemanse
   const families = new Map(cards.models.filter((m) => m.catalog).map((m) => [m.name, m.catalog]));
+  const measured = new Map(cards.models.map((m) => [m.name, measuredFacts(m.measured).join(" · ")]));
   const family = (name) => {
     const c = families.get(name);
     return c ? `${c.name} · ${c.licence} · ${t("openness_score", { score: c.openness })}` : "";
@@ -116,7 +118,7 @@ async function models(body) {
       ? h("button", { type: "button", class: "secondary", onclick: () => keepAlive(m.name, 0) }, t("unload"))
       : h("button", { type: "button", onclick: () => keepAlive(m.name, "30m") }, t("load"));
     return h("tr", {}, h("td", {}, m.name), h("td", {}, m.details?.parameter_size || ""), h("td", {}, m.details?.quantization_level || ""),
-      h("td", {}, family(m.name)), h("td", {}, fmtBytes(m.size)), h("td", {}, live ? t("loaded_memory", { size: fmtBytes(live.size), until: fmtDateTime(live.expires_at) }) : t("not_loaded")),
+      h("td", {}, family(m.name)), h("td", {}, measured.get(m.name) || ""), h("td", {}, fmtBytes(m.size)), h("td", {}, live ? t("loaded_memory", { size: fmtBytes(live.size), until: fmtDateTime(live.expires_at) }) : t("not_loaded")),
       h("td", {}, action));
   });
   async function keepAlive(name, value) {
@@ -146,7 +148,7 @@ async function models(body) {
     } catch (err) { status.textContent = `${t("error")}: ${err.message}`; status.classList.add("error"); }
     finally { pullButton.disabled = false; }
   } }, h("h2", {}, t("pull_title")), field(t("pull_source"), source, t("pull_hint")), pullButton, bar, status);
-  clear(body, error, table([t("model"), t("parameters_col"), t("quantization"), t("model_family"), t("size"), t("memory"), ""], rows, t("admin_models")), pull);
+  clear(body, error, table([t("model"), t("parameters_col"), t("quantization"), t("model_family"), t("measured_col"), t("size"), t("memory"), ""], rows, t("admin_models")), pull);
 }
 
 async function usage(body) {

@@ -6,6 +6,7 @@ import { t, fmtNumber, fmtBytes, fmtDateTime } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
 import { linkMarkers, openPassage, sourcesList } from "./citations.js";
 import { session } from "./state.js";
+import { measuredFacts } from "./measured.js";
 import { storage } from "./storage.js";
 
 const TITLE_CHARS = 60;
@@ -162,6 +163,7 @@ class ChatPage {
     parts.push(`${t("license")}: ${m.license || m.catalog?.licence || t("unknown")}`);
     // the family from Flexi's catalogue (GET /ui/catalog): openness after Liesenfeld & Dingemanse
     if (m.catalog) parts.push(`${t("model_family")}: ${m.catalog.name}`, t("openness_score", { score: m.catalog.openness }));
+    parts.push(...measuredFacts(m.measured));
     if (m.loaded) parts.push(t("loaded"));
     return parts.join(" · ");
   }
