@@ -2,7 +2,11 @@
 
 Runs against a Flexi (or Ollama) server through its own `/api/generate` stream and takes the token rates
 from the server's final chunk (`prompt_eval_count`/`prompt_eval_duration`, `eval_count`/`eval_duration`),
-so they are exact rather than counted from chunks. TTFT is measured here, from sending the request to the
+so they are exact rather than counted from chunks. With `api="openai"` it measures any OpenAI-compatible
+server (llama-server, vLLM, Flexi's `/v1`) through a streamed `/v1/completions`: rates come from
+llama-server's `timings` when the server sends them, else from the client's clock (generation: tokens
+after the first over the time from the first to the last text; prompt: prompt tokens over the time to
+the first token, which includes queueing and the network, so it is a lower bound). TTFT is measured here, from sending the request to the
 first non-empty text. Each request starts with a different prefix, so the runner's prefix cache cannot
 make prompt processing look faster than it is. Nothing is sent anywhere but the target server.
 """
@@ -50,6 +54,7 @@ class BenchConfig:
     repeat: int = 3
     timeout: float = 600.0
     api_key: str | None = None
+    api: str = "ollama"  # or "openai": any OpenAI-compatible server (llama-server, vLLM, Flexi's /v1)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -69,6 +74,7 @@ class Measurement:
     prompt_eval_s: float | None = None
     output_tokens: int | None = None
     eval_s: float | None = None
+    rates: str = "server"  # "client": timed here (an OpenAI-compatible server that reports no timings)
 
     @property
     def pp_rate(self) -> float | None:
@@ -105,6 +111,8 @@ def check_config(config: BenchConfig) -> None:
             raise LoadTestError(t("bad_positive", option=option, value=value))
     if not config.timeout > 0:
         raise LoadTestError(t("bad_positive", option="--timeout", value=config.timeout))
+    if config.api not in APIS:
+        raise LoadTestError(t("bad_api", value=config.api))
 
 
 def build_prompt(tokens: int, tag: str) -> str:
@@ -114,22 +122,31 @@ def build_prompt(tokens: int, tag: str) -> str:
     return f"{tag}: " + " ".join(words)
 
 
-def _body(model: str, prompt: str, output_tokens: int) -> dict[str, Any]:
-    return {"model": model, "prompt": prompt, "raw": True, "stream": True,
-            "options": {"num_predict": output_tokens, "temperature": 0, "ignore_eos": True}}
+APIS = ("ollama", "openai")
+
+
+def _request(api: str, model: str, prompt: str, output_tokens: int) -> tuple[str, dict[str, Any]]:
+    """The path and body of one streamed generation in the server's dialect."""
+    if api == "openai":
+        return "/v1/completions", {"model": model, "prompt": prompt, "max_tokens": output_tokens, "temperature": 0,
+                                   "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True}
+    return "/api/generate", {"model": model, "prompt": prompt, "raw": True, "stream": True,
+                             "options": {"num_predict": output_tokens, "temperature": 0, "ignore_eos": True}}
 
 
 async def measure(client: httpx.AsyncClient, config: BenchConfig, model: str, prompt: str, output_tokens: int,
                   streams: int, repetition: int) -> Measurement:
-    """One streamed /api/generate request; failures are results, never exceptions."""
+    """One streamed generation; failures are results, never exceptions."""
     m = Measurement(streams=streams, repetition=repetition)
+    path, body = _request(config.api, model, prompt, output_tokens)
     start = time.perf_counter()
     try:
         async with asyncio.timeout(config.timeout):
-            async with client.stream("POST", config.url + "/api/generate", json=_body(model, prompt, output_tokens),
-                                     headers=config.headers()) as response:
+            async with client.stream("POST", config.url + path, json=body, headers=config.headers()) as response:
                 if response.status_code >= 400:
                     m.status, m.error = HTTP_ERROR, error_text(await response.aread()) or response.reason_phrase
+                elif config.api == "openai":
+                    await _read_sse(response, m, start)
                 else:
                     await _read(response, m, start)
     except (TimeoutError, httpx.TimeoutException):
@@ -167,6 +184,47 @@ async def _read(response: httpx.Response, m: Measurement, start: float) -> None:
         m.status, m.error = STREAM_ERROR, "the stream ended without a final chunk"
 
 
+async def _read_sse(response: httpx.Response, m: Measurement, start: float) -> None:
+    """An OpenAI-compatible completion stream: text chunks, then usage (and llama-server's `timings`)."""
+    first = last = None
+    usage: dict[str, Any] = {}
+    timings: dict[str, Any] = {}
+    done = False
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            done = True
+            break
+        obj = json.loads(data)
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("error"):
+            m.status, m.error = STREAM_ERROR, error_text(data.encode())
+            return
+        if any(isinstance(c, dict) and c.get("text") for c in obj.get("choices") or []):
+            last = time.perf_counter()
+            if first is None:
+                first, m.ttft_s = last, last - start
+        usage = obj.get("usage") or usage
+        timings = obj.get("timings") or timings
+    if not done:
+        m.status, m.error = STREAM_ERROR, "the stream ended without [DONE]"
+        return
+    m.prompt_tokens, m.output_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if timings.get("prompt_ms") and timings.get("predicted_ms"):  # llama-server: its own exact timings
+        m.prompt_tokens = timings.get("prompt_n", m.prompt_tokens)
+        m.output_tokens = timings.get("predicted_n", m.output_tokens)
+        m.prompt_eval_s, m.eval_s = timings["prompt_ms"] / 1000, timings["predicted_ms"] / 1000
+        return
+    m.rates = "client"
+    m.prompt_eval_s = m.ttft_s
+    if first is not None and last is not None and last > first and m.output_tokens and m.output_tokens > 1:
+        # the first token's time belongs to the prompt; the rest over the time they took, scaled to all tokens
+        m.eval_s = (last - first) * m.output_tokens / (m.output_tokens - 1)
+
+
 def summarize(measurements: list[Measurement], walls: list[float], energy: dict[str, Any],
               streams: int) -> dict[str, Any]:
     """One row: per-stream rates (mean over requests), aggregate generation rate, TTFT, energy per 1,000 tokens."""
@@ -188,6 +246,7 @@ def summarize(measurements: list[Measurement], walls: list[float], energy: dict[
         "tg_total_tokens_per_s": out_tokens / wall if wall > 0 and out_tokens else None,
         "ttft_mean_s": mean(ttft), "ttft_p50_s": percentile(ttft, 50), "ttft_max_s": max(ttft) if ttft else None,
         "wall_s": wall, "prompt_tokens": in_tokens, "output_tokens": out_tokens,
+        "rates": "client" if any(m.rates == "client" for m in ok) else "server",
         "energy": {**energy,
                    "j_per_1k_output_tokens": joules * 1000 / out_tokens if joules is not None and out_tokens else None,
                    "j_per_1k_tokens": (joules * 1000 / (in_tokens + out_tokens)
@@ -319,7 +378,7 @@ async def run_bench(config: BenchConfig, on_batch: Progress | None = None) -> di
                      "flexi_server": info.get("flexi_version"), "ollama_api": info.get("version"),
                      "llama_cpp_python": _llama_cpp_version() if local else None},
         "machine": machine if local else {**machine, "note": "the machine running flexi bench, not the server"},
-        "parameters": {"models": config.models, "streams": config.streams, "prompt_tokens": config.prompt_tokens,
+        "parameters": {"api": config.api, "models": config.models, "streams": config.streams, "prompt_tokens": config.prompt_tokens,
                        "output_tokens": config.output_tokens, "repeat": config.repeat, "timeout_s": config.timeout},
         "results": results,
     }

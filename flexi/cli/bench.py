@@ -34,6 +34,8 @@ def bench_command(
     url: Optional[str] = typer.Option(None, "--url", help="Server (default: FLEXI_HOST, else http://127.0.0.1:11434)."),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds per request before it counts as timed out."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
+    api: str = typer.Option("ollama", "--api", help="The server's dialect: ollama (/api/generate, exact server "
+                                                      "timings) or openai (/v1/completions: llama-server, vLLM, …)."),
     save: bool = SAVE_OPTION,
 ) -> None:
     """Measure prompt and generation tokens/s, time to first token, memory and energy per model (nothing leaves this machine)."""
@@ -45,7 +47,7 @@ def bench_command(
     try:
         config = BenchConfig(url=target_url(url), models=list(models), streams=parse_streams(streams),
                              prompt_tokens=prompt_tokens, output_tokens=output_tokens, repeat=repeat,
-                             timeout=timeout, api_key=api_key or None)
+                             timeout=timeout, api_key=api_key or None, api=api)
         check_config(config)
     except LoadTestError as exc:
         typer.echo(t("error", message=str(exc)), err=True)

@@ -50,6 +50,23 @@ def test_bench_against_flexi(server, tmp_path: Path):
 def test_bench_rejects_bad_streams(tmp_path: Path):
     result = CliRunner().invoke(app, ["bench", MODEL, "--streams", "0", "--out", str(tmp_path)], env=ENGLISH)
     assert result.exit_code == 1 and 'invalid --streams "0"' in result.stderr
+    result = CliRunner().invoke(app, ["bench", MODEL, "--api", "grpc", "--out", str(tmp_path)], env=ENGLISH)
+    assert result.exit_code == 1 and 'unknown --api "grpc"' in result.stderr
+
+
+def test_bench_through_the_openai_dialect(server, tmp_path: Path):
+    """Any OpenAI-compatible server (llama-server, vLLM) can be measured; here Flexi's own /v1, timed by the client."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", MODEL, "--api", "openai", "--url", server.url, "--streams", "1",
+                                      "--prompt-tokens", "32", "--output-tokens", "8", "--repeat", "1",
+                                      "--out", str(out)], env=ENGLISH)
+    assert result.exit_code == 0, result.output + result.stderr
+    doc = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    assert doc["parameters"]["api"] == "openai"
+    [row] = doc["results"][0]["rows"]
+    assert row["errors"] == 0 and row["rates"] == "client" and row["output_tokens_mean"] == 8
+    assert row["tg_tokens_per_s"] > 0 and row["pp_tokens_per_s"] > 0 and 0 < row["ttft_mean_s"] < row["wall_s"]
+    assert 20 <= row["prompt_tokens_mean"] <= 64  # from the usage chunk (stream_options.include_usage)
 
 
 def test_unknown_model_is_a_row_not_a_crash(server, tmp_path: Path):

@@ -152,3 +152,30 @@ def test_runner_memory_from_proc(tmp_path: Path):
                                                              "peak_rss_bytes": 300_010 * 1024, "runners": 1}
     assert runner_memory(0x2CAA, None, tmp_path)["rss_bytes"] == 500_000 * 1024
     assert runner_memory(0x2CAB, "sha256-aaa", tmp_path) is None  # nobody listens there
+
+
+def test_llama_server_timings_are_used_when_the_stream_has_them() -> None:
+    """llama-server's final chunk carries its own timings: exact rates, like Ollama's final chunk."""
+    import asyncio
+
+    import httpx
+
+    from flexi.bench.bench import BenchConfig, measure
+
+    chunks = ['{"choices":[{"text":"a","index":0}]}', '{"choices":[{"text":"b","index":0}]}',
+              '{"choices":[],"usage":{"prompt_tokens":30,"completion_tokens":2},'
+              '"timings":{"prompt_n":29,"prompt_ms":100.0,"predicted_n":2,"predicted_ms":40.0}}', "[DONE]"]
+    body = "".join(f"data: {c}\n\n" for c in chunks)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, text=body,
+                                                                   headers={"content-type": "text/event-stream"}))
+
+    async def run() -> object:
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await measure(client, BenchConfig(url="http://peer", models=["m"], api="openai"), "m", "p", 2, 1, 0)
+
+    m = asyncio.run(run())
+    assert m.status == "ok" and m.rates == "server" and m.ttft_s is not None
+    assert m.pp_rate == 290.0 and m.tg_rate == 50.0 and m.prompt_tokens == 29
+    truncated = body.replace("data: [DONE]\n\n", "")
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, text=truncated))
+    assert asyncio.run(run()).status != "ok"  # a stream cut before [DONE] is no measurement
