@@ -22,7 +22,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_batching import build_llama_server, free_port, no_repack_flag, process
+from benchmarks.bench_batching import (
+    build_llama_server,
+    free_port,
+    no_repack_flag,
+    process,
+)
 from benchmarks.common import FlexiServer, machine, wait_for_quiet_cpu, write_results
 from flexi.bench.bench import BenchConfig, run_bench
 from flexi.store.store import default_model_file
@@ -87,14 +92,14 @@ def main() -> None:
             "rows": table, "targets": {"tg_ratio_1_stream": 0.95, "tg_ratio_n_streams": 0.9},
             "met": all(verdicts.values()), "runs": runs}
     lines = [f"# flexi bench: Flexi vs llama-server on {MODEL}", "",
-             f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores. Prompt ≈ {args.prompt_tokens} tokens, "
-             f"{args.output_tokens} output tokens, {args.repeat} batches per level, {args.rounds} alternating rounds "
-             "(medians). Both measured by `flexi bench` (Flexi: /api/generate; llama-server: /v1/completions with its "
-             "own timings).", "",
-             "| streams | gen tok/s per stream Flexi | llama-server | ratio | prompt tok/s Flexi | llama-server | ratio "
-             "| TTFT s Flexi | llama-server | target met |",
+             (f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores. Prompt ≈ {args.prompt_tokens} "
+              f"tokens, {args.output_tokens} output tokens, {args.repeat} batches per level, {args.rounds} alternating "
+              "rounds (medians). Both measured by `flexi bench` (Flexi: /api/generate; llama-server: /v1/completions "
+              "with its own timings)."), "",
+             ("| streams | gen tok/s per stream Flexi | llama-server | ratio | prompt tok/s Flexi | llama-server | ratio "
+              "| TTFT s Flexi | llama-server | target met |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v, d=1: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
+    fmt = lambda v, d=1: "–" if v is None else f"{v:.{d}f}"
     for row in table:
         tg, pp, ttft = row["tg_tokens_per_s"], row["pp_tokens_per_s"], row["ttft_mean_s"]
         lines.append(f"| {row['streams']} | {fmt(tg['flexi'])} | {fmt(tg['llama_server'])} | {fmt(tg['ratio'], 3)} "
