@@ -25,7 +25,7 @@ from flexi import __version__
 from flexi.bench.report import machine_description
 from flexi.bench.selection_inputs import Candidate
 from flexi.catalog import DIMENSIONS
-from flexi.i18n import LOCALES, text
+from flexi.i18n import CATALOGUE, LOCALES, text
 from flexi.scheduler.memory import runner_memory
 
 GIB = 1024**3
@@ -211,7 +211,7 @@ def recommend(case: UseCase, candidates: Sequence[Candidate], users: int, budget
     reason = {}
     for locale in LOCALES:
         parts = [text("select_reason", locale, model=best["model"], score=_fmt(best["score"], 2, locale),
-                      use_case=text(f"select_case_{case.id}", locale), details=details[locale])]
+                      use_case=_case_name(case.id, locale), details=details[locale])]
         if missing:
             parts.append(text("select_reason_missing", locale,
                               criteria=", ".join(_label(k, None, locale) for k in missing)))
@@ -225,6 +225,11 @@ def recommend(case: UseCase, candidates: Sequence[Candidate], users: int, budget
     out.update(model=best["model"], runner_up=runner_up["model"] if runner_up else None, score=best["score"],
                ranking=ranking, reason=reason)
     return out
+
+
+def _case_name(case_id: str, locale: str) -> str:
+    key = f"select_case_{case_id}"
+    return text(key, locale) if key in CATALOGUE else case_id
 
 
 def _fmt(value: float | None, digits: int, locale: str) -> str:

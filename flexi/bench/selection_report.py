@@ -43,7 +43,8 @@ def cells(result: dict[str, Any], missing: str = NOT_MEASURED, unknown: str = "u
         "memory": memory_cell(result, missing),
         "energy": f"{energy:.1f} J" if energy is not None else missing,
         "safety": _num(result["safety"]["pass_rate"], missing=missing),
-        "openness": f"{family['openness_score']} open" if family else unknown,
+        "openness": (f"{family['openness_score']} open" + (f", {family['unknown_count']} unknown"
+                                                           if family["unknown_count"] else "")) if family else unknown,
         "context": str(result["context_length"]) if result["context_length"] else unknown,
         "pareto": ("yes (incomplete)" if result["pareto_incomplete"] else "yes") if result["pareto"] else "",
     }

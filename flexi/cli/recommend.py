@@ -56,7 +56,7 @@ def recommend_command(
     elif mem is not None:
         budget, label = int(mem * GIB), "--mem"
     else:
-        budget, label = settings.max_memory, t("select_budget_host")
+        budget, label = settings.max_memory, "FLEXI_MAX_MEMORY"
     wanted = ([(p, None) for p in paths or []] + [(p, BENCH) for p in bench or []] + [(p, EVAL) for p in eval_ or []]
               + [(p, SAFETY) for p in safety or []] + [(p, QUANT) for p in quant or []])
     loaded = load_report_files(wanted)

@@ -23,7 +23,6 @@ ENTRIES: dict[str, dict[str, str]] = {
     },
     "select_bad_budget": {"en": "give either --gpu or --mem, not both", "de": "entweder --gpu oder --mem angeben, nicht beides"},
     "select_unknown_gpu": {"en": "unknown GPU {name}; known: {known}", "de": "unbekannte GPU {name}; bekannt: {known}"},
-    "select_budget_host": {"en": "this host (FLEXI_MAX_MEMORY)", "de": "dieser Rechner (FLEXI_MAX_MEMORY)"},
     "select_written": {"en": "Selection report written to {path}", "de": "Auswahlbericht gespeichert in {path}"},
     # use cases and criteria
     "select_case_chat": {"en": "chat", "de": "Chat"},
