@@ -14,7 +14,7 @@ import math
 from typing import Any
 from xml.sax.saxutils import escape
 
-WIDTH, HEIGHT = 940, 520
+WIDTH, HEIGHT = 940, 540
 LEFT, RIGHT, TOP, BOTTOM = 80, 600, 60, 400  # plot area (x from LEFT to RIGHT, y from TOP to BOTTOM)
 NO_QUALITY_Y = BOTTOM + 75
 NO_SPEED_X = RIGHT + 40
@@ -23,11 +23,11 @@ MIB = 2**20
 
 
 def _nice_max(value: float) -> float:
-    """The next 1, 2, 2.5 or 5 × 10^k at or above value (axis end)."""
+    """The next 1, 2, 2.5, 4, 5, 6 or 8 × 10^k at or above value (axis end, five even steps)."""
     if value <= 0:
         return 1.0
     exp = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 2, 2.5, 4, 5, 6, 8, 10):
         if step * exp >= value:
             return step * exp
     return 10 * exp
@@ -141,9 +141,9 @@ def render(doc: dict[str, Any]) -> str:
         if memories else f'<text x="{lx}" y="{TOP + 80}" fill="#1a1a1a">(memory unknown;</text>',
         f'<text x="{lx}" y="{TOP + 98}" fill="#1a1a1a">dashed ring: unknown)</text>',
     ]
-    dims = ", ".join(doc["parameters"]["pareto_dimensions"]) or "none"
     out.append(f'<text x="{lx}" y="{TOP + 124}" fill="#555555" font-size="12">front over:</text>')
-    out.append(f'<text x="{lx}" y="{TOP + 140}" fill="#555555" font-size="12">{escape(dims)}</text>')
+    for i, dim in enumerate(doc["parameters"]["pareto_dimensions"] or ["none"]):
+        out.append(f'<text x="{lx + 8}" y="{TOP + 140 + 15 * i}" fill="#555555" font-size="12">{escape(dim)}</text>')
     missing = [r["model"] for r in doc["results"] if r not in plotted]
     if missing:
         out.append(f'<text x="{LEFT}" y="{HEIGHT - 12}" fill="#555555" font-size="12">Not drawn (neither quality nor '

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 BENCH, EVAL, SAFETY, QUANT = "flexi bench", "flexi eval", "flexi safety", "flexi quant-report"
 MEASURING_TOOLS = (BENCH, EVAL, SAFETY)  # at least one of these must be present
 KNOWN_TOOLS = (*MEASURING_TOOLS, QUANT)
+NOT_INPUTS = ("flexi recommend", "flexi loadtest")  # skipped silently when a directory is scanned
 CODING_MARKERS = ("code", "coding", "humaneval", "mbpp")  # eval task names that measure programming
 
 
@@ -194,8 +195,8 @@ def _read(path: Path, expected: str | None, loaded: Loaded, scanned: bool) -> No
             loaded.problems.append(("select_bad_json", {"path": str(path), "detail": str(exc)}))
         return
     tool = doc.get("tool") if isinstance(doc, dict) else None
-    if tool is None and scanned:
-        return  # a directory may hold other JSON files (results of other tools, configs)
+    if scanned and (tool is None or tool in NOT_INPUTS):
+        return  # a directory may hold other JSON: configs, load tests, earlier selection reports
     if tool not in KNOWN_TOOLS:
         loaded.problems.append(("select_unknown_tool", {"path": str(path), "tool": tool, "known": ", ".join(KNOWN_TOOLS)}))
         return

@@ -83,6 +83,7 @@ def test_loading_mixed_files_reports_every_problem_and_keeps_the_good_ones(tmp_p
     (scan / "sub" / "bench.json").write_text(BENCH_JSON.read_text())
     (scan / "eval.json").write_text((DATA / "eval_small.json").read_text())
     (scan / "config.json").write_text('{"some": "other json"}')  # no tool field: not a report, silently skipped
+    (scan / "selection.json").write_text('{"tool": "flexi recommend", "results": []}')  # our own output, too
     (scan / "broken.json").write_text("{not json")  # in a scanned directory: skipped silently too
     (scan / "future.json").write_text('{"tool": "flexi future", "results": []}')
     bad = tmp_path / "bad.json"
