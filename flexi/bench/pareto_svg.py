@@ -20,6 +20,23 @@ NO_QUALITY_Y = BOTTOM + 75
 NO_SPEED_X = RIGHT + 40
 R_MIN, R_MAX = 5.0, 24.0
 MIB = 2**20
+INK, GREY, MUTED = "#1a1a1a", "#333333", "#555555"
+FRONT = 'fill="#d95f02" fill-opacity="0.85" stroke="#5a2500" stroke-width="2.5"'
+DOMINATED = 'fill="#4a7fb5" fill-opacity="0.25" stroke="#1f3f5f" stroke-width="1.5"'
+
+
+def _text(x: float, y: float, content: str, *, anchor: str = "start", fill: str = INK, size: int | None = None,
+          bold: bool = False, extra: str = "") -> str:
+    """One <text>, its content escaped."""
+    attrs = f' text-anchor="{anchor}"' if anchor != "start" else ""
+    attrs += f' font-size="{size}"' if size else ""
+    attrs += ' font-weight="bold"' if bold else ""
+    return f'<text x="{x:.1f}" y="{y:.1f}" fill="{fill}"{attrs}{extra}>{escape(content)}</text>'
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, stroke: str, dashed: bool = False) -> str:
+    dash = ' stroke-dasharray="4 4"' if dashed else ""
+    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}"{dash}/>'
 
 
 def _nice_max(value: float) -> float:
@@ -71,82 +88,67 @@ def render(doc: dict[str, Any]) -> str:
         return NO_QUALITY_Y if quality is None else BOTTOM - (BOTTOM - TOP) * max(0.0, min(1.0, quality))
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'role="img" aria-labelledby="pareto-title pareto-desc" font-family="sans-serif" font-size="13">',
+        (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+         'role="img" aria-labelledby="pareto-title pareto-desc" font-family="sans-serif" font-size="13">'),
         '<title id="pareto-title">Model selection: quality against generation speed (point area = memory)</title>',
         f'<desc id="pareto-desc">{escape(description(doc))}</desc>',
         f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',
-        f'<text x="{LEFT}" y="28" font-size="16" font-weight="bold" fill="#1a1a1a">Quality × speed × memory</text>',
+        _text(LEFT, 28, "Quality × speed × memory", size=16, bold=True),
     ]
     # axes and grid
     for i in range(5):
-        q = i / 4
-        y = y_of(q)
-        out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{RIGHT}" y2="{y:.1f}" stroke="#dddddd"/>')
-        out.append(f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end" fill="#333333">{q:.2f}</text>')
+        y = y_of(i / 4)
+        out += [_line(LEFT, y, RIGHT, y, "#dddddd"), _text(LEFT - 8, y + 4, f"{i / 4:.2f}", anchor="end", fill=GREY)]
     for i in range(6):
-        v = x_max * i / 5
-        x = x_of(v)
-        out.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{BOTTOM}" stroke="#eeeeee"/>')
-        out.append(f'<text x="{x:.1f}" y="{BOTTOM + 18}" text-anchor="middle" fill="#333333">{_num(v)}</text>')
+        x = x_of(x_max * i / 5)
+        out += [_line(x, TOP, x, BOTTOM, "#eeeeee"),
+                _text(x, BOTTOM + 18, _num(x_max * i / 5), anchor="middle", fill=GREY)]
+    mid = (TOP + BOTTOM) / 2
     out += [
-        f'<line x1="{LEFT}" y1="{BOTTOM}" x2="{RIGHT}" y2="{BOTTOM}" stroke="#333333"/>',
-        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{BOTTOM}" stroke="#333333"/>',
-        f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{BOTTOM + 40}" text-anchor="middle" fill="#1a1a1a">'
-        'generation tokens/s (one stream)</text>',
-        f'<text x="22" y="{(TOP + BOTTOM) / 2:.0f}" text-anchor="middle" fill="#1a1a1a" '
-        f'transform="rotate(-90 22 {(TOP + BOTTOM) / 2:.0f})">quality (eval average, 0–1)</text>',
+        _line(LEFT, BOTTOM, RIGHT, BOTTOM, GREY), _line(LEFT, TOP, LEFT, BOTTOM, GREY),
+        _text((LEFT + RIGHT) / 2, BOTTOM + 40, "generation tokens/s (one stream)", anchor="middle"),
+        _text(22, mid, "quality (eval average, 0–1)", anchor="middle", extra=f' transform="rotate(-90 22 {mid:.0f})"'),
     ]
     if any(_point(r)[0] is None for r in plotted):
-        out += [f'<line x1="{LEFT}" y1="{NO_QUALITY_Y}" x2="{RIGHT}" y2="{NO_QUALITY_Y}" stroke="#999999" '
-                'stroke-dasharray="4 4"/>',
-                f'<text x="{LEFT - 8}" y="{NO_QUALITY_Y - 12}" text-anchor="end" fill="#555555" font-size="12">quality'
-                f'</text><text x="{LEFT - 8}" y="{NO_QUALITY_Y + 4}" text-anchor="end" fill="#555555" '
-                f'font-size="12">not</text><text x="{LEFT - 8}" y="{NO_QUALITY_Y + 18}" text-anchor="end" '
-                'fill="#555555" font-size="12">measured</text>']
+        out.append(_line(LEFT, NO_QUALITY_Y, RIGHT, NO_QUALITY_Y, "#999999", dashed=True))
+        out += [_text(LEFT - 8, NO_QUALITY_Y - 12 + 15 * i, word, anchor="end", fill=MUTED, size=12)
+                for i, word in enumerate(("quality", "not", "measured"))]
     if any(_point(r)[1] is None for r in plotted):
-        out += [f'<line x1="{NO_SPEED_X}" y1="{TOP}" x2="{NO_SPEED_X}" y2="{BOTTOM}" stroke="#999999" '
-                'stroke-dasharray="4 4"/>',
-                f'<text x="{NO_SPEED_X}" y="{TOP - 8}" text-anchor="middle" fill="#555555" font-size="12">'
-                'speed not measured</text>']
+        out += [_line(NO_SPEED_X, TOP, NO_SPEED_X, BOTTOM, "#999999", dashed=True),
+                _text(NO_SPEED_X, TOP - 8, "speed not measured", anchor="middle", fill=MUTED, size=12)]
     # points, larger first so small ones stay visible on top
     labels: list[tuple[float, float]] = []
     for r in sorted(plotted, key=lambda r: -(_point(r)[2] or 0)):
         quality, speed, memory = _point(r)
         cx, cy = x_of(speed), y_of(quality)
         radius = R_MIN + (R_MAX - R_MIN) * math.sqrt(memory / m_max) if memory else R_MIN
-        style = ('fill="#d95f02" fill-opacity="0.85" stroke="#5a2500" stroke-width="2.5"' if r["pareto"]
-                 else 'fill="#4a7fb5" fill-opacity="0.25" stroke="#1f3f5f" stroke-width="1.5"')
         dash = "" if memory else ' stroke-dasharray="3 2"'
         mem_text = f"{memory / MIB:.0f} MiB" if memory else "memory unknown"
-        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{radius:.1f}" {style}{dash}>'
+        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{radius:.1f}" {FRONT if r["pareto"] else DOMINATED}{dash}>'
                    f'<title>{escape(r["model"])}: {mem_text}</title></circle>')
         lx, ly = cx + radius + 5, cy + 4
         while any(abs(ly - y) < 15 and abs(lx - x) < 150 for x, y in labels):
-            ly += 15
+            ly += 15  # keep labels of nearby points apart
         labels.append((lx, ly))
-        weight = ' font-weight="bold"' if r["pareto"] else ""
-        out.append(f'<text x="{lx:.1f}" y="{ly:.1f}" fill="#1a1a1a"{weight}>{escape(r["model"])}</text>')
+        out.append(_text(lx, ly, r["model"], bold=r["pareto"]))
     # legend (no circles, so every <circle> is a model)
     lx = RIGHT + 170
+    largest = f"(largest: {m_max / MIB:.0f} MiB;" if memories else "(memory unknown;"
     out += [
-        f'<rect x="{lx}" y="{TOP}" width="14" height="14" fill="#d95f02" fill-opacity="0.85" stroke="#5a2500" '
-        'stroke-width="2.5"/>',
-        f'<text x="{lx + 22}" y="{TOP + 12}" fill="#1a1a1a">on the Pareto front</text>',
-        f'<rect x="{lx}" y="{TOP + 24}" width="14" height="14" fill="#4a7fb5" fill-opacity="0.25" stroke="#1f3f5f" '
-        'stroke-width="1.5"/>',
-        f'<text x="{lx + 22}" y="{TOP + 36}" fill="#1a1a1a">dominated</text>',
-        f'<text x="{lx}" y="{TOP + 62}" fill="#1a1a1a">point area = memory</text>',
-        f'<text x="{lx}" y="{TOP + 80}" fill="#1a1a1a">(largest: {m_max / MIB:.0f} MiB;</text>'
-        if memories else f'<text x="{lx}" y="{TOP + 80}" fill="#1a1a1a">(memory unknown;</text>',
-        f'<text x="{lx}" y="{TOP + 98}" fill="#1a1a1a">dashed ring: unknown)</text>',
+        f'<rect x="{lx}" y="{TOP}" width="14" height="14" {FRONT}/>',
+        _text(lx + 22, TOP + 12, "on the Pareto front"),
+        f'<rect x="{lx}" y="{TOP + 24}" width="14" height="14" {DOMINATED}/>',
+        _text(lx + 22, TOP + 36, "dominated"),
+        _text(lx, TOP + 62, "point area = memory"),
+        _text(lx, TOP + 80, largest),
+        _text(lx, TOP + 98, "dashed ring: unknown)"),
+        _text(lx, TOP + 124, "front over:", fill=MUTED, size=12),
     ]
-    out.append(f'<text x="{lx}" y="{TOP + 124}" fill="#555555" font-size="12">front over:</text>')
-    for i, dim in enumerate(doc["parameters"]["pareto_dimensions"] or ["none"]):
-        out.append(f'<text x="{lx + 8}" y="{TOP + 140 + 15 * i}" fill="#555555" font-size="12">{escape(dim)}</text>')
+    out += [_text(lx + 8, TOP + 140 + 15 * i, dim, fill=MUTED, size=12)
+            for i, dim in enumerate(doc["parameters"]["pareto_dimensions"] or ["none"])]
     missing = [r["model"] for r in doc["results"] if r not in plotted]
     if missing:
-        out.append(f'<text x="{LEFT}" y="{HEIGHT - 12}" fill="#555555" font-size="12">Not drawn (neither quality nor '
-                   f'speed measured): {escape(", ".join(missing))}</text>')
+        out.append(_text(LEFT, HEIGHT - 12, f"Not drawn (neither quality nor speed measured): {', '.join(missing)}",
+                         fill=MUTED, size=12))
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -69,8 +69,8 @@ def markdown(doc: dict[str, Any], chart: str | None = "pareto.svg") -> str:
     lines = [
         "# Flexi model selection",
         "",
-        f"Generated {doc['finished_at']} by `{doc['tool']}` from {len(params['inputs'])} report(s); memory budget "
-        f"{budget}, {params['users']} concurrent user(s) per use case.",
+        (f"Generated {doc['finished_at']} by `{doc['tool']}` from {len(params['inputs'])} report(s); memory budget "
+         f"{budget}, {params['users']} concurrent user(s) per use case."),
         "",
         "Inputs:",
         "",

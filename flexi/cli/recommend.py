@@ -41,7 +41,16 @@ def recommend_command(
     from flexi.bench import pareto_svg, selection_report
     from flexi.bench.report import write_json
     from flexi.bench.selection import USE_CASES, build_selection
-    from flexi.bench.selection_inputs import BENCH, EVAL, MEASURING_TOOLS, QUANT, SAFETY, installed_models, load_report_files, merge
+    from flexi.bench.selection_inputs import (
+        BENCH,
+        EVAL,
+        MEASURING_TOOLS,
+        QUANT,
+        SAFETY,
+        installed_models,
+        load_report_files,
+        merge,
+    )
     from flexi.config import load_settings
     from flexi.scheduler.capacity import GPUS, gpu
 
