@@ -107,8 +107,9 @@ def _bench(c: Candidate, result: dict[str, Any]) -> None:
     if not rows:
         c.bench_error = str(result.get("warmup_error") or "no successful measurement")
         return
-    c.bench_error = None
     single = min(rows, key=lambda r: r["streams"])
+    kinds = single.get("error_kinds") or []
+    c.bench_error = str(kinds[0]) if not single.get("ok") and kinds else None
     c.speed_streams = int(single["streams"])
     c.tg_tokens_per_s, c.pp_tokens_per_s = _num(single.get("tg_tokens_per_s")), _num(single.get("pp_tokens_per_s"))
     c.ttft_s = _num(single.get("ttft_mean_s"))

@@ -38,7 +38,7 @@ def cells(result: dict[str, Any], missing: str = NOT_MEASURED, unknown: str = "u
         "family": f"{family['name']}, {family['licence_id']}" if family else unknown,
         "quality": _num(result["quality"]["average"], missing=missing),
         "german": _num(result["quality"]["average_de"], missing=missing),
-        "speed": _num(speed["tg_tokens_per_s"], 1, missing),
+        "speed": _num(speed["tg_tokens_per_s"], 1, f"failed: {speed['error']}" if speed["error"] else missing),
         "throughput": throughput,
         "memory": memory_cell(result, missing),
         "energy": f"{energy:.1f} J" if energy is not None else missing,

@@ -75,6 +75,11 @@ def test_a_failed_bench_is_no_speed_and_installed_models_nobody_measured_are_lis
     other, smol = candidates
     assert smol.tg_tokens_per_s is None and smol.bench_error == "model not found" and not smol.measured
     assert other.sources == [] and not other.measured and other.installed is not None
+    doc["results"] = [{"model": "smollm2:135m", "memory": {}, "rows": [
+        {"streams": 1, "n": 3, "ok": 0, "error_kinds": ["timeout: no complete answer within 1 s"],
+         "tg_tokens_per_s": None, "pp_tokens_per_s": None, "energy": {"measured": False, "reason": "none"}}]}]
+    (smol,) = merge([Report(doc, "b")])
+    assert smol.bench_error == "timeout: no complete answer within 1 s" and smol.tg_tokens_per_s is None
 
 
 def test_loading_mixed_files_reports_every_problem_and_keeps_the_good_ones(tmp_path):
