@@ -1,1 +1,1 @@
-"""Load tests and model benchmarks (`flexi loadtest`)."""
+"""Load tests, model benchmarks and the model selection report (`flexi loadtest`, `flexi bench`, `flexi recommend`)."""
