@@ -225,6 +225,20 @@ def load_report_files(paths: Iterable[tuple[Path, str | None]]) -> Loaded:
     return loaded
 
 
+def stored_reports(entries: Iterable[dict[str, Any]], server: str) -> list[Report]:
+    """Reports stored with the models on a server (`GET /admin/model-reports?latest=true&full=true`), as the
+    report documents the files hold: each stored entry is one model's result plus the run's context."""
+    out = []
+    for entry in entries:
+        report = entry.get("report") if isinstance(entry, dict) else None
+        if not isinstance(report, dict) or not isinstance(report.get("result"), dict):
+            continue
+        doc = {k: v for k, v in report.items() if k != "result"}
+        doc["finished_at"] = doc.get("finished_at") or entry.get("created_at")
+        out.append(Report({**doc, "results": [report["result"]]}, f"{server} (stored report {entry.get('id')})"))
+    return out
+
+
 def installed_models(models_dir: Path) -> list[Installed]:
     """The local store's models with their GGUF facts (external cloud models left out); an unreadable
     store means nothing installed, so reports still work without one."""

@@ -36,6 +36,9 @@ def recommend_command(
     gpu_name: Optional[str] = typer.Option(None, "--gpu", help="Budget of a GPU of the planner's table (a100-80gb, l40s, t4, …)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory for selection.json, selection.md and pareto.svg (default: selection-<timestamp>)."),
     as_json: bool = typer.Option(False, "--json", help="Print selection.json instead of the table."),
+    stored: bool = typer.Option(False, "--stored", help="Also use the newest reports stored with the models on the "
+                                                        "server (FLEXI_HOST, an admin key in FLEXI_API_KEY; see "
+                                                        "`flexi reports`)."),
 ) -> None:
     """Recommend a model per use case (chat, course assistant, essay feedback, coding) from measured reports."""
     from flexi.bench import pareto_svg, selection_report
@@ -69,6 +72,8 @@ def recommend_command(
     wanted = ([(p, None) for p in paths or []] + [(p, BENCH) for p in bench or []] + [(p, EVAL) for p in eval_ or []]
               + [(p, SAFETY) for p in safety or []] + [(p, QUANT) for p in quant or []])
     loaded = load_report_files(wanted)
+    if stored:
+        loaded.reports.extend(_stored())
     for key, values in loaded.problems:
         typer.echo(t("warning", message=t(key, **values)), err=True)
     if not any(r.tool in MEASURING_TOOLS for r in loaded.reports):
@@ -88,6 +93,19 @@ def recommend_command(
     else:
         _print(doc)
     typer.echo(t("select_written", path=out_dir), err=True)
+
+
+def _stored() -> list:
+    """The newest stored report of each kind per installed model, from the server."""
+    from flexi.bench.selection_inputs import stored_reports
+    from flexi.cli.client import CLIError, Client
+
+    try:
+        with Client() as client:
+            entries = client.request("GET", "/admin/model-reports?latest=true&full=true")["reports"]
+            return stored_reports(entries, client.base_url)
+    except CLIError as exc:
+        raise fail(str(exc)) from None
 
 
 def _print(doc: dict) -> None:

@@ -114,3 +114,27 @@ def test_a_replaced_model_starts_without_figures(site: tuple[RunningServer, str,
     assert r.status_code == 200, r.text
     cards = {m["name"]: m for m in _call(srv, student, "GET", "/ui/models").json()["models"]}
     assert cards["replaced:1"]["measured"] == {}
+
+
+def test_recommend_reads_the_stored_reports(site: tuple[RunningServer, str, str], tmp_path: Path) -> None:
+    """`flexi recommend --stored` combines what the server holds with the local catalogue and planner."""
+    srv, admin, _ = site
+    assert _cli(srv, admin, "reports", "save", str(BENCH_FILE)).returncode == 0
+    evaluated = {"tool": "flexi eval", "finished_at": "2026-12-03T20:00:00+00:00",
+                 "results": [{"model": MODEL, "scores": {"flexi_arc_easy": {"score": 0.4, "metric": "acc", "n": 20,
+                                                                            "language": "en", "stderr": None}},
+                              "average": 0.4, "average_de": None, "tokens_per_s": 50.0}]}
+    assert _call(srv, admin, "POST", "/admin/model-reports", evaluated).status_code == 201
+    env = {**os.environ, "FLEXI_HOST": srv.url, "FLEXI_API_KEY": admin, "LANG": "C", "FLEXI_HOME": str(srv.home)}
+    out = subprocess.run([sys.executable, "-m", "flexi", "recommend", "--stored", "--out", str(tmp_path), "--json"],
+                         env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "selection.json").read_text())
+    (mine,) = [r for r in doc["results"] if r["model"] == MODEL]
+    assert mine["quality"]["average"] == 0.4 and mine["speed"]["tg_tokens_per_s"] > 0, mine
+    assert doc["recommendations"]["essay_feedback"]["model"] == MODEL  # quality is measured now
+    assert {s["tool"] for s in mine["sources"]} == {"flexi bench", "flexi eval"}
+    assert all("stored report" in s["source"] for s in mine["sources"])
+    student = subprocess.run([sys.executable, "-m", "flexi", "recommend", "--stored", "--out", str(tmp_path)],
+                             env={**env, "FLEXI_API_KEY": site[2]}, capture_output=True, text=True, timeout=60)
+    assert student.returncode != 0 and "Traceback" not in student.stderr
