@@ -22,7 +22,6 @@ from flexi.engine.types import MAX_TOP_LOGPROBS, BadRequest, TokenLogprob
 
 #: most prompts one /v1/completions request may carry (each is a generation of its own)
 MAX_PROMPTS = 64
-MAX_LEGACY_LOGPROBS = 5  # OpenAI's bound for /v1/completions `logprobs`
 
 
 def token_text(piece: bytes) -> str:

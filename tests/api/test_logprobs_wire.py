@@ -68,8 +68,7 @@ def test_completions_echo_with_logprobs_scores_every_prompt(http: TestClient, ma
     assert [(r.logprobs, r.prompt_logprobs, r.prompt) for r in manager.requests] == [(1, True, "Caf")] * 2
 
 
-def test_completions_without_echo_return_only_the_output_and_stream_in_parts(http: TestClient,
-                                                                             manager: FakeManager) -> None:  # noqa: F811
+def test_completions_without_echo_stream_in_parts(http: TestClient, manager: FakeManager) -> None:  # noqa: F811
     _script(manager, prompt=False)
     body = http.post("/v1/completions", json={"model": "toolmodel", "prompt": "Caf", "logprobs": 0}).json()
     lp = body["choices"][0]["logprobs"]
