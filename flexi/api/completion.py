@@ -14,7 +14,15 @@ from typing import Any
 
 from starlette.requests import Request
 
-from flexi.engine.types import GenerationStats, StatusEvent, TextChunk, ThinkingChunk, ToolCalls
+from flexi.engine.types import (
+    GenerationStats,
+    PromptLogprobs,
+    StatusEvent,
+    TextChunk,
+    ThinkingChunk,
+    TokenLogprob,
+    ToolCalls,
+)
 from flexi.prompt.toolcalls import parse_tool_calls
 
 
@@ -26,6 +34,8 @@ class Completion:
     stats: GenerationStats
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # those the engine returned as data
     thinking: str = ""  # reasoning the engine returned apart from the text
+    logprobs: list[TokenLogprob] | None = None  # of the generated tokens, when asked
+    prompt_logprobs: list[TokenLogprob] | None = None  # the prompt scored, when asked
 
 
 class ClientDisconnected(Exception):
@@ -66,17 +76,25 @@ async def collect(events: AsyncIterator[TextChunk | GenerationStats | StatusEven
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
     stats: GenerationStats | None = None
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
     async for ev in events:
         if isinstance(ev, TextChunk):
             parts.append(ev.text)
+            if ev.logprobs is not None:
+                logprobs = [] if logprobs is None else logprobs
+                logprobs.extend(ev.logprobs)
         elif isinstance(ev, ThinkingChunk):
             thinking.append(ev.text)
         elif isinstance(ev, ToolCalls):
             calls.extend(ev.calls)
+        elif isinstance(ev, PromptLogprobs):
+            prompt_logprobs = ev.logprobs
         elif isinstance(ev, GenerationStats):
             stats = ev
     assert stats is not None
-    return Completion(text="".join(parts), stats=stats, tool_calls=calls, thinking="".join(thinking))
+    return Completion(text="".join(parts), stats=stats, tool_calls=calls, thinking="".join(thinking),
+                      logprobs=logprobs, prompt_logprobs=prompt_logprobs)
 
 
 def answer_tool_calls(done: Completion, tools: list[dict[str, Any]] | None) -> tuple[str, list[dict[str, Any]]]:

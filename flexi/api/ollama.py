@@ -34,6 +34,7 @@ from flexi.api.ollama_types import (
     PullRequest,
     ShowRequest,
 )
+from flexi.api.logprobs import content_entries, top_count
 from flexi.api.wire import ndjson, primed, rfc3339_nano, stream_error
 from flexi.engine.types import BadRequest, EngineError, GenerationStats, StatusEvent, TextChunk
 from flexi.service.generation import ChatPrompt, Draft, EmbedDraft, Grounding, Target, TextPrompt
@@ -165,6 +166,7 @@ async def generate(request: Request) -> Response:
     service = generation_of(request)
     target = await service.target(caller_of(request), body.model)
     shown = target.name
+    top = top_count(body.logprobs, body.top_logprobs)
     if not body.prompt and not body.context and not body.suffix:
         return await _load_only(target, request, body.keep_alive, t0, chat=False)
     text, system = target.text_prompt(body.prompt, body.system)
@@ -174,7 +176,7 @@ async def generate(request: Request) -> Response:
                         think=body.think, has_images=bool(body.images))
     draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format, keep_alive=body.keep_alive,
                   prefix_tokens=[] if fixed else list(body.context or []), return_tokens=not body.raw,
-                  end_user=body.user)
+                  end_user=body.user, logprobs=top)
     events = await primed(await service.run(target, draft))
     if not body.stream or body.think:
         # Thinking is split from the whole answer (like /api/chat); streamed as one chunk then.
@@ -184,6 +186,8 @@ async def generate(request: Request) -> Response:
                **_stats_fields(done.stats, t0)}
         if thinking:
             out["thinking"] = thinking
+        if top is not None:
+            out["logprobs"] = content_entries(done.logprobs or [])
         if done.stats.tokens is not None:
             out["context"] = done.stats.tokens
         if not body.stream:
@@ -193,8 +197,10 @@ async def generate(request: Request) -> Response:
             first = {"model": shown, "created_at": out["created_at"], "response": text, "done": False}
             if thinking:
                 first["thinking"] = thinking
+            if top is not None:
+                first["logprobs"] = out["logprobs"]
             yield ndjson(first)
-            yield ndjson({k: v for k, v in out.items() if k != "thinking"} | {"response": ""})
+            yield ndjson({k: v for k, v in out.items() if k not in ("thinking", "logprobs")} | {"response": ""})
 
         return StreamingResponse(once(), media_type=NDJSON)
 
@@ -205,7 +211,11 @@ async def generate(request: Request) -> Response:
                     yield ndjson({"model": shown, "created_at": rfc3339_nano(), "response": "", "done": False,
                                   **_status_fields(ev)})
                 elif isinstance(ev, TextChunk):
-                    yield ndjson({"model": shown, "created_at": rfc3339_nano(), "response": ev.text, "done": False})
+                    line: dict[str, Any] = {"model": shown, "created_at": rfc3339_nano(), "response": ev.text,
+                                            "done": False}
+                    if ev.logprobs is not None and top is not None:
+                        line["logprobs"] = content_entries(ev.logprobs)
+                    yield ndjson(line)
                 else:
                     final = {"model": shown, "created_at": rfc3339_nano(), "response": "", "done": True,
                              **_stats_fields(ev, t0)}
@@ -250,6 +260,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
     service.check_message_count(len(body.messages))  # assistants too: FLEXI_MAX_MESSAGES bounds every chat
     target = await service.target(caller, body.model)
     shown = target.name
+    top = top_count(body.logprobs, body.top_logprobs)
     if not body.messages:
         return await _load_only(target, request, body.keep_alive, t0, chat=True)
     tools = body.tools or None
@@ -258,7 +269,7 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
                         has_images=any(m.images for m in body.messages),
                         augment=grounding.augment if grounding is not None else None)
     draft = Draft(prompt, options=target.merged_options(body.options), body=body, fmt=body.format,
-                  keep_alive=body.keep_alive, end_user=body.user)
+                  keep_alive=body.keep_alive, end_user=body.user, logprobs=top)
     events = await primed(await service.run(target, draft))
     want_thinking = bool(body.think)
 
@@ -280,12 +291,17 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
                  **_stats_fields(done.stats, t0)}
         if grounding is not None:
             final["citations"] = grounding.citations(done.text)
+        if top is not None:
+            final["logprobs"] = content_entries(done.logprobs or [])
         if not body.stream:
             return JSONResponse(final)
 
         async def once() -> AsyncIterator[bytes]:
-            yield ndjson({"model": shown, "created_at": final["created_at"], "message": final["message"], "done": False})
-            yield ndjson({**final, "message": {"role": "assistant", "content": ""}})
+            first = {"model": shown, "created_at": final["created_at"], "message": final["message"], "done": False}
+            if top is not None:
+                first["logprobs"] = final["logprobs"]
+            yield ndjson(first)
+            yield ndjson({k: v for k, v in final.items() if k != "logprobs"} | {"message": {"role": "assistant", "content": ""}})
 
         return StreamingResponse(once(), media_type=NDJSON)
 
@@ -298,8 +314,11 @@ async def chat_response(request: Request, body: ChatRequest, t0: int, caller: Ca
                                   "message": {"role": "assistant", "content": ""}, "done": False, **_status_fields(ev)})
                 elif isinstance(ev, TextChunk):
                     said.append(ev.text)
-                    yield ndjson({"model": shown, "created_at": rfc3339_nano(),
-                                  "message": {"role": "assistant", "content": ev.text}, "done": False})
+                    line: dict[str, Any] = {"model": shown, "created_at": rfc3339_nano(),
+                                            "message": {"role": "assistant", "content": ev.text}, "done": False}
+                    if ev.logprobs is not None and top is not None:
+                        line["logprobs"] = content_entries(ev.logprobs)
+                    yield ndjson(line)
                 else:
                     last: dict[str, Any] = {"model": shown, "created_at": rfc3339_nano(),
                                             "message": {"role": "assistant", "content": ""}, "done": True,

@@ -50,6 +50,8 @@ class _Generation(_ModelRef):
     keep_alive: str | int | float | None = None
     think: bool | Literal["low", "medium", "high"] | None = None
     user: EndUser = None  # not Ollama's: Moodle's Ollama provider sends its user hash here, as OpenAI's `user`
+    logprobs: bool | None = None  # each generated token's logprob (Ollama 0.12.11+)
+    top_logprobs: int | None = None  # with logprobs: this many most likely tokens per position (0-20)
 
 
 class GenerateRequest(_Generation):

@@ -28,6 +28,7 @@ from flexi.api import completion as gen
 from flexi.http.app_state import generation_of, state_of
 from flexi.http.caller import caller_of
 from flexi.http.errors import OPENAI_TYPES, parse_body
+from flexi.api.logprobs import MAX_PROMPTS, LegacyLogprobs, content_entries, merge_parts, top_count
 from flexi.api.openai_types import (
     ChatCompletionRequest,
     ChatMessage,
@@ -42,8 +43,10 @@ from flexi.engine.types import (
     EngineError,
     GenerationStats,
     ModelNotFound,
+    PromptLogprobs,
     StatusEvent,
     TextChunk,
+    TokenLogprob,
 )
 from flexi.service.generation import ChatPrompt, Draft, EmbedDraft, GenerationService, Target, TextPrompt
 from flexi.store.store import ModelRecord
@@ -305,8 +308,7 @@ async def chat_completions(request: Request) -> Response:
 async def chat_completion_response(request: Request, body: ChatCompletionRequest) -> Response:
     """A parsed chat completion request → its answer (JSON or SSE); Azure's deployment route comes here too."""
     _refuse_unsupported(body)
-    if body.logprobs:
-        raise BadRequest("logprobs are not supported yet", param="logprobs")
+    top = top_count(body.logprobs, body.top_logprobs)
     service = generation_of(request)
     target = await _target(service, caller_of(request), body.model)
     record = target.record
@@ -330,10 +332,13 @@ async def chat_completion_response(request: Request, body: ChatCompletionRequest
 
     draft = Draft(prompt, options=target.merged_options(_options(body, max_tokens)),
                   body=body, fmt=fmt, format_param="response_format", keep_alive=body.keep_alive, end_user=body.user,
-                  body_priority=body.priority)
+                  body_priority=body.priority, logprobs=top)
     events = await _start(service, target, draft)
 
     base = _response_base("chatcmpl-", "chat.completion", body.model, record)
+
+    def logprobs_of(entries: list[TokenLogprob] | None) -> dict[str, Any] | None:
+        return None if top is None else {"content": content_entries(entries or []), "refusal": None}
 
     if not body.stream:
         done = await gen.collect_while_connected(request, events)
@@ -346,14 +351,16 @@ async def chat_completion_response(request: Request, body: ChatCompletionRequest
             message["citations"] = grounding.citations(done.text)
         finish = "tool_calls" if calls else _finish_reason(done.stats)
         return JSONResponse({**base,
-                             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                             "choices": [{"index": 0, "message": message, "logprobs": logprobs_of(done.logprobs),
+                                          "finish_reason": finish}],
                              "usage": _usage(done.stats)})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     base["object"] = "chat.completion.chunk"
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        out: dict[str, Any] = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+        out: dict[str, Any] = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
+                                                    "finish_reason": finish}]}
         if include_usage:
             out["usage"] = None
         return sse(out)
@@ -373,8 +380,8 @@ async def chat_completion_response(request: Request, body: ChatCompletionRequest
                 # Tool calls are parsed from the whole answer, then sent as one delta.
                 done = await gen.collect(events)
                 content, calls = gen.answer_tool_calls(done, tools)
-                if content:
-                    yield chunk({"content": content})
+                if content or (top is not None and done.logprobs):
+                    yield chunk({"content": content}, logprobs=logprobs_of(done.logprobs) if top is not None else None)
                 if calls:
                     yield chunk({"tool_calls": _tool_calls_out(calls, streaming=True)})
                 for part in ending(done.stats, "tool_calls" if calls else _finish_reason(done.stats), done.text):
@@ -385,7 +392,10 @@ async def chat_completion_response(request: Request, body: ChatCompletionRequest
                     if isinstance(ev, StatusEvent):
                         yield _status_comment(ev)
                     elif isinstance(ev, TextChunk):
-                        if ev.text:
+                        if ev.logprobs is not None and top is not None:
+                            said.append(ev.text)
+                            yield chunk({"content": ev.text}, logprobs=logprobs_of(ev.logprobs))
+                        elif ev.text:
                             said.append(ev.text)
                             yield chunk({"content": ev.text})
                     elif isinstance(ev, GenerationStats):
@@ -401,21 +411,69 @@ async def chat_completion_response(request: Request, body: ChatCompletionRequest
 
 
 # --- text completions -------------------------------------------------------------------
-def _prompt_text(prompt: Any) -> str:
+Prompt = str | list[int]  # a text, or token ids
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _prompts(prompt: Any) -> list[Prompt]:
+    """OpenAI's prompt shapes: a string, a list of strings, a list of token ids, or a list of such lists;
+    each item one choice (`MAX_PROMPTS` at most)."""
     if prompt is None:
         raise BadRequest("prompt is required", param="prompt")
     if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list):
-        if not prompt:
-            raise BadRequest("prompt must not be empty", param="prompt")
-        if all(isinstance(p, str) for p in prompt):
-            if len(prompt) > 1:
-                raise BadRequest("batched prompts are not supported yet; send one prompt per request", param="prompt")
-            return prompt[0]
-        if all(isinstance(p, int) and not isinstance(p, bool) for p in prompt) or all(isinstance(p, list) for p in prompt):
-            raise BadRequest("token arrays are not supported as prompt yet; send the prompt as text", param="prompt")
-    raise BadRequest("prompt must be a string or a list of one string", param="prompt")
+        return [prompt]
+    if not isinstance(prompt, list):
+        raise BadRequest("prompt must be a string, a list of strings, a list of token ids or a list of lists of "
+                         "token ids", param="prompt")
+    if not prompt:
+        raise BadRequest("prompt must not be empty", param="prompt")
+    items: list[Prompt]
+    if all(isinstance(p, str) for p in prompt):
+        items = list(prompt)
+    elif all(_is_token(p) for p in prompt):
+        items = [list(prompt)]
+    elif all(isinstance(p, list) and all(_is_token(t) for t in p) for p in prompt):
+        items = [list(p) for p in prompt]
+    else:
+        raise BadRequest("prompt must be a string, a list of strings, a list of token ids or a list of lists of "
+                         "token ids", param="prompt")
+    if len(items) > MAX_PROMPTS:
+        raise BadRequest(f"too many prompts: {len(items)}, at most {MAX_PROMPTS} are allowed per request",
+                         param="prompt")
+    for i, item in enumerate(items):
+        if isinstance(item, list) and not item:
+            raise BadRequest(f"prompt[{i}] is an empty list of token ids", param="prompt")
+        if isinstance(item, list) and any(t < 0 for t in item):
+            raise BadRequest(f"prompt[{i}] contains a negative token id", param="prompt")
+    return items
+
+
+def _check_completion(body: CompletionRequest, prompts: list[Prompt]) -> None:
+    """What the legacy endpoint cannot do, or what makes no sense together: refused before anything runs."""
+    _refuse_unsupported(body)
+    if body.best_of is not None and body.best_of > 1:
+        raise BadRequest("best_of > 1 is not supported", param="best_of")
+    if body.max_tokens == 0 and not body.echo:
+        raise BadRequest("max_tokens 0 generates nothing: it needs echo (to return or score the prompt)",
+                         param="max_tokens")
+    if body.echo and body.logprobs is not None and body.suffix:
+        raise BadRequest("echo with logprobs scores the prompt as sent; it cannot be combined with suffix", param="suffix")
+    if body.suffix and any(isinstance(p, list) for p in prompts):
+        raise BadRequest("suffix needs the prompt as text", param="suffix")
+
+
+def _legacy_usage(stats: list[GenerationStats]) -> dict[str, Any]:
+    prompt = sum(s.prompt_tokens for s in stats)
+    completion = sum(s.completion_tokens for s in stats)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": sum(s.cached_tokens for s in stats)}}
+
+
+def _pieces_text(entries: list[TokenLogprob]) -> str:
+    return b"".join(e.piece for e in entries).decode("utf-8", "replace")
 
 
 @router.post("/v1/completions")
@@ -424,61 +482,112 @@ async def completions(request: Request) -> Response:
 
 
 async def completion_response(request: Request, body: CompletionRequest) -> Response:
-    """A parsed text completion request → its answer (JSON or SSE); Azure's deployment route comes here too."""
-    _refuse_unsupported(body)
-    if body.logprobs:
-        raise BadRequest("logprobs are not supported yet", param="logprobs")
-    if body.best_of is not None and body.best_of > 1:
-        raise BadRequest("best_of > 1 is not supported", param="best_of")
-    text_in = _prompt_text(body.prompt)
+    """A parsed text completion request → its answer (JSON or SSE); Azure's deployment route comes here too.
+
+    Every prompt of a list is a generation of its own (admitted, queued and billed like a single one),
+    run one after the other; choice i answers prompt i. With `echo` and `logprobs` the runner scores the
+    prompt (every token's logprob given those before it; the first has none) — lm-evaluation-harness's
+    loglikelihood and perplexity ask exactly this, often with max_tokens 0 or 1."""
+    prompts = _prompts(body.prompt)
+    _check_completion(body, prompts)
     service = generation_of(request)
     target = await _target(service, caller_of(request), body.model)
     record = target.record
-    if target.builds_prompt:  # a prompt template: the prompt carries its parameters, the template renders
-        text, system = target.text_prompt(text_in, None)
-        spec = TextPrompt(text, system=system)
-    else:
-        spec = TextPrompt(text_in, suffix=body.suffix or None, raw=True)
-    draft = Draft(spec,
-                  options=target.merged_options(_options(body, body.max_tokens)),
-                  body=body, keep_alive=body.keep_alive, end_user=body.user, body_priority=body.priority)
-    events = await _start(service, target, draft)
+    if target.builds_prompt and any(isinstance(p, list) for p in prompts):
+        raise BadRequest("a prompt template builds its own prompt: send its parameters as text", param="prompt")
+    wants_logprobs = body.logprobs is not None
+    options = target.merged_options(_options(body, body.max_tokens))
 
+    def draft(item: Prompt) -> Draft:
+        # the prompt is scored for echo with logprobs, and for echo of token ids (their text is the pieces')
+        score = body.echo and (wants_logprobs or isinstance(item, list))
+        if isinstance(item, list):
+            spec = TextPrompt("", raw=True)
+        elif target.builds_prompt:  # a prompt template: the prompt carries its parameters, the template renders
+            text, system = target.text_prompt(item, None)
+            spec = TextPrompt(text, system=system)
+        else:
+            spec = TextPrompt(item, suffix=body.suffix or None, raw=True)
+        return Draft(spec, options=options, body=body, keep_alive=body.keep_alive, end_user=body.user,
+                     body_priority=body.priority, prefix_tokens=item if isinstance(item, list) else [],
+                     logprobs=body.logprobs, prompt_logprobs=score)
+
+    async def start(i: int) -> AsyncIterator[Any]:
+        return await _start(service, target, draft(prompts[i]))
+
+    first = await start(0)  # errors before any output (bad input, quota, load) become an HTTP status
     base = _response_base("cmpl-", "text_completion", body.model, record)
 
+    def logprobs_of(item: Prompt, done: gen.Completion) -> tuple[str, dict[str, Any] | None]:
+        """(the echoed prompt's text, the choice's logprobs object)."""
+        echoed = ""
+        if body.echo:
+            echoed = item if isinstance(item, str) else _pieces_text(done.prompt_logprobs or [])
+        if not wants_logprobs:
+            return echoed, None
+        builder = LegacyLogprobs()
+        parts = [builder.part(done.prompt_logprobs or [])] if body.echo else []
+        parts.append(builder.part(done.logprobs or []))
+        return echoed, merge_parts(parts)
+
     if not body.stream:
-        done = await gen.collect_while_connected(request, events)
-        text = (text_in + done.text) if body.echo else done.text
-        return JSONResponse({**base, "choices": [{"text": text, "index": 0, "logprobs": None,
-                                                  "finish_reason": _finish_reason(done.stats)}],
-                             "usage": _usage(done.stats)})
+        choices: list[dict[str, Any]] = []
+        stats: list[GenerationStats] = []
+        for i, item in enumerate(prompts):
+            events = first if i == 0 else await start(i)
+            done = await gen.collect_while_connected(request, events)
+            echoed, lp = logprobs_of(item, done)
+            choices.append({"text": echoed + done.text, "index": i, "logprobs": lp,
+                            "finish_reason": _finish_reason(done.stats)})
+            stats.append(done.stats)
+        return JSONResponse({**base, "choices": choices, "usage": _legacy_usage(stats)})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-    def chunk(text: str, finish: str | None = None) -> bytes:
-        out: dict[str, Any] = {**base, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]}
+    def chunk(index: int, text: str, finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+        out: dict[str, Any] = {**base, "choices": [{"text": text, "index": index, "logprobs": logprobs,
+                                                    "finish_reason": finish}]}
         if include_usage:
             out["usage"] = None
         return sse(out)
 
-    async def body_stream() -> AsyncIterator[bytes]:
+    async def one(index: int, item: Prompt, events: AsyncIterator[Any], stats: list[GenerationStats]
+                  ) -> AsyncIterator[bytes]:
+        builder = LegacyLogprobs()
         try:
-            if body.echo and text_in:
-                yield chunk(text_in)
+            if body.echo and isinstance(item, str) and not (wants_logprobs and item):
+                if item:
+                    yield chunk(index, item)
+                builder.skip(item)
             async for ev in events:
                 if isinstance(ev, StatusEvent):
                     yield _status_comment(ev)
+                elif isinstance(ev, PromptLogprobs):
+                    text = item if isinstance(item, str) else _pieces_text(ev.logprobs)
+                    yield chunk(index, text, logprobs=builder.part(ev.logprobs) if wants_logprobs else None)
                 elif isinstance(ev, TextChunk):
-                    if ev.text:
-                        yield chunk(ev.text)
-                else:
-                    yield chunk("", _finish_reason(ev))
-                    if include_usage:
-                        yield sse({**base, "choices": [], "usage": _usage(ev)})
+                    if ev.logprobs is not None and wants_logprobs:
+                        yield chunk(index, ev.text, logprobs=builder.part(ev.logprobs))
+                    elif ev.text:
+                        yield chunk(index, ev.text)
+                elif isinstance(ev, GenerationStats):
+                    stats.append(ev)
+                    yield chunk(index, "", _finish_reason(ev))
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    async def body_stream() -> AsyncIterator[bytes]:
+        stats: list[GenerationStats] = []
+        try:
+            for i, item in enumerate(prompts):
+                async for part in one(i, item, first if i == 0 else await start(i), stats):
+                    yield part
+            if include_usage:
+                yield sse({**base, "choices": [], "usage": _legacy_usage(stats)})
         except Exception as exc:
             yield _error_event(stream_error(exc))
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await first.aclose()  # type: ignore[attr-defined]  # a no-op once it ran; frees it if it never did
         yield sse("[DONE]")
 
     return StreamingResponse(body_stream(), media_type=SSE, headers={"Cache-Control": "no-cache"})

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 #: Longest input the embedder takes (tokens). Pooled embeddings need the whole input in one ubatch,
 #: and llama.cpp then keeps a compute and an output buffer of one logits row per input token: at the
 #: model's full context that was ~15 GiB for a 135M model at 32k, which any caller could make the
@@ -18,6 +20,24 @@ from typing import Any, Literal
 MAX_EMBED_CONTEXT = 2048
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+#: Most alternatives a request may ask for per token (OpenAI's chat bound; the legacy completions allow 5).
+MAX_TOP_LOGPROBS = 20
+
+
+class TokenLogprob(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One token's log-probability under the model's raw distribution (softmax of the logits at
+    temperature 1, before penalties, grammar, temperature or truncation: what OpenAI and vLLM report).
+    One type from the runner's wire up to the routers (array-like: a compact frame, no copy on the way).
+
+    `piece`: the token's bytes (a token may hold part of a UTF-8 character); `logprob` None for the first
+    prompt token, which nothing precedes; `top`: the most likely tokens at this position, best first, as
+    (id, bytes, logprob)."""
+
+    id: int
+    piece: bytes
+    logprob: float | None
+    top: list[tuple[int, bytes, float]] = []
 
 
 @dataclass
@@ -72,6 +92,11 @@ class GenerationRequest:
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | None = None
     think: bool | str | None = None
+    #: log-probabilities of the generated tokens with this many alternatives each (0..MAX_TOP_LOGPROBS;
+    #: None: none, and the runner does no extra work at all)
+    logprobs: int | None = None
+    #: score the prompt too: every prompt token's log-probability given the tokens before it (`PromptLogprobs`)
+    prompt_logprobs: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,15 @@ class TextChunk:
 
     text: str
     n_tokens: int  # tokens generated so far in total
+    logprobs: list[TokenLogprob] | None = None  # of the tokens generated since the last chunk, when asked
+
+
+@dataclass
+class PromptLogprobs:
+    """The prompt scored (`GenerationRequest.prompt_logprobs`): one entry per prompt token, in order, the
+    first without a logprob. Comes once, after the prefill and before the first generated text."""
+
+    logprobs: list[TokenLogprob]
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from flexi.config import Settings
 from flexi.engine.runner import protocol as wire
-from flexi.engine.runner.protocol import Done, Embedded, Text, embed_message, generate_message, generation_stats
+from flexi.engine.runner.protocol import Done, Embedded, Scored, Text, embed_message, generate_message, generation_stats
 from flexi.engine.runner_client import RunnerSpec
 from flexi.engine.runner_isolation import data_limit, ensure_private_dir
 from flexi.engine.types import (
@@ -32,6 +32,7 @@ from flexi.engine.types import (
     GenerationStats,
     RequestTimeout,
     Prefill,
+    PromptLogprobs,
     RunnerCrashed,
     ServerBusy,
     StatusEvent,
@@ -178,7 +179,7 @@ class ModelManager:
         return True
 
     async def generate(self, req: GenerationRequest, record: ModelRecord | None = None
-                       ) -> AsyncIterator[Prefill | TextChunk | GenerationStats | StatusEvent]:
+                       ) -> AsyncIterator[Prefill | TextChunk | PromptLogprobs | GenerationStats | StatusEvent]:
         """Queue fairly, load if needed, stream from the least-loaded replica; all within the request timeout.
 
         `req` is resolved (flexi/service/): its limits are final and used as they are. `record` is the
@@ -208,9 +209,11 @@ class ModelManager:
                 try:
                     async for msg in stream:
                         if type(msg) is Text:
-                            yield TextChunk(text=msg.text, n_tokens=msg.n)
+                            yield TextChunk(text=msg.text, n_tokens=msg.n, logprobs=msg.logprobs)
                         elif isinstance(msg, wire.Prefill):  # a slot took the prompt: from now on it is paid for
                             yield Prefill(msg.prompt_tokens)
+                        elif isinstance(msg, Scored):
+                            yield PromptLogprobs(msg.logprobs)
                         elif isinstance(msg, Done):
                             yield generation_stats(msg, load_ns=max(load_ns, 0), queue_ns=queue_ns)
                 except TimeoutError:

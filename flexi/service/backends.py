@@ -16,6 +16,7 @@ from flexi.engine.types import (
     GenerationRequest,
     GenerationStats,
     Prefill,
+    PromptLogprobs,
     StatusEvent,
     TextChunk,
     ThinkingChunk,
@@ -23,7 +24,7 @@ from flexi.engine.types import (
 )
 from flexi.store.store import ModelRecord
 
-Event = Prefill | TextChunk | GenerationStats | StatusEvent | ToolCalls | ThinkingChunk
+Event = Prefill | TextChunk | PromptLogprobs | GenerationStats | StatusEvent | ToolCalls | ThinkingChunk
 
 
 class Backend(Protocol):

@@ -91,6 +91,8 @@ class Draft:
     return_tokens: bool = False
     end_user: str | None = None  # an application's own user id (OpenAI `user`)
     body_priority: int | None = None
+    logprobs: int | None = None  # generated tokens' logprobs with this many alternatives (None: not asked)
+    prompt_logprobs: bool = False  # score the prompt (OpenAI's echo with logprobs); the prompt as sent, raw
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,9 @@ class GenerationService:
         caller = self.gate.for_end_user(caller, draft.end_user)  # a service key's end user: own limits, pseudonym
         options = merged(record.parameters, draft.options)
         backend = self.backends(record)
+        if (draft.logprobs is not None or draft.prompt_logprobs) and renders_itself(backend):
+            # the runner computes them from logits; remote engines' wires differ in whether and how they do
+            raise BadRequest(i18n.text("logprobs_remote", caller.locale, model=record.name), param="logprobs")
         brought = len(draft.body.model_dump_json(exclude=_NOT_PROMPT, exclude_none=True).encode("utf-8")) \
             if draft.body is not None else 0
         bound = min(brought, backend.context_for(record, options.num_ctx))
@@ -473,6 +478,8 @@ class GenerationService:
             messages=messages,
             open_output=open_output,
             output_format=(draft.fmt or None) if remote else None,
+            logprobs=draft.logprobs,
+            prompt_logprobs=draft.prompt_logprobs,
         )
 
     # --- embeddings --------------------------------------------------------------------------
@@ -519,6 +526,7 @@ def _refuse_for_template(locale: str, draft: Draft, spec: ChatPrompt | TextPromp
         ("tool_choice", getattr(spec, "tool_choice", None) is not None or getattr(body, "tool_choice", None) is not None),
         (draft.format_param, bool(draft.fmt)),
         ("images", spec.has_images),
+        ("echo", draft.prompt_logprobs),  # the scored prompt would be the template's, not the one sent
     )
     for field_name, given in sent:
         if given:

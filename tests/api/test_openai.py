@@ -270,7 +270,8 @@ def test_bad_response_format(http: TestClient, value: Any) -> None:
 
 def test_validation_errors(http: TestClient) -> None:
     cases = [({"temperature": 2.5}, "temperature"), ({"top_p": 2}, "top_p"), ({"n": 3}, "n"), ({"n": 0}, "n"),
-             ({"max_tokens": "many"}, "max_tokens"), ({"logprobs": True}, "logprobs"), ({"stop": 5}, "stop"),
+             ({"max_tokens": "many"}, "max_tokens"), ({"logprobs": "many"}, "logprobs"), ({"stop": 5}, "stop"),
+             ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"), ({"top_logprobs": 2}, "top_logprobs"),
              ({"stream_options": {"include_usage": "maybe"}}, "stream_options.include_usage"),
              ({"messages": [{"content": "x"}]}, "messages.0.role"),
              ({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "messages.0.content.0.type"),
@@ -366,10 +367,11 @@ def test_completion_raw_prompt_and_defaults(client: openai.OpenAI, manager: Fake
     assert manager.requests[-1].max_tokens == 40 and manager.requests[-1].stop == ["\n"]
 
 
-@pytest.mark.parametrize(("prompt", "message"), [(["a", "b"], "batched prompts are not supported yet"),
-                                                 ([1, 2], "token arrays"), ([[1], [2]], "token arrays"),
+@pytest.mark.parametrize(("prompt", "message"), [(["a"] * 65, "too many prompts: 65, at most 64"),
+                                                 ([1, -2], "negative token id"), ([[1], []], "prompt[1] is an empty list"),
+                                                 (["a", 1], "a list of strings, a list of token ids"),
                                                  ([], "must not be empty"), (None, "prompt is required"),
-                                                 ({"a": 1}, "string or a list of one string")])
+                                                 ({"a": 1}, "must be a string, a list of strings")])
 def test_completion_bad_prompts(http: TestClient, prompt: Any, message: str) -> None:
     body: dict[str, Any] = {"model": "toolmodel"}
     if prompt is not None:
@@ -380,8 +382,9 @@ def test_completion_bad_prompts(http: TestClient, prompt: Any, message: str) -> 
 
 
 def test_completion_refusals(http: TestClient) -> None:
-    for extra, param in (({"logprobs": 2}, "logprobs"), ({"best_of": 3}, "best_of"), ({"n": 2}, "n"),
-                         ({"suffix": "end"}, "suffix")):
+    for extra, param in (({"logprobs": 6}, "logprobs"), ({"best_of": 3}, "best_of"), ({"n": 2}, "n"),
+                         ({"suffix": "end"}, "suffix"), ({"max_tokens": 0}, "max_tokens"),
+                         ({"echo": True, "logprobs": 1, "suffix": "end"}, "suffix")):
         r = http.post("/v1/completions", json={"model": "toolmodel", "prompt": "x", **extra})
         assert r.status_code == 400 and r.json()["error"]["param"] == param, extra
 

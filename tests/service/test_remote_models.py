@@ -176,3 +176,16 @@ async def test_output_formats_go_to_the_engine_as_asked(world: World) -> None:
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
     await _chat(world, caller, "campus-llama", Draft(ChatPrompt([{"role": "user", "content": "Hi"}]), fmt=schema))
     assert world.sent[-1]["format"] == schema
+
+
+async def test_logprobs_need_a_local_model(world: World) -> None:
+    caller = _caller(world.access, world.db, "emil")
+    for draft in (Draft(ChatPrompt([{"role": "user", "content": "Hi"}]), logprobs=2),
+                  Draft(TextPrompt("Once upon", raw=True), prompt_logprobs=True)):
+        with pytest.raises(BadRequest, match='"campus-llama:latest" runs on a remote engine') as err:
+            await _chat(world, caller, "campus-llama", draft)
+        assert err.value.param == "logprobs"
+    assert world.sent == []
+    await _chat(world, caller, "tiny", Draft(TextPrompt("Once upon", raw=True), logprobs=1, prompt_logprobs=True))
+    [(req, _)] = world.local.requests  # a local model gets both, as asked
+    assert (req.logprobs, req.prompt_logprobs) == (1, True)

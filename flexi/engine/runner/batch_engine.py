@@ -19,6 +19,7 @@ import msgspec
 
 from flexi.engine.runner.embedder import Embedder
 from flexi.engine.runner.errors import RequestError
+from flexi.engine.runner.logprobs import entries, logit_rows
 from flexi.engine.runner.model import LoadedModel
 from flexi.engine.runner.planner import SeqDemand, common_prefix, pick_slot, plan
 from flexi.engine.runner.protocol import (
@@ -32,6 +33,7 @@ from flexi.engine.runner.protocol import (
     Generate,
     Prefill,
     Request,
+    Scored,
     Text,
     Tokenize,
     Tokenized,
@@ -39,7 +41,7 @@ from flexi.engine.runner.protocol import (
 from flexi.engine.runner.sampling import GrammarError, build_chain
 from flexi.engine.runner.sequence import Sequence, Slot
 from flexi.engine.runner.stops import StopMatcher
-from flexi.engine.types import FinishReason
+from flexi.engine.types import MAX_TOP_LOGPROBS, FinishReason, TokenLogprob
 
 log = logging.getLogger("flexi.runner")
 
@@ -54,6 +56,9 @@ class EngineConfig:
     n_threads: int
     n_batch: int = 512
     prefill_chunk: int = 256
+    #: most prompt tokens a scoring sequence feeds per step: each needs its logits row kept (n_vocab floats,
+    #: 200-500 KiB), and llama.cpp's output buffer grows to the largest number of rows one step asks for
+    score_chunk: int = 64
 
 
 @dataclass
@@ -235,8 +240,11 @@ class BatchEngine:
         chain = build_chain(self.model.vocab, self.model.n_vocab, sampling, p.grammar,
                             self.model.eog_tokens if ignore_eos else [])
         seq = Sequence(req_id=req_id, prompt=prompt, max_new=max_new, ignore_eos=ignore_eos,
-                       return_tokens=p.return_tokens, chain=chain, stops=StopMatcher(list(p.stop)))
-        if max_new == 0:  # num_predict 0: nothing to generate (Ollama answers at once)
+                       return_tokens=p.return_tokens, chain=chain, stops=StopMatcher(list(p.stop)),
+                       top_logprobs=min(p.logprobs, MAX_TOP_LOGPROBS))
+        if p.score_prompt:  # the first token has nothing before it to be predicted from
+            seq.scored = [TokenLogprob(prompt[0], self.model.piece(prompt[0]), None)]
+        elif max_new == 0:  # num_predict 0: nothing to generate (Ollama answers at once)
             self._events.append((req_id, seq.stats("length")))
             ll.llama_sampler_free(chain)
             return
@@ -254,8 +262,11 @@ class BatchEngine:
             if all(s.busy for s in self.slots):
                 return
             self.waiting.popleft()
-            best = pick_slot(self.slots, seq.prompt)
-            keep = min(common_prefix(best.cached, seq.prompt), len(seq.prompt) - 1)
+            if seq.scored is None:
+                best = pick_slot(self.slots, seq.prompt)
+                keep = min(common_prefix(best.cached, seq.prompt), len(seq.prompt) - 1)
+            else:  # cached tokens have no logits: a scored prompt is prefilled whole, in the least valuable slot
+                best, keep = pick_slot(self.slots, []), 0
             ll.llama_memory_seq_rm(self.mem, best.seq_id, keep, -1)
             del best.cached[keep:]
             best.busy = True
@@ -273,44 +284,72 @@ class BatchEngine:
             self._finish(seq, "cancelled")
         if not self.active:
             return
-        demands = [SeqDemand(s.slot.seq_id, len(s.pending), s.decoding) for s in self.active]  # type: ignore[union-attr]
+        score_chunk = self.cfg.score_chunk
+        demands = [SeqDemand(s.slot.seq_id,  # type: ignore[union-attr]
+                             len(s.pending) if s.scored is None or s.decoding else min(len(s.pending), score_chunk),
+                             s.decoding) for s in self.active]
         allot = plan(demands, self.cfg.n_batch, self.cfg.prefill_chunk)
         b = self.batch
         n = 0
-        fed: list[tuple[Sequence, int, int]] = []  # seq, tokens fed, batch index of its output (-1: none)
+        fed: list[tuple[Sequence, int, int, int]] = []  # seq, tokens fed, batch index of its first token and of its output (-1: none)
         # Slot order: llama.cpp forms one micro-batch per run of consecutive sequence ids (see planner).
         for seq in sorted(self.active, key=lambda s: s.slot.seq_id):  # type: ignore[union-attr]
             k = allot.get(seq.slot.seq_id, 0)  # type: ignore[union-attr]
             if k == 0:
                 continue
             out_idx = -1
+            first = n
+            every = seq.scored is not None and not seq.decoding  # scoring the prompt: logits at every position
             for j in range(k):
                 b.token[n] = seq.pending[j]
                 b.pos[n] = seq.n_past + j
                 b.n_seq_id[n] = 1
                 b.seq_id[n][0] = seq.slot.seq_id  # type: ignore[union-attr]
                 last = j == k - 1 and k == len(seq.pending)
-                b.logits[n] = last
+                b.logits[n] = last or every
                 if last:
                     out_idx = n
                 n += 1
-            fed.append((seq, k, out_idx))
+            fed.append((seq, k, first, out_idx))
         b.n_tokens = n
         rc = ll.llama_decode(self.ctx, b)
         if rc != 0:
-            for seq, _, _ in fed:
+            for seq, _, _, _ in fed:
                 self._fail(seq, f"llama.cpp decode failed (code {rc})", 500)
             return
-        for seq, k, out_idx in fed:
+        for seq, k, first, out_idx in fed:
+            if seq.scored is not None and not seq.decoding:
+                self._score(seq, first, k)
             seq.slot.cached.extend(seq.pending[:k])  # type: ignore[union-attr]
             del seq.pending[:k]
             seq.n_past += k
             if out_idx >= 0:
+                if seq.scored is not None and not seq.decoding:  # the prompt is prefilled: its scores go out
+                    self._events.append((seq.req_id, Scored(seq.scored)))
+                    if seq.max_new == 0:  # echo only: the prompt scored, nothing generated
+                        self._finish(seq, "length")
+                        continue
                 seq.decoding = True
                 token = ll.llama_sampler_sample(seq.chain, self.ctx, out_idx)
-                self._on_token(seq, token)
+                if seq.top_logprobs >= 0:
+                    entry = entries(logit_rows(self.ctx, out_idx, 1, self.model.n_vocab), [token],
+                                    seq.top_logprobs, self.model.piece)[0]
+                    self._on_token(seq, token, entry)
+                else:
+                    self._on_token(seq, token)
 
-    def _on_token(self, seq: Sequence, token: int) -> None:
+    def _score(self, seq: Sequence, first: int, k: int) -> None:
+        """Score the prompt tokens after the `k` just fed from batch index `first`: the logits at prompt
+        position p give the logprob of token p + 1 (the last position's predict the first new token)."""
+        start = seq.n_past  # the prompt index of the first token fed
+        rows = min(k, len(seq.prompt) - 1 - start)
+        if rows <= 0:
+            return
+        logits = logit_rows(self.ctx, first, rows, self.model.n_vocab)
+        assert seq.scored is not None
+        seq.scored += entries(logits, seq.prompt[start + 1:start + 1 + rows], max(seq.top_logprobs, 0), self.model.piece)
+
+    def _on_token(self, seq: Sequence, token: int, entry: TokenLogprob | None = None) -> None:
         if seq.t_first is None:
             seq.t_first = time.perf_counter()
         if self.model.is_eog(token) and not seq.ignore_eos:
@@ -319,7 +358,9 @@ class BatchEngine:
         seq.generated.append(token)
         text = seq.decoder.decode(self.model.piece(token))
         out, hit = seq.stops.feed(text)
-        if out:
+        if entry is not None:  # every token's entry goes out with its step, even while its text is held back
+            self._events.append((seq.req_id, Text(out, len(seq.generated), [entry])))
+        elif out:
             self._events.append((seq.req_id, Text(out, len(seq.generated))))
         if hit:
             self._finish(seq, "stop", flush=False)

@@ -5,7 +5,7 @@ message is a tagged struct, so both ends agree on its fields and a malformed fra
 message that names what is wrong (`ProtocolError`), never a `KeyError` deep inside.
 
 Server → runner (`Request`, tag `op`): generate, cancel, embed, tokenize, detokenize.
-Runner → server (`Event`, tag `ev`): prefill, text, done, error, embedded, tokenized, detokenized.
+Runner → server (`Event`, tag `ev`): prefill, scored, text, done, error, embedded, tokenized, detokenized.
 "prefill": a slot took the prompt, with its `prompt_tokens`; sent before the prefill runs, so the
 server can bill a request whose client leaves before the first token. `FINAL` events end a request.
 
@@ -23,7 +23,7 @@ from typing import Union
 
 import msgspec
 
-from flexi.engine.types import EmbeddingRequest, FinishReason, GenerationRequest, GenerationStats
+from flexi.engine.types import EmbeddingRequest, FinishReason, GenerationRequest, GenerationStats, TokenLogprob
 
 READY_PREFIX = "FLEXI-RUNNER-READY "
 MAX_LINE = 64 * 1024 * 1024  # embeddings of big batches are long lines
@@ -70,6 +70,8 @@ class Generate(_Request, tag="generate"):
     ignore_eos: bool = False
     return_tokens: bool = False  # send back prompt+output token ids with `done`
     add_bos: bool = True  # carried for the engine; today it adds BOS exactly when there is no prefix
+    logprobs: int = -1  # ≥ 0: every generated token's logprob with this many alternatives; -1: none
+    score_prompt: bool = False  # send every prompt token's logprob (`Scored`); prefills the whole prompt
 
 
 class Cancel(_Request, tag="cancel"):
@@ -101,9 +103,16 @@ class Prefill(_Event, tag="prefill"):
     kv: tuple[int, int] | None = None  # KV cells (held by running requests, held in all) once admitted: the KV-cache metric
 
 
+class Scored(_Event, tag="scored"):
+    """The prompt's tokens with their logprobs (`Generate.score_prompt`), once its prefill is done."""
+
+    logprobs: list[TokenLogprob]
+
+
 class Text(_Event, tag="text"):
     text: str  # may be empty while a stop string is being matched
     n: int  # tokens generated so far in total
+    logprobs: list[TokenLogprob] | None = None  # the token(s) behind this text, when asked
 
 
 class Done(_Event, tag="done"):
@@ -135,7 +144,7 @@ class Detokenized(_Event, tag="detokenized"):
     text: str
 
 
-Event = Union[Prefill, Text, Done, Error, Embedded, Tokenized, Detokenized]
+Event = Union[Prefill, Scored, Text, Done, Error, Embedded, Tokenized, Detokenized]
 FINAL = (Done, Error, Embedded, Tokenized, Detokenized)  # the last event of a request
 
 
@@ -207,7 +216,8 @@ def generate_message(req: GenerationRequest) -> Generate:
     return Generate(
         prompt=req.prompt, sampling=Sampling(**vars(req.sampling)), prefix_tokens=req.prefix_tokens,
         max_tokens=req.max_tokens, stop=req.stop, grammar=req.grammar,
-        ignore_eos=req.ignore_eos, return_tokens=req.return_tokens, add_bos=req.add_bos)
+        ignore_eos=req.ignore_eos, return_tokens=req.return_tokens, add_bos=req.add_bos,
+        logprobs=-1 if req.logprobs is None else req.logprobs, score_prompt=req.prompt_logprobs)
 
 
 def embed_message(req: EmbeddingRequest) -> Embed:

@@ -9,7 +9,7 @@ from typing import Any
 
 from flexi.engine.runner.protocol import Done
 from flexi.engine.runner.stops import StopMatcher
-from flexi.engine.types import FinishReason
+from flexi.engine.types import FinishReason, TokenLogprob
 
 
 @dataclass
@@ -41,6 +41,8 @@ class Sequence:
     t_first: float | None = None
     text_out: int = 0
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    top_logprobs: int = -1  # ≥ 0: logprobs of generated tokens with this many alternatives
+    scored: list[TokenLogprob] | None = None  # prompt scoring: the prompt's entries so far (None: not asked)
 
     def stats(self, reason: FinishReason) -> Done:
         now = time.perf_counter()
