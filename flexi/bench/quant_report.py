@@ -9,7 +9,8 @@ one short `flexi bench` run (`flexi.bench.bench.bench_model`). Nothing is sent a
 
 The recommendation rule (`recommend`): among the quantizations whose perplexity is within
 `tolerance` (default 3 %) of the best one in *every* language, the smallest file; ties go to the lower
-mean perplexity. Why: below a few per cent the quality difference is not noticeable in use, while
+mean perplexity. If no model is within the tolerance in both languages at once (the best German
+and the best English model differ), the one whose worse language is closest to its best is named. Why: below a few per cent the quality difference is not noticeable in use, while
 every byte less is memory for more concurrent users (KV cache) and speed on memory-bound hardware.
 """
 
@@ -61,8 +62,15 @@ def recommend(results: list[dict[str, Any]], tolerance: float = DEFAULT_TOLERANC
     if not usable:
         return None
     best = {lang: min(r["perplexity"][lang] for r in usable) for lang in LANGS}
-    limit = 1 + tolerance / 100
-    good = [r for r in usable if all(r["perplexity"][lang] <= best[lang] * limit for lang in LANGS)]
+    limit = 1 + max(0.0, tolerance) / 100
+
+    def excess(r: dict[str, Any]) -> float:  # how far the worse language is above its best, as a fraction
+        return max(r["perplexity"][lang] / best[lang] - 1 for lang in LANGS)
+
+    good = [r for r in usable if excess(r) <= limit - 1 + 1e-12]
+    key = "quant_reason"
+    if not good:  # the best German and the best English model differ by more than the tolerance
+        good, key = [min(usable, key=excess)], "quant_reason_balanced"
     chosen = min(good, key=lambda r: (r["size_bytes"], sum(r["perplexity"][lang] for lang in LANGS)))
     values = {
         "model": chosen["model"], "quant": chosen.get("quant") or "?", "tol": f"{tolerance:g}",
@@ -73,7 +81,7 @@ def recommend(results: list[dict[str, Any]], tolerance: float = DEFAULT_TOLERANC
     }
     return {"model": chosen["model"], "quant": chosen.get("quant"), "tolerance_percent": tolerance,
             "best_perplexity": best,
-            "reason": {loc: text("quant_reason", loc, **values) for loc in ("en", "de")}}
+            "reason": {loc: text(key, loc, **values) for loc in ("en", "de")}}
 
 
 async def _server_facts(client: httpx.AsyncClient, config: QuantReportConfig, model: str) -> dict[str, Any]:

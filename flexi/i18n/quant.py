@@ -74,6 +74,14 @@ ENTRIES: dict[str, dict[str, str]] = {
                "während eine kleinere Datei Speicher für mehr gleichzeitige Nutzende lässt und schneller läuft, wo die "
                "Speicherbandbreite das Tempo begrenzt. Verglichen mit: {rest}."),
     },
+    "quant_reason_balanced": {
+        "en": ("Recommended: {model} ({quant}, {size} MiB). No quantization is within {tol} % of the best in both "
+               "languages at once (best German {best_de}, best English {best_en}); this one is closest in its worse "
+               "language (German {de}, English {en}). Compared: {rest}."),
+        "de": ("Empfohlen: {model} ({quant}, {size} MiB). Keine Quantisierung liegt in beiden Sprachen zugleich "
+               "höchstens {tol} % über der besten (bestes Deutsch {best_de}, bestes Englisch {best_en}); diese kommt "
+               "in ihrer schwächeren Sprache am nächsten heran (Deutsch {de}, Englisch {en}). Verglichen mit: {rest}."),
+    },
     "quant_no_recommendation": {
         "en": "no recommendation: no model has a size and perplexities in both languages",
         "de": "keine Empfehlung: kein Modell hat eine Größe und Perplexitäten in beiden Sprachen",
