@@ -215,7 +215,7 @@ def markdown(doc: dict[str, Any], notes: list[str] | None = None) -> str:
         "# Flexi quantization report",
         "",
         f"Target `{doc['target']['url']}`; started {doc['started_at']}, finished {doc['finished_at']}.  ",
-        (f"Perplexity over the shipped texts ({', '.join(f'{k}: {v}' for k, v in params['texts'].items())}) "
+        (f"Perplexity over the texts ({', '.join(f'{k}: {v}' for k, v in params['texts'].items())}) "
          f"in windows of {params['ctx']} tokens, computed from the server's own logits (`/v1/completions`, "
          "echo + logprobs).  "),
         (f"Speed: one stream, prompt ≈ {params['prompt_tokens']} tokens, {params['output_tokens']} output tokens, "
@@ -250,7 +250,10 @@ def markdown(doc: dict[str, Any], notes: list[str] | None = None) -> str:
                "window with at least half a window of context. Bits per weight = tensor bytes × 8 / weights (from "
                "the GGUF when the model is in the local store, else file size × 8 / parameters). ms/token = "
                "1000 / generation tokens/s of one stream.")]
-    for note in notes or []:
-        lines += ["", note]
+    if notes:
+        lines += ["", "## Notes", ""]
+        for note in notes:
+            lines += [note, ""]
+        lines.pop()
     lines.append("")
     return "\n".join(lines)

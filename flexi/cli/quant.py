@@ -136,10 +136,13 @@ def _file_facts(model: str) -> dict[str, Any] | None:
 def quant_report_command(
     models: List[str] = typer.Argument(..., help="The quantizations to compare (installed and served)."),
     ctx: int = typer.Option(512, "--ctx", help="Perplexity window in tokens."),
+    text_de: str = typer.Option("de", "--text-de", help="German text: the shipped one (de) or a UTF-8 file."),
+    text_en: str = typer.Option("en", "--text-en", help="English text: the shipped one (en) or a UTF-8 file."),
     tolerance: float = typer.Option(3.0, "--tolerance", help="Recommend the smallest model within this many per cent of the best perplexity."),
     prompt_tokens: int = typer.Option(128, "--prompt-tokens", help="Prompt length for the speed measurement."),
     output_tokens: int = typer.Option(32, "--output-tokens", help="Tokens generated per speed request."),
     repeat: int = typer.Option(2, "--repeat", help="Speed requests per model."),
+    note: List[str] = typer.Option([], "--note", help="A paragraph to add to quant.md (e.g. where the quantizations come from); repeatable."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory for quant.json and quant.md (default: quant-<timestamp>)."),
     as_json: bool = typer.Option(False, "--json", help="Print quant.json instead of the table."),
     url: Optional[str] = typer.Option(None, "--url", help="Server (default: FLEXI_HOST, else http://127.0.0.1:11434)."),
@@ -150,7 +153,7 @@ def quant_report_command(
     from flexi.bench import quant_report
     from flexi.bench.bench import is_local, target_url
     from flexi.bench.loadtest import LoadTestError
-    from flexi.bench.perplexity import check_ctx
+    from flexi.bench.perplexity import check_ctx, load_text
     from flexi.bench.report import write_json
 
     try:
@@ -163,7 +166,10 @@ def quant_report_command(
             raise LoadTestError(t("bad_non_negative", option="--tolerance", value=tolerance))
         config = quant_report.QuantReportConfig(url=target_url(url), models=list(models), ctx=ctx, tolerance=tolerance,
                                                 prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                                                repeat=repeat, timeout=timeout, api_key=api_key or None)
+                                                repeat=repeat, timeout=timeout, api_key=api_key or None,
+                                                texts={"de": text_de, "en": text_en})
+        for spec in config.texts.values():
+            load_text(spec)  # a missing or empty file fails now, not after the first model
     except LoadTestError as exc:
         raise fail(str(exc)) from None
     out_dir = out if out is not None else Path(f"quant-{datetime.now():%Y%m%d-%H%M%S}")
@@ -182,7 +188,7 @@ def quant_report_command(
     except KeyboardInterrupt:
         raise fail(t("interrupted"), 130) from None
     write_json(doc, out_dir / "quant.json")
-    (out_dir / "quant.md").write_text(quant_report.markdown(doc), encoding="utf-8")
+    (out_dir / "quant.md").write_text(quant_report.markdown(doc, list(note)), encoding="utf-8")
     if as_json:
         typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:

@@ -80,7 +80,7 @@ def test_markdown_shows_the_table_the_recommendation_in_both_languages_the_tenso
     assert "| Perplexity (German text) | 8.12 | 7.38 | 7.15 |" in md
     assert "Recommended: m:q4_k_m" in md and "Empfohlen: m:q4_k_m" in md
     assert "- Q4_K_M: Q5_0 × 166, F32 × 61" in md
-    assert "- m:q2_k: speed: timeout" in md and "Source: Q4_1." in md
+    assert "- m:q2_k: speed: timeout" in md and "## Notes\n\nSource: Q4_1." in md
     assert "| ms/token (generation) | – |" in md
 
 
