@@ -6,15 +6,18 @@ logprobs; the first has no prediction and is null). Nothing but the target serve
 
 Windowing (a model sees at most `ctx` tokens at once), like llama.cpp's `llama-perplexity` but without
 wasting half the text: the text is cut into *segments* at whitespace (a place where every byte-level
-BPE pre-tokenizer splits anyway, so segment tokens add up to the text's tokens); one request counts each
-segment's tokens. Windows of up to `ctx` tokens are made of whole segments; each next window starts so
-that about half a window of already scored text is kept as context, and only its new tokens (the second
-half) are scored. The first window scores all its tokens. So every token is scored exactly once, and
-every token after the first window has at least about ctx/2 tokens of context — llama-perplexity scores
-only the second half of every window, also in the first, and would skip the start of the text.
+BPE pre-tokenizer splits anyway, so segment tokens add up to the text's tokens), and the server counts
+each segment's tokens (from the answers' `text_offset`: a few requests). Windows of up to `ctx` tokens
+are made of whole segments; each next window starts so that about half a window of already scored text
+is kept as context, and only its new tokens (the second half) are scored. The first window scores all
+its tokens. So every token is scored exactly once, and every token after the first window has at least
+about ctx/2 tokens of context — llama-perplexity scores only the second half of every window, also in
+the first, and so skips the start of the text.
 
 The windowing and the aggregation are pure functions (`split_units`, `make_segments`, `plan_windows`,
-`scored_logprobs`, `perplexity_of`), tested without a server.
+`counts_from_offsets`, `scored_from_offset`, `scored_logprobs`, `perplexity_of`), tested without a server.
+A server that sends no `text_offset` still works: then every segment is counted alone and the scored
+tokens are the last ones of each window.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from bisect import bisect_right
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -176,7 +180,13 @@ class Target:
 
 async def prompt_logprobs(client: httpx.AsyncClient, target: Target, prompts: list[str]) -> list[list[float | None]]:
     """token_logprobs of each prompt (echo, no generation), in order; PerplexityError otherwise."""
-    out: list[list[float | None]] = []
+    return [lps for lps, _ in await prompt_tokens(client, target, prompts)]
+
+
+async def prompt_tokens(client: httpx.AsyncClient, target: Target,
+                        prompts: list[str]) -> list[tuple[list[float | None], list[int] | None]]:
+    """(token_logprobs, text_offset or None) of each prompt, in order; PerplexityError otherwise."""
+    out: list[tuple[list[float | None], list[int] | None]] = []
     for i in range(0, len(prompts), PROMPTS_PER_REQUEST):
         batch = prompts[i:i + PROMPTS_PER_REQUEST]
         body = {"model": target.model, "prompt": batch, "echo": True, "logprobs": 0, "max_tokens": 0,
@@ -193,16 +203,56 @@ async def prompt_logprobs(client: httpx.AsyncClient, target: Target, prompts: li
     return out
 
 
-def _parse_choices(response: httpx.Response, expected: int) -> list[list[float | None]]:
+def _parse_choices(response: httpx.Response, expected: int) -> list[tuple[list[float | None], list[int] | None]]:
     try:
-        choices = response.json()["choices"]
-        ordered = sorted(choices, key=lambda c: c.get("index", 0))
-        lists = [c["logprobs"]["token_logprobs"] for c in ordered]
+        choices = sorted(response.json()["choices"], key=lambda c: c.get("index", 0))
+        parsed = []
+        for choice in choices:
+            logprobs = choice["logprobs"]
+            offsets = logprobs.get("text_offset")
+            lps = logprobs["token_logprobs"]
+            ok = isinstance(offsets, list) and len(offsets) == len(lps) and all(isinstance(o, int) for o in offsets)
+            parsed.append((lps, offsets if ok else None))
     except (ValueError, KeyError, TypeError, AttributeError):
         raise PerplexityError(t("ppl_no_logprobs")) from None
-    if len(lists) != expected or not all(isinstance(lp, list) and lp for lp in lists):
+    if len(parsed) != expected or not all(isinstance(lps, list) and lps for lps, _ in parsed):
         raise PerplexityError(t("ppl_no_logprobs"))
-    return lists
+    return parsed
+
+
+def counts_from_offsets(segments: list[str], offsets: list[int]) -> list[int]:
+    """Tokens per segment of a prompt made of `segments`, from each token's character offset. A token of no
+    text that the server puts in front (BOS: it and the first real token both at offset 0) is not counted."""
+    if len(offsets) > 1 and offsets[0] == offsets[1] == 0:
+        offsets = offsets[1:]
+    starts, pos = [], 0
+    for segment in segments:
+        starts.append(pos)
+        pos += len(segment)
+    counts = [0] * len(segments)
+    for offset in offsets:
+        counts[max(0, bisect_right(starts, offset) - 1)] += 1
+    return counts
+
+
+def scored_from_offset(token_logprobs: list[float | None], offsets: list[int], first_char: int) -> list[float]:
+    """The logprobs of the tokens that start at or after character `first_char` of the prompt, nulls dropped."""
+    return [float(lp) for lp, off in zip(token_logprobs, offsets) if lp is not None and off >= first_char]
+
+
+async def _segment_counts(client: httpx.AsyncClient, target: Target, segments: list[str]) -> tuple[list[int], int]:
+    """(tokens per segment, tokens the server adds in front of a prompt). With `text_offset` in the answers
+    (OpenAI's shape) a few prompts of SEGMENTS_PER_WINDOW segments each suffice; without, every segment is
+    counted alone and a probe of the first two together tells whether a BOS token is added."""
+    chunks = [segments[i:i + SEGMENTS_PER_WINDOW] for i in range(0, len(segments), SEGMENTS_PER_WINDOW)]
+    answers = await prompt_tokens(client, target, ["".join(chunk) for chunk in chunks])
+    if all(offsets is not None for _, offsets in answers):
+        return [n for chunk, (_, offsets) in zip(chunks, answers) for n in counts_from_offsets(chunk, offsets or [])], 0
+    probe = [segments[0] + segments[1]] if len(segments) > 1 else []
+    counted = await prompt_logprobs(client, target, segments + probe)
+    raw = [len(lp) for lp in counted[:len(segments)]]
+    bos = bos_tokens(raw[0], raw[1], len(counted[-1])) if probe else 0
+    return [max(0, n - bos) for n in raw], bos
 
 
 async def measure(client: httpx.AsyncClient, target: Target, label: str, text: str,
@@ -211,23 +261,25 @@ async def measure(client: httpx.AsyncClient, target: Target, label: str, text: s
     check_ctx(ctx)
     started = time.perf_counter()
     segments = make_segments(text, ctx)
-    probe = [segments[0] + segments[1]] if len(segments) > 1 else []
-    counted = await prompt_logprobs(client, target, segments + probe)
-    raw = [len(lp) for lp in counted[:len(segments)]]
-    bos = bos_tokens(raw[0], raw[1], len(counted[-1])) if probe else 0
-    counts = [max(0, n - bos) for n in raw]
+    counts, bos = await _segment_counts(client, target, segments)
     total = sum(counts)
     if total < ctx:
         raise PerplexityError(t("ppl_text_short", text=label, tokens=total, ctx=ctx))
     windows = plan_windows(counts, ctx)
-    results = await prompt_logprobs(client, target, ["".join(segments[w.start:w.end]) for w in windows])
+    results = await prompt_tokens(client, target, ["".join(segments[w.start:w.end]) for w in windows])
     logprobs: list[float] = []
     mismatched = 0
-    for window, token_logprobs in zip(windows, results):
-        if len(token_logprobs) != bos + sum(counts[window.start:window.end]):
-            mismatched += 1
-        new = None if window.score_from == 0 else sum(counts[window.score_from:window.end])
-        logprobs += scored_logprobs(token_logprobs, new)
+    for window, (token_logprobs, offsets) in zip(windows, results):
+        new = sum(counts[window.score_from:window.end])
+        if offsets is not None:  # exact: the tokens that start in the new part of the window
+            first_char = len("".join(segments[window.start:window.score_from]))
+            scored = scored_from_offset(token_logprobs, offsets, first_char)
+            mismatched += abs(sum(1 for o in offsets if o >= first_char) - new) > 1
+        else:
+            if len(token_logprobs) != bos + sum(counts[window.start:window.end]):
+                mismatched += 1
+            scored = scored_logprobs(token_logprobs, None if window.score_from == 0 else new)
+        logprobs += scored
     return PerplexityResult(perplexity=perplexity_of(logprobs), text=label, ctx=ctx, text_tokens=total,
                             scored_tokens=len(logprobs), windows=len(windows), mismatched_windows=mismatched,
                             seconds=round(time.perf_counter() - started, 2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import httpx
@@ -91,8 +92,9 @@ def test_shipped_texts_and_bad_text_files(tmp_path: Path):
 
 
 # --- against a fake server ----------------------------------------------------------------------
-def fake_server(bos: bool, calls: list[dict]) -> httpx.MockTransport:
-    """One token per word; logprob of a word = −len(word)/10; the first token (BOS or word) is null."""
+def fake_server(bos: bool, calls: list[dict], offsets: bool = True) -> httpx.MockTransport:
+    """One token per word; logprob of a word = −len(word)/10; the first token (BOS or word) is null;
+    `text_offset` (OpenAI's shape) only when `offsets`."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -100,20 +102,24 @@ def fake_server(bos: bool, calls: list[dict]) -> httpx.MockTransport:
         assert body["echo"] is True and body["logprobs"] == 0 and body["max_tokens"] == 0
         choices = []
         for i, prompt in enumerate(body["prompt"]):
-            values: list[float | None] = [-len(w) / 10 for w in prompt.split()]
-            values = [None] + values if bos else [None] + values[1:]
-            choices.append({"index": i, "text": prompt, "logprobs": {"token_logprobs": values}})
+            words = list(re.finditer(r"\s*\S+", prompt))  # a token carries its leading whitespace, like BPE
+            values: list[float | None] = [-len(m.group().strip()) / 10 for m in words]
+            starts = [m.start() for m in words]
+            values, starts = ([None] + values, [0] + starts) if bos else ([None] + values[1:], starts)
+            logprobs = {"token_logprobs": values, **({"text_offset": starts} if offsets else {})}
+            choices.append({"index": i, "text": prompt, "logprobs": logprobs})
         return httpx.Response(200, json={"choices": list(reversed(choices))})  # order must not matter
 
     return httpx.MockTransport(handle)
 
 
+@pytest.mark.parametrize("offsets", [True, False])
 @pytest.mark.parametrize("bos", [False, True])
-async def test_measure_scores_every_word_once(bos: bool):
+async def test_measure_scores_every_word_once(bos: bool, offsets: bool):
     words = [f"w{'x' * (i % 7)}" for i in range(300)]
     text = " ".join(words)
     calls: list[dict] = []
-    async with httpx.AsyncClient(transport=fake_server(bos, calls)) as client:
+    async with httpx.AsyncClient(transport=fake_server(bos, calls, offsets)) as client:
         result = await ppl.measure(client, ppl.Target(url="http://fake", model="m"), "t", text, ctx=64)
     scored = words if bos else words[1:]  # without BOS the first word has no prediction
     expected = math.exp(sum(len(w) / 10 for w in scored) / len(scored))
@@ -121,6 +127,17 @@ async def test_measure_scores_every_word_once(bos: bool):
     assert result.scored_tokens == len(scored) and result.text_tokens == 300
     assert result.windows > 5 and result.mismatched_windows == 0
     assert all(len(c["prompt"]) <= ppl.PROMPTS_PER_REQUEST for c in calls)
+    counting = sum(len(c["prompt"]) for c in calls) - result.windows
+    n = len(ppl.make_segments(text, 64))
+    assert counting == math.ceil(n / 8) + (0 if offsets else n + 1)  # without offsets: each segment alone + a probe
+
+
+def test_counts_and_scores_from_offsets():
+    segments = ["ab", " cd ef", " g"]
+    assert ppl.counts_from_offsets(segments, [0, 2, 5, 8]) == [1, 2, 1]
+    assert ppl.counts_from_offsets(segments, [0, 0, 2, 5, 8]) == [1, 2, 1]  # a zero-length BOS is not counted
+    assert ppl.scored_from_offset([None, -1.0, -2.0, -3.0], [0, 2, 5, 8], 5) == [-2.0, -3.0]
+    assert ppl.scored_from_offset([None, -1.0, -2.0], [0, 2, 5], 0) == [-1.0, -2.0]
 
 
 async def test_measure_refuses_a_text_shorter_than_a_window():
