@@ -16,9 +16,10 @@ every byte less is memory for more concurrent users (KV cache) and speed on memo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -238,8 +239,8 @@ def markdown(doc: dict[str, Any], notes: list[str] | None = None) -> str:
     mixes = [(r.get("quant") or r["model"], r["tensor_types"]) for r in doc["results"] if r.get("tensor_types")]
     if mixes:
         lines += ["", "## What the files contain", "",
-                  "Tensor types per file, read from the GGUF (the name is what was asked for; llama.cpp falls back "
-                  "to another type for tensors whose rows do not fit the type's block size):", ""]
+                  ("Tensor types per file, read from the GGUF (the name is what was asked for; llama.cpp falls back "
+                   "to another type for tensors whose rows do not fit the type's block size):"), ""]
         lines += [f"- {name}: " + ", ".join(f"{k} × {v}" for k, v in mix.items()) for name, mix in mixes]
     errors = [(r["model"], e) for r in doc["results"] for e in r.get("errors", [])]
     if errors:

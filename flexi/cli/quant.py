@@ -40,7 +40,12 @@ def quantize_command(
 ) -> None:
     """Make a new quantization of an installed model with llama.cpp and register it in the local model store."""
     from flexi.engine.types import EngineError
-    from flexi.store.quantize import QUANT_TYPES, default_name, quantize_model, tensor_stats
+    from flexi.store.quantize import (
+        QUANT_TYPES,
+        default_name,
+        quantize_model,
+        tensor_stats,
+    )
     from flexi.store.store import DEFAULT_MODEL_NAME
 
     quant = qtype.strip().upper()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from flexi.bench.quant_report import markdown, recommend, table
 
 MIB = 2**20
