@@ -51,13 +51,14 @@ def test_quant_report_of_the_default_model(server, tmp_path: Path):
     result = CliRunner().invoke(app, ["quant-report", MODEL, "--ctx", "64", "--text-de", str(short_text(tmp_path, "de", 60)),
                                       "--text-en", str(short_text(tmp_path, "en", 80)), "--prompt-tokens", "16",
                                       "--output-tokens", "4", "--repeat", "1", "--url", server.url, "--out", str(out)],
-                                env=ENGLISH)
+                                env={**ENGLISH, "FLEXI_HOME": str(server.home)})  # the server's store: exact GGUF facts
     assert result.exit_code == 0, result.output + result.stderr
     doc = json.loads((out / "quant.json").read_text(encoding="utf-8"))
     assert doc["tool"] == "flexi quant-report" and doc["target"]["local"] is True
     [res] = doc["results"]
     assert res["model"] == MODEL and res["errors"] == []
-    assert res["quant"] == "Q4_1" and res["size_bytes"] > 90e6 and 5.5 < res["bits_per_weight"] < 6
+    assert res["quant"] == "Q4_1" and res["size_bytes"] > 90e6 and 5.7 < res["bits_per_weight"] < 5.8
+    assert res["bits_per_weight_source"] == "gguf tensors" and res["tensor_types"]["Q4_1"] == 210
     assert res["perplexity"]["de"] > res["perplexity"]["en"] > 1  # a mostly English model
     assert res["pp_tokens_per_s"] > 0 and res["tg_tokens_per_s"] > 0
     assert doc["recommendation"]["model"] == MODEL
