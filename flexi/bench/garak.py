@@ -60,11 +60,15 @@ def _venv_python(venv: Path) -> Path:
 
 
 def resolve_python(path: str | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """The Python that runs garak: --garak PATH, else FLEXI_GARAK, else the default venv. A directory means a venv."""
+    """The Python that runs garak: --garak PATH, else FLEXI_GARAK, else the default venv.
+
+    PATH is a virtual environment's directory or its Python (a file, or a missing path named python…)."""
     env = os.environ if env is None else env
     raw = path or env.get(ENV_VAR) or str(default_venv(env))
     candidate = Path(raw).expanduser()
-    return _venv_python(candidate) if candidate.is_dir() else candidate
+    if candidate.is_file() or (not candidate.exists() and candidate.name.startswith("python")):
+        return candidate
+    return _venv_python(candidate)
 
 
 def install_hint() -> str:
@@ -93,8 +97,9 @@ def install(venv: Path, python: str = sys.executable, run: Runner = subprocess.r
     pip's cache is used as usual, so a second install (CI) is fast. Raises GarakError if a step fails."""
     steps: list[Sequence[str]] = [
         [python, "-m", "venv", str(venv)],
-        [str(_venv_python(venv)), "-m", "pip", "install", "--quiet", "--no-deps", f"garak=={GARAK_VERSION}"],
         [str(_venv_python(venv)), "-m", "pip", "install", "--quiet", *GARAK_REQUIREMENTS],
+        # last and alone, so pip does not try to resolve (and download) garak's declared dependencies
+        [str(_venv_python(venv)), "-m", "pip", "install", "--quiet", "--no-deps", f"garak=={GARAK_VERSION}"],
     ]
     for step in steps:
         try:
