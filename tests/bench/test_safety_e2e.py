@@ -1,12 +1,14 @@
 """`flexi safety` with the real garak against the real Flexi server (real runner, real default model), quick set.
 
 Skipped only when garak is not installed where `flexi safety` looks for it (FLEXI_GARAK, else
-~/.cache/flexi/garak-venv; CI installs it with scripts/install-garak.sh).
+~/.cache/flexi/garak-venv), and failed instead when FLEXI_REQUIRE_GARAK=1 (CI installs garak with
+scripts/install-garak.sh and must not pass by skipping).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -23,17 +25,19 @@ pytestmark = pytest.mark.e2e
 ENGLISH = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_US.UTF-8", "FLEXI_API_KEY": None}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def garak_python() -> Path:
     python = resolve_python()
     try:
         garak_version(python)
     except GarakMissing as exc:
+        if os.environ.get("FLEXI_REQUIRE_GARAK") == "1":
+            pytest.fail(f"FLEXI_REQUIRE_GARAK=1 but garak is not installed: {exc}")
         pytest.skip(f"garak is not installed ({exc}); scripts/install-garak.sh installs it")
     return python
 
 
-def test_quick_probes_against_flexi(server, garak_python: Path, tmp_path: Path):
+def test_quick_probes_against_flexi(garak_python: Path, server, tmp_path: Path):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["safety", MODEL, "not-pulled:1b", "--probes", "quick", "--prompt-cap", "1",
                                       "--max-tokens", "32", "--url", server.url, "--garak", str(garak_python),
