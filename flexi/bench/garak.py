@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,27 @@ def garak_env(base: Mapping[str, str], work_dir: Path, target_url: str, api_key:
     return env
 
 
+class _ReportTail:
+    """The lines garak has appended to its report since the last look (only complete ones)."""
+
+    def __init__(self, path: Path, on_line: Callable[[str], None] | None) -> None:
+        self.path, self.on_line, self.offset = path, on_line, 0
+
+    def read(self) -> None:
+        if self.on_line is None:
+            return
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].decode("utf-8", errors="replace").splitlines():
+            self.on_line(line)
+
+
 @dataclass
 class GarakRun:
     """One garak invocation for one model."""
@@ -181,24 +203,46 @@ class GarakRun:
     def command(self, config_path: Path) -> list[str]:
         return [str(self.python), "-m", "garak", "--config", str(config_path), "--spec", self.spec]
 
-    def run(self, api_key: str | None, base_env: Mapping[str, str] | None = None) -> Path:
-        """Run garak; the path of its report.jsonl. GarakError when it fails or writes no report."""
+    def run(self, api_key: str | None, base_env: Mapping[str, str] | None = None,
+            on_line: Callable[[str], None] | None = None, poll_s: float = 1.0) -> Path:
+        """Run garak; the path of its report.jsonl. GarakError when it fails, times out or writes no report.
+
+        `on_line` gets each complete line garak appends to its report while it runs (progress for long runs).
+        An interrupted or timed-out garak is stopped, never left running."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         config_path = self.work_dir / "garak-config.json"
         config_path.write_text(json.dumps(self.config(), indent=2), encoding="utf-8")
         env = garak_env(os.environ if base_env is None else base_env, self.work_dir, self.target_url, api_key)
-        try:
-            with open(self.log_path, "wb") as log:
-                done = subprocess.run(self.command(config_path), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      cwd=self.work_dir, timeout=self.timeout, check=False)
-        except FileNotFoundError:
-            raise GarakMissing(t("safety_garak_missing", path=self.python, detail="not found",
-                                 hint=install_hint())) from None
-        except subprocess.TimeoutExpired:
-            raise GarakError(t("safety_garak_timeout", seconds=self.timeout, log=self.log_path)) from None
-        if done.returncode != 0:
-            raise GarakError(t("safety_garak_failed", code=done.returncode, detail=self.last_lines(),
-                               log=self.log_path))
+        tail = _ReportTail(self.report_path, on_line)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        with open(self.log_path, "wb") as log:
+            try:
+                proc = subprocess.Popen(self.command(config_path), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=self.work_dir)
+            except OSError as exc:
+                raise GarakMissing(t("safety_garak_missing", path=self.python, detail=exc,
+                                     hint=install_hint())) from None
+            try:
+                while True:
+                    try:
+                        code = proc.wait(poll_s)
+                        break
+                    except subprocess.TimeoutExpired:
+                        tail.read()
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise GarakError(t("safety_garak_timeout", seconds=self.timeout,
+                                               log=self.log_path)) from None
+            finally:
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        tail.read()
+        if code != 0:
+            raise GarakError(t("safety_garak_failed", code=code, detail=self.last_lines(), log=self.log_path))
         if not self.report_path.is_file():
             raise GarakError(t("safety_garak_no_report", log=self.log_path, detail=self.last_lines()))
         return self.report_path

@@ -101,30 +101,39 @@ def select_probes(value: str, prompt_cap: int | None = None) -> tuple[str, list[
 # --- garak's report ------------------------------------------------------------------------------------
 
 
+def eval_row(line: str) -> dict[str, Any] | None:
+    """One line of garak's report.jsonl as Flexi's probe row if it is an `eval` entry, else None."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None  # a run cut short can leave a half-written last line
+    if not isinstance(entry, dict) or entry.get("entry_type") != "eval":
+        return None
+    probe = str(entry.get("probe", ""))
+    return {
+        "probe": probe, "detector": str(entry.get("detector", "")), "category": category(probe),
+        "passed": int(entry.get("passed") or 0),
+        "total": int(entry.get("total_evaluated", entry.get("total")) or 0),
+        "unanswered": int(entry.get("nones") or 0),
+    }
+
+
 def read_report(lines: Iterable[str]) -> dict[str, Any]:
     """The parts of garak's report.jsonl Flexi uses: garak's version and one row per (probe, detector) eval."""
     version, evals = None, []
     for line in lines:
-        line = line.strip()
-        if not line:
+        if not line.strip():
             continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a run cut short can leave a half-written last line
-        if not isinstance(entry, dict):
-            continue
-        kind = entry.get("entry_type")
-        if kind == "init":
-            version = entry.get("garak_version") or version
-        elif kind == "eval":
-            probe = str(entry.get("probe", ""))
-            evals.append({
-                "probe": probe, "detector": str(entry.get("detector", "")), "category": category(probe),
-                "passed": int(entry.get("passed") or 0),
-                "total": int(entry.get("total_evaluated", entry.get("total")) or 0),
-                "unanswered": int(entry.get("nones") or 0),
-            })
+        row = eval_row(line)
+        if row is not None:
+            evals.append(row)
+        elif version is None and '"init"' in line:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("entry_type") == "init":
+                version = entry.get("garak_version")
     return {"garak_version": version, "probes": evals}
 
 
@@ -213,7 +222,11 @@ def probe_options(work_dir: Path) -> dict[str, Any]:
         "system_prompt_sources": [str(source)], "system_prompt_subsample": None}}}
 
 
-def probe_model(config: SafetyConfig, model: str, client: httpx.Client) -> dict[str, Any]:
+ProbeDone = Callable[[str, dict[str, Any]], None]  # model, probe row
+
+
+def probe_model(config: SafetyConfig, model: str, client: httpx.Client,
+                on_probe: ProbeDone | None = None) -> dict[str, Any]:
     """One model: garak's run and its summary, or an error row (unknown model, garak failed, nothing answered)."""
     empty = summarize([], config.probes)
     error = model_error(config, client, model)
@@ -226,7 +239,7 @@ def probe_model(config: SafetyConfig, model: str, client: httpx.Client) -> dict[
                    timeout=config.timeout)
     started = time.monotonic()
     try:
-        report = run.run(config.api_key)
+        report = run.run(config.api_key, on_line=_forward(model, on_probe))
     except GarakError as exc:
         return {"model": model, "status": "error", "error": str(exc), **_public(empty), "probes": [],
                 "garak_seconds": round(time.monotonic() - started, 1)}
@@ -241,6 +254,18 @@ def probe_model(config: SafetyConfig, model: str, client: httpx.Client) -> dict[
     return result
 
 
+def _forward(model: str, on_probe: ProbeDone | None) -> Callable[[str], None] | None:
+    if on_probe is None:
+        return None
+
+    def on_line(line: str) -> None:
+        row = eval_row(line)
+        if row is not None:
+            on_probe(model, row)
+
+    return on_line
+
+
 def _public(summary: Mapping[str, Any]) -> dict[str, Any]:
     return {"categories": summary["categories"], "pass_rate": summary["pass_rate"], "passed": summary["passed"],
             "total": summary["total"], "unanswered": summary["unanswered"]}
@@ -251,7 +276,7 @@ def spec(probes: Iterable[str]) -> str:
 
 
 def run_safety(config: SafetyConfig, on_model: Callable[[str], None] | None = None,
-               client: httpx.Client | None = None) -> dict[str, Any]:
+               client: httpx.Client | None = None, on_probe: ProbeDone | None = None) -> dict[str, Any]:
     """The whole run as the document written to safety.json."""
     if not config.models:
         raise SafetyError(t("bench_no_models"))
@@ -268,7 +293,7 @@ def run_safety(config: SafetyConfig, on_model: Callable[[str], None] | None = No
         for model in config.models:
             if on_model:
                 on_model(model)
-            results.append(probe_model(config, model, client))
+            results.append(probe_model(config, model, client, on_probe))
     finally:
         if own:
             client.close()

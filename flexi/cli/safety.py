@@ -90,7 +90,10 @@ def safety_command(
         err.print(t("safety_target", version=garak_version(config.python), url=config.url,
                     models=", ".join(config.models), set=config.probe_set, count=len(config.probes),
                     cap=config.prompt_cap))
-        doc = run_safety(config, lambda model: err.print(t("safety_progress", model=model)))
+        doc = run_safety(config, lambda model: err.print(t("safety_progress", model=model)),
+                         on_probe=lambda model, row: err.print(t(
+                             "safety_probe_done", model=model, probe=row["probe"], passed=row["passed"],
+                             total=row["total"], unanswered=row["unanswered"])))
     except (SafetyError, GarakError) as exc:
         _fail(str(exc))
         return

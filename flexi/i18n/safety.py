@@ -49,6 +49,10 @@ ENTRIES: dict[str, dict[str, str]] = {
               "höchstens {cap} Prompts je Probe)",
     },
     "safety_progress": {"en": "{model}: garak is running …", "de": "{model}: garak läuft …"},
+    "safety_probe_done": {
+        "en": "{model} · {probe}: {passed}/{total} passed ({unanswered} unanswered)",
+        "de": "{model} · {probe}: {passed}/{total} bestanden ({unanswered} unbeantwortet)",
+    },
     "safety_col_model": {"en": "MODEL", "de": "MODELL"},
     "safety_col_overall": {"en": "PASSED", "de": "BESTANDEN"},
     "safety_col_jailbreak": {"en": "JAILBREAK", "de": "JAILBREAK"},

@@ -8,6 +8,8 @@ lmrc.SexualContent from a run against a model the server does not have (garak re
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -36,6 +38,7 @@ from flexi.bench.safety import (
     SYSPROMPT_PROBE,
     SafetyConfig,
     SafetyError,
+    _forward,
     category,
     check_server,
     probe_model,
@@ -262,3 +265,43 @@ def test_cli_errors_in_both_languages(tmp_path):
     assert bad.exit_code == 1 and "--probes" in bad.stderr
     none = runner.invoke(app, ["safety"], env=ENGLISH)
     assert none.exit_code == 1 and "at least one model" in none.stderr
+
+
+def _fake_interpreter(tmp_path: Path, script: str) -> Path:
+    """An executable standing in for garak's Python (it is started as `python -m garak …`)."""
+    path = tmp_path / "python"
+    path.write_text("#!/bin/sh\n" + script, encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def test_progress_comes_from_the_report_while_garak_runs_and_a_timeout_stops_it(tmp_path):
+    work = tmp_path / "w"
+    lines = REPORT.read_text(encoding="utf-8").splitlines()
+    fake = _fake_interpreter(tmp_path, f"cat > {work}/garak.report.jsonl <<'X'\n" + "\n".join(lines[:5])
+                             + f"\nX\necho $$ > {work}/pid\nexec sleep 30\n")
+    run = GarakRun(python=fake, target_url="http://127.0.0.1:1", model="m", spec="probes.dan.DanInTheWild",
+                   work_dir=work, prompt_cap=1, timeout=1.5)
+    seen: list[str] = []
+    with pytest.raises(GarakError, match="1.5 s"):
+        run.run(api_key=None, on_line=seen.append, poll_s=0.2)
+    assert [json.loads(line)["entry_type"] for line in seen] == ["init", "attempt", "eval", "probe_summary", "eval"]
+    pid = int((work / "pid").read_text())
+    with pytest.raises(ProcessLookupError):  # stopped, not left running
+        os.kill(pid, 0)
+
+
+def test_progress_rows_reach_the_caller_per_model(tmp_path):
+    rows: list[tuple[str, str]] = []
+    forward = _forward("smollm2:135m", lambda model, row: rows.append((model, row["probe"])))
+    for line in REPORT.read_text(encoding="utf-8").splitlines():
+        forward(line)
+    assert rows[0] == ("smollm2:135m", "dan.DanInTheWild") and len(rows) == 6
+    assert _forward("m", None) is None
+
+
+def test_garak_writing_no_report_is_an_error(tmp_path):
+    run = GarakRun(python=_fake_interpreter(tmp_path, "echo 'all done'\n"), target_url="http://127.0.0.1:1",
+                   model="m", spec="probes.dan.DanInTheWild", work_dir=tmp_path / "w", prompt_cap=1)
+    with pytest.raises(GarakError, match="no report.*all done"):
+        run.run(api_key=None)
