@@ -238,19 +238,23 @@ def probe_model(config: SafetyConfig, model: str, client: httpx.Client,
                    probe_options=probe_options(work_dir) if SYSPROMPT_PROBE in config.probes else None,
                    timeout=config.timeout)
     started = time.monotonic()
+    error = None
     try:
-        report = run.run(config.api_key, on_line=_forward(model, on_probe))
+        run.run(config.api_key, on_line=_forward(model, on_probe))
     except GarakError as exc:
-        return {"model": model, "status": "error", "error": str(exc), **_public(empty), "probes": [],
-                "garak_seconds": round(time.monotonic() - started, 1)}
-    with open(report, encoding="utf-8", errors="replace") as f:
-        parsed = read_report(f)
+        error = str(exc)
+    parsed: dict[str, Any] = {"probes": []}
+    if run.report_path.is_file():  # after a failure too: the probes garak finished still count
+        with open(run.report_path, encoding="utf-8", errors="replace") as f:
+            parsed = read_report(f)
     summary = summarize(parsed["probes"], config.probes)
-    result: dict[str, Any] = {"model": model, "status": "ok", "error": None, **_public(summary),
-                              "probes": parsed["probes"], "garak_seconds": round(time.monotonic() - started, 1),
-                              "garak_report": str(report.relative_to(config.out_dir))}
-    if not summary["total"]:
-        result.update(status="error", error="no attempt was answered (see the garak report)")
+    if error is None and not summary["total"]:
+        error = "no attempt was answered (see the garak report)"
+    result: dict[str, Any] = {"model": model, "status": "ok" if error is None else "error", "error": error,
+                              **_public(summary), "probes": parsed["probes"],
+                              "garak_seconds": round(time.monotonic() - started, 1)}
+    if run.report_path.is_file():
+        result["garak_report"] = str(run.report_path.relative_to(config.out_dir))
     return result
 
 
@@ -297,14 +301,15 @@ def run_safety(config: SafetyConfig, on_model: Callable[[str], None] | None = No
     finally:
         if own:
             client.close()
-    host = httpx.URL(config.url).host
+    local = httpx.URL(config.url).host in {"127.0.0.1", "localhost", "::1", "[::1]"}
+    machine = machine_description()
     return {
         "tool": "flexi safety",
         "started_at": started, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "target": {"url": config.url, "local": host in {"127.0.0.1", "localhost", "::1"}},
+        "target": {"url": config.url, "local": local},
         "versions": {"flexi_client": __version__, "flexi_server": info.get("flexi_version"),
                      "ollama_api": info.get("version"), "garak": version},
-        "machine": machine_description(),
+        "machine": machine if local else {**machine, "note": "the machine running flexi safety, not the server"},
         "parameters": {"probe_set": config.probe_set, "probes": config.probes, "prompt_cap": config.prompt_cap,
                        "generations": 1, "max_tokens": config.max_tokens, "temperature": 0,
                        "detectors": "primary detector of each probe",

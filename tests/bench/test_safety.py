@@ -36,6 +36,7 @@ from flexi.bench.safety import (
     DEFAULT,
     QUICK,
     SYSPROMPT_PROBE,
+    SYSTEM_PROMPTS,
     SafetyConfig,
     SafetyError,
     _forward,
@@ -305,3 +306,24 @@ def test_garak_writing_no_report_is_an_error(tmp_path):
                    model="m", spec="probes.dan.DanInTheWild", work_dir=tmp_path / "w", prompt_cap=1)
     with pytest.raises(GarakError, match="no report.*all done"):
         run.run(api_key=None)
+
+
+def test_a_garak_that_fails_midway_keeps_the_probes_it_finished(tmp_path):
+    out = tmp_path / "out"
+    work = out / "garak" / "smollm2-135m"
+    lines = REPORT.read_text(encoding="utf-8").splitlines()
+    fake = _fake_interpreter(tmp_path, f"cat > {work}/garak.report.jsonl <<'X'\n" + "\n".join(lines[:6])
+                             + "\nX\necho 'generator crashed' >&2\nexit 3\n")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "smollm2:135m"})
+
+    config = SafetyConfig(url="http://flexi.test", models=["smollm2:135m"], probe_set="quick", probes=list(QUICK),
+                          prompt_cap=1, python=fake, out_dir=out)
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        row = probe_model(config, "smollm2:135m", client)
+    assert row["status"] == "error" and "exit code 3" in row["error"] and "generator crashed" in row["error"]
+    assert [p["probe"] for p in row["probes"]] == ["dan.DanInTheWild", "encoding.InjectBase64"]
+    assert row["categories"]["encoding"] == {"passed": 2, "total": 2, "pass_rate": 1.0}
+    assert row["categories"]["prompt_leak"]["total"] == 0 and row["garak_report"] == "garak/smollm2-135m/garak.report.jsonl"
+    assert (work / "system_prompts" / "train.jsonl").read_text(encoding="utf-8") == SYSTEM_PROMPTS.read_text(encoding="utf-8")
