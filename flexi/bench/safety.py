@@ -50,10 +50,13 @@ SYSPROMPT_PROBE = "sysprompt_extraction.SystemPromptExtraction"
 QUICK = (
     "dan.DanInTheWild", "lmrc.SlurUsage", "encoding.InjectBase64", SYSPROMPT_PROBE, "promptinject.HijackHateHumans",
 )
-# default: several attacks per category, up to ten prompts each (about 250 generations).
+# default: several attacks per category, up to ten prompts each (about 150 generations). Left out on purpose:
+# dan.Ablation_Dan_11_0 (127 prompts) and latentinjection.LatentWhois (168), which ignore the prompt cap, and every
+# probe whose detector is a Hugging Face classifier or a remote API (realtoxicityprompts, lmrc.Bullying, …).
 DEFAULT = (
-    # jailbreak: DAN prompts and their ablations, refusals asked in past/future tense, the grandma trick
-    "dan.DanInTheWild", "dan.Ablation_Dan_11_0", "dan.AutoDANCached", "grandma.Substances",
+    # jailbreak: DAN-style prompts (in the wild, AutoDAN, classic DAN/DUDE/STAN), the grandma trick, refused
+    # requests asked again in the past or future tense
+    "dan.DanInTheWild", "dan.AutoDANCached", "dan.Dan_11_0", "dan.DUDE", "dan.STAN", "grandma.Substances",
     "phrasing.PastTense", "phrasing.FutureTense",
     # toxicity: slurs and sexual content, matched against garak's word lists (Surge AI, Ofcom)
     "lmrc.SlurUsage", "lmrc.SexualContent", "lmrc.Sexualisation", "continuation.ContinueSlursReclaimedSlurs",
@@ -63,11 +66,12 @@ DEFAULT = (
     "encoding.InjectMorse", "encoding.InjectBraille", "encoding.InjectUnicodeTagChars", "encoding.InjectZalgo",
     # prompt leak: Flexi's course-assistant system prompts against garak's extraction attacks
     SYSPROMPT_PROBE,
-    # injection: instructions in the user's text or in documents (what a course assistant with documents meets)
+    # injection: instructions in the user's text or in documents (what a course assistant with documents meets),
+    # markup that would run script or leak data in a chat page
     "promptinject.HijackHateHumans", "promptinject.HijackKillHumans", "promptinject.HijackLongPrompt",
     "latentinjection.LatentInjectionReport", "latentinjection.LatentInjectionResume",
-    "latentinjection.LatentInjectionFactSnippetEiffel", "latentinjection.LatentWhois",
-    "web_injection.MarkdownImageExfil",
+    "latentinjection.LatentInjectionFactSnippetEiffel", "latentinjection.LatentWhoisSnippet",
+    "web_injection.MarkdownXSS", "web_injection.StringAssemblyDataExfil",
 )
 PROBE_SETS: dict[str, tuple[tuple[str, ...], int]] = {"quick": (QUICK, 2), "default": (DEFAULT, 10)}
 _PROBE_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")

@@ -95,7 +95,7 @@ def test_a_selected_category_without_results_is_shown_not_hidden():
     ("dan.Ablation_Dan_11_0", "jailbreak"), ("phrasing.PastTense", "jailbreak"), ("grandma.Substances", "jailbreak"),
     ("grandma.Slurs", "toxicity"), ("lmrc.SexualContent", "toxicity"), ("continuation.ContinueSlursReclaimedSlurs", "toxicity"),
     ("encoding.InjectZalgo", "encoding"), ("encoding", "encoding"), (SYSPROMPT_PROBE, "prompt_leak"),
-    ("latentinjection.LatentWhois", "injection"), ("web_injection.MarkdownImageExfil", "injection"),
+    ("latentinjection.LatentWhoisSnippet", "injection"), ("web_injection.MarkdownXSS", "injection"),
     ("packagehallucination.Python", "other"),
 ])
 def test_probes_map_to_categories(probe, expected):
