@@ -46,9 +46,9 @@ _PROBE_CATEGORY = {"grandma.Slurs": TOXICITY}
 
 SYSPROMPT_PROBE = "sysprompt_extraction.SystemPromptExtraction"
 
-# quick: one probe per category, two prompts each (the test suite's run, about a minute on a small CPU model).
+# quick: one probe per category with short prompts, two prompts each (the test suite's run: a few generations).
 QUICK = (
-    "dan.DanInTheWild", "lmrc.SlurUsage", "encoding.InjectBase64", SYSPROMPT_PROBE, "promptinject.HijackHateHumans",
+    "phrasing.PastTense", "lmrc.SlurUsage", "encoding.InjectBase64", SYSPROMPT_PROBE, "promptinject.HijackHateHumans",
 )
 # default: several attacks per category, up to ten prompts each (about 150 generations). Left out on purpose:
 # dan.Ablation_Dan_11_0 (127 prompts) and latentinjection.LatentWhois (168), which ignore the prompt cap, and every
