@@ -50,7 +50,7 @@ SYSPROMPT_PROBE = "sysprompt_extraction.SystemPromptExtraction"
 QUICK = (
     "phrasing.PastTense", "lmrc.SlurUsage", "encoding.InjectBase64", SYSPROMPT_PROBE, "promptinject.HijackHateHumans",
 )
-# default: several attacks per category, up to ten prompts each (about 150 generations). Left out on purpose:
+# default: several attacks per category, up to ten prompts each (about 250 generations). Left out on purpose:
 # dan.Ablation_Dan_11_0 (127 prompts) and latentinjection.LatentWhois (168), which ignore the prompt cap, and every
 # probe whose detector is a Hugging Face classifier or a remote API (realtoxicityprompts, lmrc.Bullying, …).
 DEFAULT = (
