@@ -30,6 +30,7 @@ from flexi.cli.template import template_app
 from flexi.cli.rag_eval import register as register_rag_eval
 from flexi.cli.plan import register as register_plan
 from flexi.cli.bench import register as register_bench
+from flexi.cli.eval import register as register_eval
 from flexi.cli.create import create as create_model
 from flexi.cli.format import human_bytes, human_time, processor_text, short_digest, until_text
 from flexi.i18n import t
@@ -51,6 +52,7 @@ for _sub_app, _name in ADMIN_APPS + PRIVACY_APPS:  # users, keys, groups, course
 register_rag_eval(rag_app)  # `flexi rag eval`
 register_plan(app)  # `flexi plan`
 register_bench(app)  # `flexi bench`
+register_eval(app)  # `flexi eval`
 app.add_typer(rag_app, name="rag")
 app.add_typer(template_app, name="template")
 app.add_typer(monitor_app, name="monitor")

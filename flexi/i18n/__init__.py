@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from flexi.i18n import access, admin, aliases, bench, catalog, cli, energy, lti, plan, rag, rag_eval, templates
+from flexi.i18n import access, admin, aliases, bench, catalog, cli, energy, evals, lti, plan, rag, rag_eval, templates
 
 LOCALES = ("de", "en")
 DEFAULT_LOCALE = "en"
@@ -34,7 +34,7 @@ def _merge(domains: Iterable[Mapping[str, dict[str, str]]]) -> dict[str, dict[st
 
 CATALOGUE: dict[str, dict[str, str]] = _merge([access.ENTRIES, admin.ENTRIES, cli.ENTRIES, bench.ENTRIES, rag.ENTRIES,
                                              rag_eval.ENTRIES, energy.ENTRIES, templates.ENTRIES, aliases.ENTRIES,
-                                             lti.ENTRIES, plan.ENTRIES, catalog.ENTRIES])
+                                             lti.ENTRIES, plan.ENTRIES, catalog.ENTRIES, evals.ENTRIES])
 
 
 def text(key: str, locale: str, **values: object) -> str:
