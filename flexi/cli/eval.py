@@ -12,7 +12,6 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -20,7 +19,7 @@ from flexi.cli.ui import console, print_table
 from flexi.i18n import t
 
 
-def _tasks(value: Optional[str]) -> list[str]:
+def _tasks(value: str | None) -> list[str]:
     from flexi.eval.tasks import SHIPPED
 
     if value is None:
@@ -29,16 +28,17 @@ def _tasks(value: Optional[str]) -> list[str]:
 
 
 def eval_command(
-    models: List[str] = typer.Argument(..., help="Models to evaluate."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated lm-eval task names (default: the shipped offline set flexi_truthfulqa_mc,flexi_gsm8k,flexi_mgsm_de)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="At most N items per task (default: all)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Cap on generated tokens per answer in generative tasks (default: the task's own)."),
+    models: list[str] = typer.Argument(..., help="Models to evaluate."),
+    tasks: str | None = typer.Option(None, "--tasks", help="Comma-separated lm-eval task names (default: the shipped offline set flexi_truthfulqa_mc,flexi_gsm8k,flexi_mgsm_de)."),
+    limit: int | None = typer.Option(None, "--limit", help="At most N items per task (default: all)."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Cap on generated tokens per answer in generative tasks (default: the task's own)."),
     concurrent: int = typer.Option(1, "--concurrent", help="Generative requests in flight at once."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory for eval.json and eval.md (default: eval-<timestamp>)."),
+    speed_tokens: int = typer.Option(64, "--speed-tokens", help="Output tokens of each of the two tokens/s measurements (0: none)."),
+    out: Path | None = typer.Option(None, "--out", help="Output directory for eval.json and eval.md (default: eval-<timestamp>)."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json instead of the table."),
-    url: Optional[str] = typer.Option(None, "--url", help="Server (default: FLEXI_HOST, else http://127.0.0.1:11434)."),
+    url: str | None = typer.Option(None, "--url", help="Server (default: FLEXI_HOST, else http://127.0.0.1:11434)."),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds per request."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
 ) -> None:
     """Score models on quality benchmarks through the server's OpenAI API, with tokens/s (nothing leaves this machine)."""
     from flexi.bench.bench import target_url
@@ -50,7 +50,8 @@ def eval_command(
 
     try:
         config = EvalConfig(url=target_url(url), models=list(models), tasks=_tasks(tasks), limit=limit,
-                            max_tokens=max_tokens, concurrent=concurrent, timeout=timeout, api_key=api_key or None)
+                            max_tokens=max_tokens, concurrent=concurrent, speed_tokens=speed_tokens,
+                            timeout=timeout, api_key=api_key or None)
         check_config(config)
     except (EvalError, LoadTestError) as exc:
         typer.echo(t("error", message=str(exc)), err=True)

@@ -24,11 +24,12 @@ class FlexiCompletions(LocalCompletionsAPI):
     """Log-likelihoods from /v1/completions with echo + logprobs; generation through the same endpoint."""
 
     def __init__(self, base_url: str, model: str, headers: dict[str, str], batch_size: int = 8,
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(base_url=base_url, model=model, tokenizer_backend=None, tokenized_requests=False,
                          header=headers, batch_size=batch_size, timeout=int(timeout), max_retries=2)
         self._headers = headers
         self._timeout = timeout
+        self._transport = transport  # tests put a fake server here
 
     def _logprob_batch(self, client: httpx.Client, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
         body = {"model": self.model, "prompt": [c + x for c, x in pairs], "max_tokens": 1, "echo": True,
@@ -51,7 +52,7 @@ class FlexiCompletions(LocalCompletionsAPI):
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         pairs = [tuple(req.args) for req in requests]
         out: list[tuple[float, bool]] = []
-        with httpx.Client(timeout=httpx.Timeout(self._timeout, connect=10)) as client:
+        with httpx.Client(timeout=httpx.Timeout(self._timeout, connect=10), transport=self._transport) as client:
             for i in range(0, len(pairs), self._batch_size):
                 out += self._logprob_batch(client, pairs[i:i + self._batch_size])
         return out

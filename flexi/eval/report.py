@@ -65,9 +65,9 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for row in rows(doc):
         lines.append("| " + " | ".join(_md_cell(row[c]) for c in columns) + " |")
-    lines += ["", "Scores are normalised to 0–1, higher is better (accuracy or exact match); the averages are "
-              "the mean over the scored tasks (German: the tasks in German). tok/s = single-stream generation "
-              "speed measured in the same run (server counters, as flexi bench).", "", "Tasks:", ""]
+    lines += ["", ("Scores are normalised to 0–1, higher is better (accuracy or exact match); the averages are "
+                   "the mean over the scored tasks (German: the tasks in German). tok/s = single-stream generation "
+                   "speed measured in the same run (server counters, as flexi bench)."), "", "Tasks:", ""]
     lines += [_task_line(doc, task) for task in tasks]
     failures = [(r["model"], task, message) for r in doc["results"] for task, message in (r.get("errors") or {}).items()]
     if failures:

@@ -16,12 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from importlib.util import find_spec
 from typing import Any
 
 import httpx
 
 from flexi import __version__
-from flexi.bench.bench import BenchConfig, _gpus, _llama_cpp_version, build_prompt, is_local, measure, target_url
+from flexi.bench.bench import (
+    BenchConfig,
+    _gpus,
+    _llama_cpp_version,
+    build_prompt,
+    is_local,
+    measure,
+    target_url,
+)
 from flexi.bench.clients import OK
 from flexi.bench.report import machine_description, mean
 from flexi.eval.errors import EvalError
@@ -30,7 +39,6 @@ from flexi.eval.tasks import SHIPPED, TASK_DIR
 from flexi.i18n import t
 
 SPEED_PROMPT_TOKENS = 32
-SPEED_OUTPUT_TOKENS = 64
 SPEED_REPEAT = 2
 
 
@@ -42,6 +50,7 @@ class EvalConfig:
     limit: int | None = None
     max_tokens: int | None = None
     concurrent: int = 1
+    speed_tokens: int = 64  # output tokens of each speed measurement; 0 = no measurement
     timeout: float = 600.0
     api_key: str | None = None
 
@@ -66,16 +75,15 @@ def check_config(config: EvalConfig) -> None:
                           ("--concurrent", config.concurrent)):
         if value is not None and value < 1:
             raise EvalError(t("bad_positive", option=option, value=value))
+    if config.speed_tokens < 0:
+        raise EvalError(t("bad_non_negative", option="--speed-tokens", value=config.speed_tokens))
 
 
 def lm_eval_version() -> str:
-    """lm-eval's version; EvalError with the install hint when the optional extra is missing."""
-    try:
-        import lm_eval  # noqa: F401
-        from lm_eval.models.openai_completions import LocalChatCompletion  # noqa: F401  (the api extra)
-        import aiohttp, tenacity  # noqa: E401, F401
-    except ImportError as exc:
-        raise EvalError(t("eval_not_installed", detail=str(exc))) from None
+    """lm-eval's version; EvalError with the install hint when it or its `api` extra is missing."""
+    missing = [name for name in ("lm_eval", "aiohttp", "tenacity", "requests") if find_spec(name) is None]
+    if missing:
+        raise EvalError(t("eval_not_installed", detail="missing: " + ", ".join(missing)))
     return metadata.version("lm-eval")
 
 
@@ -136,10 +144,12 @@ def check_models(client: httpx.Client, config: EvalConfig) -> None:
 
 
 async def _speed(config: EvalConfig, model: str) -> dict[str, Any]:
+    if config.speed_tokens == 0:
+        return {"tokens_per_s": None, "runs": 0, "errors": []}
     bench = BenchConfig(url=config.url, models=[model], timeout=config.timeout, api_key=config.api_key)
     async with httpx.AsyncClient(timeout=httpx.Timeout(config.timeout, connect=10)) as client:
         runs = [await measure(client, bench, model, build_prompt(SPEED_PROMPT_TOKENS, f"eval-speed-{i}"),
-                              SPEED_OUTPUT_TOKENS, 1, i) for i in range(SPEED_REPEAT)]
+                              config.speed_tokens, 1, i) for i in range(SPEED_REPEAT)]
     rates = [m.tg_rate for m in runs if m.status == OK and m.tg_rate]
     errors = sorted({f"{m.status}: {m.error}" for m in runs if m.status != OK})
     return {"tokens_per_s": mean(rates), "runs": len(runs), "errors": errors}
@@ -185,11 +195,11 @@ def eval_model(config: EvalConfig, manager: Any, infos: dict[str, TaskInfo], mod
             score["language"] = info.language
             score["kind"] = info.kind
             scores[name] = score
-    if on_task:
+    if on_task and config.speed_tokens:
         on_task(model, "")
     speed = asyncio.run(_speed(config, model))
     return {"model": model, "scores": scores, **averages(scores), "tokens_per_s": speed["tokens_per_s"],
-            "speed": {"prompt_tokens": SPEED_PROMPT_TOKENS, "output_tokens": SPEED_OUTPUT_TOKENS,
+            "speed": {"prompt_tokens": SPEED_PROMPT_TOKENS, "output_tokens": config.speed_tokens,
                       "runs": speed["runs"], "errors": speed["errors"]},
             "errors": errors}
 
@@ -223,6 +233,7 @@ def run_eval(config: EvalConfig, on_task: Progress | None = None) -> dict[str, A
         "machine": machine if local else {**machine, "note": "the machine running flexi eval, not the server"},
         "parameters": {"models": config.models, "tasks": config.tasks, "limit": config.limit,
                        "max_tokens": config.max_tokens, "concurrent": config.concurrent,
+                       "speed_tokens": config.speed_tokens,
                        "timeout_s": config.timeout,
                        "task_kinds": {name: i.kind for name, i in infos.items()},
                        "task_languages": {name: i.language for name, i in infos.items()}},

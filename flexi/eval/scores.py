@@ -41,7 +41,7 @@ def pick_metric(task_results: dict[str, Any], higher_is_better: dict[str, bool] 
         return None
     metric = ordered[0]
     filters = available[metric]
-    return metric, next((f for f in FILTERS if f in filters), sorted(filters)[0])
+    return metric, next((f for f in FILTERS if f in filters), min(filters))
 
 
 def task_score(results: dict[str, Any], task: str) -> dict[str, Any] | None:

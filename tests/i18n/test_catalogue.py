@@ -7,7 +7,7 @@ import string
 import pytest
 
 from flexi import i18n
-from flexi.i18n import access, admin, aliases, bench, catalog, cli, energy, lti, plan, rag, rag_eval, templates
+from flexi.i18n import access, admin, aliases, bench, catalog, cli, energy, evals, lti, plan, rag, rag_eval, templates
 
 
 def _placeholders(template: str) -> set[str]:
@@ -24,7 +24,8 @@ def test_every_key_has_german_and_english_with_the_same_placeholders(key: str) -
 
 def test_the_domains_merge_into_one_lookup_with_each_key_once() -> None:
     domains = [access.ENTRIES, admin.ENTRIES, cli.ENTRIES, bench.ENTRIES, rag.ENTRIES, rag_eval.ENTRIES, energy.ENTRIES,
-               aliases.ENTRIES, lti.ENTRIES, templates.ENTRIES, plan.ENTRIES, catalog.ENTRIES]
+               aliases.ENTRIES, lti.ENTRIES, templates.ENTRIES, plan.ENTRIES, catalog.ENTRIES,
+               evals.ENTRIES]
     assert sum(len(d) for d in domains) == len(i18n.CATALOGUE)
     with pytest.raises(RuntimeError, match="defined twice"):
         i18n._merge([{"x": {"de": "a", "en": "b"}}, {"x": {"de": "c", "en": "d"}}])
