@@ -32,7 +32,7 @@ def eval_command(
     tasks: str | None = typer.Option(None, "--tasks", help="Comma-separated lm-eval task names (default: the shipped offline set flexi_truthfulqa_mc,flexi_gsm8k,flexi_mgsm_de)."),
     limit: int | None = typer.Option(None, "--limit", help="At most N items per task (default: all)."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Cap on generated tokens per answer in generative tasks (default: the task's own)."),
-    concurrent: int = typer.Option(1, "--concurrent", help="Generative requests in flight at once."),
+    concurrent: int = typer.Option(1, "--concurrent", help="Requests in flight at once (the server batches them; 1 keeps greedy answers exactly reproducible)."),
     speed_tokens: int = typer.Option(64, "--speed-tokens", help="Output tokens of each of the two tokens/s measurements (0: none)."),
     out: Path | None = typer.Option(None, "--out", help="Output directory for eval.json and eval.md (default: eval-<timestamp>)."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json instead of the table."),

@@ -8,6 +8,7 @@ the server applies the model's chat template. Imported only when lm-eval is inst
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -24,12 +25,13 @@ class FlexiCompletions(LocalCompletionsAPI):
     """Log-likelihoods from /v1/completions with echo + logprobs; generation through the same endpoint."""
 
     def __init__(self, base_url: str, model: str, headers: dict[str, str], batch_size: int = 8,
-                 timeout: float = 600.0, transport: httpx.BaseTransport | None = None) -> None:
+                 timeout: float = 600.0, transport: httpx.BaseTransport | None = None, concurrent: int = 1) -> None:
         super().__init__(base_url=base_url, model=model, tokenizer_backend=None, tokenized_requests=False,
                          header=headers, batch_size=batch_size, timeout=int(timeout), max_retries=2)
         self._headers = headers
         self._timeout = timeout
         self._transport = transport  # tests put a fake server here
+        self._in_flight = max(1, concurrent)
 
     def _logprob_batch(self, client: httpx.Client, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
         body = {"model": self.model, "prompt": [c + x for c, x in pairs], "max_tokens": 1, "echo": True,
@@ -51,18 +53,20 @@ class FlexiCompletions(LocalCompletionsAPI):
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         pairs = [tuple(req.args) for req in requests]
-        out: list[tuple[float, bool]] = []
-        with httpx.Client(timeout=httpx.Timeout(self._timeout, connect=10), transport=self._transport) as client:
-            for i in range(0, len(pairs), self._batch_size):
-                out += self._logprob_batch(client, pairs[i:i + self._batch_size])
-        return out
+        batches = [pairs[i:i + self._batch_size] for i in range(0, len(pairs), self._batch_size)]
+        limits = httpx.Limits(max_connections=self._in_flight)
+        with httpx.Client(timeout=httpx.Timeout(self._timeout, connect=10), transport=self._transport,
+                          limits=limits) as client, ThreadPoolExecutor(self._in_flight) as pool:
+            answers = pool.map(lambda batch: self._logprob_batch(client, batch), batches)  # keeps the order
+            return [answer for batch in answers for answer in batch]
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         raise EvalError(t("eval_rolling_unsupported"))
 
 
-def completions_model(url: str, model: str, headers: dict[str, str], timeout: float) -> FlexiCompletions:
-    return FlexiCompletions(url + "/v1/completions", model, headers, timeout=timeout)
+def completions_model(url: str, model: str, headers: dict[str, str], timeout: float,
+                      concurrent: int = 1) -> FlexiCompletions:
+    return FlexiCompletions(url + "/v1/completions", model, headers, timeout=timeout, concurrent=concurrent)
 
 
 def chat_model(url: str, model: str, headers: dict[str, str], timeout: float, concurrent: int = 1) -> LocalChatCompletion:

@@ -165,7 +165,8 @@ def _evaluate(config: EvalConfig, manager: Any, info: TaskInfo, model: str) -> d
     from flexi.eval import backend
 
     lm = (backend.chat_model(config.url, model, config.headers(), config.timeout, config.concurrent)
-          if info.kind == "generate" else backend.completions_model(config.url, model, config.headers(), config.timeout))
+          if info.kind == "generate"
+          else backend.completions_model(config.url, model, config.headers(), config.timeout, config.concurrent))
     gen_kwargs = {"max_gen_toks": config.max_tokens} if config.max_tokens else None
     results = simple_evaluate(model=lm, tasks=[info.name], limit=config.limit, task_manager=manager,
                               apply_chat_template=info.kind == "generate", log_samples=False,

@@ -44,9 +44,9 @@ def fake_completions(prefer_correct: bool, seen: list[dict]) -> httpx.MockTransp
     return httpx.MockTransport(handler)
 
 
-def run(prefer_correct: bool, seen: list[dict]) -> dict:
+def run(prefer_correct: bool, seen: list[dict], concurrent: int = 1) -> dict:
     lm = FlexiCompletions("http://flexi.test/v1/completions", "smollm2:135m", {"Accept": "application/json"},
-                          transport=fake_completions(prefer_correct, seen))
+                          transport=fake_completions(prefer_correct, seen), concurrent=concurrent)
     manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False)
     return simple_evaluate(model=lm, tasks=["flexi_truthfulqa_mc"], limit=5, task_manager=manager,
                            log_samples=False, bootstrap_iters=0)
@@ -63,6 +63,12 @@ def test_the_most_likely_choice_wins():
 
 def test_a_model_preferring_wrong_answers_scores_zero():
     assert run(False, [])["results"]["flexi_truthfulqa_mc"]["acc,none"] == 0.0
+
+
+def test_concurrent_requests_keep_each_answer_with_its_prompt():
+    seen: list[dict] = []
+    assert run(True, seen, concurrent=3)["results"]["flexi_truthfulqa_mc"]["acc,none"] == 1.0
+    assert len(seen) > 1
 
 
 def test_a_server_without_logprobs_is_a_clear_error():
