@@ -51,6 +51,10 @@ def markdown(doc: dict[str, Any]) -> str:
     headings = ["Model", *tasks, "Average", "Average (de)", "tok/s", "Failed tasks"]
     columns = ["model", *tasks, "average", "average_de", "tokens_per_s", "errors"]
     limit = f"at most {params['limit']} items per task" if params.get("limit") else "all items of each task"
+    if params.get("max_tokens"):
+        limit += f", answers capped at {params['max_tokens']} tokens"
+    if (params.get("concurrent") or 1) > 1:
+        limit += f", {params['concurrent']} requests in flight"
     lines = [
         "# Flexi eval",
         "",
