@@ -34,6 +34,7 @@ from flexi.cli.bench import register as register_bench
 from flexi.cli.recommend import register as register_recommend
 from flexi.cli.quant import register as register_quant
 from flexi.cli.safety import register as register_safety
+from flexi.cli.eval import register as register_eval
 from flexi.cli.create import create as create_model
 from flexi.cli.format import human_bytes, human_time, processor_text, short_digest, until_text
 from flexi.i18n import t
@@ -58,6 +59,7 @@ register_bench(app)  # `flexi bench`
 register_recommend(app)  # `flexi recommend`
 register_quant(app)  # `flexi quantize`, `flexi perplexity`, `flexi quant-report`
 register_safety(app)  # `flexi safety`
+register_eval(app)  # `flexi eval`
 app.add_typer(rag_app, name="rag")
 app.add_typer(template_app, name="template")
 app.add_typer(monitor_app, name="monitor")

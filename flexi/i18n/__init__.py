@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from flexi.i18n import access, admin, aliases, bench, catalog, cli, energy, logprobs, lti, plan, quant, rag, rag_eval, safety, selection, templates
+from flexi.i18n import access, admin, aliases, bench, catalog, cli, energy, evals, logprobs, lti, plan, quant, rag, rag_eval, safety, selection, templates
 
 LOCALES = ("de", "en")
 DEFAULT_LOCALE = "en"
@@ -33,9 +33,9 @@ def _merge(domains: Iterable[Mapping[str, dict[str, str]]]) -> dict[str, dict[st
 
 
 CATALOGUE: dict[str, dict[str, str]] = _merge([access.ENTRIES, admin.ENTRIES, aliases.ENTRIES, bench.ENTRIES,
-                                             catalog.ENTRIES, cli.ENTRIES, energy.ENTRIES, logprobs.ENTRIES,
-                                             lti.ENTRIES, plan.ENTRIES, quant.ENTRIES, rag.ENTRIES, rag_eval.ENTRIES,
-                                             safety.ENTRIES, selection.ENTRIES, templates.ENTRIES])
+                                             catalog.ENTRIES, cli.ENTRIES, energy.ENTRIES, evals.ENTRIES,
+                                             logprobs.ENTRIES, lti.ENTRIES, plan.ENTRIES, quant.ENTRIES, rag.ENTRIES,
+                                             rag_eval.ENTRIES, safety.ENTRIES, selection.ENTRIES, templates.ENTRIES])
 
 
 def text(key: str, locale: str, **values: object) -> str:

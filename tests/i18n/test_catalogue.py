@@ -7,7 +7,7 @@ import string
 import pytest
 
 from flexi import i18n
-from flexi.i18n import access, admin, aliases, bench, catalog, cli, energy, logprobs, lti, plan, quant, rag, rag_eval, safety, selection, templates
+from flexi.i18n import access, admin, aliases, bench, catalog, cli, energy, evals, logprobs, lti, plan, quant, rag, rag_eval, safety, selection, templates
 
 
 def _placeholders(template: str) -> set[str]:
@@ -24,7 +24,7 @@ def test_every_key_has_german_and_english_with_the_same_placeholders(key: str) -
 
 def test_the_domains_merge_into_one_lookup_with_each_key_once() -> None:
     domains = [access.ENTRIES, admin.ENTRIES, aliases.ENTRIES, bench.ENTRIES, catalog.ENTRIES, cli.ENTRIES,
-               energy.ENTRIES, logprobs.ENTRIES, lti.ENTRIES, plan.ENTRIES, quant.ENTRIES, rag.ENTRIES,
+               energy.ENTRIES, evals.ENTRIES, logprobs.ENTRIES, lti.ENTRIES, plan.ENTRIES, quant.ENTRIES, rag.ENTRIES,
                rag_eval.ENTRIES, safety.ENTRIES, selection.ENTRIES, templates.ENTRIES]
     assert sum(len(d) for d in domains) == len(i18n.CATALOGUE)
     with pytest.raises(RuntimeError, match="defined twice"):
