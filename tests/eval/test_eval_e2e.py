@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -17,11 +16,6 @@ pytestmark = pytest.mark.e2e
 
 ENGLISH = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_US.UTF-8", "FLEXI_API_KEY": None}
 GERMAN = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "de_DE.UTF-8", "FLEXI_API_KEY": None}
-
-
-def server_has_prompt_logprobs(url: str) -> bool:
-    body = {"model": MODEL, "prompt": ["Hallo Welt"], "max_tokens": 1, "echo": True, "logprobs": 1}
-    return httpx.post(url + "/v1/completions", json=body, timeout=120).status_code == 200
 
 
 def test_eval_against_flexi(server, tmp_path: Path):
@@ -39,14 +33,9 @@ def test_eval_against_flexi(server, tmp_path: Path):
     assert german["n"] == 3 and german["language"] == "de" and german["metric"] == "exact_match"
     assert 0.0 <= german["score"] <= 1.0 and res["average_de"] == german["score"]
     assert res["tokens_per_s"] > 0 and not res["speed"]["errors"]
-    if server_has_prompt_logprobs(server.url):
-        mc = res["scores"]["flexi_truthfulqa_mc"]
-        assert mc["n"] == 3 and mc["language"] == "en" and mc["metric"] == "acc" and 0.0 <= mc["score"] <= 1.0
-        assert res["average"] == pytest.approx((mc["score"] + german["score"]) / 2) and not res["errors"]
-    else:  # a server without echo + logprobs: the task fails with the reason, the others still run
-        assert "prompt log-probabilities" in res["errors"]["flexi_truthfulqa_mc"]
-        assert "flexi_truthfulqa_mc" not in res["scores"] and res["average"] == german["score"]
-        assert "flexi_truthfulqa_mc: the server refused prompt log-probabilities" in result.stderr
+    mc = res["scores"]["flexi_truthfulqa_mc"]  # scored through echo + logprobs of Flexi's own runner
+    assert mc["n"] == 3 and mc["language"] == "en" and mc["metric"] == "acc" and 0.0 <= mc["score"] <= 1.0
+    assert res["average"] == pytest.approx((mc["score"] + german["score"]) / 2) and not res["errors"]
     md = (out / "eval.md").read_text(encoding="utf-8")
     assert "| Model | flexi_truthfulqa_mc | flexi_mgsm_de | Average | Average (de) | tok/s |" in md
     assert f"| {MODEL} |" in md and "TOK/S" in result.output
