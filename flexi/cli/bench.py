@@ -15,8 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from flexi.cli.client import CLIError
-from flexi.cli.model_reports import SAVE_OPTION, save_report
+from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
 
@@ -40,7 +39,13 @@ def bench_command(
 ) -> None:
     """Measure prompt and generation tokens/s, time to first token, memory and energy per model (nothing leaves this machine)."""
     from flexi.bench import bench_report
-    from flexi.bench.bench import BenchConfig, check_config, parse_streams, run_bench, target_url
+    from flexi.bench.bench import (
+        BenchConfig,
+        check_config,
+        parse_streams,
+        run_bench,
+        target_url,
+    )
     from flexi.bench.loadtest import LoadTestError
     from flexi.bench.report import write_json
 
@@ -87,11 +92,7 @@ def bench_command(
         typer.echo(t("warning", message=t("bench_failures", count=failed, total=total)), err=True)
     typer.echo(t("written", path=out_dir), err=True)
     if save:
-        try:
-            save_report(doc, config.url, config.api_key)
-        except CLIError as exc:
-            typer.echo(t("error", message=str(exc)), err=True)
-            raise typer.Exit(1) from None
+        save_after_run(doc, config.url, config.api_key)
 
 
 def register(app: typer.Typer) -> None:

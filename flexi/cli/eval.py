@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
 
@@ -39,6 +40,7 @@ def eval_command(
     url: str | None = typer.Option(None, "--url", help="Server (default: FLEXI_HOST, else http://127.0.0.1:11434)."),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds per request."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
+    save: bool = SAVE_OPTION,
 ) -> None:
     """Score models on quality benchmarks through the server's OpenAI API, with tokens/s (nothing leaves this machine)."""
     from flexi.bench.bench import target_url
@@ -92,6 +94,8 @@ def eval_command(
             typer.echo(t("warning", message=t("eval_task_failed", model=result["model"], task=task, message=message)),
                        err=True)
     typer.echo(t("written", path=out_dir), err=True)
+    if save:
+        save_after_run(doc, config.url, api_key or None)
 
 
 def register(app: typer.Typer) -> None:

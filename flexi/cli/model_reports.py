@@ -50,6 +50,18 @@ def save_report(doc: dict[str, Any], url: str | None = None, api_key: str | None
     return saved
 
 
+def save_after_run(doc: dict[str, Any], url: str | None, api_key: str | None) -> None:
+    """`--save` at the end of a measuring command: store the results, or exit 1 saying why not (the files
+    are written already, so nothing measured is lost; `flexi reports save` can store them later)."""
+    from flexi.cli.client import CLIError
+
+    try:
+        save_report(doc, url, api_key)
+    except CLIError as exc:
+        typer.echo(t("error", message=str(exc)), err=True)
+        raise typer.Exit(1) from None
+
+
 def _summary(summary: dict[str, Any]) -> str:
     parts = []
     for key, value in summary.items():

@@ -18,6 +18,7 @@ from typing import Any, List, Optional
 import typer
 
 from flexi.cli.errors import fail
+from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import env_locale, t
 
@@ -153,6 +154,7 @@ def quant_report_command(
     url: Optional[str] = typer.Option(None, "--url", help="Server (default: FLEXI_HOST, else http://127.0.0.1:11434)."),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds per request."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
+    save: bool = SAVE_OPTION,
 ) -> None:
     """Compare quantizations of a model: perplexity (German, English), size, bits per weight, tokens/s, recommendation."""
     from flexi.bench import quant_report
@@ -206,6 +208,8 @@ def quant_report_command(
     if failures:
         typer.echo(t("warning", message=t("quant_report_failures", count=failures)), err=True)
     typer.echo(t("written", path=out_dir), err=True)
+    if save:
+        save_after_run(doc, config.url, api_key or None)
 
 
 def register(app: typer.Typer) -> None:

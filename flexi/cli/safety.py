@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import typer
 
+from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
 
@@ -26,7 +27,13 @@ def _fail(message: str) -> None:
 
 
 def _install(garak: Optional[str]) -> None:
-    from flexi.bench.garak import GARAK_VERSION, GarakError, default_venv, garak_version, install
+    from flexi.bench.garak import (
+        GARAK_VERSION,
+        GarakError,
+        default_venv,
+        garak_version,
+        install,
+    )
 
     venv = Path(garak).expanduser() if garak else default_venv()
     typer.echo(t("safety_installing", version=GARAK_VERSION, venv=venv), err=True)
@@ -50,6 +57,7 @@ def safety_command(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY' (garak gets it through its environment)."),
     garak: Optional[str] = typer.Option(None, "--garak", envvar="FLEXI_GARAK", help="garak's virtual environment or Python (default: ~/.cache/flexi/garak-venv)."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds per model before garak is stopped."),
+    save: bool = SAVE_OPTION,
     install_garak: bool = typer.Option(False, "--install", help="Install garak into its own virtual environment (--garak or the default) and exit."),
 ) -> None:
     """Probe models for jailbreaks, toxicity, encoding tricks, system-prompt leaks and injections with garak (nothing leaves this machine but requests to --url)."""
@@ -112,6 +120,8 @@ def safety_command(
     if failed:
         typer.echo(t("warning", message=t("safety_failures", count=failed, total=len(doc["results"]))), err=True)
     typer.echo(t("written", path=out_dir), err=True)
+    if save:
+        save_after_run(doc, config.url, api_key or None)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +22,8 @@ GERMAN = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "de_DE.UTF-8", "FLEXI_API
 def test_eval_against_flexi(server, tmp_path: Path):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["eval", MODEL, "--url", server.url, "--tasks", "flexi_truthfulqa_mc,flexi_mgsm_de",
-                                      "--limit", "3", "--max-tokens", "16", "--speed-tokens", "16", "--out", str(out)], env=ENGLISH)
+                                      "--limit", "3", "--max-tokens", "16", "--speed-tokens", "16", "--out", str(out),
+                                      "--save"], env=ENGLISH)
     assert result.exit_code == 0, result.output + result.stderr
     doc = json.loads((out / "eval.json").read_text(encoding="utf-8"))
     assert doc["tool"] == "flexi eval" and doc["target"] == {"url": server.url, "local": True}
@@ -39,6 +41,9 @@ def test_eval_against_flexi(server, tmp_path: Path):
     md = (out / "eval.md").read_text(encoding="utf-8")
     assert "| Model | flexi_truthfulqa_mc | flexi_mgsm_de | Average | Average (de) | tok/s |" in md
     assert f"| {MODEL} |" in md and "TOK/S" in result.output
+    # --save stored the result with the model: the picker shows its average (auth is off: the local admin)
+    cards = {m["name"]: m for m in httpx.get(server.url + "/ui/models", timeout=30).json()["models"]}
+    assert cards[MODEL]["measured"]["eval"]["summary"]["average"] == pytest.approx(res["average"])
 
 
 def test_unknown_task_lists_the_shipped_ones(server, tmp_path: Path):
