@@ -55,6 +55,7 @@ class BenchConfig:
     timeout: float = 600.0
     api_key: str | None = None
     api: str = "ollama"  # or "openai": any OpenAI-compatible server (llama-server, vLLM, Flexi's /v1)
+    ctx: int | None = None  # num_ctx per request (Ollama dialect); None: the server's default
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -111,6 +112,10 @@ def check_config(config: BenchConfig) -> None:
             raise LoadTestError(t("bad_positive", option=option, value=value))
     if not config.timeout > 0:
         raise LoadTestError(t("bad_positive", option="--timeout", value=config.timeout))
+    if config.ctx is not None and config.ctx < config.prompt_tokens + config.output_tokens:
+        raise LoadTestError(t("bench_ctx_too_small", ctx=config.ctx, need=config.prompt_tokens + config.output_tokens))
+    if config.ctx is not None and config.api != "ollama":
+        raise LoadTestError(t("bench_ctx_ollama_only"))
     if config.api not in APIS:
         raise LoadTestError(t("bad_api", value=config.api))
 
@@ -125,20 +130,22 @@ def build_prompt(tokens: int, tag: str) -> str:
 APIS = ("ollama", "openai")
 
 
-def _request(api: str, model: str, prompt: str, output_tokens: int) -> tuple[str, dict[str, Any]]:
+def _request(api: str, model: str, prompt: str, output_tokens: int, ctx: int | None = None) -> tuple[str, dict[str, Any]]:
     """The path and body of one streamed generation in the server's dialect."""
     if api == "openai":
         return "/v1/completions", {"model": model, "prompt": prompt, "max_tokens": output_tokens, "temperature": 0,
                                    "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True}
-    return "/api/generate", {"model": model, "prompt": prompt, "raw": True, "stream": True,
-                             "options": {"num_predict": output_tokens, "temperature": 0, "ignore_eos": True}}
+    options: dict[str, Any] = {"num_predict": output_tokens, "temperature": 0, "ignore_eos": True}
+    if ctx is not None:
+        options["num_ctx"] = ctx  # the server loads the model with this context (a reload if it differs)
+    return "/api/generate", {"model": model, "prompt": prompt, "raw": True, "stream": True, "options": options}
 
 
 async def measure(client: httpx.AsyncClient, config: BenchConfig, model: str, prompt: str, output_tokens: int,
                   streams: int, repetition: int) -> Measurement:
     """One streamed generation; failures are results, never exceptions."""
     m = Measurement(streams=streams, repetition=repetition)
-    path, body = _request(config.api, model, prompt, output_tokens)
+    path, body = _request(config.api, model, prompt, output_tokens, config.ctx)
     start = time.perf_counter()
     try:
         async with asyncio.timeout(config.timeout):
@@ -378,7 +385,7 @@ async def run_bench(config: BenchConfig, on_batch: Progress | None = None) -> di
                      "flexi_server": info.get("flexi_version"), "ollama_api": info.get("version"),
                      "llama_cpp_python": _llama_cpp_version() if local else None},
         "machine": machine if local else {**machine, "note": "the machine running flexi bench, not the server"},
-        "parameters": {"api": config.api, "models": config.models, "streams": config.streams, "prompt_tokens": config.prompt_tokens,
+        "parameters": {"api": config.api, "ctx": config.ctx, "models": config.models, "streams": config.streams, "prompt_tokens": config.prompt_tokens,
                        "output_tokens": config.output_tokens, "repeat": config.repeat, "timeout_s": config.timeout},
         "results": results,
     }

@@ -35,6 +35,8 @@ def bench_command(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
     api: str = typer.Option("ollama", "--api", help="The server's dialect: ollama (/api/generate, exact server "
                                                       "timings) or openai (/v1/completions: llama-server, vLLM, …)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context window per request (num_ctx; Ollama dialect), e.g. to measure "
+                                                          "speed at the context a course assistant uses."),
     save: bool = SAVE_OPTION,
 ) -> None:
     """Measure prompt and generation tokens/s, time to first token, memory and energy per model (nothing leaves this machine)."""
@@ -52,7 +54,7 @@ def bench_command(
     try:
         config = BenchConfig(url=target_url(url), models=list(models), streams=parse_streams(streams),
                              prompt_tokens=prompt_tokens, output_tokens=output_tokens, repeat=repeat,
-                             timeout=timeout, api_key=api_key or None, api=api)
+                             timeout=timeout, api_key=api_key or None, api=api, ctx=ctx)
         check_config(config)
     except LoadTestError as exc:
         typer.echo(t("error", message=str(exc)), err=True)

@@ -115,4 +115,12 @@ ENTRIES: dict[str, dict[str, str]] = {
     },
     "reports_deleted": {"en": "Report {id} deleted.", "de": "Bericht {id} gelöscht."},
     "reports_none": {"en": "No stored reports.", "de": "Keine gespeicherten Berichte."},
+    "bench_ctx_too_small": {
+        "en": "--ctx {ctx} is smaller than the prompt and output tokens ({need})",
+        "de": "--ctx {ctx} ist kleiner als Prompt- und Ausgabe-Tokens zusammen ({need})",
+    },
+    "bench_ctx_ollama_only": {
+        "en": "--ctx needs --api ollama (the OpenAI API has no context option; start the server with the context)",
+        "de": "--ctx braucht --api ollama (die OpenAI-API hat keine Kontext-Option; den Server mit dem Kontext starten)",
+    },
 }

@@ -179,3 +179,17 @@ def test_llama_server_timings_are_used_when_the_stream_has_them() -> None:
     truncated = body.replace("data: [DONE]\n\n", "")
     transport = httpx.MockTransport(lambda request: httpx.Response(200, text=truncated))
     assert asyncio.run(run()).status != "ok"  # a stream cut before [DONE] is no measurement
+
+
+def test_ctx_goes_into_the_request_and_is_checked() -> None:
+    from flexi.bench.bench import BenchConfig, _request, check_config
+    from flexi.bench.loadtest import LoadTestError
+
+    _, body = _request("ollama", "m", "p", 8, 2048)
+    assert body["options"]["num_ctx"] == 2048 and body["options"]["num_predict"] == 8
+    assert "num_ctx" not in _request("ollama", "m", "p", 8)[1]["options"]
+    check_config(BenchConfig(url="http://x", models=["m"], ctx=1024))
+    for config, text in ((BenchConfig(url="http://x", models=["m"], ctx=100), "smaller than"),
+                         (BenchConfig(url="http://x", models=["m"], ctx=4096, api="openai"), "needs --api ollama")):
+        with pytest.raises(LoadTestError, match=text):
+            check_config(config)
