@@ -4,8 +4,11 @@ The reference peer: llama-server serving the same GGUF with the same slot count,
 `flexi bench` code through its OpenAI dialect (rates from llama-server's own `timings`), in the same run
 and alternating with Flexi, so machine noise hits both. What this checks: that a university comparing
 models with `flexi bench` gets figures close to what llama.cpp itself reaches on its hardware, i.e. Flexi
-adds little, and the tool measures right. Target (from the batching issue, the same engine): Flexi's
-generation tokens/s per stream ≥ 0.95 × llama-server's at 1 stream and ≥ 0.9 × at N streams.
+adds little, and the tool measures right. Targets (from the batching issue, the same engine): Flexi's
+generation tokens/s ≥ 0.95 × llama-server's at 1 stream, and its aggregate generation tokens/s (output
+tokens ÷ wall time of the batch) ≥ 0.9 × at N streams. Per-stream rates at N streams are shown but not
+judged: each server counts a stream's decode time differently when other streams' prompts are processed
+in between (Flexi interleaves them into decode steps, llama-server reports `predicted_ms`).
 
     python -m benchmarks.bench_model_bench [--streams 1,4] [--rounds 2]   (~6 min; builds llama-server first)
 
@@ -85,27 +88,32 @@ def main() -> None:
             row[key] = {"flexi": ours, "llama_server": peer, "ratio": ours / peer if ours and peer else None}
         table.append(row)
     targets = {1: 0.95}
-    verdicts = {n: (row["tg_tokens_per_s"]["ratio"] or 0) >= targets.get(n, 0.9) for n, row in
-                ((r["streams"], r) for r in table)}
+    judged = {n: "tg_tokens_per_s" if n == 1 else "tg_total_tokens_per_s" for n in streams}
+    verdicts = {r["streams"]: (r[judged[r["streams"]]]["ratio"] or 0) >= targets.get(r["streams"], 0.9) for r in table}
     data = {"benchmark": "model_bench", "machine": machine(), "cpu_busy_before": busy, "model": MODEL,
             "parameters": vars(args), "peer": {"binary": str(binary), "command": " ".join(peer_cmd[:1] + peer_cmd[3:])},
-            "rows": table, "targets": {"tg_ratio_1_stream": 0.95, "tg_ratio_n_streams": 0.9},
+            "rows": table, "targets": {"tg_ratio_1_stream": 0.95, "tg_total_ratio_n_streams": 0.9},
             "met": all(verdicts.values()), "runs": runs}
     lines = [f"# flexi bench: Flexi vs llama-server on {MODEL}", "",
              (f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores. Prompt ≈ {args.prompt_tokens} "
               f"tokens, {args.output_tokens} output tokens, {args.repeat} batches per level, {args.rounds} alternating "
               "rounds (medians). Both measured by `flexi bench` (Flexi: /api/generate; llama-server: /v1/completions "
               "with its own timings)."), "",
-             ("| streams | gen tok/s per stream Flexi | llama-server | ratio | prompt tok/s Flexi | llama-server | ratio "
-              "| TTFT s Flexi | llama-server | target met |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             ("| streams | gen tok/s per stream Flexi | llama-server | ratio | gen tok/s all streams Flexi | llama-server "
+              "| ratio | prompt tok/s Flexi | llama-server | TTFT s Flexi | llama-server | target met |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, d=1: "–" if v is None else f"{v:.{d}f}"
     for row in table:
-        tg, pp, ttft = row["tg_tokens_per_s"], row["pp_tokens_per_s"], row["ttft_mean_s"]
-        lines.append(f"| {row['streams']} | {fmt(tg['flexi'])} | {fmt(tg['llama_server'])} | {fmt(tg['ratio'], 3)} "
-                     f"| {fmt(pp['flexi'])} | {fmt(pp['llama_server'])} | {fmt(pp['ratio'], 3)} "
+        n = row["streams"]
+        tg, total, pp, ttft = row["tg_tokens_per_s"], row["tg_total_tokens_per_s"], row["pp_tokens_per_s"], row["ttft_mean_s"]
+        what = "per stream" if n == 1 else "all streams"
+        lines.append(f"| {n} | {fmt(tg['flexi'])} | {fmt(tg['llama_server'])} | {fmt(tg['ratio'], 3)} "
+                     f"| {fmt(total['flexi'])} | {fmt(total['llama_server'])} | {fmt(total['ratio'], 3)} "
+                     f"| {fmt(pp['flexi'])} | {fmt(pp['llama_server'])} "
                      f"| {fmt(ttft['flexi'], 2)} | {fmt(ttft['llama_server'], 2)} "
-                     f"| {'yes' if verdicts[row['streams']] else 'no'} (≥ {targets.get(row['streams'], 0.9)}) |")
+                     f"| {'yes' if verdicts[n] else 'no'} ({what} ≥ {targets.get(n, 0.9)}) |")
+    lines += ["", "Per-stream generation rates at several streams are not compared: the servers count a stream's decode "
+              "time differently when other streams' prompts are processed in between."]
     write_results(args.name, data, "\n".join(lines) + "\n")
 
 
