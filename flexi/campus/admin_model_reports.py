@@ -80,7 +80,7 @@ async def list_reports(request: Request,
                 return [r.view(full) for r in stored]
             records = generation.with_remote(generation.store.list())
             digests = {r.name: r.digest for r in records if model is None or r.name == model}
-            newest = ops.latest_model_reports(session, digests)
+            newest = ops.latest_model_reports(session, digests, with_report=full)
             return [r.view(full) for per_kind in newest.values() for k, r in sorted(per_kind.items())
                     if kind is None or k == kind]
 

@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import SQLAlchemyError
 from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
@@ -40,6 +42,7 @@ from flexi.store.store import ModelRecord
 from flexi.web.charts import bar_chart
 from flexi.http.negotiate import wants_html
 
+log = logging.getLogger("flexi.web")
 router = APIRouter(include_in_schema=False)
 STATIC_DIR = Path(str(resources.files("flexi.web") / "static"))
 ASSETS_PREFIX = "/ui/assets"
@@ -151,8 +154,12 @@ def _measured(request: Request, digests: dict[str, str]) -> dict[str, dict[str, 
     picker and the admin models tab show, e.g. the safety probes' pass rate before a teacher picks a model."""
     if not digests:
         return {}
-    with access_of(request).sessions() as session:
-        newest = ops.latest_model_reports(session, digests)
+    try:
+        with access_of(request).sessions() as session:
+            newest = ops.latest_model_reports(session, digests)
+    except SQLAlchemyError as exc:  # the picker still works without the figures
+        log.warning("cannot read stored model reports: %s", exc)
+        return {}
     return {model: {kind: {"summary": r.summary, "created_at": r.created_at.isoformat(), "tool": r.tool}
                     for kind, r in per_kind.items()} for model, per_kind in newest.items()}
 

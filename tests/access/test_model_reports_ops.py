@@ -75,3 +75,16 @@ def test_old_reports_are_trimmed(session: Session, monkeypatch: pytest.MonkeyPat
     session.commit()
     assert [r.id for r in ops.list_model_reports(session, model="m:1")] == ids[:1:-1]
     assert len(ops.list_model_reports(session, model="n:1")) == 1
+
+
+def test_odd_shapes_from_a_report_file_never_break_the_summary(session: Session) -> None:
+    for rows in (5, "x", [{"ok": True, "streams": "a"}, {"ok": True, "streams": 1, "tg_tokens_per_s": 3.0}],
+                 [None, {"ok": True, "streams": True}]):
+        summary = ops.summarize("bench", {"rows": rows})
+        assert summary.get("tg_tokens_per_s") in (None, 3.0)
+    quant = ops.summarize("quant", {"quant": {"nested": "x" * 100}, "perplexity": {"de" * 10: 2.0}})
+    assert quant["quant"] is None and list(quant["perplexity"]) == ["dededede"]
+    stored = ops.save_model_report(session, model="m:1", digest=None, tool="flexi bench", result={"rows": 5})
+    assert ops.latest_model_reports(session, {"m:1": None})["m:1"]["bench"].id == stored.id  # a remote model
+    assert ops.latest_model_reports(session, {"m:1": None})["m:1"]["bench"].report == {}  # summary only
+    assert ops.latest_model_reports(session, {"m:1": None}, with_report=True)["m:1"]["bench"].report["result"] == {"rows": 5}

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.orm import Session, defer
 
 from flexi.access.admin_ops.checks import not_found, valid_id
 from flexi.access.admin_ops.errors import AdminError
@@ -72,10 +72,21 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) else None
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**6 else None
+
+
+def _short(value: Any) -> str | None:
+    """A short label from a report (e.g. "Q4_K_M"): anything else is dropped, never passed on to every user."""
+    return value[:32] if isinstance(value, str) else None
+
+
 def _bench_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    rows = [r for r in result.get("rows") or [] if isinstance(r, Mapping) and r.get("ok")]
+    raw = result.get("rows")
+    rows = [r for r in (raw if isinstance(raw, list) else []) if isinstance(r, Mapping) and r.get("ok")
+            and _count(r.get("streams")) is not None]
     single = next((r for r in rows if r.get("streams") == 1), None)
-    widest = max(rows, key=lambda r: r.get("streams") or 0, default=None)
+    widest = max(rows, key=lambda r: r["streams"], default=None)
     out: dict[str, Any] = {}
     if single is not None:
         out["tg_tokens_per_s"] = _number(single.get("tg_tokens_per_s"))
@@ -105,14 +116,15 @@ def _eval_summary(result: Mapping[str, Any]) -> dict[str, Any]:
 def _safety_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     categories = result.get("categories") or {}
     return {"pass_rate": _number(result.get("pass_rate")),
-            "categories": {str(name): _number(c.get("pass_rate")) for name, c in categories.items()
+            "categories": {str(name)[:32]: _number(c.get("pass_rate")) for name, c in list(categories.items())[:16]
                            if isinstance(c, Mapping)} if isinstance(categories, Mapping) else {}}
 
 
 def _quant_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     perplexity = result.get("perplexity") or {}
-    return {"quant": result.get("quant"), "size_bytes": _number(result.get("size_bytes")),
-            "perplexity": {str(k): _number(v) for k, v in perplexity.items()} if isinstance(perplexity, Mapping) else {},
+    return {"quant": _short(result.get("quant")), "size_bytes": _number(result.get("size_bytes")),
+            "perplexity": {str(k)[:8]: _number(v) for k, v in list(perplexity.items())[:8]}
+            if isinstance(perplexity, Mapping) else {},
             "tg_tokens_per_s": _number(result.get("tg_tokens_per_s"))}
 
 
@@ -163,18 +175,24 @@ def list_model_reports(session: Session, *, model: str | None = None, kind: str 
     return [_stored(row) for row in session.scalars(query)]
 
 
-def latest_model_reports(session: Session, digests: Mapping[str, str | None]) -> dict[str, dict[str, StoredReport]]:
+def latest_model_reports(session: Session, digests: Mapping[str, str | None],
+                         with_report: bool = False) -> dict[str, dict[str, StoredReport]]:
     """The newest report of each kind for each model in `digests` (model → its current file digest, or None
     for a remote model), leaving out reports measured on another file under the same name."""
     if not digests:
         return {}
-    newest = select(func.max(ModelReport.id)).where(ModelReport.model.in_(list(digests))) \
-        .group_by(ModelReport.model, ModelReport.kind, ModelReport.digest)
+    current = or_(*(and_(ModelReport.model == model, ModelReport.digest == digest if digest is not None
+                         else ModelReport.digest.is_(None)) for model, digest in digests.items()))
+    newest = select(func.max(ModelReport.id)).where(current).group_by(ModelReport.model, ModelReport.kind)
     out: dict[str, dict[str, StoredReport]] = {}
-    for row in session.scalars(select(ModelReport).where(ModelReport.id.in_(newest.scalar_subquery()))
-                               .order_by(ModelReport.id)):
-        if row.digest == digests.get(row.model):
-            out.setdefault(row.model, {})[row.kind] = _stored(row)
+    # the full report (up to 512 KiB each) stays in the database: the picker shows the summary only
+    query = select(ModelReport).where(ModelReport.id.in_(newest.scalar_subquery()))
+    if not with_report:
+        query = query.options(defer(ModelReport.report))
+    for row in session.scalars(query.order_by(ModelReport.id)):
+        out.setdefault(row.model, {})[row.kind] = StoredReport(row.id, row.model, row.digest, row.kind, row.tool,
+                                                               dict(row.summary), dict(row.report) if with_report else {},
+                                                               row.created_at)
     return out
 
 
