@@ -210,6 +210,8 @@ class GarakRun:
         `on_line` gets each complete line garak appends to its report while it runs (progress for long runs).
         An interrupted or timed-out garak is stopped, never left running."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        for old in self.work_dir.glob("garak.*jsonl"):  # an earlier run's report must never pass for this one's
+            old.unlink()
         config_path = self.work_dir / "garak-config.json"
         config_path.write_text(json.dumps(self.config(), indent=2), encoding="utf-8")
         env = garak_env(os.environ if base_env is None else base_env, self.work_dir, self.target_url, api_key)

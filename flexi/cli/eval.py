@@ -41,6 +41,9 @@ def eval_command(
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds per request."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="FLEXI_API_KEY", help="Sent as 'Authorization: Bearer KEY'."),
     save: bool = SAVE_OPTION,
+    allow_download: bool = typer.Option(False, "--allow-download", help="Let lm-eval download datasets of its standard "
+                                                                      "tasks from Hugging Face (default: offline; the "
+                                                                      "shipped flexi_* tasks need nothing)."),
 ) -> None:
     """Score models on quality benchmarks through the server's OpenAI API, with tokens/s (nothing leaves this machine)."""
     from flexi.bench.bench import target_url
@@ -72,6 +75,9 @@ def eval_command(
         err.print(t("eval_progress_task", model=model, task=task) if task else t("eval_progress_speed", model=model))
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's progress bars; our own lines say what runs
+    if not allow_download:  # nothing leaves this machine unless asked: lm-eval's standard tasks fetch from the hub
+        for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+            os.environ[name] = "1"
     try:
         doc = run_eval(config, on_task)
     except EvalError as exc:

@@ -308,6 +308,17 @@ def test_garak_writing_no_report_is_an_error(tmp_path):
         run.run(api_key=None)
 
 
+def test_an_earlier_runs_report_never_passes_for_this_one(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "garak.report.jsonl").write_text(REPORT.read_text(encoding="utf-8"), encoding="utf-8")
+    run = GarakRun(python=_fake_interpreter(tmp_path, "echo 'cannot start' >&2\nexit 2\n"), target_url="http://127.0.0.1:1",
+                   model="m", spec="probes.dan.DanInTheWild", work_dir=work, prompt_cap=1)
+    with pytest.raises(GarakError):
+        run.run(api_key=None)
+    assert not (work / "garak.report.jsonl").exists()
+
+
 def test_a_garak_that_fails_midway_keeps_the_probes_it_finished(tmp_path):
     out = tmp_path / "out"
     work = out / "garak" / "smollm2-135m"

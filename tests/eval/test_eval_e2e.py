@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,8 @@ def test_eval_against_flexi(server, tmp_path: Path):
                                       "--limit", "3", "--max-tokens", "16", "--speed-tokens", "16", "--out", str(out),
                                       "--save"], env=ENGLISH)
     assert result.exit_code == 0, result.output + result.stderr
+    # nothing leaves the machine unless asked: lm-eval's dataset loading is switched offline (no --allow-download)
+    assert os.environ.get("HF_DATASETS_OFFLINE") == "1" and os.environ.get("HF_HUB_OFFLINE") == "1"
     doc = json.loads((out / "eval.json").read_text(encoding="utf-8"))
     assert doc["tool"] == "flexi eval" and doc["target"] == {"url": server.url, "local": True}
     assert doc["versions"]["lm_eval"] and doc["versions"]["flexi_server"] and doc["machine"]["cpu_cores"] >= 1
