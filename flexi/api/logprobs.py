@@ -22,6 +22,9 @@ from flexi.engine.types import MAX_TOP_LOGPROBS, BadRequest, TokenLogprob
 
 #: most prompts one /v1/completions request may carry (each is a generation of its own)
 MAX_PROMPTS = 64
+MAX_LIST_SIZE = 131_072  # characters (or token ids) of all prompts of one list together: bounds the memory and the
+# time one scored (echo + logprobs) answer takes to build and send (~32k tokens ≈ 7 MB of JSON), so one request
+# cannot hold the event loop that serves everyone; a single prompt is bounded by the model's context instead
 
 
 def token_text(piece: bytes) -> str:

@@ -25,10 +25,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from flexi import i18n
 from flexi.access.caller import Caller
 from flexi.api import completion as gen
-from flexi.http.app_state import generation_of, state_of
-from flexi.http.caller import caller_of
-from flexi.http.errors import OPENAI_TYPES, parse_body
-from flexi.api.logprobs import MAX_PROMPTS, LegacyLogprobs, content_entries, merge_parts, top_count
+from flexi.api.logprobs import (
+    MAX_LIST_SIZE,
+    MAX_PROMPTS,
+    LegacyLogprobs,
+    content_entries,
+    merge_parts,
+    top_count,
+)
 from flexi.api.openai_types import (
     ChatCompletionRequest,
     ChatMessage,
@@ -36,7 +40,6 @@ from flexi.api.openai_types import (
     EmbeddingsRequest,
     SamplingFields,
 )
-from flexi.service.options import ModelOptions
 from flexi.api.wire import primed, sse, stream_error
 from flexi.engine.types import (
     BadRequest,
@@ -48,7 +51,18 @@ from flexi.engine.types import (
     TextChunk,
     TokenLogprob,
 )
-from flexi.service.generation import ChatPrompt, Draft, EmbedDraft, GenerationService, Target, TextPrompt
+from flexi.http.app_state import generation_of, state_of
+from flexi.http.caller import caller_of
+from flexi.http.errors import OPENAI_TYPES, parse_body
+from flexi.service.generation import (
+    ChatPrompt,
+    Draft,
+    EmbedDraft,
+    GenerationService,
+    Target,
+    TextPrompt,
+)
+from flexi.service.options import ModelOptions
 from flexi.store.store import ModelRecord
 
 router = APIRouter()
@@ -424,7 +438,7 @@ def _prompts(prompt: Any) -> list[Prompt]:
     if prompt is None:
         raise BadRequest("prompt is required", param="prompt")
     if isinstance(prompt, str):
-        return [prompt]
+        prompt = [prompt]
     if not isinstance(prompt, list):
         raise BadRequest("prompt must be a string, a list of strings, a list of token ids or a list of lists of "
                          "token ids", param="prompt")
@@ -443,7 +457,12 @@ def _prompts(prompt: Any) -> list[Prompt]:
     if len(items) > MAX_PROMPTS:
         raise BadRequest(f"too many prompts: {len(items)}, at most {MAX_PROMPTS} are allowed per request",
                          param="prompt")
+    if len(items) > 1 and sum(len(item) for item in items) > MAX_LIST_SIZE:  # characters or token ids
+        raise BadRequest(f"the prompts of one request are together larger than {MAX_LIST_SIZE} characters (or token "
+                         "ids): send them in several requests", param="prompt")
     for i, item in enumerate(items):
+        if isinstance(item, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+            raise BadRequest(f"prompt[{i}] contains a lone surrogate (not valid Unicode text)", param="prompt")
         if isinstance(item, list) and not item:
             raise BadRequest(f"prompt[{i}] is an empty list of token ids", param="prompt")
         if isinstance(item, list) and any(t < 0 for t in item):

@@ -22,14 +22,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from flexi.http.access_middleware import AccessMiddleware
 from flexi.access.service import AccessService
 from flexi.api import openai as oa
-from flexi.service.backends import local_only
-from flexi.service.generation import GenerationService
-from flexi.http.errors import openai_error
 from flexi.config import load_settings
-from flexi.prompt.grammar import JSON_GBNF
 from flexi.engine.types import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -39,6 +34,11 @@ from flexi.engine.types import (
     ModelNotFound,
     TextChunk,
 )
+from flexi.http.access_middleware import AccessMiddleware
+from flexi.http.errors import openai_error
+from flexi.prompt.grammar import JSON_GBNF
+from flexi.service.backends import local_only
+from flexi.service.generation import GenerationService
 from flexi.store.gguf_meta import GGUFInfo
 from flexi.store.names import parse_model_name
 from flexi.store.store import ModelRecord
@@ -371,14 +371,19 @@ def test_completion_raw_prompt_and_defaults(client: openai.OpenAI, manager: Fake
                                                  ([1, -2], "negative token id"), ([[1], []], "prompt[1] is an empty list"),
                                                  (["a", 1], "a list of strings, a list of token ids"),
                                                  ([], "must not be empty"), (None, "prompt is required"),
-                                                 ({"a": 1}, "must be a string, a list of strings")])
-def test_completion_bad_prompts(http: TestClient, prompt: Any, message: str) -> None:
+                                                 ({"a": 1}, "must be a string, a list of strings"),
+                                                 (["ok", "\ud800"], "prompt[1] contains a lone surrogate"),
+                                                 ("\udfff", "prompt[0] contains a lone surrogate"),
+                                                 (["x" * 70_000, "y" * 70_000], "together larger than 131072")])
+def test_completion_bad_prompts(http: TestClient, manager: FakeManager, prompt: Any, message: str) -> None:
+    before = len(manager.requests)
     body: dict[str, Any] = {"model": "toolmodel"}
     if prompt is not None:
         body["prompt"] = prompt
-    r = http.post("/v1/completions", json=body)
+    r = http.post("/v1/completions", content=json.dumps(body), headers={"content-type": "application/json"})
     assert r.status_code == 400
     assert message in r.json()["error"]["message"] and r.json()["error"]["param"] == "prompt"
+    assert len(manager.requests) == before  # refused before any prompt of the list ran (or was billed)
 
 
 def test_completion_refusals(http: TestClient) -> None:
