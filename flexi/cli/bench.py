@@ -15,6 +15,7 @@ from typing import List, Optional
 
 import typer
 
+from flexi.cli.measuring import run_measurement, write_report
 from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
@@ -49,7 +50,6 @@ def bench_command(
         target_url,
     )
     from flexi.bench.loadtest import LoadTestError
-    from flexi.bench.report import write_json
 
     try:
         config = BenchConfig(url=target_url(url), models=list(models), streams=parse_streams(streams),
@@ -73,16 +73,8 @@ def bench_command(
     def on_batch(model: str, n: int, rep: int) -> None:
         err.print(t("bench_progress", model=model, streams=n, rep=rep + 1, reps=config.repeat))
 
-    try:
-        doc = asyncio.run(run_bench(config, on_batch))
-    except LoadTestError as exc:
-        typer.echo(t("error", message=str(exc)), err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.echo(t("error", message=t("interrupted")), err=True)
-        raise typer.Exit(130) from None
-    write_json(doc, out_dir / "bench.json")
-    (out_dir / "bench.md").write_text(bench_report.markdown(doc), encoding="utf-8")
+    doc = run_measurement(lambda: asyncio.run(run_bench(config, on_batch)), (LoadTestError,))
+    write_report(doc, out_dir, "bench", bench_report.markdown(doc))
     if as_json:
         typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from flexi.cli.measuring import run_measurement, write_report
 from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
@@ -48,7 +49,6 @@ def eval_command(
     """Score models on quality benchmarks through the server's OpenAI API, with tokens/s (nothing leaves this machine)."""
     from flexi.bench.bench import target_url
     from flexi.bench.loadtest import LoadTestError
-    from flexi.bench.report import write_json
     from flexi.eval import report
     from flexi.eval.errors import EvalError
     from flexi.eval.run import EvalConfig, check_config, run_eval
@@ -78,16 +78,8 @@ def eval_command(
     if not allow_download:  # nothing leaves this machine unless asked: lm-eval's standard tasks fetch from the hub
         for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
             os.environ[name] = "1"
-    try:
-        doc = run_eval(config, on_task)
-    except EvalError as exc:
-        typer.echo(t("error", message=str(exc)), err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.echo(t("error", message=t("interrupted")), err=True)
-        raise typer.Exit(130) from None
-    write_json(doc, out_dir / "eval.json")
-    (out_dir / "eval.md").write_text(report.markdown(doc), encoding="utf-8")
+    doc = run_measurement(lambda: run_eval(config, on_task), (EvalError,))
+    write_report(doc, out_dir, "eval", report.markdown(doc))
     if as_json:
         typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:

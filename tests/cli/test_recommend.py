@@ -41,7 +41,9 @@ def test_bench_eval_and_safety_give_a_report_a_chart_and_a_recommendation_per_us
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split()[:2] == ["MODEL", "QUALITY"] and "PARETO" in lines[0]
-    assert any(line.startswith("smollm2:135m ") and "51.6" in line and "not measured" in line for line in lines)
+    single = next(r for r in json.loads(BENCH.read_text())["results"][0]["rows"] if r["streams"] == 1)
+    speed = f"{single['tg_tokens_per_s']:.1f}"  # the committed report's figure (regenerated now and then)
+    assert any(line.startswith("smollm2:135m ") and speed in line and "not measured" in line for line in lines)
     assert "chat: smollm2:135m" in result.output and "feedback on essays: Qwen2.5:0.5B" in result.output
     doc = json.loads((out / "selection.json").read_text())
     assert doc["tool"] == "flexi recommend" and doc["parameters"]["budget_bytes"] == 8 * 1024**3
