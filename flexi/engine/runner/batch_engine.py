@@ -318,25 +318,34 @@ class BatchEngine:
                 self._fail(seq, f"llama.cpp decode failed (code {rc})", 500)
             return
         for seq, k, first, out_idx in fed:
-            if seq.scored is not None and not seq.decoding:
-                self._score(seq, first, k)
-            seq.slot.cached.extend(seq.pending[:k])  # type: ignore[union-attr]
-            del seq.pending[:k]
-            seq.n_past += k
-            if out_idx >= 0:
-                if seq.scored is not None and not seq.decoding:  # the prompt is prefilled: its scores go out
-                    self._events.append((seq.req_id, Scored(seq.scored)))
-                    if seq.max_new == 0:  # echo only: the prompt scored, nothing generated
-                        self._finish(seq, "length")
-                        continue
-                seq.decoding = True
-                token = ll.llama_sampler_sample(seq.chain, self.ctx, out_idx)
-                if seq.top_logprobs >= 0:
-                    entry = entries(logit_rows(self.ctx, out_idx, 1, self.model.n_vocab), [token],
-                                    seq.top_logprobs, self.model.piece)[0]
-                    self._on_token(seq, token, entry)
-                else:
-                    self._on_token(seq, token)
+            try:
+                self._advance(seq, k, first, out_idx)
+            except Exception as exc:  # e.g. in scoring: fail this sequence only, keep the runner for everybody else
+                log.exception("request %s failed after its decode step", seq.req_id)
+                if self.by_id.get(seq.req_id) is seq:
+                    self._fail(seq, f"runner error: {exc}", 500)
+
+    def _advance(self, seq: Sequence, k: int, first: int, out_idx: int) -> None:
+        """Take in what one decode step did for `seq`: prompt scores, the cache, and its next token."""
+        if seq.scored is not None and not seq.decoding:
+            self._score(seq, first, k)
+        seq.slot.cached.extend(seq.pending[:k])  # type: ignore[union-attr]
+        del seq.pending[:k]
+        seq.n_past += k
+        if out_idx >= 0:
+            if seq.scored is not None and not seq.decoding:  # the prompt is prefilled: its scores go out
+                self._events.append((seq.req_id, Scored(seq.scored)))
+                if seq.max_new == 0:  # echo only: the prompt scored, nothing generated
+                    self._finish(seq, "length")
+                    return
+            seq.decoding = True
+            token = ll.llama_sampler_sample(seq.chain, self.ctx, out_idx)
+            if seq.top_logprobs >= 0:
+                entry = entries(logit_rows(self.ctx, out_idx, 1, self.model.n_vocab), [token],
+                                seq.top_logprobs, self.model.piece)[0]
+                self._on_token(seq, token, entry)
+            else:
+                self._on_token(seq, token)
 
     def _score(self, seq: Sequence, first: int, k: int) -> None:
         """Score the prompt tokens after the `k` just fed from batch index `first`: the logits at prompt
