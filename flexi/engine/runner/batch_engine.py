@@ -41,7 +41,7 @@ from flexi.engine.runner.protocol import (
 from flexi.engine.runner.sampling import GrammarError, build_chain
 from flexi.engine.runner.sequence import Sequence, Slot
 from flexi.engine.runner.stops import StopMatcher
-from flexi.engine.types import MAX_TOP_LOGPROBS, FinishReason, TokenLogprob
+from flexi.engine.types import MAX_TOP_LOGPROBS, SCORE_CHUNK, FinishReason, TokenLogprob
 
 log = logging.getLogger("flexi.runner")
 
@@ -56,9 +56,9 @@ class EngineConfig:
     n_threads: int
     n_batch: int = 512
     prefill_chunk: int = 256
-    #: most prompt tokens a scoring sequence feeds per step: each needs its logits row kept (n_vocab floats,
-    #: 200-500 KiB), and llama.cpp's output buffer grows to the largest number of rows one step asks for
-    score_chunk: int = 64
+    #: most prompt tokens all scoring sequences together feed per step: each needs its logits row kept (n_vocab
+    #: floats, 200-500 KiB), and llama.cpp's output buffer grows to the largest number of rows one step asks for
+    score_chunk: int = SCORE_CHUNK
 
 
 @dataclass
@@ -284,11 +284,9 @@ class BatchEngine:
             self._finish(seq, "cancelled")
         if not self.active:
             return
-        score_chunk = self.cfg.score_chunk
-        demands = [SeqDemand(s.slot.seq_id,  # type: ignore[union-attr]
-                             len(s.pending) if s.scored is None or s.decoding else min(len(s.pending), score_chunk),
-                             s.decoding) for s in self.active]
-        allot = plan(demands, self.cfg.n_batch, self.cfg.prefill_chunk)
+        demands = [SeqDemand(s.slot.seq_id, len(s.pending), s.decoding,  # type: ignore[union-attr]
+                             scoring=s.scored is not None and not s.decoding) for s in self.active]
+        allot = plan(demands, self.cfg.n_batch, self.cfg.prefill_chunk, self.cfg.score_chunk)
         b = self.batch
         n = 0
         fed: list[tuple[Sequence, int, int, int]] = []  # seq, tokens fed, batch index of its first token and of its output (-1: none)
