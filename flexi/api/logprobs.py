@@ -16,6 +16,7 @@ does; its `bytes` are exact.
 from __future__ import annotations
 
 import codecs
+import re
 from typing import Any
 
 from flexi.engine.types import MAX_TOP_LOGPROBS, BadRequest, TokenLogprob
@@ -56,6 +57,59 @@ def top_count(logprobs: bool | None, top_logprobs: int | None) -> int | None:
     return top_logprobs or 0
 
 
+#: how a control token (its piece is empty: pieces are rendered without special tokens) looks when a prompt
+#: holds it literally: `<|endoftext|>`, `<s>`, `[INST]`
+_SPECIAL = re.compile(rb"<\|[^|\s]*\|>|<[^<>\s]+>|\[/?[A-Z_]+\]")
+
+
+def _starts(data: bytes, pos: int, piece: bytes, seen_text: bool) -> bool:
+    """Whether `piece` is the text at `pos` (before any text also without its SentencePiece leading space)."""
+    if not piece:
+        return False
+    return data.startswith(piece, pos) or (not seen_text and piece[:1] == b" " and len(piece) > 1
+                                           and data.startswith(piece[1:], pos))
+
+
+def align_prompt(pieces: list[bytes], text: str) -> tuple[list[int], list[str | None]]:
+    """Character offsets of a prompt's tokens in the prompt `text` they were tokenized from, so that
+    text[offset[i]:offset[i + 1]] is token i's text; and, per token, the literal text of a control token
+    found in the prompt (None for the others).
+
+    Pieces alone do not add up to the prompt: SentencePiece models give the first word a leading space the
+    prompt does not have ("▁Answer" is " Answer"), and control tokens written in the prompt
+    ("a<|endoftext|>b") have empty pieces. Tokens llama.cpp added (BOS) take no text. A piece that matches
+    nowhere keeps counting its bytes, as offsets did before."""
+    data = text.encode("utf-8")
+    offsets: list[int] = []
+    literal: list[str | None] = []
+    pos = 0
+    seen_text = False  # a token with text came already (the leading space is only the first's)
+    for i, piece in enumerate(pieces):
+        offsets.append(pos)
+        literal.append(None)
+        if not piece:
+            special = _SPECIAL.match(data, pos)
+            if special and not _starts(data, pos, next((p for p in pieces[i + 1:] if p), b""), seen_text):
+                literal[-1] = special.group().decode("utf-8")
+                pos = special.end()
+                seen_text = True
+            continue
+        if data.startswith(piece, pos):
+            pos += len(piece)
+        elif _starts(data, pos, piece, seen_text):  # the first word's SentencePiece space
+            pos += len(piece) - 1
+        else:
+            pos = min(pos + len(piece), len(data))
+        seen_text = True
+    chars: list[int] = []  # byte offset → character offset (a byte inside a character: that character's)
+    n = -1
+    for byte in data:
+        n += byte & 0xC0 != 0x80  # not a continuation byte: a new character
+        chars.append(n)
+    chars.append(n + 1)
+    return [chars[o] for o in offsets], literal
+
+
 class LegacyLogprobs:
     """Builds `/v1/completions` logprobs objects, in parts for streaming, with `text_offset` counted in
     characters of the returned text across all parts (the prompt's, when echoed, first)."""
@@ -64,23 +118,31 @@ class LegacyLogprobs:
         self._offset = start
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
-    def part(self, entries: list[TokenLogprob]) -> dict[str, Any]:
+    def part(self, entries: list[TokenLogprob], prompt: str | None = None) -> dict[str, Any]:
+        """One part's logprobs; `prompt`: the text of an echoed prompt these entries are the tokens of (their
+        offsets are then aligned with it, see align_prompt)."""
         tokens: list[str] = []
         values: list[float | None] = []
         tops: list[dict[str, float] | None] = []
         offsets: list[int] = []
-        for e in entries:
-            text = token_text(e.piece)
+        aligned, literal = align_prompt([e.piece for e in entries], prompt) if prompt is not None else ([], [])
+        for i, e in enumerate(entries):
+            text = token_text(e.piece) if not literal or literal[i] is None else literal[i]
             tokens.append(text)
             values.append(e.logprob)
-            offsets.append(self._offset)
-            self._offset += len(self._decoder.decode(e.piece))
+            if prompt is not None:
+                offsets.append(self._offset + aligned[i])
+            else:
+                offsets.append(self._offset)
+                self._offset += len(self._decoder.decode(e.piece))
             if e.logprob is None:
                 tops.append(None)
                 continue
             top = {token_text(piece): lp for _, piece, lp in e.top}
             top.setdefault(text, e.logprob)  # OpenAI: the chosen token is always there (up to N + 1 entries)
             tops.append(top)
+        if prompt is not None:
+            self._offset += len(prompt)
         return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
 
     def skip(self, text: str) -> None:

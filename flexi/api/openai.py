@@ -537,6 +537,10 @@ async def completion_response(request: Request, body: CompletionRequest) -> Resp
     first = await start(0)  # errors before any output (bad input, quota, load) become an HTTP status
     base = _response_base("cmpl-", "text_completion", body.model, record)
 
+    def prompt_text(item: Prompt) -> str | None:
+        """The echoed prompt text its scored tokens were tokenized from (offsets align with it), if it is one."""
+        return item if isinstance(item, str) and not target.builds_prompt and not body.suffix else None
+
     def logprobs_of(item: Prompt, done: gen.Completion) -> tuple[str, dict[str, Any] | None]:
         """(the echoed prompt's text, the choice's logprobs object)."""
         echoed = ""
@@ -545,7 +549,7 @@ async def completion_response(request: Request, body: CompletionRequest) -> Resp
         if not wants_logprobs:
             return echoed, None
         builder = LegacyLogprobs()
-        parts = [builder.part(done.prompt_logprobs or [])] if body.echo else []
+        parts = [builder.part(done.prompt_logprobs or [], prompt_text(item))] if body.echo else []
         parts.append(builder.part(done.logprobs or []))
         return echoed, merge_parts(parts)
 
@@ -583,7 +587,8 @@ async def completion_response(request: Request, body: CompletionRequest) -> Resp
                     yield _status_comment(ev)
                 elif isinstance(ev, PromptLogprobs):
                     text = item if isinstance(item, str) else _pieces_text(ev.logprobs)
-                    yield chunk(index, text, logprobs=builder.part(ev.logprobs) if wants_logprobs else None)
+                    yield chunk(index, text,
+                                logprobs=builder.part(ev.logprobs, prompt_text(item)) if wants_logprobs else None)
                 elif isinstance(ev, TextChunk):
                     if ev.logprobs is not None and wants_logprobs:
                         yield chunk(index, ev.text, logprobs=builder.part(ev.logprobs))

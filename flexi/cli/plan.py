@@ -132,6 +132,7 @@ def _render(label: str, size: int, info: Any, result: Any) -> None:
         (t("plan_kv", users=result.users, ctx=result.num_ctx), _size(memory.kv_cache)),
         (t("plan_compute"), _size(memory.compute)),
         (t("plan_embedder"), _size(memory.embedder)),
+        (t("plan_scoring"), _size(memory.scoring)),
         (t("plan_total"), _size(memory.total)),
     ]
     name = {"budget": t("plan_device_budget"), "mem": device.name}.get(device.source, device.name)

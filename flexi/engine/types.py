@@ -18,6 +18,9 @@ import msgspec
 #: runner hold for good. Retrieval chunks are a few hundred tokens; longer inputs are truncated
 #: (`truncate`, the default) or refused with 400.
 MAX_EMBED_CONTEXT = 2048
+#: most prompt tokens all scoring sequences of a runner feed per step (each needs its row of logits kept);
+#: the memory planner counts llama.cpp's output buffer for that many rows
+SCORE_CHUNK = 64
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 

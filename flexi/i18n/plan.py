@@ -19,6 +19,7 @@ ENTRIES: dict[str, dict[str, str]] = {
     "plan_kv": {"en": "KV cache ({users} × {ctx} tokens)", "de": "KV-Cache ({users} × {ctx} Token)"},
     "plan_compute": {"en": "compute buffers and process", "de": "Rechenpuffer und Prozess"},
     "plan_embedder": {"en": "embedding context", "de": "Embedding-Kontext"},
+    "plan_scoring": {"en": "prompt scoring (logprobs)", "de": "Prompt-Bewertung (Logprobs)"},
     "plan_total": {"en": "memory needed", "de": "Speicherbedarf"},
     "plan_device": {"en": "device", "de": "Gerät"},
     "plan_device_budget": {"en": "this host (FLEXI_MAX_MEMORY)", "de": "dieser Rechner (FLEXI_MAX_MEMORY)"},

@@ -83,7 +83,7 @@ class Plan:
                    "bytes_per_element": CACHE_TYPES[self.cache_type], "sliding_window": self.shape.sliding_window,
                    "bytes_per_token": int(self.shape.elements_per_token() * CACHE_TYPES[self.cache_type])},
             "memory": {"weights": self.memory.weights, "kv_cache": self.memory.kv_cache, "compute": self.memory.compute,
-                       "embedder": self.memory.embedder, "total": self.memory.total},
+                       "embedder": self.memory.embedder, "scoring": self.memory.scoring, "total": self.memory.total},
             "device": {"name": self.device.name, "memory": self.device.memory, "bandwidth": self.device.bandwidth,
                        "source": self.device.source},
             "fits": self.fits, "max_users": self.max_users,

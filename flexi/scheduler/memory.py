@@ -10,6 +10,10 @@ allocate. Measured against the runner's RSS and llama.cpp's own buffer sizes
   for the rows it outputs (one per sequence); with flash attention it hardly grows with the
   context. Together with the Python process and libraries that measured 82-90 MiB of RSS at
   every context and slot count, hence GENERATION_OVERHEAD;
+- prompt scoring (logprobs of an echoed prompt): llama.cpp's output buffer grows to the most logit
+  rows one step asks for and never shrinks; the runner lets all scoring sequences together ask for at
+  most SCORE_CHUNK rows a step, so that is SCORE_CHUNK x n_vocab x 4 B (12 MiB at a 49k vocabulary),
+  counted for every runner because any request may ask for it;
 - the embedder's context, created on the first embedding request and kept: its own KV cache
   for one sequence of num_ctx tokens and a compute buffer for a ubatch of num_ctx tokens
   (pooled embeddings need the whole input in one ubatch): num_ctx x (n_vocab + n_embd) x 4 B
@@ -33,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flexi.engine.types import MAX_EMBED_CONTEXT
+from flexi.engine.types import MAX_EMBED_CONTEXT, SCORE_CHUNK
 from flexi.store.gguf_meta import GGUFInfo
 
 MIB = 1024**2
@@ -96,6 +100,11 @@ def embedder_bytes(info: GGUFInfo, num_ctx: int, cache_type: str = "f16") -> int
     return kv_cache_bytes(info, num_ctx, 1, cache_type) + 2 * num_ctx * per_token + num_ctx * num_ctx * 2
 
 
+def scoring_bytes(info: GGUFInfo) -> int:
+    """llama.cpp's output buffer once prompt scoring asked for its most rows in one step (SCORE_CHUNK)."""
+    return SCORE_CHUNK * (info.vocab_size or UNKNOWN_VOCAB) * 4
+
+
 @dataclass(frozen=True)
 class RunnerMemory:
     """The parts of one runner's memory; `total` is what admission reserves."""
@@ -104,16 +113,17 @@ class RunnerMemory:
     kv_cache: int
     compute: int  # GENERATION_OVERHEAD: compute buffers, Python and libraries (measured)
     embedder: int
+    scoring: int = 0  # scoring_bytes: logit rows of prompt scoring
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.embedder
+        return self.weights + self.kv_cache + self.compute + self.embedder + self.scoring
 
 
 def runner_memory(file_size: int, info: GGUFInfo, num_ctx: int, num_parallel: int,
                   cache_type: str = "f16") -> RunnerMemory:
     return RunnerMemory(file_size, kv_cache_bytes(info, num_ctx, num_parallel, cache_type), GENERATION_OVERHEAD,
-                        embedder_bytes(info, num_ctx, cache_type))
+                        embedder_bytes(info, num_ctx, cache_type), scoring_bytes(info))
 
 
 def estimate_runner_bytes(file_size: int, info: GGUFInfo, num_ctx: int, num_parallel: int,

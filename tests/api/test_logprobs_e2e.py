@@ -49,6 +49,20 @@ def test_echo_scores_a_list_of_prompts_like_lm_eval_asks(client: openai.OpenAI) 
     assert resp.usage.completion_tokens == 2
 
 
+def test_echoed_offsets_match_the_prompt_text_around_a_literal_control_token(client: openai.OpenAI) -> None:
+    prompt = "a<|endoftext|>b"
+    resp = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=0, max_tokens=1, temperature=0,
+                                     extra_body=GREEDY)
+    choice = resp.choices[0]
+    lp = choice.logprobs
+    assert lp is not None and choice.text.startswith(prompt)
+    tokens, offsets = lp.tokens or [], lp.text_offset or []
+    assert "<|endoftext|>" in tokens  # one control token, written as it stands in the prompt
+    ends = offsets[1:] + [len(choice.text)]
+    assert [choice.text[start:end] for start, end in zip(offsets, ends)] == tokens
+    assert offsets[len(tokens) - 1] == len(prompt)  # the generated token starts after the echoed prompt
+
+
 def test_scoring_a_greedy_continuation_gives_the_logprobs_it_was_generated_with(client: openai.OpenAI) -> None:
     prompt = "The capital of France is"
     # two tokens (" Paris", "."): text that tokenizes back into the same tokens ("\n" "\n" would become "\n\n")

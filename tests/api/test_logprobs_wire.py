@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from flexi.api.logprobs import LegacyLogprobs, content_entries, token_text
+from flexi.api.logprobs import LegacyLogprobs, align_prompt, content_entries, token_text
 from flexi.engine.types import PromptLogprobs, TextChunk, TokenLogprob
 from tests.api.test_openai import FakeManager, _stats, access, app, client, http, manager  # noqa: F401 (fixtures)
 from tests.api.test_template_targets import http as template_http  # noqa: F401 (fixture)
@@ -41,6 +41,29 @@ def test_text_offsets_count_characters_of_the_returned_text() -> None:
     assert part["top_logprobs"][0] is None
     assert part["top_logprobs"][1] == {"The": -1.0, "Caf": -2.5}  # the chosen token always in (N + 1 entries)
     assert part["top_logprobs"][4] == {"!": -0.7, " au": -1.5}
+
+
+def test_prompt_offsets_align_sentencepiece_pieces_with_the_echoed_text() -> None:
+    # SentencePiece: the first word's piece carries a space the prompt does not have
+    assert align_prompt([b" Answer", b":", b" Paris"], "Answer: Paris") == ([0, 6, 7], [None, None, None])
+    assert align_prompt([b"", b" Answer", b":", b" Paris"], "Answer: Paris")[0] == [0, 0, 6, 7]  # BOS takes no text
+    assert align_prompt([b" Answer"], " Answer")[0] == [0]  # a prompt with its own leading space keeps it
+    # a control token written in the prompt: its empty piece spans its literal text
+    assert align_prompt([b"a", b"", b"e"], "a<|endoftext|>e") == ([0, 1, 14], [None, "<|endoftext|>", None])
+    assert align_prompt([b"", b"<", b"b>"], "<b>")[0] == [0, 0, 1]  # BOS before a literal "<b>": no control token
+    assert align_prompt([E_ACUTE[:1], E_ACUTE[1:], b"x"], "éx")[0] == [0, 0, 1]
+
+
+def test_echoed_prompt_offsets_follow_its_text_and_the_output_continues_after_it() -> None:
+    builder = LegacyLogprobs()
+    prompt = [_lp(1, b"", None), _lp(2, b" Answer", -1.0), _lp(3, b":", -2.0), _lp(4, b"", -3.0), _lp(5, b" Paris", -0.5)]
+    text = "Answer:</s> Paris"
+    part = builder.part(prompt, text)
+    offsets = part["text_offset"]
+    assert offsets == [0, 0, 6, 7, 11]
+    assert part["tokens"][3] == "</s>" and text[offsets[3]:offsets[4]] == "</s>"
+    out = builder.part([_lp(6, b" is", -0.2)])
+    assert out["text_offset"] == [len(text)]
 
 
 def test_content_entries_are_openai_chat_and_ollama_shaped() -> None:

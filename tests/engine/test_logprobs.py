@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from flexi.engine.runner.logprobs import log_softmax_at
-from flexi.engine.runner.protocol import Done, Generate, Prefill, Scored, Text
+from flexi.engine.runner import batch_engine
+from flexi.engine.runner.protocol import Done, Error, Generate, Prefill, Scored, Text
 from flexi.engine.types import TokenLogprob
 from tests.engine.test_batch_engine import GREEDY, MODEL, EngineThread
 
@@ -108,3 +109,22 @@ def test_a_long_prompt_is_scored_in_chunks_next_to_a_plain_request(engine: Engin
     assert len(_generated(scored_events)) == done.completion_tokens
     assert not _generated(plain) and all(e.logprobs is None for e in plain if isinstance(e, Text))
     assert isinstance(plain[-1], Done) and plain[-1].completion_tokens == 8
+
+
+def test_a_scoring_failure_fails_only_its_request_and_the_runner_goes_on(engine: EngineThread,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> list[TokenLogprob]:
+        raise FloatingPointError("scoring broke")
+
+    monkeypatch.setattr(batch_engine, "entries", broken)
+    text = " ".join(f"word{i}" for i in range(40))
+    engine.submit(5, Generate(prompt="Hello there", sampling=GREEDY, max_tokens=8, ignore_eos=True))
+    engine.submit(6, Generate(prompt=text, sampling=GREEDY, max_tokens=2, score_prompt=True, logprobs=0))
+    failed, plain = engine.wait_for(6), engine.wait_for(5)
+    assert isinstance(failed[-1], Error) and failed[-1].status == 500 and "scoring broke" in failed[-1].message
+    assert isinstance(plain[-1], Done) and plain[-1].completion_tokens == 8
+    monkeypatch.undo()
+    engine.submit(7, Generate(prompt=text, sampling=GREEDY, max_tokens=2, score_prompt=True, logprobs=0))
+    later = engine.wait_for(7)
+    assert isinstance(later[-1], Done) and later[-1].completion_tokens == 2
+    assert any(isinstance(e, Scored) for e in later)

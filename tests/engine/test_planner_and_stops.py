@@ -90,6 +90,36 @@ def test_plan_invariants(items: list[tuple[int, bool]], n_batch: int, chunk: int
         assert sum(out.get(d.seq_id, 0) for d in demands if not d.decoding) <= chunk
 
 
+
+def test_scoring_sequences_share_one_budget_of_logit_rows_per_step() -> None:
+    # eight slots scoring long prompts: together at most score_chunk rows, not 8 x score_chunk
+    demands = [SeqDemand(i, 500, False, scoring=True) for i in range(8)]
+    out = plan(demands, n_batch=512, prefill_chunk=256, score_chunk=64)
+    assert sum(out.values()) == 64 and out[0] == 64  # the oldest first; the others wait
+    # a plain prefill and a decoder next to them still proceed
+    demands += [SeqDemand(8, 300, False), SeqDemand(9, 1, True)]
+    out = plan(demands, n_batch=512, prefill_chunk=256, score_chunk=64)
+    assert sum(out.get(i, 0) for i in range(8)) <= 64 and out[9] == 1 and out[8] > 0
+    # short scoring prompts leave the rest of the budget to the next one
+    out = plan([SeqDemand(0, 10, False, scoring=True), SeqDemand(1, 100, False, scoring=True)], 512, 256, 64)
+    assert out == {0: 10, 1: 54}
+
+
+@given(st.lists(st.tuples(st.integers(1, 3000), st.sampled_from(["decode", "prefill", "score"])), max_size=40),
+       st.integers(1, 1024), st.integers(1, 512), st.integers(1, 128))
+def test_plan_never_asks_for_more_scoring_rows_than_the_budget(items: list[tuple[int, str]], n_batch: int,
+                                                               chunk: int, score_chunk: int) -> None:
+    demands = [SeqDemand(i, 1 if kind == "decode" else pending, kind == "decode", scoring=kind == "score")
+               for i, (pending, kind) in enumerate(items)]
+    out = plan(demands, n_batch, chunk, score_chunk)
+    assert sum(out.values()) <= n_batch
+    assert sum(out.get(d.seq_id, 0) for d in demands if d.scoring) <= score_chunk
+    for d in demands:
+        assert 0 <= out.get(d.seq_id, 0) <= d.pending
+    if any(not d.decoding for d in demands) and len(demands) - sum(d.decoding for d in demands) > 0 \
+            and n_batch > sum(d.decoding for d in demands):
+        assert any(out.get(d.seq_id, 0) > 0 for d in demands if not d.decoding)  # nobody starves a whole step
+
 def test_stop_string_split_across_pieces() -> None:
     m = StopMatcher(["</answer>"])
     emitted = []

@@ -52,6 +52,17 @@ def test_plan_uses_the_admission_estimate_itself():
         assert p.memory.kv_cache == kv_cache_bytes(INFO, ctx, users)
 
 
+def test_the_plan_counts_the_logit_rows_of_one_scoring_step_once_per_runner():
+    from flexi.engine.types import SCORE_CHUNK
+
+    rows = SCORE_CHUNK * INFO.vocab_size * 4  # llama.cpp's output buffer: all scoring sequences share the chunk
+    for users in (1, 4):
+        memory = plan(SIZE, INFO, users, 2048, Device("host", 16 * GIB)).memory
+        assert memory.scoring == rows
+        assert memory.total == memory.weights + memory.kv_cache + memory.compute + memory.embedder + rows
+    assert plan(SIZE, INFO, 1, 2048, Device("host", 16 * GIB)).to_dict()["memory"]["scoring"] == rows
+
+
 def test_fits_and_the_most_users_are_exact_at_the_boundary():
     budget = runner_memory(SIZE, INFO, 2048, 7).total
     assert max_users(SIZE, INFO, 2048, budget) == 7

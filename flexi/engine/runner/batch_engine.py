@@ -41,7 +41,7 @@ from flexi.engine.runner.protocol import (
 from flexi.engine.runner.sampling import GrammarError, build_chain
 from flexi.engine.runner.sequence import Sequence, Slot
 from flexi.engine.runner.stops import StopMatcher
-from flexi.engine.types import MAX_TOP_LOGPROBS, FinishReason, TokenLogprob
+from flexi.engine.types import MAX_TOP_LOGPROBS, SCORE_CHUNK, FinishReason, TokenLogprob
 
 log = logging.getLogger("flexi.runner")
 
@@ -56,9 +56,9 @@ class EngineConfig:
     n_threads: int
     n_batch: int = 512
     prefill_chunk: int = 256
-    #: most prompt tokens a scoring sequence feeds per step: each needs its logits row kept (n_vocab floats,
-    #: 200-500 KiB), and llama.cpp's output buffer grows to the largest number of rows one step asks for
-    score_chunk: int = 64
+    #: most prompt tokens all scoring sequences together feed per step: each needs its logits row kept (n_vocab
+    #: floats, 200-500 KiB), and llama.cpp's output buffer grows to the largest number of rows one step asks for
+    score_chunk: int = SCORE_CHUNK
 
 
 @dataclass
@@ -284,11 +284,9 @@ class BatchEngine:
             self._finish(seq, "cancelled")
         if not self.active:
             return
-        score_chunk = self.cfg.score_chunk
-        demands = [SeqDemand(s.slot.seq_id,  # type: ignore[union-attr]
-                             len(s.pending) if s.scored is None or s.decoding else min(len(s.pending), score_chunk),
-                             s.decoding) for s in self.active]
-        allot = plan(demands, self.cfg.n_batch, self.cfg.prefill_chunk)
+        demands = [SeqDemand(s.slot.seq_id, len(s.pending), s.decoding,  # type: ignore[union-attr]
+                             scoring=s.scored is not None and not s.decoding) for s in self.active]
+        allot = plan(demands, self.cfg.n_batch, self.cfg.prefill_chunk, self.cfg.score_chunk)
         b = self.batch
         n = 0
         fed: list[tuple[Sequence, int, int, int]] = []  # seq, tokens fed, batch index of its first token and of its output (-1: none)
@@ -318,25 +316,34 @@ class BatchEngine:
                 self._fail(seq, f"llama.cpp decode failed (code {rc})", 500)
             return
         for seq, k, first, out_idx in fed:
-            if seq.scored is not None and not seq.decoding:
-                self._score(seq, first, k)
-            seq.slot.cached.extend(seq.pending[:k])  # type: ignore[union-attr]
-            del seq.pending[:k]
-            seq.n_past += k
-            if out_idx >= 0:
-                if seq.scored is not None and not seq.decoding:  # the prompt is prefilled: its scores go out
-                    self._events.append((seq.req_id, Scored(seq.scored)))
-                    if seq.max_new == 0:  # echo only: the prompt scored, nothing generated
-                        self._finish(seq, "length")
-                        continue
-                seq.decoding = True
-                token = ll.llama_sampler_sample(seq.chain, self.ctx, out_idx)
-                if seq.top_logprobs >= 0:
-                    entry = entries(logit_rows(self.ctx, out_idx, 1, self.model.n_vocab), [token],
-                                    seq.top_logprobs, self.model.piece)[0]
-                    self._on_token(seq, token, entry)
-                else:
-                    self._on_token(seq, token)
+            try:
+                self._advance(seq, k, first, out_idx)
+            except Exception as exc:  # e.g. in scoring: fail this sequence only, keep the runner for everybody else
+                log.exception("request %s failed after its decode step", seq.req_id)
+                if self.by_id.get(seq.req_id) is seq:
+                    self._fail(seq, f"runner error: {exc}", 500)
+
+    def _advance(self, seq: Sequence, k: int, first: int, out_idx: int) -> None:
+        """Take in what one decode step did for `seq`: prompt scores, the cache, and its next token."""
+        if seq.scored is not None and not seq.decoding:
+            self._score(seq, first, k)
+        seq.slot.cached.extend(seq.pending[:k])  # type: ignore[union-attr]
+        del seq.pending[:k]
+        seq.n_past += k
+        if out_idx >= 0:
+            if seq.scored is not None and not seq.decoding:  # the prompt is prefilled: its scores go out
+                self._events.append((seq.req_id, Scored(seq.scored)))
+                if seq.max_new == 0:  # echo only: the prompt scored, nothing generated
+                    self._finish(seq, "length")
+                    return
+            seq.decoding = True
+            token = ll.llama_sampler_sample(seq.chain, self.ctx, out_idx)
+            if seq.top_logprobs >= 0:
+                entry = entries(logit_rows(self.ctx, out_idx, 1, self.model.n_vocab), [token],
+                                seq.top_logprobs, self.model.piece)[0]
+                self._on_token(seq, token, entry)
+            else:
+                self._on_token(seq, token)
 
     def _score(self, seq: Sequence, first: int, k: int) -> None:
         """Score the prompt tokens after the `k` just fed from batch index `first`: the logits at prompt

@@ -71,15 +71,20 @@ class SeqDemand:
     seq_id: int
     pending: int  # tokens not yet in the KV cache (1 for a decoding sequence)
     decoding: bool
+    scoring: bool = False  # prefilling a prompt whose every token needs its row of logits
 
 
-def plan(demands: list[SeqDemand], n_batch: int, prefill_chunk: int) -> dict[int, int]:
+def plan(demands: list[SeqDemand], n_batch: int, prefill_chunk: int, score_chunk: int | None = None) -> dict[int, int]:
     """Return seq_id → number of tokens to feed in the next decode call.
 
     - every decoding sequence gets exactly 1 token (if the batch has room);
     - prefilling sequences split the rest, each at most `prefill_chunk` tokens
       when anybody is decoding (so long prompts do not freeze other streams),
-      otherwise up to the whole batch; earlier sequences in the list go first.
+      otherwise up to the whole batch; earlier sequences in the list go first;
+    - scoring sequences together get at most `score_chunk` tokens per step (None: no cap): each of their
+      tokens asks llama.cpp for a row of logits, and its output buffer grows to the most rows one step
+      asks for and never shrinks, so the cap bounds that memory however many slots score at once. A
+      scoring sequence left without tokens this step waits; the others proceed.
     """
     out: dict[int, int] = {}
     budget = n_batch
@@ -94,8 +99,9 @@ def plan(demands: list[SeqDemand], n_batch: int, prefill_chunk: int) -> dict[int
         return out
     cap = prefill_chunk if decoding else n_batch
     budget = min(budget, cap) if decoding else budget
+    score_left = n_batch if score_chunk is None else score_chunk
     # fair share: equal split, leftovers to the oldest
-    remaining = list(prefilling)
+    remaining = [d for d in prefilling if not d.scoring or score_left > 0]
     while budget > 0 and remaining:
         share = max(1, budget // len(remaining))
         still: list[SeqDemand] = []
@@ -103,11 +109,13 @@ def plan(demands: list[SeqDemand], n_batch: int, prefill_chunk: int) -> dict[int
             if budget == 0:
                 break
             have = out.get(d.seq_id, 0)
-            take = min(share, d.pending - have, budget)
+            take = min(share, d.pending - have, budget, score_left if d.scoring else budget)
             if take > 0:
                 out[d.seq_id] = have + take
                 budget -= take
-            if out.get(d.seq_id, 0) < d.pending:
+                if d.scoring:
+                    score_left -= take
+            if out.get(d.seq_id, 0) < d.pending and (not d.scoring or score_left > 0):
                 still.append(d)
         remaining = still
     return out
