@@ -45,7 +45,7 @@ def test_bench_eval_and_safety_of_one_model_merge_and_a_model_not_installed_has_
     assert smol.model == "smollm2:135m" and qwen.model == "Qwen2.5:0.5B"
     assert smol.tg_tokens_per_s == _doc(BENCH_JSON)["results"][0]["rows"][0]["tg_tokens_per_s"]  # the bench wins over eval
     assert smol.tg_total_tokens_per_s_n is not None and smol.streams_n == 4
-    assert smol.memory_bytes == _doc(BENCH_JSON)["results"][0]["memory"]["peak_bytes"] and smol.memory_source == "runner_rss"
+    assert smol.memory_bytes == _doc(BENCH_JSON)["results"][0]["memory"]["bytes"] and smol.memory_source == "runner_rss"
     assert smol.energy_j_per_1k is None and "no readable power source" in smol.energy_reason
     assert (smol.quality, smol.quality_de, smol.coding, smol.safety) == (0.25, 0.2, 0.0, 0.55)
     assert smol.installed is not None and smol.family is not None and smol.family.id == "smollm2"
