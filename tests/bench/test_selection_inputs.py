@@ -50,7 +50,7 @@ def test_bench_eval_and_safety_of_one_model_merge_and_a_model_not_installed_has_
     assert (smol.quality, smol.quality_de, smol.coding, smol.safety) == (0.25, 0.2, 0.0, 0.55)
     assert smol.installed is not None and smol.family is not None and smol.family.id == "smollm2"
     assert smol.context_length == 8192
-    assert [s["tool"] for s in smol.sources] == ["flexi bench", "flexi eval", "flexi safety"]
+    assert sorted(s["tool"] for s in smol.sources) == ["flexi bench", "flexi eval", "flexi safety"]
     # not installed here: speed from the eval run, no family, no context, no planner
     assert qwen.installed is None and qwen.family is None and qwen.context_length is None
     assert (qwen.tg_tokens_per_s, qwen.quality, qwen.coding, qwen.safety) == (20.0, 0.4125, 0.2, 0.8)
