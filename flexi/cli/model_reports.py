@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import typer
 
@@ -101,8 +102,7 @@ def list_reports(model: str | None = typer.Option(None, "--model", help="Only th
                                                                    "installed file."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List stored reports, newest first."""
-    query = "&".join(f"{k}={v}" for k, v in (("model", model), ("kind", kind)) if v)
-    query += "&latest=true" if latest else ""
+    query = urlencode([(k, v) for k, v in (("model", model), ("kind", kind), ("latest", "true" if latest else None)) if v])
     with Client() as client:
         reports = client.request("GET", "/admin/model-reports" + (f"?{query}" if query else ""))["reports"]
     if as_json:

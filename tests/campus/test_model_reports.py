@@ -76,6 +76,8 @@ def test_stored_reports_reach_the_picker_and_stay_admin_only(site: tuple[Running
     assert full["report"]["machine"] == {"cpu_cores": 2} and full["report"]["result"]["pass_rate"] == 0.8
     listed = _cli(srv, admin, "reports", "list", "--latest", "--json")
     assert listed.returncode == 0 and {r["kind"] for r in json.loads(listed.stdout)} == {"bench", "safety"}
+    odd = _cli(srv, admin, "reports", "list", "--model", f"{MODEL}&kind=bench", "--json")  # a name is one value
+    assert odd.returncode == 0 and json.loads(odd.stdout) == []
 
     assert _cli(srv, admin, "reports", "rm", str(stored["id"])).returncode == 0
     assert "safety" not in _measured(srv, student)
