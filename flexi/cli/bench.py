@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from flexi.cli.measuring import run_measurement, write_report
+from flexi.cli.measuring import output_dir, run_measurement, write_report
 from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
@@ -59,12 +58,7 @@ def bench_command(
     except LoadTestError as exc:
         typer.echo(t("error", message=str(exc)), err=True)
         raise typer.Exit(1) from None
-    out_dir = out if out is not None else Path(f"bench-{datetime.now():%Y%m%d-%H%M%S}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        typer.echo(t("error", message=t("out_dir", path=out_dir, detail=exc.strerror or exc)), err=True)
-        raise typer.Exit(1) from None
+    out_dir = output_dir(out, "bench")
     err = console(stderr=True)
     err.print(t("bench_target", url=config.url, models=", ".join(config.models),
                 streams=",".join(map(str, config.streams)), prompt=config.prompt_tokens,

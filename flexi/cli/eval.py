@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
 from pathlib import Path
 
 import typer
 
-from flexi.cli.measuring import run_measurement, write_report
+from flexi.cli.measuring import output_dir, run_measurement, write_report
 from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
@@ -61,12 +60,7 @@ def eval_command(
     except (EvalError, LoadTestError) as exc:
         typer.echo(t("error", message=str(exc)), err=True)
         raise typer.Exit(1) from None
-    out_dir = out if out is not None else Path(f"eval-{datetime.now():%Y%m%d-%H%M%S}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        typer.echo(t("error", message=t("out_dir", path=out_dir, detail=exc.strerror or exc)), err=True)
-        raise typer.Exit(1) from None
+    out_dir = output_dir(out, "eval")
     err = console(stderr=True)
     err.print(t("eval_target", url=config.url, models=", ".join(config.models), tasks=", ".join(config.tasks),
                 limit=t("eval_limit", limit=config.limit) if config.limit else ""))

@@ -32,3 +32,16 @@ def write_report(doc: dict[str, Any], out_dir: Path, stem: str, markdown: str) -
 
     write_json(doc, out_dir / f"{stem}.json")
     (out_dir / f"{stem}.md").write_text(markdown, encoding="utf-8")
+
+
+def output_dir(out: Path | None, stem: str) -> Path:
+    """`out`, or `<stem>-<timestamp>` in the working directory, created; a directory that cannot be made exits 1."""
+    from datetime import datetime
+
+    path = out if out is not None else Path(f"{stem}-{datetime.now():%Y%m%d-%H%M%S}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(t("error", message=t("out_dir", path=path, detail=exc.strerror or exc)), err=True)
+        raise typer.Exit(1) from None
+    return path

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
 
 from flexi.cli.errors import fail
+from flexi.cli.measuring import output_dir
 from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import env_locale, t
@@ -179,11 +179,7 @@ def quant_report_command(
             load_text(spec)  # a missing or empty file fails now, not after the first model
     except LoadTestError as exc:
         raise fail(str(exc)) from None
-    out_dir = out if out is not None else Path(f"quant-{datetime.now():%Y%m%d-%H%M%S}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fail(t("out_dir", path=out_dir, detail=exc.strerror or exc)) from None
+    out_dir = output_dir(out, "quant")
     err = console(stderr=True)
     err.print(t("quant_report_target", models=", ".join(config.models), url=config.url))
     try:

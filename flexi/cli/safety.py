@@ -10,12 +10,12 @@ server, 130 on Ctrl-C.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from flexi.cli.measuring import output_dir
 from flexi.cli.model_reports import SAVE_OPTION, save_after_run
 from flexi.cli.ui import console, print_table
 from flexi.i18n import t
@@ -87,11 +87,7 @@ def safety_command(
     except (SafetyError, LoadTestError) as exc:
         _fail(str(exc))
         return
-    out_dir = out if out is not None else Path(f"safety-{datetime.now():%Y%m%d-%H%M%S}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _fail(t("out_dir", path=out_dir, detail=exc.strerror or exc))
+    out_dir = output_dir(out, "safety")
     config.out_dir = out_dir.resolve()
     err = console(stderr=True)
     try:
