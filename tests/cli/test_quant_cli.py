@@ -59,3 +59,16 @@ def test_quant_report_argument_errors(tmp_path: Path):
     assert result.exit_code == 1 and "--tolerance must not be negative" in result.stderr
     result = run(tmp_path, "quant-report", "m", "--url", NOWHERE, "--out", str(tmp_path / "o"))
     assert result.exit_code == 1 and "cannot reach" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["bench", "m"], ["eval", "m"], ["quant-report", "m"]])
+def test_an_output_directory_that_cannot_be_made_is_a_clear_error(tmp_path, command):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the directory should go
+    from typer.testing import CliRunner
+
+    from flexi.cli.main import app
+
+    result = CliRunner().invoke(app, [*command, "--out", str(blocker / "out")],
+                                env={"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_US.UTF-8", "FLEXI_API_KEY": None})
+    assert result.exit_code == 1 and str(blocker / "out") in result.stderr and "Traceback" not in result.stderr
